@@ -1,0 +1,220 @@
+/*-------------------------------------------------------------------------
+ *
+ * alexandrite.c
+ *	  Module entry point: PG_MODULE_MAGIC, _PG_init and every GUC.
+ *
+ * Every configuration parameter of the extension is defined here, in one
+ * place, so that the SQL functions can read them whether or not the library
+ * was preloaded.  Background workers and shared memory are only set up when
+ * the library is loaded through shared_preload_libraries.
+ *
+ * IDENTIFICATION
+ *	  src/alexandrite.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "alexandrite.h"
+
+PG_MODULE_MAGIC;
+
+PGDLLEXPORT void _PG_init(void);
+
+char	   *alx_database = NULL;
+char	   *alx_amqp_url = NULL;
+char	   *alx_amqp_exchange = NULL;
+int			alx_outbox_batch_size = 500;
+int			alx_outbox_max_attempts = 10;
+int			alx_mesh_max_bytes = 256 * 1024 * 1024;
+int			alx_mesh_timeout_ms = 60000;
+int			alx_fold_interval_ms = 1000;
+char	   *alx_actor = NULL;
+
+bool		alx_preloaded = false;
+
+/*
+ * An AMQP URL must name the amqp or amqps scheme; several URLs may be given,
+ * separated by commas, for broker failover.
+ */
+static bool
+check_amqp_url(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	char	   *tok;
+	char	   *save = NULL;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;			/* empty disables publishing */
+
+	copy = pstrdup(*newval);
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+		 tok = strtok_r(NULL, ",", &save))
+	{
+		while (*tok == ' ')
+			tok++;
+		if (strncmp(tok, "amqp://", 7) != 0 && strncmp(tok, "amqps://", 8) != 0)
+		{
+			GUC_check_errdetail("Each URL must start with \"amqp://\" or \"amqps://\".");
+			pfree(copy);
+			return false;
+		}
+	}
+	pfree(copy);
+	return true;
+}
+
+/* An exchange name is at most 255 bytes of letters, digits, - _ . : */
+static bool
+check_exchange(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (*newval == NULL)
+		return true;
+	if (strlen(*newval) > 255)
+	{
+		GUC_check_errdetail("An exchange name is at most 255 bytes long.");
+		return false;
+	}
+	for (p = *newval; *p; p++)
+	{
+		if (!(isalnum((unsigned char) *p) || *p == '-' || *p == '_' ||
+			  *p == '.' || *p == ':'))
+		{
+			GUC_check_errdetail("An exchange name may only contain letters, digits, hyphens, underscores, periods and colons.");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Define every alexandrite.* configuration parameter. */
+static void
+alx_define_gucs(void)
+{
+	DefineCustomStringVariable("alexandrite.database",
+							   "Sets the database in which the background worker drains the outbox.",
+							   NULL,
+							   &alx_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("alexandrite.amqp_url",
+							   "Sets the URL of the RabbitMQ broker, or a comma-separated list of URLs for failover.",
+							   "An empty string disables publishing.",
+							   &alx_amqp_url,
+							   "amqp://guest:guest@127.0.0.1:5672/",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   check_amqp_url, NULL, NULL);
+
+	DefineCustomStringVariable("alexandrite.amqp_exchange",
+							   "Sets the topic exchange the outbox is published to.",
+							   NULL,
+							   &alx_amqp_exchange,
+							   "alexandrite.events",
+							   PGC_SIGHUP,
+							   0,
+							   check_exchange, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.outbox_batch_size",
+							"Sets the number of outbox rows the relay reads and publishes per batch.",
+							NULL,
+							&alx_outbox_batch_size,
+							500, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.outbox_max_attempts",
+							"Sets how many times the relay tries to publish an event before it becomes a dead letter.",
+							NULL,
+							&alx_outbox_max_attempts,
+							10, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.mesh_max_bytes",
+							"Sets the largest mesh file, in bytes, that mesh_analyze accepts.",
+							NULL,
+							&alx_mesh_max_bytes,
+							256 * 1024 * 1024, 1024, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.mesh_timeout",
+							"Sets the longest time one mesh analysis may take.",
+							"The helper process is killed when it runs longer; statement_timeout also applies.",
+							&alx_mesh_timeout_ms,
+							60000, 100, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.fold_interval",
+							"Sets the delay between dashboard folds by the background worker.",
+							"Zero disables folding in the worker; schedule_refresh() can use pg_cron instead.",
+							&alx_fold_interval_ms,
+							1000, 0, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("alexandrite.actor",
+							   "Sets the actor recorded in order events when a call names none.",
+							   "Empty means the current database user.",
+							   &alx_actor,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("alexandrite");
+}
+
+/* Raise an error unless the library was loaded through shared_preload_libraries. */
+void
+AlxRequirePreload(const char *what)
+{
+	if (!alx_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s requires alexandrite to be loaded via shared_preload_libraries", what),
+				 errhint("Add alexandrite to shared_preload_libraries and restart the server.")));
+}
+
+/*
+ * Module load: GUCs always; workers and shared memory only when preloaded
+ * (and never during pg_upgrade).
+ */
+void
+_PG_init(void)
+{
+	alx_define_gucs();
+
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
+		return;
+
+	alx_preloaded = true;
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_version);
+
+/* The version of the loaded library (the SQL version is in pg_extension). */
+Datum
+alexandrite_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(ALX_LIBRARY_VERSION));
+}
