@@ -41,9 +41,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 sql/alexandrite--1.0--1.1.sql: $(SQL_1_1) Makefile
-	@{ printf '%s\n' '/* sql/alexandrite--1.0--1.1.sql: generated from sql/1.1/*.sql, do not edit */' \
+	@{ printf '%s\n' '/* sql/alexandrite--1.0--1.1.sql: generated from the fragments in sql/1.1, do not edit */' \
 	    '\echo Use "ALTER EXTENSION alexandrite UPDATE TO '"'"'1.1'"'"'" to load this file. \quit'; \
-	  for f in $(SQL_1_1); do printf '\n/* ---- %s ---- */\n' "$$f"; sed '/^\\echo Use /d' "$$f"; done; } > $@
+	  for f in $(SQL_1_1); do printf '\n-- ---- %s ----\n' "$$f"; sed '/^\\echo Use /d' "$$f"; done; } > $@
 
 # every test suite, on throwaway clusters; see scripts/test
 PROVE ?= prove

@@ -106,6 +106,34 @@ CREATE TABLE alexandrite.operators (
 COMMENT ON TABLE alexandrite.operators IS 'people who work orders; capacity = open orders one may hold';
 
 ------------------------------------------------------------------------------
+-- Analysed meshes (filled by mesh_ingest; the order core only references them)
+------------------------------------------------------------------------------
+CREATE TABLE alexandrite.meshes (
+    id                   bigserial PRIMARY KEY,
+    sha256               bytea NOT NULL CHECK (pg_catalog.length(sha256) OPERATOR(pg_catalog.=) 32),
+    unit                 text NOT NULL DEFAULT 'mm',
+    filename             text,
+    format               text NOT NULL,
+    triangles            bigint NOT NULL,
+    vertices             bigint NOT NULL,
+    volume_mm3           float8 NOT NULL,
+    area_mm2             float8 NOT NULL,
+    size_x_mm            float8 NOT NULL,
+    size_y_mm            float8 NOT NULL,
+    size_z_mm            float8 NOT NULL,
+    shells               integer NOT NULL,
+    watertight           boolean NOT NULL,
+    boundary_edges       bigint NOT NULL,
+    nonmanifold_edges    bigint NOT NULL,
+    degenerate_triangles bigint NOT NULL,
+    analyzed_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    analysis_ms          float8,
+    -- the same bytes in another unit are another mesh
+    UNIQUE (sha256, unit)
+);
+COMMENT ON TABLE alexandrite.meshes IS 'analysed 3D models: geometry in millimetres, keyed by the SHA-256 of the file bytes and the unit';
+
+------------------------------------------------------------------------------
 -- Orders and their history
 ------------------------------------------------------------------------------
 CREATE TABLE alexandrite.orders (
@@ -114,7 +142,7 @@ CREATE TABLE alexandrite.orders (
                       CHECK (pg_catalog.length(external_ref) OPERATOR(pg_catalog.<=) 200),
     channel           text NOT NULL,
     customer_id       text NOT NULL,
-    mesh_id           bigint,
+    mesh_id           bigint REFERENCES alexandrite.meshes (id),
     material          text REFERENCES alexandrite.materials (code) ON UPDATE CASCADE,
     status            alexandrite.order_status NOT NULL DEFAULT 'new',
     operator_id       text REFERENCES alexandrite.operators (id) ON UPDATE CASCADE,
@@ -146,6 +174,8 @@ COMMENT ON TABLE alexandrite.order_events IS 'one row per status change of an or
 CREATE INDEX order_events_order_idx ON alexandrite.order_events (order_id, id);
 
 -- pg_dump keeps the rows of every table that holds user data
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.meshes', '');
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.meshes_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.materials', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.sla_policies', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.sla_policies_id_seq', '');
@@ -379,7 +409,7 @@ BEGIN ATOMIC
            o.sla_due_at, o.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now()
       FROM alexandrite.orders o
      WHERE o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
-       AND o.status_changed_at OPERATOR(pg_catalog.<=) pg_catalog.now() OPERATOR(pg_catalog.-) stuck_orders.older_than
+       AND o.status_changed_at OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) stuck_orders.older_than)
      ORDER BY o.status_changed_at, o.id;
 END;
 COMMENT ON FUNCTION alexandrite.stuck_orders(interval)
