@@ -168,10 +168,20 @@ CREATE TABLE alexandrite.order_events (
     to_status   alexandrite.order_status NOT NULL,
     at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     actor       text,
+    traceparent text,                              -- W3C trace context of the writer
     detail      jsonb
 );
 COMMENT ON TABLE alexandrite.order_events IS 'one row per status change of an order, written in the same transaction';
 CREATE INDEX order_events_order_idx ON alexandrite.order_events (order_id, id);
+
+CREATE TABLE alexandrite.sla_breaches (
+    order_id         bigint PRIMARY KEY REFERENCES alexandrite.orders (id) ON DELETE CASCADE,
+    sla_due_at       timestamptz NOT NULL,
+    breached_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    status_at_breach alexandrite.order_status NOT NULL,
+    operator_id      text
+);
+COMMENT ON TABLE alexandrite.sla_breaches IS 'orders that passed their due time while open, recorded once per order';
 
 -- pg_dump keeps the rows of every table that holds user data
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.meshes', '');
@@ -184,6 +194,7 @@ SELECT pg_catalog.pg_extension_config_dump('alexandrite.orders', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.orders_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.order_events', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.order_events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.sla_breaches', '');
 
 ------------------------------------------------------------------------------
 -- The order API
@@ -197,6 +208,13 @@ CREATE FUNCTION alexandrite.current_actor(actor text) RETURNS text
                     NULLIF(pg_catalog.current_setting('alexandrite.actor', true), ''),
                     CURRENT_USER::text);
 COMMENT ON FUNCTION alexandrite.current_actor(text) IS 'the actor recorded for a change: argument, alexandrite.actor, or current_user';
+
+-- The W3C traceparent the MES attached to this transaction
+-- (SET LOCAL alexandrite.traceparent = '00-<trace-id>-<span-id>-01'), or NULL.
+CREATE FUNCTION alexandrite.current_traceparent() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN NULLIF(pg_catalog.current_setting('alexandrite.traceparent', true), '');
+COMMENT ON FUNCTION alexandrite.current_traceparent() IS 'the W3C traceparent set for this transaction (alexandrite.traceparent), or NULL';
 
 -- The SLA policy that applies to a (channel, customer): the customer's own
 -- contract first, else the channel default.  No row: unknown channel.
@@ -286,8 +304,8 @@ BEGIN
         RETURN v_existing.id;
     END IF;
 
-    INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor)
-    VALUES (v_id, NULL, 'new', v_now, alexandrite.current_actor(NULL));
+    INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor, traceparent)
+    VALUES (v_id, NULL, 'new', v_now, alexandrite.current_actor(NULL), alexandrite.current_traceparent());
     RETURN v_id;
 END;
 $$;
@@ -360,9 +378,9 @@ BEGIN
            status_changed_at = v_now
      WHERE o.id OPERATOR(pg_catalog.=) set_status.order_id;
 
-    INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor)
+    INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor, traceparent)
     VALUES (order_id, v_order.status, status, v_now,
-            alexandrite.current_actor(actor));
+            alexandrite.current_actor(actor), alexandrite.current_traceparent());
 END;
 $$;
 COMMENT ON FUNCTION alexandrite.set_status(bigint, alexandrite.order_status, text)

@@ -37,6 +37,7 @@ int			alx_mesh_max_bytes = 256 * 1024 * 1024;
 int			alx_mesh_timeout_ms = 60000;
 int			alx_fold_interval_ms = 1000;
 char	   *alx_actor = NULL;
+char	   *alx_traceparent = NULL;
 
 bool		alx_preloaded = false;
 
@@ -94,6 +95,48 @@ check_exchange(char **newval, void **extra, GucSource source)
 		}
 	}
 	return true;
+}
+
+/*
+ * A W3C trace context header: version "00", 32 hex digits of trace id, 16 of
+ * parent span id, 2 of flags, all lower case, ids not all zero.
+ */
+static bool
+check_traceparent(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+	static const int field_len[] = {2, 32, 16, 2};
+	int			pos = 0;
+
+	if (v == NULL || v[0] == '\0')
+		return true;
+	if (strlen(v) != 55)
+		goto bad;
+	for (int f = 0; f < 4; f++)
+	{
+		bool		all_zero = true;
+
+		for (int i = 0; i < field_len[f]; i++, pos++)
+		{
+			char		c = v[pos];
+
+			if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+				goto bad;
+			if (c != '0')
+				all_zero = false;
+		}
+		if ((f == 1 || f == 2) && all_zero)
+			goto bad;
+		if (f < 3 && v[pos++] != '-')
+			goto bad;
+	}
+	if (strncmp(v, "ff", 2) == 0)
+		goto bad;
+	return true;
+
+bad:
+	GUC_check_errdetail("A traceparent looks like \"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\" (W3C Trace Context).");
+	return false;
 }
 
 /* Define every alexandrite.* configuration parameter. */
@@ -180,6 +223,15 @@ alx_define_gucs(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("alexandrite.traceparent",
+							   "Sets the W3C trace context recorded with order events and outbox messages.",
+							   "Set it per transaction with SET LOCAL; empty means none.",
+							   &alx_traceparent,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_traceparent, NULL, NULL);
 
 	MarkGUCPrefixReserved("alexandrite");
 }

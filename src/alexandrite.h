@@ -25,6 +25,7 @@ extern int	alx_mesh_max_bytes;
 extern int	alx_mesh_timeout_ms;
 extern int	alx_fold_interval_ms;
 extern char *alx_actor;
+extern char *alx_traceparent;
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool alx_preloaded;
