@@ -177,7 +177,7 @@ BEGIN
     -- 1. the aggregate's row lock (held until commit) and its next seq
     INSERT INTO alexandrite.outbox_aggregates AS a (aggregate_type, aggregate_id, last_seq)
     VALUES (outbox_emit.aggregate_type, outbox_emit.aggregate_id, 1)
-    ON CONFLICT (aggregate_type, aggregate_id)
+    ON CONFLICT ON CONSTRAINT outbox_aggregates_pkey
     DO UPDATE SET last_seq = a.last_seq OPERATOR(pg_catalog.+) 1
     RETURNING a.last_seq INTO v_seq;
     -- 2. the id, only after the lock: ids of one aggregate follow its seq

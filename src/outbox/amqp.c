@@ -27,6 +27,7 @@
 #include <amqp_tcp_socket.h>
 
 #include "miscadmin.h"
+#include "utils/memutils.h"
 
 #include "outbox/outbox.h"
 
@@ -312,7 +313,15 @@ AlxAmqpPublish(AlxMsg *m, const char *exchange, char *err, size_t errlen)
 	p.headers.num_entries = nh;
 	p.headers.entries = h;
 
-	rkey = psprintf("%s.%s", m->aggregate_type, m->event_type);
+	/* "<aggregate_type>.<event_type>", without repeating a prefix already there */
+	{
+		size_t		tl = strlen(m->aggregate_type);
+
+		if (strncmp(m->event_type, m->aggregate_type, tl) == 0 && m->event_type[tl] == '.')
+			rkey = pstrdup(m->event_type);
+		else
+			rkey = psprintf("%s.%s", m->aggregate_type, m->event_type);
+	}
 	st = amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(rkey),
 							1, 0, &p, amqp_cstring_bytes(m->payload));
 	pfree(rkey);

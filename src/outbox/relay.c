@@ -503,9 +503,9 @@ read_msgs(int *nout, int extra_cols)
 #define EVENT_COLS(alias) \
 	alias ".id, " alias ".aggregate_type, " alias ".aggregate_id, " alias ".aggregate_seq, " \
 	alias ".event_type, " alias ".payload::pg_catalog.text, " \
-	"(SELECT pg_catalog.array_agg(h.key ORDER BY h.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) h), " \
-	"(SELECT pg_catalog.array_agg(h.value ORDER BY h.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) h), " \
-	"pg_catalog.extract(epoch FROM " alias ".created_at)::pg_catalog.int8"
+	"(SELECT pg_catalog.array_agg(kv.key ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
+	"(SELECT pg_catalog.array_agg(kv.value ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
+	"pg_catalog.date_part('epoch', " alias ".created_at)::pg_catalog.int8"
 
 static int
 retry_delay_ms(int attempts)
@@ -755,7 +755,7 @@ process_retries(int *wait_ms)
 		values[0] = Int32GetDatum(alx_outbox_batch_size);
 		spi_exec("SELECT " EVENT_COLS("h") ","
 				 " h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(), h.attempts,"
-				 " (pg_catalog.extract(epoch FROM h.next_attempt_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())"
+				 " (pg_catalog.date_part('epoch', h.next_attempt_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())"
 				 "   OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
 				 " FROM (SELECT DISTINCT ON (q.aggregate_type, q.aggregate_id) q.*"
 				 "         FROM alexandrite.outbox_retry q"
@@ -892,8 +892,8 @@ maybe_rotate(void)
 
 		v0[0] = Int32GetDatum(alx_outbox_rotate_interval_s);
 		spi_exec("SELECT r.cur_table, r.last_snapshot::pg_catalog.text,"
-				 " r.rotated_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-)"
-				 "   pg_catalog.make_interval(secs => $1)"
+				 " r.rotated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-)"
+				 "   pg_catalog.make_interval(secs => $1))"
 				 " FROM alexandrite.outbox_relay r",
 				 1, t0, v0, NULL, SPI_OK_SELECT);
 	}
@@ -1002,6 +1002,7 @@ AlxOutboxRelayMain(Datum main_arg)
 			reload_config();
 		}
 
+		(void) ensure_connected();
 		r = drain_stream();
 		if (r > 0)
 			work = 1;
