@@ -69,6 +69,7 @@ CREATE TABLE alexandrite.outbox_relay (
     last_snapshot   pg_snapshot NOT NULL,   -- every event visible here is handled
     batch_snapshot  pg_snapshot,            -- the batch being drained, or NULL
     batch_pos       bigint      NOT NULL DEFAULT 0,  -- batch events with id <= this are handled
+    batch_end       bigint      NOT NULL DEFAULT 0,  -- the largest id in the batch
     published_total bigint      NOT NULL DEFAULT 0,
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 ) WITH (fillfactor = 50);

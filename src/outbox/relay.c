@@ -571,6 +571,8 @@ drain_stream(void)
 	char	   *last_snap;
 	char	   *batch_snap = NULL;
 	int64		batch_pos;
+	int64		batch_end;
+	int64		range_end;
 	bool		isnull;
 	AlxMsg	   *msgs;
 	int			n;
@@ -589,7 +591,7 @@ drain_stream(void)
 		end_txn();
 		return 0;
 	}
-	spi_exec("SELECT r.last_snapshot::pg_catalog.text, r.batch_snapshot::pg_catalog.text, r.batch_pos"
+	spi_exec("SELECT r.last_snapshot::pg_catalog.text, r.batch_snapshot::pg_catalog.text, r.batch_pos, r.batch_end"
 			 " FROM alexandrite.outbox_relay r", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "alexandrite relay: outbox_relay must hold exactly one row");
@@ -598,20 +600,25 @@ drain_stream(void)
 	batch_snap = get_text(0, 2);
 	MemoryContextSwitchTo(old);
 	batch_pos = get_int8(0, 3, &isnull);
+	batch_end = get_int8(0, 4, &isnull);
 	if (batch_snap == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1];
 
+		/*
+		 * One scan of the txid range [xmin(last), xmax(cur)) finds the id
+		 * bounds of the new batch; the chunks then walk the id index.
+		 */
 		values[0] = CStringGetTextDatum(last_snap);
 		spi_exec("WITH s AS (SELECT pg_catalog.pg_current_snapshot() AS cur)"
-				 " SELECT s.cur::pg_catalog.text,"
-				 " (SELECT pg_catalog.min(e.id) FROM alexandrite.outbox_events e"
+				 " SELECT s.cur::pg_catalog.text, b.lo, b.hi FROM s, LATERAL"
+				 " (SELECT pg_catalog.min(e.id) AS lo, pg_catalog.max(e.id) AS hi FROM alexandrite.outbox_events e"
 				 "   WHERE e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
 				 "     AND e.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(s.cur)"
 				 "     AND pg_catalog.pg_visible_in_snapshot(e.txid, s.cur)"
-				 "     AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot))"
-				 " FROM s", 1, types, values, NULL, SPI_OK_SELECT);
+				 "     AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)) b",
+				 1, types, values, NULL, SPI_OK_SELECT);
 		(void) get_int8(0, 2, &isnull);
 		if (isnull)
 		{
@@ -623,15 +630,17 @@ drain_stream(void)
 		batch_snap = get_text(0, 1);
 		MemoryContextSwitchTo(old);
 		batch_pos = get_int8(0, 2, &isnull) - 1;
+		batch_end = get_int8(0, 3, &isnull);
 		{
-			Oid			t2[2] = {TEXTOID, INT8OID};
-			Datum		v2[2];
+			Oid			t2[3] = {TEXTOID, INT8OID, INT8OID};
+			Datum		v2[3];
 
 			v2[0] = CStringGetTextDatum(batch_snap);
 			v2[1] = Int64GetDatum(batch_pos);
+			v2[2] = Int64GetDatum(batch_end);
 			spi_exec("UPDATE alexandrite.outbox_relay SET batch_snapshot = $1::pg_catalog.pg_snapshot,"
-					 " batch_pos = $2, updated_at = pg_catalog.now()",
-					 2, t2, v2, NULL, SPI_OK_UPDATE);
+					 " batch_pos = $2, batch_end = $3, updated_at = pg_catalog.now()",
+					 3, t2, v2, NULL, SPI_OK_UPDATE);
 		}
 	}
 	end_txn();
@@ -639,16 +648,21 @@ drain_stream(void)
 	if (!ensure_connected())
 		return -1;
 
-	/* 2. the next chunk of the batch */
+	/*
+	 * 2. the next chunk: batch events with ids in (batch_pos, range_end].
+	 * Bounding the id range keeps each read proportional to the chunk,
+	 * whatever plan the planner picks for the never-analyzed log tables.
+	 */
+	range_end = Min(batch_pos + limit, batch_end);
 	begin_txn("alexandrite relay: reading the outbox");
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
+		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
 		Datum		values[4];
 
 		values[0] = CStringGetTextDatum(last_snap);
 		values[1] = CStringGetTextDatum(batch_snap);
 		values[2] = Int64GetDatum(batch_pos);
-		values[3] = Int32GetDatum(limit);
+		values[3] = Int64GetDatum(range_end);
 		spi_exec("SELECT " EVENT_COLS("e") ","
 				 " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
 				 "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
@@ -657,14 +671,27 @@ drain_stream(void)
 				 "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
 				 "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
 				 " FROM alexandrite.outbox_events e"
-				 " WHERE e.id OPERATOR(pg_catalog.>) $3"
-				 "   AND e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
-				 "   AND e.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot)"
+				 " WHERE e.id OPERATOR(pg_catalog.>) $3 AND e.id OPERATOR(pg_catalog.<=) $4"
 				 "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
 				 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
-				 " ORDER BY e.id LIMIT $4",
+				 " ORDER BY e.id",
 				 4, types, values, NULL, SPI_OK_SELECT);
 		msgs = read_msgs(&n, 1);
+		if (n == 0 && range_end < batch_end)
+		{
+			/* an empty stretch of ids (other batches' events): jump over it */
+			values[2] = Int64GetDatum(range_end);
+			spi_exec("SELECT pg_catalog.min(e.id) FROM alexandrite.outbox_events e"
+					 " WHERE e.id OPERATOR(pg_catalog.>) $3"
+					 "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
+					 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)",
+					 3, types, values, NULL, SPI_OK_SELECT);
+			{
+				int64		next = get_int8(0, 1, &isnull);
+
+				range_end = isnull ? batch_end : next - 1;
+			}
+		}
 	}
 	end_txn();
 
@@ -713,9 +740,9 @@ drain_stream(void)
 		Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
 		Datum		values[3];
 
-		values[0] = Int64GetDatum(n > 0 ? msgs[n - 1].id : batch_pos);
+		values[0] = Int64GetDatum(range_end);
 		values[1] = Int64GetDatum((int64) nok);
-		values[2] = BoolGetDatum(n < limit);
+		values[2] = BoolGetDatum(range_end >= batch_end);
 		spi_exec("UPDATE alexandrite.outbox_relay SET"
 				 " batch_pos = CASE WHEN $3 THEN 0 ELSE $1 END,"
 				 " last_snapshot = CASE WHEN $3 THEN batch_snapshot ELSE last_snapshot END,"
