@@ -84,6 +84,7 @@ static char *conf_url = NULL;
 static char *conf_exchange = NULL;
 static char last_logged[ALX_OUTBOX_ERRLEN];
 static TimestampTz next_rotate_check = 0;
+static SPIPlanPtr chunk_plan = NULL;
 
 /* ---------------------------------------------------------------------
  * Shared memory and registration
@@ -603,19 +604,34 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 	values[1] = CStringGetTextDatum(batch_snap);
 	values[2] = Int64GetDatum(pos);
 	values[3] = Int64GetDatum(c->range_end);
-	spi_exec("SELECT " EVENT_COLS("e") ","
-			 " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
-			 "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
-			 "             AND q.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id)"
-			 "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
-			 "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
-			 "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
-			 " FROM alexandrite.outbox_events e"
-			 " WHERE e.id OPERATOR(pg_catalog.>) $3 AND e.id OPERATOR(pg_catalog.<=) $4"
-			 "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
-			 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
-			 " ORDER BY e.id",
-			 4, types, values, NULL, SPI_OK_SELECT);
+	/* a kept plan: the query is planned once, not once per chunk */
+	if (chunk_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT " EVENT_COLS("e") ","
+									   " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
+									   "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
+									   "             AND q.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id)"
+									   "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
+									   "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
+									   "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
+									   " FROM alexandrite.outbox_events e"
+									   " WHERE e.id OPERATOR(pg_catalog.>) $3 AND e.id OPERATOR(pg_catalog.<=) $4"
+									   "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
+									   "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
+									   " ORDER BY e.id", 4, types);
+
+		if (plan == NULL)
+			elog(ERROR, "alexandrite relay: could not prepare the chunk query: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		chunk_plan = plan;
+	}
+	{
+		int			ret = SPI_execute_plan(chunk_plan, values, NULL, true, 0);
+
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "alexandrite relay: chunk query failed: %s", SPI_result_code_string(ret));
+	}
 	c->msgs = read_msgs(&c->n, 1);
 	if (c->n == 0 && c->range_end < batch_end)
 	{
