@@ -74,6 +74,9 @@
 
 AlxOutboxShared *AlxOutbox = NULL;
 
+const double AlxOutboxLatencyBounds[ALX_OUTBOX_LAT_BUCKETS] =
+{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, -1};	/* -1: +Inf */
+
 static MemoryContext round_cxt = NULL;
 
 /* broker connection management */
@@ -170,6 +173,30 @@ count(uint64 ok, uint64 failed)
 	SpinLockAcquire(&AlxOutbox->mutex);
 	AlxOutbox->published += ok;
 	AlxOutbox->failed += failed;
+	SpinLockRelease(&AlxOutbox->mutex);
+}
+
+/* Adds the created_at -> confirm latency of confirmed messages to the histogram. */
+static void
+count_latency(AlxMsg *msgs, int n)
+{
+	SpinLockAcquire(&AlxOutbox->mutex);
+	for (int i = 0; i < n; i++)
+	{
+		double		ms;
+		int			b;
+
+		if (msgs[i].state != ALX_MSG_CONFIRMED)
+			continue;
+		ms = (double) (msgs[i].confirmed_at - msgs[i].created_at);
+		if (ms < 0)
+			ms = 0;
+		for (b = 0; b < ALX_OUTBOX_LAT_BUCKETS - 1; b++)
+			if (ms <= AlxOutboxLatencyBounds[b])
+				break;
+		AlxOutbox->latency[b]++;
+		AlxOutbox->latency_sum_ms += ms;
+	}
 	SpinLockRelease(&AlxOutbox->mutex);
 }
 
@@ -525,7 +552,7 @@ read_msgs(int *nout, int extra_cols)
 	alias ".event_type, " alias ".payload::pg_catalog.text, " \
 	"(SELECT pg_catalog.array_agg(kv.key ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
 	"(SELECT pg_catalog.array_agg(kv.value ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
-	"pg_catalog.date_part('epoch', " alias ".created_at)::pg_catalog.int8"
+	"(pg_catalog.date_part('epoch', " alias ".created_at) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
 
 static int
 retry_delay_ms(int attempts)
@@ -847,6 +874,7 @@ drain_stream(void)
 			}
 			end_txn();
 			count(nok, nfail);
+			count_latency(cur.msgs, cur.n);
 			if (done)
 				break;
 			batch_pos = cur.range_end;
