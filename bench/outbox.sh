@@ -20,6 +20,7 @@ mqname=alxbench$$
 export RABBITMQ_BASE=$work/rabbitmq
 cleanup() {
     alx_cluster_stop "$work/pg"
+    [ -n "${KEEP_LOG:-}" ] && cp "$work/pg/server.log" "$KEEP_LOG" || true
     alx_as_pg env RABBITMQ_BASE="$RABBITMQ_BASE" "$ALX_TOP/scripts/rabbitmq" kill $mqname $mqport >/dev/null 2>&1 || true
     rm -rf "$work"
 }

@@ -38,6 +38,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -269,6 +270,25 @@ outbox_installed(void)
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return !isnull && DatumGetBool(d);
+}
+
+/*
+ * Flushes the WAL up to everything inserted so far: every commit visible in
+ * a snapshot taken before this call is then durable (no phantom messages).
+ * When the insert position sits right after a page header that no record
+ * has reached yet, flush up to the page start: asking for more would be a
+ * request past the end of generated WAL.
+ */
+static void
+flush_wal(void)
+{
+	XLogRecPtr	ptr = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(ptr, wal_segment_size) == SizeOfXLogLongPHD)
+		ptr -= SizeOfXLogLongPHD;
+	else if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		ptr -= SizeOfXLogShortPHD;
+	XLogFlush(ptr);
 }
 
 /* ---------------------------------------------------------------------
@@ -796,7 +816,7 @@ drain_stream(void)
 			have_next = false;
 
 			/* nothing is published before every commit it depends on is durable */
-			XLogFlush(GetXLogInsertRecPtr());
+			flush_wal();
 
 			/* aggregates that failed in the previous chunk stay stopped */
 			for (int i = 0; i < cur.n; i++)
@@ -944,7 +964,7 @@ process_retries(int *wait_ms)
 		return 0;
 	if (!ensure_connected())
 		return -1;
-	XLogFlush(GetXLogInsertRecPtr());
+	flush_wal();
 
 	{
 		MemoryContext old = MemoryContextSwitchTo(round_cxt);
