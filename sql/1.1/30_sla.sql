@@ -56,6 +56,141 @@ CREATE INDEX orders_open_due_idx ON alexandrite.orders (channel, sla_due_at, id)
 -- Claiming
 ------------------------------------------------------------------------------
 
+-- How many open orders each operator holds, kept by a trigger on orders so
+-- that assign_next checks capacity in O(1) instead of counting the
+-- operator's orders (which a benchmark operator with a large capacity holds
+-- by the ten thousand).  Only transitions that change who holds an open
+-- order touch it: assignment, release, and shipping or cancelling a held
+-- order.  assign_next reads it under the operator's row lock.
+CREATE TABLE alexandrite.operator_load (
+    operator_id text PRIMARY KEY,
+    open_orders integer NOT NULL CHECK (open_orders OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE alexandrite.operator_load
+    IS 'open orders held per operator, kept by the orders_operator_load triggers; derived data, not dumped (a missing row means: count the orders)';
+
+CREATE FUNCTION alexandrite.sla_load_add(operator_id text, delta integer) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE alexandrite.operator_load l
+       SET open_orders = l.open_orders OPERATOR(pg_catalog.+) delta
+     WHERE l.operator_id OPERATOR(pg_catalog.=) sla_load_add.operator_id;
+    IF NOT FOUND THEN
+        -- no row: the count is unknown (new operator, TRUNCATE, a restore
+        -- without triggers), so count, this change included
+        INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
+        SELECT sla_load_add.operator_id, pg_catalog.count(*)
+          FROM alexandrite.orders o
+         WHERE o.operator_id OPERATOR(pg_catalog.=) sla_load_add.operator_id
+           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+        ON CONFLICT ON CONSTRAINT operator_load_pkey DO UPDATE
+           SET open_orders = l.open_orders OPERATOR(pg_catalog.+) sla_load_add.delta;
+    END IF;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.sla_load_add(text, integer)
+    IS 'internal: adds delta to the open orders held by an operator (counts them when the row is missing)';
+
+CREATE FUNCTION alexandrite.orders_operator_load() RETURNS trigger
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.operator_id IS NOT NULL
+       AND OLD.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status THEN
+        UPDATE alexandrite.operator_load l
+           SET open_orders = l.open_orders OPERATOR(pg_catalog.-) 1
+         WHERE l.operator_id OPERATOR(pg_catalog.=) OLD.operator_id;
+        IF NOT FOUND THEN
+            PERFORM alexandrite.sla_load_add(OLD.operator_id, -1);
+        END IF;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND NEW.operator_id IS NOT NULL
+       AND NEW.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status THEN
+        UPDATE alexandrite.operator_load l
+           SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1
+         WHERE l.operator_id OPERATOR(pg_catalog.=) NEW.operator_id;
+        IF NOT FOUND THEN
+            PERFORM alexandrite.sla_load_add(NEW.operator_id, 1);
+        END IF;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.orders_operator_load()
+    IS 'internal: trigger keeping alexandrite.operator_load in step with orders';
+
+CREATE TRIGGER orders_operator_load_ins
+    AFTER INSERT ON alexandrite.orders FOR EACH ROW
+    WHEN (NEW.operator_id IS NOT NULL)
+    EXECUTE FUNCTION alexandrite.orders_operator_load();
+CREATE TRIGGER orders_operator_load_upd
+    AFTER UPDATE OF operator_id, status ON alexandrite.orders FOR EACH ROW
+    WHEN (OLD.operator_id IS DISTINCT FROM NEW.operator_id
+          OR (OLD.operator_id IS NOT NULL
+              AND (OLD.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status)
+                  OPERATOR(pg_catalog.<>) (NEW.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status)))
+    EXECUTE FUNCTION alexandrite.orders_operator_load();
+CREATE TRIGGER orders_operator_load_del
+    AFTER DELETE ON alexandrite.orders FOR EACH ROW
+    WHEN (OLD.operator_id IS NOT NULL)
+    EXECUTE FUNCTION alexandrite.orders_operator_load();
+COMMENT ON TRIGGER orders_operator_load_ins ON alexandrite.orders IS 'keeps alexandrite.operator_load';
+COMMENT ON TRIGGER orders_operator_load_upd ON alexandrite.orders IS 'keeps alexandrite.operator_load';
+COMMENT ON TRIGGER orders_operator_load_del ON alexandrite.orders IS 'keeps alexandrite.operator_load';
+
+-- Rebuild operator_load from orders (after TRUNCATE, a restore, or
+-- session_replication_role = replica writes that skipped the trigger).
+-- Locks every operator, so it never races a claim.
+CREATE FUNCTION alexandrite.sla_recount_load() RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    PERFORM 1 FROM alexandrite.operators op ORDER BY op.id FOR NO KEY UPDATE;
+    LOCK TABLE alexandrite.operator_load IN EXCLUSIVE MODE;
+    DELETE FROM alexandrite.operator_load;
+    INSERT INTO alexandrite.operator_load (operator_id, open_orders)
+    SELECT o.operator_id, pg_catalog.count(*)
+      FROM alexandrite.orders o
+     WHERE o.operator_id IS NOT NULL
+       AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+     GROUP BY o.operator_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.sla_recount_load()
+    IS 'rebuilds alexandrite.operator_load from the orders; returns the number of operators holding orders';
+
+CREATE FUNCTION alexandrite.orders_operator_load_truncate() RETURNS trigger
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM alexandrite.operator_load;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.orders_operator_load_truncate()
+    IS 'internal: empties alexandrite.operator_load when orders is truncated';
+CREATE TRIGGER orders_operator_load_truncate
+    AFTER TRUNCATE ON alexandrite.orders FOR EACH STATEMENT
+    EXECUTE FUNCTION alexandrite.orders_operator_load_truncate();
+COMMENT ON TRIGGER orders_operator_load_truncate ON alexandrite.orders IS 'keeps alexandrite.operator_load';
+
+-- orders that existed before the upgrade
+INSERT INTO alexandrite.operator_load (operator_id, open_orders)
+SELECT o.operator_id, pg_catalog.count(*)
+  FROM alexandrite.orders o
+ WHERE o.operator_id IS NOT NULL
+   AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+ GROUP BY o.operator_id;
+
 -- assign_next and rebalance lock an operator row and then count that
 -- operator's open orders with a fresh snapshot; under REPEATABLE READ or
 -- SERIALIZABLE the count would come from the transaction's first snapshot
@@ -79,26 +214,30 @@ COMMENT ON FUNCTION alexandrite.sla_require_read_committed(text)
 -- due before due_before, locked FOR NO KEY UPDATE; NULL when every such
 -- order is taken or locked by a concurrent claimer.
 --
--- Candidates are the first lim rows of each channel's pool index, merged by
--- (priority desc, id asc).  Only the row returned is locked: each candidate
--- is tried in turn with SKIP LOCKED.  The merge of truncated lists is exact
--- up to the last candidate of a truncated list; if the claim gets past one,
--- it starts over with a larger lim (docs/sla.md).
+-- Candidates are the first lim rows of each channel's pool index (an index
+-- range scan each), ranked by (priority desc, id asc).  One statement then
+-- locks the first candidate nobody else holds (Limit over LockRows with SKIP
+-- LOCKED: only the row returned is locked; a row claimed since the snapshot
+-- fails the re-check and is skipped).  The ranking of truncated lists is
+-- exact up to the last candidate of each truncated list; when the row we
+-- locked lies beyond one (every candidate before it was taken: more
+-- concurrent claimers than lim), we try again with a larger lim.  The row
+-- locked by the failed attempt stays locked until commit, which only makes
+-- other claimers skip it meanwhile (docs/sla.md).
 CREATE FUNCTION alexandrite.sla_claim(at timestamptz, due_before timestamptz DEFAULT 'infinity')
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_lim       integer := 8;
-    v_truncated boolean;
-    v_id        bigint;
-    c           record;
+    v_lim integer := 8;
+    v_id  bigint;
+    v_ok  boolean;
 BEGIN
     LOOP
-        v_truncated := false;
-        FOR c IN
-            SELECT k.id, k.rn, k.n
+        WITH cand AS MATERIALIZED (
+            SELECT k.id, k.rn, k.n,
+                   alexandrite.sla_priority(k.created_at, k.sla_due_at, ch.channel, sla_claim.at) AS p
               FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
              CROSS JOIN LATERAL (
                    SELECT o.id, o.sla_due_at, o.created_at,
@@ -111,27 +250,41 @@ BEGIN
                               AND o2.operator_id IS NULL
                               AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
                             ORDER BY o2.sla_due_at, o2.id
-                            LIMIT v_lim) o) k
-             ORDER BY alexandrite.sla_priority(k.created_at, k.sla_due_at, ch.channel, sla_claim.at) DESC, k.id
-        LOOP
-            SELECT o.id INTO v_id
-              FROM alexandrite.orders o
-             WHERE o.id OPERATOR(pg_catalog.=) c.id
-               AND o.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
-               AND o.operator_id IS NULL
-               FOR NO KEY UPDATE SKIP LOCKED;
-            IF v_id IS NOT NULL THEN
-                RETURN v_id;
+                            LIMIT v_lim) o) k)
+        SELECT o.id,
+               -- no truncated list ends before this row
+               NOT EXISTS (SELECT 1 FROM cand g
+                            WHERE g.n OPERATOR(pg_catalog.=) v_lim
+                              AND g.rn OPERATOR(pg_catalog.=) v_lim
+                              AND (g.p OPERATOR(pg_catalog.>) c.p
+                                   OR (g.p OPERATOR(pg_catalog.=) c.p AND g.id OPERATOR(pg_catalog.<) c.id)))
+          INTO v_id, v_ok
+          FROM cand c
+          JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) c.id
+         WHERE o.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
+           AND o.operator_id IS NULL
+         ORDER BY c.p DESC, c.id
+         LIMIT 1
+           FOR NO KEY UPDATE OF o SKIP LOCKED;
+        IF v_id IS NOT NULL AND v_ok THEN
+            RETURN v_id;
+        END IF;
+        IF v_id IS NULL THEN
+            -- nothing lockable among the candidates: done unless a list was cut short
+            PERFORM 1 WHERE EXISTS (
+                SELECT 1 FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
+                 CROSS JOIN LATERAL (
+                       SELECT pg_catalog.count(*) AS n
+                         FROM (SELECT 1 FROM alexandrite.orders o2
+                                WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
+                                  AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
+                                  AND o2.operator_id IS NULL
+                                  AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
+                                LIMIT v_lim OPERATOR(pg_catalog.+) 1) x) k
+                 WHERE k.n OPERATOR(pg_catalog.>) v_lim);
+            IF NOT FOUND THEN
+                RETURN NULL;
             END IF;
-            IF c.n OPERATOR(pg_catalog.=) v_lim THEN
-                v_truncated := true;
-                -- past the end of a truncated list: what follows may be
-                -- preceded by that channel's next rows
-                EXIT WHEN c.rn OPERATOR(pg_catalog.=) v_lim;
-            END IF;
-        END LOOP;
-        IF NOT v_truncated THEN
-            RETURN NULL;             -- every candidate of every channel was taken
         END IF;
         v_lim := v_lim OPERATOR(pg_catalog.*) 8;
     END LOOP;
@@ -166,11 +319,18 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Set alexandrite.operators.active to true to let the operator take orders.';
     END IF;
-    -- a fresh snapshot (READ COMMITTED): every committed claim is counted
-    SELECT pg_catalog.count(*) INTO open_orders
-      FROM alexandrite.orders o
-     WHERE o.operator_id OPERATOR(pg_catalog.=) sla_lock_operator.operator_id
-       AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+    -- a fresh snapshot (READ COMMITTED): every committed claim is counted;
+    -- an uncommitted release or shipment still counts (errs on the safe side)
+    SELECT l.open_orders INTO open_orders
+      FROM alexandrite.operator_load l
+     WHERE l.operator_id OPERATOR(pg_catalog.=) sla_lock_operator.operator_id;
+    IF NOT FOUND THEN
+        -- unknown (see sla_load_add): count the orders themselves
+        SELECT pg_catalog.count(*) INTO open_orders
+          FROM alexandrite.orders o
+         WHERE o.operator_id OPERATOR(pg_catalog.=) sla_lock_operator.operator_id
+           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+    END IF;
 END;
 $$;
 COMMENT ON FUNCTION alexandrite.sla_lock_operator(text, boolean)
