@@ -13,7 +13,7 @@ source "$(dirname "$0")/../scripts/lib.sh"
 N=${1:-1000000}
 SECS=${2:-15}
 OUT=${OUT:-$(mktemp -d /tmp/alx-bench-sla.XXXXXX)}
-chmod 777 "$OUT"
+mkdir -p "$OUT"; chmod 777 "$OUT"
 bindir=$(alx_bindir)
 dir=$OUT/cluster
 port=$(alx_free_port)

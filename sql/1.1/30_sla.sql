@@ -215,7 +215,7 @@ COMMENT ON FUNCTION alexandrite.sla_require_read_committed(text)
 -- order is taken or locked by a concurrent claimer.
 --
 -- Candidates are the first lim rows of each channel's pool index (an index
--- range scan each), ranked by (priority desc, id asc).  One statement then
+-- range scan each), ranked by (priority desc, id asc).  The same statement
 -- locks the first candidate nobody else holds (Limit over LockRows with SKIP
 -- LOCKED: only the row returned is locked; a row claimed since the snapshot
 -- fails the re-check and is skipped).  The ranking of truncated lists is
@@ -230,46 +230,54 @@ CREATE FUNCTION alexandrite.sla_claim(at timestamptz, due_before timestamptz DEF
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_lim integer := 8;
-    v_id  bigint;
-    v_ok  boolean;
+    v_lim     integer := 16;
+    v_id      bigint;
+    v_p       float8;
+    v_cid     bigint;
+    v_guard_p float8;
+    v_guard_i bigint;
 BEGIN
     LOOP
-        WITH cand AS MATERIALIZED (
-            SELECT k.id, k.rn, k.n,
-                   alexandrite.sla_priority(k.created_at, k.sla_due_at, ch.channel, sla_claim.at) AS p
-              FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
-             CROSS JOIN LATERAL (
-                   SELECT o.id, o.sla_due_at, o.created_at,
-                          pg_catalog.row_number() OVER (ORDER BY o.sla_due_at, o.id) AS rn,
-                          pg_catalog.count(*) OVER () AS n
-                     FROM (SELECT o2.id, o2.sla_due_at, o2.created_at
-                             FROM alexandrite.orders o2
-                            WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
-                              AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
-                              AND o2.operator_id IS NULL
-                              AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
-                            ORDER BY o2.sla_due_at, o2.id
-                            LIMIT v_lim) o) k)
-        SELECT o.id,
-               -- no truncated list ends before this row
-               NOT EXISTS (SELECT 1 FROM cand g
-                            WHERE g.n OPERATOR(pg_catalog.=) v_lim
-                              AND g.rn OPERATOR(pg_catalog.=) v_lim
-                              AND (g.p OPERATOR(pg_catalog.>) c.p
-                                   OR (g.p OPERATOR(pg_catalog.=) c.p AND g.id OPERATOR(pg_catalog.<) c.id)))
-          INTO v_id, v_ok
-          FROM cand c
+        -- c: the candidates in rank order (the subquery's ORDER BY feeds the
+        -- nested loop in order, so LockRows probes orders row by row and
+        -- stops at the first one it can lock); guard: the earliest-ranked
+        -- last candidate of a truncated list
+        SELECT o.id, c.p, c.id, c.guard_p, c.guard_i
+          INTO v_id, v_p, v_cid, v_guard_p, v_guard_i
+          FROM (SELECT k.id, k.p,
+                       pg_catalog.max(k.p) FILTER (WHERE k.n OPERATOR(pg_catalog.=) v_lim
+                                                     AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_p,
+                       pg_catalog.min(k.id) FILTER (WHERE k.n OPERATOR(pg_catalog.=) v_lim
+                                                      AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_i
+                  FROM (SELECT h.id, h.rn, h.n,
+                               alexandrite.sla_priority(h.created_at, h.sla_due_at, ch.channel, sla_claim.at) AS p
+                          FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
+                         CROSS JOIN LATERAL (
+                               SELECT o1.id, o1.sla_due_at, o1.created_at,
+                                      pg_catalog.row_number() OVER (ORDER BY o1.sla_due_at, o1.id) AS rn,
+                                      pg_catalog.count(*) OVER () AS n
+                                 FROM (SELECT o2.id, o2.sla_due_at, o2.created_at
+                                         FROM alexandrite.orders o2
+                                        WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
+                                          AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
+                                          AND o2.operator_id IS NULL
+                                          AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
+                                        ORDER BY o2.sla_due_at, o2.id
+                                        LIMIT v_lim) o1) h) k
+                 ORDER BY k.p DESC, k.id) c
           JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) c.id
          WHERE o.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
            AND o.operator_id IS NULL
          ORDER BY c.p DESC, c.id
          LIMIT 1
            FOR NO KEY UPDATE OF o SKIP LOCKED;
-        IF v_id IS NOT NULL AND v_ok THEN
-            RETURN v_id;
-        END IF;
-        IF v_id IS NULL THEN
+        IF v_id IS NOT NULL THEN
+            -- exact unless a truncated list ended before this row
+            IF v_guard_p IS NULL OR v_p OPERATOR(pg_catalog.>) v_guard_p
+               OR (v_p OPERATOR(pg_catalog.=) v_guard_p AND v_cid OPERATOR(pg_catalog.<=) v_guard_i) THEN
+                RETURN v_id;
+            END IF;
+        ELSE
             -- nothing lockable among the candidates: done unless a list was cut short
             PERFORM 1 WHERE EXISTS (
                 SELECT 1 FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
@@ -604,7 +612,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the priority and id of the last row of the previous page.';
     END IF;
-    IF after_priority OPERATOR(pg_catalog.<>) after_priority THEN
+    IF after_priority OPERATOR(pg_catalog.=) 'NaN'::float8 THEN
         RAISE EXCEPTION 'after_priority must not be NaN' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF after_id IS NOT NULL THEN

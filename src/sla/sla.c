@@ -36,6 +36,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -170,8 +171,11 @@ sla_load_cache(void)
 	sla_nchannels = 0;
 	chans = MemoryContextAlloc(sla_cache_cxt, allocated * sizeof(AlxSlaChannel));
 
-	/* the latest committed state (and this transaction's own changes) */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/*
+	 * The latest committed state (and this transaction's own changes); a
+	 * parallel worker may not take a new snapshot and uses the query's.
+	 */
+	snapshot = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
@@ -301,8 +305,11 @@ AlxSlaPriority(TimestampTz due, const char *channel, int channel_len, TimestampT
 				 errmsg("no SLA policy for channel \"%.*s\"", channel_len, channel),
 				 errhint("Add a row for the channel to alexandrite.sla_policies.")));
 
-	/* at - due is exact in int64 microseconds: both are within +-294276 years */
-	return c->weight * sla_phi((double) (at - due) / c->target_us);
+	/*
+	 * In double: exact for times within 285 years of 2000 (2^53 us), and it
+	 * cannot overflow at the ends of the timestamp range as int64 would.
+	 */
+	return c->weight * sla_phi(((double) at - (double) due) / c->target_us);
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_sla_priority);
