@@ -26,6 +26,12 @@ CREATE FUNCTION alexandrite.sla_at_for_priority(priority float8, channel text, s
 COMMENT ON FUNCTION alexandrite.sla_at_for_priority(float8, text, timestamptz)
     IS 'the moment at which an order of the channel due at sla_due_at scores "priority" (sla_priority inverted in "at")';
 
+CREATE FUNCTION alexandrite.sla_channels() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'alexandrite_sla_channels'
+    LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION alexandrite.sla_channels()
+    IS 'the channels that have an SLA policy, from the per-backend cache';
+
 -- Every backend caches the channel policies; a change to the table tells
 -- them all to reload (relcache invalidation, as pg_cron does for cron.job).
 CREATE FUNCTION alexandrite.sla_policies_invalidate() RETURNS trigger
@@ -251,7 +257,7 @@ BEGIN
                                                       AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_i
                   FROM (SELECT h.id, h.rn, h.n,
                                alexandrite.sla_priority(h.created_at, h.sla_due_at, ch.channel, sla_claim.at) AS p
-                          FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
+                          FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
                          CROSS JOIN LATERAL (
                                SELECT o1.id, o1.sla_due_at, o1.created_at,
                                       pg_catalog.row_number() OVER (ORDER BY o1.sla_due_at, o1.id) AS rn,
@@ -280,7 +286,7 @@ BEGIN
         ELSE
             -- nothing lockable among the candidates: done unless a list was cut short
             PERFORM 1 WHERE EXISTS (
-                SELECT 1 FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
+                SELECT 1 FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
                  CROSS JOIN LATERAL (
                        SELECT pg_catalog.count(*) AS n
                          FROM (SELECT 1 FROM alexandrite.orders o2
@@ -370,12 +376,43 @@ CREATE FUNCTION alexandrite.assign_next(operator_id text) RETURNS bigint
 AS $$
 DECLARE
     v_capacity integer;
+    v_active   boolean;
     v_open     integer;
     v_id       bigint;
 BEGIN
-    PERFORM alexandrite.sla_require_read_committed('assign_next');
-    SELECT l.capacity, l.open_orders INTO v_capacity, v_open
-      FROM alexandrite.sla_lock_operator(assign_next.operator_id, true) l;
+    -- the steps of sla_require_read_committed, sla_lock_operator and
+    -- sla_give, inlined: this is the hot path
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        PERFORM alexandrite.sla_require_read_committed('assign_next');
+    END IF;
+    IF assign_next.operator_id IS NULL THEN
+        RAISE EXCEPTION 'operator_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- one claimer per operator at a time (NO KEY UPDATE: foreign-key checks
+    -- on the operator are not blocked)
+    SELECT op.capacity, op.active INTO v_capacity, v_active
+      FROM alexandrite.operators op
+     WHERE op.id OPERATOR(pg_catalog.=) assign_next.operator_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'operator "%" does not exist', assign_next.operator_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT v_active THEN
+        RAISE EXCEPTION 'operator "%" is not active', assign_next.operator_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Set alexandrite.operators.active to true to let the operator take orders.';
+    END IF;
+    -- a fresh snapshot under the lock: every committed claim is counted
+    SELECT l.open_orders INTO v_open
+      FROM alexandrite.operator_load l
+     WHERE l.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id;
+    IF NOT FOUND THEN
+        SELECT pg_catalog.count(*) INTO v_open
+          FROM alexandrite.orders o
+         WHERE o.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id
+           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+    END IF;
     IF v_open OPERATOR(pg_catalog.>=) v_capacity THEN
         RETURN NULL;                 -- at capacity
     END IF;
@@ -383,7 +420,13 @@ BEGIN
     IF v_id IS NULL THEN
         RETURN NULL;                 -- nothing eligible
     END IF;
-    PERFORM alexandrite.sla_give(v_id, assign_next.operator_id);
+    -- the SLA capability's one direct write to orders (see sla_give)
+    UPDATE alexandrite.orders o
+       SET operator_id = assign_next.operator_id
+     WHERE o.id OPERATOR(pg_catalog.=) v_id;
+    PERFORM alexandrite.set_status(v_id, 'assigned'::alexandrite.order_status,
+                                   COALESCE(NULLIF(pg_catalog.current_setting('alexandrite.actor', true), ''),
+                                            assign_next.operator_id));
     RETURN v_id;
 END;
 $$;
@@ -646,7 +689,7 @@ BEGIN
 
     RETURN QUERY
     SELECT k.id, k.external_ref, k.status, k.channel, k.operator_id, k.sla_due_at, k.p
-      FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
+      FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
      CROSS JOIN LATERAL (
            SELECT o.id, o.external_ref, o.status, o.channel, o.operator_id, o.sla_due_at,
                   alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, v_at) AS p

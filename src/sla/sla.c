@@ -40,6 +40,7 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -454,4 +455,28 @@ alexandrite_sla_policies_invalidate(PG_FUNCTION_ARGS)
 
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_sla_channels);
+
+/*
+ * sla_channels(): the channels that have a policy, from the cache (so that
+ * the claim query reads no table to learn them), sorted by name.
+ */
+Datum
+alexandrite_sla_channels(PG_FUNCTION_ARGS)
+{
+	Datum	   *elems;
+	ArrayType  *result;
+	int			n;
+
+	if (!sla_cache_valid)
+		sla_load_cache();
+	n = sla_nchannels;
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		elems[i] = PointerGetDatum(cstring_to_text_with_len(sla_channels[i].name,
+															sla_channels[i].name_len));
+	result = construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
+	PG_RETURN_ARRAYTYPE_P(result);
 }
