@@ -726,3 +726,4 @@ COMMENT ON FUNCTION alexandrite.order_board(text, integer, float8, bigint)
 REVOKE ALL ON FUNCTION alexandrite.rebalance(interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.escalate_overdue() FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.schedule_escalation(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.sla_recount_load() FROM PUBLIC;

@@ -73,6 +73,19 @@ static Oid	sla_policies_relid = InvalidOid;
 static int	sla_last_hit = 0;
 static MemoryContext sla_cache_cxt = NULL;
 
+/* qsort comparator: channels by name (byte order) */
+static int
+sla_channel_cmp(const void *a, const void *b)
+{
+	const AlxSlaChannel *ca = (const AlxSlaChannel *) a;
+	const AlxSlaChannel *cb = (const AlxSlaChannel *) b;
+	int			r = memcmp(ca->name, cb->name, Min(ca->name_len, cb->name_len));
+
+	if (r != 0)
+		return r;
+	return (ca->name_len > cb->name_len) - (ca->name_len < cb->name_len);
+}
+
 /* Drop the cache when sla_policies (or everything) is invalidated. */
 static void
 sla_relcache_callback(Datum arg, Oid relid)
@@ -242,6 +255,8 @@ sla_load_cache(void)
 	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
 
+	if (n > 1)
+		qsort(chans, n, sizeof(AlxSlaChannel), sla_channel_cmp);
 	sla_channels = chans;
 	sla_nchannels = n;
 	sla_last_hit = 0;

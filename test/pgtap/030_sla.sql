@@ -1,7 +1,7 @@
 -- Catalog contracts of the SLA capability: functions, signatures,
 -- volatility, privileges, indexes, triggers, SQLSTATEs.
 BEGIN;
-SELECT plan(53);
+SELECT plan(56);
 
 -- the contract functions and their signatures
 SELECT function_returns('alexandrite', 'sla_priority', ARRAY['timestamp with time zone', 'timestamp with time zone', 'text', 'timestamp with time zone'],
@@ -41,6 +41,8 @@ SELECT function_privs_are('alexandrite', 'escalate_overdue', ARRAY[]::text[], 'p
     'PUBLIC cannot escalate');
 SELECT function_privs_are('alexandrite', 'schedule_escalation', ARRAY['text'], 'public', ARRAY[]::text[],
     'PUBLIC cannot schedule the escalation');
+SELECT function_privs_are('alexandrite', 'sla_recount_load', ARRAY[]::text[], 'public', ARRAY[]::text[],
+    'PUBLIC cannot rebuild the operator load');
 SELECT function_privs_are('alexandrite', 'assign_next', ARRAY['text'], 'public', ARRAY['EXECUTE'],
     'assign_next is executable (table privileges still apply)');
 
@@ -58,6 +60,9 @@ SELECT has_trigger('alexandrite', 'orders', t, 'orders has trigger ' || t)
   FROM unnest(ARRAY['orders_operator_load_ins', 'orders_operator_load_upd', 'orders_operator_load_del',
                     'orders_operator_load_truncate']) t;
 SELECT has_table('alexandrite', 'operator_load', 'operator_load exists');
+SELECT is(alexandrite.sla_channels(), ARRAY['b2b_api', 'crm', 'shop'], 'sla_channels lists the policy channels from the cache');
+SELECT volatility_is('alexandrite', 'order_board', ARRAY['text', 'integer', 'double precision', 'bigint'],
+    'stable', 'order_board is STABLE');
 
 -- fixtures for the SQLSTATE checks
 INSERT INTO alexandrite.operators (id, name, capacity, active) VALUES ('tap_on', 'On', 1, true), ('tap_off', 'Off', 1, false);
