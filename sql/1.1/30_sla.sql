@@ -68,36 +68,52 @@ CREATE INDEX orders_open_due_idx ON alexandrite.orders (channel, sla_due_at, id)
 -- by the ten thousand).  Only transitions that change who holds an open
 -- order touch it: assignment, release, and shipping or cancelling a held
 -- order.  assign_next reads it under the operator's row lock.
+--
+-- A missing row or a NULL count means "unknown": after TRUNCATE, a restore
+-- (whose COPY fires the triggers row by row, at the end of the statement),
+-- or a new operator.  A delta leaves an unknown count unknown (NULL + 1);
+-- assign_next turns it into a known one under the operator's lock
+-- (sla_known_load).  So the table is exact whenever it is not NULL, and it
+-- is never both dumped and re-derived.
 CREATE TABLE alexandrite.operator_load (
     operator_id text PRIMARY KEY,
-    open_orders integer NOT NULL CHECK (open_orders OPERATOR(pg_catalog.>=) 0)
+    open_orders integer CHECK (open_orders OPERATOR(pg_catalog.>=) 0)
 );
 COMMENT ON TABLE alexandrite.operator_load
-    IS 'open orders held per operator, kept by the orders_operator_load triggers; derived data, not dumped (a missing row means: count the orders)';
+    IS 'open orders held per operator, kept by the orders_operator_load triggers; NULL or no row: unknown, counted on demand; derived data, not dumped';
 
-CREATE FUNCTION alexandrite.sla_load_add(operator_id text, delta integer) RETURNS void
+-- The open orders an operator holds, made known: called with the operator's
+-- row locked when operator_load has no count for them.  The load row is
+-- locked before counting, so a concurrent change either committed before
+-- the count (and is in it) or applies its delta after ours.
+CREATE FUNCTION alexandrite.sla_known_load(operator_id text) RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_open integer;
 BEGIN
-    UPDATE alexandrite.operator_load l
-       SET open_orders = l.open_orders OPERATOR(pg_catalog.+) delta
-     WHERE l.operator_id OPERATOR(pg_catalog.=) sla_load_add.operator_id;
-    IF NOT FOUND THEN
-        -- no row: the count is unknown (new operator, TRUNCATE, a restore
-        -- without triggers), so count, this change included
-        INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
-        SELECT sla_load_add.operator_id, pg_catalog.count(*)
+    INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
+    VALUES (sla_known_load.operator_id, NULL)
+    ON CONFLICT ON CONSTRAINT operator_load_pkey DO NOTHING;
+    SELECT l.open_orders INTO v_open
+      FROM alexandrite.operator_load l
+     WHERE l.operator_id OPERATOR(pg_catalog.=) sla_known_load.operator_id
+       FOR UPDATE;
+    IF v_open IS NULL THEN
+        SELECT pg_catalog.count(*) INTO v_open
           FROM alexandrite.orders o
-         WHERE o.operator_id OPERATOR(pg_catalog.=) sla_load_add.operator_id
-           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
-        ON CONFLICT ON CONSTRAINT operator_load_pkey DO UPDATE
-           SET open_orders = l.open_orders OPERATOR(pg_catalog.+) sla_load_add.delta;
+         WHERE o.operator_id OPERATOR(pg_catalog.=) sla_known_load.operator_id
+           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+        UPDATE alexandrite.operator_load l
+           SET open_orders = v_open
+         WHERE l.operator_id OPERATOR(pg_catalog.=) sla_known_load.operator_id;
     END IF;
+    RETURN v_open;
 END;
 $$;
-COMMENT ON FUNCTION alexandrite.sla_load_add(text, integer)
-    IS 'internal: adds delta to the open orders held by an operator (counts them when the row is missing)';
+COMMENT ON FUNCTION alexandrite.sla_known_load(text)
+    IS 'internal: counts and records the open orders of an operator whose load is unknown (caller holds the operator lock)';
 
 CREATE FUNCTION alexandrite.orders_operator_load() RETURNS trigger
     LANGUAGE plpgsql VOLATILE
@@ -109,8 +125,10 @@ BEGIN
         UPDATE alexandrite.operator_load l
            SET open_orders = l.open_orders OPERATOR(pg_catalog.-) 1
          WHERE l.operator_id OPERATOR(pg_catalog.=) OLD.operator_id;
-        IF NOT FOUND THEN
-            PERFORM alexandrite.sla_load_add(OLD.operator_id, -1);
+        IF NOT FOUND THEN            -- no row: unknown, counted on demand
+            INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
+            VALUES (OLD.operator_id, NULL)
+            ON CONFLICT ON CONSTRAINT operator_load_pkey DO NOTHING;
         END IF;
     END IF;
     IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND NEW.operator_id IS NOT NULL
@@ -119,7 +137,9 @@ BEGIN
            SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1
          WHERE l.operator_id OPERATOR(pg_catalog.=) NEW.operator_id;
         IF NOT FOUND THEN
-            PERFORM alexandrite.sla_load_add(NEW.operator_id, 1);
+            INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
+            VALUES (NEW.operator_id, NULL)
+            ON CONFLICT ON CONSTRAINT operator_load_pkey DO NOTHING;
         END IF;
     END IF;
     RETURN NULL;
@@ -147,8 +167,8 @@ COMMENT ON TRIGGER orders_operator_load_ins ON alexandrite.orders IS 'keeps alex
 COMMENT ON TRIGGER orders_operator_load_upd ON alexandrite.orders IS 'keeps alexandrite.operator_load';
 COMMENT ON TRIGGER orders_operator_load_del ON alexandrite.orders IS 'keeps alexandrite.operator_load';
 
--- Rebuild operator_load from orders (after TRUNCATE, a restore, or
--- session_replication_role = replica writes that skipped the trigger).
+-- Rebuild operator_load from orders (after writes with
+-- session_replication_role = replica, which skip the triggers).
 -- Locks every operator, so it never races a claim.
 CREATE FUNCTION alexandrite.sla_recount_load() RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -178,7 +198,7 @@ CREATE FUNCTION alexandrite.orders_operator_load_truncate() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM alexandrite.operator_load;
+    UPDATE alexandrite.operator_load SET open_orders = 0;   -- no orders, no load
     RETURN NULL;
 END;
 $$;
@@ -338,12 +358,8 @@ BEGIN
     SELECT l.open_orders INTO open_orders
       FROM alexandrite.operator_load l
      WHERE l.operator_id OPERATOR(pg_catalog.=) sla_lock_operator.operator_id;
-    IF NOT FOUND THEN
-        -- unknown (see sla_load_add): count the orders themselves
-        SELECT pg_catalog.count(*) INTO open_orders
-          FROM alexandrite.orders o
-         WHERE o.operator_id OPERATOR(pg_catalog.=) sla_lock_operator.operator_id
-           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+    IF open_orders IS NULL THEN
+        open_orders := alexandrite.sla_known_load(sla_lock_operator.operator_id);
     END IF;
 END;
 $$;
@@ -407,11 +423,8 @@ BEGIN
     SELECT l.open_orders INTO v_open
       FROM alexandrite.operator_load l
      WHERE l.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id;
-    IF NOT FOUND THEN
-        SELECT pg_catalog.count(*) INTO v_open
-          FROM alexandrite.orders o
-         WHERE o.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id
-           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+    IF v_open IS NULL THEN           -- no row, or unknown since a restore/TRUNCATE
+        v_open := alexandrite.sla_known_load(assign_next.operator_id);
     END IF;
     IF v_open OPERATOR(pg_catalog.>=) v_capacity THEN
         RETURN NULL;                 -- at capacity
@@ -521,16 +534,19 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- 3: fill the free capacity with the urgent pool
-    SELECT pg_catalog.array_agg(op.id ORDER BY op.id),
-           pg_catalog.array_agg(op.capacity ORDER BY op.id),
-           pg_catalog.array_agg((SELECT pg_catalog.count(*)::integer FROM alexandrite.orders o
-                                  WHERE o.operator_id OPERATOR(pg_catalog.=) op.id
-                                    AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status)
-                                ORDER BY op.id)
-      INTO v_ops, v_cap, v_open
-      FROM alexandrite.operators op
-     WHERE op.active;
+    -- 3: fill the free capacity with the urgent pool (loads after 1 and 2,
+    -- made known where they were not)
+    v_ops := '{}'; v_cap := '{}'; v_open := '{}';
+    FOR r IN SELECT op.id, op.capacity, l.open_orders
+               FROM alexandrite.operators op
+               LEFT JOIN alexandrite.operator_load l ON l.operator_id OPERATOR(pg_catalog.=) op.id
+              WHERE op.active
+              ORDER BY op.id
+    LOOP
+        v_ops := v_ops OPERATOR(pg_catalog.||) r.id;
+        v_cap := v_cap OPERATOR(pg_catalog.||) r.capacity;
+        v_open := v_open OPERATOR(pg_catalog.||) COALESCE(r.open_orders, alexandrite.sla_known_load(r.id));
+    END LOOP;
     LOOP
         v_best := NULL;
         FOR i IN 1 .. COALESCE(pg_catalog.array_length(v_ops, 1), 0) LOOP
