@@ -118,6 +118,7 @@ COMMENT ON FUNCTION alexandrite.sla_known_load(text)
 CREATE FUNCTION alexandrite.orders_operator_load() RETURNS trigger
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.operator_id IS NOT NULL
@@ -240,56 +241,48 @@ COMMENT ON FUNCTION alexandrite.sla_require_read_committed(text)
 -- due before due_before, locked FOR NO KEY UPDATE; NULL when every such
 -- order is taken or locked by a concurrent claimer.
 --
+-- Plans are generic (plan_cache_mode): replanning the candidate query on
+-- every call cost four times its execution.
+--
 -- Candidates are the first lim rows of each channel's pool index (an index
 -- range scan each), ranked by (priority desc, id asc).  The same statement
 -- locks the first candidate nobody else holds (Limit over LockRows with SKIP
 -- LOCKED: only the row returned is locked; a row claimed since the snapshot
 -- fails the re-check and is skipped).  The ranking of truncated lists is
--- exact up to the last candidate of each truncated list; when the row we
--- locked lies beyond one (every candidate before it was taken: more
--- concurrent claimers than lim), we try again with a larger lim.  The row
+-- exact up to the last candidate of each truncated list; when lim or more
+-- candidates were skipped (more concurrent claimers than lim), the row we
+-- locked may lie beyond one, and we try again with a larger lim.  The row
 -- locked by the failed attempt stays locked until commit, which only makes
 -- other claimers skip it meanwhile (docs/sla.md).
 CREATE FUNCTION alexandrite.sla_claim(at timestamptz, due_before timestamptz DEFAULT 'infinity')
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    v_lim     integer := 16;
-    v_id      bigint;
-    v_p       float8;
-    v_cid     bigint;
-    v_guard_p float8;
-    v_guard_i bigint;
+    v_lim  integer := 16;
+    v_id   bigint;
+    v_rank bigint;
 BEGIN
     LOOP
         -- c: the candidates in rank order (the subquery's ORDER BY feeds the
         -- nested loop in order, so LockRows probes orders row by row and
-        -- stops at the first one it can lock); guard: the earliest-ranked
-        -- last candidate of a truncated list
-        SELECT o.id, c.p, c.id, c.guard_p, c.guard_i
-          INTO v_id, v_p, v_cid, v_guard_p, v_guard_i
-          FROM (SELECT k.id, k.p,
-                       pg_catalog.max(k.p) FILTER (WHERE k.n OPERATOR(pg_catalog.=) v_lim
-                                                     AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_p,
-                       pg_catalog.min(k.id) FILTER (WHERE k.n OPERATOR(pg_catalog.=) v_lim
-                                                      AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_i
-                  FROM (SELECT h.id, h.rn, h.n,
+        -- stops at the first one it can lock)
+        SELECT o.id, c.rk INTO v_id, v_rank
+          FROM (SELECT k.id, k.p, pg_catalog.row_number() OVER (ORDER BY k.p DESC, k.id) AS rk
+                  FROM (SELECT h.id,
                                alexandrite.sla_priority(h.created_at, h.sla_due_at, ch.channel, sla_claim.at) AS p
                           FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
                          CROSS JOIN LATERAL (
-                               SELECT o1.id, o1.sla_due_at, o1.created_at,
-                                      pg_catalog.row_number() OVER (ORDER BY o1.sla_due_at, o1.id) AS rn,
-                                      pg_catalog.count(*) OVER () AS n
-                                 FROM (SELECT o2.id, o2.sla_due_at, o2.created_at
-                                         FROM alexandrite.orders o2
-                                        WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
-                                          AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
-                                          AND o2.operator_id IS NULL
-                                          AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
-                                        ORDER BY o2.sla_due_at, o2.id
-                                        LIMIT v_lim) o1) h) k
+                               SELECT o2.id, o2.sla_due_at, o2.created_at
+                                 FROM alexandrite.orders o2
+                                WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
+                                  AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
+                                  AND o2.operator_id IS NULL
+                                  AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
+                                ORDER BY o2.sla_due_at, o2.id
+                                LIMIT v_lim) h) k
                  ORDER BY k.p DESC, k.id) c
           JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) c.id
          WHERE o.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
@@ -297,13 +290,13 @@ BEGIN
          ORDER BY c.p DESC, c.id
          LIMIT 1
            FOR NO KEY UPDATE OF o SKIP LOCKED;
-        IF v_id IS NOT NULL THEN
-            -- exact unless a truncated list ended before this row
-            IF v_guard_p IS NULL OR v_p OPERATOR(pg_catalog.>) v_guard_p
-               OR (v_p OPERATOR(pg_catalog.=) v_guard_p AND v_cid OPERATOR(pg_catalog.<=) v_guard_i) THEN
-                RETURN v_id;
-            END IF;
-        ELSE
+        -- Exact when fewer than lim candidates were skipped: a cut list's
+        -- last candidate ranks after all of that list's others (Lemma 1),
+        -- so it can precede the claimed row only if lim candidates did.
+        IF v_id IS NOT NULL AND v_rank OPERATOR(pg_catalog.<=) v_lim THEN
+            RETURN v_id;
+        END IF;
+        IF v_id IS NULL THEN
             -- nothing lockable among the candidates: done unless a list was cut short
             PERFORM 1 WHERE EXISTS (
                 SELECT 1 FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
@@ -389,6 +382,7 @@ COMMENT ON FUNCTION alexandrite.sla_give(bigint, text)
 CREATE FUNCTION alexandrite.assign_next(operator_id text) RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_capacity integer;
@@ -452,6 +446,7 @@ CREATE FUNCTION alexandrite.release_order(order_id bigint, actor text DEFAULT NU
     RETURNS alexandrite.order_status
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_order alexandrite.orders;
