@@ -64,6 +64,28 @@ BEGIN
     PERFORM alexandrite.sla_give(v_id, op);
     RETURN v_id;
 END \$\$;
+
+-- the floor: what any assignment costs without choosing (operator lock,
+-- capacity check, the same two writes through sla_give/set_status), taking
+-- an arbitrary pool order near a random id
+CREATE FUNCTION public.floor_assign(op text) RETURNS bigint LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS \$\$
+DECLARE v_cap int; v_open int; v_id bigint;
+BEGIN
+    SELECT l.capacity, l.open_orders INTO v_cap, v_open FROM alexandrite.sla_lock_operator(op, true) l;
+    IF v_open >= v_cap THEN RETURN NULL; END IF;
+    SELECT o.id INTO v_id FROM alexandrite.orders o
+     WHERE o.id >= (random() * $N)::bigint AND o.status < 'assigned' AND o.operator_id IS NULL
+     ORDER BY o.id LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF v_id IS NULL THEN RETURN NULL; END IF;
+    PERFORM alexandrite.sla_give(v_id, op);
+    RETURN v_id;
+END \$\$;
+SQL
+
+cat > "$OUT/floor.sql" <<'SQL'
+\set op :client_id + 1
+SELECT public.floor_assign('op' || :op);
 SQL
 
 cat > "$OUT/assign.sql" <<'SQL'
@@ -102,6 +124,10 @@ echo "|---|---|---|---|---|---|"
 for c in 1 8; do
     read -r tps p50 p99 < <(run "assign_c$c" "$OUT/assign.sql" "$c" "$SECS")
     echo "| assign_next | $c | $tps | $p50 | $p99 | $(pool) |"
+done
+for c in 1 8; do
+    read -r tps p50 p99 < <(run "floor_c$c" "$OUT/floor.sql" "$c" "$SECS")
+    echo "| floor: lock + capacity + the two writes, no ranking | $c | $tps | $p50 | $p99 | $(pool) |"
 done
 NSECS=${NAIVE_SECS:-$(( SECS < 10 ? SECS : 10 ))}
 for c in 1 8; do
