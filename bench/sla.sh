@@ -70,12 +70,12 @@ END \$\$;
 -- an arbitrary pool order near a random id
 CREATE FUNCTION public.floor_assign(op text) RETURNS bigint LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan AS \$\$
-DECLARE v_cap int; v_open int; v_id bigint;
+DECLARE v_cap int; v_open int; v_id bigint; v_from bigint := (random() * $N)::bigint;
 BEGIN
     SELECT l.capacity, l.open_orders INTO v_cap, v_open FROM alexandrite.sla_lock_operator(op, true) l;
     IF v_open >= v_cap THEN RETURN NULL; END IF;
     SELECT o.id INTO v_id FROM alexandrite.orders o
-     WHERE o.id >= (random() * $N)::bigint AND o.status < 'assigned' AND o.operator_id IS NULL
+     WHERE o.id >= v_from AND o.status < 'assigned' AND o.operator_id IS NULL
      ORDER BY o.id LIMIT 1 FOR UPDATE SKIP LOCKED;
     IF v_id IS NULL THEN RETURN NULL; END IF;
     PERFORM alexandrite.sla_give(v_id, op);
@@ -134,6 +134,41 @@ for c in 1 8; do
     read -r tps p50 p99 < <(run "naive_c$c" "$OUT/naive.sql" "$c" "$NSECS")
     echo "| naive ORDER BY sla_priority LIMIT 1 FOR UPDATE SKIP LOCKED | $c | $tps | $p50 | $p99 | $(pool) |"
 done
+
+# the order board: first page and a deep page, against the same ranking
+# computed from the table
+cat > "$OUT/board.sql" <<'SQL'
+SELECT count(*) FROM alexandrite.order_board(NULL, 50);
+SQL
+cat > "$OUT/board_deep.sql" <<'SQL'
+SELECT count(*) FROM (SELECT b.* FROM (SELECT priority, id FROM alexandrite.order_board(NULL, 500) OFFSET 499) last,
+                      alexandrite.order_board(NULL, 50, last.priority, last.id) b) x;
+SQL
+cat > "$OUT/board_naive.sql" <<'SQL'
+SELECT count(*) FROM (SELECT id FROM alexandrite.orders WHERE status < 'shipped'
+                       ORDER BY alexandrite.sla_priority(created_at, sla_due_at, channel) DESC, id LIMIT 50) x;
+SQL
+echo
+echo "| order board query | clients | calls/s | p50 ms | p99 ms |"
+echo "|---|---|---|---|---|"
+read -r tps p50 p99 < <(run board "$OUT/board.sql" 1 "$NSECS")
+echo "| order_board(NULL, 50): first page | 1 | $tps | $p50 | $p99 |"
+read -r tps p50 p99 < <(run board_deep "$OUT/board_deep.sql" 1 "$NSECS")
+echo "| order_board: 500 rows, then the page after them (two calls) | 1 | $tps | $p50 | $p99 |"
+read -r tps p50 p99 < <(run board_naive "$OUT/board_naive.sql" 1 "$NSECS")
+echo "| naive ORDER BY sla_priority DESC, id LIMIT 50 over open orders | 1 | $tps | $p50 | $p99 |"
+
+# escalation: the first run records every overdue order, a repeat finds nothing
+esc=$(psql -At <<'SQL'
+\timing on
+SELECT alexandrite.escalate_overdue();
+SELECT alexandrite.escalate_overdue();
+SQL
+)
+echo
+echo "escalate_overdue over $(open_n) open orders: first run $(echo "$esc" | sed -n 1p) breaches in"\
+     "$(echo "$esc" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | sed -n 1p) ms; repeat run $(echo "$esc" | sed -n 3p) new in"\
+     "$(echo "$esc" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | sed -n 2p) ms."
 
 # sla_priority throughput: the same scan with and without the function
 t_base=$(psql -At <<'SQL' | tail -1
