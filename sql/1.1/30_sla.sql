@@ -123,8 +123,11 @@ AS $$
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.operator_id IS NOT NULL
        AND OLD.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status THEN
+        -- a count that would go negative has drifted (writes that skipped
+        -- the triggers): it becomes unknown rather than failing the write
         UPDATE alexandrite.operator_load l
-           SET open_orders = l.open_orders OPERATOR(pg_catalog.-) 1
+           SET open_orders = CASE WHEN l.open_orders OPERATOR(pg_catalog.>) 0
+                                  THEN l.open_orders OPERATOR(pg_catalog.-) 1 END
          WHERE l.operator_id OPERATOR(pg_catalog.=) OLD.operator_id;
         IF NOT FOUND THEN            -- no row: unknown, counted on demand
             INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
