@@ -572,38 +572,123 @@ COMMENT ON FUNCTION alexandrite.rebalance(interval)
 -- Escalation
 ------------------------------------------------------------------------------
 
+-- Where the next escalate_overdue() must look.  An order can become
+-- overdue-and-unrecorded only by its due time passing (the window since the
+-- last run), or by a write that puts its due time in the past (an insert or
+-- a changed sla_due_at: the orders_sla_backdated trigger asks for a full
+-- scan).  A margin of one hour covers transactions that commit an order
+-- after a run has already looked past its due time, and a full scan at
+-- least every hour bounds anything else.  Derived state: not dumped (a
+-- restore starts with a full scan).
+CREATE TABLE alexandrite.sla_escalation_state (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    scan_from      timestamptz,          -- NULL: the next run scans every open order
+    last_run       timestamptz,
+    last_full_scan timestamptz
+);
+COMMENT ON TABLE alexandrite.sla_escalation_state
+    IS 'internal: the due-time window the next escalate_overdue() scans (NULL: all)';
+INSERT INTO alexandrite.sla_escalation_state (singleton) VALUES (true);
+
+CREATE FUNCTION alexandrite.orders_sla_backdated() RETURNS trigger
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    -- once per window: later rows find it NULL already and write nothing
+    UPDATE alexandrite.sla_escalation_state s SET scan_from = NULL
+     WHERE s.scan_from IS NOT NULL AND s.scan_from OPERATOR(pg_catalog.>) NEW.sla_due_at;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.orders_sla_backdated()
+    IS 'internal: an order written with a due time already past makes the next escalate_overdue() scan everything';
+-- create_order always writes a due time in the future: it never fires
+CREATE TRIGGER orders_sla_backdated_ins
+    AFTER INSERT ON alexandrite.orders FOR EACH ROW
+    WHEN (NEW.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now())
+    EXECUTE FUNCTION alexandrite.orders_sla_backdated();
+CREATE TRIGGER orders_sla_backdated_upd
+    AFTER UPDATE OF sla_due_at ON alexandrite.orders FOR EACH ROW
+    WHEN (NEW.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now()
+          AND NEW.sla_due_at OPERATOR(pg_catalog.<) OLD.sla_due_at)
+    EXECUTE FUNCTION alexandrite.orders_sla_backdated();
+COMMENT ON TRIGGER orders_sla_backdated_ins ON alexandrite.orders IS 'keeps escalate_overdue() complete for back-dated orders';
+COMMENT ON TRIGGER orders_sla_backdated_upd ON alexandrite.orders IS 'keeps escalate_overdue() complete for back-dated orders';
+
 -- Record each open order whose due time has passed in sla_breaches, once
 -- (the primary key and ON CONFLICT make a repeat a no-op; the outbox
 -- capability's trigger on sla_breaches emits order.sla_breached).  A run
 -- that finds another one in progress returns 0 at once instead of queueing.
-CREATE FUNCTION alexandrite.escalate_overdue() RETURNS bigint
+-- A run looks at the due times since the previous run (minus a margin),
+-- unless a full scan is due (see sla_escalation_state) or asked for.
+CREATE FUNCTION alexandrite.escalate_overdue(full_scan boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_now timestamptz := pg_catalog.now();
-    v_n   bigint;
+    v_now  timestamptz := pg_catalog.now();
+    v_from timestamptz;
+    v_full timestamptz;
+    v_n    bigint;
 BEGIN
     IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('alexandrite.escalate_overdue')::bigint) THEN
         RETURN 0;
     END IF;
-    WITH ins AS (
-        INSERT INTO alexandrite.sla_breaches AS b
-               (order_id, sla_due_at, breached_at, status_at_breach, operator_id)
-        SELECT o.id, o.sla_due_at, v_now, o.status, o.operator_id
-          FROM alexandrite.orders o
-         WHERE o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
-           AND o.sla_due_at OPERATOR(pg_catalog.<) v_now
-           AND NOT EXISTS (SELECT 1 FROM alexandrite.sla_breaches x
-                            WHERE x.order_id OPERATOR(pg_catalog.=) o.id)
-         ORDER BY o.sla_due_at, o.id
-        ON CONFLICT (order_id) DO NOTHING
-        RETURNING b.order_id)
-    SELECT pg_catalog.count(*) INTO v_n FROM ins;
+    -- the state row lock also orders us after a concurrent back-dating write
+    SELECT s.scan_from, s.last_full_scan INTO v_from, v_full
+      FROM alexandrite.sla_escalation_state s FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO alexandrite.sla_escalation_state (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+    END IF;
+    IF COALESCE(full_scan, false) OR v_from IS NULL OR v_full IS NULL
+       OR v_full OPERATOR(pg_catalog.<) (v_now OPERATOR(pg_catalog.-) '1 hour'::interval) THEN
+        v_from := NULL;
+    END IF;
+
+    IF v_from IS NULL THEN
+        -- every open order past due
+        WITH ins AS (
+            INSERT INTO alexandrite.sla_breaches AS b
+                   (order_id, sla_due_at, breached_at, status_at_breach, operator_id)
+            SELECT o.id, o.sla_due_at, v_now, o.status, o.operator_id
+              FROM alexandrite.orders o
+             WHERE o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+               AND o.sla_due_at OPERATOR(pg_catalog.<) v_now
+               AND NOT EXISTS (SELECT 1 FROM alexandrite.sla_breaches x
+                                WHERE x.order_id OPERATOR(pg_catalog.=) o.id)
+             ORDER BY o.sla_due_at, o.id
+            ON CONFLICT (order_id) DO NOTHING
+            RETURNING b.order_id)
+        SELECT pg_catalog.count(*) INTO v_n FROM ins;
+    ELSE
+        -- the window since the last run: a range scan per channel
+        WITH ins AS (
+            INSERT INTO alexandrite.sla_breaches AS b
+                   (order_id, sla_due_at, breached_at, status_at_breach, operator_id)
+            SELECT o.id, o.sla_due_at, v_now, o.status, o.operator_id
+              FROM alexandrite.orders o
+             WHERE o.channel OPERATOR(pg_catalog.=) ANY (alexandrite.sla_channels())
+               AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+               AND o.sla_due_at OPERATOR(pg_catalog.>=) v_from
+               AND o.sla_due_at OPERATOR(pg_catalog.<) v_now
+               AND NOT EXISTS (SELECT 1 FROM alexandrite.sla_breaches x
+                                WHERE x.order_id OPERATOR(pg_catalog.=) o.id)
+             ORDER BY o.sla_due_at, o.id
+            ON CONFLICT (order_id) DO NOTHING
+            RETURNING b.order_id)
+        SELECT pg_catalog.count(*) INTO v_n FROM ins;
+    END IF;
+
+    UPDATE alexandrite.sla_escalation_state s
+       SET scan_from = v_now OPERATOR(pg_catalog.-) '1 hour'::interval,
+           last_run = v_now,
+           last_full_scan = CASE WHEN v_from IS NULL THEN v_now ELSE s.last_full_scan END;
     RETURN v_n;
 END;
 $$;
-COMMENT ON FUNCTION alexandrite.escalate_overdue()
+COMMENT ON FUNCTION alexandrite.escalate_overdue(boolean)
     IS 'records a breach (once per order) for every open order past its due time; returns how many were new';
 
 -- Run escalate_overdue() from pg_cron (1.4: one-minute granularity).  The
@@ -738,6 +823,6 @@ COMMENT ON FUNCTION alexandrite.order_board(text, integer, float8, bigint)
 -- Privileges: administrative functions are not for PUBLIC (docs/sla.md)
 ------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION alexandrite.rebalance(interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION alexandrite.escalate_overdue() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.escalate_overdue(boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.schedule_escalation(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.sla_recount_load() FROM PUBLIC;
