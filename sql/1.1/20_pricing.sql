@@ -347,6 +347,13 @@ BEGIN
                   HINT = 'Set the order''s mesh_id and material first.';
     END IF;
 
+    IF pg_catalog.jsonb_typeof(v_opts) OPERATOR(pg_catalog.=) 'object'
+       AND v_opts OPERATOR(pg_catalog.?) 'price_list_version' THEN
+        RAISE EXCEPTION 'price_order always uses the current price list'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Remove "price_list_version"; it is for recomputing old quotes with price_quote().';
+    END IF;
+
     v_quote := alexandrite.price_quote(v_order.mesh_id, v_order.material, v_opts);
 
     IF (v_quote.breakdown OPERATOR(pg_catalog.->>) 'needs_review')::boolean
