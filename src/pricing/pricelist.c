@@ -132,6 +132,13 @@ resolve_oids(void)
 	oids_valid = true;
 }
 
+/* A number that changes whenever the tables pricing reads may have changed. */
+uint64
+AlxPricingGeneration(void)
+{
+	return inval_count;
+}
+
 /* The OID of alexandrite.meshes. */
 Oid
 AlxPricingMeshesRelid(void)
