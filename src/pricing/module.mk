@@ -2,3 +2,4 @@
 OBJS    += src/pricing/pricelist.o src/pricing/quote.o
 REGRESS += pricing_quote pricing_versions pricing_order
 ISOLATION += pricing_cache
+ISOLATION += pricing_order_race

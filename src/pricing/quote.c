@@ -34,6 +34,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 
 #include "alexandrite.h"
@@ -328,6 +329,14 @@ fetch_mesh(int64 mesh_id, MeshFacts *m)
 		resolve_layout(rel);
 		layout_gen = AlxPricingGeneration();
 	}
+
+	/* the scan below would bypass row-level security: refuse instead */
+	if (rel->rd_rel->relrowsecurity &&
+		check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("price_quote does not support row-level security on alexandrite.meshes"),
+				 errhint("Disable row-level security on alexandrite.meshes, or quote as a role that bypasses it.")));
 
 	snap = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(mesh_id));
