@@ -1,7 +1,7 @@
 -- Catalog contracts of pricing: objects, signatures, volatility, who may
 -- change the price list, who may quote, SQLSTATEs, dump registration.
 BEGIN;
-SELECT plan(54);
+SELECT plan(56);
 
 -- objects
 SELECT has_view('alexandrite', 'price_rules', 'view alexandrite.price_rules exists');
@@ -114,6 +114,17 @@ SELECT is((SELECT count(*) FROM alexandrite.price_list_versions WHERE version > 
     'the version is in the history');
 SELECT is((alexandrite.price_quote(940001, 'ag925')).price_list_version, (SELECT version FROM alexandrite.price_rules),
     'quotes use the newest version');
+
+-- price_quote reads the mesh directly: with row-level security on meshes
+-- it refuses rather than bypass the policies
+ALTER TABLE alexandrite.meshes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY pgtap_none ON alexandrite.meshes USING (false);
+SET ROLE alx_pgtap_pricing;
+SELECT throws_ok($$SELECT alexandrite.price_quote(940001, 'ag925')$$, '0A000', NULL,
+    'price_quote refuses to bypass row-level security on meshes');
+RESET ROLE;
+SELECT lives_ok($$SELECT alexandrite.price_quote(940001, 'ag925')$$,
+    'a role that bypasses row-level security (the owner) still quotes');
 
 SELECT * FROM finish();
 ROLLBACK;
