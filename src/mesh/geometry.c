@@ -910,8 +910,7 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		st->euler_characteristic = (int64_t) st->vertices -
 			(int64_t) st->edges + (int64_t) kept;
 	}
-	if (st->watertight && st->inconsistent_edges == 0 &&
-		!(st->warnings & ALX_WARN_NOT_ORIENTABLE))
+	if (st->watertight && !(st->warnings & ALX_WARN_NOT_ORIENTABLE))
 	{
 		int64_t		twice = 2 * (int64_t) nshells - st->euler_characteristic;
 
