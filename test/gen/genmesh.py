@@ -413,7 +413,21 @@ def hostile_cases(datadir=None, want=None):
     # random bytes with and without a hint
     cases["random.bin"] = bytes((i * 7919 + 13) % 256 for i in range(4096))
     cases["zeros.stl"] = b"\0" * 4096
+    cases["star_polygon.obj"] = star_polygon(32000)
     return cases
+
+
+def star_polygon(n):
+    """One concave polygon of n vertices: assimp's ear clipping is O(n^2),
+    so 32,000 vertices (1.3 MB, below the 32,767 indices per face that
+    assimp validates) keep the parser busy for about 5 s of CPU."""
+    out = []
+    for k in range(n):
+        t = 2 * math.pi * k / n
+        r = 10 if k % 2 == 0 else 5
+        out.append("v %.9g %.9g 0" % (r * math.cos(t), r * math.sin(t)))
+    out.append("f " + " ".join(str(i + 1) for i in range(n)))
+    return ("\n".join(out) + "\n").encode()
 
 
 def hostile(outdir, datadir=None):
