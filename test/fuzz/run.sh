@@ -41,7 +41,7 @@ ASAN_OPTIONS=detect_leaks=0 "$bin" -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ign
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -max_len=65536 -artifact_prefix="$work/artifacts/" \
     "$work/corpus" "$work/seeds" > "$log" 2>&1
-runs=$(grep -oE '^#[0-9]+' "$log" | tail -1)
+runs=$(grep -oE '^#[0-9]+' "$log" | tr -d '#' | sort -n | tail -1)
 crashes=$(ls "$work"/artifacts/crash-* 2>/dev/null | wc -l)
 # Replay every crash: the first stack frame outside the sanitizer, libFuzzer,
 # libc and libstdc++ tells whose crash it is.
@@ -58,7 +58,7 @@ for a in "$work"/artifacts/crash-*; do
             echo "crash in a library (assimp): $(basename "$a") ${frame:+at ${frame##* in }}" ;;
     esac
 done
-echo "mesh fuzz: ${secs}s, ${runs:-?} runs, $crashes crash inputs (assimp's own included), $ours in alexandrite code"
+echo "mesh fuzz: ${secs}s, ${runs:-?} executions, $crashes crash inputs (assimp's own included), $ours in alexandrite code"
 if [ "$ours" != 0 ]; then
     echo "FAIL: sanitizer reports in alexandrite code (inputs in $work/artifacts, log $log)"
     exit 1
