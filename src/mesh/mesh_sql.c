@@ -334,6 +334,7 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 	int			status = 0;
 	bool		reaped = false;
 	bool		timed_out = false;
+	bool		overflow = false;
 	instr_time	start,
 				now;
 	long		cpu_s = alx_mesh_timeout_ms / 1000 + 2;
@@ -507,6 +508,7 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 					if (reclen == sizeof(recbuf))
 					{
 						/* more than one record: garbage, stop it now */
+						overflow = true;
 						kill(pid, SIGKILL);
 						close(fd_out);
 						fd_out = -1;
@@ -584,6 +586,11 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 			errbuf[i] = (errbuf[i] == '\n' && i + 1 == errlen) ? '\0' : ' ';
 	if (!reaped)
 		elog(ERROR, "mesh helper was not reaped");
+	if (overflow)
+		ereport(ERROR,
+				(errcode(ALX_ERRCODE_BAD_MESH),
+				 errmsg("mesh helper returned an invalid result"),
+				 errdetail_internal("more output than one record")));
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),

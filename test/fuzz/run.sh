@@ -9,7 +9,9 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-45}
-work=${2:-$(mktemp -d /tmp/alx-mesh-fuzz.XXXXXX)}
+work=${2:-}
+keep=1
+[ -z "$work" ] && { work=$(mktemp -d /tmp/alx-mesh-fuzz.XXXXXX); keep=0; }
 mkdir -p "$work/corpus" "$work/seeds" "$work/artifacts"
 command -v clang >/dev/null || { echo "clang not installed, skipping"; exit 0; }
 
@@ -63,4 +65,5 @@ if [ "$ours" != 0 ]; then
     echo "FAIL: sanitizer reports in alexandrite code (inputs in $work/artifacts, log $log)"
     exit 1
 fi
-echo "PASS: no crash in alexandrite code (work dir $work)"
+echo "PASS: no crash in alexandrite code"
+[ $keep = 1 ] || rm -rf "$work"
