@@ -78,6 +78,10 @@ SET alexandrite.meshd_path = '/bin/false';    -- unknown exit code
 SELECT pg_temp.try($$SELECT alexandrite.mesh_analyze(decode('$$ || :'b' || $$', 'base64'))$$);
 RESET alexandrite.meshd_path;
 
+-- every analysis slot (alexandrite.mesh_max_concurrent) was given back,
+-- after successes and errors alike
+SELECT count(*) AS slots_held FROM pg_locks WHERE locktype = 'advisory' AND database = 0;
+
 -- PUBLIC may not spawn the helper
 CREATE ROLE alx_mesh_nobody;
 GRANT USAGE ON SCHEMA alexandrite TO alx_mesh_nobody;

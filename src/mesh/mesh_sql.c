@@ -46,10 +46,13 @@
 #include "miscadmin.h"
 #include "portability/instr_time.h"
 #include "postmaster/postmaster.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/pmsignal.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/wait_event.h"
 
 #include "alexandrite.h"
 #include "mesh/meshrecord.h"
@@ -609,11 +612,76 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 	check_record(&result->rec, len);
 }
 
-/* Validate the input and run the analysis. */
+/* advisory-lock key of the analysis slots: database 0 (cluster-wide), 'ALXM' */
+#define MESH_SLOT_KEY1 0x414C584Du
+
+static void
+slot_tag(LOCKTAG *tag, int slot)
+{
+	SET_LOCKTAG_ADVISORY(*tag, InvalidOid, MESH_SLOT_KEY1, (uint32) slot, 3);
+}
+
+/*
+ * Take one of alexandrite.mesh_max_concurrent cluster-wide slots (session
+ * advisory locks in database 0, which pg_advisory_lock() cannot name), so
+ * that N parallel uploads cannot take N x mesh_memory_limit of memory.
+ * Waits, interruptibly, within alexandrite.mesh_timeout.  Returns the slot,
+ * or -1 when there is no limit.
+ */
+static int
+acquire_slot(void)
+{
+	int			nslots = alx_mesh_max_concurrent;
+	instr_time	start,
+				now;
+
+	if (nslots <= 0)
+		return -1;
+	INSTR_TIME_SET_CURRENT(start);
+	for (;;)
+	{
+		int			first = MyProcPid % nslots;
+
+		for (int i = 0; i < nslots; i++)
+		{
+			int			slot = (first + i) % nslots;
+			LOCKTAG		tag;
+
+			slot_tag(&tag, slot);
+			if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+				return slot;
+		}
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		if (INSTR_TIME_GET_MILLISEC(now) >= alx_mesh_timeout_ms)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("no mesh analysis slot became free within %d ms", alx_mesh_timeout_ms),
+					 errhint("alexandrite.mesh_max_concurrent analyses may run at once.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 20, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+release_slot(int slot)
+{
+	LOCKTAG		tag;
+
+	if (slot < 0)
+		return;
+	slot_tag(&tag, slot);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/* Validate the input and run the analysis in a slot. */
 static void
 analyze_bytes(bytea *data, const char *format, const char *unit, HelperResult *hr)
 {
 	size_t		len = VARSIZE_ANY_EXHDR(data);
+	volatile int slot;
 
 	if (len == 0)
 		ereport(ERROR,
@@ -624,7 +692,16 @@ analyze_bytes(bytea *data, const char *format, const char *unit, HelperResult *h
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("mesh file of %zu bytes exceeds the limit of %d bytes", len, alx_mesh_max_bytes),
 				 errhint("alexandrite.mesh_max_bytes sets the limit.")));
-	run_helper(VARDATA_ANY(data), len, format, unit, hr);
+	slot = acquire_slot();
+	PG_TRY();
+	{
+		run_helper(VARDATA_ANY(data), len, format, unit, hr);
+	}
+	PG_FINALLY();
+	{
+		release_slot(slot);
+	}
+	PG_END_TRY();
 }
 
 static Datum
