@@ -21,15 +21,16 @@ SELECT unit, filename, format, triangles, vertices, round(volume_mm3::numeric, 4
        analysis_ms >= 0 AS timed
   FROM alexandrite.meshes WHERE id IN (:cube_id, :cube_in_id) ORDER BY id;
 SELECT count(*) FROM alexandrite.meshes WHERE sha256 = sha256(decode(:'cube', 'base64'));
--- the format comes from the contents; the file name's extension is a hint
+-- the format comes from the contents; the file name is only stored
 \set ring_ply `python3 test/gen/genmesh.py ring ply --b64`
 SELECT alexandrite.mesh_ingest(decode(:'ring_ply', 'base64'), 'band') AS band_id \gset
 SELECT format, triangles, filename FROM alexandrite.meshes WHERE id = :band_id;
 -- the same bytes under another name are the same mesh (no parse, no hint check)
 SELECT alexandrite.mesh_ingest(decode(:'ring_ply', 'base64'), 'band.stl')
        = :band_id AS same_id;
--- new bytes whose name's extension contradicts them
-SELECT alexandrite.mesh_ingest(decode(:'ring_ply', 'base64') || '\x0a'::bytea, 'band.stl');
+-- new bytes whose name's extension contradicts them: detected as PLY
+SELECT alexandrite.mesh_ingest(decode(:'ring_ply', 'base64') || '\x0a'::bytea, 'band.stl') AS misnamed_id \gset
+SELECT format, triangles, filename FROM alexandrite.meshes WHERE id = :misnamed_id;
 -- called once per row in one statement: later calls see the first's row
 SELECT count(DISTINCT alexandrite.mesh_ingest(decode(:'ring', 'base64'), 'ring.obj')) AS ids
   FROM generate_series(1, 3);
@@ -43,4 +44,5 @@ SELECT alexandrite.mesh_ingest('\x00010203'::bytea, 'junk.stl');
 SELECT count(*) = :meshes_before AS nothing_stored FROM alexandrite.meshes;
 -- clean up what this file stored
 DELETE FROM alexandrite.meshes WHERE sha256 IN (sha256(decode(:'cube', 'base64')),
-    sha256(decode(:'ring', 'base64')), sha256(decode(:'ring_ply', 'base64')));
+    sha256(decode(:'ring', 'base64')), sha256(decode(:'ring_ply', 'base64')),
+    sha256(decode(:'ring_ply', 'base64') || '\x0a'::bytea));

@@ -850,22 +850,11 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unit must not be null")));
 
-	/* the file name's extension is the format hint, if it is one we know */
-	if (filename != NULL)
-	{
-		char	   *fn = text_to_cstring(filename);
-		char	   *dot = strrchr(fn, '.');
-
-		if (dot != NULL)
-		{
-			static const char *const ok[] = {"stl", "obj", "ply", "gltf", "glb", "3mf", NULL};
-
-			for (int i = 0; ok[i]; i++)
-				if (pg_strcasecmp(dot + 1, ok[i]) == 0)
-					format = pstrdup(ok[i]);
-		}
-	}
-
+	/*
+	 * The file name is stored, not trusted: customers' files are often
+	 * misnamed, so the format is always detected from the bytes (the helper
+	 * still pins assimp to the detected format's importer).
+	 */
 	sha = mesh_sha256(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 
 	SPI_connect();

@@ -19,7 +19,7 @@ bin=$work/mesh_fuzz
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$top/src/mesh" $(pkg-config --cflags assimp zlib) \
     "$top/test/fuzz/mesh_fuzz.c" "$top/src/mesh/meshio.c" "$top/src/mesh/geometry.c" \
-    -o "$bin" $(pkg-config --libs assimp zlib) -lm || { echo "FAIL: fuzz target does not build"; exit 1; }
+    -o "$bin" $(pkg-config --libs assimp zlib) -lm || { echo "mesh fuzz target does not build"; exit 1; }
 
 # seeds: selector byte + file
 gen=$top/test/gen/genmesh.py
@@ -62,8 +62,8 @@ for a in "$work"/artifacts/crash-*; do
 done
 echo "mesh fuzz: ${secs}s, ${runs:-?} executions, $crashes crash inputs (assimp's own included), $ours in alexandrite code"
 if [ "$ours" != 0 ]; then
-    echo "FAIL: sanitizer reports in alexandrite code (inputs in $work/artifacts, log $log)"
+    echo "mesh fuzz failed: sanitizer reports in alexandrite code (inputs in $work/artifacts, log $log)"
     exit 1
 fi
-echo "PASS: no crash in alexandrite code"
+echo "mesh fuzz ok: no crash in alexandrite code"
 [ $keep = 1 ] || rm -rf "$work"
