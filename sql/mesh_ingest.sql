@@ -11,6 +11,11 @@ SELECT alexandrite.mesh_ingest(decode(:'cube', 'base64'), 'cube.stl') = :cube_id
 -- new bytes do need it: an error here
 SELECT alexandrite.mesh_ingest(decode(:'ring', 'base64'), 'ring.obj') > 0 AS stored;
 RESET alexandrite.meshd_path;
+-- a row written by an older analyzer is measured again by the next ingest,
+-- keeping its id and its first file name
+UPDATE alexandrite.meshes SET analyzer_version = 0, volume_mm3 = 1 WHERE id = :cube_id;
+SELECT alexandrite.mesh_ingest(decode(:'cube', 'base64'), 'renamed.stl') = :cube_id AS same_id_reanalysed;
+SELECT analyzer_version, volume_mm3, filename FROM alexandrite.meshes WHERE id = :cube_id;
 -- the same bytes in inches are another mesh, scaled to mm
 SELECT alexandrite.mesh_ingest(decode(:'cube', 'base64'), 'cube.stl', 'in') AS cube_in_id \gset
 SELECT :cube_in_id <> :cube_id AS new_id;

@@ -792,16 +792,20 @@ alexandrite_mesh_analyze(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
 }
 
-/* id of the stored mesh with this hash and unit, or 0 */
+/*
+ * id of the stored mesh with this hash and unit, or 0; *current tells
+ * whether its row was written by this analyzer version.
+ */
 static int64
-find_mesh(bytea *sha, const char *unit)
+find_mesh(bytea *sha, const char *unit, bool *current)
 {
 	Oid			types[2] = {BYTEAOID, TEXTOID};
 	Datum		vals[2] = {PointerGetDatum(sha), CStringGetTextDatum(unit)};
 	int64		id = 0;
 	int			rc;
 
-	rc = SPI_execute_with_args("SELECT id FROM alexandrite.meshes "
+	*current = false;
+	rc = SPI_execute_with_args("SELECT id, analyzer_version FROM alexandrite.meshes "
 							   "WHERE sha256 OPERATOR(pg_catalog.=) $1 "
 							   "AND unit OPERATOR(pg_catalog.=) $2",
 							   2, types, vals, NULL, false, 1);
@@ -811,8 +815,12 @@ find_mesh(bytea *sha, const char *unit)
 	{
 		bool		isnull;
 
+		Datum		v;
+
 		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
+		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		*current = !isnull && DatumGetInt32(v) == ALX_MESH_ANALYZER_VERSION;
 	}
 	return id;
 }
@@ -821,7 +829,8 @@ PG_FUNCTION_INFO_V1(alexandrite_mesh_ingest);
 
 /*
  * mesh_ingest(data bytea, filename text, unit text DEFAULT 'mm') RETURNS bigint
- * The same bytes in the same unit give the same id and are parsed once.
+ * The same bytes in the same unit give the same id and are parsed once per
+ * analyzer version.
  */
 Datum
 alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
@@ -835,6 +844,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 	Datum		sv[MS_NATTS];
 	bool		sn[MS_NATTS];
 	char	   *format = NULL;
+	bool		current;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -858,8 +868,8 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 	sha = mesh_sha256(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 
 	SPI_connect();
-	id = find_mesh(sha, unit);
-	if (id == 0)
+	id = find_mesh(sha, unit, &current);
+	if (id == 0 || !current)
 	{
 		Oid			types[] = {BYTEAOID, TEXTOID, TEXTOID, TEXTOID,
 							   INT8OID, INT8OID, FLOAT8OID, FLOAT8OID,
@@ -867,7 +877,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 							   INT8OID, INT8OID, INT8OID, FLOAT8OID,
 							   FLOAT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
 							   FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
-							   TEXTARRAYOID, INT4OID, INT8OID};
+							   TEXTARRAYOID, INT4OID, INT8OID, INT8OID};
 		Datum		vals[lengthof(types)];
 		char		nulls[lengthof(types)];
 		int			rc;
@@ -909,6 +919,32 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 		vals[26] = sv[MS_WARNINGS];
 		vals[27] = sv[MS_ANALYZER_VERSION];
 		vals[28] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(data));
+		vals[29] = Int64GetDatum(id);
+
+		if (id != 0)
+		{
+			/*
+			 * Stored by an older analyzer: measure again, keep the id (orders
+			 * and quotes refer to it) and the first file name.
+			 */
+			rc = SPI_execute_with_args(
+									   "UPDATE alexandrite.meshes SET (format, triangles, vertices, "
+									   "volume_mm3, area_mm2, size_x_mm, size_y_mm, size_z_mm, shells, "
+									   "watertight, boundary_edges, nonmanifold_edges, degenerate_triangles, "
+									   "analysis_ms, unit_scale_mm, inconsistent_edges, faces_reoriented, "
+									   "euler_characteristic, genus, volume_uncertainty_mm3, min_x_mm, "
+									   "min_y_mm, min_z_mm, warnings, analyzer_version, size_bytes, "
+									   "analyzed_at) = ROW($4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+									   "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, "
+									   "$28, $29, pg_catalog.now()) "
+									   "WHERE id OPERATOR(pg_catalog.=) $30 "
+									   "AND sha256 OPERATOR(pg_catalog.=) $1 AND unit OPERATOR(pg_catalog.=) $2",
+									   lengthof(types), types, vals, nulls, false, 0);
+			if (rc != SPI_OK_UPDATE)
+				elog(ERROR, "could not update mesh: %s", SPI_result_code_string(rc));
+			SPI_finish();
+			PG_RETURN_INT64(id);
+		}
 
 		rc = SPI_execute_with_args(
 								   "INSERT INTO alexandrite.meshes (sha256, unit, filename, format, "
@@ -932,7 +968,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 											 SPI_tuptable->tupdesc, 1, &isnull));
 		}
 		else
-			id = find_mesh(sha, unit);	/* a concurrent ingest won */
+			id = find_mesh(sha, unit, &current);	/* a concurrent ingest won */
 		if (id == 0)
 			elog(ERROR, "mesh vanished after a concurrent ingest");
 	}
