@@ -104,6 +104,40 @@ $r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
 AlxBroker::ledger_ok($r, 'late commit');
 ok((grep { ($_->{aggregate_id} // '') eq 'agg-50' } $mq->deliveries) == 3, 'the late transaction\'s events arrive');
 
+# --- inverted xids: T2 takes its xid first, then waits for T1 on the same
+# aggregate while an unrelated transaction between them stays open ----------
+my $t2 = $node->background_psql('postgres');
+my $t1 = $node->background_psql('postgres');
+my $t3 = $node->background_psql('postgres');
+$t2->query_safe('BEGIN');
+$t2->query_safe('SELECT pg_current_xact_id()');          # T2's xid is the smallest
+$t3->query_safe('BEGIN');
+$t3->query_safe('SELECT pg_current_xact_id()');          # an open transaction in between
+$t1->query_safe('BEGIN');
+$t1->query_safe("SELECT produce(40, 40, 1)");             # T1 holds agg-40's row lock
+$t2->query_until(qr/waiting/, "\\echo waiting\nSELECT produce(40, 40, 1);\n");  # T2 blocks on it
+$t1->query_safe('COMMIT');
+$t2->query_safe('COMMIT');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
+AlxBroker::ledger_ok($r, 'inverted xids with a transaction open in between');
+my @a40 = grep { ($_->{aggregate_id} // '') eq 'agg-40' } $mq->deliveries;
+is_deeply([ map { $_->{aggregate_seq} } @a40 ], [ 1, 2 ], 'agg-40 arrives in seq order although T2 has the smaller xid');
+$t3->query_safe('COMMIT');
+$_->quit for ($t1, $t2, $t3);
+
+# --- two-phase commit: COMMIT PREPARED publishes, ROLLBACK PREPARED does not ---
+$node->safe_psql('postgres', q{
+	BEGIN; SELECT produce(41, 41, 2); PREPARE TRANSACTION 'obx_a';
+	BEGIN; SELECT produce(42, 42, 2); PREPARE TRANSACTION 'obx_b';
+});
+sleep 1;
+ok(!grep({ ($_->{aggregate_id} // '') =~ /^agg-4[12]$/ } $mq->deliveries), 'nothing of a prepared transaction is published');
+$node->safe_psql('postgres', "COMMIT PREPARED 'obx_a'; ROLLBACK PREPARED 'obx_b';");
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
+AlxBroker::ledger_ok($r, 'two-phase commit');
+is(scalar(grep { ($_->{aggregate_id} // '') eq 'agg-41' } $mq->deliveries), 2, 'the committed prepared transaction is published');
+ok(!grep({ ($_->{aggregate_id} // '') eq 'agg-42' } $mq->deliveries), 'the rolled back one is not');
+
 # --- unroutable: retried, then dead letters; the aggregate stops ----------
 $node->safe_psql('postgres', q{
 	SELECT produce(70, 70, 2, 'nobind');   -- routing key nobind.happened: no queue
