@@ -1,6 +1,6 @@
 -- Catalog contracts of the outbox: objects, signatures, privileges, SQLSTATEs.
 BEGIN;
-SELECT plan(39);
+SELECT plan(43);
 
 SELECT has_view('alexandrite', v, 'view alexandrite.' || v || ' exists')
   FROM unnest(ARRAY['outbox', 'outbox_status', 'outbox_blocked']) AS v;
@@ -17,6 +17,8 @@ SELECT function_returns('alexandrite', 'outbox_emit', ARRAY['text', 'text', 'tex
     'outbox_emit(text, text, text, jsonb, jsonb) returns bigint');
 SELECT function_returns('alexandrite', 'outbox_requeue', ARRAY['bigint[]'], 'bigint',
     'outbox_requeue(bigint[]) returns bigint');
+SELECT has_function('alexandrite', f, 'function alexandrite.' || f || ' exists')
+  FROM unnest(ARRAY['outbox_discard', 'outbox_relay_info', 'outbox_latency', 'outbox_restoring']) AS f;
 SELECT isnt_definer('alexandrite', 'outbox_emit', ARRAY['text', 'text', 'text', 'jsonb', 'jsonb'],
     'outbox_emit is not SECURITY DEFINER');
 SELECT function_privs_are('alexandrite', 'outbox_requeue', ARRAY['bigint[]'], 'public', ARRAY[]::text[],
