@@ -170,7 +170,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The relay sets these headers itself.';
     END IF;
-    IF pg_catalog.octet_length(payload::text) OPERATOR(pg_catalog.>) 16777216 THEN
+    IF pg_catalog.pg_column_size(payload) OPERATOR(pg_catalog.>) 16777216 THEN
         RAISE EXCEPTION 'outbox payload is larger than 16 MB'
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
