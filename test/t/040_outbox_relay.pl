@@ -218,7 +218,11 @@ $r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
 AlxBroker::ledger_ok($r, 'relay terminated during a drain');
 $node->safe_psql('postgres', 'SELECT produce(200, 249, 20)');
 $pid = $node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status');
+my $log_offset = -s $node->logfile;
 kill 'KILL', $pid;    # SIGKILL: the postmaster restarts the whole cluster
+# wait for the crash restart itself, not just for a connection that the
+# restart may still kill
+$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
 AlxBroker::wait_ready($node);
 $node->safe_psql('postgres', 'SELECT produce(200, 249, 2)');
 $r = AlxBroker::check($node, 'postgres', $mq, timeout => 90);
