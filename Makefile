@@ -51,4 +51,7 @@ PROVE ?= prove
 pgtap:
 	scripts/run-pgtap
 tap:
-	PG_CONFIG=$(PG_CONFIG) $(PROVE) -I $(dir $(PGXS))../../src/test/perl -I test/perl $(PROVE_FLAGS) $(if $(PROVE_TESTS),$(PROVE_TESTS),test/t/*.pl)
+	rm -rf '$(CURDIR)'/tmp_check && mkdir -p '$(CURDIR)'/tmp_check
+	TESTDIR='$(CURDIR)' PATH="$(bindir):$$PATH" PG_CONFIG=$(PG_CONFIG) \
+	PG_REGRESS='$(dir $(PGXS))../../src/test/regress/pg_regress' \
+	$(PROVE) -I $(dir $(PGXS))../../src/test/perl -I test/perl $(PROVE_FLAGS) $(if $(PROVE_TESTS),$(PROVE_TESTS),test/t/*.pl)

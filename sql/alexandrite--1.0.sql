@@ -60,26 +60,27 @@ CREATE TABLE alexandrite.materials (
     casting_loss_pct numeric NOT NULL DEFAULT 5
                      CHECK (casting_loss_pct OPERATOR(pg_catalog.>=) 0 AND casting_loss_pct OPERATOR(pg_catalog.<) 100),
     active           boolean NOT NULL DEFAULT true,
-    updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    seeded           boolean NOT NULL DEFAULT false   -- installed by the extension, never changed since
 );
 COMMENT ON TABLE alexandrite.materials IS 'alloys an order can be cast in, with density and metal price';
 
 -- Densities: Stuller specific-gravity tables, AU Enterprises and
 -- 24carat.co.uk (see docs/pricing.md).  Prices per gram are placeholders in
 -- EUR that the price list owner is expected to maintain.
-INSERT INTO alexandrite.materials (code, name, density_g_cm3, price_per_gram, casting_loss_pct) VALUES
-    ('au999',        'Fine gold 24k',             19.32, 78.00, 3),
-    ('au750_yellow', '18k yellow gold',           15.58, 60.00, 5),
-    ('au750_white',  '18k white gold (Pd)',       16.00, 64.00, 5),
-    ('au750_rose',   '18k rose gold',             15.18, 59.00, 5),
-    ('au585_yellow', '14k yellow gold',           13.07, 47.00, 5),
-    ('au585_white',  '14k white gold',            12.61, 48.00, 5),
-    ('au585_rose',   '14k rose gold',             13.00, 46.50, 5),
-    ('ag925',        'Sterling silver 925',       10.36,  1.10, 6),
-    ('ag999',        'Fine silver',               10.49,  1.20, 6),
-    ('pt950',        'Platinum 950 (Co)',         20.80, 34.00, 4),
-    ('pd950',        'Palladium 950',             12.00, 33.00, 4),
-    ('brass',        'Brass (yellow, CuZn)',       8.40,  0.05, 8);
+INSERT INTO alexandrite.materials (code, name, density_g_cm3, price_per_gram, casting_loss_pct, seeded) VALUES
+    ('au999',        'Fine gold 24k',             19.32, 78.00, 3, true),
+    ('au750_yellow', '18k yellow gold',           15.58, 60.00, 5, true),
+    ('au750_white',  '18k white gold (Pd)',       16.00, 64.00, 5, true),
+    ('au750_rose',   '18k rose gold',             15.18, 59.00, 5, true),
+    ('au585_yellow', '14k yellow gold',           13.07, 47.00, 5, true),
+    ('au585_white',  '14k white gold',            12.61, 48.00, 5, true),
+    ('au585_rose',   '14k rose gold',             13.00, 46.50, 5, true),
+    ('ag925',        'Sterling silver 925',       10.36,  1.10, 6, true),
+    ('ag999',        'Fine silver',               10.49,  1.20, 6, true),
+    ('pt950',        'Platinum 950 (Co)',         20.80, 34.00, 4, true),
+    ('pd950',        'Palladium 950',             12.00, 33.00, 4, true),
+    ('brass',        'Brass (yellow, CuZn)',       8.40,  0.05, 8, true);
 
 CREATE TABLE alexandrite.sla_policies (
     id          bigserial PRIMARY KEY,
@@ -88,13 +89,44 @@ CREATE TABLE alexandrite.sla_policies (
     target      interval NOT NULL CHECK (target OPERATOR(pg_catalog.>) '0'::interval),
     weight      float8 NOT NULL DEFAULT 1 CHECK (weight OPERATOR(pg_catalog.>) 0),
     note        text,
+    seeded      boolean NOT NULL DEFAULT false,   -- installed by the extension, never changed since
     UNIQUE NULLS NOT DISTINCT (channel, customer_id)
 );
 COMMENT ON TABLE alexandrite.sla_policies IS 'promised processing time per channel, and per customer where a contract says so';
-INSERT INTO alexandrite.sla_policies (channel, customer_id, target, weight, note) VALUES
-    ('shop',    NULL, '21 days', 1.0, 'web shop: delivery promised within 3 weeks'),
-    ('b2b_api', NULL, '10 days', 3.0, 'B2B partners: contractual 10 days, penalties when late'),
-    ('crm',     NULL, '14 days', 1.5, 'orders taken by sales through the CRM');
+INSERT INTO alexandrite.sla_policies (channel, customer_id, target, weight, note, seeded) VALUES
+    ('shop',    NULL, '21 days', 1.0, 'web shop: delivery promised within 3 weeks', true),
+    ('b2b_api', NULL, '10 days', 3.0, 'B2B partners: contractual 10 days, penalties when late', true),
+    ('crm',     NULL, '14 days', 1.5, 'orders taken by sales through the CRM', true);
+
+-- Seed rows and pg_dump.  Both tables are dumped (pg_extension_config_dump),
+-- and CREATE EXTENSION seeds them again before pg_restore loads the dump.  A
+-- row that arrives with the key of a seed nobody has changed replaces that
+-- seed, so a restore keeps the dumped values (and the user's edits of the
+-- seeds) instead of failing on a duplicate key.  Any UPDATE makes a seed
+-- the user's own.
+CREATE FUNCTION alexandrite.seed_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+        NEW.seeded := false;
+    ELSIF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'materials' THEN
+        DELETE FROM alexandrite.materials m
+         WHERE m.code OPERATOR(pg_catalog.=) NEW.code AND m.seeded;
+    ELSE
+        DELETE FROM alexandrite.sla_policies p
+         WHERE p.channel OPERATOR(pg_catalog.=) NEW.channel
+           AND p.customer_id IS NOT DISTINCT FROM NEW.customer_id AND p.seeded;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.seed_guard() IS 'internal: lets pg_restore replace unchanged seed rows; an update makes a seed user-owned';
+CREATE TRIGGER materials_seed_guard BEFORE INSERT OR UPDATE ON alexandrite.materials
+    FOR EACH ROW EXECUTE FUNCTION alexandrite.seed_guard();
+CREATE TRIGGER sla_policies_seed_guard BEFORE INSERT OR UPDATE ON alexandrite.sla_policies
+    FOR EACH ROW EXECUTE FUNCTION alexandrite.seed_guard();
 
 CREATE TABLE alexandrite.operators (
     id         text PRIMARY KEY CHECK (id OPERATOR(pg_catalog.<>) ''),
@@ -276,6 +308,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'See alexandrite.materials for the active materials.';
     END IF;
+    IF mesh_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) create_order.mesh_id) THEN
+        RAISE EXCEPTION 'mesh % does not exist', mesh_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Store the model with alexandrite.mesh_ingest() first, or pass NULL until it is known.';
+    END IF;
     IF payload IS NULL OR pg_catalog.jsonb_typeof(payload) OPERATOR(pg_catalog.<>) 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object'
             USING ERRCODE = 'invalid_parameter_value';
@@ -385,6 +423,49 @@ END;
 $$;
 COMMENT ON FUNCTION alexandrite.set_status(bigint, alexandrite.order_status, text)
     IS 'moves an order along the state machine (alexandrite.status_transitions) and records the change';
+
+-- The model or the alloy of an order is often known only after the order:
+-- attach them while the order is still new (a priced order keeps the model
+-- its price was computed for).
+CREATE FUNCTION alexandrite.set_order_model(order_id bigint, mesh_id bigint, material text DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_status alexandrite.order_status;
+BEGIN
+    SELECT o.status INTO v_status FROM alexandrite.orders o
+     WHERE o.id OPERATOR(pg_catalog.=) set_order_model.order_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_status OPERATOR(pg_catalog.<>) 'new' THEN
+        RAISE EXCEPTION 'cannot change the model of order % in status "%"', order_id, v_status
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only new orders take a new model or material; cancel and re-create a priced order.';
+    END IF;
+    IF mesh_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) set_order_model.mesh_id) THEN
+        RAISE EXCEPTION 'mesh % does not exist', mesh_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF material IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM alexandrite.materials m
+         WHERE m.code OPERATOR(pg_catalog.=) set_order_model.material AND m.active) THEN
+        RAISE EXCEPTION 'unknown material "%"', material
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'See alexandrite.materials for the active materials.';
+    END IF;
+    UPDATE alexandrite.orders o
+       SET mesh_id = COALESCE(set_order_model.mesh_id, o.mesh_id),
+           material = COALESCE(set_order_model.material, o.material),
+           updated_at = pg_catalog.now()
+     WHERE o.id OPERATOR(pg_catalog.=) set_order_model.order_id;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.set_order_model(bigint, bigint, text)
+    IS 'attaches the mesh (and optionally the material) to a new order';
 
 ------------------------------------------------------------------------------
 -- Tracing an order

@@ -1,0 +1,56 @@
+-- Search-path hijacking (CVE-2022-2625 class): objects planted in a schema
+-- that comes first in search_path must never be called by the extension's
+-- script or functions.  Modelled on contrib/seg/sql/security.sql.
+CREATE ROLE alx_evil;
+CREATE SCHEMA evil AUTHORIZATION alx_evil;
+SET ROLE alx_evil;
+CREATE FUNCTION evil.hijack_text(text, text) RETURNS boolean LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'hijacked text = text'; RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.hijack_text);
+CREATE FUNCTION evil.hijack_bigint(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'hijacked bigint = bigint'; RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.hijack_bigint);
+CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'hijacked now()'; RETURN pg_catalog.now(); END $$;
+CREATE FUNCTION evil.length(text) RETURNS int LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'hijacked length()'; RETURN 1; END $$;
+CREATE FUNCTION evil.current_setting(text, boolean) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'hijacked current_setting()'; RETURN NULL; END $$;
+CREATE FUNCTION evil.pg_extension_config_dump(regclass, text) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'hijacked pg_extension_config_dump()'; END $$;
+RESET ROLE;
+
+-- reinstall and upgrade with the hostile schema first in the path
+DROP EXTENSION alexandrite;
+SET search_path = evil, public, pg_catalog;
+CREATE EXTENSION alexandrite VERSION '1.0';
+ALTER EXTENSION alexandrite UPDATE;
+-- and use it: no "hijacked" notice may appear
+INSERT INTO alexandrite.operators (id, name) VALUES ('op-sec', 'Sec');
+SELECT alexandrite.create_order('SEC-1', 'shop', 'c-sec', NULL, 'ag925') AS sec \gset
+SELECT alexandrite.create_order('SEC-1', 'shop', 'c-sec', NULL, 'ag925') = :sec AS idempotent;
+SELECT alexandrite.set_status(:sec, 'priced');
+SELECT count(*) FROM alexandrite.order_timeline(:sec);
+SELECT count(*) FROM alexandrite.stuck_orders('0');
+SELECT alexandrite.is_open('priced');
+RESET search_path;
+
+-- a schema named alexandrite planted before the install makes it fail
+DROP EXTENSION alexandrite;
+CREATE SCHEMA alexandrite AUTHORIZATION alx_evil;
+CREATE EXTENSION alexandrite;
+DROP SCHEMA alexandrite;
+
+-- no function of the extension is SECURITY DEFINER, and PUBLIC has no
+-- access to the schema until the DBA grants it
+CREATE EXTENSION alexandrite;
+SELECT count(*) AS definer_functions
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'alexandrite' AND p.prosecdef;
+SET ROLE alx_evil;
+SELECT count(*) FROM alexandrite.orders;
+SELECT alexandrite.create_order('EVIL-1', 'shop', 'c', NULL, NULL);
+RESET ROLE;
+
+DROP SCHEMA evil CASCADE;
+DROP ROLE alx_evil;

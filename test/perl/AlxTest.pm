@@ -1,0 +1,89 @@
+# AlxTest: shared helpers of alexandrite's TAP tests (test/t/*.pl).
+#
+#   my $node = AlxTest::new_node('primary');   # initialised, not started;
+#                                             # test/regress.conf applied
+#   $node->start;
+#   AlxTest::install($node, 'postgres');      # CREATE EXTENSION alexandrite
+#   my $digest = AlxTest::table_digest($node, 'postgres', 'alexandrite.orders');
+package AlxTest;
+
+use strict;
+use warnings FATAL => 'all';
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our $TOP = abs_path(dirname(__FILE__) . '/../..');
+
+# test/regress.conf, pointed at the given database
+sub regress_conf
+{
+	my ($dbname) = @_;
+	$dbname //= 'postgres';
+	my $conf = PostgreSQL::Test::Utils::slurp_file("$TOP/test/regress.conf");
+	$conf =~ s/contrib_regression/$dbname/g;
+	return $conf;
+}
+
+# A new cluster with pg_cron and alexandrite preloaded.
+#   dbname => the database of the relay and pg_cron (default postgres)
+#   conf   => extra postgresql.conf lines
+#   any other option goes to PostgreSQL::Test::Cluster::init
+sub new_node
+{
+	my ($name, %opts) = @_;
+	my $dbname = delete $opts{dbname};
+	my $extra  = delete $opts{conf};
+	my $node   = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%opts);
+	$node->append_conf('postgresql.conf', regress_conf($dbname));
+	$node->append_conf('postgresql.conf', $extra) if defined $extra;
+	return $node;
+}
+
+# CREATE EXTENSION alexandrite (and any others named) in a database.
+sub install
+{
+	my ($node, $dbname, @more) = @_;
+	$node->safe_psql($dbname, "CREATE EXTENSION $_") for ('alexandrite', @more);
+	return;
+}
+
+# An order-independent digest of a table's rows, to compare two databases.
+sub table_digest
+{
+	my ($node, $dbname, $table) = @_;
+	return $node->safe_psql($dbname,
+		"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM $table t");
+}
+
+# Tables and sequences whose rows pg_dump keeps (pg_extension_config_dump).
+sub config_tables
+{
+	my ($node, $dbname) = @_;
+	my $out = $node->safe_psql($dbname, q{
+		SELECT c.oid::regclass
+		  FROM pg_extension e, unnest(e.extconfig) AS t(oid) JOIN pg_class c ON c.oid = t.oid
+		 WHERE e.extname = 'alexandrite' AND c.relkind IN ('r', 'p')
+		 ORDER BY 1});
+	return split /\n/, $out;
+}
+
+# Poll a query until it returns 't' or the timeout (seconds) passes.
+sub wait_until
+{
+	my ($node, $dbname, $query, $timeout) = @_;
+	$timeout //= 60;
+	for (my $i = 0; $i < $timeout * 10; $i++)
+	{
+		my $r = $node->safe_psql($dbname, $query);
+		return 1 if $r eq 't';
+		select(undef, undef, undef, 0.1);
+	}
+	return 0;
+}
+
+1;
