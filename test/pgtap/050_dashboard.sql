@@ -1,7 +1,7 @@
 -- Catalog contracts of the dashboards: objects, columns, signatures,
 -- privileges, definer status, SQLSTATEs.
 BEGIN;
-SELECT plan(60);
+SELECT plan(62);
 
 -- the contract views and their columns
 SELECT has_view('alexandrite', v, 'view alexandrite.' || v || ' exists')
@@ -31,7 +31,7 @@ SELECT ok(NOT EXISTS (SELECT 1 FROM pg_class c
 -- the registry
 SELECT has_table('alexandrite', 'dashboards', 'the dashboard registry exists');
 SELECT set_eq($$SELECT name FROM alexandrite.dashboards WHERE builtin$$,
-              ARRAY['status_counts', 'operator_due', 'sla_due'],
+              ARRAY['status_counts', 'operator_load', 'sla_due'],
               'the contract views are built on three registered dashboards');
 SELECT has_trigger('alexandrite', 'orders', t, 'orders has capture trigger ' || t)
   FROM unnest(ARRAY['alx_dashboard_ins', 'alx_dashboard_upd', 'alx_dashboard_del', 'alx_dashboard_trunc']) t;
@@ -41,24 +41,24 @@ SELECT trigger_is('alexandrite', 'orders', 'alx_dashboard_upd', 'alexandrite', '
 -- functions: signatures and return types
 SELECT function_returns('alexandrite', 'refresh_dashboards', ARRAY[]::text[], 'bigint', 'refresh_dashboards() returns bigint');
 SELECT function_returns('alexandrite', 'schedule_refresh', ARRAY['text'], 'bigint', 'schedule_refresh(text) returns bigint');
-SELECT function_returns('alexandrite', 'rebuild_dashboard', ARRAY['text'], 'bigint', 'rebuild_dashboard(text) returns bigint');
+SELECT function_returns('alexandrite', 'rebuild_dashboard', ARRAY['text', 'timestamp with time zone'], 'bigint', 'rebuild_dashboard(text, timestamptz) returns bigint');
 SELECT function_returns('alexandrite', 'create_dashboard',
-                        ARRAY['text', 'regclass', 'text[]', 'text', 'text[]', 'text', 'text[]', 'text[]'],
+                        ARRAY['text', 'regclass', 'text[]', 'text', 'text[]', 'text', 'text[]', 'text[]', 'text', 'interval[]', 'text[]'],
                         'regclass', 'create_dashboard(...) returns the read view');
 SELECT has_function('alexandrite', 'drop_dashboard', ARRAY['text'], 'drop_dashboard(text) exists');
 SELECT has_function('alexandrite', 'reconcile_dashboards', ARRAY['text'], 'reconcile_dashboards(text) exists');
 SELECT function_lang_is('alexandrite', 'refresh_dashboards', ARRAY[]::text[], 'c', 'refresh_dashboards is C');
 SELECT function_lang_is('alexandrite', 'dashboard_capture', ARRAY[]::text[], 'c', 'the capture trigger is C');
-SELECT volatility_is('alexandrite', 'dashboard_bucket', ARRAY['timestamp with time zone'], 'immutable', 'dashboard_bucket is immutable');
+SELECT volatility_is('alexandrite', 'dashboard_due_bucket', ARRAY['timestamp with time zone'], 'immutable', 'dashboard_due_bucket is immutable');
 
 -- administrative functions: not for PUBLIC, not SECURITY DEFINER
 SELECT function_privs_are('alexandrite', f, a, 'public', ARRAY[]::text[], 'PUBLIC cannot execute ' || f)
   FROM (VALUES ('refresh_dashboards', ARRAY[]::text[]),
                ('schedule_refresh', ARRAY['text']),
-               ('rebuild_dashboard', ARRAY['text']),
+               ('rebuild_dashboard', ARRAY['text', 'timestamp with time zone']),
                ('drop_dashboard', ARRAY['text']),
                ('reconcile_dashboards', ARRAY['text']),
-               ('create_dashboard', ARRAY['text', 'regclass', 'text[]', 'text', 'text[]', 'text', 'text[]', 'text[]'])) x(f, a);
+               ('create_dashboard', ARRAY['text', 'regclass', 'text[]', 'text', 'text[]', 'text', 'text[]', 'text[]', 'text', 'interval[]', 'text[]'])) x(f, a);
 SELECT ok(NOT EXISTS (SELECT 1 FROM pg_proc p
                        WHERE p.pronamespace = 'alexandrite'::regnamespace AND p.prosecdef
                          AND (p.proname LIKE '%dashboard%' OR p.proname IN ('schedule_refresh'))),
@@ -79,6 +79,10 @@ SELECT throws_ok($$SELECT alexandrite.create_dashboard('x2', 'alexandrite.orders
 SELECT throws_ok($$SELECT alexandrite.create_dashboard('x3', 'alexandrite.dashboard_sla', ARRAY['channel'])$$,
                  '42809', NULL, 'a view is not a base table');
 SELECT throws_ok($$SELECT alexandrite.schedule_refresh('5 seconds')$$, '22023', NULL, 'sub-minute schedules are refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x4', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at', horizons => ARRAY['1 day'::interval])$$,
+                 '22023', NULL, 'a horizon in days is refused (time-zone dependent)');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x5', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at')$$,
+                 '22023', NULL, 'a due expression without horizons is refused');
 SELECT throws_ok($$SELECT alexandrite.dashboard_capture()$$, '39P01', NULL, 'the capture function only runs as a trigger');
 
 -- with pg_cron in this database: one job, upserted by name
@@ -91,7 +95,7 @@ SELECT is((SELECT schedule FROM cron.job WHERE jobname = 'alexandrite-refresh-da
 INSERT INTO alexandrite.orders (external_ref, channel, customer_id, sla_due_at)
 VALUES ('tap-dash-1', 'shop', 'c', now() - interval '5 minutes'), ('tap-dash-2', 'crm', 'c', now() + interval '23 hours');
 SELECT set_eq($$SELECT channel, open_orders, at_risk_orders, breached_orders FROM alexandrite.dashboard_sla$$,
-              $$SELECT channel, count(*) AS o, count(*) FILTER (WHERE sla_due_at >= now() AND sla_due_at <= now() + interval '24 hours') AS r,
+              $$SELECT channel, count(*) AS o, count(*) FILTER (WHERE sla_due_at >= now() AND sla_due_at < now() + interval '24 hours') AS r,
                        count(*) FILTER (WHERE sla_due_at < now()) AS b
                   FROM alexandrite.orders WHERE alexandrite.is_open(status) GROUP BY channel$$,
               'dashboard_sla equals the GROUP BY over orders before a fold');
