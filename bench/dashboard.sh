@@ -133,7 +133,7 @@ SELECT 'B-' || g, (ARRAY['shop', 'b2b_api', 'crm'])[1 + g % 3], 'cust-' || (g % 
                     WHEN (g * 7919) % 100 < 95 THEN 'assigned'
                     WHEN (g * 7919) % 100 < 98 THEN 'in_production'
                     ELSE 'quality_check' END::alexandrite.order_status AS st
-          FROM generate_series($((loaded + 1)), $ROWS) g) x;
+          FROM generate_series($((loaded + 1))::bigint, $ROWS::bigint) g) x;
 EOF
     loaded=$ROWS
     capture on
