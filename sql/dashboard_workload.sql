@@ -3,6 +3,9 @@
 -- and now + 24 h.  Prints only whether they match, plus operation counts.
 \set VERBOSITY terse
 SET client_min_messages = warning;
+-- hold the fold lock for the whole file: the background worker's folds
+-- (alexandrite.fold_interval) skip, ours (same session) go through
+SELECT pg_advisory_lock(1634498660, 1) IS NOT NULL AS worker_paused;
 SELECT pg_catalog.setseed(0.4242);
 
 INSERT INTO alexandrite.operators (id, name, capacity)
@@ -244,4 +247,5 @@ SELECT alexandrite.drop_dashboard('dw_value');
 DELETE FROM alexandrite.orders WHERE external_ref LIKE 'dw-%';
 DELETE FROM alexandrite.operators WHERE id LIKE 'dwop%';
 SELECT * FROM pg_temp.dash_check('cleaned up');
+SELECT pg_advisory_unlock(1634498660, 1) AS worker_resumed;
 RESET client_min_messages;

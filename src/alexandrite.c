@@ -260,6 +260,7 @@ _PG_init(void)
 		return;
 
 	alx_preloaded = true;
+	AlxDashboardRegisterWorker();	/* dashboard fold loop (fold_interval) */
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_version);

@@ -89,6 +89,12 @@ typedef struct AlxDashDef
 	bool	   *typbyval;
 	int			nvars;
 	AlxDashVar *vars;
+	/* executable forms, built once per backend (see alx_capture) */
+	bool		states_ready;
+	List	   *keystates;
+	List	   *sumstates;
+	ExprState  *duestate;
+	ExprState  *qual;
 } AlxDashDef;
 
 /* The dashboards of one base table. */
@@ -120,7 +126,13 @@ typedef struct AlxGroup
 	Datum	   *sums;
 } AlxGroup;
 
-/* Per statement and dashboard: its executable expressions and groups. */
+/*
+ * Per statement and dashboard: its executable expressions and groups.  The
+ * few groups of a typical statement live in a small array; a hash table
+ * takes over beyond ALX_SMALL_GROUPS.
+ */
+#define ALX_SMALL_GROUPS 8
+
 typedef struct AlxDashRun
 {
 	AlxDashDef *def;
@@ -128,7 +140,10 @@ typedef struct AlxDashRun
 	List	   *sumstates;
 	ExprState  *duestate;
 	ExprState  *qual;
-	HTAB	   *groups;
+	int			nsmall;
+	AlxGroup	small[ALX_SMALL_GROUPS];
+	HTAB	   *groups;			/* NULL while the small array suffices */
+	MemoryContext cxt;
 } AlxDashRun;
 
 static HTAB *alx_dash_cache = NULL;
@@ -533,6 +548,49 @@ alx_group_match(const void *key1, const void *key2, Size keysize)
 	return memcmp(a->data, b->data, a->len);
 }
 
+/* Find or add the group of a key image. */
+static AlxGroup *
+alx_group_lookup(AlxDashRun *run, AlxGroupKey *key, bool *found)
+{
+	if (run->groups == NULL)
+	{
+		HASHCTL		ctl;
+
+		for (int i = 0; i < run->nsmall; i++)
+		{
+			if (alx_group_match(&run->small[i].key, key, 0) == 0)
+			{
+				*found = true;
+				return &run->small[i];
+			}
+		}
+		if (run->nsmall < ALX_SMALL_GROUPS)
+		{
+			*found = false;
+			run->small[run->nsmall].key = *key;
+			return &run->small[run->nsmall++];
+		}
+		/* many groups: move to a hash table */
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(AlxGroupKey);
+		ctl.entrysize = sizeof(AlxGroup);
+		ctl.hash = alx_group_hash;
+		ctl.match = alx_group_match;
+		ctl.hcxt = run->cxt;
+		run->groups = hash_create("alexandrite dashboard groups", 256, &ctl,
+								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+		for (int i = 0; i < run->nsmall; i++)
+		{
+			bool		f;
+			AlxGroup   *g = hash_search(run->groups, &run->small[i].key, HASH_ENTER, &f);
+
+			memcpy(g, &run->small[i], sizeof(AlxGroup));
+		}
+		run->nsmall = 0;
+	}
+	return hash_search(run->groups, key, HASH_ENTER, found);
+}
+
 /*
  * Append the binary image of a key value.  Binary-equal values are equal;
  * values that are equal but binary-different (1.0 and 1.00) merely produce
@@ -655,7 +713,7 @@ alx_capture_table(Tuplestorestate *ts, int sign, TupleTableSlot *slot,
 			key.data = buf->data;
 			key.hash = hash_bytes((const unsigned char *) buf->data, buf->len);
 
-			group = hash_search(run->groups, &key, HASH_ENTER, &found);
+			group = alx_group_lookup(run, &key, &found);
 			if (!found)
 			{
 				/* keep the key image and values for the statement */
@@ -723,12 +781,23 @@ alx_emit_deltas(AlxDashRun *run, TimestampTz logged_at)
 	int64		written = 0;
 	Datum		zero = NumericGetDatum(int64_to_numeric(0));
 
-	hash_seq_init(&status, run->groups);
-	while ((group = hash_seq_search(&status)) != NULL)
+	int			next_small = 0;
+
+	if (run->groups != NULL)
+		hash_seq_init(&status, run->groups);
+	for (;;)
 	{
-		bool		nonzero = group->cnt != 0;
+		bool		nonzero;
 		HeapTuple	tup;
 		int			i;
+
+		if (run->groups != NULL)
+			group = hash_seq_search(&status);
+		else
+			group = next_small < run->nsmall ? &run->small[next_small++] : NULL;
+		if (group == NULL)
+			break;
+		nonzero = group->cnt != 0;
 
 		for (i = 0; !nonzero && i < def->nsums; i++)
 			nonzero = DatumGetInt32(DirectFunctionCall2(numeric_cmp, group->sums[i], zero)) != 0;
@@ -877,7 +946,6 @@ alx_capture(TriggerData *td)
 	{
 		AlxDashDef *def = &entry->dash[d];
 		TupleDesc	bd = RelationGetDescr(rel);
-		HASHCTL		ctl;
 		ListCell   *lc;
 
 		/* the columns the compiled expressions read are still what they were */
@@ -898,21 +966,42 @@ alx_capture(TriggerData *td)
 		}
 
 		runs[d].def = def;
-		foreach(lc, def->keys)
-			runs[d].keystates = lappend(runs[d].keystates, ExecInitExpr((Expr *) lfirst(lc), NULL));
-		foreach(lc, def->sums)
-			runs[d].sumstates = lappend(runs[d].sumstates, ExecInitExpr((Expr *) lfirst(lc), NULL));
-		runs[d].duestate = def->due != NULL ? ExecInitExpr(def->due, NULL) : NULL;
-		runs[d].qual = def->quals != NIL ? ExecInitQual(def->quals, NULL) : NULL;
+		runs[d].cxt = cxt;
+		if (alx_capture_depth == 1)
+		{
+			/* built once in the definitions' context and reused */
+			if (!def->states_ready)
+			{
+				MemoryContext dcxt = MemoryContextSwitchTo(entry->cxt);
 
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(AlxGroupKey);
-		ctl.entrysize = sizeof(AlxGroup);
-		ctl.hash = alx_group_hash;
-		ctl.match = alx_group_match;
-		ctl.hcxt = cxt;
-		runs[d].groups = hash_create("alexandrite dashboard groups", 16, &ctl,
-									 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+				def->keystates = NIL;
+				def->sumstates = NIL;
+				foreach(lc, def->keys)
+					def->keystates = lappend(def->keystates, ExecInitExpr((Expr *) lfirst(lc), NULL));
+				foreach(lc, def->sums)
+					def->sumstates = lappend(def->sumstates, ExecInitExpr((Expr *) lfirst(lc), NULL));
+				def->duestate = def->due != NULL ? ExecInitExpr(def->due, NULL) : NULL;
+				def->qual = def->quals != NIL ? ExecInitQual(def->quals, NULL) : NULL;
+				def->states_ready = true;
+				MemoryContextSwitchTo(dcxt);
+			}
+			runs[d].keystates = def->keystates;
+			runs[d].sumstates = def->sumstates;
+			runs[d].duestate = def->duestate;
+			runs[d].qual = def->qual;
+		}
+		else
+		{
+			/* a capture inside a capture: private states for this one */
+			foreach(lc, def->keys)
+				runs[d].keystates = lappend(runs[d].keystates, ExecInitExpr((Expr *) lfirst(lc), NULL));
+			foreach(lc, def->sums)
+				runs[d].sumstates = lappend(runs[d].sumstates, ExecInitExpr((Expr *) lfirst(lc), NULL));
+			runs[d].duestate = def->due != NULL ? ExecInitExpr(def->due, NULL) : NULL;
+			runs[d].qual = def->quals != NIL ? ExecInitQual(def->quals, NULL) : NULL;
+		}
+		runs[d].groups = NULL;
+		runs[d].nsmall = 0;
 	}
 
 	econtext = CreateStandaloneExprContext();

@@ -21,4 +21,7 @@
 /* fold every dashboard (fold.c); returns the delta rows folded, 0 if skipped */
 extern int64 AlxFoldDashboards(void);
 
+/* the fold loop (worker.c) */
+extern void AlxDashboardRegisterWorker(void);
+
 #endif							/* ALX_DASHBOARD_H */
