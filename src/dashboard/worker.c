@@ -14,6 +14,11 @@
  * there.  It shares the fold's advisory lock: a fold already running
  * elsewhere makes it skip a round.  fold_interval = 0 pauses it.
  *
+ * Every ALX_VACUUM_SECS it also vacuums the delta tables: each fold deletes
+ * what it folded, and a read scans the whole delta heap, so the dead rows
+ * should not wait for autovacuum's next round (autovacuum_naptime, a minute
+ * by default).  VACUUM does not block writers or readers.
+ *
  * IDENTIFICATION
  *	  src/dashboard/worker.c
  *
@@ -23,6 +28,10 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "commands/vacuum.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -32,7 +41,11 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#define ALX_VACUUM_SECS 10
 
 #include "alexandrite.h"
 #include "dashboard/dashboard.h"
@@ -65,14 +78,68 @@ alx_dashboards_installed(void)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("dashboards", nsp));
 }
 
+/* The delta tables of every dashboard, as (schema, name) RangeVars. */
+static List *
+alx_delta_tables(MemoryContext cxt)
+{
+	List	   *result = NIL;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text "
+					"FROM alexandrite.dashboards d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.delta_table "
+					"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+					"ORDER BY d.id", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the dashboard registry");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		char	   *nsp = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *rel = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		result = lappend(result, makeRangeVar(nsp, rel, -1));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return result;
+}
+
+/* VACUUM the delta tables, each in its own transactions (as VACUUM does). */
+static void
+alx_vacuum_deltas(List *rels)
+{
+	ListCell   *lc;
+
+	foreach(lc, rels)
+	{
+		VacuumStmt *stmt = makeNode(VacuumStmt);
+		ParseState *pstate;
+
+		stmt->options = NIL;
+		stmt->rels = list_make1(makeVacuumRelation((RangeVar *) lfirst(lc), InvalidOid, NIL));
+		stmt->is_vacuumcmd = true;
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		pgstat_report_activity(STATE_RUNNING, "alexandrite: vacuuming dashboard deltas");
+		pstate = make_parsestate(NULL);
+		ExecVacuum(pstate, stmt, true);
+		CommitTransactionCommand();
+	}
+}
+
 void
 AlxDashboardWorkerMain(Datum main_arg)
 {
+	MemoryContext cxt;
+	TimestampTz last_vacuum = GetCurrentTimestamp();
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(alx_database, NULL, 0);
 	pgstat_report_appname("alexandrite dashboard fold");
+	cxt = AllocSetContextCreate(TopMemoryContext, "alexandrite dashboard worker",
+								ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
@@ -94,11 +161,26 @@ AlxDashboardWorkerMain(Datum main_arg)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "alexandrite: folding dashboards");
-		if (alx_dashboards_installed())
-			(void) AlxFoldDashboards();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		{
+			bool		installed = alx_dashboards_installed();
+			List	   *rels = NIL;
+
+			if (installed)
+			{
+				(void) AlxFoldDashboards();
+				if (TimestampDifferenceExceeds(last_vacuum, GetCurrentTimestamp(), ALX_VACUUM_SECS * 1000))
+					rels = alx_delta_tables(cxt);
+			}
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			if (rels != NIL)
+			{
+				alx_vacuum_deltas(rels);
+				last_vacuum = GetCurrentTimestamp();
+			}
+		}
 		pgstat_report_stat(true);
 		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextReset(cxt);
 	}
 }
