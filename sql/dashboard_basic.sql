@@ -76,7 +76,7 @@ SELECT count(*) AS null_carrier_groups FROM alexandrite.dashboard_shipments_by_c
 -- TRUNCATE empties the dashboard in the same transaction
 TRUNCATE public.shipments;
 SELECT count(*) AS groups_after_truncate FROM alexandrite.dashboard_shipments_by_carrier;
-SELECT last_truncate_at IS NOT NULL AS truncate_recorded FROM alexandrite.dashboards WHERE name = 'shipments_by_carrier';
+SELECT last_truncate_at IS NOT NULL AS truncate_recorded FROM alexandrite.dashboard_lag WHERE dashboard = 'shipments_by_carrier';
 INSERT INTO public.shipments (carrier, country, weight) VALUES ('dhl', 'it', 2);
 SELECT * FROM alexandrite.dashboard_shipments_by_carrier;
 

@@ -188,8 +188,8 @@ SELECT * FROM pg_temp.dash_check('old watermark');
 SELECT pg_temp.dash_random_op() IS NOT NULL FROM generate_series(1, 30) \g /dev/null
 SELECT * FROM pg_temp.dash_check('old watermark, writes');
 SELECT alexandrite.refresh_dashboards() > 0 AS folded;
-SELECT name, watermark = alexandrite.dashboard_due_bucket(now()) AS caught_up
-  FROM alexandrite.dashboards WHERE due_expr IS NOT NULL ORDER BY name;
+SELECT dashboard, watermark = alexandrite.dashboard_due_bucket(now()) AS caught_up
+  FROM alexandrite.dashboard_lag WHERE watermark IS NOT NULL ORDER BY dashboard;
 SELECT * FROM pg_temp.dash_check('watermark caught up');
 -- a watermark ahead of the reader's clock (a reader whose transaction began
 -- before the last fold) is probed backwards

@@ -37,13 +37,24 @@ CREATE TABLE alexandrite.dashboards (
     due_expr            text,
     horizons            interval[] NOT NULL DEFAULT '{}',
     horizon_names       text[] NOT NULL DEFAULT '{}',
-    watermark           timestamptz,
     def_view            regclass NOT NULL,
     summary_table       regclass NOT NULL,
     delta_table         regclass NOT NULL,
     read_view           regclass NOT NULL,
     fold_sql            text NOT NULL,
-    builtin             boolean NOT NULL DEFAULT false,
+    builtin             boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE alexandrite.dashboards IS 'registry of incrementally maintained dashboards (grouped count/sum over one table)';
+-- user-declared dashboards survive pg_dump; the built-in ones are recreated by the script
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.dashboards', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.dashboards_id_seq', '');
+
+-- Runtime state of each dashboard: the watermark of its time-relative counts,
+-- fold, rebuild and reconcile bookkeeping.  Not dumped: after a restore the
+-- fold recreates missing rows and flags dashboards with horizons for rebuild.
+CREATE TABLE alexandrite.dashboard_state (
+    dashboard_id        integer PRIMARY KEY REFERENCES alexandrite.dashboards (id) ON DELETE CASCADE,
+    watermark           timestamptz,
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
     needs_rebuild       boolean NOT NULL DEFAULT false,
     rebuild_reason      text,
@@ -57,10 +68,8 @@ CREATE TABLE alexandrite.dashboards (
     last_reconcile_at   timestamptz,
     last_reconcile_ok   boolean
 );
-COMMENT ON TABLE alexandrite.dashboards IS 'registry of incrementally maintained dashboards (grouped count/sum over one table)';
--- user-declared dashboards survive pg_dump; the built-in ones are recreated by the script
-SELECT pg_catalog.pg_extension_config_dump('alexandrite.dashboards', 'WHERE NOT builtin');
-SELECT pg_catalog.pg_extension_config_dump('alexandrite.dashboards_id_seq', '');
+COMMENT ON TABLE alexandrite.dashboard_state
+    IS 'runtime state per dashboard: watermark of the time-relative counts, fold, rebuild and reconcile bookkeeping';
 
 ------------------------------------------------------------------------------
 -- C entry points
@@ -155,6 +164,7 @@ DECLARE
     v_fold      text;
     v_wm        text;
     v_has_due   boolean;
+    v_watermark timestamptz;
     v_id        integer;
     v_row       alexandrite.dashboards;
     i           integer;
@@ -247,7 +257,7 @@ BEGIN
     v_summary := pg_catalog.format('alexandrite.%I', 'dashboard_' OPERATOR(pg_catalog.||) name OPERATOR(pg_catalog.||) '_summary');
     v_delta   := pg_catalog.format('alexandrite.%I', 'dashboard_' OPERATOR(pg_catalog.||) name OPERATOR(pg_catalog.||) '_delta');
     v_view    := pg_catalog.format('alexandrite.%I', 'dashboard_' OPERATOR(pg_catalog.||) name);
-    v_wm      := pg_catalog.format('(SELECT r.watermark FROM alexandrite.dashboards r WHERE r.id OPERATOR(pg_catalog.=) %s)', v_id);
+    v_wm      := pg_catalog.format('(SELECT r.watermark FROM alexandrite.dashboard_state r WHERE r.dashboard_id OPERATOR(pg_catalog.=) %s)', v_id);
 
     -- no writer is in flight while the dashboard is populated and its
     -- capture starts (the triggers need this lock level anyway)
@@ -384,12 +394,12 @@ BEGIN
         END LOOP;
         v_fold := pg_catalog.format(
             'WITH w AS (SELECT r.watermark AS w_old, GREATEST(r.watermark, alexandrite.dashboard_due_bucket(pg_catalog.now())) AS w_new '
-            'FROM alexandrite.dashboards r WHERE r.id OPERATOR(pg_catalog.=) %1$s), '
+            'FROM alexandrite.dashboard_state r WHERE r.dashboard_id OPERATOR(pg_catalog.=) %1$s), '
             'd AS (DELETE FROM %2$s RETURNING *), '
             'a AS (SELECT %3$s, pg_catalog.sum(%4$I)::pg_catalog.int8 AS %4$I%5$s%6$s, pg_catalog.sum(alx_n) AS alx_n FROM (%7$s) x GROUP BY %3$s), '
             'u AS (INSERT INTO %8$s AS t (%3$s, %4$I%9$s%10$s) SELECT %3$s, %4$I%9$s%10$s FROM a '
             'ON CONFLICT (%3$s) DO UPDATE SET %4$I = t.%4$I OPERATOR(pg_catalog.+) excluded.%4$I%11$s), '
-            'r AS (UPDATE alexandrite.dashboards r SET watermark = w.w_new FROM w WHERE r.id OPERATOR(pg_catalog.=) %1$s) '
+            'r AS (UPDATE alexandrite.dashboard_state r SET watermark = w.w_new FROM w WHERE r.dashboard_id OPERATOR(pg_catalog.=) %1$s) '
             'SELECT COALESCE(pg_catalog.sum(alx_n), 0)::pg_catalog.int8 FROM a',
             v_id, v_delta, v_keylist, count_name, v_aggsums, v_aggh, v_branches,
             v_summary, v_sumlist, v_hlist, v_upd);
@@ -405,20 +415,21 @@ BEGIN
 
     INSERT INTO alexandrite.dashboards AS d
            (id, name, base_table, key_names, key_exprs, count_name, sum_names, sum_exprs, filter,
-            due_expr, horizons, horizon_names, watermark,
+            due_expr, horizons, horizon_names,
             def_view, summary_table, delta_table, read_view, fold_sql)
     VALUES (v_id, name, base_table, v_keys, group_by, count_name, v_snames, sums, NULLIF(filter, ''),
             NULLIF(due, ''), horizons, v_hnames,
-            CASE WHEN v_has_due THEN alexandrite.dashboard_due_bucket(pg_catalog.now()) END,
             v_def::regclass, v_summary::regclass, v_delta::regclass, v_view::regclass, v_fold)
     RETURNING * INTO v_row;
+    v_watermark := CASE WHEN v_has_due THEN alexandrite.dashboard_due_bucket(pg_catalog.now()) END;
+    INSERT INTO alexandrite.dashboard_state (dashboard_id, watermark) VALUES (v_id, v_watermark);
 
     -- refuses definitions the capture trigger cannot maintain exactly
     PERFORM alexandrite.dashboard_check(v_id);
 
     -- populate from the base table (writers are held off by the lock above)
     EXECUTE pg_catalog.format('INSERT INTO %s %s', v_summary,
-                              alexandrite.dashboard_agg_sql(v_row, pg_catalog.quote_literal(v_row.watermark) OPERATOR(pg_catalog.||) '::pg_catalog.timestamptz'));
+                              alexandrite.dashboard_agg_sql(v_row, COALESCE(pg_catalog.quote_literal(v_watermark), 'NULL') OPERATOR(pg_catalog.||) '::pg_catalog.timestamptz'));
 
     -- one set of capture triggers per table serves all its dashboards
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
@@ -482,6 +493,7 @@ CREATE FUNCTION alexandrite.rebuild_dashboard(name text, watermark timestamptz D
 AS $$
 DECLARE
     d       alexandrite.dashboards;
+    v_wm    timestamptz;
     v_n     bigint;
 BEGIN
     SELECT * INTO d FROM alexandrite.dashboards x WHERE x.name OPERATOR(pg_catalog.=) rebuild_dashboard.name;
@@ -497,18 +509,19 @@ BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(1634498660, 1);
     EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', d.base_table);
     IF d.due_expr IS NOT NULL THEN
-        d.watermark := alexandrite.dashboard_due_bucket(COALESCE(rebuild_dashboard.watermark, pg_catalog.now()));
+        v_wm := alexandrite.dashboard_due_bucket(COALESCE(rebuild_dashboard.watermark, pg_catalog.now()));
     END IF;
     EXECUTE pg_catalog.format('DELETE FROM %s', d.delta_table);
     EXECUTE pg_catalog.format('DELETE FROM %s', d.summary_table);
     EXECUTE pg_catalog.format('INSERT INTO %s %s', d.summary_table,
-                              alexandrite.dashboard_agg_sql(d, COALESCE(pg_catalog.quote_literal(d.watermark), 'NULL')
+                              alexandrite.dashboard_agg_sql(d, COALESCE(pg_catalog.quote_literal(v_wm), 'NULL')
                                                                OPERATOR(pg_catalog.||) '::pg_catalog.timestamptz'));
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    UPDATE alexandrite.dashboards x
-       SET needs_rebuild = false, rebuild_reason = NULL, last_rebuild_at = pg_catalog.clock_timestamp(),
-           watermark = d.watermark
-     WHERE x.id OPERATOR(pg_catalog.=) d.id;
+    INSERT INTO alexandrite.dashboard_state AS x (dashboard_id, watermark, last_rebuild_at)
+    VALUES (d.id, v_wm, pg_catalog.clock_timestamp())
+    ON CONFLICT (dashboard_id) DO UPDATE
+       SET needs_rebuild = false, rebuild_reason = NULL, last_rebuild_at = excluded.last_rebuild_at,
+           watermark = excluded.watermark;
     RETURN v_n;
 END;
 $$;
@@ -592,12 +605,12 @@ BEGIN
             RAISE WARNING 'dashboard "%" differs from its base table in % groups', d.name, mismatched_groups
                 USING HINT = pg_catalog.format('Run SELECT alexandrite.rebuild_dashboard(%L).', d.name);
         END IF;
-        UPDATE alexandrite.dashboards x
+        UPDATE alexandrite.dashboard_state x
            SET last_reconcile_at = pg_catalog.clock_timestamp(), last_reconcile_ok = reconcile_dashboards.ok,
                needs_rebuild = x.needs_rebuild OR NOT reconcile_dashboards.ok,
                rebuild_reason = CASE WHEN reconcile_dashboards.ok THEN x.rebuild_reason
                                      ELSE 'reconcile found ' OPERATOR(pg_catalog.||) mismatched_groups OPERATOR(pg_catalog.||) ' differing groups' END
-         WHERE x.id OPERATOR(pg_catalog.=) d.id;
+         WHERE x.dashboard_id OPERATOR(pg_catalog.=) d.id;
         RETURN NEXT;
     END LOOP;
     IF NOT v_any AND name IS NOT NULL THEN
@@ -630,18 +643,20 @@ SELECT d.name AS dashboard,
        p.pending_changes,
        pg_catalog.now() OPERATOR(pg_catalog.-) p.oldest_pending AS oldest_pending_age,
        pg_catalog.pg_relation_size(d.delta_table) AS delta_bytes,
-       d.last_fold_at,
-       d.last_fold_ms,
-       d.last_fold_rows,
-       d.folds,
-       d.folded_total,
-       d.needs_rebuild AS rebuild_needed,
-       d.rebuild_reason,
-       d.last_rebuild_at,
-       d.last_truncate_at,
-       d.last_reconcile_at,
-       d.last_reconcile_ok
-  FROM alexandrite.dashboards d,
+       s.watermark,
+       s.last_fold_at,
+       s.last_fold_ms,
+       s.last_fold_rows,
+       s.folds,
+       s.folded_total,
+       COALESCE(s.needs_rebuild, true) AS rebuild_needed,
+       CASE WHEN s.dashboard_id IS NULL THEN 'no state (restored from a dump?)' ELSE s.rebuild_reason END AS rebuild_reason,
+       s.last_rebuild_at,
+       s.last_truncate_at,
+       s.last_reconcile_at,
+       s.last_reconcile_ok
+  FROM alexandrite.dashboards d
+  LEFT JOIN alexandrite.dashboard_state s ON s.dashboard_id OPERATOR(pg_catalog.=) d.id,
        LATERAL alexandrite.dashboard_pending(d.delta_table) p;
 COMMENT ON VIEW alexandrite.dashboard_lag
     IS 'per dashboard: pending (unfolded) changes and the age of the oldest, last fold, rebuild and reconcile state';

@@ -889,8 +889,8 @@ alx_capture_truncate(Relation rel, AlxDashCacheEntry *entry)
 												  get_rel_name(def->delta_relid)));
 		if (SPI_execute(sql, false, 0) < 0)
 			elog(ERROR, "could not empty dashboard \"%s\"", def->name);
-		if (SPI_execute_with_args("UPDATE alexandrite.dashboards SET last_truncate_at = pg_catalog.now() "
-								  "WHERE id OPERATOR(pg_catalog.=) $1",
+		if (SPI_execute_with_args("UPDATE alexandrite.dashboard_state SET last_truncate_at = pg_catalog.now() "
+								  "WHERE dashboard_id OPERATOR(pg_catalog.=) $1",
 								  1, &argtype, &arg, NULL, false, 0) < 0)
 			elog(ERROR, "could not update the dashboard registry");
 		SetUserIdAndSecContext(save_userid, save_sec);

@@ -70,6 +70,20 @@ AlxFoldDashboards(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	/*
+	 * State rows lost (a restore: the state is not dumped) are recreated; a
+	 * dashboard with horizons then needs a rebuild, as its summary counts
+	 * are relative to a watermark that was lost too.
+	 */
+	ret = SPI_execute("INSERT INTO alexandrite.dashboard_state (dashboard_id, watermark, needs_rebuild, rebuild_reason) "
+					  "SELECT d.id, CASE WHEN d.due_expr IS NOT NULL THEN alexandrite.dashboard_due_bucket(pg_catalog.now()) END, "
+					  "d.due_expr IS NOT NULL, CASE WHEN d.due_expr IS NOT NULL THEN 'state lost (restored from a dump?)' END "
+					  "FROM alexandrite.dashboards d "
+					  "WHERE NOT EXISTS (SELECT 1 FROM alexandrite.dashboard_state s WHERE s.dashboard_id OPERATOR(pg_catalog.=) d.id) "
+					  "ON CONFLICT DO NOTHING", false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not update the dashboard state");
+
 	ret = SPI_execute("SELECT d.id, d.fold_sql, d.summary_table::pg_catalog.oid, d.count_name "
 					  "FROM alexandrite.dashboards d ORDER BY d.id", true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -121,11 +135,11 @@ AlxFoldDashboards(void)
 		args[0] = Int32GetDatum(items[i].id);
 		args[1] = Float8GetDatum(secs * 1000.0 + usecs / 1000.0);
 		args[2] = Int64GetDatum(folded);
-		ret = SPI_execute_with_args("UPDATE alexandrite.dashboards "
+		ret = SPI_execute_with_args("UPDATE alexandrite.dashboard_state "
 									"SET last_fold_at = pg_catalog.clock_timestamp(), last_fold_ms = $2, "
 									"last_fold_rows = $3, folds = folds OPERATOR(pg_catalog.+) 1, "
 									"folded_total = folded_total OPERATOR(pg_catalog.+) $3 "
-									"WHERE id OPERATOR(pg_catalog.=) $1",
+									"WHERE dashboard_id OPERATOR(pg_catalog.=) $1",
 									3, argtypes, args, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not update the dashboard registry");
