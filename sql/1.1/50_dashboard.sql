@@ -544,7 +544,7 @@ COMMENT ON FUNCTION alexandrite.dashboard_due_bucket(timestamptz)
 -- The contract dashboards (CONTRACT.md section 3) as instances
 ------------------------------------------------------------------------------
 -- probes of the current, partial due-time bucket
-CREATE INDEX orders_open_due_idx ON alexandrite.orders (sla_due_at) INCLUDE (channel, operator_id)
+CREATE INDEX orders_open_due_at_idx ON alexandrite.orders (sla_due_at) INCLUDE (channel, operator_id)
     WHERE status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
 
 SELECT alexandrite.create_dashboard('status_counts', 'alexandrite.orders', ARRAY['status', 'channel'],
