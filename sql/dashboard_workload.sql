@@ -6,6 +6,8 @@ SET client_min_messages = warning;
 -- hold the fold lock for the whole file: the background worker's folds
 -- (alexandrite.fold_interval) skip, ours (same session) go through
 SELECT pg_advisory_lock(1634498660, 1) IS NOT NULL AS worker_paused;
+-- the order ids this file uses are given back at the end (later tests print ids)
+SELECT last_value AS dw_seq_last, is_called AS dw_seq_called FROM alexandrite.orders_id_seq \gset
 SELECT pg_catalog.setseed(0.4242);
 
 INSERT INTO alexandrite.operators (id, name, capacity)
@@ -255,8 +257,9 @@ BEGIN
     END IF;
 END;
 $$;
--- and leave orders as the next tests' plans expect them: no dead rows
+-- and leave orders as the next tests expect them: no dead rows, the same ids
 VACUUM (ANALYZE) alexandrite.orders;
+SELECT pg_catalog.setval('alexandrite.orders_id_seq', :dw_seq_last, :'dw_seq_called'::boolean) IS NOT NULL AS ids_given_back;
 SELECT * FROM pg_temp.dash_check('cleaned up');
 SELECT pg_advisory_unlock(1634498660, 1) AS worker_resumed;
 RESET client_min_messages;
