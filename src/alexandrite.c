@@ -330,6 +330,7 @@ _PG_init(void)
 	shmem_startup_hook = alx_shmem_startup;
 
 	AlxOutboxRegisterWorker();
+	AlxDashboardRegisterWorker();	/* dashboard fold loop (fold_interval) */
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_version);

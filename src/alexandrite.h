@@ -34,6 +34,9 @@ extern char *alx_traceparent;
 /* true when the library was loaded through shared_preload_libraries */
 extern bool alx_preloaded;
 
+/* dashboards: register the fold worker (src/dashboard/worker.c) */
+extern void AlxDashboardRegisterWorker(void);
+
 /* raise an error unless the library was preloaded (worker-only SQL) */
 extern void AlxRequirePreload(const char *what);
 

@@ -1,0 +1,186 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The dashboard fold loop: a background worker that runs the fold of
+ *	  refresh_dashboards() every alexandrite.fold_interval milliseconds.
+ *
+ * Reads are exact without it; folding often keeps them cheap (a read adds
+ * up the pending deltas and probes the due times since the last fold) and
+ * keeps the watermark of the time-relative counts close to now.  pg_cron
+ * (schedule_refresh) can only fold once a minute.
+ *
+ * The worker connects to alexandrite.database as the bootstrap superuser and
+ * folds only when the extension (at a version with dashboards) is installed
+ * there.  It shares the fold's advisory lock: a fold already running
+ * elsewhere makes it skip a round.  fold_interval = 0 pauses it.
+ *
+ * Every ALX_VACUUM_SECS it also vacuums the delta tables: each fold deletes
+ * what it folded, and a read scans the whole delta heap, so the dead rows
+ * should not wait for autovacuum's next round (autovacuum_naptime, a minute
+ * by default).  VACUUM does not block writers or readers.
+ *
+ * IDENTIFICATION
+ *	  src/dashboard/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/vacuum.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#define ALX_VACUUM_SECS 10
+
+#include "alexandrite.h"
+#include "dashboard/dashboard.h"
+
+PGDLLEXPORT void AlxDashboardWorkerMain(Datum main_arg) pg_attribute_noreturn();
+
+/* Register the fold worker (from _PG_init, when preloaded). */
+void
+AlxDashboardRegisterWorker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "alexandrite");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "AlxDashboardWorkerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "alexandrite dashboard fold");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "alexandrite dashboard fold");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* true when the dashboard registry exists in this database */
+static bool
+alx_dashboards_installed(void)
+{
+	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("dashboards", nsp));
+}
+
+/* The delta tables of every dashboard, as (schema, name) RangeVars. */
+static List *
+alx_delta_tables(MemoryContext cxt)
+{
+	List	   *result = NIL;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text "
+					"FROM alexandrite.dashboards d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.delta_table "
+					"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+					"ORDER BY d.id", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the dashboard registry");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		char	   *nsp = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *rel = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		result = lappend(result, makeRangeVar(nsp, rel, -1));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return result;
+}
+
+/* VACUUM the delta tables, each in its own transactions (as VACUUM does). */
+static void
+alx_vacuum_deltas(List *rels)
+{
+	ListCell   *lc;
+
+	foreach(lc, rels)
+	{
+		VacuumStmt *stmt = makeNode(VacuumStmt);
+		ParseState *pstate;
+
+		stmt->options = NIL;
+		stmt->rels = list_make1(makeVacuumRelation((RangeVar *) lfirst(lc), InvalidOid, NIL));
+		stmt->is_vacuumcmd = true;
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		pgstat_report_activity(STATE_RUNNING, "alexandrite: vacuuming dashboard deltas");
+		pstate = make_parsestate(NULL);
+		ExecVacuum(pstate, stmt, true);
+		CommitTransactionCommand();
+	}
+}
+
+void
+AlxDashboardWorkerMain(Datum main_arg)
+{
+	MemoryContext cxt;
+	TimestampTz last_vacuum = GetCurrentTimestamp();
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(alx_database, NULL, 0);
+	pgstat_report_appname("alexandrite dashboard fold");
+	cxt = AllocSetContextCreate(TopMemoryContext, "alexandrite dashboard worker",
+								ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		int			timeout = alx_fold_interval_ms > 0 ? alx_fold_interval_ms : 60000;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (alx_fold_interval_ms <= 0)
+			continue;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "alexandrite: folding dashboards");
+		{
+			bool		installed = alx_dashboards_installed();
+			List	   *rels = NIL;
+
+			if (installed)
+			{
+				(void) AlxFoldDashboards();
+				if (TimestampDifferenceExceeds(last_vacuum, GetCurrentTimestamp(), ALX_VACUUM_SECS * 1000))
+					rels = alx_delta_tables(cxt);
+			}
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			if (rels != NIL)
+			{
+				alx_vacuum_deltas(rels);
+				last_vacuum = GetCurrentTimestamp();
+			}
+		}
+		pgstat_report_stat(true);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextReset(cxt);
+	}
+}
