@@ -1,0 +1,362 @@
+/* sql/1.1/60_observe.sql: operations - Prometheus metrics, tracing, timeline */
+
+\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Metrics
+--
+-- Every capability contributes its figures through one collector: a set-
+-- returning function of alexandrite.metric_sample rows, registered in
+-- alexandrite.metric_collectors.  alexandrite.metric_samples() runs the
+-- registered collectors (all, or the ones named) with the extension owner's
+-- rights, so that a monitoring role (pg_monitor) sees counts and ages but no
+-- order data; alexandrite.metrics() renders the samples in the Prometheus text
+-- exposition format.  A collector that fails is reported by
+-- alexandrite_metrics_collector_success{collector="..."} 0 and a WARNING; the
+-- other collectors still answer.
+--
+-- Cost: collectors read the dashboards (summary + pending changes) and
+-- partial indexes on open orders, never a scan of all orders.
+------------------------------------------------------------------------------
+CREATE TYPE alexandrite.metric_sample AS (
+    family text,          -- metric family name, e.g. alexandrite_orders_in_status
+    type   text,          -- counter, gauge or histogram
+    help   text,          -- one line of help text
+    suffix text,          -- '' or, for histograms, _bucket, _sum, _count
+    labels jsonb,         -- label name -> value (a JSON object of strings)
+    value  float8
+);
+COMMENT ON TYPE alexandrite.metric_sample IS 'one sample of a metric, as returned by the collectors behind alexandrite.metrics()';
+
+CREATE TABLE alexandrite.metric_collectors (
+    name        text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
+    collector   regprocedure NOT NULL UNIQUE,
+    position    integer NOT NULL UNIQUE,
+    description text NOT NULL
+);
+COMMENT ON TABLE alexandrite.metric_collectors IS 'the collectors behind alexandrite.metrics(): one function per capability, run in position order';
+
+-- Helper: a sample row.
+CREATE FUNCTION alexandrite.metric(family text, type text, help text, value float8,
+                                   labels jsonb DEFAULT '{}', suffix text DEFAULT '')
+    RETURNS alexandrite.metric_sample
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ROW(family, type, help, suffix, labels, value)::alexandrite.metric_sample;
+COMMENT ON FUNCTION alexandrite.metric(text, text, text, float8, jsonb, text)
+    IS 'internal: builds one alexandrite.metric_sample';
+
+-- The library and the standby/primary role of this server.
+CREATE FUNCTION alexandrite.metrics_server() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT alexandrite.metric('alexandrite_info', 'gauge',
+               'Version of the alexandrite library and of its SQL objects.', 1,
+               jsonb_build_object('version', alexandrite.version(),
+                                  'extversion', (SELECT e.extversion FROM pg_extension e
+                                                  WHERE e.extname = 'alexandrite')))
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_in_recovery', 'gauge',
+               'Whether this server is a standby (1) or a primary (0).',
+               CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END)
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_server() IS 'metrics collector: library version and recovery state';
+
+-- Orders: how many are in each status, and which ones stopped moving.
+-- (Replaced below by the dashboard-backed version once dashboards exist.)
+CREATE FUNCTION alexandrite.metrics_orders() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    (WITH counts AS (
+        SELECT o.status, o.channel, count(*) AS n
+          FROM alexandrite.orders o GROUP BY o.status, o.channel
+     ), channels AS (
+        SELECT p.channel FROM alexandrite.sla_policies p UNION SELECT c.channel FROM counts c
+     )
+     SELECT alexandrite.metric('alexandrite_orders_in_status', 'gauge',
+                'Orders in each status, by channel.', COALESCE(c.n, 0),
+                jsonb_build_object('status', s.status, 'channel', ch.channel))
+       FROM unnest(enum_range(NULL::alexandrite.order_status)) AS s(status)
+      CROSS JOIN channels ch
+       LEFT JOIN counts c ON c.status = s.status AND c.channel = ch.channel
+      ORDER BY s.status, ch.channel)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_orders_stuck', 'gauge',
+                'Open orders whose status has not changed for 24 hours or more (alexandrite.stuck_orders()), by status.',
+                COALESCE(c.n, 0), jsonb_build_object('status', s.status))
+       FROM unnest(enum_range(NULL::alexandrite.order_status)) AS s(status)
+       LEFT JOIN (SELECT o.status, count(*) AS n FROM alexandrite.orders o
+                   WHERE o.status < 'shipped'::alexandrite.order_status
+                     AND o.status_changed_at <= now() - interval '24 hours'
+                   GROUP BY o.status) c ON c.status = s.status
+      WHERE alexandrite.is_open(s.status)
+      ORDER BY s.status)
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_orders_max_time_in_status_seconds', 'gauge',
+               'Longest time an open order has spent in its current status, in seconds (0 when no order is open).',
+               COALESCE(extract(epoch FROM now() - min(o.status_changed_at)), 0)::float8)
+      FROM alexandrite.orders o
+     WHERE o.status < 'shipped'::alexandrite.order_status
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_orders() IS 'metrics collector: orders by status and channel, stuck orders';
+
+-- SLA: open, at risk (due within 24 h) and breached orders per channel.
+CREATE FUNCTION alexandrite.metrics_sla() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH per_channel AS (
+        SELECT o.channel,
+               count(*) AS open_orders,
+               count(*) FILTER (WHERE o.sla_due_at >= now() AND o.sla_due_at < now() + interval '24 hours') AS at_risk,
+               count(*) FILTER (WHERE o.sla_due_at < now()) AS breached
+          FROM alexandrite.orders o
+         WHERE o.status < 'shipped'::alexandrite.order_status
+         GROUP BY o.channel
+    ), channels AS (
+        SELECT p.channel FROM alexandrite.sla_policies p UNION SELECT c.channel FROM per_channel c
+    ), v AS (
+        SELECT ch.channel, COALESCE(c.open_orders, 0) AS open_orders,
+               COALESCE(c.at_risk, 0) AS at_risk, COALESCE(c.breached, 0) AS breached
+          FROM channels ch LEFT JOIN per_channel c USING (channel)
+    )
+    (SELECT alexandrite.metric('alexandrite_sla_open_orders', 'gauge',
+                'Open orders (neither shipped nor cancelled), by channel.', v.open_orders,
+                jsonb_build_object('channel', v.channel)) FROM v ORDER BY v.channel)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_sla_at_risk_orders', 'gauge',
+                'Open orders not yet due but due within 24 hours, by channel.', v.at_risk,
+                jsonb_build_object('channel', v.channel)) FROM v ORDER BY v.channel)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_sla_breached_orders', 'gauge',
+                'Open orders past their SLA due time, by channel.', v.breached,
+                jsonb_build_object('channel', v.channel)) FROM v ORDER BY v.channel)
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_sla_breaches_recorded_total', 'counter',
+               'Orders ever recorded as having breached their SLA (alexandrite.sla_breaches).',
+               (SELECT count(*) FROM alexandrite.sla_breaches)::float8)
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_sla() IS 'metrics collector: SLA at risk and breached';
+
+-- Assignment: each operator's open and overdue orders against capacity.
+CREATE FUNCTION alexandrite.metrics_assignment() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH load AS (
+        SELECT o.operator_id, count(*) AS open_orders,
+               count(*) FILTER (WHERE o.sla_due_at < now()) AS overdue
+          FROM alexandrite.orders o
+         WHERE o.operator_id IS NOT NULL AND o.status < 'shipped'::alexandrite.order_status
+         GROUP BY o.operator_id
+    ), v AS (
+        SELECT op.id, op.capacity, op.active, COALESCE(l.open_orders, 0) AS open_orders,
+               COALESCE(l.overdue, 0) AS overdue
+          FROM alexandrite.operators op LEFT JOIN load l ON l.operator_id = op.id
+         WHERE op.active OR l.open_orders > 0
+    )
+    (SELECT alexandrite.metric('alexandrite_operator_open_orders', 'gauge',
+                'Open orders assigned to each operator.', v.open_orders,
+                jsonb_build_object('operator', v.id)) FROM v ORDER BY v.id)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_operator_overdue_orders', 'gauge',
+                'Open orders assigned to each operator that are past their SLA due time.', v.overdue,
+                jsonb_build_object('operator', v.id)) FROM v ORDER BY v.id)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_operator_capacity_orders', 'gauge',
+                'Open orders each active operator may hold (alexandrite.operators.capacity; 0 when inactive).',
+                CASE WHEN v.active THEN v.capacity ELSE 0 END,
+                jsonb_build_object('operator', v.id)) FROM v ORDER BY v.id)
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_assignment() IS 'metrics collector: open and overdue orders per operator';
+
+INSERT INTO alexandrite.metric_collectors (name, collector, position, description) VALUES
+    ('server',     'alexandrite.metrics_server()',     10, 'library version, primary or standby'),
+    ('orders',     'alexandrite.metrics_orders()',     20, 'orders by status and channel, stuck orders'),
+    ('sla',        'alexandrite.metrics_sla()',        30, 'open, at-risk and breached orders per channel'),
+    ('assignment', 'alexandrite.metrics_assignment()', 40, 'open and overdue orders per operator');
+
+-- Runs the collectors (all, or those named) as the extension owner.
+-- SECURITY DEFINER on purpose (STYLE.md section 4 rule 6): monitoring roles
+-- get figures without SELECT on orders.  It takes no text that reaches SQL
+-- except collector names matched against the registry, which only the
+-- extension owner can write.
+CREATE FUNCTION alexandrite.metric_samples(collectors text[] DEFAULT NULL)
+    RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    samples alexandrite.metric_sample[];
+    started timestamptz;
+    ok      boolean;
+    unknown text;
+    meta    alexandrite.metric_sample[] := '{}';
+BEGIN
+    SELECT string_agg(format('"%s"', c), ', ') INTO unknown
+      FROM unnest(collectors) AS c
+     WHERE NOT EXISTS (SELECT 1 FROM alexandrite.metric_collectors m WHERE m.name = c);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown metrics collector: %', unknown
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'See alexandrite.metric_collectors.';
+    END IF;
+    FOR r IN SELECT m.name, p.proname, n.nspname
+               FROM alexandrite.metric_collectors m
+               JOIN pg_proc p ON p.oid = m.collector
+               JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE collectors IS NULL OR m.name = ANY (collectors)
+              ORDER BY m.position
+    LOOP
+        started := clock_timestamp();
+        BEGIN
+            EXECUTE format('SELECT pg_catalog.array_agg(ROW(s.family, s.type, s.help, s.suffix, s.labels, s.value)'
+                           '::alexandrite.metric_sample ORDER BY s.n) FROM %I.%I() '
+                           'WITH ORDINALITY AS s(family, type, help, suffix, labels, value, n)',
+                           r.nspname, r.proname)
+               INTO samples;
+            ok := true;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'metrics collector "%" failed: %', r.name, SQLERRM;
+            samples := NULL;
+            ok := false;
+        END;
+        IF samples IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM unnest(samples);
+        END IF;
+        meta := meta || alexandrite.metric('alexandrite_metrics_collector_success', 'gauge',
+            'Whether the collector answered (1) or failed (0) in this scrape.',
+            CASE WHEN ok THEN 1 ELSE 0 END, jsonb_build_object('collector', r.name));
+        meta := meta || alexandrite.metric('alexandrite_metrics_collector_duration_seconds', 'gauge',
+            'Time the collector took in this scrape, in seconds.',
+            extract(epoch FROM clock_timestamp() - started)::float8, jsonb_build_object('collector', r.name));
+    END LOOP;
+    -- one family after the other: all successes, then all durations
+    RETURN QUERY SELECT * FROM unnest(meta) AS m WHERE m.family = 'alexandrite_metrics_collector_success';
+    RETURN QUERY SELECT * FROM unnest(meta) AS m WHERE m.family <> 'alexandrite_metrics_collector_success';
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.metric_samples(text[])
+    IS 'the samples behind alexandrite.metrics(), from all collectors or the named ones; runs as the extension owner';
+
+-- Prometheus text exposition format 0.0.4: HELP and TYPE once per family,
+-- then its samples; label values and help text escaped.
+CREATE FUNCTION alexandrite.metrics_render(samples alexandrite.metric_sample[])
+    RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH s AS (
+        SELECT x.*, x.n AS ord FROM unnest(samples) WITH ORDINALITY
+               AS x(family, type, help, suffix, labels, value, n)
+    ), lines AS (
+        SELECT s.family, s.ord,
+               s.family || s.suffix ||
+               COALESCE((SELECT '{' || string_agg(l.key || '="' ||
+                                    replace(replace(replace(l.value, '\', '\\'), '"', '\"'), E'\n', '\n') || '"',
+                                    ',' ORDER BY l.key) || '}'
+                           FROM jsonb_each_text(s.labels) AS l), '') || ' ' ||
+               CASE WHEN s.value IS NULL OR s.value = 'NaN'::float8 THEN 'NaN'
+                    WHEN s.value = 'Infinity'::float8 THEN '+Inf'
+                    WHEN s.value = '-Infinity'::float8 THEN '-Inf'
+                    ELSE s.value::text END AS line
+          FROM s
+    ), families AS (
+        SELECT s.family, min(s.ord) AS first,
+               (array_agg(s.type ORDER BY s.ord))[1] AS type,
+               (array_agg(s.help ORDER BY s.ord))[1] AS help
+          FROM s GROUP BY s.family
+    )
+    SELECT COALESCE(string_agg(
+               '# HELP ' || f.family || ' ' || replace(replace(f.help, '\', '\\'), E'\n', '\n') || E'\n' ||
+               '# TYPE ' || f.family || ' ' || f.type || E'\n' ||
+               (SELECT string_agg(l.line || E'\n', '' ORDER BY l.ord) FROM lines l WHERE l.family = f.family),
+               '' ORDER BY f.first), '')
+      FROM families f
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_render(alexandrite.metric_sample[])
+    IS 'renders metric samples in the Prometheus text exposition format';
+
+CREATE FUNCTION alexandrite.metrics() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT alexandrite.metrics_render(ARRAY(
+        SELECT ROW(s.family, s.type, s.help, s.suffix, s.labels, s.value)::alexandrite.metric_sample
+          FROM alexandrite.metric_samples() WITH ORDINALITY AS s
+         ORDER BY s.ordinality))
+$$;
+COMMENT ON FUNCTION alexandrite.metrics()
+    IS 'Prometheus text exposition of alexandrite''s figures (orders, SLA, assignment, outbox, dashboards, meshes, quotes)';
+
+-- Monitoring roles read the figures, nobody else by default.  Collectors are
+-- internal: they read order tables with the caller's rights.
+REVOKE ALL ON FUNCTION alexandrite.metric_samples(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics_server() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics_orders() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics_sla() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics_assignment() FROM PUBLIC;
+GRANT USAGE ON SCHEMA alexandrite TO pg_monitor;
+GRANT EXECUTE ON FUNCTION alexandrite.metric_samples(text[]) TO pg_monitor;
+GRANT EXECUTE ON FUNCTION alexandrite.metrics() TO pg_monitor;
+
+------------------------------------------------------------------------------
+-- Tracing: W3C trace context for the MES's transactions
+------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.set_traceparent(traceparent text, is_local boolean DEFAULT true)
+    RETURNS text
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NULLIF(set_config('alexandrite.traceparent', COALESCE(traceparent, ''), is_local), '')
+$$;
+COMMENT ON FUNCTION alexandrite.set_traceparent(text, boolean)
+    IS 'attaches a W3C traceparent to this transaction (or session, is_local => false); NULL clears it';
+
+CREATE FUNCTION alexandrite.new_traceparent() RETURNS text
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '00-' || replace(gen_random_uuid()::text, '-', '') || '-' ||
+           substr(replace(gen_random_uuid()::text, '-', ''), 1, 16) || '-01'
+$$;
+COMMENT ON FUNCTION alexandrite.new_traceparent()
+    IS 'a fresh W3C traceparent (random trace and span ids, sampled) for a caller that has none';
+
+------------------------------------------------------------------------------
+-- The timeline of an order
+--
+-- Same signature and OUT columns as in 1.0; the trace context of each change
+-- is in detail: {"traceparent": ..., "trace_id": ...}.
+------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION alexandrite.order_timeline(order_id bigint)
+    RETURNS TABLE (at timestamptz, kind text, from_status alexandrite.order_status,
+                   to_status alexandrite.order_status, actor text, time_in_status interval,
+                   event_type text, message_id bigint, delivery_state text, detail jsonb)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM alexandrite.orders o WHERE o.id = order_timeline.order_id) THEN
+        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN QUERY
+    SELECT e.at, 'status'::text, e.from_status, e.to_status, e.actor,
+           -- time spent in to_status: until the next change, or until now while it lasts
+           COALESCE(lead(e.at) OVER w, CASE WHEN alexandrite.is_open(e.to_status) THEN now() END) - e.at,
+           NULL::text, NULL::bigint, NULL::text,
+           CASE WHEN e.traceparent IS NULL THEN e.detail
+                ELSE COALESCE(e.detail, '{}'::jsonb)
+                     || jsonb_build_object('traceparent', e.traceparent,
+                                           'trace_id', substr(e.traceparent, 4, 32)) END
+      FROM alexandrite.order_events e
+     WHERE e.order_id = order_timeline.order_id
+    WINDOW w AS (ORDER BY e.id)
+     ORDER BY e.id;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.order_timeline(bigint)
+    IS 'status history of an order with the time spent in each status and the trace id of each change';
