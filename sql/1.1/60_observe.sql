@@ -50,7 +50,7 @@ CREATE FUNCTION alexandrite.metrics_server() RETURNS SETOF alexandrite.metric_sa
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT alexandrite.metric('alexandrite_info', 'gauge',
+    SELECT alexandrite.metric('alexandrite_build_info', 'gauge',
                'Version of the alexandrite library and of its SQL objects.', 1,
                jsonb_build_object('version', alexandrite.version(),
                                   'extversion', (SELECT e.extversion FROM pg_extension e
@@ -82,7 +82,7 @@ AS $$
        LEFT JOIN counts c ON c.status = s.status AND c.channel = ch.channel
       ORDER BY s.status, ch.channel)
     UNION ALL
-    (SELECT alexandrite.metric('alexandrite_orders_stuck', 'gauge',
+    (SELECT alexandrite.metric('alexandrite_stuck_orders', 'gauge',
                 'Open orders whose status has not changed for 24 hours or more (alexandrite.stuck_orders()), by status.',
                 COALESCE(c.n, 0), jsonb_build_object('status', s.status))
        FROM unnest(enum_range(NULL::alexandrite.order_status)) AS s(status)
