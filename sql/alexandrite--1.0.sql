@@ -424,6 +424,49 @@ $$;
 COMMENT ON FUNCTION alexandrite.set_status(bigint, alexandrite.order_status, text)
     IS 'moves an order along the state machine (alexandrite.status_transitions) and records the change';
 
+-- The model or the alloy of an order is often known only after the order:
+-- attach them while the order is still new (a priced order keeps the model
+-- its price was computed for).
+CREATE FUNCTION alexandrite.set_order_model(order_id bigint, mesh_id bigint, material text DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_status alexandrite.order_status;
+BEGIN
+    SELECT o.status INTO v_status FROM alexandrite.orders o
+     WHERE o.id OPERATOR(pg_catalog.=) set_order_model.order_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_status OPERATOR(pg_catalog.<>) 'new' THEN
+        RAISE EXCEPTION 'cannot change the model of order % in status "%"', order_id, v_status
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only new orders take a new model or material; cancel and re-create a priced order.';
+    END IF;
+    IF mesh_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) set_order_model.mesh_id) THEN
+        RAISE EXCEPTION 'mesh % does not exist', mesh_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF material IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM alexandrite.materials m
+         WHERE m.code OPERATOR(pg_catalog.=) set_order_model.material AND m.active) THEN
+        RAISE EXCEPTION 'unknown material "%"', material
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'See alexandrite.materials for the active materials.';
+    END IF;
+    UPDATE alexandrite.orders o
+       SET mesh_id = COALESCE(set_order_model.mesh_id, o.mesh_id),
+           material = COALESCE(set_order_model.material, o.material),
+           updated_at = pg_catalog.now()
+     WHERE o.id OPERATOR(pg_catalog.=) set_order_model.order_id;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.set_order_model(bigint, bigint, text)
+    IS 'attaches the mesh (and optionally the material) to a new order';
+
 ------------------------------------------------------------------------------
 -- Tracing an order
 ------------------------------------------------------------------------------

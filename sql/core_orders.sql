@@ -74,6 +74,21 @@ ROLLBACK;
 SELECT status, (SELECT count(*) FROM alexandrite.order_events WHERE order_id = :s2) AS events
   FROM alexandrite.orders WHERE id = :s2;
 
+-- the model arrives after the order
+INSERT INTO alexandrite.meshes (sha256, filename, format, triangles, vertices, volume_mm3, area_mm2,
+                                size_x_mm, size_y_mm, size_z_mm, shells, watertight, boundary_edges,
+                                nonmanifold_edges, degenerate_triangles)
+VALUES (sha256('ring'), 'ring.stl', 'stl', 12, 8, 1000, 600, 10, 10, 10, 1, true, 0, 0, 0)
+RETURNING id AS mesh \gset
+SELECT alexandrite.set_order_model(:s2, :mesh, 'pt950');
+SELECT mesh_id = :mesh AS has_mesh, material FROM alexandrite.orders WHERE id = :s2;
+SELECT alexandrite.set_order_model(:s2, NULL, 'ag925');
+SELECT mesh_id = :mesh AS kept_mesh, material FROM alexandrite.orders WHERE id = :s2;
+SELECT alexandrite.set_order_model(:s2, -5);
+SELECT alexandrite.set_order_model(:s2, NULL, 'tin');
+SELECT alexandrite.set_order_model(-1, :mesh);
+SELECT alexandrite.set_order_model(:id, :mesh);
+
 -- the timeline: every change, in order, with the time spent in each status
 SELECT kind, from_status, to_status, actor, time_in_status IS NOT NULL AS timed
   FROM alexandrite.order_timeline(:id);
