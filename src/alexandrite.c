@@ -35,6 +35,8 @@ int			alx_outbox_batch_size = 500;
 int			alx_outbox_max_attempts = 10;
 int			alx_mesh_max_bytes = 256 * 1024 * 1024;
 int			alx_mesh_timeout_ms = 60000;
+int			alx_mesh_memory_limit_mb = 2048;
+char	   *alx_meshd_path = NULL;
 int			alx_fold_interval_ms = 1000;
 char	   *alx_actor = NULL;
 char	   *alx_traceparent = NULL;
@@ -205,6 +207,24 @@ alx_define_gucs(void)
 							PGC_SUSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.mesh_memory_limit",
+							"Sets the address-space limit of the mesh helper process.",
+							"A mesh whose parsing needs more fails with SQLSTATE 54000.",
+							&alx_mesh_memory_limit_mb,
+							2048, 64, 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("alexandrite.meshd_path",
+							   "Sets the path of the mesh helper program.",
+							   "Empty means alexandrite-meshd next to the postgres binary.",
+							   &alx_meshd_path,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("alexandrite.fold_interval",
 							"Sets the delay between dashboard folds by the background worker.",

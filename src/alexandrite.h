@@ -23,6 +23,8 @@ extern int	alx_outbox_batch_size;
 extern int	alx_outbox_max_attempts;
 extern int	alx_mesh_max_bytes;
 extern int	alx_mesh_timeout_ms;
+extern int	alx_mesh_memory_limit_mb;
+extern char *alx_meshd_path;
 extern int	alx_fold_interval_ms;
 extern char *alx_actor;
 extern char *alx_traceparent;

@@ -1,0 +1,81 @@
+/* sql/1.1/10_mesh.sql: mesh analysis (mesh_stats, mesh_analyze, mesh_ingest) */
+\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- The statistics of one analysed mesh.  The first thirteen columns are the
+-- contract (CONTRACT.md section 1); the rest explain them.
+------------------------------------------------------------------------------
+CREATE TYPE alexandrite.mesh_stats AS (
+    triangles              bigint,
+    vertices               bigint,
+    volume_mm3             float8,
+    area_mm2               float8,
+    size_x_mm              float8,
+    size_y_mm              float8,
+    size_z_mm              float8,
+    shells                 integer,
+    watertight             boolean,
+    boundary_edges         bigint,
+    nonmanifold_edges      bigint,
+    degenerate_triangles   bigint,
+    sha256                 bytea,
+    format                 text,
+    unit_scale_mm          float8,
+    inconsistent_edges     bigint,
+    faces_reoriented       bigint,
+    euler_characteristic   bigint,
+    genus                  integer,
+    volume_uncertainty_mm3 float8,
+    min_x_mm               float8,
+    min_y_mm               float8,
+    min_z_mm               float8,
+    warnings               text[],
+    analyzer_version       integer,
+    analysis_ms            float8
+);
+COMMENT ON TYPE alexandrite.mesh_stats IS 'metrics of a mesh file in millimetres, computed by alexandrite-meshd (see docs/mesh.md)';
+
+------------------------------------------------------------------------------
+-- meshes: the columns the analysis adds to the 1.0 table
+------------------------------------------------------------------------------
+ALTER TABLE alexandrite.meshes
+    ADD COLUMN unit_scale_mm          float8,
+    ADD COLUMN inconsistent_edges     bigint,
+    ADD COLUMN faces_reoriented       bigint,
+    ADD COLUMN euler_characteristic   bigint,
+    ADD COLUMN genus                  integer,
+    ADD COLUMN volume_uncertainty_mm3 float8,
+    ADD COLUMN min_x_mm               float8,
+    ADD COLUMN min_y_mm               float8,
+    ADD COLUMN min_z_mm               float8,
+    ADD COLUMN warnings               text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN analyzer_version       integer,
+    ADD COLUMN size_bytes             bigint,
+    ADD CONSTRAINT meshes_unit_check
+        CHECK (unit OPERATOR(pg_catalog.=) ANY (ARRAY['mm', 'cm', 'm', 'in']::text[]));
+COMMENT ON COLUMN alexandrite.meshes.unit IS 'unit the caller declared for unitless formats (STL, OBJ, PLY); glTF is metres and 3MF carries its own unit';
+COMMENT ON COLUMN alexandrite.meshes.unit_scale_mm IS 'factor from the file''s unit to millimetres that was applied';
+COMMENT ON COLUMN alexandrite.meshes.warnings IS 'flags for review: open_mesh, overlapping_shells, inner_void, unit_suspect, ... (docs/mesh.md)';
+COMMENT ON COLUMN alexandrite.meshes.analyzer_version IS 'version of the metrics code that produced the row';
+COMMENT ON COLUMN alexandrite.meshes.genus IS 'number of through-holes of a closed orientable mesh, NULL otherwise';
+COMMENT ON COLUMN alexandrite.meshes.volume_uncertainty_mm3 IS 'error bound of the volume of an open mesh (0 when watertight)';
+
+------------------------------------------------------------------------------
+-- Functions.  Both spawn a helper process per call, so PUBLIC may not run
+-- them; grant EXECUTE to the roles that upload models (docs/mesh.md).
+------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.mesh_analyze(data bytea, format text DEFAULT NULL, unit text DEFAULT 'mm')
+    RETURNS alexandrite.mesh_stats
+    AS 'MODULE_PATHNAME', 'alexandrite_mesh_analyze'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION alexandrite.mesh_analyze(bytea, text, text)
+    IS 'parse a mesh file (STL, OBJ, PLY, glTF/GLB, 3MF) in an isolated helper and return its metrics; stores nothing';
+REVOKE ALL ON FUNCTION alexandrite.mesh_analyze(bytea, text, text) FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.mesh_ingest(data bytea, filename text, unit text DEFAULT 'mm')
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_mesh_ingest'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.mesh_ingest(bytea, text, text)
+    IS 'analyse a mesh file and store it in alexandrite.meshes; the same bytes in the same unit return the same id without parsing again';
+REVOKE ALL ON FUNCTION alexandrite.mesh_ingest(bytea, text, text) FROM PUBLIC;

@@ -1,0 +1,1035 @@
+/*-------------------------------------------------------------------------
+ *
+ * geometry.c
+ *	  PostgreSQL-free mesh metrics over a welded triangle soup.
+ *
+ * Vertices are welded by their exact position (the bit pattern of the three
+ * doubles, -0 folded onto +0).  Everything is computed in double precision:
+ *
+ * - area and volume with Neumaier-compensated sums; the volume is the sum of
+ *   signed tetrahedra over the bounding-box centre (re-centering keeps the
+ *   cancellation small for meshes far from the origin);
+ * - an edge table keyed by (min id, max id) gives boundary, non-manifold and
+ *   inconsistently oriented edges, and unites the faces that share an edge
+ *   (union-find) into shells;
+ * - a breadth-first walk over the manifold edges makes the winding of each
+ *   connected patch consistent (the majority orientation wins) before the
+ *   volume is summed, so that a few flipped faces do not change the volume;
+ * - shells are then compared pairwise (bounding boxes, then ray parity) to
+ *   find nested shells (voids subtract, solids inside solids are flagged) and
+ *   overlapping shells; the outermost shells count positively, so a mesh
+ *   wound inside-out as a whole still has the right positive volume.
+ *
+ * Nothing here aborts: allocation failures and invalid input are reported
+ * through the return code.
+ *
+ * IDENTIFICATION
+ *	  src/mesh/geometry.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "geometry.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Neumaier compensated sum */
+typedef struct KSum
+{
+	double		s;
+	double		c;
+} KSum;
+
+static inline void
+ksum_add(KSum *k, double x)
+{
+	double		t = k->s + x;
+
+	if (fabs(k->s) >= fabs(x))
+		k->c += (k->s - t) + x;
+	else
+		k->c += (x - t) + k->s;
+	k->s = t;
+}
+
+static inline double
+ksum_value(const KSum *k)
+{
+	return k->s + k->c;
+}
+
+static const char *const warning_names[ALX_WARN_COUNT] = {
+	"open_mesh",
+	"nonmanifold_edges",
+	"inconsistent_orientation",
+	"multiple_shells",
+	"overlapping_shells",
+	"nested_shells",
+	"inner_void",
+	"unit_suspect",
+	"degenerate_triangles",
+	"shell_check_skipped",
+	"not_orientable",
+};
+
+/* Name of a warning bit. */
+const char *
+AlxGeomWarningName(int bit)
+{
+	if (bit < 0 || bit >= ALX_WARN_COUNT)
+		return "unknown";
+	return warning_names[bit];
+}
+
+static void
+geom_fail(AlxGeom *g, int code, const char *msg)
+{
+	if (g->error == ALX_GEOM_OK)
+	{
+		g->error = code;
+		snprintf(g->errmsg, sizeof(g->errmsg), "%s", msg);
+	}
+}
+
+/* Set up an empty mesh. */
+void
+AlxGeomInit(AlxGeom *g)
+{
+	memset(g, 0, sizeof(*g));
+}
+
+/* Release everything the mesh holds; safe to call twice. */
+void
+AlxGeomFree(AlxGeom *g)
+{
+	free(g->pos);
+	free(g->vhash);
+	free(g->tri);
+	g->pos = NULL;
+	g->vhash = NULL;
+	g->tri = NULL;
+	g->nverts = g->ntris = 0;
+	g->cap_verts = g->cap_tris = 0;
+	g->vhash_size = 0;
+}
+
+static inline uint64_t
+mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= UINT64_C(0xff51afd7ed558ccd);
+	x ^= x >> 33;
+	x *= UINT64_C(0xc4ceb9fe1a85ec53);
+	x ^= x >> 33;
+	return x;
+}
+
+static inline uint64_t
+dbl_bits(double d)
+{
+	uint64_t	u;
+
+	if (d == 0.0)
+		d = 0.0;				/* fold -0 onto +0 */
+	memcpy(&u, &d, sizeof(u));
+	return u;
+}
+
+static inline uint64_t
+pos_hash(const double *p)
+{
+	return mix64(dbl_bits(p[0]) ^ mix64(dbl_bits(p[1]) ^ mix64(dbl_bits(p[2]) + 0x9e3779b97f4a7c15ULL)));
+}
+
+/* Double the vertex hash table (or create it) and rehash. */
+static bool
+vhash_grow(AlxGeom *g)
+{
+	uint64_t	nsize = g->vhash_size ? g->vhash_size * 2 : 1024;
+	uint32_t   *nh = calloc(nsize, sizeof(uint32_t));
+
+	if (nh == NULL)
+		return false;
+	for (uint64_t i = 0; i < g->nverts; i++)
+	{
+		uint64_t	h = pos_hash(&g->pos[3 * i]) & (nsize - 1);
+
+		while (nh[h] != 0)
+			h = (h + 1) & (nsize - 1);
+		nh[h] = (uint32_t) (i + 1);
+	}
+	free(g->vhash);
+	g->vhash = nh;
+	g->vhash_size = nsize;
+	return true;
+}
+
+/* Welded id of an exact position; -1 on error. */
+int64_t
+AlxGeomAddVertex(AlxGeom *g, double x, double y, double z)
+{
+	double		p[3];
+	uint64_t	h;
+
+	if (g->error != ALX_GEOM_OK)
+		return -1;
+	if (!isfinite(x) || !isfinite(y) || !isfinite(z))
+	{
+		geom_fail(g, ALX_GEOM_ERR_NONFINITE, "mesh has a NaN or infinite vertex coordinate");
+		return -1;
+	}
+	p[0] = (x == 0.0) ? 0.0 : x;
+	p[1] = (y == 0.0) ? 0.0 : y;
+	p[2] = (z == 0.0) ? 0.0 : z;
+
+	if ((g->nverts + 1) * 2 > g->vhash_size && !vhash_grow(g))
+	{
+		geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while welding vertices");
+		return -1;
+	}
+	h = pos_hash(p) & (g->vhash_size - 1);
+	while (g->vhash[h] != 0)
+	{
+		uint64_t	id = g->vhash[h] - 1;
+		const double *q = &g->pos[3 * id];
+
+		if (q[0] == p[0] && q[1] == p[1] && q[2] == p[2])
+			return (int64_t) id;
+		h = (h + 1) & (g->vhash_size - 1);
+	}
+	if (g->nverts >= ALX_GEOM_MAX_VERTICES)
+	{
+		geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "mesh has too many distinct vertices");
+		return -1;
+	}
+	if (g->nverts == g->cap_verts)
+	{
+		uint64_t	ncap = g->cap_verts ? g->cap_verts * 2 : 1024;
+		double	   *np = realloc(g->pos, ncap * 3 * sizeof(double));
+
+		if (np == NULL)
+		{
+			geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while welding vertices");
+			return -1;
+		}
+		g->pos = np;
+		g->cap_verts = ncap;
+	}
+	memcpy(&g->pos[3 * g->nverts], p, sizeof(p));
+	g->vhash[h] = (uint32_t) (g->nverts + 1);
+	return (int64_t) g->nverts++;
+}
+
+/* Append a triangle of welded ids; every id is bounds-checked. */
+bool
+AlxGeomAddTriangle(AlxGeom *g, uint64_t a, uint64_t b, uint64_t c)
+{
+	if (g->error != ALX_GEOM_OK)
+		return false;
+	if (a >= g->nverts || b >= g->nverts || c >= g->nverts)
+	{
+		geom_fail(g, ALX_GEOM_ERR_INDEX, "triangle refers to a vertex that does not exist");
+		return false;
+	}
+	if (g->ntris >= ALX_GEOM_MAX_TRIANGLES)
+	{
+		geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "mesh has too many triangles");
+		return false;
+	}
+	if (g->ntris == g->cap_tris)
+	{
+		uint64_t	ncap = g->cap_tris ? g->cap_tris * 2 : 1024;
+		uint32_t   *nt = realloc(g->tri, ncap * 3 * sizeof(uint32_t));
+
+		if (nt == NULL)
+		{
+			geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while reading triangles");
+			return false;
+		}
+		g->tri = nt;
+		g->cap_tris = ncap;
+	}
+	g->tri[3 * g->ntris] = (uint32_t) a;
+	g->tri[3 * g->ntris + 1] = (uint32_t) b;
+	g->tri[3 * g->ntris + 2] = (uint32_t) c;
+	g->ntris++;
+	return true;
+}
+
+/* ---------- edge table ---------- */
+
+typedef struct EdgeEntry
+{
+	uint64_t	key;			/* min << 32 | max; 0 = empty (min < max) */
+	uint32_t	f0;				/* face << 2 | slot of the first use */
+	uint32_t	f1;				/* face << 2 | slot of the second use */
+	uint32_t	count;
+	uint32_t	fwd;			/* uses that run min -> max */
+} EdgeEntry;
+
+/* ---------- union-find over faces ---------- */
+
+static uint32_t
+uf_find(uint32_t *parent, uint32_t x)
+{
+	uint32_t	r = x;
+
+	while (parent[r] != r)
+		r = parent[r];
+	while (parent[x] != r)
+	{
+		uint32_t	n = parent[x];
+
+		parent[x] = r;
+		x = n;
+	}
+	return r;
+}
+
+static void
+uf_union(uint32_t *parent, uint32_t a, uint32_t b)
+{
+	a = uf_find(parent, a);
+	b = uf_find(parent, b);
+	if (a == b)
+		return;
+	/* keep the smaller id as root: deterministic and cheap */
+	if (a < b)
+		parent[b] = a;
+	else
+		parent[a] = b;
+}
+
+/* per-shell data */
+typedef struct Shell
+{
+	KSum		vol;			/* signed volume about the global centre */
+	double		bmin[3];
+	double		bmax[3];
+	uint64_t	faces;
+	uint32_t	first_face;
+	bool		closed;
+	int			parent;			/* directly containing shell, -1 if none */
+	double		bbox_vol;
+	int			eff_sign;
+} Shell;
+
+static inline void
+sub3(double *r, const double *a, const double *b)
+{
+	r[0] = a[0] - b[0];
+	r[1] = a[1] - b[1];
+	r[2] = a[2] - b[2];
+}
+
+static inline void
+cross3(double *r, const double *a, const double *b)
+{
+	r[0] = a[1] * b[2] - a[2] * b[1];
+	r[1] = a[2] * b[0] - a[0] * b[2];
+	r[2] = a[0] * b[1] - a[1] * b[0];
+}
+
+static inline double
+dot3(const double *a, const double *b)
+{
+	return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
+
+/*
+ * Ray parity: does the ray from p along a fixed skewed direction cross the
+ * faces of shell s an odd number of times?  Uses Moller-Trumbore in double.
+ */
+static bool
+point_inside_shell(const AlxGeom *g, const uint32_t *faces, uint64_t nfaces,
+				   const double *p, uint64_t *budget)
+{
+	static const double dir[3] = {0.4801710357, 0.6025703125, 0.6377917321};
+	uint64_t	hits = 0;
+
+	*budget = (*budget > nfaces) ? *budget - nfaces : 0;
+	for (uint64_t i = 0; i < nfaces; i++)
+	{
+		uint64_t	f = faces[i];
+		const double *v0, *v1, *v2;
+		double		e1[3], e2[3], pv[3], tv[3], qv[3];
+		double		det, inv, u, v, t;
+		v0 = &g->pos[3 * (uint64_t) g->tri[3 * f]];
+		v1 = &g->pos[3 * (uint64_t) g->tri[3 * f + 1]];
+		v2 = &g->pos[3 * (uint64_t) g->tri[3 * f + 2]];
+		sub3(e1, v1, v0);
+		sub3(e2, v2, v0);
+		cross3(pv, dir, e2);
+		det = dot3(e1, pv);
+		if (det == 0.0)
+			continue;
+		inv = 1.0 / det;
+		sub3(tv, p, v0);
+		u = dot3(tv, pv) * inv;
+		if (u < 0.0 || u > 1.0)
+			continue;
+		cross3(qv, tv, e1);
+		v = dot3(dir, qv) * inv;
+		if (v < 0.0 || u + v > 1.0)
+			continue;
+		t = dot3(e2, qv) * inv;
+		if (t > 0.0)
+			hits++;
+	}
+	return (hits & 1) != 0;
+}
+
+static bool
+bbox_contains(const Shell *outer, const Shell *inner)
+{
+	for (int k = 0; k < 3; k++)
+		if (inner->bmin[k] < outer->bmin[k] || inner->bmax[k] > outer->bmax[k])
+			return false;
+	return true;
+}
+
+static bool
+bbox_overlaps(const Shell *a, const Shell *b)
+{
+	for (int k = 0; k < 3; k++)
+		if (a->bmax[k] < b->bmin[k] || b->bmax[k] < a->bmin[k])
+			return false;
+	return true;
+}
+
+/*
+ * Compute every metric.  On error nothing in *st is meaningful.
+ */
+int
+AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
+{
+	const uint64_t F = g->ntris;
+	uint8_t    *used = NULL;
+	uint8_t    *skip = NULL;
+	EdgeEntry  *edges = NULL;
+	uint64_t	esize;
+	uint32_t   *parent = NULL;
+	uint32_t   *nb = NULL;
+	uint8_t    *nbsame = NULL;
+	uint8_t    *flip = NULL;
+	uint32_t   *queue = NULL;
+	uint32_t   *face_shell = NULL;
+	uint32_t   *root_shell = NULL;
+	uint32_t   *shell_faces = NULL;
+	uint64_t   *shell_start = NULL;
+	Shell	   *shells = NULL;
+	uint64_t	nshells = 0;
+	double		c[3];
+	KSum		area = {0, 0};
+	KSum		sv[3] = {{0, 0}, {0, 0}, {0, 0}};
+	double		diag;
+	int			rc = ALX_GEOM_OK;
+
+	memset(st, 0, sizeof(*st));
+	st->genus = -1;
+	if (g->error != ALX_GEOM_OK)
+		return g->error;
+	if (F == 0)
+	{
+		geom_fail(g, ALX_GEOM_ERR_EMPTY, "mesh contains no triangles");
+		return g->error;
+	}
+	st->triangles = F;
+
+	used = calloc(g->nverts, 1);
+	skip = calloc(F, 1);
+	parent = malloc(F * sizeof(uint32_t));
+	if (!used || !skip || !parent)
+		goto oom;
+
+	/* used vertices, bounding box, degenerate faces */
+	for (int k = 0; k < 3; k++)
+	{
+		st->bbox_min[k] = INFINITY;
+		st->bbox_max[k] = -INFINITY;
+	}
+	for (uint64_t f = 0; f < F; f++)
+	{
+		const uint32_t *t = &g->tri[3 * f];
+
+		parent[f] = (uint32_t) f;
+		if (t[0] == t[1] || t[1] == t[2] || t[0] == t[2])
+		{
+			skip[f] = 1;		/* no area, no edges: out of the topology */
+			st->degenerate_triangles++;
+		}
+		for (int j = 0; j < 3; j++)
+		{
+			if (!used[t[j]])
+			{
+				const double *p = &g->pos[3 * (uint64_t) t[j]];
+
+				used[t[j]] = 1;
+				st->vertices++;
+				for (int k = 0; k < 3; k++)
+				{
+					if (p[k] < st->bbox_min[k])
+						st->bbox_min[k] = p[k];
+					if (p[k] > st->bbox_max[k])
+						st->bbox_max[k] = p[k];
+				}
+			}
+		}
+	}
+	for (int k = 0; k < 3; k++)
+	{
+		c[k] = 0.5 * (st->bbox_min[k] + st->bbox_max[k]);
+		st->size[k] = st->bbox_max[k] - st->bbox_min[k];
+	}
+	diag = sqrt(st->size[0] * st->size[0] + st->size[1] * st->size[1] +
+				st->size[2] * st->size[2]);
+
+	/* edge table: at most 3F distinct edges, keep the load below ~0.7 */
+	esize = 1024;
+	while (esize < F * 3 / 2 + F * 3 / 4 + 16)
+		esize *= 2;
+	edges = calloc(esize, sizeof(EdgeEntry));
+	if (!edges)
+		goto oom;
+
+	for (uint64_t f = 0; f < F; f++)
+	{
+		const uint32_t *t = &g->tri[3 * f];
+
+		if (skip[f])
+			continue;
+		for (int j = 0; j < 3; j++)
+		{
+			uint32_t	a = t[j];
+			uint32_t	b = t[(j + 1) % 3];
+			uint32_t	lo = a < b ? a : b;
+			uint32_t	hi = a < b ? b : a;
+			uint64_t	key = ((uint64_t) lo << 32) | hi;
+			uint64_t	h = mix64(key) & (esize - 1);
+			EdgeEntry  *e;
+
+			while (edges[h].key != 0 && edges[h].key != key)
+				h = (h + 1) & (esize - 1);
+			e = &edges[h];
+			if (e->key == 0)
+			{
+				e->key = key;
+				e->f0 = (uint32_t) ((f << 2) | (uint64_t) j);
+				st->edges++;
+			}
+			else
+			{
+				if (e->count == 1)
+					e->f1 = (uint32_t) ((f << 2) | (uint64_t) j);
+				uf_union(parent, (uint32_t) f, e->f0 >> 2);
+			}
+			e->count++;
+			if (a < b)
+				e->fwd++;
+		}
+	}
+
+	/* edge classes and the manifold adjacency for orientation */
+	nb = malloc(F * 3 * sizeof(uint32_t));
+	nbsame = calloc(F * 3, 1);
+	if (!nb || !nbsame)
+		goto oom;
+	memset(nb, 0xff, F * 3 * sizeof(uint32_t));
+	for (uint64_t h = 0; h < esize; h++)
+	{
+		EdgeEntry  *e = &edges[h];
+
+		if (e->key == 0)
+			continue;
+		if (e->count == 1)
+			st->boundary_edges++;
+		else if (e->count > 2)
+			st->nonmanifold_edges++;
+		else
+		{
+			uint32_t	fa = e->f0 >> 2,
+						fb = e->f1 >> 2;
+			bool		same = (e->fwd != 1);
+
+			if (same)
+				st->inconsistent_edges++;
+			if (fa != fb)
+			{
+				nb[3 * (uint64_t) fa + (e->f0 & 3)] = fb;
+				nbsame[3 * (uint64_t) fa + (e->f0 & 3)] = same;
+				nb[3 * (uint64_t) fb + (e->f1 & 3)] = fa;
+				nbsame[3 * (uint64_t) fb + (e->f1 & 3)] = same;
+			}
+		}
+	}
+	st->watertight = (st->boundary_edges == 0 && st->nonmanifold_edges == 0);
+
+	/* orientation: BFS over manifold edges, majority orientation per patch */
+	flip = malloc(F);
+	queue = malloc(F * sizeof(uint32_t));
+	if (!flip || !queue)
+		goto oom;
+	memset(flip, 2, F);
+	for (uint64_t seed = 0; seed < F; seed++)
+	{
+		uint64_t	qh = 0,
+					qt = 0,
+					nflip = 0;
+
+		if (skip[seed] || flip[seed] != 2)
+			continue;
+		flip[seed] = 0;
+		queue[qt++] = (uint32_t) seed;
+		while (qh < qt)
+		{
+			uint32_t	f = queue[qh++];
+
+			for (int j = 0; j < 3; j++)
+			{
+				uint32_t	n = nb[3 * (uint64_t) f + j];
+				uint8_t		want;
+
+				if (n == UINT32_MAX)
+					continue;
+				want = flip[f] ^ nbsame[3 * (uint64_t) f + j];
+				if (flip[n] == 2)
+				{
+					flip[n] = want;
+					nflip += want;
+					queue[qt++] = n;
+				}
+				else if (flip[n] != want)
+					st->warnings |= ALX_WARN_NOT_ORIENTABLE;
+			}
+		}
+		/* keep the majority as it is */
+		if (nflip * 2 > qt)
+		{
+			for (uint64_t i = 0; i < qt; i++)
+				flip[queue[i]] ^= 1;
+			nflip = qt - nflip;
+		}
+		st->faces_reoriented += nflip;
+	}
+	free(nb);
+	nb = NULL;
+	free(nbsame);
+	nbsame = NULL;
+	free(queue);
+	queue = NULL;
+
+	/* shells: number the union-find roots */
+	face_shell = malloc(F * sizeof(uint32_t));
+	root_shell = malloc(F * sizeof(uint32_t));
+	if (!face_shell || !root_shell)
+		goto oom;
+	memset(root_shell, 0xff, F * sizeof(uint32_t));
+	for (uint64_t f = 0; f < F; f++)
+	{
+		uint32_t	r;
+
+		if (skip[f])
+		{
+			face_shell[f] = UINT32_MAX;
+			continue;
+		}
+		r = uf_find(parent, (uint32_t) f);
+		if (root_shell[r] == UINT32_MAX)
+			root_shell[r] = (uint32_t) nshells++;
+		face_shell[f] = root_shell[r];
+	}
+	free(root_shell);
+	root_shell = NULL;
+	st->shells = nshells;
+
+	shells = calloc(nshells ? nshells : 1, sizeof(Shell));
+	if (!shells)
+		goto oom;
+	for (uint64_t s = 0; s < nshells; s++)
+	{
+		for (int k = 0; k < 3; k++)
+		{
+			shells[s].bmin[k] = INFINITY;
+			shells[s].bmax[k] = -INFINITY;
+		}
+		shells[s].closed = true;
+		shells[s].parent = -1;
+		shells[s].eff_sign = 1;
+		shells[s].first_face = UINT32_MAX;
+	}
+	for (uint64_t h = 0; h < esize; h++)
+	{
+		if (edges[h].key != 0 && edges[h].count != 2)
+			shells[face_shell[edges[h].f0 >> 2]].closed = false;
+	}
+	free(edges);
+	edges = NULL;
+
+	/* area, vector area and per-shell signed volume in one pass */
+	for (uint64_t f = 0; f < F; f++)
+	{
+		const uint32_t *t = &g->tri[3 * f];
+		const double *pa, *pb, *pc;
+		double		a[3], b[3], d[3], e1[3], e2[3], n[3], bxd[3];
+		double		nn;
+		Shell	   *sh;
+
+		pa = &g->pos[3 * (uint64_t) t[0]];
+		if (flip[f] == 1)
+		{
+			pb = &g->pos[3 * (uint64_t) t[2]];
+			pc = &g->pos[3 * (uint64_t) t[1]];
+		}
+		else
+		{
+			pb = &g->pos[3 * (uint64_t) t[1]];
+			pc = &g->pos[3 * (uint64_t) t[2]];
+		}
+		sub3(e1, pb, pa);
+		sub3(e2, pc, pa);
+		cross3(n, e1, e2);
+		nn = sqrt(dot3(n, n));
+		if (skip[f])
+			continue;
+		if (nn == 0.0)
+			st->degenerate_triangles++;
+		ksum_add(&area, 0.5 * nn);
+		ksum_add(&sv[0], 0.5 * n[0]);
+		ksum_add(&sv[1], 0.5 * n[1]);
+		ksum_add(&sv[2], 0.5 * n[2]);
+
+		sub3(a, pa, c);
+		sub3(b, pb, c);
+		sub3(d, pc, c);
+		cross3(bxd, b, d);
+		sh = &shells[face_shell[f]];
+		ksum_add(&sh->vol, dot3(a, bxd) / 6.0);
+		sh->faces++;
+		if (sh->first_face == UINT32_MAX)
+			sh->first_face = (uint32_t) f;
+		for (int j = 0; j < 3; j++)
+		{
+			const double *p = &g->pos[3 * (uint64_t) t[j]];
+
+			for (int k = 0; k < 3; k++)
+			{
+				if (p[k] < sh->bmin[k])
+					sh->bmin[k] = p[k];
+				if (p[k] > sh->bmax[k])
+					sh->bmax[k] = p[k];
+			}
+		}
+	}
+	st->area_mm2 = ksum_value(&area);
+	{
+		double		s0 = ksum_value(&sv[0]),
+					s1 = ksum_value(&sv[1]),
+					s2 = ksum_value(&sv[2]);
+
+		st->volume_uncertainty_mm3 = st->watertight ? 0.0 :
+			sqrt(s0 * s0 + s1 * s1 + s2 * s2) * diag / 3.0;
+	}
+
+	/* nesting and overlap between shells */
+	if (nshells > 1)
+		st->warnings |= ALX_WARN_MULTIPLE_SHELLS;
+	if (nshells > 1 && nshells <= ALX_GEOM_MAX_SHELL_PAIRS_SHELLS)
+	{
+		uint64_t	budget = UINT64_C(300000000);
+		int		   *order;
+
+		/* faces grouped by shell (counting sort) for the parity tests */
+		shell_start = calloc(nshells + 1, sizeof(uint64_t));
+		shell_faces = malloc(F * sizeof(uint32_t));
+		if (!shell_start || !shell_faces)
+			goto oom;
+		for (uint64_t f = 0; f < F; f++)
+			if (!skip[f])
+				shell_start[face_shell[f] + 1]++;
+		for (uint64_t s = 0; s < nshells; s++)
+			shell_start[s + 1] += shell_start[s];
+		{
+			uint64_t   *fill = calloc(nshells, sizeof(uint64_t));
+
+			if (!fill)
+				goto oom;
+			for (uint64_t f = 0; f < F; f++)
+				if (!skip[f])
+				{
+					uint32_t	s = face_shell[f];
+
+					shell_faces[shell_start[s] + fill[s]++] = (uint32_t) f;
+				}
+			free(fill);
+		}
+
+		for (uint64_t s = 0; s < nshells; s++)
+			shells[s].bbox_vol = (shells[s].bmax[0] - shells[s].bmin[0]) *
+				(shells[s].bmax[1] - shells[s].bmin[1]) *
+				(shells[s].bmax[2] - shells[s].bmin[2]);
+
+		for (uint64_t a = 0; a < nshells && budget > 0; a++)
+		{
+			for (uint64_t b = 0; b < nshells && budget > 0; b++)
+			{
+				Shell	   *A = &shells[a],
+						   *B = &shells[b];
+				const uint32_t *t;
+
+				if (a == b || !B->closed || !bbox_overlaps(A, B))
+					continue;
+				if (bbox_contains(B, A) && !(bbox_contains(A, B) && a < b))
+				{
+					/* is A inside B?  test its first vertex */
+					t = &g->tri[3 * (uint64_t) A->first_face];
+					if (point_inside_shell(g, &shell_faces[shell_start[b]],
+										   shell_start[b + 1] - shell_start[b],
+										   &g->pos[3 * (uint64_t) t[0]], &budget))
+					{
+						/* the smallest container is the direct parent */
+						if (A->parent < 0 || B->bbox_vol < shells[A->parent].bbox_vol)
+							A->parent = (int) b;
+						continue;
+					}
+				}
+				if (!bbox_contains(B, A) && !bbox_contains(A, B))
+				{
+					/* partial overlap: sample a few vertices of A */
+					uint64_t	na = shell_start[a + 1] - shell_start[a];
+					uint64_t	step = na / 8 + 1;
+
+					for (uint64_t i = 0; i < na; i += step)
+					{
+						uint64_t	f = shell_faces[shell_start[a] + i];
+						const double *p;
+
+						p = &g->pos[3 * (uint64_t) g->tri[3 * f]];
+						if (p[0] <= B->bmin[0] || p[0] >= B->bmax[0] ||
+							p[1] <= B->bmin[1] || p[1] >= B->bmax[1] ||
+							p[2] <= B->bmin[2] || p[2] >= B->bmax[2])
+							continue;
+						if (point_inside_shell(g, &shell_faces[shell_start[b]],
+											   shell_start[b + 1] - shell_start[b],
+											   p, &budget))
+						{
+							st->warnings |= ALX_WARN_OVERLAPPING_SHELLS;
+							break;
+						}
+					}
+				}
+			}
+		}
+		if (budget == 0)
+			st->warnings |= ALX_WARN_SHELL_CHECK_SKIPPED;
+
+		/*
+		 * Effective signs: outermost shells count positively; a nested shell
+		 * wound against its parent is a void, one wound like its parent is a
+		 * solid inside a solid.  Resolve parents before children by depth.
+		 */
+		order = malloc(nshells * sizeof(int));
+		if (!order)
+			goto oom;
+		{
+			uint64_t	n = 0;
+			int			depth_max = 0;
+			int		   *depth = calloc(nshells, sizeof(int));
+
+			if (!depth)
+			{
+				free(order);
+				goto oom;
+			}
+			for (uint64_t s = 0; s < nshells; s++)
+			{
+				int			d = 0;
+				int			p = shells[s].parent;
+
+				while (p >= 0 && d <= (int) nshells)
+				{
+					d++;
+					p = shells[p].parent;
+				}
+				depth[s] = d;
+				if (d > depth_max)
+					depth_max = d;
+			}
+			for (int d = 0; d <= depth_max; d++)
+				for (uint64_t s = 0; s < nshells; s++)
+					if (depth[s] == d)
+						order[n++] = (int) s;
+			for (uint64_t i = 0; i < n; i++)
+			{
+				Shell	   *S = &shells[order[i]];
+				double		vs = ksum_value(&S->vol);
+
+				if (S->parent < 0)
+					S->eff_sign = 1;
+				else
+				{
+					Shell	   *P = &shells[S->parent];
+					bool		same = (vs >= 0) == (ksum_value(&P->vol) >= 0);
+
+					S->eff_sign = same ? P->eff_sign : -P->eff_sign;
+					if (S->eff_sign < 0)
+						st->warnings |= ALX_WARN_INNER_VOID;
+					else
+						st->warnings |= ALX_WARN_NESTED_SHELLS;
+				}
+			}
+			free(depth);
+		}
+		free(order);
+		{
+			KSum		vol = {0, 0};
+
+			for (uint64_t s = 0; s < nshells; s++)
+				ksum_add(&vol, shells[s].eff_sign * fabs(ksum_value(&shells[s].vol)));
+			st->volume_mm3 = fabs(ksum_value(&vol));
+		}
+	}
+	else
+	{
+		KSum		vol = {0, 0};
+
+		if (nshells > 1)
+			st->warnings |= ALX_WARN_SHELL_CHECK_SKIPPED;
+		for (uint64_t s = 0; s < nshells; s++)
+			ksum_add(&vol, ksum_value(&shells[s].vol));
+		st->volume_mm3 = fabs(ksum_value(&vol));
+	}
+
+	/* topology summary */
+	{
+		uint64_t	kept = 0;
+
+		for (uint64_t f = 0; f < F; f++)
+			kept += !skip[f];
+		st->euler_characteristic = (int64_t) st->vertices -
+			(int64_t) st->edges + (int64_t) kept;
+	}
+	if (st->watertight && !(st->warnings & ALX_WARN_NOT_ORIENTABLE))
+	{
+		int64_t		twice = 2 * (int64_t) nshells - st->euler_characteristic;
+
+		if (twice >= 0 && twice % 2 == 0)
+			st->genus = twice / 2;
+	}
+
+	if (st->boundary_edges > 0)
+		st->warnings |= ALX_WARN_OPEN_MESH;
+	if (st->nonmanifold_edges > 0)
+		st->warnings |= ALX_WARN_NONMANIFOLD;
+	if (st->faces_reoriented > 0 || st->inconsistent_edges > 0)
+		st->warnings |= ALX_WARN_INCONSISTENT;
+	if (st->degenerate_triangles > 0)
+		st->warnings |= ALX_WARN_DEGENERATE;
+	{
+		double		m = st->size[0];
+
+		if (st->size[1] > m)
+			m = st->size[1];
+		if (st->size[2] > m)
+			m = st->size[2];
+		if (m < 1.0 || m > 300.0)
+			st->warnings |= ALX_WARN_UNIT_SUSPECT;
+	}
+	goto done;
+
+oom:
+	geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while analysing the mesh");
+	rc = g->error;
+done:
+	free(used);
+	free(skip);
+	free(edges);
+	free(parent);
+	free(nb);
+	free(nbsame);
+	free(flip);
+	free(queue);
+	free(face_shell);
+	free(root_shell);
+	free(shell_faces);
+	free(shell_start);
+	free(shells);
+	return rc;
+}
+
+/* Append formatted text to a bounded buffer, tracking the length. */
+static void
+jappend(char *buf, size_t size, size_t *len, const char *fmt, double d)
+{
+	int			n;
+
+	if (*len >= size)
+		return;
+	n = snprintf(buf + *len, size - *len, fmt, d);
+	if (n > 0)
+		*len += (size_t) n;
+}
+
+/* The stats as one JSON object; the numbers round-trip (%.17g). */
+int
+AlxGeomStatsToJson(const AlxMeshStats *st, char *buf, size_t bufsize)
+{
+	size_t		len = 0;
+	bool		first = true;
+	int			n;
+
+	n = snprintf(buf, bufsize,
+				 "{\"triangles\":%llu,\"vertices\":%llu,\"volume_mm3\":%.17g,"
+				 "\"area_mm2\":%.17g,\"size_x_mm\":%.17g,\"size_y_mm\":%.17g,"
+				 "\"size_z_mm\":%.17g,\"shells\":%llu,\"watertight\":%s,"
+				 "\"boundary_edges\":%llu,\"nonmanifold_edges\":%llu,"
+				 "\"degenerate_triangles\":%llu,\"inconsistent_edges\":%llu,"
+				 "\"faces_reoriented\":%llu,\"euler_characteristic\":%lld,",
+				 (unsigned long long) st->triangles,
+				 (unsigned long long) st->vertices,
+				 st->volume_mm3, st->area_mm2,
+				 st->size[0], st->size[1], st->size[2],
+				 (unsigned long long) st->shells,
+				 st->watertight ? "true" : "false",
+				 (unsigned long long) st->boundary_edges,
+				 (unsigned long long) st->nonmanifold_edges,
+				 (unsigned long long) st->degenerate_triangles,
+				 (unsigned long long) st->inconsistent_edges,
+				 (unsigned long long) st->faces_reoriented,
+				 (long long) st->euler_characteristic);
+	if (n < 0)
+		return 0;
+	len = (size_t) n;
+	if (st->genus >= 0)
+		jappend(buf, bufsize, &len, "\"genus\":%.0f,", (double) st->genus);
+	else
+		jappend(buf, bufsize, &len, "\"genus\":null,", 0.0);
+	jappend(buf, bufsize, &len, "\"volume_uncertainty_mm3\":%.17g,", st->volume_uncertainty_mm3);
+	jappend(buf, bufsize, &len, "\"bbox_min_mm\":[%.17g,", st->bbox_min[0]);
+	jappend(buf, bufsize, &len, "%.17g,", st->bbox_min[1]);
+	jappend(buf, bufsize, &len, "%.17g],", st->bbox_min[2]);
+	if (len < bufsize)
+	{
+		n = snprintf(buf + len, bufsize - len, "\"warnings\":[");
+		if (n > 0)
+			len += (size_t) n;
+	}
+	for (int i = 0; i < ALX_WARN_COUNT; i++)
+	{
+		if (!(st->warnings & (1u << i)) || len >= bufsize)
+			continue;
+		n = snprintf(buf + len, bufsize - len, "%s\"%s\"", first ? "" : ",",
+					 warning_names[i]);
+		if (n > 0)
+			len += (size_t) n;
+		first = false;
+	}
+	if (len < bufsize)
+	{
+		n = snprintf(buf + len, bufsize - len, "]}");
+		if (n > 0)
+			len += (size_t) n;
+	}
+	return (int) (len < bufsize ? len : bufsize - 1);
+}
