@@ -1,0 +1,3 @@
+# src/pricing/module.mk: versioned price list, price_quote, price_order
+OBJS    += src/pricing/pricelist.o src/pricing/quote.o
+REGRESS += pricing_quote pricing_versions pricing_order

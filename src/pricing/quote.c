@@ -1,0 +1,727 @@
+/*-------------------------------------------------------------------------
+ *
+ * quote.c
+ *	  price_quote: the price of a stored mesh in a material.
+ *
+ * The formula (docs/pricing.md) is evaluated in 128-bit fixed point with
+ * an explicit rounding at each documented step, so that the result is
+ * exact and identical to the same formula written with numeric in SQL.
+ * The only floating-point input is the mesh geometry, which is first
+ * rounded to 0.001 mm3 / mm2 with rint(), as SQL's round(float8) does.
+ *
+ * Per call the function reads one row of alexandrite.meshes by primary
+ * key and nothing else: the price list comes from the backend cache
+ * (pricelist.c).
+ *
+ * IDENTIFICATION
+ *	  src/pricing/quote.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "alexandrite.h"
+#include "pricing/pricing.h"
+
+/* the largest stone count an option may give */
+#define ALX_MAX_STONES		100000
+/* bounding-box extents outside this band (mm) suggest a wrong unit */
+#define ALX_UNIT_MIN_MM		1.0
+#define ALX_UNIT_MAX_MM		300.0
+
+/* the columns of alexandrite.meshes that pricing reads */
+typedef enum MeshCol
+{
+	MC_TRIANGLES,
+	MC_VOLUME,
+	MC_AREA,
+	MC_SIZE_X,
+	MC_SIZE_Y,
+	MC_SIZE_Z,
+	MC_SHELLS,
+	MC_WATERTIGHT,
+	MC_BOUNDARY,
+	MC_NONMANIFOLD,
+	MC_DEGENERATE,
+	MC_NCOLS
+} MeshCol;
+
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			mesh_cols[MC_NCOLS] =
+{
+	{"triangles", INT8OID},
+	{"volume_mm3", FLOAT8OID},
+	{"area_mm2", FLOAT8OID},
+	{"size_x_mm", FLOAT8OID},
+	{"size_y_mm", FLOAT8OID},
+	{"size_z_mm", FLOAT8OID},
+	{"shells", INT4OID},
+	{"watertight", BOOLOID},
+	{"boundary_edges", INT8OID},
+	{"nonmanifold_edges", INT8OID},
+	{"degenerate_triangles", INT8OID},
+};
+
+/* where those columns are; recomputed whenever the table may have changed */
+static Oid	layout_relid = InvalidOid;
+static Oid	layout_pkey = InvalidOid;
+static AttrNumber layout_att[MC_NCOLS];
+
+typedef struct MeshFacts
+{
+	int64		triangles;
+	double		volume_mm3;
+	double		area_mm2;
+	double		size[3];
+	int32		shells;
+	bool		watertight;
+	int64		boundary_edges;
+	int64		nonmanifold_edges;
+	int64		degenerate_triangles;
+} MeshFacts;
+
+typedef struct QuoteOptions
+{
+	int64		stones;
+	int64		version;		/* 0: current */
+	bool		accept_review;
+} QuoteOptions;
+
+static const int128 pow10_tab[] = {
+	1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
+	1000000000, 10000000000, 100000000000, 1000000000000,
+	10000000000000, 100000000000000, 1000000000000000,
+	10000000000000000, 100000000000000000, 1000000000000000000,
+	(int128) 1000000000000000000 * 10, (int128) 1000000000000000000 * 100,
+	(int128) 1000000000000000000 * 1000
+};
+
+static pg_attribute_noreturn() void
+quote_out_of_range(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("quote is out of range")));
+}
+
+static inline int128
+mul128(int128 a, int128 b)
+{
+	int128		r;
+
+	if (__builtin_mul_overflow(a, b, &r))
+		quote_out_of_range();
+	return r;
+}
+
+static inline int128
+add128(int128 a, int128 b)
+{
+	int128		r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		quote_out_of_range();
+	return r;
+}
+
+/* Divide a non-negative v by 10^drop, rounding as mode says. */
+static inline int128
+round_drop(int128 v, int drop, AlxRoundingMode mode)
+{
+	int128		d;
+	int128		q;
+	int128		r;
+
+	Assert(v >= 0 && drop >= 0 && drop < lengthof(pow10_tab));
+	if (drop == 0)
+		return v;
+	d = pow10_tab[drop];
+	q = v / d;
+	r = v % d;
+	if (r != 0 && (mode == ALX_ROUND_UP || (mode == ALX_ROUND_HALF_UP && r * 2 >= d)))
+		q++;
+	return q;
+}
+
+/*
+ * A numeric of v * 10^-scale; trailing zeros are dropped down to min_scale
+ * decimals, so that 4.500000 prints as 4.50 for a currency of 2 decimals.
+ */
+static Numeric
+fx_numeric(int128 v, int scale, int min_scale)
+{
+	while (scale > min_scale && v % 10 == 0)
+	{
+		v /= 10;
+		scale--;
+	}
+	if (v > PG_INT64_MAX || v < PG_INT64_MIN)
+		quote_out_of_range();
+	return int64_div_fast_to_numeric((int64) v, scale);
+}
+
+/* Parse a JSON number option that must be a whole number in [lo, hi]. */
+static int64
+option_integer(JsonbValue *v, const char *key, int64 lo, int64 hi)
+{
+	char	   *s;
+	char	   *end;
+	long long	n;
+
+	if (v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a number", key),
+				 errhint("Give a whole number from " INT64_FORMAT " to " INT64_FORMAT ".", lo, hi)));
+	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (*end != '\0' || errno != 0 || n < lo || n > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" is out of range: %s", key, s),
+				 errhint("Give a whole number from " INT64_FORMAT " to " INT64_FORMAT ".", lo, hi)));
+	return (int64) n;
+}
+
+/* Read the options object; anything unexpected is invalid_parameter_value. */
+static void
+parse_options(Jsonb *jb, QuoteOptions *opts)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	memset(opts, 0, sizeof(*opts));
+	if (jb == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("price_quote options must be a JSON object"),
+				 errhint("For example '{\"stones\": 3}'.")));
+	if (JB_ROOT_COUNT(jb) == 0)
+		return;
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		if (strcmp(key, "stones") == 0)
+			opts->stones = option_integer(&v, key, 0, ALX_MAX_STONES);
+		else if (strcmp(key, "price_list_version") == 0)
+			opts->version = option_integer(&v, key, 1, PG_INT64_MAX);
+		else if (strcmp(key, "accept_review") == 0)
+		{
+			if (v.type != jbvBool)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" must be true or false", key)));
+			opts->accept_review = v.val.boolean;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unrecognized price_quote option \"%s\"", key),
+					 errhint("Valid options are \"stones\", \"price_list_version\" and \"accept_review\".")));
+	}
+}
+
+/* Find the columns pricing reads and check their types. */
+static void
+resolve_layout(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int c = 0; c < MC_NCOLS; c++)
+	{
+		layout_att[c] = InvalidAttrNumber;
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), mesh_cols[c].name) == 0)
+			{
+				if (att->atttypid != mesh_cols[c].type)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATATYPE_MISMATCH),
+							 errmsg("column \"%s\" of alexandrite.meshes has an unexpected type",
+									mesh_cols[c].name)));
+				layout_att[c] = att->attnum;
+				break;
+			}
+		}
+		if (layout_att[c] == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of alexandrite.meshes does not exist", mesh_cols[c].name)));
+	}
+	layout_pkey = RelationGetPrimaryKeyIndex(rel);
+	if (!OidIsValid(layout_pkey))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("alexandrite.meshes has no primary key")));
+	layout_relid = RelationGetRelid(rel);
+}
+
+/* deformed mesh row, sized for the table's attributes */
+static Datum *row_values = NULL;
+static bool *row_nulls = NULL;
+static int	row_alloc = 0;
+
+static Datum
+mesh_attr(MeshCol c)
+{
+	int			i = layout_att[c] - 1;
+
+	if (row_nulls[i])
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("column \"%s\" of the mesh is null", mesh_cols[c].name)));
+	return row_values[i];
+}
+
+/* Read the facts pricing needs about one mesh; P0002 if there is none. */
+static void
+fetch_mesh(int64 mesh_id, MeshFacts *m)
+{
+	Oid			relid = AlxPricingMeshesRelid();
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	Snapshot	snap;
+
+	rel = table_open(relid, AccessShareLock);
+	/* a relcache invalidation of meshes resets the OIDs, hence the layout */
+	if (layout_relid != relid || !OidIsValid(layout_pkey) ||
+		RelationGetRelid(rel) != layout_relid)
+		resolve_layout(rel);
+	else if (rel->rd_rel->relnatts < layout_att[MC_NCOLS - 1])
+		resolve_layout(rel);
+
+	snap = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(mesh_id));
+	scan = systable_beginscan(rel, layout_pkey, true, snap, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("mesh " INT64_FORMAT " does not exist", mesh_id),
+				 errhint("Store the mesh with alexandrite.mesh_ingest() first.")));
+	desc = RelationGetDescr(rel);
+	/* one pass over the row: the columns sit behind variable-width ones */
+	if (row_alloc < desc->natts)
+	{
+		if (row_values != NULL)
+		{
+			pfree(row_values);
+			pfree(row_nulls);
+		}
+		row_values = MemoryContextAlloc(TopMemoryContext, sizeof(Datum) * desc->natts);
+		row_nulls = MemoryContextAlloc(TopMemoryContext, sizeof(bool) * desc->natts);
+		row_alloc = desc->natts;
+	}
+	heap_deform_tuple(tup, desc, row_values, row_nulls);
+	m->triangles = DatumGetInt64(mesh_attr(MC_TRIANGLES));
+	m->volume_mm3 = DatumGetFloat8(mesh_attr(MC_VOLUME));
+	m->area_mm2 = DatumGetFloat8(mesh_attr(MC_AREA));
+	m->size[0] = DatumGetFloat8(mesh_attr(MC_SIZE_X));
+	m->size[1] = DatumGetFloat8(mesh_attr(MC_SIZE_Y));
+	m->size[2] = DatumGetFloat8(mesh_attr(MC_SIZE_Z));
+	m->shells = DatumGetInt32(mesh_attr(MC_SHELLS));
+	m->watertight = DatumGetBool(mesh_attr(MC_WATERTIGHT));
+	m->boundary_edges = DatumGetInt64(mesh_attr(MC_BOUNDARY));
+	m->nonmanifold_edges = DatumGetInt64(mesh_attr(MC_NONMANIFOLD));
+	m->degenerate_triangles = DatumGetInt64(mesh_attr(MC_DEGENERATE));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/* A measurement in 0.001 units, rounded half-even like SQL's round(float8). */
+static int64
+geometry_milli(double v, int64 mesh_id, const char *what)
+{
+	double		r;
+
+	if (isnan(v) || isinf(v) || v < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mesh " INT64_FORMAT " has an invalid %s: %g", mesh_id, what, v),
+				 errhint("Analyse the mesh again.")));
+	r = rint(v * 1000.0);
+	if (r > 1e15)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("mesh " INT64_FORMAT " is too large to price: %s %g", mesh_id, what, v)));
+	return (int64) r;
+}
+
+/*
+ * The breakdown object.  Its keys are fixed, so they are put in jsonb's key
+ * order (shorter first, then bytewise) once per backend and the object is
+ * built as a JsonbValue tree directly: pushJsonbValue would sort ~35 pairs
+ * on every call, which was a third of the time of a quote.
+ */
+typedef enum BKey
+{
+	BK_MESH_ID, BK_MATERIAL, BK_VERSION, BK_CURRENCY, BK_VOLUME, BK_AREA,
+	BK_TRIANGLES, BK_DENSITY, BK_LOSS, BK_NET_WEIGHT, BK_METAL_WEIGHT,
+	BK_PRICE_PER_GRAM, BK_METAL_COST, BK_LABOUR_BASE, BK_TIER_FROM,
+	BK_COMPLEXITY, BK_STONES, BK_STONE_RATE, BK_STONE_SETTING, BK_LABOUR,
+	BK_FINISHING_RATE, BK_FINISHING, BK_SUBTOTAL, BK_MARGIN_PCT, BK_MARGIN,
+	BK_MINIMUM, BK_MINIMUM_APPLIED, BK_INCREMENT, BK_MODE, BK_ADJUSTMENT,
+	BK_TOTAL, BK_NEEDS_REVIEW, BK_WARNINGS,
+	BK_NKEYS
+} BKey;
+
+static const char *const bkey_names[BK_NKEYS] = {
+	"mesh_id", "material", "price_list_version", "currency", "volume_mm3", "area_mm2",
+	"triangles", "density_g_cm3", "casting_loss_pct", "net_weight_g", "metal_weight_g",
+	"price_per_gram", "metal_cost", "labour_base", "complexity_tier_from",
+	"complexity_charge", "stones", "stone_setting_per_stone", "stone_setting", "labour_cost",
+	"finishing_per_cm2", "finishing_cost", "subtotal", "margin_pct", "margin",
+	"minimum_price", "minimum_applied", "rounding_increment", "rounding_mode", "rounding_adjustment",
+	"total", "needs_review", "warnings"
+};
+
+static int	bkey_pos[BK_NKEYS];		/* index of each key in jsonb order */
+static bool bkey_ready = false;
+
+static int
+bkey_cmp(const void *a, const void *b)
+{
+	const char *ka = bkey_names[*(const int *) a];
+	const char *kb = bkey_names[*(const int *) b];
+	size_t		la = strlen(ka);
+	size_t		lb = strlen(kb);
+
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return memcmp(ka, kb, la);
+}
+
+static void
+bkey_init(void)
+{
+	int			order[BK_NKEYS];
+
+	for (int i = 0; i < BK_NKEYS; i++)
+		order[i] = i;
+	qsort(order, BK_NKEYS, sizeof(int), bkey_cmp);
+	for (int i = 0; i < BK_NKEYS; i++)
+		bkey_pos[order[i]] = i;
+	bkey_ready = true;
+}
+
+static inline JsonbValue *
+bk_slot(JsonbPair *pairs, BKey k)
+{
+	JsonbPair  *p = &pairs[bkey_pos[k]];
+
+	p->key.type = jbvString;
+	p->key.val.string.val = (char *) bkey_names[k];
+	p->key.val.string.len = strlen(bkey_names[k]);
+	p->order = bkey_pos[k];
+	return &p->value;
+}
+
+static inline void
+bk_numeric(JsonbPair *pairs, BKey k, Numeric n)
+{
+	JsonbValue *v = bk_slot(pairs, k);
+
+	v->type = jbvNumeric;
+	v->val.numeric = n;
+}
+
+static inline void
+bk_int(JsonbPair *pairs, BKey k, int64 i)
+{
+	bk_numeric(pairs, k, int64_to_numeric(i));
+}
+
+static inline void
+bk_string(JsonbPair *pairs, BKey k, const char *s)
+{
+	JsonbValue *v = bk_slot(pairs, k);
+
+	v->type = jbvString;
+	v->val.string.val = (char *) s;
+	v->val.string.len = strlen(s);
+}
+
+static inline void
+bk_bool(JsonbPair *pairs, BKey k, bool b)
+{
+	JsonbValue *v = bk_slot(pairs, k);
+
+	v->type = jbvBool;
+	v->val.boolean = b;
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_price_quote);
+
+/*
+ * price_quote(mesh_id bigint, material text, options jsonb) RETURNS quote
+ *
+ * Never returns NULL: missing arguments, an unknown mesh or material, an
+ * inactive material and invalid options are errors.
+ */
+Datum
+alexandrite_price_quote(PG_FUNCTION_ARGS)
+{
+	int64		mesh_id;
+	char	   *material;
+	QuoteOptions opts;
+	const AlxPriceList *list;
+	const AlxMaterial *mat;
+	const AlxTier *tier;
+	MeshFacts	mesh;
+	TupleDesc	tupdesc;
+	int			e;
+	int64		vol;
+	int64		area;
+	int128		net_g,
+				metal_g,
+				metal_cost,
+				finishing,
+				stone_exact,
+				labour_exact,
+				labour,
+				subtotal,
+				margin,
+				price,
+				minimum,
+				increment,
+				total;
+	bool		minimum_applied;
+	const char *warnings[8];
+	int			nwarnings = 0;
+	bool		needs_review = false;
+	Numeric		total_num,
+				metal_g_num,
+				metal_cost_num,
+				labour_num,
+				finishing_num;
+	JsonbPair	pairs[BK_NKEYS];
+	JsonbValue	warning_vals[8];
+	JsonbValue	breakdown;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("mesh_id must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("material must not be null")));
+	mesh_id = PG_GETARG_INT64(0);
+	material = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	parse_options(PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), &opts);
+
+	/* the composite result type, once per call site */
+	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	if (tupdesc == NULL)
+	{
+		MemoryContext old;
+		TupleDesc	td;
+
+		if (get_call_result_type(fcinfo, NULL, &td) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(td));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = tupdesc;
+	}
+
+	AlxPricingCheckAccess();
+	list = AlxPriceListGet(opts.version);
+	if (list == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("price list version " INT64_FORMAT " does not exist", opts.version),
+				 errhint("See alexandrite.price_list_versions.")));
+	mat = AlxPriceListMaterial(list, material);
+	if (mat == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown material \"%s\"", material),
+				 errhint("See alexandrite.materials for the active materials.")));
+	if (!mat->active)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("material \"%s\" is not active", material),
+				 errhint("See alexandrite.materials for the active materials.")));
+
+	fetch_mesh(mesh_id, &mesh);
+	vol = geometry_milli(mesh.volume_mm3, mesh_id, "volume");
+	area = geometry_milli(mesh.area_mm2, mesh_id, "surface area");
+	e = list->exponent;
+
+	/*----------
+	 * Metal, in grams with 3 decimals (docs/pricing.md, step 1):
+	 *	 net   = V[mm3] / 1000 * density
+	 *	 metal = V[mm3] / 1000 * density * (100 + loss_pct) / 100
+	 * vol has 3 decimals and the rates 6, so the exact products have 12
+	 * (net) and 20 (metal) decimals once the divisions are folded in.
+	 *----------
+	 */
+	net_g = round_drop(mul128(vol, mat->density), 12 - ALX_WEIGHT_SCALE, ALX_ROUND_HALF_UP);
+	metal_g = round_drop(mul128(mul128(vol, mat->density),
+								add128((int128) 100 * pow10_tab[ALX_RATE_SCALE], mat->loss_pct)),
+						 20 - ALX_WEIGHT_SCALE, ALX_ROUND_HALF_UP);
+	/* metal cost = metal_g * price_per_gram, 9 decimals -> currency */
+	metal_cost = round_drop(mul128(metal_g, mat->price_per_gram),
+							ALX_WEIGHT_SCALE + ALX_RATE_SCALE - e, ALX_ROUND_HALF_UP);
+	/* finishing = A[mm2] / 100 * rate per cm2: 3 + 6 + 2 decimals */
+	finishing = round_drop(mul128(area, list->finishing_per_cm2),
+						   ALX_GEOM_SCALE + ALX_RATE_SCALE + 2 - e, ALX_ROUND_HALF_UP);
+	/* labour = base + complexity tier charge + stones * per stone */
+	tier = &list->tiers[0];
+	for (int i = 1; i < list->ntiers && list->tiers[i].from_triangles <= mesh.triangles; i++)
+		tier = &list->tiers[i];
+	stone_exact = mul128(opts.stones, list->stone_setting);
+	labour_exact = add128(add128(list->labour_base, tier->charge), stone_exact);
+	labour = round_drop(labour_exact, ALX_RATE_SCALE - e, ALX_ROUND_HALF_UP);
+	subtotal = add128(add128(metal_cost, labour), finishing);
+	/* margin = subtotal * margin_pct / 100, rounded to the currency */
+	margin = round_drop(mul128(subtotal, list->margin_pct), ALX_RATE_SCALE + 2, ALX_ROUND_HALF_UP);
+	price = add128(subtotal, margin);
+	/* minimum and increment have at most e decimals (table constraint) */
+	minimum = list->minimum_price / pow10_tab[ALX_RATE_SCALE - e];
+	increment = list->rounding_increment / pow10_tab[ALX_RATE_SCALE - e];
+	if (increment <= 0)
+		elog(ERROR, "rounding increment below the currency's smallest unit");
+	minimum_applied = price < minimum;
+	if (minimum_applied)
+		price = minimum;
+	{
+		int128		q = price / increment;
+		int128		r = price % increment;
+
+		if (r != 0 && (list->rounding_mode == ALX_ROUND_UP ||
+					   (list->rounding_mode == ALX_ROUND_HALF_UP && r * 2 >= increment)))
+			q++;
+		total = mul128(q, increment);
+	}
+
+	/* what a jeweller must look at before the price is binding */
+	if (!mesh.watertight || mesh.boundary_edges > 0)
+		warnings[nwarnings++] = "open_mesh";
+	if (mesh.nonmanifold_edges > 0)
+		warnings[nwarnings++] = "nonmanifold_edges";
+	if (mesh.shells > 1)
+		warnings[nwarnings++] = "multiple_shells";
+	if (vol == 0)
+		warnings[nwarnings++] = "no_volume";
+	{
+		double		maxdim = Max(mesh.size[0], Max(mesh.size[1], mesh.size[2]));
+
+		if (!(maxdim >= ALX_UNIT_MIN_MM && maxdim <= ALX_UNIT_MAX_MM))
+			warnings[nwarnings++] = "unit_suspect";
+	}
+	needs_review = nwarnings > 0;
+	/* degenerate triangles do not change volume or area: a note only */
+	if (mesh.degenerate_triangles > 0)
+		warnings[nwarnings++] = "degenerate_triangles";
+
+	total_num = fx_numeric(total, e, e);
+	metal_g_num = fx_numeric(metal_g, ALX_WEIGHT_SCALE, ALX_WEIGHT_SCALE);
+	metal_cost_num = fx_numeric(metal_cost, e, e);
+	labour_num = fx_numeric(labour, e, e);
+	finishing_num = fx_numeric(finishing, e, e);
+
+	/* every term, so that the quote can be explained later */
+	if (!bkey_ready)
+		bkey_init();
+	bk_int(pairs, BK_MESH_ID, mesh_id);
+	bk_string(pairs, BK_MATERIAL, mat->code);
+	bk_int(pairs, BK_VERSION, list->version);
+	bk_string(pairs, BK_CURRENCY, list->currency);
+	bk_numeric(pairs, BK_VOLUME, fx_numeric(vol, ALX_GEOM_SCALE, 0));
+	bk_numeric(pairs, BK_AREA, fx_numeric(area, ALX_GEOM_SCALE, 0));
+	bk_int(pairs, BK_TRIANGLES, mesh.triangles);
+	bk_numeric(pairs, BK_DENSITY, mat->density_num);
+	bk_numeric(pairs, BK_LOSS, mat->loss_num);
+	bk_numeric(pairs, BK_NET_WEIGHT, fx_numeric(net_g, ALX_WEIGHT_SCALE, ALX_WEIGHT_SCALE));
+	bk_numeric(pairs, BK_METAL_WEIGHT, metal_g_num);
+	bk_numeric(pairs, BK_PRICE_PER_GRAM, mat->price_num);
+	bk_numeric(pairs, BK_METAL_COST, metal_cost_num);
+	bk_numeric(pairs, BK_LABOUR_BASE, list->labour_base_num);
+	bk_int(pairs, BK_TIER_FROM, tier->from_triangles);
+	bk_numeric(pairs, BK_COMPLEXITY, tier->charge_num);
+	bk_int(pairs, BK_STONES, opts.stones);
+	bk_numeric(pairs, BK_STONE_RATE, list->stone_setting_num);
+	bk_numeric(pairs, BK_STONE_SETTING, fx_numeric(stone_exact, ALX_RATE_SCALE, e));
+	bk_numeric(pairs, BK_LABOUR, labour_num);
+	bk_numeric(pairs, BK_FINISHING_RATE, list->finishing_num);
+	bk_numeric(pairs, BK_FINISHING, finishing_num);
+	bk_numeric(pairs, BK_SUBTOTAL, fx_numeric(subtotal, e, e));
+	bk_numeric(pairs, BK_MARGIN_PCT, list->margin_num);
+	bk_numeric(pairs, BK_MARGIN, fx_numeric(margin, e, e));
+	bk_numeric(pairs, BK_MINIMUM, list->minimum_num);
+	bk_bool(pairs, BK_MINIMUM_APPLIED, minimum_applied);
+	bk_numeric(pairs, BK_INCREMENT, list->increment_num);
+	bk_string(pairs, BK_MODE, list->rounding_mode_name);
+	bk_numeric(pairs, BK_ADJUSTMENT, fx_numeric(total - price, e, e));
+	bk_numeric(pairs, BK_TOTAL, total_num);
+	bk_bool(pairs, BK_NEEDS_REVIEW, needs_review);
+	{
+		JsonbValue *arr = bk_slot(pairs, BK_WARNINGS);
+
+		for (int i = 0; i < nwarnings; i++)
+		{
+			warning_vals[i].type = jbvString;
+			warning_vals[i].val.string.val = (char *) warnings[i];
+			warning_vals[i].val.string.len = strlen(warnings[i]);
+		}
+		arr->type = jbvArray;
+		arr->val.array.nElems = nwarnings;
+		arr->val.array.elems = warning_vals;
+		arr->val.array.rawScalar = false;
+	}
+	breakdown.type = jbvObject;
+	breakdown.val.object.nPairs = BK_NKEYS;
+	breakdown.val.object.pairs = pairs;
+
+	values[0] = NumericGetDatum(total_num);
+	values[1] = CStringGetTextDatum(list->currency);
+	values[2] = NumericGetDatum(metal_g_num);
+	values[3] = NumericGetDatum(metal_cost_num);
+	values[4] = NumericGetDatum(labour_num);
+	values[5] = NumericGetDatum(finishing_num);
+	values[6] = Int64GetDatum(list->version);
+	values[7] = JsonbPGetDatum(JsonbValueToJsonb(&breakdown));
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
