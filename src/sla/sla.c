@@ -1,0 +1,450 @@
+/*-------------------------------------------------------------------------
+ *
+ * sla.c
+ *	  SLA priority score with a per-backend cache of the channel policies.
+ *
+ * alexandrite.sla_priority(created_at, sla_due_at, channel, at) ranks open
+ * orders: higher is more urgent.  With
+ *
+ *		x = (at - sla_due_at) / T(channel)		(lateness in channel targets)
+ *		phi(x) = 1 / (1 - x)		for x <= 0	(0 < phi <= 1, slope <= 1)
+ *		phi(x) = 1 + 4 x			for x >  0	(slope 4)
+ *		priority = W(channel) * phi(x)
+ *
+ * where T and W are the target and weight of the channel's default policy in
+ * alexandrite.sla_policies (docs/sla.md has the derivation, a worked
+ * example and the proof that a per-channel due-time index scan, merged across
+ * channels, yields exactly this order).
+ *
+ * The policies are read once per backend into a small array and kept until
+ * the table changes: a statement trigger on alexandrite.sla_policies
+ * (alexandrite.sla_policies_invalidate) broadcasts a relcache invalidation of
+ * the table, and the relcache callback registered here drops the cache in
+ * every backend.  A DDL change of the table, a sinval queue reset and DROP
+ * EXTENSION reach the same callback.
+ *
+ * IDENTIFICATION
+ *	  src/sla/sla.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "alexandrite.h"
+#include "sla/sla.h"
+
+/* slope of phi once the due time has passed (before it, at most 1) */
+#define ALX_SLA_LATE_SLOPE	4.0
+
+/* what the cache keeps per channel */
+typedef struct AlxSlaChannel
+{
+	char	   *name;			/* channel name, in CacheMemoryContext */
+	int			name_len;
+	double		target_us;		/* T: default target, microseconds */
+	double		weight;			/* W */
+	bool		has_default;	/* a customer_id IS NULL row was seen */
+} AlxSlaChannel;
+
+static AlxSlaChannel *sla_channels = NULL;
+static int	sla_nchannels = 0;
+static bool sla_cache_valid = false;
+static bool sla_callback_registered = false;
+static Oid	sla_policies_relid = InvalidOid;
+static int	sla_last_hit = 0;
+static MemoryContext sla_cache_cxt = NULL;
+
+/* Drop the cache when sla_policies (or everything) is invalidated. */
+static void
+sla_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == sla_policies_relid)
+	{
+		sla_cache_valid = false;
+		/* the table may have been dropped and created again: look it up anew */
+		sla_policies_relid = InvalidOid;
+	}
+}
+
+/* The OID of alexandrite.sla_policies; ERROR when the extension is absent. */
+static Oid
+sla_lookup_relid(void)
+{
+	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, true);
+	Oid			relid = InvalidOid;
+
+	if (OidIsValid(nsp))
+		relid = get_relname_relid("sla_policies", nsp);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s.sla_policies\" does not exist", ALX_SCHEMA_NAME),
+				 errhint("Create the extension with CREATE EXTENSION alexandrite.")));
+	return relid;
+}
+
+/* Interval to microseconds, with months as 30 days and days as 24 hours. */
+static double
+interval_to_us(Interval *iv)
+{
+	return (double) iv->time +
+		((double) iv->month * DAYS_PER_MONTH + (double) iv->day) * (double) USECS_PER_DAY;
+}
+
+/*
+ * Load the per-channel policies.  For each channel the default row
+ * (customer_id IS NULL) wins; a channel that has only customer contracts
+ * takes the strictest of them (largest weight, shortest target).
+ */
+static void
+sla_load_cache(void)
+{
+	Oid			relid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	TupleDesc	tupdesc;
+	Snapshot	snapshot;
+	int			att_channel = -1,
+				att_customer = -1,
+				att_target = -1,
+				att_weight = -1;
+	int			allocated = 8;
+	int			n = 0;
+	AlxSlaChannel *chans;
+
+	if (!sla_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(sla_relcache_callback, (Datum) 0);
+		sla_callback_registered = true;
+	}
+	if (sla_cache_cxt == NULL)
+		sla_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+											  "alexandrite sla policies",
+											  ALLOCSET_SMALL_SIZES);
+
+	relid = sla_lookup_relid();
+	rel = table_open(relid, AccessShareLock);
+	tupdesc = RelationGetDescr(rel);
+	for (int i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		const char *name = NameStr(att->attname);
+
+		if (att->attisdropped)
+			continue;
+		if (strcmp(name, "channel") == 0 && att->atttypid == TEXTOID)
+			att_channel = i + 1;
+		else if (strcmp(name, "customer_id") == 0 && att->atttypid == TEXTOID)
+			att_customer = i + 1;
+		else if (strcmp(name, "target") == 0 && att->atttypid == INTERVALOID)
+			att_target = i + 1;
+		else if (strcmp(name, "weight") == 0 && att->atttypid == FLOAT8OID)
+			att_weight = i + 1;
+	}
+	if (att_channel < 0 || att_customer < 0 || att_target < 0 || att_weight < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"%s.sla_policies\" lacks the columns channel, customer_id, target and weight",
+						ALX_SCHEMA_NAME)));
+
+	MemoryContextReset(sla_cache_cxt);
+	sla_channels = NULL;
+	sla_nchannels = 0;
+	chans = MemoryContextAlloc(sla_cache_cxt, allocated * sizeof(AlxSlaChannel));
+
+	/* the latest committed state (and this transaction's own changes) */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		d;
+		text	   *chan;
+		bool		is_default;
+		double		target_us;
+		double		weight;
+		int			j;
+
+		d = heap_getattr(tuple, att_channel, tupdesc, &isnull);
+		if (isnull)
+			continue;
+		chan = DatumGetTextPP(d);
+		(void) heap_getattr(tuple, att_customer, tupdesc, &isnull);
+		is_default = isnull;
+		d = heap_getattr(tuple, att_target, tupdesc, &isnull);
+		if (isnull)
+			continue;
+		target_us = interval_to_us(DatumGetIntervalP(d));
+		d = heap_getattr(tuple, att_weight, tupdesc, &isnull);
+		if (isnull)
+			continue;
+		weight = DatumGetFloat8(d);
+		if (!(target_us > 0) || !(weight > 0) || isinf(weight))
+			continue;			/* the table's CHECKs forbid these */
+
+		for (j = 0; j < n; j++)
+			if (chans[j].name_len == VARSIZE_ANY_EXHDR(chan) &&
+				memcmp(chans[j].name, VARDATA_ANY(chan), chans[j].name_len) == 0)
+				break;
+		if (j == n)
+		{
+			if (n == allocated)
+			{
+				allocated *= 2;
+				chans = repalloc(chans, allocated * sizeof(AlxSlaChannel));
+			}
+			chans[n].name_len = VARSIZE_ANY_EXHDR(chan);
+			chans[n].name = MemoryContextAlloc(sla_cache_cxt, chans[n].name_len + 1);
+			memcpy(chans[n].name, VARDATA_ANY(chan), chans[n].name_len);
+			chans[n].name[chans[n].name_len] = '\0';
+			chans[n].target_us = target_us;
+			chans[n].weight = weight;
+			chans[n].has_default = is_default;
+			n++;
+		}
+		else if (is_default)
+		{
+			chans[j].target_us = target_us;
+			chans[j].weight = weight;
+			chans[j].has_default = true;
+		}
+		else if (!chans[j].has_default)
+		{
+			/* only contracts so far: keep the strictest */
+			chans[j].target_us = Min(chans[j].target_us, target_us);
+			chans[j].weight = Max(chans[j].weight, weight);
+		}
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+
+	sla_channels = chans;
+	sla_nchannels = n;
+	sla_last_hit = 0;
+	sla_policies_relid = relid;
+	sla_cache_valid = true;
+}
+
+/* The cached policy of a channel, or NULL when the channel has none. */
+static const AlxSlaChannel *
+sla_find_channel(const char *name, int len)
+{
+	if (!sla_cache_valid)
+		sla_load_cache();
+
+	if (sla_last_hit < sla_nchannels)
+	{
+		const AlxSlaChannel *c = &sla_channels[sla_last_hit];
+
+		if (c->name_len == len && memcmp(c->name, name, len) == 0)
+			return c;
+	}
+	for (int i = 0; i < sla_nchannels; i++)
+	{
+		const AlxSlaChannel *c = &sla_channels[i];
+
+		if (c->name_len == len && memcmp(c->name, name, len) == 0)
+		{
+			sla_last_hit = i;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * phi(x): positive, continuous, strictly increasing; slope below 1 before
+ * the due time (x <= 0) and ALX_SLA_LATE_SLOPE after it.
+ */
+static inline double
+sla_phi(double x)
+{
+	if (x <= 0.0)
+		return 1.0 / (1.0 - x);
+	return 1.0 + ALX_SLA_LATE_SLOPE * x;
+}
+
+/* The score of one order (see the file header); ERROR for an unknown channel. */
+double
+AlxSlaPriority(TimestampTz due, const char *channel, int channel_len, TimestampTz at)
+{
+	const AlxSlaChannel *c;
+
+	if (TIMESTAMP_NOT_FINITE(due) || TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("sla_priority requires finite timestamps")));
+
+	c = sla_find_channel(channel, channel_len);
+	if (c == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no SLA policy for channel \"%.*s\"", channel_len, channel),
+				 errhint("Add a row for the channel to alexandrite.sla_policies.")));
+
+	/* at - due is exact in int64 microseconds: both are within +-294276 years */
+	return c->weight * sla_phi((double) (at - due) / c->target_us);
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_sla_priority);
+
+/*
+ * sla_priority(created_at, sla_due_at, channel, at): higher is more urgent.
+ * created_at does not enter the score (see docs/sla.md: within a channel the
+ * score must depend on the due time alone to be index-ordered).
+ */
+Datum
+alexandrite_sla_priority(PG_FUNCTION_ARGS)
+{
+	TimestampTz due = PG_GETARG_TIMESTAMPTZ(1);
+	text	   *channel = PG_GETARG_TEXT_PP(2);
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(3);
+
+	PG_RETURN_FLOAT8(AlxSlaPriority(due, VARDATA_ANY(channel),
+									VARSIZE_ANY_EXHDR(channel), at));
+}
+
+/*
+ * The lateness x at which a channel's score equals p (the inverse of
+ * W * phi(x)); false when no lateness gives that score (p <= 0).
+ */
+static bool
+sla_inverse(double p, const AlxSlaChannel *c, double *x)
+{
+	double		y;
+
+	if (isnan(p))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("priority must not be NaN")));
+	if (!(p > 0))
+		return false;
+	y = p / c->weight;
+	if (y <= 1.0)
+		*x = 1.0 - 1.0 / y;
+	else
+		*x = (y - 1.0) / ALX_SLA_LATE_SLOPE;
+	return true;
+}
+
+/* Clamp a time in microseconds to the timestamptz range, infinities outside. */
+static TimestampTz
+sla_clamp_timestamp(double t)
+{
+	if (t < (double) MIN_TIMESTAMP)
+		return DT_NOBEGIN;
+	if (t >= (double) END_TIMESTAMP)
+		return DT_NOEND;
+	return (TimestampTz) rint(t);
+}
+
+/* The cached policy of a channel given as text; ERROR when there is none. */
+static const AlxSlaChannel *
+sla_require_channel(text *channel)
+{
+	const AlxSlaChannel *c;
+
+	c = sla_find_channel(VARDATA_ANY(channel), VARSIZE_ANY_EXHDR(channel));
+	if (c == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no SLA policy for channel \"%.*s\"",
+						(int) VARSIZE_ANY_EXHDR(channel), VARDATA_ANY(channel)),
+				 errhint("Add a row for the channel to alexandrite.sla_policies.")));
+	return c;
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_sla_due_for_priority);
+
+/*
+ * sla_due_for_priority(priority, channel, at): the due time an order of that
+ * channel has when its score at "at" equals "priority" (sla_priority inverted
+ * in the due time).  Later due times score lower.  'infinity' when no due time
+ * scores that low (priority <= 0), '-infinity' below the timestamp range.
+ * Rounded to the microsecond: use it as an index bound with a margin and
+ * filter on sla_priority exactly.
+ */
+Datum
+alexandrite_sla_due_for_priority(PG_FUNCTION_ARGS)
+{
+	double		p = PG_GETARG_FLOAT8(0);
+	const AlxSlaChannel *c = sla_require_channel(PG_GETARG_TEXT_PP(1));
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(2);
+	double		x;
+
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("sla_due_for_priority requires a finite timestamp")));
+	if (!sla_inverse(p, c, &x))
+		PG_RETURN_TIMESTAMPTZ(DT_NOEND);
+	PG_RETURN_TIMESTAMPTZ(sla_clamp_timestamp((double) at - x * c->target_us));
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_sla_at_for_priority);
+
+/*
+ * sla_at_for_priority(priority, channel, sla_due_at): the moment at which an
+ * order of that channel due at sla_due_at scores "priority" (sla_priority
+ * inverted in "at"); NULL when it never does (priority <= 0).  order_board
+ * uses it to evaluate later pages at the time of the first one.
+ */
+Datum
+alexandrite_sla_at_for_priority(PG_FUNCTION_ARGS)
+{
+	double		p = PG_GETARG_FLOAT8(0);
+	const AlxSlaChannel *c = sla_require_channel(PG_GETARG_TEXT_PP(1));
+	TimestampTz due = PG_GETARG_TIMESTAMPTZ(2);
+	double		x;
+	TimestampTz at;
+
+	if (TIMESTAMP_NOT_FINITE(due))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("sla_at_for_priority requires a finite timestamp")));
+	if (!sla_inverse(p, c, &x))
+		PG_RETURN_NULL();
+	at = sla_clamp_timestamp((double) due + x * c->target_us);
+	if (TIMESTAMP_NOT_FINITE(at))
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(at);
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_sla_policies_invalidate);
+
+/*
+ * Statement trigger on alexandrite.sla_policies: tell every backend (at
+ * commit) and this one (at the next command) to reload the cached policies.
+ */
+Datum
+alexandrite_sla_policies_invalidate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("sla_policies_invalidate must be called as a trigger")));
+
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
