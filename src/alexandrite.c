@@ -19,10 +19,12 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "alexandrite.h"
+#include "outbox/outbox.h"
 
 PG_MODULE_MAGIC;
 
@@ -33,6 +35,7 @@ char	   *alx_amqp_url = NULL;
 char	   *alx_amqp_exchange = NULL;
 int			alx_outbox_batch_size = 500;
 int			alx_outbox_max_attempts = 10;
+int			alx_outbox_rotate_interval_s = 60;
 int			alx_mesh_max_bytes = 256 * 1024 * 1024;
 int			alx_mesh_timeout_ms = 60000;
 int			alx_mesh_memory_limit_mb = 2048;
@@ -42,6 +45,27 @@ char	   *alx_actor = NULL;
 char	   *alx_traceparent = NULL;
 
 bool		alx_preloaded = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Requests the shared memory of every capability (PG 15 shmem_request_hook). */
+static void
+alx_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	AlxOutboxShmemRequest();
+}
+
+/* Creates or attaches the shared memory of every capability. */
+static void
+alx_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	AlxOutboxShmemStartup();
+}
 
 /*
  * An AMQP URL must name the amqp or amqps scheme; several URLs may be given,
@@ -190,6 +214,15 @@ alx_define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("alexandrite.outbox_rotate_interval",
+							"Sets how often the relay recycles a drained outbox table.",
+							"The outbox log rotates over three tables; a drained table is truncated, never vacuumed.",
+							&alx_outbox_rotate_interval_s,
+							60, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("alexandrite.mesh_max_bytes",
 							"Sets the largest mesh file, in bytes, that mesh_analyze accepts.",
 							NULL,
@@ -280,6 +313,13 @@ _PG_init(void)
 		return;
 
 	alx_preloaded = true;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = alx_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = alx_shmem_startup;
+
+	AlxOutboxRegisterWorker();
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_version);

@@ -21,6 +21,7 @@ extern char *alx_amqp_url;
 extern char *alx_amqp_exchange;
 extern int	alx_outbox_batch_size;
 extern int	alx_outbox_max_attempts;
+extern int	alx_outbox_rotate_interval_s;
 extern int	alx_mesh_max_bytes;
 extern int	alx_mesh_timeout_ms;
 extern int	alx_mesh_memory_limit_mb;

@@ -1,0 +1,83 @@
+-- The outbox: outbox_emit, gap-free aggregate_seq, headers, errors, dead letters.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+
+-- ids grow; aggregate_seq counts 1, 2, 3 per aggregate
+SELECT alexandrite.outbox_emit('invoice', 'inv-1', 'invoice.issued', '{"n": 1}') AS first_id \gset
+SELECT alexandrite.outbox_emit('invoice', 'inv-1', 'invoice.paid', '{"n": 2}') > :first_id AS later_id_is_larger;
+SELECT alexandrite.outbox_emit('invoice', 'inv-2', 'invoice.issued', '{"n": 3}', '{"tenant": "eu"}') > :first_id AS ok;
+SELECT aggregate_id, aggregate_seq, event_type, payload, headers
+  FROM alexandrite.outbox WHERE aggregate_type = 'invoice' ORDER BY id;
+
+-- a rolled-back savepoint leaves no event and no gap in the sequence
+BEGIN;
+SELECT alexandrite.outbox_emit('invoice', 'inv-1', 'invoice.reminded', '{"n": 4}') IS NOT NULL AS emitted;
+SAVEPOINT s1;
+SELECT alexandrite.outbox_emit('invoice', 'inv-1', 'invoice.cancelled', '{"n": 5}') IS NOT NULL AS emitted;
+ROLLBACK TO SAVEPOINT s1;
+SELECT alexandrite.outbox_emit('invoice', 'inv-1', 'invoice.refunded', '{"n": 6}') IS NOT NULL AS emitted;
+COMMIT;
+-- a rolled-back transaction neither
+BEGIN;
+SELECT alexandrite.outbox_emit('invoice', 'inv-1', 'invoice.voided', '{"n": 7}') IS NOT NULL AS emitted;
+ROLLBACK;
+SELECT aggregate_seq, event_type FROM alexandrite.outbox
+ WHERE aggregate_type = 'invoice' AND aggregate_id = 'inv-1' ORDER BY id;
+SELECT last_seq FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'invoice' ORDER BY aggregate_id;
+
+-- the transaction's traceparent becomes a header (an explicit one wins)
+BEGIN;
+SET LOCAL alexandrite.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+SELECT alexandrite.outbox_emit('invoice', 'inv-3', 'invoice.issued', '{}') AS traced \gset
+SELECT alexandrite.outbox_emit('invoice', 'inv-3', 'invoice.paid', '{}',
+       '{"traceparent": "00-11111111111111111111111111111111-2222222222222222-01"}') AS explicit \gset
+COMMIT;
+SELECT id = :traced AS traced, headers FROM alexandrite.outbox WHERE id IN (:traced, :explicit) ORDER BY id;
+
+-- every event is in exactly one of the rotating tables, with the writer's xid
+SELECT (SELECT count(*) FROM ONLY alexandrite.outbox_events) AS in_parent,
+       (SELECT count(*) FROM alexandrite.outbox_events_0) +
+       (SELECT count(*) FROM alexandrite.outbox_events_1) +
+       (SELECT count(*) FROM alexandrite.outbox_events_2) = (SELECT count(*) FROM alexandrite.outbox_events) AS all_in_children;
+SELECT state IN ('pending', 'published') AS sane_state, count(*) > 0 AS some
+  FROM alexandrite.outbox WHERE aggregate_type = 'invoice' GROUP BY 1;
+
+-- bad input
+SELECT alexandrite.outbox_emit(NULL, 'x', 'e', '{}');
+SELECT alexandrite.outbox_emit('order', 'x', 'e', NULL);
+SELECT alexandrite.outbox_emit('or der', 'x', 'e', '{}');
+SELECT alexandrite.outbox_emit('order', '', 'e', '{}');
+SELECT alexandrite.outbox_emit('order', repeat('x', 201), 'e', '{}');
+SELECT alexandrite.outbox_emit('order', 'x', 'order created', '{}');
+SELECT alexandrite.outbox_emit('order', 'x', 'e', '{}', '[1]');
+SELECT alexandrite.outbox_emit('order', 'x', 'e', '{}', '{"aggregate_seq": 7}');
+-- nothing was written by the failed calls
+SELECT count(*) FROM alexandrite.outbox WHERE aggregate_id = 'x';
+
+-- dead letters: requeue puts them back in line (the aggregate stays blocked
+-- until they are through), discard drops them
+INSERT INTO alexandrite.outbox_dead (id, aggregate_type, aggregate_id, aggregate_seq, event_type,
+                                     payload, headers, created_at, attempts, reason)
+VALUES (-2, 'test', 't-1', 1, 'test.x', '{}', '{}', now(), 3, 'returned by the broker: 312 NO_ROUTE'),
+       (-1, 'test', 't-2', 1, 'test.x', '{}', '{}', now(), 3, 'returned by the broker: 312 NO_ROUTE');
+SELECT aggregate_type, aggregate_id, head_id, waiting_events, dead, head_error FROM alexandrite.outbox_blocked
+ WHERE aggregate_type = 'test' ORDER BY aggregate_id;
+SELECT dead_letters, blocked_aggregates FROM alexandrite.outbox_status;
+-- (inside a transaction, so that a running relay cannot take the row yet)
+BEGIN;
+SELECT alexandrite.outbox_requeue(ARRAY[-2, 12345]);
+SELECT id, attempts, last_error FROM alexandrite.outbox_retry WHERE id < 0;
+SELECT aggregate_id, dead FROM alexandrite.outbox_blocked WHERE aggregate_type = 'test' ORDER BY 1;
+ROLLBACK;
+SELECT alexandrite.outbox_discard(ARRAY[-2, -1]);
+SELECT count(*) FROM alexandrite.outbox_dead WHERE id < 0;
+SELECT alexandrite.outbox_requeue(NULL);
+SELECT alexandrite.outbox_discard(NULL);
+
+-- administrative functions are not for everyone
+SELECT has_function_privilege('public', 'alexandrite.outbox_requeue(bigint[])', 'EXECUTE') AS public_requeue,
+       has_function_privilege('public', 'alexandrite.outbox_discard(bigint[])', 'EXECUTE') AS public_discard;
+
+-- pg_dump keeps the outbox
+SELECT c.relname FROM pg_extension e, unnest(e.extconfig) AS t(oid) JOIN pg_class c ON c.oid = t.oid
+ WHERE e.extname = 'alexandrite' AND c.relname LIKE 'outbox%' ORDER BY 1;

@@ -1,0 +1,131 @@
+/*-------------------------------------------------------------------------
+ *
+ * emit.c
+ *	  Producer side of the outbox: wake the relay when a transaction that
+ *	  wrote outbox events commits, and report the relay's state to SQL.
+ *
+ * The events themselves are written by the SQL function outbox_emit() in
+ * the caller's transaction.  It calls outbox_wakeup_at_commit(), which sets a
+ * backend-local flag; a transaction callback sets the relay's latch once the
+ * commit is visible (XACT_EVENT_COMMIT runs after the transaction left the
+ * proc array), as core does for the logical replication launcher.  Abort and
+ * PREPARE clear the flag: a prepared transaction committed later is found by
+ * the relay's fallback timer.
+ *
+ * IDENTIFICATION
+ *	  src/outbox/emit.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "alexandrite.h"
+#include "outbox/outbox.h"
+
+static bool wakeup_pending = false;
+static bool callback_registered = false;
+
+/* Sets the relay's latch at commit of a transaction that emitted. */
+static void
+outbox_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wakeup_pending && AlxOutbox != NULL)
+			{
+				int			procno;
+
+				SpinLockAcquire(&AlxOutbox->mutex);
+				procno = AlxOutbox->relay_pgprocno;
+				SpinLockRelease(&AlxOutbox->mutex);
+				if (procno >= 0)
+					SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+			}
+			wakeup_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			wakeup_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_outbox_wakeup_at_commit);
+
+/* Arranges for the relay to be woken when the current transaction commits. */
+Datum
+alexandrite_outbox_wakeup_at_commit(PG_FUNCTION_ARGS)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(outbox_xact_callback, NULL);
+		callback_registered = true;
+	}
+	wakeup_pending = true;
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_outbox_relay_info);
+
+/*
+ * The relay's state from shared memory.  Broker URLs are stored masked, so
+ * nothing here reveals a password.  Without preloading, all NULL.
+ */
+Datum
+alexandrite_outbox_relay_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8];
+	AlxOutboxShared snap;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	memset(nulls, 0, sizeof(nulls));
+
+	if (AlxOutbox == NULL)
+	{
+		memset(nulls, 1, sizeof(nulls));
+		values[1] = BoolGetDatum(false);
+		nulls[1] = false;
+		nulls[3] = false;
+		values[3] = CStringGetTextDatum("alexandrite is not in shared_preload_libraries: no relay");
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
+
+	SpinLockAcquire(&AlxOutbox->mutex);
+	memcpy(&snap, AlxOutbox, sizeof(snap));
+	SpinLockRelease(&AlxOutbox->mutex);
+
+	values[0] = Int32GetDatum(snap.relay_pid);
+	nulls[0] = snap.relay_pid == 0;
+	values[1] = BoolGetDatum(snap.relay_pid != 0 && snap.connected);
+	snap.broker[ALX_OUTBOX_BROKERLEN - 1] = '\0';
+	values[2] = CStringGetTextDatum(snap.broker);
+	nulls[2] = snap.broker[0] == '\0';
+	snap.last_error[ALX_OUTBOX_ERRLEN - 1] = '\0';
+	values[3] = CStringGetTextDatum(snap.last_error);
+	nulls[3] = snap.last_error[0] == '\0';
+	values[4] = TimestampTzGetDatum(snap.last_error_at);
+	nulls[4] = snap.last_error_at == 0;
+	values[5] = Int64GetDatum((int64) snap.published);
+	values[6] = Int64GetDatum((int64) snap.failed);
+	values[7] = Int64GetDatum((int64) snap.reconnects);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

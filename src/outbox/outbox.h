@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.h
+ *	  Declarations shared by the outbox producer side (emit.c), the relay
+ *	  background worker (relay.c) and its AMQP client (amqp.c).
+ *
+ * IDENTIFICATION
+ *	  src/outbox/outbox.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ALX_OUTBOX_H
+#define ALX_OUTBOX_H
+
+#include "datatype/timestamp.h"
+#include "storage/spin.h"
+
+#define ALX_OUTBOX_ERRLEN	512
+#define ALX_OUTBOX_BROKERLEN 256
+
+/* State of the relay, in shared memory; read by outbox_relay_info() */
+typedef struct AlxOutboxShared
+{
+	slock_t		mutex;
+	int			relay_pid;		/* 0 when no relay runs */
+	int			relay_pgprocno; /* -1 when no relay runs */
+	bool		connected;
+	char		broker[ALX_OUTBOX_BROKERLEN];	/* masked URL */
+	char		last_error[ALX_OUTBOX_ERRLEN];	/* never holds a password */
+	TimestampTz last_error_at;
+	uint64		published;		/* confirmed since the relay started */
+	uint64		failed;			/* nacked, returned or refused */
+	uint64		reconnects;
+} AlxOutboxShared;
+
+extern AlxOutboxShared *AlxOutbox;
+
+/* relay.c */
+extern void AlxOutboxShmemRequest(void);
+extern void AlxOutboxShmemStartup(void);
+extern void AlxOutboxRegisterWorker(void);
+PGDLLEXPORT void AlxOutboxRelayMain(Datum main_arg) pg_attribute_noreturn();
+
+/* amqp.c: one connection with publisher confirms on channel 1 */
+typedef enum AlxMsgState
+{
+	ALX_MSG_UNSENT = 0,
+	ALX_MSG_INFLIGHT,
+	ALX_MSG_CONFIRMED,
+	ALX_MSG_FAILED
+} AlxMsgState;
+
+typedef struct AlxMsg
+{
+	int64		id;
+	char	   *aggregate_type;
+	char	   *aggregate_id;
+	int64		aggregate_seq;
+	char	   *event_type;
+	char	   *payload;
+	int			nheaders;
+	char	  **hkeys;
+	char	  **hvalues;
+	int64		created_at;		/* unix seconds */
+	/* delivery */
+	AlxMsgState state;
+	uint64		tag;
+	bool		returned;
+	char	   *error;			/* why it failed */
+	/* relay bookkeeping */
+	bool		divert;			/* goes to retry without publishing */
+	int			attempts;
+} AlxMsg;
+
+extern bool AlxAmqpConnected(void);
+extern bool AlxAmqpConnect(const char *url, const char *exchange, char *err, size_t errlen);
+extern void AlxAmqpDisconnect(void);
+extern void AlxAmqpBeginRound(AlxMsg *msgs, int nmsgs);
+extern void AlxAmqpEndRound(void);
+extern bool AlxAmqpPublish(AlxMsg *msg, const char *exchange, char *err, size_t errlen);
+extern bool AlxAmqpPump(int timeout_ms, char *err, size_t errlen);
+extern int	AlxAmqpSocket(void);
+extern bool AlxAmqpHasBuffered(void);
+extern void AlxMaskUrl(const char *url, char *out, size_t outlen);
+
+#endif							/* ALX_OUTBOX_H */

@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""Independent RabbitMQ consumer for the outbox tests (python3-pika).
+
+  outbox_consumer.py declare PORT QUEUE EXCHANGE KEY...   durable quorum queue
+                                                          bound to a topic exchange
+  outbox_consumer.py unbind  PORT QUEUE EXCHANGE KEY
+  outbox_consumer.py consume PORT QUEUE OUTFILE [PORT2...]
+      records every delivery as one JSON line (message_id, routing_key,
+      headers, redelivered, body), flushed and fsynced before the ack; it
+      reconnects (trying each port in turn) until SIGTERM.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+import pika
+
+stop = False
+
+
+def on_term(signum, frame):
+    global stop
+    stop = True
+
+
+def connect(port):
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host='127.0.0.1', port=int(port), heartbeat=10,
+        blocked_connection_timeout=10, connection_attempts=1,
+        socket_timeout=2))
+
+
+def declare(port, queue, exchange, keys):
+    c = connect(port)
+    ch = c.channel()
+    ch.exchange_declare(exchange, exchange_type='topic', durable=True)
+    ch.queue_declare(queue, durable=True, arguments={'x-queue-type': 'quorum'})
+    for k in keys:
+        ch.queue_bind(queue, exchange, routing_key=k)
+    c.close()
+
+
+def unbind(port, queue, exchange, key):
+    c = connect(port)
+    c.channel().queue_unbind(queue, exchange, routing_key=key)
+    c.close()
+
+
+def consume(ports, queue, outfile):
+    signal.signal(signal.SIGTERM, on_term)
+    out = open(outfile, 'a')
+    i = 0
+    while not stop:
+        port = ports[i % len(ports)]
+        i += 1
+        try:
+            c = connect(port)
+            ch = c.channel()
+            ch.basic_qos(prefetch_count=200)
+            for method, props, body in ch.consume(queue, inactivity_timeout=0.2):
+                if stop:
+                    break
+                if method is None:
+                    continue
+                h = props.headers or {}
+                rec = {
+                    'message_id': props.message_id,
+                    'routing_key': method.routing_key,
+                    'redelivered': method.redelivered,
+                    'type': props.type,
+                    'content_type': props.content_type,
+                    'delivery_mode': props.delivery_mode,
+                    'aggregate_type': h.get('aggregate_type'),
+                    'aggregate_id': h.get('aggregate_id'),
+                    'aggregate_seq': h.get('aggregate_seq'),
+                    'event_type': h.get('event_type'),
+                    'traceparent': h.get('traceparent'),
+                    'body': body.decode('utf-8', 'replace'),
+                    'port': port,
+                }
+                out.write(json.dumps(rec) + '\n')
+                out.flush()
+                os.fsync(out.fileno())
+                ch.basic_ack(method.delivery_tag)
+            try:
+                c.close()
+            except Exception:
+                pass
+        except Exception:
+            time.sleep(0.2)
+    out.close()
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == 'declare':
+        declare(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif cmd == 'unbind':
+        unbind(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif cmd == 'consume':
+        consume([sys.argv[2]] + sys.argv[5:], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit('unknown command ' + cmd)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,188 @@
+# The outbox relay against a real RabbitMQ node: happy path with the order
+# core, message format, wake-up at commit, savepoints and rollbacks, a
+# transaction that commits long after later ones, unroutable events to dead
+# letters and back, a wrong password, the relay killed and restarted, and
+# table rotation.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use AlxTest;
+use AlxBroker;
+
+my $mq = AlxBroker->new;
+$mq->start;
+$mq->declare('t040', 'order.#', 'test.#');
+
+my $node = AlxTest::new_node('outbox040', conf => join("\n",
+		"alexandrite.amqp_url = '" . $mq->url . "'",
+		"alexandrite.outbox_max_attempts = 3",
+		"alexandrite.outbox_rotate_interval = 1",
+		"alexandrite.outbox_batch_size = 100",
+		"restart_after_crash = on",
+		"log_min_messages = log"));
+$node->start;
+AlxTest::install($node, 'postgres');
+AlxBroker::ledger_setup($node, 'postgres');
+$mq->consume('t040');
+
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT relay_connected FROM alexandrite.outbox_status', 60),
+	'the relay connects to the broker');
+
+# --- the order core emits by itself ---------------------------------------
+$node->safe_psql('postgres', q{
+	BEGIN;
+	SET LOCAL alexandrite.traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+	SELECT alexandrite.create_order('T040-1', 'shop', 'c1', NULL, 'ag925');
+	SELECT ledger_mine();
+	COMMIT;
+	BEGIN;
+	UPDATE alexandrite.orders SET price = 99.5 WHERE external_ref = 'T040-1';
+	SELECT alexandrite.set_status(id, 'priced', 'pricer') FROM alexandrite.orders WHERE external_ref = 'T040-1';
+	SELECT ledger_mine();
+	COMMIT;
+	BEGIN;
+	INSERT INTO alexandrite.sla_breaches (order_id, sla_due_at, status_at_breach)
+	SELECT id, sla_due_at, status FROM alexandrite.orders WHERE external_ref = 'T040-1';
+	SELECT ledger_mine();
+	COMMIT;
+});
+my $r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
+AlxBroker::ledger_ok($r, 'order core');
+is($r->{committed}, 4, 'created, status_changed, priced, sla_breached');
+my @d = $mq->deliveries;
+my $oid = $node->safe_psql('postgres', "SELECT id FROM alexandrite.orders WHERE external_ref = 'T040-1'");
+is_deeply([ map { $_->{routing_key} } @d ],
+	[ 'order.created', 'order.status_changed', 'order.priced', 'order.sla_breached' ],
+	'routing keys <aggregate_type>.<event>, in order');
+is_deeply([ map { $_->{aggregate_seq} } @d ], [ 1, 2, 3, 4 ], 'aggregate_seq 1..4');
+ok((!grep { $_->{aggregate_id} ne $oid || $_->{aggregate_type} ne 'order' } @d), 'aggregate headers name the order');
+ok((!grep { $_->{delivery_mode} != 2 || $_->{content_type} ne 'application/json' } @d), 'persistent JSON messages');
+is($d[0]{traceparent}, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'traceparent header from the transaction');
+like($d[2]{body}, qr/"price": 99.5/, 'order.priced carries the price');
+is($d[1]{type}, 'order.status_changed', 'AMQP type is the event type');
+
+# --- wake-up at commit, not at the 1 s fallback timer -----------------------
+my @lat;
+for my $i (1 .. 5)
+{
+	my $before = scalar($mq->deliveries);
+	my $t0 = time;
+	$node->safe_psql('postgres', "SELECT produce(900, 900, 1)");
+	usleep(5_000) while scalar($mq->deliveries) == $before && time - $t0 < 5;
+	push @lat, time - $t0;
+	usleep(300_000);
+}
+@lat = sort { $a <=> $b } @lat;
+note('commit-to-consumer latencies (s): ' . join(' ', map { sprintf('%.3f', $_) } @lat));
+cmp_ok($lat[2], '<', 0.5, 'median commit-to-delivery latency well under the 1 s fallback poll');
+
+# --- savepoints and rollbacks: exactly the committed events ----------------
+$node->safe_psql('postgres', q{
+	BEGIN; SELECT produce(1, 3, 2); SAVEPOINT a; SELECT produce(4, 5, 2); ROLLBACK TO a; SELECT produce(6, 6, 1); COMMIT;
+	BEGIN; SELECT produce(7, 8, 3); ROLLBACK;
+});
+$node->psql('postgres', q{BEGIN; SELECT produce(9, 9, 1); SELECT 1/0; COMMIT;});
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
+AlxBroker::ledger_ok($r, 'savepoints and rollbacks');
+ok((!grep { ($_->{aggregate_id} // '') =~ /^agg-[4579]$/ || ($_->{aggregate_id} // '') eq 'agg-8' } $mq->deliveries),
+	'nothing from rolled-back savepoints or transactions');
+
+# --- a transaction that commits long after later ones is not skipped -------
+my $late = $node->background_psql('postgres');
+$late->query_safe('BEGIN');
+$late->query_safe('SELECT produce(50, 50, 3)');
+$node->safe_psql('postgres', 'SELECT produce(51, 60, 5)') for 1 .. 5;
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
+is($r->{lost}, 0, 'later transactions are published while an earlier one is open');
+$late->query_safe('COMMIT');
+$late->quit;
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
+AlxBroker::ledger_ok($r, 'late commit');
+ok((grep { ($_->{aggregate_id} // '') eq 'agg-50' } $mq->deliveries) == 3, 'the late transaction\'s events arrive');
+
+# --- unroutable: retried, then dead letters; the aggregate stops ----------
+$node->safe_psql('postgres', q{
+	SELECT produce(70, 70, 2, 'nobind');   -- routing key nobind.happened: no queue
+	SELECT produce(71, 71, 1);              -- another aggregate keeps flowing
+});
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT count(*) = 1 FROM alexandrite.outbox_dead WHERE aggregate_id = 'agg-70'", 60),
+	'the unroutable head event becomes a dead letter after its attempts');
+is($node->safe_psql('postgres', "SELECT attempts || ' ' || (reason LIKE '%312 NO_ROUTE%')::int FROM alexandrite.outbox_dead"),
+	'3 1', 'dead after alexandrite.outbox_max_attempts, reason 312 NO_ROUTE');
+is($node->safe_psql('postgres',
+		"SELECT aggregate_id || ' ' || waiting_events || ' ' || dead::int FROM alexandrite.outbox_blocked"),
+	'agg-70 2 1', 'the blocked aggregate holds its later event back');
+is($node->safe_psql('postgres', 'SELECT dead_letters || \' \' || blocked_aggregates FROM alexandrite.outbox_status'),
+	'1 1', 'outbox_status shows the dead letter and the blocked aggregate');
+like($node->safe_psql('postgres', 'SELECT last_error FROM alexandrite.outbox_status'), qr/NO_ROUTE/,
+	'last_error says why');
+$r = AlxBroker::check($node, 'postgres', $mq, where => "aggregate_id <> 'agg-70'", timeout => 30);
+is($r->{lost}, 0, 'other aggregates keep flowing');
+# bind the routing key, requeue: both events arrive, in order
+$mq->declare('t040', 'nobind.#');
+$node->safe_psql('postgres', 'SELECT alexandrite.outbox_requeue(array_agg(id)) FROM alexandrite.outbox_dead');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
+AlxBroker::ledger_ok($r, 'requeued dead letters');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM alexandrite.outbox_blocked'), '0', 'no aggregate blocked any more');
+
+# --- wrong password: visible error, masked, no crash loop ---------------------
+my $pid = $node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status');
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '" . $mq->url('s3cret-pw') . "'");
+$node->reload;
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT NOT relay_connected AND last_error LIKE '%ACCESS_REFUSED%' FROM alexandrite.outbox_status", 30),
+	'a wrong password shows as last_error');
+$node->safe_psql('postgres', 'SELECT produce(80, 80, 2)');
+sleep 3;
+is($node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status'), $pid, 'the relay did not restart (no crash loop)');
+cmp_ok($node->safe_psql('postgres', 'SELECT pending FROM alexandrite.outbox_status'), '>=', 2, 'events wait in the outbox');
+$node->safe_psql('postgres', 'CREATE ROLE watcher LOGIN; GRANT USAGE ON SCHEMA alexandrite TO watcher;
+	GRANT SELECT ON ALL TABLES IN SCHEMA alexandrite TO watcher;');
+my $seen = $node->safe_psql('postgres', 'SELECT last_error || broker FROM alexandrite.outbox_status', extra_params => [ '-U', 'watcher' ]);
+unlike($seen, qr/s3cret-pw/, 'a non-superuser never sees the password in last_error or broker');
+like($seen, qr/guest:\*\*\*\@/, 'the URL is shown masked');
+my ($ret, $out, $err) = $node->psql('postgres', 'SHOW alexandrite.amqp_url', extra_params => [ '-U', 'watcher' ]);
+isnt($ret, 0, 'a non-superuser cannot read alexandrite.amqp_url');
+ok(!grep({ /alexandrite relay/ && /s3cret-pw/ } split /\n/, slurp_file($node->logfile)),
+	'the relay never logs the password');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET alexandrite.amqp_url');
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '" . $mq->url . "'");
+$node->reload;
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+AlxBroker::ledger_ok($r, 'after fixing the password');
+
+# --- the relay killed during a drain ------------------------------------------
+$node->safe_psql('postgres', 'SELECT produce(100, 149, 20)');
+$node->safe_psql('postgres', 'SELECT pg_terminate_backend(relay_pid) FROM alexandrite.outbox_status');
+$node->safe_psql('postgres', 'SELECT produce(100, 149, 2)');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+AlxBroker::ledger_ok($r, 'relay terminated during a drain');
+$node->safe_psql('postgres', 'SELECT produce(200, 249, 20)');
+$pid = $node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status');
+kill 'KILL', $pid;    # SIGKILL: the postmaster restarts the whole cluster
+AlxBroker::wait_ready($node);
+$node->safe_psql('postgres', 'SELECT produce(200, 249, 2)');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 90);
+AlxBroker::ledger_ok($r, 'relay SIGKILLed during a drain');
+isnt($node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status'), $pid, 'a new relay runs');
+
+# --- rotation: drained tables are truncated, never vacuumed ---------------------
+ok(AlxTest::wait_until($node, 'postgres', q{
+	SELECT (SELECT count(*) FROM alexandrite.outbox_events) < (SELECT count(*) FROM ledger)}, 30),
+	'drained outbox tables were truncated by rotation');
+is($node->safe_psql('postgres', q{
+	SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE relname LIKE 'outbox_events%'}),
+	'0', 'no dead tuples in the event tables');
+is($node->safe_psql('postgres', 'SELECT pending FROM alexandrite.outbox_status'), '0', 'nothing pending at the end');
+is($node->safe_psql('postgres', 'SELECT published_total >= (SELECT count(*) FROM ledger) FROM alexandrite.outbox_status'),
+	't', 'published_total counts every confirmed event');
+
+$mq->stop_consumers;
+$node->stop;
+$mq->stop;
+done_testing();
