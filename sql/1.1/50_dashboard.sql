@@ -1,0 +1,572 @@
+/* sql/1.1/50_dashboard.sql: incrementally maintained dashboards (the MES first page) */
+
+\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- The registry: one row per declared dashboard
+--
+-- A dashboard is a grouped count (and optional sums) over one table.  For
+-- each one create_dashboard() generates, in schema alexandrite:
+--   dashboard_<name>_def      the definition: keys and measures per base row
+--   dashboard_<name>_summary  folded state, one row per group
+--   dashboard_<name>_delta    pending signed deltas, append-only, no index
+--   dashboard_<name>          the read view: summary (+) pending deltas
+-- One set of C statement triggers per base table (alexandrite.dashboard_capture)
+-- appends the deltas; refresh_dashboards() folds them.
+------------------------------------------------------------------------------
+CREATE TABLE alexandrite.dashboards (
+    id                  serial PRIMARY KEY,
+    name                text NOT NULL UNIQUE
+                        CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,39}$'),
+    base_table          regclass NOT NULL,
+    key_names           text[] NOT NULL,
+    key_exprs           text[] NOT NULL,
+    count_name          text NOT NULL,
+    sum_names           text[] NOT NULL DEFAULT '{}',
+    sum_exprs           text[] NOT NULL DEFAULT '{}',
+    filter              text,
+    def_view            regclass NOT NULL,
+    summary_table       regclass NOT NULL,
+    delta_table         regclass NOT NULL,
+    read_view           regclass NOT NULL,
+    fold_sql            text NOT NULL,
+    builtin             boolean NOT NULL DEFAULT false,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    needs_rebuild       boolean NOT NULL DEFAULT false,
+    rebuild_reason      text,
+    last_rebuild_at     timestamptz,
+    last_truncate_at    timestamptz,
+    last_fold_at        timestamptz,
+    last_fold_ms        float8,
+    last_fold_rows      bigint,
+    folds               bigint NOT NULL DEFAULT 0,
+    folded_total        bigint NOT NULL DEFAULT 0,
+    last_reconcile_at   timestamptz,
+    last_reconcile_ok   boolean
+);
+COMMENT ON TABLE alexandrite.dashboards IS 'registry of incrementally maintained dashboards (grouped count/sum over one table)';
+-- user-declared dashboards survive pg_dump; the built-in ones are recreated by the script
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.dashboards', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.dashboards_id_seq', '');
+
+------------------------------------------------------------------------------
+-- C entry points
+------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.dashboard_capture() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'alexandrite_dashboard_capture'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.dashboard_capture()
+    IS 'internal: statement trigger that appends signed, pre-aggregated deltas of every dashboard over the table';
+REVOKE ALL ON FUNCTION alexandrite.dashboard_capture() FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.dashboard_check(dashboard_id integer) RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_dashboard_check'
+    LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.dashboard_check(integer)
+    IS 'internal: compiles a dashboard definition as the capture trigger will, raising an error if it cannot be maintained';
+REVOKE ALL ON FUNCTION alexandrite.dashboard_check(integer) FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.dashboard_invalidate(base_table regclass) RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_dashboard_invalidate'
+    LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.dashboard_invalidate(regclass)
+    IS 'internal: makes every backend reload the dashboards of a table at its next write (at commit)';
+REVOKE ALL ON FUNCTION alexandrite.dashboard_invalidate(regclass) FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.refresh_dashboards() RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_refresh_dashboards'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.refresh_dashboards()
+    IS 'folds the pending dashboard deltas into the summaries; returns the number of delta rows folded (0 when another fold is running)';
+REVOKE ALL ON FUNCTION alexandrite.refresh_dashboards() FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Declaring and dropping dashboards
+------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.create_dashboard(
+    name text, base_table regclass, group_by text[],
+    count_name text DEFAULT 'count', sums text[] DEFAULT '{}', filter text DEFAULT NULL,
+    key_names text[] DEFAULT NULL, sum_names text[] DEFAULT NULL)
+    RETURNS regclass
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_keys      text[] := COALESCE(key_names, '{}');
+    v_snames    text[] := COALESCE(sum_names, '{}');
+    v_all       text[];
+    v_def       text;
+    v_summary   text;
+    v_delta     text;
+    v_view      text;
+    v_sel       text := '';
+    v_keylist   text;
+    v_sumlist   text := '';
+    v_aggsums   text := '';
+    v_upd       text := '';
+    v_fold      text;
+    v_id        integer;
+    i           integer;
+BEGIN
+    IF name IS NULL OR name OPERATOR(pg_catalog.!~) '^[a-z][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'invalid dashboard name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A name is 1 to 40 lower-case letters, digits or underscores, starting with a letter.';
+    END IF;
+    IF base_table IS NULL THEN
+        RAISE EXCEPTION 'base_table must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) base_table)
+       NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', base_table
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF group_by IS NULL OR pg_catalog.cardinality(group_by) OPERATOR(pg_catalog.=) 0
+       OR pg_catalog.array_position(group_by, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'group_by must list at least one expression, none of them null'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    sums := COALESCE(sums, '{}');
+    IF pg_catalog.array_position(sums, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'sums must not contain nulls' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM alexandrite.dashboards d WHERE d.name OPERATOR(pg_catalog.=) create_dashboard.name) THEN
+        RAISE EXCEPTION 'dashboard "%" already exists', name USING ERRCODE = 'duplicate_object';
+    END IF;
+
+    -- column names: given, or the expression when it is a plain column name
+    FOR i IN 1 .. pg_catalog.cardinality(group_by) LOOP
+        IF v_keys[i] IS NULL THEN
+            v_keys[i] := CASE WHEN group_by[i] OPERATOR(pg_catalog.~) '^[a-z_][a-z0-9_]*$'
+                              THEN group_by[i] ELSE 'key_' OPERATOR(pg_catalog.||) i END;
+        END IF;
+    END LOOP;
+    FOR i IN 1 .. COALESCE(pg_catalog.cardinality(sums), 0) LOOP
+        IF v_snames[i] IS NULL THEN
+            v_snames[i] := CASE WHEN sums[i] OPERATOR(pg_catalog.~) '^[a-z_][a-z0-9_]*$'
+                                THEN 'sum_' OPERATOR(pg_catalog.||) sums[i] ELSE 'sum_' OPERATOR(pg_catalog.||) i END;
+        END IF;
+    END LOOP;
+    IF pg_catalog.cardinality(v_keys) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(group_by)
+       OR pg_catalog.cardinality(v_snames) OPERATOR(pg_catalog.<>) pg_catalog.cardinality(sums) THEN
+        RAISE EXCEPTION 'key_names and sum_names must have one entry per expression'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_all := v_keys OPERATOR(pg_catalog.||) count_name OPERATOR(pg_catalog.||) v_snames;
+    IF count_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.unnest(v_all) n
+                                      WHERE n IS NULL OR n OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_]{0,62}$'
+                                         OR n OPERATOR(pg_catalog.=) 'logged_at') THEN
+        RAISE EXCEPTION 'invalid column name in dashboard "%"', name
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'Column names are lower-case identifiers; "logged_at" is reserved.';
+    END IF;
+    IF (SELECT pg_catalog.count(DISTINCT n) FROM pg_catalog.unnest(v_all) n)
+       OPERATOR(pg_catalog.<>) pg_catalog.cardinality(v_all) THEN
+        RAISE EXCEPTION 'column names of dashboard "%" are not distinct', name
+            USING ERRCODE = 'duplicate_column';
+    END IF;
+
+    v_def     := pg_catalog.format('alexandrite.%I', 'dashboard_' OPERATOR(pg_catalog.||) name OPERATOR(pg_catalog.||) '_def');
+    v_summary := pg_catalog.format('alexandrite.%I', 'dashboard_' OPERATOR(pg_catalog.||) name OPERATOR(pg_catalog.||) '_summary');
+    v_delta   := pg_catalog.format('alexandrite.%I', 'dashboard_' OPERATOR(pg_catalog.||) name OPERATOR(pg_catalog.||) '_delta');
+    v_view    := pg_catalog.format('alexandrite.%I', 'dashboard_' OPERATOR(pg_catalog.||) name);
+
+    -- no writer is in flight while the dashboard is populated and its
+    -- capture starts (the triggers need this lock level anyway)
+    EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', base_table);
+
+    -- the definition view: what each base row contributes
+    FOR i IN 1 .. pg_catalog.cardinality(group_by) LOOP
+        v_sel := v_sel OPERATOR(pg_catalog.||) pg_catalog.format('(%s) AS %I, ', group_by[i], v_keys[i]);
+    END LOOP;
+    FOR i IN 1 .. pg_catalog.cardinality(sums) LOOP
+        v_sel := v_sel OPERATOR(pg_catalog.||) pg_catalog.format('(%s)::pg_catalog.numeric AS %I, ', sums[i], v_snames[i]);
+    END LOOP;
+    v_sel := pg_catalog.rtrim(v_sel, ', ');
+    EXECUTE pg_catalog.format('CREATE VIEW %s AS SELECT %s FROM %s b WHERE %s',
+                              v_def, v_sel, base_table, COALESCE(NULLIF(filter, ''), 'true'));
+    EXECUTE pg_catalog.format('COMMENT ON VIEW %s IS %L', v_def,
+                              pg_catalog.format('definition of dashboard %s: group keys and measures of each counted row of %s', name, base_table));
+
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO v_keylist FROM pg_catalog.unnest(v_keys) k;
+    FOR i IN 1 .. pg_catalog.cardinality(v_snames) LOOP
+        v_sumlist := v_sumlist OPERATOR(pg_catalog.||) ', ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(v_snames[i]);
+        v_aggsums := v_aggsums OPERATOR(pg_catalog.||) pg_catalog.format(', pg_catalog.sum(%1$I) AS %1$I', v_snames[i]);
+        v_upd := v_upd OPERATOR(pg_catalog.||) pg_catalog.format(', %1$I = t.%1$I OPERATOR(pg_catalog.+) excluded.%1$I', v_snames[i]);
+    END LOOP;
+
+    -- folded state: one row per group (NULL keys are one group, as in GROUP BY)
+    EXECUTE pg_catalog.format('CREATE TABLE %s AS SELECT %s, 0::pg_catalog.int8 AS %I%s FROM %s WITH NO DATA',
+                              v_summary, v_keylist, count_name,
+                              (SELECT pg_catalog.string_agg(pg_catalog.format(', 0::pg_catalog.numeric AS %I', s), '')
+                                 FROM pg_catalog.unnest(v_snames) s),
+                              v_def);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', v_summary, count_name);
+    FOR i IN 1 .. pg_catalog.cardinality(v_snames) LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', v_summary, v_snames[i]);
+    END LOOP;
+    EXECUTE pg_catalog.format('CREATE UNIQUE INDEX ON %s (%s) NULLS NOT DISTINCT', v_summary, v_keylist);
+    -- groups that became empty, removed after each fold
+    EXECUTE pg_catalog.format('CREATE INDEX ON %s (%I) WHERE %I OPERATOR(pg_catalog.=) 0',
+                              v_summary, count_name, count_name);
+    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', v_summary,
+                              pg_catalog.format('folded state of dashboard %s (written by refresh_dashboards only)', name));
+
+    -- pending deltas: append-only, no index (the capture trigger writes heap tuples)
+    EXECUTE pg_catalog.format('CREATE TABLE %s AS SELECT * FROM %s WITH NO DATA', v_delta, v_summary);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN logged_at timestamptz NOT NULL DEFAULT pg_catalog.now()', v_delta);
+    EXECUTE pg_catalog.format('ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000, '
+                              'autovacuum_vacuum_cost_delay = 0, autovacuum_vacuum_insert_scale_factor = 0, '
+                              'autovacuum_vacuum_insert_threshold = 100000)', v_delta);
+    EXECUTE pg_catalog.format('COMMENT ON TABLE %s IS %L', v_delta,
+                              pg_catalog.format('pending signed deltas of dashboard %s (appended by the capture trigger, emptied by refresh_dashboards)', name));
+
+    -- the read view: exact at the reader's snapshot, with or without a fold
+    EXECUTE pg_catalog.format(
+        'CREATE VIEW %s WITH (security_invoker = true) AS '
+        'SELECT %s, pg_catalog.sum(u.%I)::pg_catalog.int8 AS %I%s '
+        'FROM (SELECT %s, %I%s FROM %s UNION ALL SELECT %s, %I%s FROM %s) u '
+        'GROUP BY %s HAVING pg_catalog.sum(u.%I) OPERATOR(pg_catalog.<>) 0',
+        v_view, v_keylist, count_name, count_name, v_aggsums,
+        v_keylist, count_name, v_sumlist, v_summary,
+        v_keylist, count_name, v_sumlist, v_delta,
+        v_keylist, count_name);
+    EXECUTE pg_catalog.format('COMMENT ON VIEW %s IS %L', v_view,
+                              pg_catalog.format('dashboard %s: %s grouped by %s, exact at the reading transaction''s snapshot',
+                                                name, base_table, pg_catalog.array_to_string(v_keys, ', ')));
+
+    -- the fold: move the deltas visible now into the summary, atomically
+    v_fold := pg_catalog.format(
+        'WITH d AS (DELETE FROM %1$s RETURNING %2$s, %3$I%4$s), '
+        'a AS (SELECT %2$s, pg_catalog.sum(%3$I)::pg_catalog.int8 AS %3$I%5$s, pg_catalog.count(*) AS alx_n FROM d GROUP BY %2$s), '
+        'u AS (INSERT INTO %6$s AS t (%2$s, %3$I%4$s) SELECT %2$s, %3$I%4$s FROM a '
+        'ON CONFLICT (%2$s) DO UPDATE SET %3$I = t.%3$I OPERATOR(pg_catalog.+) excluded.%3$I%7$s) '
+        'SELECT COALESCE(pg_catalog.sum(alx_n), 0)::pg_catalog.int8 FROM a',
+        v_delta, v_keylist, count_name, v_sumlist, v_aggsums, v_summary, v_upd);
+
+    INSERT INTO alexandrite.dashboards AS d
+           (name, base_table, key_names, key_exprs, count_name, sum_names, sum_exprs, filter,
+            def_view, summary_table, delta_table, read_view, fold_sql)
+    VALUES (name, base_table, v_keys, group_by, count_name, v_snames, sums, NULLIF(filter, ''),
+            v_def::regclass, v_summary::regclass, v_delta::regclass, v_view::regclass, v_fold)
+    RETURNING d.id INTO v_id;
+
+    -- refuses definitions the capture trigger cannot maintain exactly
+    PERFORM alexandrite.dashboard_check(v_id);
+
+    -- populate from the base table (writers are held off by the lock above)
+    EXECUTE pg_catalog.format('INSERT INTO %s SELECT %s, pg_catalog.count(*)%s FROM %s GROUP BY %s',
+                              v_summary, v_keylist,
+                              (SELECT COALESCE(pg_catalog.string_agg(pg_catalog.format(', COALESCE(pg_catalog.sum(%I), 0)', s), ''), '')
+                                 FROM pg_catalog.unnest(v_snames) s),
+                              v_def, v_keylist);
+
+    -- one set of capture triggers per table serves all its dashboards
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                    WHERE t.tgrelid OPERATOR(pg_catalog.=) base_table
+                      AND t.tgname OPERATOR(pg_catalog.=) 'alx_dashboard_ins') THEN
+        EXECUTE pg_catalog.format('CREATE TRIGGER alx_dashboard_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS alx_new '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.dashboard_capture()', base_table);
+        EXECUTE pg_catalog.format('CREATE TRIGGER alx_dashboard_upd AFTER UPDATE ON %s REFERENCING OLD TABLE AS alx_old NEW TABLE AS alx_new '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.dashboard_capture()', base_table);
+        EXECUTE pg_catalog.format('CREATE TRIGGER alx_dashboard_del AFTER DELETE ON %s REFERENCING OLD TABLE AS alx_old '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.dashboard_capture()', base_table);
+        EXECUTE pg_catalog.format('CREATE TRIGGER alx_dashboard_trunc AFTER TRUNCATE ON %s '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.dashboard_capture()', base_table);
+    END IF;
+    PERFORM alexandrite.dashboard_invalidate(base_table);
+    RETURN v_view::regclass;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.create_dashboard(text, regclass, text[], text, text[], text, text[], text[])
+    IS 'declares an incrementally maintained grouped count/sum dashboard over a table; returns its read view';
+REVOKE ALL ON FUNCTION alexandrite.create_dashboard(text, regclass, text[], text, text[], text, text[], text[]) FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.drop_dashboard(name text) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d alexandrite.dashboards;
+BEGIN
+    SELECT * INTO d FROM alexandrite.dashboards x WHERE x.name OPERATOR(pg_catalog.=) drop_dashboard.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dashboard "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    IF d.builtin THEN
+        RAISE EXCEPTION 'dashboard "%" is part of the extension and cannot be dropped', name
+            USING ERRCODE = 'dependent_objects_still_exist';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(1634498660, 1);
+    EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', d.base_table);
+    DELETE FROM alexandrite.dashboards x WHERE x.id OPERATOR(pg_catalog.=) d.id;
+    EXECUTE pg_catalog.format('DROP VIEW %s', d.read_view);
+    EXECUTE pg_catalog.format('DROP TABLE %s, %s', d.summary_table, d.delta_table);
+    EXECUTE pg_catalog.format('DROP VIEW %s', d.def_view);
+    IF NOT EXISTS (SELECT 1 FROM alexandrite.dashboards x WHERE x.base_table OPERATOR(pg_catalog.=) d.base_table) THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER alx_dashboard_ins ON %1$s; DROP TRIGGER alx_dashboard_upd ON %1$s; '
+                                  'DROP TRIGGER alx_dashboard_del ON %1$s; DROP TRIGGER alx_dashboard_trunc ON %1$s',
+                                  d.base_table);
+    END IF;
+    PERFORM alexandrite.dashboard_invalidate(d.base_table);
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.drop_dashboard(text) IS 'drops a user-declared dashboard and its generated objects';
+REVOKE ALL ON FUNCTION alexandrite.drop_dashboard(text) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Rebuild and reconcile
+------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.rebuild_dashboard(name text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d       alexandrite.dashboards;
+    v_keys  text;
+    v_sums  text;
+    v_n     bigint;
+BEGIN
+    SELECT * INTO d FROM alexandrite.dashboards x WHERE x.name OPERATOR(pg_catalog.=) rebuild_dashboard.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dashboard "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        RAISE EXCEPTION 'rebuild_dashboard() must run in a READ COMMITTED transaction'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = 'It recomputes the summary after locking the base table, which needs a fresh snapshot.';
+    END IF;
+    -- no fold in between, no writer in flight: the recompute sees every commit
+    PERFORM pg_catalog.pg_advisory_xact_lock(1634498660, 1);
+    EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', d.base_table);
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO v_keys FROM pg_catalog.unnest(d.key_names) k;
+    SELECT COALESCE(pg_catalog.string_agg(pg_catalog.format(', COALESCE(pg_catalog.sum(%I), 0)', s), ''), '')
+      INTO v_sums FROM pg_catalog.unnest(d.sum_names) s;
+    EXECUTE pg_catalog.format('DELETE FROM %s', d.delta_table);
+    EXECUTE pg_catalog.format('DELETE FROM %s', d.summary_table);
+    EXECUTE pg_catalog.format('INSERT INTO %s SELECT %s, pg_catalog.count(*)%s FROM %s GROUP BY %s',
+                              d.summary_table, v_keys, v_sums, d.def_view, v_keys);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    UPDATE alexandrite.dashboards x
+       SET needs_rebuild = false, rebuild_reason = NULL, last_rebuild_at = pg_catalog.clock_timestamp()
+     WHERE x.id OPERATOR(pg_catalog.=) d.id;
+    RETURN v_n;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.rebuild_dashboard(text)
+    IS 'recomputes a dashboard from its base table (briefly blocks writers of that table); returns the number of groups';
+REVOKE ALL ON FUNCTION alexandrite.rebuild_dashboard(text) FROM PUBLIC;
+
+-- The 24-hour due-time buckets of the SLA figures.  Immutable (so it can be
+-- a group key) and total: infinite due times are their own bucket.
+CREATE FUNCTION alexandrite.dashboard_bucket(due timestamptz) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN pg_catalog.isfinite(due)
+                THEN pg_catalog.date_bin('01:00:00'::interval, due, '2000-01-01 00:00:00+00'::timestamptz)
+                ELSE due END;
+COMMENT ON FUNCTION alexandrite.dashboard_bucket(timestamptz)
+    IS 'the one-hour due-time bucket (UTC-aligned) that the SLA dashboards group by';
+
+------------------------------------------------------------------------------
+-- The contract dashboards (CONTRACT.md section 3) as instances
+------------------------------------------------------------------------------
+-- probes of the current, partial due-time bucket
+CREATE INDEX orders_open_due_idx ON alexandrite.orders (sla_due_at) INCLUDE (channel, operator_id)
+    WHERE status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+
+SELECT alexandrite.create_dashboard('status_counts', 'alexandrite.orders', ARRAY['status', 'channel'],
+                                    count_name => 'orders');
+SELECT alexandrite.create_dashboard('operator_due', 'alexandrite.orders',
+                                    ARRAY['operator_id', 'alexandrite.dashboard_bucket(sla_due_at)'],
+                                    count_name => 'open_orders',
+                                    filter => 'operator_id IS NOT NULL AND alexandrite.is_open(status)',
+                                    key_names => ARRAY['operator_id', 'due_bucket']);
+SELECT alexandrite.create_dashboard('sla_due', 'alexandrite.orders',
+                                    ARRAY['channel', 'alexandrite.dashboard_bucket(sla_due_at)'],
+                                    count_name => 'open_orders',
+                                    filter => 'alexandrite.is_open(status)',
+                                    key_names => ARRAY['channel', 'due_bucket']);
+UPDATE alexandrite.dashboards SET builtin = true;
+
+CREATE VIEW alexandrite.dashboard_operator_load WITH (security_invoker = true) AS
+SELECT a.operator_id,
+       a.open_orders::pg_catalog.int8 AS open_orders,
+       (a.past OPERATOR(pg_catalog.+) COALESCE(p.n, 0))::pg_catalog.int8 AS overdue_orders
+  FROM (SELECT d.operator_id,
+               pg_catalog.sum(d.open_orders) AS open_orders,
+               COALESCE(pg_catalog.sum(d.open_orders) FILTER (
+                   WHERE d.due_bucket OPERATOR(pg_catalog.<) alexandrite.dashboard_bucket(pg_catalog.now())), 0) AS past
+          FROM alexandrite.dashboard_operator_due d
+         GROUP BY d.operator_id) a
+  LEFT JOIN (SELECT o.operator_id, pg_catalog.count(*) AS n
+               FROM alexandrite.orders o
+              WHERE o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+                AND o.operator_id IS NOT NULL
+                AND o.sla_due_at OPERATOR(pg_catalog.>=) alexandrite.dashboard_bucket(pg_catalog.now())
+                AND o.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now()
+              GROUP BY o.operator_id) p
+    ON p.operator_id OPERATOR(pg_catalog.=) a.operator_id;
+COMMENT ON VIEW alexandrite.dashboard_operator_load
+    IS 'open and overdue orders per operator (operators holding open orders), exact at the reading transaction''s snapshot';
+
+CREATE VIEW alexandrite.dashboard_sla WITH (security_invoker = true) AS
+SELECT a.channel,
+       a.open_orders::pg_catalog.int8 AS open_orders,
+       (a.window_orders OPERATOR(pg_catalog.-) COALESCE(p1.n, 0) OPERATOR(pg_catalog.+) COALESCE(p2.n, 0))::pg_catalog.int8 AS at_risk_orders,
+       (a.past OPERATOR(pg_catalog.+) COALESCE(p1.n, 0))::pg_catalog.int8 AS breached_orders
+  FROM (SELECT d.channel,
+               pg_catalog.sum(d.open_orders) AS open_orders,
+               -- whole buckets from the current one up to (excluding) the one holding now + 24 h
+               COALESCE(pg_catalog.sum(d.open_orders) FILTER (
+                   WHERE d.due_bucket OPERATOR(pg_catalog.>=) alexandrite.dashboard_bucket(pg_catalog.now())
+                     AND d.due_bucket OPERATOR(pg_catalog.<) alexandrite.dashboard_bucket(pg_catalog.now() OPERATOR(pg_catalog.+) '24:00:00'::interval)), 0) AS window_orders,
+               COALESCE(pg_catalog.sum(d.open_orders) FILTER (
+                   WHERE d.due_bucket OPERATOR(pg_catalog.<) alexandrite.dashboard_bucket(pg_catalog.now())), 0) AS past
+          FROM alexandrite.dashboard_sla_due d
+         GROUP BY d.channel) a
+  -- the part of the current bucket that is already past due
+  LEFT JOIN (SELECT o.channel, pg_catalog.count(*) AS n
+               FROM alexandrite.orders o
+              WHERE o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+                AND o.sla_due_at OPERATOR(pg_catalog.>=) alexandrite.dashboard_bucket(pg_catalog.now())
+                AND o.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now()
+              GROUP BY o.channel) p1
+    ON p1.channel OPERATOR(pg_catalog.=) a.channel
+  -- the part of the bucket holding now + 24 h that is within 24 h
+  LEFT JOIN (SELECT o.channel, pg_catalog.count(*) AS n
+               FROM alexandrite.orders o
+              WHERE o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+                AND o.sla_due_at OPERATOR(pg_catalog.>=) alexandrite.dashboard_bucket(pg_catalog.now() OPERATOR(pg_catalog.+) '24:00:00'::interval)
+                AND o.sla_due_at OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.+) '24:00:00'::interval)
+              GROUP BY o.channel) p2
+    ON p2.channel OPERATOR(pg_catalog.=) a.channel;
+COMMENT ON VIEW alexandrite.dashboard_sla
+    IS 'open, at-risk (due within 24 h) and breached (past due) open orders per channel, exact at the reading transaction''s snapshot';
+
+------------------------------------------------------------------------------
+-- Reconcile: every dashboard against its base table, at one snapshot
+------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.reconcile_dashboards(name text DEFAULT NULL)
+    RETURNS TABLE (dashboard text, groups bigint, mismatched_groups bigint, ok boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d      alexandrite.dashboards;
+    v_keys text;
+    v_sums text;
+    v_cols text;
+    v_any  boolean := false;
+BEGIN
+    FOR d IN SELECT * FROM alexandrite.dashboards x
+              WHERE reconcile_dashboards.name IS NULL OR x.name OPERATOR(pg_catalog.=) reconcile_dashboards.name
+              ORDER BY x.id LOOP
+        v_any := true;
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO v_keys FROM pg_catalog.unnest(d.key_names) k;
+        SELECT COALESCE(pg_catalog.string_agg(pg_catalog.format(', COALESCE(pg_catalog.sum(%I), 0)', s), ''), '')
+          INTO v_sums FROM pg_catalog.unnest(d.sum_names) s;
+        SELECT v_keys OPERATOR(pg_catalog.||) ', ' OPERATOR(pg_catalog.||)
+               pg_catalog.array_to_string(d.count_name OPERATOR(pg_catalog.||) d.sum_names, ', ')
+          INTO v_cols;
+        EXECUTE pg_catalog.format(
+            'WITH v AS (SELECT %1$s FROM %2$s), '
+            'b AS (SELECT %3$s, pg_catalog.count(*)::pg_catalog.int8%4$s FROM %5$s GROUP BY %3$s), '
+            'x AS ((SELECT * FROM v EXCEPT ALL SELECT * FROM b) UNION ALL (SELECT * FROM b EXCEPT ALL SELECT * FROM v)) '
+            'SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT pg_catalog.count(*) FROM x)',
+            v_cols, d.read_view, v_keys, v_sums, d.def_view)
+          INTO groups, mismatched_groups;
+        dashboard := d.name;
+        ok := mismatched_groups OPERATOR(pg_catalog.=) 0;
+        IF NOT ok THEN
+            RAISE WARNING 'dashboard "%" differs from its base table in % groups', d.name, mismatched_groups
+                USING HINT = pg_catalog.format('Run SELECT alexandrite.rebuild_dashboard(%L).', d.name);
+        END IF;
+        UPDATE alexandrite.dashboards x
+           SET last_reconcile_at = pg_catalog.clock_timestamp(), last_reconcile_ok = reconcile_dashboards.ok,
+               needs_rebuild = x.needs_rebuild OR NOT reconcile_dashboards.ok,
+               rebuild_reason = CASE WHEN reconcile_dashboards.ok THEN x.rebuild_reason
+                                     ELSE 'reconcile found ' OPERATOR(pg_catalog.||) mismatched_groups OPERATOR(pg_catalog.||) ' differing groups' END
+         WHERE x.id OPERATOR(pg_catalog.=) d.id;
+        RETURN NEXT;
+    END LOOP;
+    IF NOT v_any AND name IS NOT NULL THEN
+        RAISE EXCEPTION 'dashboard "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.reconcile_dashboards(text)
+    IS 'compares each dashboard (or the named one) with the same GROUP BY over its base table; flags mismatches for rebuild';
+REVOKE ALL ON FUNCTION alexandrite.reconcile_dashboards(text) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Lag
+------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.dashboard_pending(delta_table regclass,
+                                              OUT pending_changes bigint, OUT oldest_pending timestamptz)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE pg_catalog.format('SELECT pg_catalog.count(*), pg_catalog.min(logged_at) FROM %s', delta_table)
+       INTO pending_changes, oldest_pending;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.dashboard_pending(regclass)
+    IS 'internal: the number of pending delta rows of a dashboard and the time of the oldest';
+
+CREATE VIEW alexandrite.dashboard_lag WITH (security_invoker = true) AS
+SELECT d.name AS dashboard,
+       p.pending_changes,
+       pg_catalog.now() OPERATOR(pg_catalog.-) p.oldest_pending AS oldest_pending_age,
+       pg_catalog.pg_relation_size(d.delta_table) AS delta_bytes,
+       d.last_fold_at,
+       d.last_fold_ms,
+       d.last_fold_rows,
+       d.folds,
+       d.folded_total,
+       d.needs_rebuild AS rebuild_needed,
+       d.rebuild_reason,
+       d.last_rebuild_at,
+       d.last_truncate_at,
+       d.last_reconcile_at,
+       d.last_reconcile_ok
+  FROM alexandrite.dashboards d,
+       LATERAL alexandrite.dashboard_pending(d.delta_table) p;
+COMMENT ON VIEW alexandrite.dashboard_lag
+    IS 'per dashboard: pending (unfolded) changes and the age of the oldest, last fold, rebuild and reconcile state';
+
+------------------------------------------------------------------------------
+-- Scheduling with pg_cron (optional; 1.4.2 has one-minute granularity)
+------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.schedule_refresh(every text DEFAULT '* * * * *') RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF every IS NULL OR pg_catalog.btrim(every) OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'schedule must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- pg_cron 1.4 reads five fields and silently ignores a sixth (seconds)
+    IF pg_catalog.left(pg_catalog.btrim(every), 1) OPERATOR(pg_catalog.<>) '@'
+       AND pg_catalog.cardinality(pg_catalog.regexp_split_to_array(pg_catalog.btrim(every), '\s+'))
+           OPERATOR(pg_catalog.<>) 5 THEN
+        RAISE EXCEPTION 'invalid schedule "%"', every
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use a five-field cron schedule such as ''* * * * *''; pg_cron 1.4 cannot run jobs more often than once a minute.';
+    END IF;
+    IF pg_catalog.to_regprocedure('cron.schedule(text,text,text)') IS NULL THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database and run CREATE EXTENSION pg_cron; or fold from the background worker (alexandrite.fold_interval).';
+    END IF;
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+       INTO v_id
+      USING 'alexandrite-refresh-dashboards'::text, every, 'SELECT alexandrite.refresh_dashboards()'::text;
+    RETURN v_id;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.schedule_refresh(text)
+    IS 'registers (or updates) the pg_cron job alexandrite-refresh-dashboards that folds dashboard deltas; returns the job id';
+REVOKE ALL ON FUNCTION alexandrite.schedule_refresh(text) FROM PUBLIC;

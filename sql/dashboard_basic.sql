@@ -1,0 +1,201 @@
+-- Dashboards: declaring one, what capture writes, folding, rebuild,
+-- reconcile, lag, TRUNCATE, bad definitions, scheduling and privileges.
+\set VERBOSITY terse
+SET client_min_messages = warning;
+
+-- the registry holds the three contract dashboards' building blocks
+SELECT name, base_table, key_names, count_name, filter, builtin
+  FROM alexandrite.dashboards ORDER BY id;
+
+-- a DBA's own dashboard over their own table
+CREATE TABLE public.shipments (
+    id      bigserial PRIMARY KEY,
+    carrier text,
+    country text NOT NULL,
+    weight  numeric,
+    parcels int NOT NULL DEFAULT 1,
+    note    text
+);
+INSERT INTO public.shipments (carrier, country, weight, parcels)
+VALUES ('dhl', 'de', 1.5, 1), ('dhl', 'de', 2.0, 2), ('ups', 'fr', 0.5, 1), (NULL, 'fr', 3.0, 4);
+SELECT alexandrite.create_dashboard('shipments_by_carrier', 'public.shipments',
+                                    ARRAY['carrier', 'upper(country)'],
+                                    count_name => 'shipments',
+                                    sums => ARRAY['weight', 'parcels'],
+                                    filter => 'weight > 0',
+                                    key_names => ARRAY['carrier', 'country']);
+-- populated from the table at creation
+SELECT * FROM alexandrite.dashboard_shipments_by_carrier ORDER BY carrier NULLS FIRST, country;
+SELECT count(*) AS summary_rows FROM alexandrite.dashboard_shipments_by_carrier_summary;
+
+-- one delta row per group and statement, signed, pre-aggregated
+INSERT INTO public.shipments (carrier, country, weight, parcels)
+SELECT 'dhl', 'de', 1, 1 FROM generate_series(1, 100);
+SELECT carrier, country, shipments, sum_weight, sum_parcels
+  FROM alexandrite.dashboard_shipments_by_carrier_delta ORDER BY 1, 2;
+UPDATE public.shipments SET carrier = 'ups' WHERE carrier = 'dhl' AND id > 50;
+SELECT carrier, country, shipments, sum_weight, sum_parcels
+  FROM alexandrite.dashboard_shipments_by_carrier_delta ORDER BY logged_at, carrier, shipments;
+-- an update that changes no key and no measure writes nothing
+SELECT count(*) AS deltas_before FROM alexandrite.dashboard_shipments_by_carrier_delta \gset
+UPDATE public.shipments SET note = 'checked';
+UPDATE public.shipments SET country = lower(country);
+SELECT count(*) - :deltas_before AS deltas_written FROM alexandrite.dashboard_shipments_by_carrier_delta;
+-- rows outside the filter count nowhere; moving across the filter does
+INSERT INTO public.shipments (carrier, country, weight) VALUES ('dhl', 'de', 0), ('dhl', 'de', NULL);
+UPDATE public.shipments SET weight = 5 WHERE weight IS NULL;
+DELETE FROM public.shipments WHERE carrier = 'ups' AND id % 2 = 0;
+-- a savepoint rolled back takes its deltas with it
+BEGIN;
+SAVEPOINT s1;
+DELETE FROM public.shipments;
+ROLLBACK TO SAVEPOINT s1;
+UPDATE public.shipments SET parcels = parcels + 1 WHERE carrier IS NULL;
+COMMIT;
+SELECT * FROM alexandrite.dashboard_shipments_by_carrier ORDER BY carrier NULLS FIRST, country;
+SELECT carrier, upper(country) AS country, count(*) AS shipments, sum(weight), sum(parcels)
+  FROM public.shipments WHERE weight > 0 GROUP BY 1, 2 ORDER BY carrier NULLS FIRST, country;
+
+-- the fold moves the deltas into the summary; the view does not change
+SELECT count(*) AS pending FROM alexandrite.dashboard_shipments_by_carrier_delta;
+SELECT alexandrite.refresh_dashboards() > 0 AS folded;
+SELECT count(*) AS pending FROM alexandrite.dashboard_shipments_by_carrier_delta;
+SELECT * FROM alexandrite.dashboard_shipments_by_carrier ORDER BY carrier NULLS FIRST, country;
+SELECT alexandrite.refresh_dashboards() AS nothing_left;
+SELECT dashboard, pending_changes, oldest_pending_age IS NULL AS no_age, folds > 0 AS folded,
+       last_fold_rows >= 0 AS has_rows, rebuild_needed
+  FROM alexandrite.dashboard_lag WHERE dashboard = 'shipments_by_carrier';
+-- groups that became empty leave the summary
+DELETE FROM public.shipments WHERE carrier IS NULL;
+SELECT alexandrite.refresh_dashboards() > 0 AS folded;
+SELECT count(*) AS null_carrier_groups FROM alexandrite.dashboard_shipments_by_carrier_summary WHERE carrier IS NULL;
+
+-- a fold in a transaction that already holds the fold lock elsewhere is skipped
+BEGIN;
+SELECT pg_advisory_xact_lock(1634498660, 1);
+SELECT alexandrite.refresh_dashboards() AS skipped_while_locked;
+COMMIT;
+
+-- TRUNCATE empties the dashboard in the same transaction
+TRUNCATE public.shipments;
+SELECT count(*) AS groups_after_truncate FROM alexandrite.dashboard_shipments_by_carrier;
+SELECT last_truncate_at IS NOT NULL AS truncate_recorded FROM alexandrite.dashboards WHERE name = 'shipments_by_carrier';
+INSERT INTO public.shipments (carrier, country, weight) VALUES ('dhl', 'it', 2);
+SELECT * FROM alexandrite.dashboard_shipments_by_carrier;
+
+-- reconcile compares with the base table; a damaged summary is found and rebuilt
+SELECT dashboard, groups, mismatched_groups, ok FROM alexandrite.reconcile_dashboards('shipments_by_carrier');
+INSERT INTO alexandrite.dashboard_shipments_by_carrier_summary VALUES ('bogus', 'XX', 7, 0, 0);
+SELECT dashboard, groups, mismatched_groups, ok FROM alexandrite.reconcile_dashboards('shipments_by_carrier');
+SELECT rebuild_needed, rebuild_reason FROM alexandrite.dashboard_lag WHERE dashboard = 'shipments_by_carrier';
+SELECT alexandrite.rebuild_dashboard('shipments_by_carrier') AS groups;
+SELECT rebuild_needed FROM alexandrite.dashboard_lag WHERE dashboard = 'shipments_by_carrier';
+SELECT dashboard, ok FROM alexandrite.reconcile_dashboards('shipments_by_carrier');
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT alexandrite.rebuild_dashboard('shipments_by_carrier');
+ROLLBACK;
+
+-- a second dashboard on the same table shares the capture triggers
+SELECT alexandrite.create_dashboard('shipments_by_country', 'public.shipments', ARRAY['country']) IS NOT NULL AS created;
+SELECT count(*) AS capture_triggers FROM pg_trigger
+ WHERE tgrelid = 'public.shipments'::regclass AND tgname LIKE 'alx_dashboard_%';
+INSERT INTO public.shipments (carrier, country, weight) VALUES ('fedex', 'it', 1), ('fedex', 'es', 1);
+SELECT * FROM alexandrite.dashboard_shipments_by_country ORDER BY country;
+SELECT * FROM alexandrite.dashboard_shipments_by_carrier ORDER BY carrier, country;
+
+-- bad definitions
+SELECT alexandrite.create_dashboard('shipments_by_country', 'public.shipments', ARRAY['country']);
+SELECT alexandrite.create_dashboard('Bad Name', 'public.shipments', ARRAY['country']);
+SELECT alexandrite.create_dashboard('bad', 'public.shipments', '{}');
+SELECT alexandrite.create_dashboard('bad', 'public.shipments', ARRAY['country'], filter => 'id < (SELECT 10)');
+SELECT alexandrite.create_dashboard('bad', 'public.shipments', ARRAY['country'], filter => 'random() < 0.5');
+SELECT alexandrite.create_dashboard('bad', 'alexandrite.orders', ARRAY['channel'], filter => 'sla_due_at < now()');
+SELECT alexandrite.create_dashboard('bad', 'public.shipments', ARRAY['count(*)']);
+SELECT alexandrite.create_dashboard('bad', 'public.shipments', ARRAY['no_such_column']);
+SELECT alexandrite.create_dashboard('bad', 'public.shipments', ARRAY['country'], count_name => 'country');
+SELECT alexandrite.create_dashboard('bad', 'public.shipments', ARRAY['country'], sums => ARRAY['country']);
+SELECT alexandrite.create_dashboard('bad', 'pg_catalog.pg_class', ARRAY['relkind']);
+SELECT alexandrite.create_dashboard('bad', 'alexandrite.dashboard_status_counts', ARRAY['status']);
+SELECT count(*) AS leftovers FROM pg_class WHERE relname LIKE 'dashboard_bad%';
+SELECT alexandrite.drop_dashboard('no_such_dashboard');
+SELECT alexandrite.drop_dashboard('status_counts');
+SELECT alexandrite.rebuild_dashboard('no_such_dashboard');
+
+-- the capture function is a trigger only
+SELECT alexandrite.dashboard_capture();
+
+-- dropping a table's last dashboard removes its triggers
+SELECT alexandrite.drop_dashboard('shipments_by_carrier');
+SELECT alexandrite.drop_dashboard('shipments_by_country');
+SELECT count(*) AS capture_triggers FROM pg_trigger
+ WHERE tgrelid = 'public.shipments'::regclass AND tgname LIKE 'alx_dashboard_%';
+INSERT INTO public.shipments (carrier, country, weight) VALUES ('dhl', 'de', 1);
+DROP TABLE public.shipments;
+
+-- scheduling with pg_cron: a clear error without it, an upsert by name with it
+SELECT alexandrite.schedule_refresh('5 seconds');
+SELECT alexandrite.schedule_refresh('*/30 * * * * *');
+SELECT alexandrite.schedule_refresh(NULL);
+SET client_min_messages = notice;
+DO $$
+DECLARE
+    had_cron boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron');
+    id1 bigint;
+    id2 bigint;
+BEGIN
+    IF NOT had_cron THEN
+        BEGIN
+            PERFORM alexandrite.schedule_refresh();
+            RAISE EXCEPTION 'schedule_refresh() without pg_cron did not fail';
+        EXCEPTION WHEN object_not_in_prerequisite_state THEN
+            RAISE NOTICE 'without pg_cron: %', SQLERRM;
+        END;
+        CREATE EXTENSION pg_cron;
+    END IF;
+    id1 := alexandrite.schedule_refresh();
+    id2 := alexandrite.schedule_refresh('*/5 * * * *');
+    RAISE NOTICE 'same job: %, schedule: %, command: %', id1 = id2,
+        (SELECT schedule FROM cron.job WHERE jobid = id2),
+        (SELECT command FROM cron.job WHERE jobid = id2);
+    PERFORM cron.unschedule(id2);
+    IF NOT had_cron THEN
+        DROP EXTENSION pg_cron;
+    END IF;
+END;
+$$ LANGUAGE plpgsql;
+SET client_min_messages = warning;
+
+-- administrative functions are not for PUBLIC
+CREATE ROLE dash_user;
+GRANT USAGE ON SCHEMA alexandrite TO dash_user;
+SET ROLE dash_user;
+SELECT alexandrite.refresh_dashboards();
+SELECT alexandrite.create_dashboard('x', 'alexandrite.orders', ARRAY['channel']);
+SELECT alexandrite.drop_dashboard('x');
+SELECT alexandrite.rebuild_dashboard('status_counts');
+SELECT alexandrite.reconcile_dashboards();
+SELECT alexandrite.schedule_refresh();
+SELECT * FROM alexandrite.dashboard_status_counts;
+RESET ROLE;
+-- a writer maintains the dashboards of its table without any right on them;
+-- a reader needs the view and its two tables (security_invoker views)
+CREATE TABLE public.tickets (id serial PRIMARY KEY, queue text NOT NULL, open boolean NOT NULL DEFAULT true);
+SELECT alexandrite.create_dashboard('tickets_open', 'public.tickets', ARRAY['queue'], filter => 'open') IS NOT NULL AS created;
+GRANT INSERT, UPDATE, DELETE, SELECT ON public.tickets TO dash_user;
+GRANT USAGE ON SEQUENCE public.tickets_id_seq TO dash_user;
+SET ROLE dash_user;
+INSERT INTO public.tickets (queue) VALUES ('casting'), ('casting'), ('polishing');
+UPDATE public.tickets SET open = false WHERE queue = 'polishing';
+SELECT * FROM alexandrite.dashboard_tickets_open;
+RESET ROLE;
+GRANT SELECT ON alexandrite.dashboard_tickets_open, alexandrite.dashboard_tickets_open_summary,
+                alexandrite.dashboard_tickets_open_delta TO dash_user;
+SET ROLE dash_user;
+SELECT * FROM alexandrite.dashboard_tickets_open;
+RESET ROLE;
+SELECT alexandrite.drop_dashboard('tickets_open');
+DROP TABLE public.tickets;
+REVOKE ALL ON SCHEMA alexandrite FROM dash_user;
+DROP ROLE dash_user;
+SELECT dashboard, ok FROM alexandrite.reconcile_dashboards() ORDER BY dashboard;
+RESET client_min_messages;
