@@ -38,6 +38,18 @@ SELECT kind, from_status, to_status, actor, time_in_status >= interval '3 hours'
        time_in_status IS NULL AS no_time, detail->>'trace_id' AS trace_id
   FROM alexandrite.order_timeline((SELECT id FROM alexandrite.orders WHERE external_ref = 'TR-1'))
  WHERE kind = 'status';
+-- and the outbox messages about the order, with their delivery state and
+-- the trace id they carry in their traceparent header
+SELECT event_type, message_id IS NOT NULL AS has_id,
+       delivery_state IN ('pending', 'published') AS delivery_known,
+       detail->>'routing_key' AS routing_key, detail->>'aggregate_seq' AS seq, detail->>'trace_id' AS trace_id
+  FROM alexandrite.order_timeline((SELECT id FROM alexandrite.orders WHERE external_ref = 'TR-1'))
+ WHERE kind = 'message';
+-- statuses and messages interleave by time: each status before the messages it caused
+SELECT string_agg(CASE kind WHEN 'status' THEN to_status::text ELSE event_type END, ' > ' ORDER BY n)
+  FROM alexandrite.order_timeline((SELECT id FROM alexandrite.orders WHERE external_ref = 'TR-1'))
+       WITH ORDINALITY AS t(at, kind, from_status, to_status, actor, time_in_status, event_type,
+                            message_id, delivery_state, detail, n);
 SELECT * FROM alexandrite.order_timeline(-42);
 
 DELETE FROM alexandrite.orders WHERE external_ref = 'TR-1';

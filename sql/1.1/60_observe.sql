@@ -62,15 +62,16 @@ AS $$
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_server() IS 'metrics collector: library version and recovery state';
 
--- Orders: how many are in each status, and which ones stopped moving.
--- (Replaced below by the dashboard-backed version once dashboards exist.)
+-- Orders: how many are in each status (the status_counts dashboard: summary
+-- plus pending changes, exact), and which ones stopped moving (the partial
+-- index on open orders by status_changed_at).
 CREATE FUNCTION alexandrite.metrics_orders() RETURNS SETOF alexandrite.metric_sample
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
     (WITH counts AS (
-        SELECT o.status, o.channel, count(*) AS n
-          FROM alexandrite.orders o GROUP BY o.status, o.channel
+        SELECT d.status, d.channel, sum(d.orders) AS n
+          FROM alexandrite.dashboard_status_counts d GROUP BY d.status, d.channel
      ), channels AS (
         SELECT p.channel FROM alexandrite.sla_policies p UNION SELECT c.channel FROM counts c
      )
@@ -101,25 +102,20 @@ AS $$
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_orders() IS 'metrics collector: orders by status and channel, stuck orders';
 
--- SLA: open, at risk (due within 24 h) and breached orders per channel.
+-- SLA: open, at risk (due within 24 h) and breached orders per channel
+-- (dashboard_sla), and the breaches recorded so far.
 CREATE FUNCTION alexandrite.metrics_sla() RETURNS SETOF alexandrite.metric_sample
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH per_channel AS (
-        SELECT o.channel,
-               count(*) AS open_orders,
-               count(*) FILTER (WHERE o.sla_due_at >= now() AND o.sla_due_at < now() + interval '24 hours') AS at_risk,
-               count(*) FILTER (WHERE o.sla_due_at < now()) AS breached
-          FROM alexandrite.orders o
-         WHERE o.status < 'shipped'::alexandrite.order_status
-         GROUP BY o.channel
+    WITH d AS (
+        SELECT s.channel, s.open_orders, s.at_risk_orders, s.breached_orders FROM alexandrite.dashboard_sla s
     ), channels AS (
-        SELECT p.channel FROM alexandrite.sla_policies p UNION SELECT c.channel FROM per_channel c
+        SELECT p.channel FROM alexandrite.sla_policies p UNION SELECT d.channel FROM d
     ), v AS (
-        SELECT ch.channel, COALESCE(c.open_orders, 0) AS open_orders,
-               COALESCE(c.at_risk, 0) AS at_risk, COALESCE(c.breached, 0) AS breached
-          FROM channels ch LEFT JOIN per_channel c USING (channel)
+        SELECT ch.channel, COALESCE(d.open_orders, 0) AS open_orders,
+               COALESCE(d.at_risk_orders, 0) AS at_risk, COALESCE(d.breached_orders, 0) AS breached
+          FROM channels ch LEFT JOIN d USING (channel)
     )
     (SELECT alexandrite.metric('alexandrite_sla_open_orders', 'gauge',
                 'Open orders (neither shipped nor cancelled), by channel.', v.open_orders,
@@ -139,21 +135,17 @@ AS $$
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_sla() IS 'metrics collector: SLA at risk and breached';
 
--- Assignment: each operator's open and overdue orders against capacity.
+-- Assignment: each operator's open and overdue orders (dashboard_operator_load)
+-- against capacity.
 CREATE FUNCTION alexandrite.metrics_assignment() RETURNS SETOF alexandrite.metric_sample
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH load AS (
-        SELECT o.operator_id, count(*) AS open_orders,
-               count(*) FILTER (WHERE o.sla_due_at < now()) AS overdue
-          FROM alexandrite.orders o
-         WHERE o.operator_id IS NOT NULL AND o.status < 'shipped'::alexandrite.order_status
-         GROUP BY o.operator_id
-    ), v AS (
+    WITH v AS (
         SELECT op.id, op.capacity, op.active, COALESCE(l.open_orders, 0) AS open_orders,
-               COALESCE(l.overdue, 0) AS overdue
-          FROM alexandrite.operators op LEFT JOIN load l ON l.operator_id = op.id
+               COALESCE(l.overdue_orders, 0) AS overdue
+          FROM alexandrite.operators op
+          LEFT JOIN alexandrite.dashboard_operator_load l ON l.operator_id = op.id
          WHERE op.active OR l.open_orders > 0
     )
     (SELECT alexandrite.metric('alexandrite_operator_open_orders', 'gauge',
@@ -171,11 +163,171 @@ AS $$
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_assignment() IS 'metrics collector: open and overdue orders per operator';
 
+-- Outbox and relay: backlog, its age, what was published, dead letters, and
+-- the relay's connection (outbox_status, outbox_relay_info()).
+CREATE FUNCTION alexandrite.metrics_outbox() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH s AS (SELECT * FROM alexandrite.outbox_status), i AS (SELECT * FROM alexandrite.outbox_relay_info())
+    SELECT alexandrite.metric('alexandrite_outbox_pending_messages', 'gauge',
+               'Outbox events not yet confirmed by the broker (pending or retrying).', s.pending) FROM s
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_oldest_pending_age_seconds', 'gauge',
+               'Age of the oldest outbox event not yet confirmed by the broker, in seconds (0 when none).',
+               COALESCE(extract(epoch FROM s.oldest_pending_age), 0)::float8) FROM s
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_published_total', 'counter',
+               'Outbox events confirmed by the broker.', s.published_total) FROM s
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_dead_letters', 'gauge',
+               'Outbox events that exhausted their attempts (alexandrite.outbox_dead).', s.dead_letters) FROM s
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_retrying_messages', 'gauge',
+               'Outbox events waiting for another attempt, with the later events of their aggregates.', s.retrying) FROM s
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_blocked_aggregates', 'gauge',
+               'Aggregates whose events wait behind a failed one (alexandrite.outbox_blocked).', s.blocked_aggregates) FROM s
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_relay_connected', 'gauge',
+               'Whether the relay is connected to a broker (1) or not (0).',
+               CASE WHEN s.relay_connected THEN 1 ELSE 0 END) FROM s
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_relay_running', 'gauge',
+               'Whether the relay background worker is running on this server (1) or not (0).',
+               CASE WHEN i.relay_pid IS NOT NULL AND i.relay_pid <> 0 THEN 1 ELSE 0 END) FROM i
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_relay_reconnects_total', 'counter',
+               'Broker connections the relay opened since the server started.', COALESCE(i.reconnects, 0)) FROM i
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_outbox_relay_confirm_failures_total', 'counter',
+               'Publishes the broker did not confirm (nack, return, timeout) since the server started.',
+               COALESCE(i.confirms_failed, 0)) FROM i
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_outbox() IS 'metrics collector: outbox backlog, dead letters, relay connection';
+
+-- Dashboards: pending changes and their age, folds (dashboard_lag).
+CREATE FUNCTION alexandrite.metrics_dashboards() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH l AS (SELECT * FROM alexandrite.dashboard_lag)
+    (SELECT alexandrite.metric('alexandrite_dashboard_pending_changes', 'gauge',
+                'Changes captured but not yet folded into the dashboard''s summary.', l.pending_changes,
+                jsonb_build_object('dashboard', l.dashboard)) FROM l ORDER BY l.dashboard)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_dashboard_oldest_pending_age_seconds', 'gauge',
+                'Age of the oldest change not yet folded, in seconds (0 when none).',
+                COALESCE(extract(epoch FROM l.oldest_pending_age), 0)::float8,
+                jsonb_build_object('dashboard', l.dashboard)) FROM l ORDER BY l.dashboard)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_dashboard_folds_total', 'counter',
+                'Folds of the dashboard''s pending changes into its summary.', COALESCE(l.folds, 0),
+                jsonb_build_object('dashboard', l.dashboard)) FROM l ORDER BY l.dashboard)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_dashboard_folded_changes_total', 'counter',
+                'Changes folded into the dashboard''s summary.', COALESCE(l.folded_total, 0),
+                jsonb_build_object('dashboard', l.dashboard)) FROM l ORDER BY l.dashboard)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_dashboard_rebuild_needed', 'gauge',
+                'Whether the dashboard must be rebuilt (1: after a TRUNCATE or a failed reconcile).',
+                CASE WHEN l.rebuild_needed THEN 1 ELSE 0 END,
+                jsonb_build_object('dashboard', l.dashboard)) FROM l ORDER BY l.dashboard)
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_dashboards() IS 'metrics collector: dashboard lag and folds';
+
+-- Histogram bounds of durations, in seconds.
+CREATE FUNCTION alexandrite.metric_le_seconds(ms float8) RETURNS float8
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(min(b), 'Infinity'::float8)
+      FROM unnest('{0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60}'::float8[]) AS b
+     WHERE b >= ms / 1000.0
+$$;
+COMMENT ON FUNCTION alexandrite.metric_le_seconds(float8)
+    IS 'internal: the histogram bucket (upper bound, seconds) of a duration given in milliseconds';
+
+-- Mesh analyses: how many stored meshes were analysed and how long it took
+-- (meshes.analysis_ms), kept by a dashboard so that a scrape reads a dozen
+-- buckets, not the meshes.
+SELECT alexandrite.create_dashboard('mesh_analysis_time', 'alexandrite.meshes',
+                                    ARRAY['alexandrite.metric_le_seconds(analysis_ms)'],
+                                    count_name => 'analyses', sums => ARRAY['analysis_ms'],
+                                    filter => 'analysis_ms IS NOT NULL',
+                                    key_names => ARRAY['le_seconds'], sum_names => ARRAY['sum_ms']);
+-- Quotes given for orders (quotes), by currency and review flag, with their
+-- summed totals.
+SELECT alexandrite.create_dashboard('quote_counts', 'alexandrite.quotes',
+                                    ARRAY['currency', 'needs_review'],
+                                    count_name => 'quotes', sums => ARRAY['total'],
+                                    sum_names => ARRAY['sum_total']);
+UPDATE alexandrite.dashboards SET builtin = true
+ WHERE name OPERATOR(pg_catalog.=) ANY (ARRAY['mesh_analysis_time', 'quote_counts']);
+
+CREATE FUNCTION alexandrite.metrics_meshes() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH h AS (
+        SELECT d.le_seconds, sum(d.analyses) AS n, sum(d.sum_ms) AS ms
+          FROM alexandrite.dashboard_mesh_analysis_time d GROUP BY d.le_seconds
+    ), bounds AS (
+        SELECT b FROM unnest('{0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,Infinity}'::float8[]) AS b
+    ), fam(family, help) AS (
+        VALUES ('alexandrite_mesh_analysis_duration_seconds',
+                'Time taken to analyse the stored meshes (alexandrite.meshes.analysis_ms), in seconds.')
+    )
+    (SELECT alexandrite.metric(fam.family, 'histogram', fam.help,
+                COALESCE((SELECT sum(h.n) FROM h WHERE h.le_seconds <= bounds.b), 0),
+                jsonb_build_object('le', CASE WHEN bounds.b = 'Infinity' THEN '+Inf' ELSE bounds.b::text END),
+                '_bucket')
+       FROM fam, bounds ORDER BY bounds.b)
+    UNION ALL
+    SELECT alexandrite.metric(fam.family, 'histogram', fam.help,
+               COALESCE((SELECT sum(h.ms) FROM h), 0) / 1000.0, '{}', '_sum') FROM fam
+    UNION ALL
+    SELECT alexandrite.metric(fam.family, 'histogram', fam.help,
+               COALESCE((SELECT sum(h.n) FROM h), 0), '{}', '_count') FROM fam
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_meshes() IS 'metrics collector: mesh analyses and their duration histogram';
+
+CREATE FUNCTION alexandrite.metrics_quotes() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH counted AS (
+        SELECT d.currency, d.needs_review, sum(d.quotes) AS quotes, sum(d.sum_total) AS total
+          FROM alexandrite.dashboard_quote_counts d GROUP BY d.currency, d.needs_review
+    ), q AS (
+        -- zeros for the current price list's currency, so the series exist from the start
+        SELECT k.currency, k.needs_review, COALESCE(c.quotes, 0) AS quotes, COALESCE(c.total, 0) AS total
+          FROM (SELECT r.currency, f.needs_review FROM alexandrite.price_rules r,
+                       (VALUES (false), (true)) AS f(needs_review)
+                UNION SELECT c.currency, c.needs_review FROM counted c) k
+          LEFT JOIN counted c ON c.currency = k.currency AND c.needs_review = k.needs_review
+    )
+    (SELECT alexandrite.metric('alexandrite_quotes_total', 'counter',
+                'Quotes given for orders (alexandrite.quotes), by currency and whether they need review.', q.quotes,
+                jsonb_build_object('currency', q.currency, 'needs_review', q.needs_review::text))
+       FROM q ORDER BY q.currency, q.needs_review)
+    UNION ALL
+    (SELECT alexandrite.metric('alexandrite_quotes_value_total', 'counter',
+                'Sum of the totals of the quotes given, in their currency.', q.total,
+                jsonb_build_object('currency', q.currency, 'needs_review', q.needs_review::text))
+       FROM q ORDER BY q.currency, q.needs_review)
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_quotes() IS 'metrics collector: quotes given, by currency';
+
 INSERT INTO alexandrite.metric_collectors (name, collector, position, description) VALUES
     ('server',     'alexandrite.metrics_server()',     10, 'library version, primary or standby'),
     ('orders',     'alexandrite.metrics_orders()',     20, 'orders by status and channel, stuck orders'),
     ('sla',        'alexandrite.metrics_sla()',        30, 'open, at-risk and breached orders per channel'),
-    ('assignment', 'alexandrite.metrics_assignment()', 40, 'open and overdue orders per operator');
+    ('assignment', 'alexandrite.metrics_assignment()', 40, 'open and overdue orders per operator'),
+    ('outbox',     'alexandrite.metrics_outbox()',     50, 'outbox backlog, dead letters, relay connection'),
+    ('dashboards', 'alexandrite.metrics_dashboards()', 60, 'pending changes and folds per dashboard'),
+    ('meshes',     'alexandrite.metrics_meshes()',     70, 'mesh analyses and their duration histogram'),
+    ('quotes',     'alexandrite.metrics_quotes()',     80, 'quotes given, by currency');
 
 -- Runs the collectors (all, or those named) as the extension owner.
 -- SECURITY DEFINER on purpose (STYLE.md section 4 rule 6): monitoring roles
@@ -299,6 +451,10 @@ REVOKE ALL ON FUNCTION alexandrite.metrics_server() FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.metrics_orders() FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.metrics_sla() FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.metrics_assignment() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics_outbox() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics_dashboards() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics_meshes() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.metrics_quotes() FROM PUBLIC;
 GRANT USAGE ON SCHEMA alexandrite TO pg_monitor;
 GRANT EXECUTE ON FUNCTION alexandrite.metric_samples(text[]) TO pg_monitor;
 GRANT EXECUTE ON FUNCTION alexandrite.metrics() TO pg_monitor;
@@ -344,19 +500,42 @@ BEGIN
         RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
     END IF;
     RETURN QUERY
-    SELECT e.at, 'status'::text, e.from_status, e.to_status, e.actor,
-           -- time spent in to_status: until the next change, or until now while it lasts
-           COALESCE(lead(e.at) OVER w, CASE WHEN alexandrite.is_open(e.to_status) THEN now() END) - e.at,
-           NULL::text, NULL::bigint, NULL::text,
-           CASE WHEN e.traceparent IS NULL THEN e.detail
-                ELSE COALESCE(e.detail, '{}'::jsonb)
-                     || jsonb_build_object('traceparent', e.traceparent,
-                                           'trace_id', substr(e.traceparent, 4, 32)) END
-      FROM alexandrite.order_events e
-     WHERE e.order_id = order_timeline.order_id
-    WINDOW w AS (ORDER BY e.id)
-     ORDER BY e.id;
+    SELECT t.at, t.kind, t.from_status, t.to_status, t.actor, t.time_in_status,
+           t.event_type, t.message_id, t.delivery_state, t.detail
+      FROM (
+        -- status changes, with the time spent in each: until the next change,
+        -- or until now while it lasts
+        SELECT e.at, 'status'::text AS kind, e.from_status, e.to_status, e.actor,
+               COALESCE(lead(e.at) OVER w, CASE WHEN alexandrite.is_open(e.to_status) THEN now() END) - e.at
+                   AS time_in_status,
+               NULL::text AS event_type, NULL::bigint AS message_id, NULL::text AS delivery_state,
+               CASE WHEN e.traceparent IS NULL THEN e.detail
+                    ELSE COALESCE(e.detail, '{}'::jsonb)
+                         || jsonb_build_object('traceparent', e.traceparent,
+                                               'trace_id', substr(e.traceparent, 4, 32)) END AS detail,
+               0 AS sort_kind, e.id AS sort_id
+          FROM alexandrite.order_events e
+         WHERE e.order_id = order_timeline.order_id
+        WINDOW w AS (ORDER BY e.id)
+        UNION ALL
+        -- the outbox messages about the order, while the outbox keeps them
+        SELECT m.created_at, 'message', NULL, NULL, NULL, NULL,
+               m.event_type, m.id, m.state,
+               jsonb_strip_nulls(jsonb_build_object(
+                   -- as the relay builds it: <aggregate_type>.<event_type>, no prefix twice
+                   'routing_key', CASE WHEN starts_with(m.event_type, m.aggregate_type || '.') THEN m.event_type
+                                       ELSE m.aggregate_type || '.' || m.event_type END,
+                   'aggregate_seq', m.aggregate_seq,
+                   'attempts', m.attempts,
+                   'last_error', m.last_error,
+                   'traceparent', m.headers->>'traceparent',
+                   'trace_id', substr(m.headers->>'traceparent', 4, 32))),
+               1, m.id
+          FROM alexandrite.outbox m
+         WHERE m.aggregate_type = 'order' AND m.aggregate_id = order_timeline.order_id::text
+      ) t
+     ORDER BY t.at, t.sort_kind, t.sort_id;
 END;
 $$;
 COMMENT ON FUNCTION alexandrite.order_timeline(bigint)
-    IS 'status history of an order with the time spent in each status and the trace id of each change';
+    IS 'status history of an order with the time spent in each status, its outbox messages with their delivery state, and trace ids';

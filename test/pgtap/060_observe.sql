@@ -34,7 +34,7 @@ SELECT ok(NOT has_table_privilege('pg_monitor', 'alexandrite.metric_collectors',
 
 -- every registered collector: exists, returns samples, takes no argument, is
 -- not a definer, pins its search_path, and is not open to PUBLIC
-SELECT cmp_ok((SELECT count(*)::int FROM alexandrite.metric_collectors), '>=', 4, 'at least four collectors');
+SELECT cmp_ok((SELECT count(*)::int FROM alexandrite.metric_collectors), '>=', 8, 'a collector per capability');
 SELECT is_empty($$
     SELECT m.name FROM alexandrite.metric_collectors m JOIN pg_proc p ON p.oid = m.collector
      WHERE p.prorettype <> 'alexandrite.metric_sample'::regtype OR NOT p.proretset OR p.pronargs <> 0

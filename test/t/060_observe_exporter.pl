@@ -28,6 +28,12 @@ $node->safe_psql('postgres', q{
 	SELECT alexandrite.set_status(id, 'assigned') FROM alexandrite.orders WHERE id IN (2, 4);
 	UPDATE alexandrite.orders SET sla_due_at = now() - interval '1 day' WHERE id = 4;
 	UPDATE alexandrite.orders SET status_changed_at = now() - interval '3 days' WHERE id = 5;
+	INSERT INTO alexandrite.meshes (id, sha256, filename, format, triangles, vertices, volume_mm3, area_mm2,
+	                                size_x_mm, size_y_mm, size_z_mm, shells, watertight,
+	                                boundary_edges, nonmanifold_edges, degenerate_triangles, analysis_ms)
+	VALUES (1, sha256('x'), 'x.stl', 'stl', 12, 8, 1000, 600, 10, 10, 10, 1, true, 0, 0, 0, 42);
+	SELECT alexandrite.create_order('XQ', 'shop', 'cq', 1, 'ag925');
+	SELECT total FROM alexandrite.price_order((SELECT id FROM alexandrite.orders WHERE external_ref = 'XQ'));
 });
 
 my $queries = "$AlxTest::TOP/docs/prometheus-postgres-exporter.yml";
@@ -78,8 +84,7 @@ my $got  = parse($body);
 my $want = parse($node->safe_psql('postgres', 'SELECT alexandrite.metrics()', extra_params => [ '-U', 'alx_monitor' ]));
 
 # figures that move with the clock are compared for presence only
-my %clock = map { $_ => 1 } qw(alexandrite_metrics_collector_duration_seconds
-                               alexandrite_orders_max_time_in_status_seconds);
+my $clock = qr/^alexandrite_(metrics_collector_duration_seconds|orders_max_time_in_status_seconds|\w+_age_seconds)$/;
 my ($missing, $differ, $seen) = (0, 0, 0);
 for my $name (sort keys %$want)
 {
@@ -92,7 +97,7 @@ for my $name (sort keys %$want)
 			$missing++;
 			diag("missing from the exporter: $name\{$labels\}");
 		}
-		elsif (!$clock{$name} && $g != $want->{$name}{$labels})
+		elsif ($name !~ $clock && $g != $want->{$name}{$labels})
 		{
 			$differ++;
 			diag("$name\{$labels\}: exporter $g, metrics() $want->{$name}{$labels}");
@@ -114,9 +119,29 @@ for my $row (split /\n/, $node->safe_psql('postgres',
 is($got->{alexandrite_operator_open_orders}{'operator="op1"'},    2, 'open orders of op1');
 is($got->{alexandrite_operator_overdue_orders}{'operator="op1"'}, 1, 'overdue orders of op1');
 is($got->{alexandrite_stuck_orders}{'status="new"'},              1, 'one stuck order');
+is($got->{alexandrite_mesh_analysis_duration_seconds_bucket}{'le="0.05"'}, 1, 'the mesh histogram: one analysis within 50 ms');
+is($got->{alexandrite_mesh_analysis_duration_seconds_count}{''}, 1, 'the mesh histogram count');
+is($got->{alexandrite_quotes_total}{'currency="EUR",needs_review="false"'}, 1, 'one quote given');
+is($got->{alexandrite_outbox_pending_messages}{''} + $got->{alexandrite_outbox_published_total}{''},
+	$node->safe_psql('postgres', 'SELECT count(*) FROM alexandrite.outbox'), 'outbox: pending + published = emitted');
 ok(exists $got->{alexandrite_operator_open_orders}{'operator="op \"2\""'}, 'label values are escaped');
 ok(!grep({ $_ != 1 } values %{ $got->{alexandrite_metrics_collector_success} }), 'every collector answered');
 like($body, qr/^pg_exporter_last_scrape_error(?:\{[^}]*\})? 0$/m, 'the exporter saw no query error');
+
+# every series an alert rule of docs/alerts.yml uses is exported
+my $rules = "$AlxTest::TOP/docs/alerts.yml";
+my $exprs = `python3 -c 'import sys, yaml; [print(r["alert"] + "\t" + " ".join(r["expr"].split())) for g in yaml.safe_load(open(sys.argv[1]))["groups"] for r in g["rules"]]' $rules`;
+is($?, 0, 'docs/alerts.yml is valid YAML with groups of rules');
+my @alerts = split /\n/, $exprs;
+cmp_ok(scalar(@alerts), '>=', 10, 'alert rules: ' . scalar(@alerts));
+for my $alert (@alerts)
+{
+	my ($name, $expr) = split /\t/, $alert, 2;
+	my @series = $expr =~ /\b(alexandrite_[a-z0-9_]+)/g;
+	my @unknown = grep { !exists $got->{$_} } @series;
+	ok(@series && !@unknown, "$name uses exported series (@series)")
+	  or diag("not exported: @unknown");
+}
 
 # the monitoring role reads figures, not orders
 my ($rc, $stdout, $stderr) = $node->psql('postgres', 'SELECT count(*) FROM alexandrite.orders',
