@@ -62,9 +62,16 @@ AS $$
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_server() IS 'metrics collector: library version and recovery state';
 
+-- Open orders by status and time of their last status change: stuck orders
+-- per status are an index-only range scan, the longest time in each status
+-- one index probe per status (no heap access, no scan of closed orders).
+CREATE INDEX orders_open_status_age_idx ON alexandrite.orders (status, status_changed_at)
+    WHERE status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+COMMENT ON INDEX alexandrite.orders_open_status_age_idx IS 'metrics: stuck orders and the longest time in status, per open status';
+
 -- Orders: how many are in each status (the status_counts dashboard: summary
--- plus pending changes, exact), and which ones stopped moving (the partial
--- index on open orders by status_changed_at).
+-- plus pending changes, exact), and which ones stopped moving
+-- (orders_open_status_age_idx).
 CREATE FUNCTION alexandrite.metrics_orders() RETURNS SETOF alexandrite.metric_sample
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -94,11 +101,15 @@ AS $$
       WHERE alexandrite.is_open(s.status)
       ORDER BY s.status)
     UNION ALL
-    SELECT alexandrite.metric('alexandrite_orders_max_time_in_status_seconds', 'gauge',
-               'Longest time an open order has spent in its current status, in seconds (0 when no order is open).',
-               COALESCE(extract(epoch FROM now() - min(o.status_changed_at)), 0)::float8)
-      FROM alexandrite.orders o
-     WHERE o.status < 'shipped'::alexandrite.order_status
+    (SELECT alexandrite.metric('alexandrite_orders_max_time_in_status_seconds', 'gauge',
+                'Longest time an open order has spent in its current status, by status, in seconds (0 when none is in it).',
+                COALESCE(extract(epoch FROM now() - (SELECT min(o.status_changed_at) FROM alexandrite.orders o
+                                                      WHERE o.status = s.status
+                                                        AND o.status < 'shipped'::alexandrite.order_status)), 0)::float8,
+                jsonb_build_object('status', s.status))
+       FROM unnest(enum_range(NULL::alexandrite.order_status)) AS s(status)
+      WHERE alexandrite.is_open(s.status)
+      ORDER BY s.status)
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_orders() IS 'metrics collector: orders by status and channel, stuck orders';
 
@@ -336,7 +347,7 @@ INSERT INTO alexandrite.metric_collectors (name, collector, position, descriptio
 -- extension owner can write.
 CREATE FUNCTION alexandrite.metric_samples(collectors text[] DEFAULT NULL)
     RETURNS SETOF alexandrite.metric_sample
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -431,8 +442,9 @@ $$;
 COMMENT ON FUNCTION alexandrite.metrics_render(alexandrite.metric_sample[])
     IS 'renders metric samples in the Prometheus text exposition format';
 
+-- VOLATILE like metric_samples(): each call is a new scrape (durations, ages).
 CREATE FUNCTION alexandrite.metrics() RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE sql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT alexandrite.metrics_render(ARRAY(
