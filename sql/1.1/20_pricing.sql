@@ -17,10 +17,16 @@ ALTER TABLE alexandrite.materials
 ------------------------------------------------------------------------------
 -- Price list versions: one immutable row per version.  The newest row is
 -- the current price list (the view alexandrite.price_rules); an UPDATE of
--- that view, or any change of alexandrite.materials, adds a new row.
+-- that view adds a new row.  Metal prices live in alexandrite.materials and
+-- are not part of a version (they change daily); every quote records the
+-- metal figures it used in its breakdown.
 ------------------------------------------------------------------------------
+CREATE SEQUENCE alexandrite.price_list_version_seq AS bigint;
+COMMENT ON SEQUENCE alexandrite.price_list_version_seq IS 'price list version numbers';
+
 CREATE TABLE alexandrite.price_list_versions (
-    version                 bigint PRIMARY KEY,
+    version                 bigint PRIMARY KEY
+                            DEFAULT pg_catalog.nextval('alexandrite.price_list_version_seq'::pg_catalog.regclass),
     currency                text NOT NULL CHECK (currency OPERATOR(pg_catalog.~) '^[A-Z]{3}$'),
     currency_exponent       integer NOT NULL
                             CHECK (currency_exponent OPERATOR(pg_catalog.>=) 0 AND currency_exponent OPERATOR(pg_catalog.<=) 4),
@@ -32,9 +38,8 @@ CREATE TABLE alexandrite.price_list_versions (
     minimum_price           numeric NOT NULL,
     rounding_increment      numeric NOT NULL,
     rounding_mode           text NOT NULL,
-    materials               jsonb NOT NULL,   -- snapshot of alexandrite.materials: {code: {...}}
     valid_from              timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    changed_by              text,
+    changed_by              text DEFAULT alexandrite.current_actor(NULL),
     change_note             text,
     CONSTRAINT price_list_money_checks CHECK (
         labour_base OPERATOR(pg_catalog.>=) 0 AND labour_base OPERATOR(pg_catalog.<) 1000000000
@@ -52,14 +57,12 @@ CREATE TABLE alexandrite.price_list_versions (
     CONSTRAINT price_list_rounding_mode CHECK (
         rounding_mode OPERATOR(pg_catalog.=) 'half_up' OR rounding_mode OPERATOR(pg_catalog.=) 'up'
         OR rounding_mode OPERATOR(pg_catalog.=) 'down'),
-    CONSTRAINT price_list_tiers_array CHECK (pg_catalog.jsonb_typeof(complexity_tiers) OPERATOR(pg_catalog.=) 'array'),
-    CONSTRAINT price_list_materials_object CHECK (pg_catalog.jsonb_typeof(materials) OPERATOR(pg_catalog.=) 'object')
+    CONSTRAINT price_list_tiers_array CHECK (pg_catalog.jsonb_typeof(complexity_tiers) OPERATOR(pg_catalog.=) 'array')
 );
+ALTER SEQUENCE alexandrite.price_list_version_seq OWNED BY alexandrite.price_list_versions.version;
 COMMENT ON TABLE alexandrite.price_list_versions IS
-    'every version of the price list (rules and a snapshot of the materials), immutable; the newest is current';
+    'every version of the price list, immutable; the newest is current';
 
-CREATE SEQUENCE alexandrite.price_list_version_seq AS bigint;
-COMMENT ON SEQUENCE alexandrite.price_list_version_seq IS 'price list version numbers';
 
 -- The current price list: the newest version.  UPDATE it to make a new one.
 CREATE VIEW alexandrite.price_rules AS
@@ -71,18 +74,6 @@ CREATE VIEW alexandrite.price_rules AS
      LIMIT 1;
 COMMENT ON VIEW alexandrite.price_rules IS
     'the current price list; an UPDATE creates a new version (see alexandrite.price_list_versions)';
-
--- A snapshot of the materials as the price list records them.
-CREATE FUNCTION alexandrite.materials_snapshot() RETURNS jsonb
-    LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT COALESCE(pg_catalog.jsonb_object_agg(m.code, pg_catalog.jsonb_build_object(
-               'name', m.name, 'density_g_cm3', m.density_g_cm3, 'price_per_gram', m.price_per_gram,
-               'casting_loss_pct', m.casting_loss_pct, 'active', m.active)), '{}'::jsonb)
-      FROM alexandrite.materials m;
-END;
-COMMENT ON FUNCTION alexandrite.materials_snapshot() IS 'internal: the materials as a price list version records them';
 
 -- Raise 22023 unless tiers is a valid complexity tier list.
 CREATE FUNCTION alexandrite.check_complexity_tiers(tiers jsonb) RETURNS void
@@ -140,11 +131,41 @@ $$;
 COMMENT ON FUNCTION alexandrite.check_complexity_tiers(jsonb) IS
     'internal: raises invalid_parameter_value unless the argument is a valid complexity tier list';
 
+-- Serialises the writers of price list versions until the end of the
+-- transaction.  An advisory lock (on the table's OID under a fixed
+-- alexandrite key) rather than LOCK TABLE, which would need UPDATE rights
+-- on a table nobody may update.
+CREATE FUNCTION alexandrite.price_list_lock() RETURNS void
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT pg_catalog.pg_advisory_xact_lock(1095520336,   -- 'ALXP'
+               'alexandrite.price_list_versions'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int4);
+END;
+COMMENT ON FUNCTION alexandrite.price_list_lock() IS
+    'internal: serialises writers of alexandrite.price_list_versions until the end of the transaction';
+
+-- Every version, however it is inserted, has valid complexity tiers.
+CREATE FUNCTION alexandrite.price_list_versions_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM alexandrite.check_complexity_tiers(NEW.complexity_tiers);
+    RETURN NEW;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.price_list_versions_check() IS
+    'internal: validates the complexity tiers of a new price list version';
+CREATE TRIGGER price_list_versions_check BEFORE INSERT ON alexandrite.price_list_versions
+    FOR EACH ROW EXECUTE FUNCTION alexandrite.price_list_versions_check();
+
 -- UPDATE alexandrite.price_rules: store the new values as the next version.
--- SECURITY DEFINER so that a role allowed to UPDATE the view need not (and
--- cannot) write the history table directly.
+-- Runs as the caller (no SECURITY DEFINER in alexandrite): changing the
+-- price list needs UPDATE on the view, INSERT on price_list_versions and
+-- USAGE on its sequence (docs/pricing.md, "Privileges").
 CREATE FUNCTION alexandrite.price_rules_update() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
+    LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -157,7 +178,7 @@ BEGIN
     PERFORM alexandrite.check_complexity_tiers(NEW.complexity_tiers);
     -- one writer of versions at a time; a version committed since this
     -- transaction read the list would be silently overwritten: refuse
-    LOCK TABLE alexandrite.price_list_versions IN SHARE ROW EXCLUSIVE MODE;
+    PERFORM alexandrite.price_list_lock();
     IF alexandrite.price_list_head() OPERATOR(pg_catalog.<>) OLD.version THEN
         RAISE EXCEPTION 'could not serialize access due to a concurrent price list change'
             USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
@@ -165,63 +186,22 @@ BEGIN
     INSERT INTO alexandrite.price_list_versions
            (version, currency, currency_exponent, labour_base, complexity_tiers, finishing_per_cm2,
             stone_setting_per_stone, margin_pct, minimum_price, rounding_increment, rounding_mode,
-            materials, valid_from, changed_by, change_note)
+            valid_from, changed_by, change_note)
     VALUES (pg_catalog.nextval('alexandrite.price_list_version_seq'::pg_catalog.regclass),
             NEW.currency, NEW.currency_exponent, NEW.labour_base, NEW.complexity_tiers,
             NEW.finishing_per_cm2, NEW.stone_setting_per_stone, NEW.margin_pct, NEW.minimum_price,
-            NEW.rounding_increment, NEW.rounding_mode, alexandrite.materials_snapshot(),
-            pg_catalog.clock_timestamp(), alexandrite.current_actor(NULL),
+            NEW.rounding_increment, NEW.rounding_mode, pg_catalog.clock_timestamp(), alexandrite.current_actor(NULL),
             CASE WHEN NEW.change_note IS DISTINCT FROM OLD.change_note THEN NEW.change_note END)
     RETURNING version, valid_from, changed_by, change_note
          INTO NEW.version, NEW.valid_from, NEW.changed_by, NEW.change_note;
     RETURN NEW;
 END;
 $$;
-REVOKE ALL ON FUNCTION alexandrite.price_rules_update() FROM PUBLIC;
 COMMENT ON FUNCTION alexandrite.price_rules_update() IS
     'internal: INSTEAD OF UPDATE trigger of alexandrite.price_rules, adds a price list version';
 
 CREATE TRIGGER price_rules_update INSTEAD OF UPDATE ON alexandrite.price_rules
     FOR EACH ROW EXECUTE FUNCTION alexandrite.price_rules_update();
-
--- A change of the materials makes a new price list version (same rules, new
--- materials snapshot) when the snapshot really differs.
-CREATE FUNCTION alexandrite.materials_changed() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_snap jsonb;
-    v_head bigint;
-    v_cur  alexandrite.price_list_versions;
-BEGIN
-    LOCK TABLE alexandrite.price_list_versions IN SHARE ROW EXCLUSIVE MODE;
-    v_head := alexandrite.price_list_head();
-    SELECT * INTO v_cur FROM alexandrite.price_list_versions v
-     WHERE v.version OPERATOR(pg_catalog.=) v_head;
-    IF NOT FOUND THEN
-        -- committed after this transaction's snapshot was taken
-        RAISE EXCEPTION 'could not serialize access due to a concurrent price list change'
-            USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
-    END IF;
-    v_snap := alexandrite.materials_snapshot();
-    IF v_cur.materials OPERATOR(pg_catalog.<>) v_snap THEN
-        v_cur.version := pg_catalog.nextval('alexandrite.price_list_version_seq'::pg_catalog.regclass);
-        v_cur.materials := v_snap;
-        v_cur.valid_from := pg_catalog.clock_timestamp();
-        v_cur.changed_by := alexandrite.current_actor(NULL);
-        v_cur.change_note := 'materials changed';
-        INSERT INTO alexandrite.price_list_versions SELECT v_cur.*;
-    END IF;
-    RETURN NULL;
-END;
-$$;
-REVOKE ALL ON FUNCTION alexandrite.materials_changed() FROM PUBLIC;
-COMMENT ON FUNCTION alexandrite.materials_changed() IS
-    'internal: statement trigger on alexandrite.materials, adds a price list version when materials change';
-
-CREATE TRIGGER materials_price_list AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON alexandrite.materials
-    FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.materials_changed();
 
 -- History is immutable: old quotes must stay explainable.
 CREATE FUNCTION alexandrite.price_list_versions_immutable() RETURNS trigger
@@ -258,12 +238,18 @@ COMMENT ON FUNCTION alexandrite.price_list_invalidate() IS
     'internal: statement trigger that makes every backend reload its cached price list';
 CREATE TRIGGER price_list_versions_invalidate AFTER INSERT ON alexandrite.price_list_versions
     FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.price_list_invalidate();
+-- the cache holds the materials too
+CREATE TRIGGER materials_price_cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON alexandrite.materials
+    FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.price_list_invalidate();
 
 -- Version 1: an example list in EUR (see docs/pricing.md for the figures).
+-- Its row is the same in every installation (valid_from -infinity), so that
+-- pg_dump can leave it out ('WHERE version > 1') and a restore finds it.
 INSERT INTO alexandrite.price_list_versions
        (version, currency, currency_exponent, labour_base, complexity_tiers, finishing_per_cm2,
         stone_setting_per_stone, margin_pct, minimum_price, rounding_increment, rounding_mode,
-        materials, changed_by, change_note)
+        valid_from, changed_by, change_note)
 VALUES (pg_catalog.nextval('alexandrite.price_list_version_seq'::pg_catalog.regclass),
         'EUR', 2, 25.00,
         '[{"from_triangles": 0, "charge": 0},
@@ -271,7 +257,7 @@ VALUES (pg_catalog.nextval('alexandrite.price_list_version_seq'::pg_catalog.regc
           {"from_triangles": 250000, "charge": 15.00},
           {"from_triangles": 1000000, "charge": 30.00}]',
         0.80, 4.50, 30, 40.00, 0.05, 'half_up',
-        alexandrite.materials_snapshot(), 'alexandrite', 'initial price list');
+        '-infinity', 'alexandrite', 'initial price list');
 
 ------------------------------------------------------------------------------
 -- Quotes

@@ -1,3 +1,5 @@
 # src/pricing/module.mk: versioned price list, price_quote, price_order
 OBJS    += src/pricing/pricelist.o src/pricing/quote.o
 REGRESS += pricing_quote pricing_versions pricing_order
+ISOLATION += pricing_cache
+ISOLATION += pricing_order_race

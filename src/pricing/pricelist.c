@@ -6,10 +6,10 @@
  *
  * price_quote must not read the price list per call.  Each backend keeps
  * the current version (and a few older ones that a caller asked for by
- * number) in memory.  A statement trigger on price_list_versions sends a
- * relcache invalidation for that table whenever a version is added; our
- * relcache callback then marks the cached current list stale, and the next
- * quote reloads it.  Invalidations are transactional: other backends see
+ * number), together with the materials, in memory.  Statement triggers on
+ * price_list_versions and materials send a relcache invalidation for the
+ * table whenever it changes; our relcache callback then marks the cached
+ * lists stale, and the next quote reloads.  Invalidations are transactional: other backends see
  * them once the change committed, and the writing backend sees its own at
  * the next command (and again at rollback, which reloads the old list).
  *
@@ -60,6 +60,7 @@ static int	old_next = 0;
 
 /* relation OIDs, resolved again after any invalidation */
 static Oid	versions_relid = InvalidOid;
+static Oid	materials_relid = InvalidOid;
 static Oid	meshes_relid = InvalidOid;
 static bool oids_valid = false;
 
@@ -74,14 +75,18 @@ static Oid	checked_user = InvalidOid;
 static void
 pricing_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == versions_relid || relid == meshes_relid)
+	if (relid == InvalidOid || relid == versions_relid || relid == materials_relid ||
+		relid == meshes_relid)
 	{
 		current_valid = false;
 		oids_valid = false;
 		checked_user = InvalidOid;
 		inval_count++;
-		/* the table may have been dropped and re-created: forget old versions too */
-		if (relid == InvalidOid || relid == versions_relid)
+		/*
+		 * Materials are in every cached list; and the versions table may have
+		 * been dropped and re-created: forget the older versions too.
+		 */
+		if (relid != meshes_relid)
 		{
 			for (int i = 0; i < ALX_OLD_LISTS; i++)
 				if (old_lists[i] != NULL)
@@ -117,13 +122,21 @@ resolve_oids(void)
 		return;
 	nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);
 	versions_relid = get_relname_relid("price_list_versions", nsp);
+	materials_relid = get_relname_relid("materials", nsp);
 	meshes_relid = get_relname_relid("meshes", nsp);
-	if (!OidIsValid(versions_relid) || !OidIsValid(meshes_relid))
+	if (!OidIsValid(versions_relid) || !OidIsValid(materials_relid) || !OidIsValid(meshes_relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("alexandrite pricing tables are missing"),
 				 errhint("Update the extension with ALTER EXTENSION alexandrite UPDATE.")));
 	oids_valid = true;
+}
+
+/* A number that changes whenever the tables pricing reads may have changed. */
+uint64
+AlxPricingGeneration(void)
+{
+	return inval_count;
 }
 
 /* The OID of alexandrite.meshes. */
@@ -154,12 +167,17 @@ AlxPricingCheckAccess(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for table %s", "meshes"),
-				 errdetail("price_quote reads alexandrite.meshes and alexandrite.price_list_versions.")));
+				 errdetail("price_quote reads alexandrite.meshes, alexandrite.materials and alexandrite.price_list_versions.")));
 	if (pg_class_aclcheck(versions_relid, user, ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for table %s", "price_list_versions"),
-				 errdetail("price_quote reads alexandrite.meshes and alexandrite.price_list_versions.")));
+				 errdetail("price_quote reads alexandrite.meshes, alexandrite.materials and alexandrite.price_list_versions.")));
+	if (pg_class_aclcheck(materials_relid, user, ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", "materials"),
+				 errdetail("price_quote reads alexandrite.meshes, alexandrite.materials and alexandrite.price_list_versions.")));
 	checked_user = user;
 }
 
@@ -380,18 +398,11 @@ load_price_list(int64 version)
 						list->version)));
 	MemoryContextSwitchTo(old);
 
-	/* materials snapshot */
-	ret = SPI_execute_with_args(
-		"SELECT m.key,"
-		" (m.value OPERATOR(pg_catalog.->>) 'active')::boolean,"
-		" (m.value OPERATOR(pg_catalog.->>) 'density_g_cm3')::numeric,"
-		" (m.value OPERATOR(pg_catalog.->>) 'price_per_gram')::numeric,"
-		" (m.value OPERATOR(pg_catalog.->>) 'casting_loss_pct')::numeric"
-		" FROM alexandrite.price_list_versions v, pg_catalog.jsonb_each(v.materials) AS m"
-		" WHERE v.version OPERATOR(pg_catalog.=) $1",
-		1, argtypes, args, nulls, true, 0);
+	/* the materials as they are now (they are not versioned) */
+	ret = SPI_execute("SELECT m.code, m.active, m.density_g_cm3, m.price_per_gram, m.casting_loss_pct"
+					  " FROM alexandrite.materials m", true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read the materials of the price list: %s",
+		elog(ERROR, "could not read the materials: %s",
 			 SPI_result_code_string(ret));
 	desc = SPI_tuptable->tupdesc;
 	old = MemoryContextSwitchTo(cxt);

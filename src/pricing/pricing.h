@@ -83,6 +83,7 @@ typedef struct AlxPriceList
 extern const AlxPriceList *AlxPriceListGet(int64 version);
 extern const AlxMaterial *AlxPriceListMaterial(const AlxPriceList *list, const char *code);
 extern Oid	AlxPricingMeshesRelid(void);
+extern uint64 AlxPricingGeneration(void);
 extern void AlxPricingCheckAccess(void);
 
 #endif							/* ALX_PRICING_H */

@@ -34,6 +34,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 
 #include "alexandrite.h"
@@ -83,6 +84,7 @@ static const struct
 
 /* where those columns are; recomputed whenever the table may have changed */
 static Oid	layout_relid = InvalidOid;
+static uint64 layout_gen = 0;
 static Oid	layout_pkey = InvalidOid;
 static AttrNumber layout_att[MC_NCOLS];
 
@@ -259,6 +261,7 @@ resolve_layout(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
+	layout_relid = InvalidOid;	/* until complete */
 	for (int c = 0; c < MC_NCOLS; c++)
 	{
 		layout_att[c] = InvalidAttrNumber;
@@ -320,12 +323,20 @@ fetch_mesh(int64 mesh_id, MeshFacts *m)
 	Snapshot	snap;
 
 	rel = table_open(relid, AccessShareLock);
-	/* a relcache invalidation of meshes resets the OIDs, hence the layout */
-	if (layout_relid != relid || !OidIsValid(layout_pkey) ||
-		RelationGetRelid(rel) != layout_relid)
+	/* any invalidation of the table (DDL included) recomputes the layout */
+	if (layout_relid != relid || layout_gen != AlxPricingGeneration())
+	{
 		resolve_layout(rel);
-	else if (rel->rd_rel->relnatts < layout_att[MC_NCOLS - 1])
-		resolve_layout(rel);
+		layout_gen = AlxPricingGeneration();
+	}
+
+	/* the scan below would bypass row-level security: refuse instead */
+	if (rel->rd_rel->relrowsecurity &&
+		check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("price_quote does not support row-level security on alexandrite.meshes"),
+				 errhint("Disable row-level security on alexandrite.meshes, or quote as a role that bypasses it.")));
 
 	snap = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(mesh_id));
