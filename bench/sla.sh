@@ -13,7 +13,7 @@ source "$(dirname "$0")/../scripts/lib.sh"
 N=${1:-1000000}
 SECS=${2:-15}
 OUT=${OUT:-$(mktemp -d /tmp/alx-bench-sla.XXXXXX)}
-chmod 777 "$OUT"
+mkdir -p "$OUT"; chmod 777 "$OUT"
 bindir=$(alx_bindir)
 dir=$OUT/cluster
 port=$(alx_free_port)
@@ -79,7 +79,7 @@ SQL
 run() {
     local name=$1 script=$2 clients=$3 secs=$4
     rm -f "$OUT/$name".[0-9]*
-    (cd "$OUT" && pgbench -n -f "$script" -c "$clients" -j "$clients" -T "$secs" \
+    (cd "$OUT" && pgbench -n -M prepared -f "$script" -c "$clients" -j "$clients" -T "$secs" \
         -l --log-prefix="$OUT/$name" > "$OUT/$name.out" 2>&1)
     local tps; tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$OUT/$name.out")
     # per-transaction log: client xact latency_us script_no epoch us
@@ -93,7 +93,7 @@ run() {
 pool() { psql -At -c "SELECT count(*) FROM alexandrite.orders WHERE status < 'assigned' AND operator_id IS NULL"; }
 open_n() { psql -At -c "SELECT count(*) FROM alexandrite.orders WHERE status < 'shipped'"; }
 
-echo "## SLA benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
+echo "## SLA benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at start: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
 echo "Open orders: $(open_n); unassigned pool before the runs: $(pool). Run length ${SECS}s per line (naive: shorter, see below)."
 echo
@@ -111,12 +111,14 @@ done
 
 # sla_priority throughput: the same scan with and without the function
 t_base=$(psql -At <<'SQL' | tail -1
+SET max_parallel_workers_per_gather = 0;
 \timing on
 SELECT count(*) FILTER (WHERE o.sla_due_at > o.created_at) FROM alexandrite.orders o;
 SELECT count(*) FILTER (WHERE o.sla_due_at > o.created_at) FROM alexandrite.orders o;
 SQL
 )
 t_fn=$(psql -At <<'SQL' | tail -1
+SET max_parallel_workers_per_gather = 0;
 \timing on
 SELECT count(*) FILTER (WHERE alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, now()) > 0) FROM alexandrite.orders o;
 SELECT count(*) FILTER (WHERE alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, now()) > 0) FROM alexandrite.orders o;
@@ -126,9 +128,9 @@ t_base=$(echo "$t_base" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
 t_fn=$(echo "$t_fn" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
 rows=$(psql -At -c "SELECT count(*) FROM alexandrite.orders")
 echo
-echo "sla_priority over $rows rows in one statement: ${t_fn} ms"\
+echo "sla_priority over $rows rows in one statement (one process, no parallel workers): ${t_fn} ms"\
      "($(awk -v n="$rows" -v t="$t_fn" 'BEGIN {printf "%.2f", n / t / 1000}') M evaluations/s including the scan;"\
      "the same scan without the function: ${t_base} ms, so the function alone runs at"\
      "$(awk -v n="$rows" -v t="$t_fn" -v b="$t_base" 'BEGIN {printf "%.2f", (t > b) ? n / (t - b) / 1000 : 0}') M/s)."
 echo
-echo "Raw pgbench output and per-transaction logs: $OUT"
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). Raw pgbench output and per-transaction logs: $OUT"

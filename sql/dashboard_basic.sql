@@ -4,7 +4,7 @@
 SET client_min_messages = warning;
 
 -- the registry holds the three contract dashboards' building blocks
-SELECT name, base_table, key_names, count_name, filter, builtin
+SELECT name, base_table, key_names, count_name, filter, due_expr, horizons, horizon_names, builtin
   FROM alexandrite.dashboards ORDER BY id;
 
 -- a DBA's own dashboard over their own table
@@ -102,6 +102,32 @@ SELECT count(*) AS capture_triggers FROM pg_trigger
 INSERT INTO public.shipments (carrier, country, weight) VALUES ('fedex', 'it', 1), ('fedex', 'es', 1);
 SELECT * FROM alexandrite.dashboard_shipments_by_country ORDER BY country;
 SELECT * FROM alexandrite.dashboard_shipments_by_carrier ORDER BY carrier, country;
+
+-- time-relative counts: tickets due before now, and due within the next 30 minutes or past
+CREATE TABLE public.tickets (id serial PRIMARY KEY, queue text NOT NULL, due timestamptz, open boolean NOT NULL DEFAULT true);
+SELECT alexandrite.create_dashboard('ticket_due', 'public.tickets', ARRAY['queue'], filter => 'open',
+                                    due => 'due', horizons => ARRAY['0'::interval, '30 minutes'::interval],
+                                    horizon_names => ARRAY['overdue', 'due_soon_or_overdue']) IS NOT NULL AS created;
+INSERT INTO public.tickets (queue, due)
+SELECT (ARRAY['casting', 'polishing'])[1 + g % 2], now() + (g - 10) * interval '5 minutes'
+  FROM generate_series(1, 20) g;
+INSERT INTO public.tickets (queue, due) VALUES ('casting', NULL), ('casting', 'infinity'), ('polishing', '-infinity');
+SELECT * FROM alexandrite.dashboard_ticket_due ORDER BY queue;
+SELECT queue, count(*), count(*) FILTER (WHERE due < now()) AS overdue,
+       count(*) FILTER (WHERE due < now() + interval '30 minutes') AS due_soon_or_overdue
+  FROM public.tickets WHERE open GROUP BY queue ORDER BY queue;
+SELECT count(DISTINCT alx_due_bucket) > 1 AS deltas_by_due_minute FROM alexandrite.dashboard_ticket_due_delta;
+UPDATE public.tickets SET open = false WHERE id % 3 = 0;
+SELECT alexandrite.refresh_dashboards() > 0 AS folded;
+SELECT * FROM alexandrite.dashboard_ticket_due ORDER BY queue;
+SELECT dashboard, ok FROM alexandrite.reconcile_dashboards('ticket_due');
+SELECT alexandrite.create_dashboard('bad', 'public.tickets', ARRAY['queue'], due => 'due', horizons => ARRAY['1 day'::interval]);
+SELECT alexandrite.create_dashboard('bad', 'public.tickets', ARRAY['queue'], due => 'due', horizons => ARRAY['90 seconds'::interval]);
+SELECT alexandrite.create_dashboard('bad', 'public.tickets', ARRAY['queue'], due => 'due');
+SELECT alexandrite.create_dashboard('bad', 'public.tickets', ARRAY['queue'], horizons => ARRAY['0'::interval]);
+SELECT alexandrite.create_dashboard('bad', 'public.tickets', ARRAY['queue'], due => 'now()', horizons => ARRAY['0'::interval]);
+SELECT alexandrite.drop_dashboard('ticket_due');
+DROP TABLE public.tickets;
 
 -- bad definitions
 SELECT alexandrite.create_dashboard('shipments_by_country', 'public.shipments', ARRAY['country']);

@@ -36,7 +36,7 @@ def declare(port, queue, exchange, keys):
     c = connect(port)
     ch = c.channel()
     ch.exchange_declare(exchange, exchange_type='topic', durable=True)
-    ch.queue_declare(queue, durable=True, arguments={'x-queue-type': 'quorum'})
+    ch.queue_declare(queue, durable=True, arguments={'x-queue-type': 'quorum', 'x-single-active-consumer': True})
     for k in keys:
         ch.queue_bind(queue, exchange, routing_key=k)
     c.close()

@@ -26,6 +26,12 @@ CREATE FUNCTION alexandrite.sla_at_for_priority(priority float8, channel text, s
 COMMENT ON FUNCTION alexandrite.sla_at_for_priority(float8, text, timestamptz)
     IS 'the moment at which an order of the channel due at sla_due_at scores "priority" (sla_priority inverted in "at")';
 
+CREATE FUNCTION alexandrite.sla_channels() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'alexandrite_sla_channels'
+    LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION alexandrite.sla_channels()
+    IS 'the channels that have an SLA policy, from the per-backend cache';
+
 -- Every backend caches the channel policies; a change to the table tells
 -- them all to reload (relcache invalidation, as pg_cron does for cron.job).
 CREATE FUNCTION alexandrite.sla_policies_invalidate() RETURNS trigger
@@ -215,7 +221,7 @@ COMMENT ON FUNCTION alexandrite.sla_require_read_committed(text)
 -- order is taken or locked by a concurrent claimer.
 --
 -- Candidates are the first lim rows of each channel's pool index (an index
--- range scan each), ranked by (priority desc, id asc).  One statement then
+-- range scan each), ranked by (priority desc, id asc).  The same statement
 -- locks the first candidate nobody else holds (Limit over LockRows with SKIP
 -- LOCKED: only the row returned is locked; a row claimed since the snapshot
 -- fails the re-check and is skipped).  The ranking of truncated lists is
@@ -230,49 +236,57 @@ CREATE FUNCTION alexandrite.sla_claim(at timestamptz, due_before timestamptz DEF
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_lim integer := 8;
-    v_id  bigint;
-    v_ok  boolean;
+    v_lim     integer := 16;
+    v_id      bigint;
+    v_p       float8;
+    v_cid     bigint;
+    v_guard_p float8;
+    v_guard_i bigint;
 BEGIN
     LOOP
-        WITH cand AS MATERIALIZED (
-            SELECT k.id, k.rn, k.n,
-                   alexandrite.sla_priority(k.created_at, k.sla_due_at, ch.channel, sla_claim.at) AS p
-              FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
-             CROSS JOIN LATERAL (
-                   SELECT o.id, o.sla_due_at, o.created_at,
-                          pg_catalog.row_number() OVER (ORDER BY o.sla_due_at, o.id) AS rn,
-                          pg_catalog.count(*) OVER () AS n
-                     FROM (SELECT o2.id, o2.sla_due_at, o2.created_at
-                             FROM alexandrite.orders o2
-                            WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
-                              AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
-                              AND o2.operator_id IS NULL
-                              AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
-                            ORDER BY o2.sla_due_at, o2.id
-                            LIMIT v_lim) o) k)
-        SELECT o.id,
-               -- no truncated list ends before this row
-               NOT EXISTS (SELECT 1 FROM cand g
-                            WHERE g.n OPERATOR(pg_catalog.=) v_lim
-                              AND g.rn OPERATOR(pg_catalog.=) v_lim
-                              AND (g.p OPERATOR(pg_catalog.>) c.p
-                                   OR (g.p OPERATOR(pg_catalog.=) c.p AND g.id OPERATOR(pg_catalog.<) c.id)))
-          INTO v_id, v_ok
-          FROM cand c
+        -- c: the candidates in rank order (the subquery's ORDER BY feeds the
+        -- nested loop in order, so LockRows probes orders row by row and
+        -- stops at the first one it can lock); guard: the earliest-ranked
+        -- last candidate of a truncated list
+        SELECT o.id, c.p, c.id, c.guard_p, c.guard_i
+          INTO v_id, v_p, v_cid, v_guard_p, v_guard_i
+          FROM (SELECT k.id, k.p,
+                       pg_catalog.max(k.p) FILTER (WHERE k.n OPERATOR(pg_catalog.=) v_lim
+                                                     AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_p,
+                       pg_catalog.min(k.id) FILTER (WHERE k.n OPERATOR(pg_catalog.=) v_lim
+                                                      AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_i
+                  FROM (SELECT h.id, h.rn, h.n,
+                               alexandrite.sla_priority(h.created_at, h.sla_due_at, ch.channel, sla_claim.at) AS p
+                          FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
+                         CROSS JOIN LATERAL (
+                               SELECT o1.id, o1.sla_due_at, o1.created_at,
+                                      pg_catalog.row_number() OVER (ORDER BY o1.sla_due_at, o1.id) AS rn,
+                                      pg_catalog.count(*) OVER () AS n
+                                 FROM (SELECT o2.id, o2.sla_due_at, o2.created_at
+                                         FROM alexandrite.orders o2
+                                        WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
+                                          AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
+                                          AND o2.operator_id IS NULL
+                                          AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
+                                        ORDER BY o2.sla_due_at, o2.id
+                                        LIMIT v_lim) o1) h) k
+                 ORDER BY k.p DESC, k.id) c
           JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) c.id
          WHERE o.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
            AND o.operator_id IS NULL
          ORDER BY c.p DESC, c.id
          LIMIT 1
            FOR NO KEY UPDATE OF o SKIP LOCKED;
-        IF v_id IS NOT NULL AND v_ok THEN
-            RETURN v_id;
-        END IF;
-        IF v_id IS NULL THEN
+        IF v_id IS NOT NULL THEN
+            -- exact unless a truncated list ended before this row
+            IF v_guard_p IS NULL OR v_p OPERATOR(pg_catalog.>) v_guard_p
+               OR (v_p OPERATOR(pg_catalog.=) v_guard_p AND v_cid OPERATOR(pg_catalog.<=) v_guard_i) THEN
+                RETURN v_id;
+            END IF;
+        ELSE
             -- nothing lockable among the candidates: done unless a list was cut short
             PERFORM 1 WHERE EXISTS (
-                SELECT 1 FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
+                SELECT 1 FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
                  CROSS JOIN LATERAL (
                        SELECT pg_catalog.count(*) AS n
                          FROM (SELECT 1 FROM alexandrite.orders o2
@@ -362,12 +376,43 @@ CREATE FUNCTION alexandrite.assign_next(operator_id text) RETURNS bigint
 AS $$
 DECLARE
     v_capacity integer;
+    v_active   boolean;
     v_open     integer;
     v_id       bigint;
 BEGIN
-    PERFORM alexandrite.sla_require_read_committed('assign_next');
-    SELECT l.capacity, l.open_orders INTO v_capacity, v_open
-      FROM alexandrite.sla_lock_operator(assign_next.operator_id, true) l;
+    -- the steps of sla_require_read_committed, sla_lock_operator and
+    -- sla_give, inlined: this is the hot path
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        PERFORM alexandrite.sla_require_read_committed('assign_next');
+    END IF;
+    IF assign_next.operator_id IS NULL THEN
+        RAISE EXCEPTION 'operator_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- one claimer per operator at a time (NO KEY UPDATE: foreign-key checks
+    -- on the operator are not blocked)
+    SELECT op.capacity, op.active INTO v_capacity, v_active
+      FROM alexandrite.operators op
+     WHERE op.id OPERATOR(pg_catalog.=) assign_next.operator_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'operator "%" does not exist', assign_next.operator_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT v_active THEN
+        RAISE EXCEPTION 'operator "%" is not active', assign_next.operator_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Set alexandrite.operators.active to true to let the operator take orders.';
+    END IF;
+    -- a fresh snapshot under the lock: every committed claim is counted
+    SELECT l.open_orders INTO v_open
+      FROM alexandrite.operator_load l
+     WHERE l.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id;
+    IF NOT FOUND THEN
+        SELECT pg_catalog.count(*) INTO v_open
+          FROM alexandrite.orders o
+         WHERE o.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id
+           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+    END IF;
     IF v_open OPERATOR(pg_catalog.>=) v_capacity THEN
         RETURN NULL;                 -- at capacity
     END IF;
@@ -375,7 +420,13 @@ BEGIN
     IF v_id IS NULL THEN
         RETURN NULL;                 -- nothing eligible
     END IF;
-    PERFORM alexandrite.sla_give(v_id, assign_next.operator_id);
+    -- the SLA capability's one direct write to orders (see sla_give)
+    UPDATE alexandrite.orders o
+       SET operator_id = assign_next.operator_id
+     WHERE o.id OPERATOR(pg_catalog.=) v_id;
+    PERFORM alexandrite.set_status(v_id, 'assigned'::alexandrite.order_status,
+                                   COALESCE(NULLIF(pg_catalog.current_setting('alexandrite.actor', true), ''),
+                                            assign_next.operator_id));
     RETURN v_id;
 END;
 $$;
@@ -604,7 +655,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the priority and id of the last row of the previous page.';
     END IF;
-    IF after_priority OPERATOR(pg_catalog.<>) after_priority THEN
+    IF after_priority OPERATOR(pg_catalog.=) 'NaN'::float8 THEN
         RAISE EXCEPTION 'after_priority must not be NaN' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF after_id IS NOT NULL THEN
@@ -638,7 +689,7 @@ BEGIN
 
     RETURN QUERY
     SELECT k.id, k.external_ref, k.status, k.channel, k.operator_id, k.sla_due_at, k.p
-      FROM (SELECT DISTINCT p.channel FROM alexandrite.sla_policies p) ch
+      FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
      CROSS JOIN LATERAL (
            SELECT o.id, o.external_ref, o.status, o.channel, o.operator_id, o.sla_due_at,
                   alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, v_at) AS p
@@ -675,3 +726,4 @@ COMMENT ON FUNCTION alexandrite.order_board(text, integer, float8, bigint)
 REVOKE ALL ON FUNCTION alexandrite.rebalance(interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.escalate_overdue() FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.schedule_escalation(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.sla_recount_load() FROM PUBLIC;

@@ -83,6 +83,7 @@ typedef struct AlxDashDef
 	int			nsums;
 	List	   *keys;			/* planned key expressions */
 	List	   *sums;			/* planned measure expressions (numeric) */
+	Expr	   *due;			/* planned due expression (timestamptz), or NULL */
 	List	   *quals;			/* planned filter, implicit AND */
 	int16	   *typlen;			/* of each key */
 	bool	   *typbyval;
@@ -113,6 +114,8 @@ typedef struct AlxGroup
 	AlxGroupKey key;			/* hash key */
 	Datum	   *vals;
 	bool	   *nulls;
+	Datum		due_bucket;
+	bool		due_null;
 	int64		cnt;
 	Datum	   *sums;
 } AlxGroup;
@@ -123,6 +126,7 @@ typedef struct AlxDashRun
 	AlxDashDef *def;
 	List	   *keystates;
 	List	   *sumstates;
+	ExprState  *duestate;
 	ExprState  *qual;
 	HTAB	   *groups;
 } AlxDashRun;
@@ -181,7 +185,7 @@ alx_collect_vars_walker(Node *node, List **vars)
  * error for anything the capture trigger could not maintain exactly.
  */
 static void
-alx_dash_compile(AlxDashDef *def, Oid base_relid, Oid def_view, int nkeys, int nsums)
+alx_dash_compile(AlxDashDef *def, Oid base_relid, Oid def_view, int nkeys, int nsums, bool has_due)
 {
 	Relation	vrel;
 	Query	   *query;
@@ -228,15 +232,18 @@ alx_dash_compile(AlxDashDef *def, Oid base_relid, Oid def_view, int nkeys, int n
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("dashboard \"%s\" must read exactly one table", def->name)));
 
-	if (list_length(query->targetList) != nkeys + nsums)
+	if (list_length(query->targetList) != nkeys + nsums + (has_due ? 1 : 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("definition view of dashboard \"%s\" does not match the registry", def->name)));
+				 errmsg("definition view of dashboard \"%s\" does not match the registry", def->name),
+				 errdetail("The view has %d columns; the registry declares %d keys, %d sums and %s due expression.",
+						   list_length(query->targetList), nkeys, nsums, has_due ? "a" : "no")));
 
 	def->nkeys = nkeys;
 	def->nsums = nsums;
 	def->keys = NIL;
 	def->sums = NIL;
+	def->due = NULL;
 	def->typlen = palloc(sizeof(int16) * nkeys);
 	def->typbyval = palloc(sizeof(bool) * nkeys);
 	i = 0;
@@ -249,13 +256,22 @@ alx_dash_compile(AlxDashDef *def, Oid base_relid, Oid def_view, int nkeys, int n
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
 					 errmsg("%s of dashboard \"%s\" is not immutable",
-							i < nkeys ? "a group key" : "a measure", def->name),
+							i < nkeys ? "a group key" : i < nkeys + nsums ? "a measure" : "the due expression",
+							def->name),
 					 errdetail("A row must fall into the same group and count the same when it is removed as when it was added."),
 					 errhint("Time-relative figures belong in the read query; group by an immutable bucket such as alexandrite.dashboard_bucket(column).")));
 		if (i < nkeys)
 		{
 			def->keys = lappend(def->keys, expr);
 			get_typlenbyval(exprType((Node *) expr), &def->typlen[i], &def->typbyval[i]);
+		}
+		else if (i >= nkeys + nsums)
+		{
+			if (exprType((Node *) expr) != TIMESTAMPTZOID)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("due expression of dashboard \"%s\" is not a timestamptz", def->name)));
+			def->due = expr;
 		}
 		else
 		{
@@ -303,12 +319,12 @@ alx_dash_compile(AlxDashDef *def, Oid base_relid, Oid def_view, int nkeys, int n
 		i++;
 	}
 
-	/* the delta table: keys, count, sums, logged_at; plain heap, no index */
+	/* the delta table: keys, [due minute], count, sums, logged_at; plain heap, no index */
 	drel = table_open(def->delta_relid, AccessShareLock);
 	dd = RelationGetDescr(drel);
 	if (drel->rd_rel->relkind != RELKIND_RELATION || drel->rd_rel->relhasindex ||
 		drel->rd_rel->relhastriggers || drel->rd_rel->relhasrules ||
-		dd->natts != nkeys + nsums + 2)
+		dd->natts != nkeys + nsums + 2 + (has_due ? 1 : 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("delta table of dashboard \"%s\" has been altered", def->name),
@@ -318,14 +334,23 @@ alx_dash_compile(AlxDashDef *def, Oid base_relid, Oid def_view, int nkeys, int n
 		Form_pg_attribute att = TupleDescAttr(dd, i);
 		Oid			want;
 
-		if (i < nkeys)
-			want = exprType((Node *) list_nth(def->keys, i));
-		else if (i == nkeys)
-			want = INT8OID;
-		else if (i < nkeys + 1 + nsums)
-			want = NUMERICOID;
-		else
+		int			j = i;
+
+		if (has_due && i == nkeys)
 			want = TIMESTAMPTZOID;
+		else
+		{
+			if (has_due && i > nkeys)
+				j = i - 1;
+			if (j < nkeys)
+				want = exprType((Node *) list_nth(def->keys, j));
+			else if (j == nkeys)
+				want = INT8OID;
+			else if (j < nkeys + 1 + nsums)
+				want = NUMERICOID;
+			else
+				want = TIMESTAMPTZOID;
+		}
 		if (att->attisdropped || att->atttypid != want)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
@@ -350,6 +375,7 @@ alx_dash_load(Oid base_relid, int32 only_id, AlxDashDef **defs_out)
 				a_base,
 				a_keys,
 				a_sums,
+				a_due,
 				a_def,
 				a_summary,
 				a_delta;
@@ -366,6 +392,7 @@ alx_dash_load(Oid base_relid, int32 only_id, AlxDashDef **defs_out)
 	a_base = get_attnum(regrelid, "base_table");
 	a_keys = get_attnum(regrelid, "key_names");
 	a_sums = get_attnum(regrelid, "sum_names");
+	a_due = get_attnum(regrelid, "due_expr");
 	a_def = get_attnum(regrelid, "def_view");
 	a_summary = get_attnum(regrelid, "summary_table");
 	a_delta = get_attnum(regrelid, "delta_table");
@@ -407,6 +434,9 @@ alx_dash_load(Oid base_relid, int32 only_id, AlxDashDef **defs_out)
 		defs[n].nkeys = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 		arr = DatumGetArrayTypeP(heap_getattr(tup, a_sums, rd, &isnull));
 		defs[n].nsums = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+		(void) heap_getattr(tup, a_due, rd, &isnull);
+		/* stash "has a due expression" until compiled */
+		defs[n].due = isnull ? NULL : (Expr *) makeBoolConst(true, false);
 		/* stash the view oid in quals until compiled */
 		defs[n].quals = list_make1_oid(DatumGetObjectId(heap_getattr(tup, a_def, rd, &isnull)));
 		defs[n].keys = list_make1_oid(base);
@@ -421,7 +451,8 @@ alx_dash_load(Oid base_relid, int32 only_id, AlxDashDef **defs_out)
 		Oid			def_view = linitial_oid(defs[i].quals);
 		Oid			base = linitial_oid(defs[i].keys);
 
-		alx_dash_compile(&defs[i], base, def_view, defs[i].nkeys, defs[i].nsums);
+		alx_dash_compile(&defs[i], base, def_view, defs[i].nkeys, defs[i].nsums,
+						 defs[i].due != NULL);
 	}
 	*defs_out = defs;
 	return n;
@@ -544,6 +575,24 @@ alx_key_image(StringInfo buf, Datum value, bool isnull, int16 typlen, bool typby
 	}
 }
 
+/*
+ * The minute a due time falls in, as alexandrite.dashboard_due_bucket()
+ * computes it: timestamps count microseconds from 2000-01-01 00:00 UTC, the
+ * origin of the buckets; infinities are their own bucket.
+ */
+static TimestampTz
+alx_due_minute(TimestampTz t)
+{
+	int64		rem;
+
+	if (TIMESTAMP_NOT_FINITE(t))
+		return t;
+	rem = t % USECS_PER_MINUTE;
+	if (rem < 0)
+		rem += USECS_PER_MINUTE;
+	return t - rem;
+}
+
 /* Fold one transition table into the groups of every dashboard, with sign +1 or -1. */
 static void
 alx_capture_table(Tuplestorestate *ts, int sign, TupleTableSlot *slot,
@@ -577,6 +626,8 @@ alx_capture_table(Tuplestorestate *ts, int sign, TupleTableSlot *slot,
 			AlxGroupKey key;
 			AlxGroup   *group;
 			bool		found;
+			Datum		due_bucket = (Datum) 0;
+			bool		due_null = true;
 			ListCell   *lc;
 			int			i;
 
@@ -590,6 +641,15 @@ alx_capture_table(Tuplestorestate *ts, int sign, TupleTableSlot *slot,
 				vals[i] = ExecEvalExprSwitchContext((ExprState *) lfirst(lc), econtext, &nulls[i]);
 				alx_key_image(buf, vals[i], nulls[i], def->typlen[i], def->typbyval[i]);
 				i++;
+			}
+			if (run->duestate != NULL)
+			{
+				bool		isnull;
+				Datum		due = ExecEvalExprSwitchContext(run->duestate, econtext, &isnull);
+
+				due_null = isnull;
+				due_bucket = isnull ? (Datum) 0 : TimestampTzGetDatum(alx_due_minute(DatumGetTimestampTz(due)));
+				alx_key_image(buf, due_bucket, due_null, sizeof(TimestampTz), true);
 			}
 			key.len = buf->len;
 			key.data = buf->data;
@@ -613,6 +673,8 @@ alx_capture_table(Tuplestorestate *ts, int sign, TupleTableSlot *slot,
 					else
 						group->vals[i] = datumCopy(vals[i], def->typbyval[i], def->typlen[i]);
 				}
+				group->due_bucket = due_bucket;
+				group->due_null = due_null;
 				group->cnt = 0;
 				group->sums = palloc(sizeof(Datum) * Max(def->nsums, 1));
 				for (i = 0; i < def->nsums; i++)
@@ -656,7 +718,8 @@ alx_emit_deltas(AlxDashRun *run, TimestampTz logged_at)
 	TupleDesc	dd = NULL;
 	Datum	   *values = NULL;
 	bool	   *nulls = NULL;
-	int			natts = def->nkeys + def->nsums + 2;
+	int			has_due = def->due != NULL ? 1 : 0;
+	int			natts = def->nkeys + has_due + def->nsums + 2;
 	int64		written = 0;
 	Datum		zero = NumericGetDatum(int64_to_numeric(0));
 
@@ -689,12 +752,17 @@ alx_emit_deltas(AlxDashRun *run, TimestampTz logged_at)
 			values[i] = group->vals[i];
 			nulls[i] = group->nulls[i];
 		}
-		values[def->nkeys] = Int64GetDatum(group->cnt);
-		nulls[def->nkeys] = false;
+		if (has_due)
+		{
+			values[def->nkeys] = group->due_bucket;
+			nulls[def->nkeys] = group->due_null;
+		}
+		values[def->nkeys + has_due] = Int64GetDatum(group->cnt);
+		nulls[def->nkeys + has_due] = false;
 		for (i = 0; i < def->nsums; i++)
 		{
-			values[def->nkeys + 1 + i] = group->sums[i];
-			nulls[def->nkeys + 1 + i] = false;
+			values[def->nkeys + has_due + 1 + i] = group->sums[i];
+			nulls[def->nkeys + has_due + 1 + i] = false;
 		}
 		values[natts - 1] = TimestampTzGetDatum(logged_at);
 		nulls[natts - 1] = false;
@@ -834,6 +902,7 @@ alx_capture(TriggerData *td)
 			runs[d].keystates = lappend(runs[d].keystates, ExecInitExpr((Expr *) lfirst(lc), NULL));
 		foreach(lc, def->sums)
 			runs[d].sumstates = lappend(runs[d].sumstates, ExecInitExpr((Expr *) lfirst(lc), NULL));
+		runs[d].duestate = def->due != NULL ? ExecInitExpr(def->due, NULL) : NULL;
 		runs[d].qual = def->quals != NIL ? ExecInitQual(def->quals, NULL) : NULL;
 
 		memset(&ctl, 0, sizeof(ctl));

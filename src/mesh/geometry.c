@@ -258,16 +258,27 @@ AlxGeomAddTriangle(AlxGeom *g, uint64_t a, uint64_t b, uint64_t c)
 	return true;
 }
 
-/* ---------- edge table ---------- */
+/* ---------- edges ---------- */
 
-typedef struct EdgeEntry
+/* one use of an edge by a face, filed under the edge's lower vertex id */
+typedef struct EdgeUse
 {
-	uint64_t	key;			/* min << 32 | max; 0 = empty (min < max) */
-	uint32_t	f0;				/* face << 2 | slot of the first use */
-	uint32_t	f1;				/* face << 2 | slot of the second use */
-	uint32_t	count;
-	uint32_t	fwd;			/* uses that run min -> max */
-} EdgeEntry;
+	uint32_t	hi;				/* the higher vertex id */
+	uint32_t	fs;				/* face << 2 | slot (edge slot..slot+1) */
+} EdgeUse;
+
+static int
+edgeuse_cmp(const void *a, const void *b)
+{
+	const EdgeUse *x = a,
+			   *y = b;
+
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	if (x->fs != y->fs)
+		return x->fs < y->fs ? -1 : 1;
+	return 0;
+}
 
 /* ---------- union-find over faces ---------- */
 
@@ -408,8 +419,10 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 	const uint64_t F = g->ntris;
 	uint8_t    *used = NULL;
 	uint8_t    *skip = NULL;
-	EdgeEntry  *edges = NULL;
-	uint64_t	esize;
+	uint64_t   *estart = NULL;
+	uint32_t   *efill = NULL;
+	EdgeUse    *eent = NULL;
+	uint8_t    *open_face = NULL;
 	uint32_t   *parent = NULL;
 	uint32_t   *nb = NULL;
 	uint8_t    *nbsame = NULL;
@@ -486,14 +499,15 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 	diag = sqrt(st->size[0] * st->size[0] + st->size[1] * st->size[1] +
 				st->size[2] * st->size[2]);
 
-	/* edge table: at most 3F distinct edges, keep the load below ~0.7 */
-	esize = 1024;
-	while (esize < F * 3 / 2 + F * 3 / 4 + 16)
-		esize *= 2;
-	edges = calloc(esize, sizeof(EdgeEntry));
-	if (!edges)
+	/*
+	 * Edges, grouped by their lower vertex id (a counting sort): the uses of
+	 * one edge end up next to each other, and since neighbouring triangles
+	 * share nearby vertex ids the passes stay cache-friendly, unlike a hash
+	 * table over all edges.
+	 */
+	estart = calloc(g->nverts + 1, sizeof(uint64_t));
+	if (!estart)
 		goto oom;
-
 	for (uint64_t f = 0; f < F; f++)
 	{
 		const uint32_t *t = &g->tri[3 * f];
@@ -502,68 +516,121 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 			continue;
 		for (int j = 0; j < 3; j++)
 		{
-			uint32_t	a = t[j];
-			uint32_t	b = t[(j + 1) % 3];
-			uint32_t	lo = a < b ? a : b;
-			uint32_t	hi = a < b ? b : a;
-			uint64_t	key = ((uint64_t) lo << 32) | hi;
-			uint64_t	h = mix64(key) & (esize - 1);
-			EdgeEntry  *e;
+			uint32_t	a = t[j],
+						b = t[(j + 1) % 3];
 
-			while (edges[h].key != 0 && edges[h].key != key)
-				h = (h + 1) & (esize - 1);
-			e = &edges[h];
-			if (e->key == 0)
+			estart[(a < b ? a : b) + 1]++;
+		}
+	}
+	for (uint64_t v = 0; v < g->nverts; v++)
+		estart[v + 1] += estart[v];
+	eent = malloc((estart[g->nverts] + 1) * sizeof(EdgeUse));
+	efill = calloc(g->nverts + 1, sizeof(uint32_t));
+	if (!eent || !efill)
+		goto oom;
+	for (uint64_t f = 0; f < F; f++)
+	{
+		const uint32_t *t = &g->tri[3 * f];
+
+		if (skip[f])
+			continue;
+		for (int j = 0; j < 3; j++)
+		{
+			uint32_t	a = t[j],
+						b = t[(j + 1) % 3];
+			uint32_t	lo = a < b ? a : b;
+			EdgeUse    *u = &eent[estart[lo] + efill[lo]++];
+
+			u->hi = a < b ? b : a;
+			u->fs = (uint32_t) ((f << 2) | (uint64_t) j);
+		}
+	}
+	free(efill);
+	efill = NULL;
+
+	nb = malloc(F * 3 * sizeof(uint32_t));
+	nbsame = calloc(F * 3, 1);
+	open_face = calloc(F, 1);
+	if (!nb || !nbsame || !open_face)
+		goto oom;
+	memset(nb, 0xff, F * 3 * sizeof(uint32_t));
+	for (uint64_t v = 0; v < g->nverts; v++)
+	{
+		EdgeUse    *bucket = &eent[estart[v]];
+		uint64_t	k = estart[v + 1] - estart[v];
+
+		if (k == 0)
+			continue;
+		/* group the uses of each edge (sort by the other end) */
+		if (k <= 16)
+		{
+			for (uint64_t i = 1; i < k; i++)
 			{
-				e->key = key;
-				e->f0 = (uint32_t) ((f << 2) | (uint64_t) j);
-				st->edges++;
+				EdgeUse		x = bucket[i];
+				uint64_t	j = i;
+
+				while (j > 0 && (bucket[j - 1].hi > x.hi ||
+								 (bucket[j - 1].hi == x.hi && bucket[j - 1].fs > x.fs)))
+				{
+					bucket[j] = bucket[j - 1];
+					j--;
+				}
+				bucket[j] = x;
+			}
+		}
+		else
+			qsort(bucket, k, sizeof(EdgeUse), edgeuse_cmp);
+
+		for (uint64_t i = 0; i < k;)
+		{
+			uint64_t	r = i + 1;
+			uint64_t	count;
+
+			while (r < k && bucket[r].hi == bucket[i].hi)
+				r++;
+			count = r - i;
+			st->edges++;
+			for (uint64_t j = i + 1; j < r; j++)
+				uf_union(parent, bucket[j].fs >> 2, bucket[i].fs >> 2);
+			if (count == 1)
+			{
+				st->boundary_edges++;
+				open_face[bucket[i].fs >> 2] = 1;
+			}
+			else if (count > 2)
+			{
+				st->nonmanifold_edges++;
+				for (uint64_t j = i; j < r; j++)
+					open_face[bucket[j].fs >> 2] = 1;
 			}
 			else
 			{
-				if (e->count == 1)
-					e->f1 = (uint32_t) ((f << 2) | (uint64_t) j);
-				uf_union(parent, (uint32_t) f, e->f0 >> 2);
+				uint32_t	f0 = bucket[i].fs,
+							f1 = bucket[i + 1].fs;
+				uint32_t	fa = f0 >> 2,
+							fb = f1 >> 2;
+				/* the direction of a use: does it run from lo to hi? */
+				bool		fwd0 = g->tri[3 * (uint64_t) fa + (f0 & 3)] == (uint32_t) v;
+				bool		fwd1 = g->tri[3 * (uint64_t) fb + (f1 & 3)] == (uint32_t) v;
+				bool		same = (fwd0 == fwd1);
+
+				if (same)
+					st->inconsistent_edges++;
+				if (fa != fb)
+				{
+					nb[3 * (uint64_t) fa + (f0 & 3)] = fb;
+					nbsame[3 * (uint64_t) fa + (f0 & 3)] = same;
+					nb[3 * (uint64_t) fb + (f1 & 3)] = fa;
+					nbsame[3 * (uint64_t) fb + (f1 & 3)] = same;
+				}
 			}
-			e->count++;
-			if (a < b)
-				e->fwd++;
+			i = r;
 		}
 	}
-
-	/* edge classes and the manifold adjacency for orientation */
-	nb = malloc(F * 3 * sizeof(uint32_t));
-	nbsame = calloc(F * 3, 1);
-	if (!nb || !nbsame)
-		goto oom;
-	memset(nb, 0xff, F * 3 * sizeof(uint32_t));
-	for (uint64_t h = 0; h < esize; h++)
-	{
-		EdgeEntry  *e = &edges[h];
-
-		if (e->key == 0)
-			continue;
-		if (e->count == 1)
-			st->boundary_edges++;
-		else if (e->count > 2)
-			st->nonmanifold_edges++;
-		else
-		{
-			uint32_t	fa = e->f0 >> 2,
-						fb = e->f1 >> 2;
-			bool		same = (e->fwd != 1);
-
-			if (same)
-				st->inconsistent_edges++;
-			if (fa != fb)
-			{
-				nb[3 * (uint64_t) fa + (e->f0 & 3)] = fb;
-				nbsame[3 * (uint64_t) fa + (e->f0 & 3)] = same;
-				nb[3 * (uint64_t) fb + (e->f1 & 3)] = fa;
-				nbsame[3 * (uint64_t) fb + (e->f1 & 3)] = same;
-			}
-		}
-	}
+	free(eent);
+	eent = NULL;
+	free(estart);
+	estart = NULL;
 	st->watertight = (st->boundary_edges == 0 && st->nonmanifold_edges == 0);
 
 	/* orientation: BFS over manifold edges, majority orientation per patch */
@@ -659,13 +726,9 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		shells[s].eff_sign = 1;
 		shells[s].first_face = UINT32_MAX;
 	}
-	for (uint64_t h = 0; h < esize; h++)
-	{
-		if (edges[h].key != 0 && edges[h].count != 2)
-			shells[face_shell[edges[h].f0 >> 2]].closed = false;
-	}
-	free(edges);
-	edges = NULL;
+	for (uint64_t f = 0; f < F; f++)
+		if (open_face[f])
+			shells[face_shell[f]].closed = false;
 
 	/* area, vector area and per-shell signed volume in one pass */
 	for (uint64_t f = 0; f < F; f++)
@@ -944,7 +1007,10 @@ oom:
 done:
 	free(used);
 	free(skip);
-	free(edges);
+	free(estart);
+	free(efill);
+	free(eent);
+	free(open_face);
 	free(parent);
 	free(nb);
 	free(nbsame);

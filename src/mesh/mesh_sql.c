@@ -720,7 +720,7 @@ find_mesh(bytea *sha, const char *unit)
 	rc = SPI_execute_with_args("SELECT id FROM alexandrite.meshes "
 							   "WHERE sha256 OPERATOR(pg_catalog.=) $1 "
 							   "AND unit OPERATOR(pg_catalog.=) $2",
-							   2, types, vals, NULL, true, 1);
+							   2, types, vals, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not look up mesh: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)

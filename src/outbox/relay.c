@@ -46,6 +46,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/pmsignal.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -358,6 +359,8 @@ wait_settled(AlxMsg *m, TimestampTz deadline, char *err, size_t errlen)
 	while (m->state == ALX_MSG_INFLIGHT)
 	{
 		CHECK_FOR_INTERRUPTS();
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 		if (GetCurrentTimestamp() > deadline)
 		{
 			snprintf(err, errlen, "no publisher confirm within %d ms", CONFIRM_TIMEOUT_MS);

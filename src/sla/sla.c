@@ -36,9 +36,11 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -70,6 +72,19 @@ static bool sla_callback_registered = false;
 static Oid	sla_policies_relid = InvalidOid;
 static int	sla_last_hit = 0;
 static MemoryContext sla_cache_cxt = NULL;
+
+/* qsort comparator: channels by name (byte order) */
+static int
+sla_channel_cmp(const void *a, const void *b)
+{
+	const AlxSlaChannel *ca = (const AlxSlaChannel *) a;
+	const AlxSlaChannel *cb = (const AlxSlaChannel *) b;
+	int			r = memcmp(ca->name, cb->name, Min(ca->name_len, cb->name_len));
+
+	if (r != 0)
+		return r;
+	return (ca->name_len > cb->name_len) - (ca->name_len < cb->name_len);
+}
 
 /* Drop the cache when sla_policies (or everything) is invalidated. */
 static void
@@ -170,8 +185,11 @@ sla_load_cache(void)
 	sla_nchannels = 0;
 	chans = MemoryContextAlloc(sla_cache_cxt, allocated * sizeof(AlxSlaChannel));
 
-	/* the latest committed state (and this transaction's own changes) */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/*
+	 * The latest committed state (and this transaction's own changes); a
+	 * parallel worker may not take a new snapshot and uses the query's.
+	 */
+	snapshot = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
@@ -237,6 +255,8 @@ sla_load_cache(void)
 	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
 
+	if (n > 1)
+		qsort(chans, n, sizeof(AlxSlaChannel), sla_channel_cmp);
 	sla_channels = chans;
 	sla_nchannels = n;
 	sla_last_hit = 0;
@@ -301,8 +321,11 @@ AlxSlaPriority(TimestampTz due, const char *channel, int channel_len, TimestampT
 				 errmsg("no SLA policy for channel \"%.*s\"", channel_len, channel),
 				 errhint("Add a row for the channel to alexandrite.sla_policies.")));
 
-	/* at - due is exact in int64 microseconds: both are within +-294276 years */
-	return c->weight * sla_phi((double) (at - due) / c->target_us);
+	/*
+	 * In double: exact for times within 285 years of 2000 (2^53 us), and it
+	 * cannot overflow at the ends of the timestamp range as int64 would.
+	 */
+	return c->weight * sla_phi(((double) at - (double) due) / c->target_us);
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_sla_priority);
@@ -447,4 +470,28 @@ alexandrite_sla_policies_invalidate(PG_FUNCTION_ARGS)
 
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_sla_channels);
+
+/*
+ * sla_channels(): the channels that have a policy, from the cache (so that
+ * the claim query reads no table to learn them), sorted by name.
+ */
+Datum
+alexandrite_sla_channels(PG_FUNCTION_ARGS)
+{
+	Datum	   *elems;
+	ArrayType  *result;
+	int			n;
+
+	if (!sla_cache_valid)
+		sla_load_cache();
+	n = sla_nchannels;
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		elems[i] = PointerGetDatum(cstring_to_text_with_len(sla_channels[i].name,
+															sla_channels[i].name_len));
+	result = construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
+	PG_RETURN_ARRAYTYPE_P(result);
 }

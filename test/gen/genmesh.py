@@ -320,9 +320,9 @@ def encode(mesh, fmt, unit="millimeter", scale=1.0, mirror=False):
 
 # --------------------------------------------------------------- hostile ---
 
-def hostile(outdir, datadir=None):
-    """Write the hostile corpus: one file per case, named <case>.<ext>."""
-    os.makedirs(outdir, exist_ok=True)
+def hostile_cases(datadir=None, want=None):
+    """The hostile corpus: case name (with extension) -> bytes.  The zip
+    bomb costs seconds to compress, so it is only built when wanted."""
     cube = box(0, 0, 0, 10, 10, 10)
     cases = {}
     stl = stl_binary(cube)
@@ -388,16 +388,21 @@ def hostile(outdir, datadir=None):
     # 3MF: zip bomb (1 GiB of spaces), truncated archive, no model, external refs
     model = model_xml(cube)
     bomb = io.BytesIO()
-    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+    if want is not None and want != "zip_bomb.3mf":
+        bomb = None
+    with zipfile.ZipFile(bomb or io.BytesIO(), "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("[Content_Types].xml", CT)
         z.writestr("_rels/.rels", RELS)
-        with z.open(zipfile.ZipInfo("3D/3dmodel.model", date_time=(2026, 1, 1, 0, 0, 0)), "w", force_zip64=True) as w:
+        zi = zipfile.ZipInfo("3D/3dmodel.model", date_time=(2026, 1, 1, 0, 0, 0))
+        zi.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(zi, "w", force_zip64=True) as w:
             w.write(model[:-8].encode())
             chunk = b" " * (1 << 20)
-            for _ in range(1024):
+            for _ in range(1024 if bomb else 0):
                 w.write(chunk)
             w.write(model[-8:].encode())
-    cases["zip_bomb.3mf"] = bomb.getvalue()
+    if bomb is not None:
+        cases["zip_bomb.3mf"] = bomb.getvalue()
     cases["truncated.3mf"] = threemf(cube)[:300]
     cases["no_model.3mf"] = zip_bytes([("[Content_Types].xml", CT)], False)
     cases["bad_unit.3mf"] = zip_bytes([("[Content_Types].xml", CT), ("_rels/.rels", RELS),
@@ -408,6 +413,27 @@ def hostile(outdir, datadir=None):
     # random bytes with and without a hint
     cases["random.bin"] = bytes((i * 7919 + 13) % 256 for i in range(4096))
     cases["zeros.stl"] = b"\0" * 4096
+    cases["star_polygon.obj"] = star_polygon(32000)
+    return cases
+
+
+def star_polygon(n):
+    """One concave polygon of n vertices: assimp's ear clipping is O(n^2),
+    so 32,000 vertices (1.3 MB, below the 32,767 indices per face that
+    assimp validates) keep the parser busy for about 5 s of CPU."""
+    out = []
+    for k in range(n):
+        t = 2 * math.pi * k / n
+        r = 10 if k % 2 == 0 else 5
+        out.append("v %.9g %.9g 0" % (r * math.cos(t), r * math.sin(t)))
+    out.append("f " + " ".join(str(i + 1) for i in range(n)))
+    return ("\n".join(out) + "\n").encode()
+
+
+def hostile(outdir, datadir=None):
+    """Write the hostile corpus: one file per case, named <case>.<ext>."""
+    os.makedirs(outdir, exist_ok=True)
+    cases = hostile_cases(datadir)
     for name, data in cases.items():
         with open(os.path.join(outdir, name), "wb") as fh:
             fh.write(data)
@@ -421,6 +447,9 @@ def main(argv):
             datadir = argv[argv.index("--datadir") + 1]
         for n in hostile(argv[1], datadir):
             print(n)
+        return
+    if len(argv) >= 2 and argv[0] == "--hostile-case":
+        sys.stdout.buffer.write(base64.b64encode(hostile_cases(want=argv[1])[argv[1]]))
         return
     if len(argv) >= 2 and argv[0] == "--expect":
         m = shape(argv[1])

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Outbox benchmark, alexandrite's relay side by side with a raw rabbitmq-c
+# publisher against the same private RabbitMQ node in the same run:
+#   1. throughput: relay draining N events (persistent, confirms, window =
+#      alexandrite.outbox_batch_size) vs bench/raw_publisher.c (same
+#      properties, same window), best of R runs each;
+#   2. emit-to-consumer latency p50/p99 at ~1000 events/s (pgbench -R);
+#   3. emit overhead on the order transaction: create_order tps with the
+#      outbox trigger enabled vs disabled.
+# Usage: bench/outbox.sh  (env: N=20000 R=3 WINDOW=500 SECS=10)
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+N=${N:-20000} R=${R:-3} WINDOW=${WINDOW:-500} SECS=${SECS:-10}
+work=$(mktemp -d /tmp/alx-bench-outbox.XXXXXX)
+chmod 755 "$work"
+[ "$(id -u)" = 0 ] && chown postgres: "$work"
+bindir=$(alx_bindir)
+mqport=$(alx_free_port) pgport=$(alx_free_port)
+mqname=alxbench$$
+export RABBITMQ_BASE=$work/rabbitmq
+cleanup() {
+    alx_cluster_stop "$work/pg"
+    alx_as_pg env RABBITMQ_BASE="$RABBITMQ_BASE" "$ALX_TOP/scripts/rabbitmq" kill $mqname $mqport >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+alx_build_install
+gcc -O2 -o "$work/raw_publisher" "$ALX_TOP/bench/raw_publisher.c" -lrabbitmq
+alx_as_pg env RABBITMQ_BASE="$RABBITMQ_BASE" "$ALX_TOP/scripts/rabbitmq" start $mqname $mqport >&2
+py() { /usr/bin/python3 "$@"; }
+py "$ALX_TOP/test/outbox_consumer.py" declare $mqport bench alexandrite.events 'bench.#'
+purge() { py -c "import pika; c=pika.BlockingConnection(pika.ConnectionParameters('127.0.0.1',$mqport)); c.channel().queue_purge('bench'); c.close()"; }
+
+alx_cluster_start "$work/pg" "$pgport" postgres >&2
+psql() { alx_as_pg "$bindir/psql" -X -q -At -h "$work/pg" -p "$pgport" -U postgres -d postgres "$@"; }
+psql -c "CREATE EXTENSION alexandrite" \
+     -c "ALTER SYSTEM SET alexandrite.outbox_batch_size = $WINDOW" \
+     -c "ALTER SYSTEM SET alexandrite.amqp_url = ''" -c "SELECT pg_reload_conf()" >/dev/null
+url="amqp://guest:guest@127.0.0.1:$mqport/"
+
+echo "machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{print int($2/1024)}') MB, $(date -u +%F)"
+echo "events per run: $N, window: $WINDOW, runs: $R"
+
+# --- 1. throughput -----------------------------------------------------------
+best_raw=0 best_relay=0
+for run in $(seq 1 "$R"); do
+    purge
+    raw=$("$work/raw_publisher" 127.0.0.1 $mqport alexandrite.events "$N" "$WINDOW" 60 | awk '{print $3}')
+    purge
+    # fill the outbox while the relay is disconnected, then let it drain
+    psql -c "ALTER SYSTEM SET alexandrite.amqp_url = ''" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 1
+    per=$(( N / 20 ))
+    for i in $(seq 1 20); do
+        psql -c "SELECT count(alexandrite.outbox_emit('bench', (g % 1000)::text, 'bench.tick', jsonb_build_object('g', g))) FROM generate_series(1, $per) g" >/dev/null
+    done
+    p0=$(psql -c "SELECT published_total FROM alexandrite.outbox_status")
+    psql -c "ALTER SYSTEM SET alexandrite.amqp_url = '$url'" -c "SELECT pg_reload_conf()" >/dev/null
+    # time from the first confirm to the last
+    until [ "$(psql -c "SELECT published_total > $p0 FROM alexandrite.outbox_status")" = t ]; do sleep 0.01; done
+    t0=$(date +%s.%N); pa=$(psql -c "SELECT published_total FROM alexandrite.outbox_status")
+    until [ "$(psql -c "SELECT published_total >= $p0 + $N FROM alexandrite.outbox_status")" = t ]; do sleep 0.02; done
+    t1=$(date +%s.%N)
+    relay=$(echo "($p0 + $N - $pa) / ($t1 - $t0)" | bc -l | xargs printf '%.0f')
+    echo "run $run: raw rabbitmq-c publisher $raw msg/s, alexandrite relay $relay msg/s"
+    [ "$raw" -gt "$best_raw" ] && best_raw=$raw
+    [ "$relay" -gt "$best_relay" ] && best_relay=$relay
+done
+echo "throughput (best of $R): raw $best_raw msg/s, relay $best_relay msg/s, ratio $(echo "$best_relay / $best_raw" | bc -l | xargs printf '%.2f')"
+
+# --- 2. latency at ~1000 events/s ---------------------------------------------
+purge
+cat > "$work/emit.sql" <<'SQL'
+SELECT alexandrite.outbox_emit('bench', (random() * 1000)::int::text, 'bench.tick',
+       jsonb_build_object('t', extract(epoch FROM clock_timestamp())));
+SQL
+chmod 644 "$work/emit.sql"
+py "$ALX_TOP/bench/outbox_latency.py" $mqport bench $((SECS + 3)) > "$work/lat.txt" &
+lpid=$!
+alx_as_pg "$bindir/pgbench" -n -h "$work/pg" -p "$pgport" -U postgres -c 4 -j 2 -R 1000 -T "$SECS" -f "$work/emit.sql" postgres > "$work/pgbench_lat.txt" 2>&1
+wait $lpid
+read -r nlat p50 p99 pmax < "$work/lat.txt"
+echo "latency at $(grep -oP 'tps = \K[0-9.]+' "$work/pgbench_lat.txt" | head -1 | xargs printf '%.0f') events/s: $nlat messages, emit->consumer p50 ${p50} ms, p99 ${p99} ms, max ${pmax} ms"
+
+# --- 3. emit overhead on the order transaction ----------------------------------
+psql -c "CREATE SEQUENCE bench_ref" >/dev/null
+cat > "$work/order.sql" <<'SQL'
+SELECT alexandrite.create_order('B-' || nextval('bench_ref'), 'shop', 'cust', NULL, NULL);
+SQL
+chmod 644 "$work/order.sql"
+tps() { alx_as_pg "$bindir/pgbench" -n -h "$work/pg" -p "$pgport" -U postgres -c 4 -j 2 -T "$SECS" -f "$work/order.sql" postgres 2>&1 | grep -oP 'tps = \K[0-9.]+' | head -1 | xargs printf '%.0f'; }
+psql -c "ALTER TABLE alexandrite.order_events DISABLE TRIGGER outbox_emit_order_event" >/dev/null
+off=$(tps)
+psql -c "ALTER TABLE alexandrite.order_events ENABLE TRIGGER outbox_emit_order_event" >/dev/null
+on=$(tps)
+echo "create_order: $off tps without the outbox, $on tps with it ($(echo "100 * ($off - $on) / $off" | bc -l | xargs printf '%.0f')% overhead)"
+psql -c "SELECT 'outbox after the run: pending ' || pending || ', published ' || published_total || ', dead ' || dead_letters FROM alexandrite.outbox_status"

@@ -1,0 +1,133 @@
+-- assign_next, release_order, rebalance and the operator load they keep
+\set VERBOSITY terse
+
+-- the pool is empty before we start (earlier test files clean up)
+SELECT count(*) AS open_orders_before FROM alexandrite.orders WHERE status < 'shipped';
+
+-- run a statement; its error with the numbers (order ids) masked, if any
+CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9]+', 'N', 'g');
+END $$;
+
+-- claim one order for an operator; its external_ref, or NULL
+CREATE FUNCTION pg_temp.claim(op text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE v bigint;
+BEGIN
+    v := alexandrite.assign_next(op);
+    RETURN (SELECT o.external_ref FROM alexandrite.orders o WHERE o.id = v);
+END $$;
+
+INSERT INTO alexandrite.operators (id, name, capacity, active) VALUES
+    ('sla_ann', 'Ann', 2, true),
+    ('sla_bob', 'Bob', 3, true),
+    ('sla_cid', 'Cid', 5, false),
+    ('sla_eve', 'Eve', 100, true),
+    ('sla_zero', 'Zero', 0, true);
+
+-- Twelve orders, four per channel, due at known offsets from now.  The due
+-- and creation times are set directly here as a test fixture: create_order
+-- derives them from now() and the policy.
+SELECT count(alexandrite.create_order(r, ch, 'cust-' || r, NULL, NULL))
+  FROM (VALUES ('S1', 'shop'), ('S2', 'shop'), ('S3', 'shop'), ('S4', 'shop'),
+               ('B1', 'b2b_api'), ('B2', 'b2b_api'), ('B3', 'b2b_api'), ('B4', 'b2b_api'),
+               ('C1', 'crm'), ('C2', 'crm'), ('C3', 'crm'), ('C4', 'crm')) v(r, ch);
+UPDATE alexandrite.orders o
+   SET sla_due_at = now() + v.off, created_at = now() + v.off - p.target
+  FROM (VALUES ('S1', interval '-3 days'), ('S2', '1 day'), ('S3', '10 days'), ('S4', '20 days'),
+               ('B1', '-1 day'), ('B2', '2 days'), ('B3', '5 days'), ('B4', '9 days'),
+               ('C1', '-2 days'), ('C2', '3 days'), ('C3', '7 days'), ('C4', '13 days')) v(r, off),
+       alexandrite.sla_policies p
+ WHERE o.external_ref = v.r AND p.channel = o.channel AND p.customer_id IS NULL;
+-- one of them was priced first
+SELECT alexandrite.set_status(id, 'priced') FROM alexandrite.orders WHERE external_ref = 'C2';
+
+-- the ranking assign_next must follow: sla_priority now, across channels
+SELECT external_ref, channel, round(alexandrite.sla_priority(created_at, sla_due_at, channel)::numeric, 3) AS priority
+  FROM alexandrite.orders
+ ORDER BY alexandrite.sla_priority(created_at, sla_due_at, channel) DESC, id;
+
+-- Claim in one transaction (one now()): Ann (capacity 2) gets the two most
+-- urgent, then nothing; Bob the next three; Eve the rest; then the pool is empty.
+BEGIN;
+CREATE TEMP TABLE claims (n serial, operator text, external_ref text);
+INSERT INTO claims (operator, external_ref)
+SELECT op, pg_temp.claim(op)
+  FROM unnest(ARRAY['sla_ann', 'sla_ann', 'sla_ann', 'sla_bob', 'sla_bob', 'sla_bob', 'sla_bob',
+                    'sla_eve', 'sla_eve', 'sla_eve', 'sla_eve', 'sla_eve', 'sla_eve', 'sla_eve',
+                    'sla_eve', 'sla_zero']) WITH ORDINALITY AS u(op, i)
+ ORDER BY i;
+SELECT n, operator, external_ref FROM claims ORDER BY n;
+-- the claimed sequence is exactly the sla_priority ranking
+SELECT array_agg(external_ref ORDER BY n) FILTER (WHERE external_ref IS NOT NULL)
+     = (SELECT array_agg(external_ref ORDER BY alexandrite.sla_priority(created_at, sla_due_at, channel) DESC, id)
+          FROM alexandrite.orders WHERE operator_id IS NOT NULL) AS claims_follow_priority
+  FROM claims;
+COMMIT;
+DROP TABLE claims;
+
+SELECT external_ref, status, operator_id FROM alexandrite.orders ORDER BY external_ref;
+-- the claim went through set_status: an order event with the operator as actor
+SELECT e.from_status, e.to_status, e.actor
+  FROM alexandrite.order_events e JOIN alexandrite.orders o ON o.id = e.order_id
+ WHERE o.external_ref IN ('B1', 'C2') ORDER BY o.external_ref, e.id;
+-- the load table agrees with the orders
+SELECT l.operator_id, l.open_orders,
+       (SELECT count(*) FROM alexandrite.orders o WHERE o.operator_id = l.operator_id AND o.status < 'shipped') AS counted
+  FROM alexandrite.operator_load l ORDER BY 1;
+
+-- Errors
+SELECT alexandrite.assign_next('nobody');
+SELECT alexandrite.assign_next('sla_cid');
+SELECT alexandrite.assign_next(NULL);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT alexandrite.assign_next('sla_eve');
+ROLLBACK;
+
+-- release_order: back to the status before the claim, operator cleared
+SELECT alexandrite.release_order(id) FROM alexandrite.orders WHERE external_ref = 'B1';
+SELECT alexandrite.release_order(id) FROM alexandrite.orders WHERE external_ref = 'C2';
+SELECT external_ref, status, operator_id FROM alexandrite.orders WHERE external_ref IN ('B1', 'C2') ORDER BY 1;
+SELECT pg_temp.try($$SELECT alexandrite.release_order(id) FROM alexandrite.orders WHERE external_ref = 'B1'$$);
+SELECT alexandrite.release_order(424242);
+SELECT operator_id, open_orders FROM alexandrite.operator_load ORDER BY 1;
+-- Ann has room again and gets the most urgent released order
+SELECT pg_temp.claim('sla_ann');
+SELECT pg_temp.claim('sla_eve');
+
+-- shipped or cancelled orders free capacity
+SELECT alexandrite.set_status(id, 'cancelled') FROM alexandrite.orders WHERE external_ref = 'S1';
+SELECT operator_id, open_orders FROM alexandrite.operator_load ORDER BY 1;
+
+-- rebalance: Bob's capacity drops to 1 and Eve goes off sick.  Bob gives back
+-- his least urgent 'assigned' orders, Eve all hers except the one in
+-- production; then the urgent pool (due within 4 days) goes to whoever has
+-- the lowest load.
+UPDATE alexandrite.operators SET capacity = 1 WHERE id = 'sla_bob';
+UPDATE alexandrite.operators SET active = false WHERE id = 'sla_eve';
+UPDATE alexandrite.operators SET active = true, capacity = 2 WHERE id = 'sla_cid';
+SELECT alexandrite.set_status(id, 'in_production') FROM alexandrite.orders WHERE external_ref = 'C4';
+SELECT o.external_ref, r.from_operator, r.to_operator
+  FROM alexandrite.rebalance('4 days') r JOIN alexandrite.orders o ON o.id = r.order_id
+ ORDER BY r.from_operator NULLS LAST, o.external_ref;
+SELECT external_ref, status, operator_id FROM alexandrite.orders ORDER BY external_ref;
+SELECT l.operator_id, l.open_orders, op.capacity
+  FROM alexandrite.operator_load l JOIN alexandrite.operators op ON op.id = l.operator_id ORDER BY 1;
+-- a second run has nothing to do
+SELECT count(*) AS moves FROM alexandrite.rebalance('4 days');
+SELECT alexandrite.rebalance(NULL);
+
+-- the load table rebuilds itself when rows are missing
+DELETE FROM alexandrite.operator_load;
+SELECT alexandrite.assign_next('sla_cid') IS NULL AS cid_full;
+SELECT alexandrite.sla_recount_load() AS operators_holding;
+SELECT operator_id, open_orders FROM alexandrite.operator_load ORDER BY 1;
+
+-- clean up
+DELETE FROM alexandrite.orders WHERE external_ref ~ '^[SBC][1-4]$';
+SELECT count(*) AS load_rows_left FROM alexandrite.operator_load WHERE open_orders <> 0;
+DELETE FROM alexandrite.operator_load;
+DELETE FROM alexandrite.operators WHERE id LIKE 'sla\_%';

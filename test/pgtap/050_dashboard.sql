@@ -1,0 +1,108 @@
+-- Catalog contracts of the dashboards: objects, columns, signatures,
+-- privileges, definer status, SQLSTATEs.
+BEGIN;
+SELECT plan(62);
+
+-- the contract views and their columns
+SELECT has_view('alexandrite', v, 'view alexandrite.' || v || ' exists')
+  FROM unnest(ARRAY['dashboard_status_counts', 'dashboard_operator_load', 'dashboard_sla', 'dashboard_lag']) v;
+SELECT columns_are('alexandrite', 'dashboard_status_counts', ARRAY['status', 'channel', 'orders'],
+    'dashboard_status_counts has the contract columns');
+SELECT col_type_is('alexandrite', 'dashboard_status_counts', 'orders', 'bigint', 'orders is a bigint');
+SELECT col_type_is('alexandrite', 'dashboard_status_counts', 'status', 'alexandrite.order_status', 'status is an order_status');
+SELECT columns_are('alexandrite', 'dashboard_operator_load', ARRAY['operator_id', 'open_orders', 'overdue_orders'],
+    'dashboard_operator_load has the contract columns');
+SELECT col_type_is('alexandrite', 'dashboard_operator_load', c, 'bigint', 'dashboard_operator_load.' || c || ' is a bigint')
+  FROM unnest(ARRAY['open_orders', 'overdue_orders']) c;
+SELECT columns_are('alexandrite', 'dashboard_sla', ARRAY['channel', 'open_orders', 'at_risk_orders', 'breached_orders'],
+    'dashboard_sla has the contract columns');
+SELECT col_type_is('alexandrite', 'dashboard_sla', c, 'bigint', 'dashboard_sla.' || c || ' is a bigint')
+  FROM unnest(ARRAY['open_orders', 'at_risk_orders', 'breached_orders']) c;
+SELECT has_column('alexandrite', 'dashboard_lag', c, 'dashboard_lag.' || c || ' exists')
+  FROM unnest(ARRAY['dashboard', 'pending_changes', 'oldest_pending_age', 'last_fold_at', 'last_fold_ms',
+                    'last_fold_rows', 'rebuild_needed']) c;
+-- views over internal tables run with the reader's rights
+SELECT ok(NOT EXISTS (SELECT 1 FROM pg_class c
+                       WHERE c.relnamespace = 'alexandrite'::regnamespace AND c.relkind = 'v'
+                         AND c.relname LIKE 'dashboard%' AND c.relname NOT LIKE '%\_def'
+                         AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)),
+          'every dashboard read view is security_invoker');
+
+-- the registry
+SELECT has_table('alexandrite', 'dashboards', 'the dashboard registry exists');
+SELECT set_eq($$SELECT name FROM alexandrite.dashboards WHERE builtin$$,
+              ARRAY['status_counts', 'operator_load', 'sla_due'],
+              'the contract views are built on three registered dashboards');
+SELECT has_trigger('alexandrite', 'orders', t, 'orders has capture trigger ' || t)
+  FROM unnest(ARRAY['alx_dashboard_ins', 'alx_dashboard_upd', 'alx_dashboard_del', 'alx_dashboard_trunc']) t;
+SELECT trigger_is('alexandrite', 'orders', 'alx_dashboard_upd', 'alexandrite', 'dashboard_capture',
+                  'the capture trigger calls alexandrite.dashboard_capture()');
+
+-- functions: signatures and return types
+SELECT function_returns('alexandrite', 'refresh_dashboards', ARRAY[]::text[], 'bigint', 'refresh_dashboards() returns bigint');
+SELECT function_returns('alexandrite', 'schedule_refresh', ARRAY['text'], 'bigint', 'schedule_refresh(text) returns bigint');
+SELECT function_returns('alexandrite', 'rebuild_dashboard', ARRAY['text', 'timestamp with time zone'], 'bigint', 'rebuild_dashboard(text, timestamptz) returns bigint');
+SELECT function_returns('alexandrite', 'create_dashboard',
+                        ARRAY['text', 'regclass', 'text[]', 'text', 'text[]', 'text', 'text[]', 'text[]', 'text', 'interval[]', 'text[]'],
+                        'regclass', 'create_dashboard(...) returns the read view');
+SELECT has_function('alexandrite', 'drop_dashboard', ARRAY['text'], 'drop_dashboard(text) exists');
+SELECT has_function('alexandrite', 'reconcile_dashboards', ARRAY['text'], 'reconcile_dashboards(text) exists');
+SELECT function_lang_is('alexandrite', 'refresh_dashboards', ARRAY[]::text[], 'c', 'refresh_dashboards is C');
+SELECT function_lang_is('alexandrite', 'dashboard_capture', ARRAY[]::text[], 'c', 'the capture trigger is C');
+SELECT volatility_is('alexandrite', 'dashboard_due_bucket', ARRAY['timestamp with time zone'], 'immutable', 'dashboard_due_bucket is immutable');
+
+-- administrative functions: not for PUBLIC, not SECURITY DEFINER
+SELECT function_privs_are('alexandrite', f, a, 'public', ARRAY[]::text[], 'PUBLIC cannot execute ' || f)
+  FROM (VALUES ('refresh_dashboards', ARRAY[]::text[]),
+               ('schedule_refresh', ARRAY['text']),
+               ('rebuild_dashboard', ARRAY['text', 'timestamp with time zone']),
+               ('drop_dashboard', ARRAY['text']),
+               ('reconcile_dashboards', ARRAY['text']),
+               ('create_dashboard', ARRAY['text', 'regclass', 'text[]', 'text', 'text[]', 'text', 'text[]', 'text[]', 'text', 'interval[]', 'text[]'])) x(f, a);
+SELECT ok(NOT EXISTS (SELECT 1 FROM pg_proc p
+                       WHERE p.pronamespace = 'alexandrite'::regnamespace AND p.prosecdef
+                         AND (p.proname LIKE '%dashboard%' OR p.proname IN ('schedule_refresh'))),
+          'no dashboard function is SECURITY DEFINER');
+
+-- errors and their SQLSTATEs
+SELECT throws_ok($$SELECT alexandrite.rebuild_dashboard('no_such')$$, '42704', NULL, 'rebuild of an unknown dashboard: undefined_object');
+SELECT throws_ok($$SELECT alexandrite.drop_dashboard('no_such')$$, '42704', NULL, 'drop of an unknown dashboard: undefined_object');
+SELECT throws_ok($$SELECT alexandrite.drop_dashboard('status_counts')$$, '2BP01', NULL, 'a built-in dashboard cannot be dropped');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('status_counts', 'alexandrite.orders', ARRAY['status'])$$,
+                 '42710', NULL, 'a duplicate name: duplicate_object');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('Bad', 'alexandrite.orders', ARRAY['status'])$$,
+                 '22023', NULL, 'a bad name: invalid_parameter_value');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x1', 'alexandrite.orders', ARRAY['status'], filter => 'sla_due_at < now()')$$,
+                 '42P17', NULL, 'a time-relative filter is refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x2', 'alexandrite.orders', ARRAY['(SELECT 1)'])$$,
+                 '0A000', NULL, 'a subquery is refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x3', 'alexandrite.dashboard_sla', ARRAY['channel'])$$,
+                 '42809', NULL, 'a view is not a base table');
+SELECT throws_ok($$SELECT alexandrite.schedule_refresh('5 seconds')$$, '22023', NULL, 'sub-minute schedules are refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x4', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at', horizons => ARRAY['1 day'::interval])$$,
+                 '22023', NULL, 'a horizon in days is refused (time-zone dependent)');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x5', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at')$$,
+                 '22023', NULL, 'a due expression without horizons is refused');
+SELECT throws_ok($$SELECT alexandrite.dashboard_capture()$$, '39P01', NULL, 'the capture function only runs as a trigger');
+
+-- with pg_cron in this database: one job, upserted by name
+SELECT is(alexandrite.schedule_refresh(), alexandrite.schedule_refresh('*/2 * * * *'),
+          'schedule_refresh() upserts one pg_cron job by name');
+SELECT is((SELECT schedule FROM cron.job WHERE jobname = 'alexandrite-refresh-dashboards'), '*/2 * * * *',
+          'the job has the new schedule');
+
+-- behaviour in one transaction: exact before and after a fold
+INSERT INTO alexandrite.orders (external_ref, channel, customer_id, sla_due_at)
+VALUES ('tap-dash-1', 'shop', 'c', now() - interval '5 minutes'), ('tap-dash-2', 'crm', 'c', now() + interval '23 hours');
+SELECT set_eq($$SELECT channel, open_orders, at_risk_orders, breached_orders FROM alexandrite.dashboard_sla$$,
+              $$SELECT channel, count(*) AS o, count(*) FILTER (WHERE sla_due_at >= now() AND sla_due_at < now() + interval '24 hours') AS r,
+                       count(*) FILTER (WHERE sla_due_at < now()) AS b
+                  FROM alexandrite.orders WHERE alexandrite.is_open(status) GROUP BY channel$$,
+              'dashboard_sla equals the GROUP BY over orders before a fold');
+SELECT cmp_ok(alexandrite.refresh_dashboards(), '>', 0::bigint, 'the fold folds the pending changes');
+SELECT set_eq($$SELECT status, channel, orders FROM alexandrite.dashboard_status_counts$$,
+              $$SELECT status, channel, count(*) FROM alexandrite.orders GROUP BY 1, 2$$,
+              'dashboard_status_counts equals the GROUP BY over orders after a fold');
+
+SELECT * FROM finish();
+ROLLBACK;
