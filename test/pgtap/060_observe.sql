@@ -1,6 +1,6 @@
 -- Catalog contracts of operations: metrics(), its collectors, tracing helpers.
 BEGIN;
-SELECT plan(29);
+SELECT plan(30);
 
 SELECT function_returns('alexandrite', 'metrics', ARRAY[]::text[], 'text', 'metrics() returns text');
 SELECT function_returns('alexandrite', 'metric_samples', ARRAY['text[]'], 'setof alexandrite.metric_sample',
@@ -28,6 +28,12 @@ SELECT function_privs_are('alexandrite', 'metrics', ARRAY[]::text[], 'pg_monitor
     'pg_monitor may call metrics()');
 SELECT ok(has_schema_privilege('pg_monitor', 'alexandrite', 'USAGE'), 'pg_monitor has USAGE on schema alexandrite');
 SELECT ok(NOT has_table_privilege('pg_monitor', 'alexandrite.orders', 'SELECT'), 'pg_monitor cannot read orders');
+SELECT is_empty($$
+    SELECT p.oid::regprocedure FROM pg_proc p
+     WHERE p.pronamespace = 'alexandrite'::regnamespace AND p.prosecdef
+       AND has_function_privilege('pg_monitor', p.oid, 'EXECUTE')
+       AND p.oid <> 'alexandrite.metric_samples(text[])'::regprocedure
+$$, 'USAGE for pg_monitor opens no other SECURITY DEFINER function');
 SELECT ok(NOT has_table_privilege('pg_monitor', 'alexandrite.metric_collectors', 'INSERT')
           AND NOT has_table_privilege('public', 'alexandrite.metric_collectors', 'INSERT'),
     'nobody but the owner registers collectors');
