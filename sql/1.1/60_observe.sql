@@ -62,16 +62,20 @@ AS $$
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_server() IS 'metrics collector: library version and recovery state';
 
--- Open orders by status and time of their last status change: stuck orders
--- per status are an index-only range scan, the longest time in each status
--- one index probe per status (no heap access, no scan of closed orders).
-CREATE INDEX orders_open_status_age_idx ON alexandrite.orders (status, status_changed_at)
-    WHERE status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
-COMMENT ON INDEX alexandrite.orders_open_status_age_idx IS 'metrics: stuck orders and the longest time in status, per open status';
+-- Stuck orders per status, kept by a dashboard: open orders by status, with
+-- the count of those whose last status change is more than 24 hours old (a
+-- moving watermark on status_changed_at), so a scrape reads a few groups
+-- instead of every stuck order.
+SELECT alexandrite.create_dashboard('status_age', 'alexandrite.orders', ARRAY['status'],
+                                    count_name => 'open_orders',
+                                    filter => 'alexandrite.is_open(status)',
+                                    due => 'status_changed_at', horizons => ARRAY['-24:00:00'::interval],
+                                    horizon_names => ARRAY['stuck_orders']);
 
 -- Orders: how many are in each status (the status_counts dashboard: summary
--- plus pending changes, exact), and which ones stopped moving
--- (orders_open_status_age_idx).
+-- plus pending changes, exact), which ones stopped moving (the status_age
+-- dashboard) and for how long at most (one probe of the core's partial index
+-- on open orders by status_changed_at).
 CREATE FUNCTION alexandrite.metrics_orders() RETURNS SETOF alexandrite.metric_sample
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -94,22 +98,16 @@ AS $$
                 'Open orders whose status has not changed for 24 hours or more (alexandrite.stuck_orders()), by status.',
                 COALESCE(c.n, 0), jsonb_build_object('status', s.status))
        FROM unnest(enum_range(NULL::alexandrite.order_status)) AS s(status)
-       LEFT JOIN (SELECT o.status, count(*) AS n FROM alexandrite.orders o
-                   WHERE o.status < 'shipped'::alexandrite.order_status
-                     AND o.status_changed_at <= now() - interval '24 hours'
-                   GROUP BY o.status) c ON c.status = s.status
+       LEFT JOIN (SELECT d.status, sum(d.stuck_orders) AS n FROM alexandrite.dashboard_status_age d
+                   GROUP BY d.status) c ON c.status = s.status
       WHERE alexandrite.is_open(s.status)
       ORDER BY s.status)
     UNION ALL
-    (SELECT alexandrite.metric('alexandrite_orders_max_time_in_status_seconds', 'gauge',
-                'Longest time an open order has spent in its current status, by status, in seconds (0 when none is in it).',
-                COALESCE(extract(epoch FROM now() - (SELECT min(o.status_changed_at) FROM alexandrite.orders o
-                                                      WHERE o.status = s.status
-                                                        AND o.status < 'shipped'::alexandrite.order_status)), 0)::float8,
-                jsonb_build_object('status', s.status))
-       FROM unnest(enum_range(NULL::alexandrite.order_status)) AS s(status)
-      WHERE alexandrite.is_open(s.status)
-      ORDER BY s.status)
+    SELECT alexandrite.metric('alexandrite_orders_max_time_in_status_seconds', 'gauge',
+               'Longest time an open order has spent in its current status, in seconds (0 when no order is open).',
+               COALESCE(extract(epoch FROM now() - min(o.status_changed_at)), 0)::float8)
+      FROM alexandrite.orders o
+     WHERE o.status < 'shipped'::alexandrite.order_status
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_orders() IS 'metrics collector: orders by status and channel, stuck orders';
 
@@ -274,7 +272,7 @@ SELECT alexandrite.create_dashboard('quote_counts', 'alexandrite.quotes',
                                     count_name => 'quotes', sums => ARRAY['total'],
                                     sum_names => ARRAY['sum_total']);
 UPDATE alexandrite.dashboards SET builtin = true
- WHERE name OPERATOR(pg_catalog.=) ANY (ARRAY['mesh_analysis_time', 'quote_counts']);
+ WHERE name OPERATOR(pg_catalog.=) ANY (ARRAY['status_age', 'mesh_analysis_time', 'quote_counts']);
 
 CREATE FUNCTION alexandrite.metrics_meshes() RETURNS SETOF alexandrite.metric_sample
     LANGUAGE sql STABLE
