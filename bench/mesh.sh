@@ -36,9 +36,12 @@ sizes="100k:500:100 1M:1000:500"
 alx_log "generating meshes in $work"
 for s in $sizes; do
     name=${s%%:*} rest=${s#*:}
+    # grid order (cache-friendly for everyone) and shuffled triangle order,
+    # closer to real CAD exports
     python3 "$gen" "torus:$rest" stl --out "$work/torus_$name.stl"
+    python3 "$gen" "torus:$rest" stl --shuffle --out "$work/torus_$name-shuffled.stl"
     if [ $name = 1M ] || [ $quick = 1 ]; then
-        for f in obj plyb glb 3mfz; do python3 "$gen" "torus:$rest" $f --out "$work/torus_$name.$f"; done
+        for f in obj plyb glb 3mfz; do python3 "$gen" "torus:$rest" $f --shuffle --out "$work/torus_$name-shuffled.$f"; done
     fi
 done
 chmod 644 "$work"/*
@@ -65,7 +68,7 @@ volume_of() { "$meshd" "$1" | sed -n 's/.*"volume_mm3":\([^,]*\),.*/\1/p'; }
 
 rows=()
 for s in $sizes; do
-    name=${s%%:*}
+    for name in ${s%%:*} ${s%%:*}-shuffled; do
     for ext in stl obj plyb glb 3mfz; do
         f="$work/torus_$name.$ext"
         [ -f "$f" ] || continue
@@ -93,6 +96,7 @@ PY
             vol=$($PY "$work/npstl.py" "$f" 2>/dev/null)
             rows+=("| torus $name | stl | numpy-stl 2.9.0 (mass properties, no topology) | $cpu | $wall | $rss | $vol |")
         fi
+    done
     done
 done
 

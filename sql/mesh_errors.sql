@@ -69,7 +69,18 @@ SELECT alexandrite.mesh_analyze(NULL) IS NULL AS null_in_null_out;
 -- a missing helper is a clear error
 SET alexandrite.meshd_path = '/nonexistent/alexandrite-meshd';
 SELECT alexandrite.mesh_analyze('\x0102'::bytea, 'stl');
+-- whatever runs in the helper's place, its output is checked strictly
+SET alexandrite.meshd_path = '/bin/echo';     -- prints its arguments: garbage
+SELECT pg_temp.try($$SELECT alexandrite.mesh_analyze(decode('$$ || :'b' || $$', 'base64'))$$);
+SET alexandrite.meshd_path = '/bin/true';     -- exit 0, no record
+SELECT pg_temp.try($$SELECT alexandrite.mesh_analyze(decode('$$ || :'b' || $$', 'base64'))$$);
+SET alexandrite.meshd_path = '/bin/false';    -- unknown exit code
+SELECT pg_temp.try($$SELECT alexandrite.mesh_analyze(decode('$$ || :'b' || $$', 'base64'))$$);
 RESET alexandrite.meshd_path;
+
+-- every analysis slot (alexandrite.mesh_max_concurrent) was given back,
+-- after successes and errors alike
+SELECT count(*) AS slots_held FROM pg_locks WHERE locktype = 'advisory' AND database = 0;
 
 -- PUBLIC may not spawn the helper
 CREATE ROLE alx_mesh_nobody;

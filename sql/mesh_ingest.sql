@@ -11,6 +11,11 @@ SELECT alexandrite.mesh_ingest(decode(:'cube', 'base64'), 'cube.stl') = :cube_id
 -- new bytes do need it: an error here
 SELECT alexandrite.mesh_ingest(decode(:'ring', 'base64'), 'ring.obj') > 0 AS stored;
 RESET alexandrite.meshd_path;
+-- a row written by an older analyzer is measured again by the next ingest,
+-- keeping its id and its first file name
+UPDATE alexandrite.meshes SET analyzer_version = 0, volume_mm3 = 1 WHERE id = :cube_id;
+SELECT alexandrite.mesh_ingest(decode(:'cube', 'base64'), 'renamed.stl') = :cube_id AS same_id_reanalysed;
+SELECT analyzer_version, volume_mm3, filename FROM alexandrite.meshes WHERE id = :cube_id;
 -- the same bytes in inches are another mesh, scaled to mm
 SELECT alexandrite.mesh_ingest(decode(:'cube', 'base64'), 'cube.stl', 'in') AS cube_in_id \gset
 SELECT :cube_in_id <> :cube_id AS new_id;
@@ -21,15 +26,16 @@ SELECT unit, filename, format, triangles, vertices, round(volume_mm3::numeric, 4
        analysis_ms >= 0 AS timed
   FROM alexandrite.meshes WHERE id IN (:cube_id, :cube_in_id) ORDER BY id;
 SELECT count(*) FROM alexandrite.meshes WHERE sha256 = sha256(decode(:'cube', 'base64'));
--- the format comes from the contents; the file name's extension is a hint
+-- the format comes from the contents; the file name is only stored
 \set ring_ply `python3 test/gen/genmesh.py ring ply --b64`
 SELECT alexandrite.mesh_ingest(decode(:'ring_ply', 'base64'), 'band') AS band_id \gset
 SELECT format, triangles, filename FROM alexandrite.meshes WHERE id = :band_id;
 -- the same bytes under another name are the same mesh (no parse, no hint check)
 SELECT alexandrite.mesh_ingest(decode(:'ring_ply', 'base64'), 'band.stl')
        = :band_id AS same_id;
--- new bytes whose name's extension contradicts them
-SELECT alexandrite.mesh_ingest(decode(:'ring_ply', 'base64') || '\x0a'::bytea, 'band.stl');
+-- new bytes whose name's extension contradicts them: detected as PLY
+SELECT alexandrite.mesh_ingest(decode(:'ring_ply', 'base64') || '\x0a'::bytea, 'band.stl') AS misnamed_id \gset
+SELECT format, triangles, filename FROM alexandrite.meshes WHERE id = :misnamed_id;
 -- called once per row in one statement: later calls see the first's row
 SELECT count(DISTINCT alexandrite.mesh_ingest(decode(:'ring', 'base64'), 'ring.obj')) AS ids
   FROM generate_series(1, 3);
@@ -43,4 +49,5 @@ SELECT alexandrite.mesh_ingest('\x00010203'::bytea, 'junk.stl');
 SELECT count(*) = :meshes_before AS nothing_stored FROM alexandrite.meshes;
 -- clean up what this file stored
 DELETE FROM alexandrite.meshes WHERE sha256 IN (sha256(decode(:'cube', 'base64')),
-    sha256(decode(:'ring', 'base64')), sha256(decode(:'ring_ply', 'base64')));
+    sha256(decode(:'ring', 'base64')), sha256(decode(:'ring_ply', 'base64')),
+    sha256(decode(:'ring_ply', 'base64') || '\x0a'::bytea));

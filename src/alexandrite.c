@@ -39,6 +39,7 @@ int			alx_outbox_rotate_interval_s = 60;
 int			alx_mesh_max_bytes = 256 * 1024 * 1024;
 int			alx_mesh_timeout_ms = 60000;
 int			alx_mesh_memory_limit_mb = 2048;
+int			alx_mesh_max_concurrent = 4;
 char	   *alx_meshd_path = NULL;
 int			alx_fold_interval_ms = 1000;
 char	   *alx_actor = NULL;
@@ -248,6 +249,15 @@ alx_define_gucs(void)
 							2048, 64, 1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.mesh_max_concurrent",
+							"Sets how many mesh analyses may run at once in the whole cluster.",
+							"Further calls wait for a free slot (within alexandrite.mesh_timeout); 0 means no limit.",
+							&alx_mesh_max_concurrent,
+							4, 0, 1024,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("alexandrite.meshd_path",

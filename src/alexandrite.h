@@ -25,6 +25,7 @@ extern int	alx_outbox_rotate_interval_s;
 extern int	alx_mesh_max_bytes;
 extern int	alx_mesh_timeout_ms;
 extern int	alx_mesh_memory_limit_mb;
+extern int	alx_mesh_max_concurrent;
 extern char *alx_meshd_path;
 extern int	alx_fold_interval_ms;
 extern char *alx_actor;

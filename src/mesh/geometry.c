@@ -981,6 +981,14 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 			st->genus = twice / 2;
 	}
 
+	/* finite coordinates can still overflow a product (|x| > 1e102) */
+	if (!isfinite(st->volume_mm3) || !isfinite(st->area_mm2) ||
+		!isfinite(st->volume_uncertainty_mm3) || !isfinite(diag))
+	{
+		geom_fail(g, ALX_GEOM_ERR_NONFINITE, "mesh coordinates are too large to measure");
+		rc = g->error;
+		goto done;
+	}
 	if (st->boundary_edges > 0)
 		st->warnings |= ALX_WARN_OPEN_MESH;
 	if (st->nonmanifold_edges > 0)

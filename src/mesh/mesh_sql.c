@@ -46,10 +46,13 @@
 #include "miscadmin.h"
 #include "portability/instr_time.h"
 #include "postmaster/postmaster.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/pmsignal.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/wait_event.h"
 
 #include "alexandrite.h"
 #include "mesh/meshrecord.h"
@@ -334,6 +337,7 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 	int			status = 0;
 	bool		reaped = false;
 	bool		timed_out = false;
+	bool		overflow = false;
 	instr_time	start,
 				now;
 	long		cpu_s = alx_mesh_timeout_ms / 1000 + 2;
@@ -507,6 +511,7 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 					if (reclen == sizeof(recbuf))
 					{
 						/* more than one record: garbage, stop it now */
+						overflow = true;
 						kill(pid, SIGKILL);
 						close(fd_out);
 						fd_out = -1;
@@ -584,6 +589,11 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 			errbuf[i] = (errbuf[i] == '\n' && i + 1 == errlen) ? '\0' : ' ';
 	if (!reaped)
 		elog(ERROR, "mesh helper was not reaped");
+	if (overflow)
+		ereport(ERROR,
+				(errcode(ALX_ERRCODE_BAD_MESH),
+				 errmsg("mesh helper returned an invalid result"),
+				 errdetail_internal("more output than one record")));
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),
@@ -602,11 +612,76 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 	check_record(&result->rec, len);
 }
 
-/* Validate the input and run the analysis. */
+/* advisory-lock key of the analysis slots: database 0 (cluster-wide), 'ALXM' */
+#define MESH_SLOT_KEY1 0x414C584Du
+
+static void
+slot_tag(LOCKTAG *tag, int slot)
+{
+	SET_LOCKTAG_ADVISORY(*tag, InvalidOid, MESH_SLOT_KEY1, (uint32) slot, 3);
+}
+
+/*
+ * Take one of alexandrite.mesh_max_concurrent cluster-wide slots (session
+ * advisory locks in database 0, which pg_advisory_lock() cannot name), so
+ * that N parallel uploads cannot take N x mesh_memory_limit of memory.
+ * Waits, interruptibly, within alexandrite.mesh_timeout.  Returns the slot,
+ * or -1 when there is no limit.
+ */
+static int
+acquire_slot(void)
+{
+	int			nslots = alx_mesh_max_concurrent;
+	instr_time	start,
+				now;
+
+	if (nslots <= 0)
+		return -1;
+	INSTR_TIME_SET_CURRENT(start);
+	for (;;)
+	{
+		int			first = MyProcPid % nslots;
+
+		for (int i = 0; i < nslots; i++)
+		{
+			int			slot = (first + i) % nslots;
+			LOCKTAG		tag;
+
+			slot_tag(&tag, slot);
+			if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+				return slot;
+		}
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		if (INSTR_TIME_GET_MILLISEC(now) >= alx_mesh_timeout_ms)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("no mesh analysis slot became free within %d ms", alx_mesh_timeout_ms),
+					 errhint("alexandrite.mesh_max_concurrent analyses may run at once.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 20, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+release_slot(int slot)
+{
+	LOCKTAG		tag;
+
+	if (slot < 0)
+		return;
+	slot_tag(&tag, slot);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/* Validate the input and run the analysis in a slot. */
 static void
 analyze_bytes(bytea *data, const char *format, const char *unit, HelperResult *hr)
 {
 	size_t		len = VARSIZE_ANY_EXHDR(data);
+	volatile int slot;
 
 	if (len == 0)
 		ereport(ERROR,
@@ -617,7 +692,16 @@ analyze_bytes(bytea *data, const char *format, const char *unit, HelperResult *h
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("mesh file of %zu bytes exceeds the limit of %d bytes", len, alx_mesh_max_bytes),
 				 errhint("alexandrite.mesh_max_bytes sets the limit.")));
-	run_helper(VARDATA_ANY(data), len, format, unit, hr);
+	slot = acquire_slot();
+	PG_TRY();
+	{
+		run_helper(VARDATA_ANY(data), len, format, unit, hr);
+	}
+	PG_FINALLY();
+	{
+		release_slot(slot);
+	}
+	PG_END_TRY();
 }
 
 static Datum
@@ -708,16 +792,20 @@ alexandrite_mesh_analyze(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
 }
 
-/* id of the stored mesh with this hash and unit, or 0 */
+/*
+ * id of the stored mesh with this hash and unit, or 0; *current tells
+ * whether its row was written by this analyzer version.
+ */
 static int64
-find_mesh(bytea *sha, const char *unit)
+find_mesh(bytea *sha, const char *unit, bool *current)
 {
 	Oid			types[2] = {BYTEAOID, TEXTOID};
 	Datum		vals[2] = {PointerGetDatum(sha), CStringGetTextDatum(unit)};
 	int64		id = 0;
 	int			rc;
 
-	rc = SPI_execute_with_args("SELECT id FROM alexandrite.meshes "
+	*current = false;
+	rc = SPI_execute_with_args("SELECT id, analyzer_version FROM alexandrite.meshes "
 							   "WHERE sha256 OPERATOR(pg_catalog.=) $1 "
 							   "AND unit OPERATOR(pg_catalog.=) $2",
 							   2, types, vals, NULL, false, 1);
@@ -727,8 +815,12 @@ find_mesh(bytea *sha, const char *unit)
 	{
 		bool		isnull;
 
+		Datum		v;
+
 		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
+		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		*current = !isnull && DatumGetInt32(v) == ALX_MESH_ANALYZER_VERSION;
 	}
 	return id;
 }
@@ -737,7 +829,8 @@ PG_FUNCTION_INFO_V1(alexandrite_mesh_ingest);
 
 /*
  * mesh_ingest(data bytea, filename text, unit text DEFAULT 'mm') RETURNS bigint
- * The same bytes in the same unit give the same id and are parsed once.
+ * The same bytes in the same unit give the same id and are parsed once per
+ * analyzer version.
  */
 Datum
 alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
@@ -751,6 +844,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 	Datum		sv[MS_NATTS];
 	bool		sn[MS_NATTS];
 	char	   *format = NULL;
+	bool		current;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -766,27 +860,16 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unit must not be null")));
 
-	/* the file name's extension is the format hint, if it is one we know */
-	if (filename != NULL)
-	{
-		char	   *fn = text_to_cstring(filename);
-		char	   *dot = strrchr(fn, '.');
-
-		if (dot != NULL)
-		{
-			static const char *const ok[] = {"stl", "obj", "ply", "gltf", "glb", "3mf", NULL};
-
-			for (int i = 0; ok[i]; i++)
-				if (pg_strcasecmp(dot + 1, ok[i]) == 0)
-					format = pstrdup(ok[i]);
-		}
-	}
-
+	/*
+	 * The file name is stored, not trusted: customers' files are often
+	 * misnamed, so the format is always detected from the bytes (the helper
+	 * still pins assimp to the detected format's importer).
+	 */
 	sha = mesh_sha256(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 
 	SPI_connect();
-	id = find_mesh(sha, unit);
-	if (id == 0)
+	id = find_mesh(sha, unit, &current);
+	if (id == 0 || !current)
 	{
 		Oid			types[] = {BYTEAOID, TEXTOID, TEXTOID, TEXTOID,
 							   INT8OID, INT8OID, FLOAT8OID, FLOAT8OID,
@@ -794,7 +877,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 							   INT8OID, INT8OID, INT8OID, FLOAT8OID,
 							   FLOAT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
 							   FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
-							   TEXTARRAYOID, INT4OID, INT8OID};
+							   TEXTARRAYOID, INT4OID, INT8OID, INT8OID};
 		Datum		vals[lengthof(types)];
 		char		nulls[lengthof(types)];
 		int			rc;
@@ -836,6 +919,32 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 		vals[26] = sv[MS_WARNINGS];
 		vals[27] = sv[MS_ANALYZER_VERSION];
 		vals[28] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(data));
+		vals[29] = Int64GetDatum(id);
+
+		if (id != 0)
+		{
+			/*
+			 * Stored by an older analyzer: measure again, keep the id (orders
+			 * and quotes refer to it) and the first file name.
+			 */
+			rc = SPI_execute_with_args(
+									   "UPDATE alexandrite.meshes SET (format, triangles, vertices, "
+									   "volume_mm3, area_mm2, size_x_mm, size_y_mm, size_z_mm, shells, "
+									   "watertight, boundary_edges, nonmanifold_edges, degenerate_triangles, "
+									   "analysis_ms, unit_scale_mm, inconsistent_edges, faces_reoriented, "
+									   "euler_characteristic, genus, volume_uncertainty_mm3, min_x_mm, "
+									   "min_y_mm, min_z_mm, warnings, analyzer_version, size_bytes, "
+									   "analyzed_at) = ROW($4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+									   "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, "
+									   "$28, $29, pg_catalog.now()) "
+									   "WHERE id OPERATOR(pg_catalog.=) $30 "
+									   "AND sha256 OPERATOR(pg_catalog.=) $1 AND unit OPERATOR(pg_catalog.=) $2",
+									   lengthof(types), types, vals, nulls, false, 0);
+			if (rc != SPI_OK_UPDATE)
+				elog(ERROR, "could not update mesh: %s", SPI_result_code_string(rc));
+			SPI_finish();
+			PG_RETURN_INT64(id);
+		}
 
 		rc = SPI_execute_with_args(
 								   "INSERT INTO alexandrite.meshes (sha256, unit, filename, format, "
@@ -859,7 +968,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 											 SPI_tuptable->tupdesc, 1, &isnull));
 		}
 		else
-			id = find_mesh(sha, unit);	/* a concurrent ingest won */
+			id = find_mesh(sha, unit, &current);	/* a concurrent ingest won */
 		if (id == 0)
 			elog(ERROR, "mesh vanished after a concurrent ingest");
 	}

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <assimp/cfileio.h>
 #include <assimp/cimport.h>
@@ -226,7 +227,7 @@ starts_with_ws(const unsigned char *buf, size_t len, const char *word)
 		i = 3;					/* UTF-8 byte order mark */
 	while (i < len && isspace(buf[i]))
 		i++;
-	return len - i >= n && memcmp(buf + i, word, n) == 0;
+	return len - i >= n && strncasecmp((const char *) buf + i, word, n) == 0;
 }
 
 /* Text without NULs in its first 64 kB that has an OBJ vertex or face line. */

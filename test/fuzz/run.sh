@@ -9,7 +9,9 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-45}
-work=${2:-$(mktemp -d /tmp/alx-mesh-fuzz.XXXXXX)}
+work=${2:-}
+keep=1
+[ -z "$work" ] && { work=$(mktemp -d /tmp/alx-mesh-fuzz.XXXXXX); keep=0; }
 mkdir -p "$work/corpus" "$work/seeds" "$work/artifacts"
 command -v clang >/dev/null || { echo "clang not installed, skipping"; exit 0; }
 
@@ -17,7 +19,7 @@ bin=$work/mesh_fuzz
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$top/src/mesh" $(pkg-config --cflags assimp zlib) \
     "$top/test/fuzz/mesh_fuzz.c" "$top/src/mesh/meshio.c" "$top/src/mesh/geometry.c" \
-    -o "$bin" $(pkg-config --libs assimp zlib) -lm || { echo "FAIL: fuzz target does not build"; exit 1; }
+    -o "$bin" $(pkg-config --libs assimp zlib) -lm || { echo "mesh fuzz target does not build"; exit 1; }
 
 # seeds: selector byte + file
 gen=$top/test/gen/genmesh.py
@@ -41,7 +43,7 @@ ASAN_OPTIONS=detect_leaks=0 "$bin" -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ign
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -max_len=65536 -artifact_prefix="$work/artifacts/" \
     "$work/corpus" "$work/seeds" > "$log" 2>&1
-runs=$(grep -oE '^#[0-9]+' "$log" | tail -1)
+runs=$(grep -oE '^#[0-9]+' "$log" | tr -d '#' | sort -n | tail -1)
 crashes=$(ls "$work"/artifacts/crash-* 2>/dev/null | wc -l)
 # Replay every crash: the first stack frame outside the sanitizer, libFuzzer,
 # libc and libstdc++ tells whose crash it is.
@@ -58,9 +60,10 @@ for a in "$work"/artifacts/crash-*; do
             echo "crash in a library (assimp): $(basename "$a") ${frame:+at ${frame##* in }}" ;;
     esac
 done
-echo "mesh fuzz: ${secs}s, ${runs:-?} runs, $crashes crash inputs (assimp's own included), $ours in alexandrite code"
+echo "mesh fuzz: ${secs}s, ${runs:-?} executions, $crashes crash inputs (assimp's own included), $ours in alexandrite code"
 if [ "$ours" != 0 ]; then
-    echo "FAIL: sanitizer reports in alexandrite code (inputs in $work/artifacts, log $log)"
+    echo "mesh fuzz failed: sanitizer reports in alexandrite code (inputs in $work/artifacts, log $log)"
     exit 1
 fi
-echo "PASS: no crash in alexandrite code (work dir $work)"
+echo "mesh fuzz ok: no crash in alexandrite code"
+[ $keep = 1 ] || rm -rf "$work"

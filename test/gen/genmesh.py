@@ -2,7 +2,7 @@
 """Deterministic mesh fixtures for the alexandrite mesh tests.
 
 Usage:
-  genmesh.py SHAPE FORMAT [--b64] [--out FILE] [--unit U] [--scale S] [--mirror]
+  genmesh.py SHAPE FORMAT [--b64] [--out FILE] [--unit U] [--scale S] [--mirror] [--shuffle]
   genmesh.py --hostile DIR [--datadir PGDATA]   write the hostile corpus
   genmesh.py --expect SHAPE                      print V and A of the shape
 
@@ -459,7 +459,7 @@ def main(argv):
         raise SystemExit(__doc__)
     name, fmt = argv[0], argv[1]
     opts = {"unit": "millimeter", "scale": 1.0, "mirror": False}
-    out, b64 = None, False
+    out, b64, shuffle = None, False, False
     i = 2
     while i < len(argv):
         a = argv[i]
@@ -476,10 +476,21 @@ def main(argv):
             opts["scale"] = float(argv[i])
         elif a == "--mirror":
             opts["mirror"] = True
+        elif a == "--shuffle":
+            shuffle = True
         else:
             raise SystemExit("unknown option %s" % a)
         i += 1
-    data = encode(shape(name), fmt, **opts)
+    mesh = shape(name)
+    if shuffle:
+        # CAD exports rarely list triangles in a tidy grid order
+        import random
+        rnd = random.Random(20261122)
+        v, f = mesh
+        f = list(f)
+        rnd.shuffle(f)
+        mesh = (v, f)
+    data = encode(mesh, fmt, **opts)
     if b64:
         data = base64.b64encode(data)
     if out:

@@ -143,7 +143,7 @@ busy_case('statement_timeout', 'SET statement_timeout = 500;',
 # query cancel from another session
 {
 	my ($stdout, $stderr) = ('', '');
-	my $sql = "\\set VERBOSITY verbose\nSELECT 'pid=' || pg_backend_pid();\n"
+	my $sql = "\\set VERBOSITY verbose\nSET alexandrite.mesh_max_concurrent = 1;\nSELECT 'pid=' || pg_backend_pid();\n"
 	  . "SELECT alexandrite.mesh_analyze(decode('$star', 'base64'), 'obj');\n$probe\n";
 	my $h = IPC::Run::start(
 		[ "$bindir/psql", '-XAtq', '-d', $node->connstr('postgres') ],
@@ -163,12 +163,21 @@ busy_case('statement_timeout', 'SET statement_timeout = 500;',
 	my $children = $node->safe_psql('postgres',
 		"SELECT btrim(pg_read_file('/proc/$pid/task/$pid/children'))");
 	like($children, qr/^\d+$/, 'the backend has one helper child while it runs');
+	# the only slot is taken: another analysis waits, then gives up
+	my $cube_b64 = encode_base64("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", '');
+	my ($sret, $sout, $serr) = analyze($cube_b64, 'obj',
+		pre => 'SET alexandrite.mesh_max_concurrent = 1; SET alexandrite.mesh_timeout = 300;');
+	like($serr, qr/ERROR:\s+57014: no mesh analysis slot became free within 300 ms/,
+		'alexandrite.mesh_max_concurrent = 1 makes a second analysis wait and give up');
 	$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
 	$h->finish;
 	like($stderr, qr/ERROR:\s+57014: canceling statement due to user request/,
 		'a query cancel stops the analysis');
 	like($stdout, qr/children=\[\]/, 'no helper child left after the cancel');
 	ok(!kill(0, $children), 'the helper process is gone') if $children =~ /^\d+$/;
+	my ($fret, $fout, $ferr) = analyze($cube_b64, 'obj',
+		pre => 'SET alexandrite.mesh_max_concurrent = 1; SET alexandrite.mesh_timeout = 2000;');
+	is($fout, '1|0', 'the cancelled analysis gave its slot back');
 }
 
 # ---- the cluster survived all of it ----
