@@ -64,6 +64,28 @@ BEGIN
     PERFORM alexandrite.sla_give(v_id, op);
     RETURN v_id;
 END \$\$;
+
+-- the floor: what any assignment costs without choosing (operator lock,
+-- capacity check, the same two writes through sla_give/set_status), taking
+-- an arbitrary pool order near a random id
+CREATE FUNCTION public.floor_assign(op text) RETURNS bigint LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS \$\$
+DECLARE v_cap int; v_open int; v_id bigint; v_from bigint := (random() * $N)::bigint;
+BEGIN
+    SELECT l.capacity, l.open_orders INTO v_cap, v_open FROM alexandrite.sla_lock_operator(op, true) l;
+    IF v_open >= v_cap THEN RETURN NULL; END IF;
+    SELECT o.id INTO v_id FROM alexandrite.orders o
+     WHERE o.id >= v_from AND o.status < 'assigned' AND o.operator_id IS NULL
+     ORDER BY o.id LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF v_id IS NULL THEN RETURN NULL; END IF;
+    PERFORM alexandrite.sla_give(v_id, op);
+    RETURN v_id;
+END \$\$;
+SQL
+
+cat > "$OUT/floor.sql" <<'SQL'
+\set op :client_id + 1
+SELECT public.floor_assign('op' || :op);
 SQL
 
 cat > "$OUT/assign.sql" <<'SQL'
@@ -103,11 +125,52 @@ for c in 1 8; do
     read -r tps p50 p99 < <(run "assign_c$c" "$OUT/assign.sql" "$c" "$SECS")
     echo "| assign_next | $c | $tps | $p50 | $p99 | $(pool) |"
 done
+for c in 1 8; do
+    read -r tps p50 p99 < <(run "floor_c$c" "$OUT/floor.sql" "$c" "$SECS")
+    echo "| floor: lock + capacity + the two writes, no ranking | $c | $tps | $p50 | $p99 | $(pool) |"
+done
 NSECS=${NAIVE_SECS:-$(( SECS < 10 ? SECS : 10 ))}
 for c in 1 8; do
     read -r tps p50 p99 < <(run "naive_c$c" "$OUT/naive.sql" "$c" "$NSECS")
     echo "| naive ORDER BY sla_priority LIMIT 1 FOR UPDATE SKIP LOCKED | $c | $tps | $p50 | $p99 | $(pool) |"
 done
+
+# the order board: first page and a deep page, against the same ranking
+# computed from the table
+cat > "$OUT/board.sql" <<'SQL'
+SELECT count(*) FROM alexandrite.order_board(NULL, 50);
+SQL
+cat > "$OUT/board_deep.sql" <<'SQL'
+SELECT count(*) FROM (SELECT b.* FROM (SELECT priority, id FROM alexandrite.order_board(NULL, 500) OFFSET 499) last,
+                      alexandrite.order_board(NULL, 50, last.priority, last.id) b) x;
+SQL
+cat > "$OUT/board_naive.sql" <<'SQL'
+SELECT count(*) FROM (SELECT id FROM alexandrite.orders WHERE status < 'shipped'
+                       ORDER BY alexandrite.sla_priority(created_at, sla_due_at, channel) DESC, id LIMIT 50) x;
+SQL
+echo
+echo "| order board query | clients | calls/s | p50 ms | p99 ms |"
+echo "|---|---|---|---|---|"
+read -r tps p50 p99 < <(run board "$OUT/board.sql" 1 "$NSECS")
+echo "| order_board(NULL, 50): first page | 1 | $tps | $p50 | $p99 |"
+read -r tps p50 p99 < <(run board_deep "$OUT/board_deep.sql" 1 "$NSECS")
+echo "| order_board: 500 rows, then the page after them (two calls) | 1 | $tps | $p50 | $p99 |"
+read -r tps p50 p99 < <(run board_naive "$OUT/board_naive.sql" 1 "$NSECS")
+echo "| naive ORDER BY sla_priority DESC, id LIMIT 50 over open orders | 1 | $tps | $p50 | $p99 |"
+
+# escalation: the first run records every overdue order, a repeat finds nothing
+esc=$(psql -At <<'SQL'
+\timing on
+SELECT alexandrite.escalate_overdue();
+SELECT alexandrite.escalate_overdue();
+SELECT alexandrite.escalate_overdue(full_scan => true);
+SQL
+)
+ms() { echo "$esc" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | sed -n "$1p"; }
+echo
+echo "escalate_overdue over $(open_n) open orders: first run (full scan) $(echo "$esc" | sed -n 1p) breaches in $(ms 1) ms;"\
+     "the next run (the window since the previous one, as every minute) $(echo "$esc" | sed -n 3p) new in $(ms 2) ms;"\
+     "a forced full scan (at most hourly) $(echo "$esc" | sed -n 5p) new in $(ms 3) ms."
 
 # sla_priority throughput: the same scan with and without the function
 t_base=$(psql -At <<'SQL' | tail -1

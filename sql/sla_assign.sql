@@ -126,8 +126,20 @@ SELECT alexandrite.assign_next('sla_cid') IS NULL AS cid_full;
 SELECT alexandrite.sla_recount_load() AS operators_holding;
 SELECT operator_id, open_orders FROM alexandrite.operator_load ORDER BY 1;
 
+-- a bulk load of held orders (as a restore's COPY does: the row triggers
+-- fire after the whole statement) leaves the count unknown, never double
+UPDATE alexandrite.operators SET capacity = 10 WHERE id = 'sla_ann';
+DELETE FROM alexandrite.operator_load WHERE operator_id = 'sla_ann';
+INSERT INTO alexandrite.orders (external_ref, channel, customer_id, status, operator_id, sla_due_at)
+SELECT 'L' || g, 'shop', 'c', 'assigned', 'sla_ann', now() + interval '30 days' FROM generate_series(1, 3) g;
+SELECT operator_id, open_orders FROM alexandrite.operator_load WHERE operator_id = 'sla_ann';
+SELECT pg_temp.claim('sla_ann');
+SELECT operator_id, open_orders,
+       (SELECT count(*) FROM alexandrite.orders o WHERE o.operator_id = 'sla_ann' AND o.status < 'shipped') AS counted
+  FROM alexandrite.operator_load WHERE operator_id = 'sla_ann';
+
 -- clean up
-DELETE FROM alexandrite.orders WHERE external_ref ~ '^[SBC][1-4]$';
+DELETE FROM alexandrite.orders WHERE external_ref ~ '^[SBCL][1-4]$';
 SELECT count(*) AS load_rows_left FROM alexandrite.operator_load WHERE open_orders <> 0;
 DELETE FROM alexandrite.operator_load;
 DELETE FROM alexandrite.operators WHERE id LIKE 'sla\_%';

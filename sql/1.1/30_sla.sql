@@ -68,49 +68,71 @@ CREATE INDEX orders_open_due_idx ON alexandrite.orders (channel, sla_due_at, id)
 -- by the ten thousand).  Only transitions that change who holds an open
 -- order touch it: assignment, release, and shipping or cancelling a held
 -- order.  assign_next reads it under the operator's row lock.
+--
+-- A missing row or a NULL count means "unknown": after TRUNCATE, a restore
+-- (whose COPY fires the triggers row by row, at the end of the statement),
+-- or a new operator.  A delta leaves an unknown count unknown (NULL + 1);
+-- assign_next turns it into a known one under the operator's lock
+-- (sla_known_load).  So the table is exact whenever it is not NULL, and it
+-- is never both dumped and re-derived.
 CREATE TABLE alexandrite.operator_load (
     operator_id text PRIMARY KEY,
-    open_orders integer NOT NULL CHECK (open_orders OPERATOR(pg_catalog.>=) 0)
+    open_orders integer CHECK (open_orders OPERATOR(pg_catalog.>=) 0)
 );
 COMMENT ON TABLE alexandrite.operator_load
-    IS 'open orders held per operator, kept by the orders_operator_load triggers; derived data, not dumped (a missing row means: count the orders)';
+    IS 'open orders held per operator, kept by the orders_operator_load triggers; NULL or no row: unknown, counted on demand; derived data, not dumped';
 
-CREATE FUNCTION alexandrite.sla_load_add(operator_id text, delta integer) RETURNS void
+-- The open orders an operator holds, made known: called with the operator's
+-- row locked when operator_load has no count for them.  The load row is
+-- locked before counting, so a concurrent change either committed before
+-- the count (and is in it) or applies its delta after ours.
+CREATE FUNCTION alexandrite.sla_known_load(operator_id text) RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_open integer;
 BEGIN
-    UPDATE alexandrite.operator_load l
-       SET open_orders = l.open_orders OPERATOR(pg_catalog.+) delta
-     WHERE l.operator_id OPERATOR(pg_catalog.=) sla_load_add.operator_id;
-    IF NOT FOUND THEN
-        -- no row: the count is unknown (new operator, TRUNCATE, a restore
-        -- without triggers), so count, this change included
-        INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
-        SELECT sla_load_add.operator_id, pg_catalog.count(*)
+    INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
+    VALUES (sla_known_load.operator_id, NULL)
+    ON CONFLICT ON CONSTRAINT operator_load_pkey DO NOTHING;
+    SELECT l.open_orders INTO v_open
+      FROM alexandrite.operator_load l
+     WHERE l.operator_id OPERATOR(pg_catalog.=) sla_known_load.operator_id
+       FOR UPDATE;
+    IF v_open IS NULL THEN
+        SELECT pg_catalog.count(*) INTO v_open
           FROM alexandrite.orders o
-         WHERE o.operator_id OPERATOR(pg_catalog.=) sla_load_add.operator_id
-           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
-        ON CONFLICT ON CONSTRAINT operator_load_pkey DO UPDATE
-           SET open_orders = l.open_orders OPERATOR(pg_catalog.+) sla_load_add.delta;
+         WHERE o.operator_id OPERATOR(pg_catalog.=) sla_known_load.operator_id
+           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+        UPDATE alexandrite.operator_load l
+           SET open_orders = v_open
+         WHERE l.operator_id OPERATOR(pg_catalog.=) sla_known_load.operator_id;
     END IF;
+    RETURN v_open;
 END;
 $$;
-COMMENT ON FUNCTION alexandrite.sla_load_add(text, integer)
-    IS 'internal: adds delta to the open orders held by an operator (counts them when the row is missing)';
+COMMENT ON FUNCTION alexandrite.sla_known_load(text)
+    IS 'internal: counts and records the open orders of an operator whose load is unknown (caller holds the operator lock)';
 
 CREATE FUNCTION alexandrite.orders_operator_load() RETURNS trigger
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' AND OLD.operator_id IS NOT NULL
        AND OLD.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status THEN
+        -- a count that would go negative has drifted (writes that skipped
+        -- the triggers): it becomes unknown rather than failing the write
         UPDATE alexandrite.operator_load l
-           SET open_orders = l.open_orders OPERATOR(pg_catalog.-) 1
+           SET open_orders = CASE WHEN l.open_orders OPERATOR(pg_catalog.>) 0
+                                  THEN l.open_orders OPERATOR(pg_catalog.-) 1 END
          WHERE l.operator_id OPERATOR(pg_catalog.=) OLD.operator_id;
-        IF NOT FOUND THEN
-            PERFORM alexandrite.sla_load_add(OLD.operator_id, -1);
+        IF NOT FOUND THEN            -- no row: unknown, counted on demand
+            INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
+            VALUES (OLD.operator_id, NULL)
+            ON CONFLICT ON CONSTRAINT operator_load_pkey DO NOTHING;
         END IF;
     END IF;
     IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' AND NEW.operator_id IS NOT NULL
@@ -119,7 +141,9 @@ BEGIN
            SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1
          WHERE l.operator_id OPERATOR(pg_catalog.=) NEW.operator_id;
         IF NOT FOUND THEN
-            PERFORM alexandrite.sla_load_add(NEW.operator_id, 1);
+            INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)
+            VALUES (NEW.operator_id, NULL)
+            ON CONFLICT ON CONSTRAINT operator_load_pkey DO NOTHING;
         END IF;
     END IF;
     RETURN NULL;
@@ -147,8 +171,8 @@ COMMENT ON TRIGGER orders_operator_load_ins ON alexandrite.orders IS 'keeps alex
 COMMENT ON TRIGGER orders_operator_load_upd ON alexandrite.orders IS 'keeps alexandrite.operator_load';
 COMMENT ON TRIGGER orders_operator_load_del ON alexandrite.orders IS 'keeps alexandrite.operator_load';
 
--- Rebuild operator_load from orders (after TRUNCATE, a restore, or
--- session_replication_role = replica writes that skipped the trigger).
+-- Rebuild operator_load from orders (after writes with
+-- session_replication_role = replica, which skip the triggers).
 -- Locks every operator, so it never races a claim.
 CREATE FUNCTION alexandrite.sla_recount_load() RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -178,7 +202,7 @@ CREATE FUNCTION alexandrite.orders_operator_load_truncate() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM alexandrite.operator_load;
+    UPDATE alexandrite.operator_load SET open_orders = 0;   -- no orders, no load
     RETURN NULL;
 END;
 $$;
@@ -220,56 +244,48 @@ COMMENT ON FUNCTION alexandrite.sla_require_read_committed(text)
 -- due before due_before, locked FOR NO KEY UPDATE; NULL when every such
 -- order is taken or locked by a concurrent claimer.
 --
+-- Plans are generic (plan_cache_mode): replanning the candidate query on
+-- every call cost four times its execution.
+--
 -- Candidates are the first lim rows of each channel's pool index (an index
 -- range scan each), ranked by (priority desc, id asc).  The same statement
 -- locks the first candidate nobody else holds (Limit over LockRows with SKIP
 -- LOCKED: only the row returned is locked; a row claimed since the snapshot
 -- fails the re-check and is skipped).  The ranking of truncated lists is
--- exact up to the last candidate of each truncated list; when the row we
--- locked lies beyond one (every candidate before it was taken: more
--- concurrent claimers than lim), we try again with a larger lim.  The row
+-- exact up to the last candidate of each truncated list; when lim or more
+-- candidates were skipped (more concurrent claimers than lim), the row we
+-- locked may lie beyond one, and we try again with a larger lim.  The row
 -- locked by the failed attempt stays locked until commit, which only makes
 -- other claimers skip it meanwhile (docs/sla.md).
 CREATE FUNCTION alexandrite.sla_claim(at timestamptz, due_before timestamptz DEFAULT 'infinity')
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    v_lim     integer := 16;
-    v_id      bigint;
-    v_p       float8;
-    v_cid     bigint;
-    v_guard_p float8;
-    v_guard_i bigint;
+    v_lim  integer := 16;
+    v_id   bigint;
+    v_rank bigint;
 BEGIN
     LOOP
         -- c: the candidates in rank order (the subquery's ORDER BY feeds the
         -- nested loop in order, so LockRows probes orders row by row and
-        -- stops at the first one it can lock); guard: the earliest-ranked
-        -- last candidate of a truncated list
-        SELECT o.id, c.p, c.id, c.guard_p, c.guard_i
-          INTO v_id, v_p, v_cid, v_guard_p, v_guard_i
-          FROM (SELECT k.id, k.p,
-                       pg_catalog.max(k.p) FILTER (WHERE k.n OPERATOR(pg_catalog.=) v_lim
-                                                     AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_p,
-                       pg_catalog.min(k.id) FILTER (WHERE k.n OPERATOR(pg_catalog.=) v_lim
-                                                      AND k.rn OPERATOR(pg_catalog.=) v_lim) OVER () AS guard_i
-                  FROM (SELECT h.id, h.rn, h.n,
+        -- stops at the first one it can lock)
+        SELECT o.id, c.rk INTO v_id, v_rank
+          FROM (SELECT k.id, k.p, pg_catalog.row_number() OVER (ORDER BY k.p DESC, k.id) AS rk
+                  FROM (SELECT h.id,
                                alexandrite.sla_priority(h.created_at, h.sla_due_at, ch.channel, sla_claim.at) AS p
                           FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
                          CROSS JOIN LATERAL (
-                               SELECT o1.id, o1.sla_due_at, o1.created_at,
-                                      pg_catalog.row_number() OVER (ORDER BY o1.sla_due_at, o1.id) AS rn,
-                                      pg_catalog.count(*) OVER () AS n
-                                 FROM (SELECT o2.id, o2.sla_due_at, o2.created_at
-                                         FROM alexandrite.orders o2
-                                        WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
-                                          AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
-                                          AND o2.operator_id IS NULL
-                                          AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
-                                        ORDER BY o2.sla_due_at, o2.id
-                                        LIMIT v_lim) o1) h) k
+                               SELECT o2.id, o2.sla_due_at, o2.created_at
+                                 FROM alexandrite.orders o2
+                                WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel
+                                  AND o2.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
+                                  AND o2.operator_id IS NULL
+                                  AND o2.sla_due_at OPERATOR(pg_catalog.<) sla_claim.due_before
+                                ORDER BY o2.sla_due_at, o2.id
+                                LIMIT v_lim) h) k
                  ORDER BY k.p DESC, k.id) c
           JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) c.id
          WHERE o.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
@@ -277,13 +293,13 @@ BEGIN
          ORDER BY c.p DESC, c.id
          LIMIT 1
            FOR NO KEY UPDATE OF o SKIP LOCKED;
-        IF v_id IS NOT NULL THEN
-            -- exact unless a truncated list ended before this row
-            IF v_guard_p IS NULL OR v_p OPERATOR(pg_catalog.>) v_guard_p
-               OR (v_p OPERATOR(pg_catalog.=) v_guard_p AND v_cid OPERATOR(pg_catalog.<=) v_guard_i) THEN
-                RETURN v_id;
-            END IF;
-        ELSE
+        -- Exact when fewer than lim candidates were skipped: a cut list's
+        -- last candidate ranks after all of that list's others (Lemma 1),
+        -- so it can precede the claimed row only if lim candidates did.
+        IF v_id IS NOT NULL AND v_rank OPERATOR(pg_catalog.<=) v_lim THEN
+            RETURN v_id;
+        END IF;
+        IF v_id IS NULL THEN
             -- nothing lockable among the candidates: done unless a list was cut short
             PERFORM 1 WHERE EXISTS (
                 SELECT 1 FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)
@@ -338,12 +354,8 @@ BEGIN
     SELECT l.open_orders INTO open_orders
       FROM alexandrite.operator_load l
      WHERE l.operator_id OPERATOR(pg_catalog.=) sla_lock_operator.operator_id;
-    IF NOT FOUND THEN
-        -- unknown (see sla_load_add): count the orders themselves
-        SELECT pg_catalog.count(*) INTO open_orders
-          FROM alexandrite.orders o
-         WHERE o.operator_id OPERATOR(pg_catalog.=) sla_lock_operator.operator_id
-           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+    IF open_orders IS NULL THEN
+        open_orders := alexandrite.sla_known_load(sla_lock_operator.operator_id);
     END IF;
 END;
 $$;
@@ -373,6 +385,7 @@ COMMENT ON FUNCTION alexandrite.sla_give(bigint, text)
 CREATE FUNCTION alexandrite.assign_next(operator_id text) RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_capacity integer;
@@ -407,11 +420,8 @@ BEGIN
     SELECT l.open_orders INTO v_open
       FROM alexandrite.operator_load l
      WHERE l.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id;
-    IF NOT FOUND THEN
-        SELECT pg_catalog.count(*) INTO v_open
-          FROM alexandrite.orders o
-         WHERE o.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id
-           AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
+    IF v_open IS NULL THEN           -- no row, or unknown since a restore/TRUNCATE
+        v_open := alexandrite.sla_known_load(assign_next.operator_id);
     END IF;
     IF v_open OPERATOR(pg_catalog.>=) v_capacity THEN
         RETURN NULL;                 -- at capacity
@@ -439,6 +449,7 @@ CREATE FUNCTION alexandrite.release_order(order_id bigint, actor text DEFAULT NU
     RETURNS alexandrite.order_status
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_order alexandrite.orders;
@@ -521,16 +532,19 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- 3: fill the free capacity with the urgent pool
-    SELECT pg_catalog.array_agg(op.id ORDER BY op.id),
-           pg_catalog.array_agg(op.capacity ORDER BY op.id),
-           pg_catalog.array_agg((SELECT pg_catalog.count(*)::integer FROM alexandrite.orders o
-                                  WHERE o.operator_id OPERATOR(pg_catalog.=) op.id
-                                    AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status)
-                                ORDER BY op.id)
-      INTO v_ops, v_cap, v_open
-      FROM alexandrite.operators op
-     WHERE op.active;
+    -- 3: fill the free capacity with the urgent pool (loads after 1 and 2,
+    -- made known where they were not)
+    v_ops := '{}'; v_cap := '{}'; v_open := '{}';
+    FOR r IN SELECT op.id, op.capacity, l.open_orders
+               FROM alexandrite.operators op
+               LEFT JOIN alexandrite.operator_load l ON l.operator_id OPERATOR(pg_catalog.=) op.id
+              WHERE op.active
+              ORDER BY op.id
+    LOOP
+        v_ops := v_ops OPERATOR(pg_catalog.||) r.id;
+        v_cap := v_cap OPERATOR(pg_catalog.||) r.capacity;
+        v_open := v_open OPERATOR(pg_catalog.||) COALESCE(r.open_orders, alexandrite.sla_known_load(r.id));
+    END LOOP;
     LOOP
         v_best := NULL;
         FOR i IN 1 .. COALESCE(pg_catalog.array_length(v_ops, 1), 0) LOOP
@@ -558,38 +572,123 @@ COMMENT ON FUNCTION alexandrite.rebalance(interval)
 -- Escalation
 ------------------------------------------------------------------------------
 
+-- Where the next escalate_overdue() must look.  An order can become
+-- overdue-and-unrecorded only by its due time passing (the window since the
+-- last run), or by a write that puts its due time in the past (an insert or
+-- a changed sla_due_at: the orders_sla_backdated trigger asks for a full
+-- scan).  A margin of one hour covers transactions that commit an order
+-- after a run has already looked past its due time, and a full scan at
+-- least every hour bounds anything else.  Derived state: not dumped (a
+-- restore starts with a full scan).
+CREATE TABLE alexandrite.sla_escalation_state (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    scan_from      timestamptz,          -- NULL: the next run scans every open order
+    last_run       timestamptz,
+    last_full_scan timestamptz
+);
+COMMENT ON TABLE alexandrite.sla_escalation_state
+    IS 'internal: the due-time window the next escalate_overdue() scans (NULL: all)';
+INSERT INTO alexandrite.sla_escalation_state (singleton) VALUES (true);
+
+CREATE FUNCTION alexandrite.orders_sla_backdated() RETURNS trigger
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    -- once per window: later rows find it NULL already and write nothing
+    UPDATE alexandrite.sla_escalation_state s SET scan_from = NULL
+     WHERE s.scan_from IS NOT NULL AND s.scan_from OPERATOR(pg_catalog.>) NEW.sla_due_at;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.orders_sla_backdated()
+    IS 'internal: an order written with a due time already past makes the next escalate_overdue() scan everything';
+-- create_order always writes a due time in the future: it never fires
+CREATE TRIGGER orders_sla_backdated_ins
+    AFTER INSERT ON alexandrite.orders FOR EACH ROW
+    WHEN (NEW.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now())
+    EXECUTE FUNCTION alexandrite.orders_sla_backdated();
+CREATE TRIGGER orders_sla_backdated_upd
+    AFTER UPDATE OF sla_due_at ON alexandrite.orders FOR EACH ROW
+    WHEN (NEW.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now()
+          AND NEW.sla_due_at OPERATOR(pg_catalog.<) OLD.sla_due_at)
+    EXECUTE FUNCTION alexandrite.orders_sla_backdated();
+COMMENT ON TRIGGER orders_sla_backdated_ins ON alexandrite.orders IS 'keeps escalate_overdue() complete for back-dated orders';
+COMMENT ON TRIGGER orders_sla_backdated_upd ON alexandrite.orders IS 'keeps escalate_overdue() complete for back-dated orders';
+
 -- Record each open order whose due time has passed in sla_breaches, once
 -- (the primary key and ON CONFLICT make a repeat a no-op; the outbox
 -- capability's trigger on sla_breaches emits order.sla_breached).  A run
 -- that finds another one in progress returns 0 at once instead of queueing.
-CREATE FUNCTION alexandrite.escalate_overdue() RETURNS bigint
+-- A run looks at the due times since the previous run (minus a margin),
+-- unless a full scan is due (see sla_escalation_state) or asked for.
+CREATE FUNCTION alexandrite.escalate_overdue(full_scan boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_now timestamptz := pg_catalog.now();
-    v_n   bigint;
+    v_now  timestamptz := pg_catalog.now();
+    v_from timestamptz;
+    v_full timestamptz;
+    v_n    bigint;
 BEGIN
     IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('alexandrite.escalate_overdue')::bigint) THEN
         RETURN 0;
     END IF;
-    WITH ins AS (
-        INSERT INTO alexandrite.sla_breaches AS b
-               (order_id, sla_due_at, breached_at, status_at_breach, operator_id)
-        SELECT o.id, o.sla_due_at, v_now, o.status, o.operator_id
-          FROM alexandrite.orders o
-         WHERE o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
-           AND o.sla_due_at OPERATOR(pg_catalog.<) v_now
-           AND NOT EXISTS (SELECT 1 FROM alexandrite.sla_breaches x
-                            WHERE x.order_id OPERATOR(pg_catalog.=) o.id)
-         ORDER BY o.sla_due_at, o.id
-        ON CONFLICT (order_id) DO NOTHING
-        RETURNING b.order_id)
-    SELECT pg_catalog.count(*) INTO v_n FROM ins;
+    -- the state row lock also orders us after a concurrent back-dating write
+    SELECT s.scan_from, s.last_full_scan INTO v_from, v_full
+      FROM alexandrite.sla_escalation_state s FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO alexandrite.sla_escalation_state (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+    END IF;
+    IF COALESCE(full_scan, false) OR v_from IS NULL OR v_full IS NULL
+       OR v_full OPERATOR(pg_catalog.<) (v_now OPERATOR(pg_catalog.-) '1 hour'::interval) THEN
+        v_from := NULL;
+    END IF;
+
+    IF v_from IS NULL THEN
+        -- every open order past due
+        WITH ins AS (
+            INSERT INTO alexandrite.sla_breaches AS b
+                   (order_id, sla_due_at, breached_at, status_at_breach, operator_id)
+            SELECT o.id, o.sla_due_at, v_now, o.status, o.operator_id
+              FROM alexandrite.orders o
+             WHERE o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+               AND o.sla_due_at OPERATOR(pg_catalog.<) v_now
+               AND NOT EXISTS (SELECT 1 FROM alexandrite.sla_breaches x
+                                WHERE x.order_id OPERATOR(pg_catalog.=) o.id)
+             ORDER BY o.sla_due_at, o.id
+            ON CONFLICT (order_id) DO NOTHING
+            RETURNING b.order_id)
+        SELECT pg_catalog.count(*) INTO v_n FROM ins;
+    ELSE
+        -- the window since the last run: a range scan per channel
+        WITH ins AS (
+            INSERT INTO alexandrite.sla_breaches AS b
+                   (order_id, sla_due_at, breached_at, status_at_breach, operator_id)
+            SELECT o.id, o.sla_due_at, v_now, o.status, o.operator_id
+              FROM alexandrite.orders o
+             WHERE o.channel OPERATOR(pg_catalog.=) ANY (alexandrite.sla_channels())
+               AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
+               AND o.sla_due_at OPERATOR(pg_catalog.>=) v_from
+               AND o.sla_due_at OPERATOR(pg_catalog.<) v_now
+               AND NOT EXISTS (SELECT 1 FROM alexandrite.sla_breaches x
+                                WHERE x.order_id OPERATOR(pg_catalog.=) o.id)
+             ORDER BY o.sla_due_at, o.id
+            ON CONFLICT (order_id) DO NOTHING
+            RETURNING b.order_id)
+        SELECT pg_catalog.count(*) INTO v_n FROM ins;
+    END IF;
+
+    UPDATE alexandrite.sla_escalation_state s
+       SET scan_from = v_now OPERATOR(pg_catalog.-) '1 hour'::interval,
+           last_run = v_now,
+           last_full_scan = CASE WHEN v_from IS NULL THEN v_now ELSE s.last_full_scan END;
     RETURN v_n;
 END;
 $$;
-COMMENT ON FUNCTION alexandrite.escalate_overdue()
+COMMENT ON FUNCTION alexandrite.escalate_overdue(boolean)
     IS 'records a breach (once per order) for every open order past its due time; returns how many were new';
 
 -- Run escalate_overdue() from pg_cron (1.4: one-minute granularity).  The
@@ -724,6 +823,6 @@ COMMENT ON FUNCTION alexandrite.order_board(text, integer, float8, bigint)
 -- Privileges: administrative functions are not for PUBLIC (docs/sla.md)
 ------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION alexandrite.rebalance(interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION alexandrite.escalate_overdue() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.escalate_overdue(boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.schedule_escalation(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.sla_recount_load() FROM PUBLIC;

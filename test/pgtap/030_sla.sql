@@ -18,7 +18,7 @@ SELECT function_returns('alexandrite', 'assign_next', ARRAY['text'], 'bigint', '
 SELECT function_returns('alexandrite', 'release_order', ARRAY['bigint', 'text'], 'alexandrite.order_status',
     'release_order(order_id, actor) returns the new status');
 SELECT function_returns('alexandrite', 'rebalance', ARRAY['interval'], 'setof record', 'rebalance(horizon) returns the moves');
-SELECT function_returns('alexandrite', 'escalate_overdue', ARRAY[]::text[], 'bigint', 'escalate_overdue() returns bigint');
+SELECT function_returns('alexandrite', 'escalate_overdue', ARRAY['boolean'], 'bigint', 'escalate_overdue(full_scan) returns bigint');
 SELECT function_returns('alexandrite', 'schedule_escalation', ARRAY['text'], 'bigint', 'schedule_escalation(every) returns the job id');
 SELECT function_returns('alexandrite', 'order_board', ARRAY['text', 'integer', 'double precision', 'bigint'],
     'setof alexandrite.order_board_row', 'order_board(operator_id, lim, after_priority, after_id) returns board rows');
@@ -37,7 +37,7 @@ SELECT isnt_definer('alexandrite', f, f || ' is not SECURITY DEFINER')
 -- administrative functions are not for PUBLIC; the operator-facing ones are
 SELECT function_privs_are('alexandrite', 'rebalance', ARRAY['interval'], 'public', ARRAY[]::text[],
     'PUBLIC cannot rebalance');
-SELECT function_privs_are('alexandrite', 'escalate_overdue', ARRAY[]::text[], 'public', ARRAY[]::text[],
+SELECT function_privs_are('alexandrite', 'escalate_overdue', ARRAY['boolean'], 'public', ARRAY[]::text[],
     'PUBLIC cannot escalate');
 SELECT function_privs_are('alexandrite', 'schedule_escalation', ARRAY['text'], 'public', ARRAY[]::text[],
     'PUBLIC cannot schedule the escalation');
