@@ -29,11 +29,11 @@ alx_build_install
 gcc -O2 -o "$work/raw_publisher" "$ALX_TOP/bench/raw_publisher.c" -lrabbitmq
 alx_as_pg env RABBITMQ_BASE="$RABBITMQ_BASE" "$ALX_TOP/scripts/rabbitmq" start $mqname $mqport >&2
 py() { /usr/bin/python3 "$@"; }
-py "$ALX_TOP/test/outbox_consumer.py" declare $mqport bench alexandrite.events 'bench.#'
+py "$ALX_TOP/test/outbox_consumer.py" declare $mqport bench alexandrite.events '#'
 purge() { py -c "import pika; c=pika.BlockingConnection(pika.ConnectionParameters('127.0.0.1',$mqport)); c.channel().queue_purge('bench'); c.close()"; }
 
-alx_cluster_start "$work/pg" "$pgport" postgres >&2
-psql() { alx_as_pg "$bindir/psql" -X -q -At -h "$work/pg" -p "$pgport" -U postgres -d postgres "$@"; }
+alx_cluster_start "$work/pg" "$pgport" alxbench >&2
+psql() { alx_as_pg "$bindir/psql" -X -q -At -h "$work/pg" -p "$pgport" -U postgres -d alxbench "$@"; }
 psql -c "CREATE EXTENSION alexandrite" \
      -c "ALTER SYSTEM SET alexandrite.outbox_batch_size = $WINDOW" \
      -c "ALTER SYSTEM SET alexandrite.amqp_url = ''" -c "SELECT pg_reload_conf()" >/dev/null
@@ -78,7 +78,7 @@ SQL
 chmod 644 "$work/emit.sql"
 py "$ALX_TOP/bench/outbox_latency.py" $mqport bench $((SECS + 3)) > "$work/lat.txt" &
 lpid=$!
-alx_as_pg "$bindir/pgbench" -n -h "$work/pg" -p "$pgport" -U postgres -c 4 -j 2 -R 1000 -T "$SECS" -f "$work/emit.sql" postgres > "$work/pgbench_lat.txt" 2>&1
+alx_as_pg "$bindir/pgbench" -n -h "$work/pg" -p "$pgport" -U postgres -c 4 -j 2 -R 1000 -T "$SECS" -f "$work/emit.sql" alxbench > "$work/pgbench_lat.txt" 2>&1
 wait $lpid
 read -r nlat p50 p99 pmax < "$work/lat.txt"
 echo "latency at $(grep -oP 'tps = \K[0-9.]+' "$work/pgbench_lat.txt" | head -1 | xargs printf '%.0f') events/s: $nlat messages, emit->consumer p50 ${p50} ms, p99 ${p99} ms, max ${pmax} ms"
@@ -89,7 +89,7 @@ cat > "$work/order.sql" <<'SQL'
 SELECT alexandrite.create_order('B-' || nextval('bench_ref'), 'shop', 'cust', NULL, NULL);
 SQL
 chmod 644 "$work/order.sql"
-tps() { alx_as_pg "$bindir/pgbench" -n -h "$work/pg" -p "$pgport" -U postgres -c 4 -j 2 -T "$SECS" -f "$work/order.sql" postgres 2>&1 | grep -oP 'tps = \K[0-9.]+' | head -1 | xargs printf '%.0f'; }
+tps() { alx_as_pg "$bindir/pgbench" -n -h "$work/pg" -p "$pgport" -U postgres -c 4 -j 2 -T "$SECS" -f "$work/order.sql" alxbench 2>&1 | grep -oP 'tps = \K[0-9.]+' | head -1 | xargs printf '%.0f'; }
 psql -c "ALTER TABLE alexandrite.order_events DISABLE TRIGGER outbox_emit_order_event" >/dev/null
 off=$(tps)
 psql -c "ALTER TABLE alexandrite.order_events ENABLE TRIGGER outbox_emit_order_event" >/dev/null

@@ -69,11 +69,16 @@ CREATE TABLE alexandrite.outbox_relay (
     last_snapshot   pg_snapshot NOT NULL,   -- every event visible here is handled
     batch_snapshot  pg_snapshot,            -- the batch being drained, or NULL
     batch_pos       bigint      NOT NULL DEFAULT 0,  -- batch events with id <= this are handled
+    batch_end       bigint      NOT NULL DEFAULT 0,  -- the largest id in the batch
     published_total bigint      NOT NULL DEFAULT 0,
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE alexandrite.outbox_relay IS 'the relay''s durable cursor and table rotation state (one row, written by the relay only)';
-INSERT INTO alexandrite.outbox_relay (last_snapshot) VALUES (pg_catalog.pg_current_snapshot());
+-- The empty snapshot: every event in the log is new to this relay row.  On a
+-- fresh install the log is empty; after pg_restore (which recreates this row
+-- but restores the events) the restored events are published again
+-- (at least once; consumers dedupe on message_id).
+INSERT INTO alexandrite.outbox_relay (last_snapshot) VALUES ('1:1:');
 
 -- Events waiting for another attempt: the one that failed and every later
 -- event of its aggregate (the aggregate is blocked until they are through).
@@ -205,6 +210,11 @@ COMMENT ON FUNCTION alexandrite.outbox_emit(text, text, text, jsonb, jsonb)
 ------------------------------------------------------------------------------
 -- Order events, emitted by triggers on the order core
 ------------------------------------------------------------------------------
+CREATE FUNCTION alexandrite.outbox_restoring() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'alexandrite_outbox_restoring'
+    LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION alexandrite.outbox_restoring() IS 'true while rows are loaded by COPY (pg_restore): the triggers then emit nothing';
+
 CREATE FUNCTION alexandrite.outbox_order_event_trigger() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -213,6 +223,9 @@ DECLARE
     o   alexandrite.orders;
     hdr jsonb := '{}';
 BEGIN
+    IF alexandrite.outbox_restoring() THEN
+        RETURN NULL;        -- restored rows: their events are restored with the outbox
+    END IF;
     SELECT * INTO o FROM alexandrite.orders x WHERE x.id OPERATOR(pg_catalog.=) NEW.order_id;
     IF NEW.traceparent IS NOT NULL THEN
         hdr := pg_catalog.jsonb_build_object('traceparent', NEW.traceparent);
@@ -259,6 +272,9 @@ DECLARE
     o   alexandrite.orders;
     hdr jsonb := '{}';
 BEGIN
+    IF alexandrite.outbox_restoring() THEN
+        RETURN NULL;
+    END IF;
     SELECT * INTO o FROM alexandrite.orders x WHERE x.id OPERATOR(pg_catalog.=) NEW.order_id;
     PERFORM alexandrite.outbox_emit('order', NEW.order_id::text, 'order.sla_breached',
         pg_catalog.jsonb_build_object(

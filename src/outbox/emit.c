@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -78,6 +79,27 @@ alexandrite_outbox_wakeup_at_commit(PG_FUNCTION_ARGS)
 	}
 	wakeup_pending = true;
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_outbox_restoring);
+
+/*
+ * True while the current top-level statement is a COPY: that is how pg_dump
+ * and pg_restore load table data, and the order events they restore were
+ * emitted (and their outbox rows dumped) in the original database already.
+ * Applications write orders through the order core's functions, never COPY.
+ */
+Datum
+alexandrite_outbox_restoring(PG_FUNCTION_ARGS)
+{
+	const char *q = debug_query_string;
+
+	if (q == NULL)
+		PG_RETURN_BOOL(false);
+	while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+		q++;
+	PG_RETURN_BOOL(pg_strncasecmp(q, "copy", 4) == 0 &&
+				   (q[4] == ' ' || q[4] == '\t' || q[4] == '\n'));
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_outbox_relay_info);

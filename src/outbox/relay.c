@@ -375,15 +375,16 @@ wait_settled(AlxMsg *m, TimestampTz deadline, char *err, size_t errlen)
 /*
  * Publishes msgs[0..n) in order, skipping those marked divert and holding
  * back any message whose aggregate failed earlier in the round (it is marked
- * divert too).  At most one unconfirmed message per aggregate.  Returns false
- * if the connection broke: then no outcome may be recorded.
+ * divert too).  At most one unconfirmed message per aggregate: before the
+ * next message of an aggregate goes out, the previous one must be confirmed.
+ * Returns false if the connection broke: then no outcome may be recorded.
+ * The caller then waits for the rest with settle_all().
  */
 static bool
-publish_round(AlxMsg *msgs, int n, char *err, size_t errlen)
+publish_all(AlxMsg *msgs, int n, TimestampTz deadline, char *err, size_t errlen)
 {
 	HASHCTL		ctl;
 	HTAB	   *aggs;
-	TimestampTz deadline;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = 320;
@@ -393,7 +394,6 @@ publish_round(AlxMsg *msgs, int n, char *err, size_t errlen)
 					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
 	AlxAmqpBeginRound(msgs, n);
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CONFIRM_TIMEOUT_MS);
 	for (int i = 0; i < n; i++)
 	{
 		AlxMsg	   *m = &msgs[i];
@@ -432,6 +432,13 @@ publish_round(AlxMsg *msgs, int n, char *err, size_t errlen)
 		if ((i & 63) == 63 && !AlxAmqpPump(0, err, errlen))
 			return false;
 	}
+	return true;
+}
+
+/* Waits until every published message of the round is confirmed or failed. */
+static bool
+settle_all(AlxMsg *msgs, int n, TimestampTz deadline, char *err, size_t errlen)
+{
 	for (int i = 0; i < n; i++)
 	{
 		if (msgs[i].state == ALX_MSG_INFLIGHT &&
@@ -439,6 +446,15 @@ publish_round(AlxMsg *msgs, int n, char *err, size_t errlen)
 			return false;
 	}
 	return true;
+}
+
+static bool
+publish_round(AlxMsg *msgs, int n, char *err, size_t errlen)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CONFIRM_TIMEOUT_MS);
+
+	return publish_all(msgs, n, deadline, err, errlen) &&
+		settle_all(msgs, n, deadline, err, errlen);
 }
 
 /* Reads the rows of the SPI result into messages (in round_cxt). */
@@ -560,8 +576,68 @@ record_diverted(AlxMsg *m)
 				 4, types, values, nulls, SPI_OK_INSERT);
 }
 
+typedef struct Chunk
+{
+	AlxMsg	   *msgs;
+	int			n;
+	int64		range_end;		/* the chunk covers ids up to here */
+} Chunk;
+
 /*
- * Drains one chunk of the current batch (opening a batch if none is open).
+ * Reads the batch events with ids in (pos, pos + limit] (or up to the next
+ * batch event after an empty stretch of ids) into c, in its own transaction.
+ * Bounding the id range keeps each read proportional to the chunk, whatever
+ * plan the planner picks for the never-analyzed log tables.
+ */
+static void
+read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
+		   int64 batch_end, int limit)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
+	Datum		values[4];
+	bool		isnull;
+
+	c->range_end = Min(pos + limit, batch_end);
+	begin_txn("alexandrite relay: reading the outbox");
+	values[0] = CStringGetTextDatum(last_snap);
+	values[1] = CStringGetTextDatum(batch_snap);
+	values[2] = Int64GetDatum(pos);
+	values[3] = Int64GetDatum(c->range_end);
+	spi_exec("SELECT " EVENT_COLS("e") ","
+			 " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
+			 "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
+			 "             AND q.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id)"
+			 "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
+			 "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
+			 "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
+			 " FROM alexandrite.outbox_events e"
+			 " WHERE e.id OPERATOR(pg_catalog.>) $3 AND e.id OPERATOR(pg_catalog.<=) $4"
+			 "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
+			 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
+			 " ORDER BY e.id",
+			 4, types, values, NULL, SPI_OK_SELECT);
+	c->msgs = read_msgs(&c->n, 1);
+	if (c->n == 0 && c->range_end < batch_end)
+	{
+		/* an empty stretch of ids (other batches' events): jump over it */
+		values[2] = Int64GetDatum(c->range_end);
+		spi_exec("SELECT pg_catalog.min(e.id) FROM alexandrite.outbox_events e"
+				 " WHERE e.id OPERATOR(pg_catalog.>) $3"
+				 "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
+				 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)",
+				 3, types, values, NULL, SPI_OK_SELECT);
+		{
+			int64		nextid = get_int8(0, 1, &isnull);
+
+			c->range_end = isnull ? batch_end : nextid - 1;
+		}
+	}
+	end_txn();
+}
+
+/*
+ * Drains the current batch, opening one if none is open, chunk by chunk
+ * (at most 16 chunks per call, so that retries and rotation get their turn).
  * Returns 1 when it did work (call again), 0 when there is nothing to do,
  * -1 when the broker is unavailable.
  */
@@ -571,13 +647,10 @@ drain_stream(void)
 	char	   *last_snap;
 	char	   *batch_snap = NULL;
 	int64		batch_pos;
+	int64		batch_end;
 	bool		isnull;
-	AlxMsg	   *msgs;
-	int			n;
 	int			limit = alx_outbox_batch_size;
 	char		err[ALX_OUTBOX_ERRLEN];
-	uint64		nok = 0;
-	uint64		nfail = 0;
 	MemoryContext old;
 
 	MemoryContextReset(round_cxt);
@@ -589,7 +662,7 @@ drain_stream(void)
 		end_txn();
 		return 0;
 	}
-	spi_exec("SELECT r.last_snapshot::pg_catalog.text, r.batch_snapshot::pg_catalog.text, r.batch_pos"
+	spi_exec("SELECT r.last_snapshot::pg_catalog.text, r.batch_snapshot::pg_catalog.text, r.batch_pos, r.batch_end"
 			 " FROM alexandrite.outbox_relay r", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "alexandrite relay: outbox_relay must hold exactly one row");
@@ -598,20 +671,25 @@ drain_stream(void)
 	batch_snap = get_text(0, 2);
 	MemoryContextSwitchTo(old);
 	batch_pos = get_int8(0, 3, &isnull);
+	batch_end = get_int8(0, 4, &isnull);
 	if (batch_snap == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1];
 
+		/*
+		 * One scan of the txid range [xmin(last), xmax(cur)) finds the id
+		 * bounds of the new batch; the chunks then walk the id index.
+		 */
 		values[0] = CStringGetTextDatum(last_snap);
 		spi_exec("WITH s AS (SELECT pg_catalog.pg_current_snapshot() AS cur)"
-				 " SELECT s.cur::pg_catalog.text,"
-				 " (SELECT pg_catalog.min(e.id) FROM alexandrite.outbox_events e"
+				 " SELECT s.cur::pg_catalog.text, b.lo, b.hi FROM s, LATERAL"
+				 " (SELECT pg_catalog.min(e.id) AS lo, pg_catalog.max(e.id) AS hi FROM alexandrite.outbox_events e"
 				 "   WHERE e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
 				 "     AND e.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(s.cur)"
 				 "     AND pg_catalog.pg_visible_in_snapshot(e.txid, s.cur)"
-				 "     AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot))"
-				 " FROM s", 1, types, values, NULL, SPI_OK_SELECT);
+				 "     AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)) b",
+				 1, types, values, NULL, SPI_OK_SELECT);
 		(void) get_int8(0, 2, &isnull);
 		if (isnull)
 		{
@@ -623,15 +701,17 @@ drain_stream(void)
 		batch_snap = get_text(0, 1);
 		MemoryContextSwitchTo(old);
 		batch_pos = get_int8(0, 2, &isnull) - 1;
+		batch_end = get_int8(0, 3, &isnull);
 		{
-			Oid			t2[2] = {TEXTOID, INT8OID};
-			Datum		v2[2];
+			Oid			t2[3] = {TEXTOID, INT8OID, INT8OID};
+			Datum		v2[3];
 
 			v2[0] = CStringGetTextDatum(batch_snap);
 			v2[1] = Int64GetDatum(batch_pos);
+			v2[2] = Int64GetDatum(batch_end);
 			spi_exec("UPDATE alexandrite.outbox_relay SET batch_snapshot = $1::pg_catalog.pg_snapshot,"
-					 " batch_pos = $2, updated_at = pg_catalog.now()",
-					 2, t2, v2, NULL, SPI_OK_UPDATE);
+					 " batch_pos = $2, batch_end = $3, updated_at = pg_catalog.now()",
+					 3, t2, v2, NULL, SPI_OK_UPDATE);
 		}
 	}
 	end_txn();
@@ -639,93 +719,126 @@ drain_stream(void)
 	if (!ensure_connected())
 		return -1;
 
-	/* 2. the next chunk of the batch */
-	begin_txn("alexandrite relay: reading the outbox");
+	/*
+	 * 2. chunks: batch events with ids in (batch_pos, range_end].  While the
+	 * broker confirms one chunk, the next is read from the database.
+	 */
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT4OID};
-		Datum		values[4];
+		Chunk		cur;
+		Chunk		next;
+		bool		have_next = false;
+		HTAB	   *failed;
+		HASHCTL		ctl;
 
-		values[0] = CStringGetTextDatum(last_snap);
-		values[1] = CStringGetTextDatum(batch_snap);
-		values[2] = Int64GetDatum(batch_pos);
-		values[3] = Int32GetDatum(limit);
-		spi_exec("SELECT " EVENT_COLS("e") ","
-				 " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
-				 "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
-				 "             AND q.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id)"
-				 "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
-				 "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
-				 "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
-				 " FROM alexandrite.outbox_events e"
-				 " WHERE e.id OPERATOR(pg_catalog.>) $3"
-				 "   AND e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
-				 "   AND e.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot)"
-				 "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
-				 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
-				 " ORDER BY e.id LIMIT $4",
-				 4, types, values, NULL, SPI_OK_SELECT);
-		msgs = read_msgs(&n, 1);
-	}
-	end_txn();
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = 320;
+		ctl.entrysize = sizeof(AggKey);
+		ctl.hcxt = round_cxt;
+		failed = hash_create("alexandrite relay failed aggregates", 64, &ctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	/* 3. nothing is published before every commit it depends on is durable */
-	XLogFlush(GetXLogInsertRecPtr());
-
-	/* 4. publish and collect confirms */
-	if (n > 0)
-	{
-		MemoryContext old2 = MemoryContextSwitchTo(round_cxt);
-		bool		ok = publish_round(msgs, n, err, sizeof(err));
-
-		MemoryContextSwitchTo(old2);
-		AlxAmqpEndRound();
-		if (!ok)
+		for (int nchunks = 0; nchunks < 16; nchunks++)
 		{
-			connection_broken(err);
-			return -1;
-		}
-	}
+			TimestampTz deadline;
+			uint64		nok = 0;
+			uint64		nfail = 0;
+			bool		done;
+			MemoryContext old2;
+			bool		ok;
 
-	/* 5. record the outcome and advance the cursor, in one transaction */
-	begin_txn("alexandrite relay: recording confirms");
-	for (int i = 0; i < n; i++)
-	{
-		AlxMsg	   *m = &msgs[i];
+			if (have_next)
+				cur = next;
+			else
+				read_chunk(&cur, last_snap, batch_snap, batch_pos, batch_end, limit);
+			have_next = false;
 
-		if (m->state == ALX_MSG_CONFIRMED)
-			nok++;
-		else
-		{
-			if (m->state == ALX_MSG_FAILED)
+			/* nothing is published before every commit it depends on is durable */
+			XLogFlush(GetXLogInsertRecPtr());
+
+			/* aggregates that failed in the previous chunk stay stopped */
+			for (int i = 0; i < cur.n; i++)
 			{
-				char		msg[ALX_OUTBOX_ERRLEN];
+				char		key[320];
 
-				nfail++;
-				snprintf(msg, sizeof(msg), "event %lld (%s %s seq %lld): %s",
-						 (long long) m->id, m->aggregate_type, m->aggregate_id,
-						 (long long) m->aggregate_seq, m->error ? m->error : "failed");
-				set_error(msg);
+				agg_key(&cur.msgs[i], key);
+				if (hash_search(failed, key, HASH_FIND, NULL) != NULL)
+					cur.msgs[i].divert = true;
 			}
-			record_diverted(m);
+
+			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CONFIRM_TIMEOUT_MS);
+			old2 = MemoryContextSwitchTo(round_cxt);
+			ok = publish_all(cur.msgs, cur.n, deadline, err, sizeof(err));
+			MemoryContextSwitchTo(old2);
+			if (ok && cur.range_end < batch_end)
+			{
+				read_chunk(&next, last_snap, batch_snap, cur.range_end, batch_end, limit);
+				have_next = true;
+			}
+			if (ok)
+			{
+				old2 = MemoryContextSwitchTo(round_cxt);
+				ok = settle_all(cur.msgs, cur.n, deadline, err, sizeof(err));
+				MemoryContextSwitchTo(old2);
+			}
+			AlxAmqpEndRound();
+			if (!ok)
+			{
+				connection_broken(err);
+				return -1;
+			}
+
+			/* 3. record the outcome and advance the cursor, in one transaction */
+			done = cur.range_end >= batch_end;
+			begin_txn("alexandrite relay: recording confirms");
+			for (int i = 0; i < cur.n; i++)
+			{
+				AlxMsg	   *m = &cur.msgs[i];
+
+				if (m->state == ALX_MSG_CONFIRMED)
+					nok++;
+				else
+				{
+					if (m->state == ALX_MSG_FAILED)
+					{
+						char		msg[ALX_OUTBOX_ERRLEN];
+						char		key[320];
+
+						nfail++;
+						snprintf(msg, sizeof(msg), "event %lld (%s %s seq %lld): %s",
+								 (long long) m->id, m->aggregate_type, m->aggregate_id,
+								 (long long) m->aggregate_seq, m->error ? m->error : "failed");
+						set_error(msg);
+						agg_key(m, key);
+						(void) hash_search(failed, key, HASH_ENTER, NULL);
+					}
+					record_diverted(m);
+				}
+			}
+			{
+				Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
+				Datum		values[3];
+
+				values[0] = Int64GetDatum(cur.range_end);
+				values[1] = Int64GetDatum((int64) nok);
+				values[2] = BoolGetDatum(done);
+				spi_exec("UPDATE alexandrite.outbox_relay SET"
+						 " batch_pos = CASE WHEN $3 THEN 0 ELSE $1 END,"
+						 " last_snapshot = CASE WHEN $3 THEN batch_snapshot ELSE last_snapshot END,"
+						 " batch_snapshot = CASE WHEN $3 THEN NULL ELSE batch_snapshot END,"
+						 " published_total = published_total OPERATOR(pg_catalog.+) $2,"
+						 " updated_at = pg_catalog.now()",
+						 3, types, values, NULL, SPI_OK_UPDATE);
+			}
+			end_txn();
+			count(nok, nfail);
+			if (done)
+				break;
+			batch_pos = cur.range_end;
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+				break;
 		}
 	}
-	{
-		Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
-		Datum		values[3];
-
-		values[0] = Int64GetDatum(n > 0 ? msgs[n - 1].id : batch_pos);
-		values[1] = Int64GetDatum((int64) nok);
-		values[2] = BoolGetDatum(n < limit);
-		spi_exec("UPDATE alexandrite.outbox_relay SET"
-				 " batch_pos = CASE WHEN $3 THEN 0 ELSE $1 END,"
-				 " last_snapshot = CASE WHEN $3 THEN batch_snapshot ELSE last_snapshot END,"
-				 " batch_snapshot = CASE WHEN $3 THEN NULL ELSE batch_snapshot END,"
-				 " published_total = published_total OPERATOR(pg_catalog.+) $2,"
-				 " updated_at = pg_catalog.now()",
-				 3, types, values, NULL, SPI_OK_UPDATE);
-	}
-	end_txn();
-	count(nok, nfail);
 	return 1;
 }
 

@@ -171,6 +171,27 @@ $r = AlxBroker::check($node, 'postgres', $mq, timeout => 90);
 AlxBroker::ledger_ok($r, 'relay SIGKILLed during a drain');
 isnt($node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status'), $pid, 'a new relay runs');
 
+# --- a held xmin: the event log still rotates and never bloats ----------------
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
+$holder->query_safe('SELECT count(*) FROM ledger');
+my $cur0 = $node->safe_psql('postgres', 'SELECT cur_table FROM alexandrite.outbox_relay');
+for my $i (1 .. 6)
+{
+	$node->safe_psql('postgres', 'SELECT produce(300, 339, 10)');
+	sleep 1;
+}
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+AlxBroker::ledger_ok($r, 'while a REPEATABLE READ transaction holds xmin');
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT cur_table <> $cur0 FROM alexandrite.outbox_relay", 30),
+	'the log rotated while xmin was held');
+is($node->safe_psql('postgres', q{
+	SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE relname LIKE 'outbox_events%'}),
+	'0', 'no dead tuples in the event tables while xmin is held');
+$holder->query_safe('COMMIT');
+$holder->quit;
+
 # --- rotation: drained tables are truncated, never vacuumed ---------------------
 ok(AlxTest::wait_until($node, 'postgres', q{
 	SELECT (SELECT count(*) FROM alexandrite.outbox_events) < (SELECT count(*) FROM ledger)}, 30),

@@ -87,6 +87,29 @@ $r = AlxBroker::check($node, 'postgres', $mq, timeout => 120);
 AlxBroker::ledger_ok($r, 'synchronous_commit = off and a crash');
 cmp_ok($r->{delivered}, '>', 0, 'messages were delivered');
 
+# --- pg_dump / pg_restore with pending outbox rows: the relay drains them --------
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = ''");
+$node->reload;
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT NOT relay_connected FROM alexandrite.outbox_status', 30),
+	'publishing paused');
+$node->safe_psql('postgres', 'SELECT produce(500, 509, 3)');
+my $pend = $node->safe_psql('postgres', 'SELECT pending FROM alexandrite.outbox_status');
+cmp_ok($pend, '>=', 30, 'events pending before the dump');
+my $dump = "$PostgreSQL::Test::Utils::tmp_check/outbox042.dump";
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-Fc', '-f', $dump ], 'pg_dump with pending events');
+$node->safe_psql('template1', 'DROP DATABASE postgres WITH (FORCE)');
+$node->safe_psql('template1', 'CREATE DATABASE postgres');
+$node->command_ok([ 'pg_restore', '-d', $node->connstr('postgres'), '--exit-on-error', $dump ], 'pg_restore');
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '" . $mq->url . "'");
+$node->reload;
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 120);
+is($r->{lost}, 0, 'after pg_restore: every committed event is delivered (retained ones again: at least once)');
+is($r->{unexpected}, 0, 'after pg_restore: nothing unexpected');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM alexandrite.outbox_events e
+	WHERE NOT EXISTS (SELECT 1 FROM ledger l WHERE l.id = e.id)}), '0', 'pg_restore added no event of its own');
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 60),
+	'the restored outbox drains');
+
 $mq->stop_consumers;
 $node->stop;
 $mq->stop;
