@@ -51,6 +51,13 @@ $primary->safe_psql('postgres', q{
 });
 my $r = AlxBroker::check($primary, 'postgres', $mq, timeout => 60);
 is($r->{lost}, 0, "the primary's relay delivered the first $r->{committed} events");
+# the trace context travels with the messages of the traced transaction
+my @created = grep { $_->{routing_key} eq 'order.created' } $mq->deliveries;
+is(scalar(grep { ($_->{traceparent} // '') eq '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } @created),
+	30, 'every order.created message carries the traceparent header of its transaction');
+is($primary->safe_psql('postgres', q{SELECT string_agg(DISTINCT detail->>'trace_id', ',')
+                                       FROM alexandrite.order_timeline(7) WHERE kind = 'message' AND event_type = 'order.created'}),
+	'0af7651916cd43dd8448eb211c80319c', 'order_timeline shows the trace id of the published message');
 
 $primary->backup('base');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
