@@ -15,8 +15,10 @@
 -- alexandrite_metrics_collector_success{collector="..."} 0 and a WARNING; the
 -- other collectors still answer.
 --
--- Cost: collectors read the dashboards (summary + pending changes) and
--- partial indexes on open orders, never a scan of all orders.
+-- Cost: collectors read dashboards (summary + pending changes; three are
+-- declared here: status_age, mesh_analysis_time, quote_counts), the relay's
+-- state and single index probes: never a scan of the orders, the meshes or
+-- the quotes (docs/benchmarks-observe.md).
 ------------------------------------------------------------------------------
 CREATE TYPE alexandrite.metric_sample AS (
     family text,          -- metric family name, e.g. alexandrite_orders_in_status
