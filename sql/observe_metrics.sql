@@ -120,7 +120,7 @@ SELECT alexandrite.metrics_render(ARRAY[
     alexandrite.metric('t_seconds', 'histogram', 'ignored', 0.25, '{}', '_sum'),
     alexandrite.metric('t_seconds', 'histogram', 'ignored', 2, '{}', '_count'),
     alexandrite.metric('u', 'gauge', 'u', 'NaN', '{"b": "2", "a": "x\"y"}'),
-    alexandrite.metric('u', 'gauge', 'u', NULL, '{"a": "-"}'),
+    alexandrite.metric('u', 'gauge', 'u', NULL, '{"a": "-", "c": null}'),
     alexandrite.metric('v', 'gauge', 'v', '-Infinity'),
     alexandrite.metric('w', 'gauge', 'w', 1e300)]);
 SELECT alexandrite.metrics_render('{}') = '' AS empty_renders_empty;

@@ -418,7 +418,7 @@ AS $$
         SELECT s.family, s.ord,
                s.family || s.suffix ||
                COALESCE((SELECT '{' || string_agg(l.key || '="' ||
-                                    replace(replace(replace(l.value, '\', '\\'), '"', '\"'), E'\n', '\n') || '"',
+                                    replace(replace(replace(COALESCE(l.value, ''), '\', '\\'), '"', '\"'), E'\n', '\n') || '"',
                                     ',' ORDER BY l.key) || '}'
                            FROM jsonb_each_text(s.labels) AS l), '') || ' ' ||
                CASE WHEN s.value IS NULL OR s.value = 'NaN'::float8 THEN 'NaN'
