@@ -112,6 +112,13 @@ TRUNCATE alexandrite.sla_policies;
 SELECT alexandrite.sla_priority('2026-03-01', '2026-03-08', 'shop', '2026-03-08');
 ROLLBACK;
 
+-- In a parallel worker: each worker loads its own cache, with the query's
+-- snapshot (a worker may not take a new one)
+SET force_parallel_mode = on;
+SELECT round(sum(alexandrite.sla_priority('2026-03-01', '2026-03-11', c, '2026-03-11'))::numeric, 6) AS in_worker
+  FROM unnest(ARRAY['shop', 'crm', 'b2b_api']) c;
+RESET force_parallel_mode;
+
 -- Errors and edge cases
 SELECT alexandrite.sla_priority('2026-03-01', '2026-03-08', 'fax', '2026-03-08');
 SELECT alexandrite.sla_priority('2026-03-01', 'infinity', 'shop', '2026-03-08');

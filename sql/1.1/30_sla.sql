@@ -527,6 +527,14 @@ BEGIN
            AND (NOT o.active OR o.rk OPERATOR(pg_catalog.>) o.capacity)
          ORDER BY o.operator_id, o.id
     LOOP
+        -- an order someone is changing right now is left for the next run
+        -- (never wait on an order row while holding operator and load rows)
+        PERFORM 1 FROM alexandrite.orders o
+          WHERE o.id OPERATOR(pg_catalog.=) r.id
+            AND o.status OPERATOR(pg_catalog.=) 'assigned'::alexandrite.order_status
+            AND o.operator_id OPERATOR(pg_catalog.=) r.operator_id
+            FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
         PERFORM alexandrite.release_order(r.id, NULL);
         order_id := r.id; from_operator := r.operator_id; to_operator := NULL;
         RETURN NEXT;
