@@ -3,6 +3,7 @@
 
   outbox_consumer.py declare PORT QUEUE EXCHANGE KEY...   durable quorum queue
                                                           bound to a topic exchange
+  outbox_consumer.py declare_full PORT QUEUE EXCHANGE KEY  max-length 1, reject-publish
   outbox_consumer.py unbind  PORT QUEUE EXCHANGE KEY
   outbox_consumer.py consume PORT QUEUE OUTFILE [PORT2...]
       records every delivery as one JSON line (message_id, routing_key,
@@ -39,6 +40,17 @@ def declare(port, queue, exchange, keys):
     ch.queue_declare(queue, durable=True, arguments={'x-queue-type': 'quorum', 'x-single-active-consumer': True})
     for k in keys:
         ch.queue_bind(queue, exchange, routing_key=k)
+    c.close()
+
+
+def declare_full(port, queue, exchange, key):
+    """A classic queue that holds one message and nacks the rest."""
+    c = connect(port)
+    ch = c.channel()
+    ch.exchange_declare(exchange, exchange_type='topic', durable=True)
+    ch.queue_declare(queue, durable=True,
+                     arguments={'x-max-length': 1, 'x-overflow': 'reject-publish'})
+    ch.queue_bind(queue, exchange, routing_key=key)
     c.close()
 
 
@@ -97,6 +109,8 @@ def main():
     cmd = sys.argv[1]
     if cmd == 'declare':
         declare(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif cmd == 'declare_full':
+        declare_full(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == 'unbind':
         unbind(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == 'consume':

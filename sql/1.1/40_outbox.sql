@@ -341,6 +341,13 @@ CREATE FUNCTION alexandrite.outbox_relay_info(
 COMMENT ON FUNCTION alexandrite.outbox_relay_info()
     IS 'state of the relay worker from shared memory (broker URLs with their passwords masked)';
 
+CREATE FUNCTION alexandrite.outbox_latency(OUT le_ms float8, OUT confirmed bigint, OUT sum_ms float8)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'alexandrite_outbox_latency'
+    LANGUAGE C VOLATILE PARALLEL SAFE ROWS 14;
+COMMENT ON FUNCTION alexandrite.outbox_latency()
+    IS 'histogram of event creation -> broker confirm latency since server start: cumulative confirms per upper bound (ms)';
+
 CREATE VIEW alexandrite.outbox_blocked WITH (security_invoker = true) AS
 SELECT b.aggregate_type, b.aggregate_id, pg_catalog.min(b.id) AS head_id,
        pg_catalog.count(*) AS waiting_events,

@@ -308,7 +308,7 @@ AlxAmqpPublish(AlxMsg *m, const char *exchange, char *err, size_t errlen)
 	p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
 	p.message_id = amqp_cstring_bytes(idbuf);
 	p.type = amqp_cstring_bytes(m->event_type);
-	p.timestamp = (uint64) m->created_at;
+	p.timestamp = (uint64) (m->created_at / 1000);
 	p.app_id = amqp_cstring_bytes("alexandrite");
 	p.headers.num_entries = nh;
 	p.headers.entries = h;
@@ -343,6 +343,11 @@ static void
 settle(uint64 tag, bool multiple, bool ok)
 {
 	uint64		lo = multiple ? round_base : tag;
+	struct timeval tv;
+	int64		now_ms;
+
+	gettimeofday(&tv, NULL);
+	now_ms = (int64) tv.tv_sec * 1000 + tv.tv_usec / 1000;
 
 	if (tag < round_base)
 		return;					/* from an earlier round */
@@ -353,7 +358,10 @@ settle(uint64 tag, bool multiple, bool ok)
 		if (m->state != ALX_MSG_INFLIGHT)
 			continue;
 		if (ok && !m->returned)
+		{
 			m->state = ALX_MSG_CONFIRMED;
+			m->confirmed_at = now_ms;
+		}
 		else
 		{
 			m->state = ALX_MSG_FAILED;

@@ -28,6 +28,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/timestamp.h"
 
 #include "alexandrite.h"
@@ -150,4 +151,42 @@ alexandrite_outbox_relay_info(PG_FUNCTION_ARGS)
 	values[6] = Int64GetDatum((int64) snap.failed);
 	values[7] = Int64GetDatum((int64) snap.reconnects);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_outbox_latency);
+
+/*
+ * The relay's histogram of created_at -> broker confirm latency since the
+ * server started: cumulative counts per upper bound in ms (Prometheus
+ * style; the last bound is +Infinity), and the sum in ms.
+ */
+Datum
+alexandrite_outbox_latency(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	uint64		counts[ALX_OUTBOX_LAT_BUCKETS];
+	double		sum = 0;
+	uint64		cum = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	memset(counts, 0, sizeof(counts));
+	if (AlxOutbox != NULL)
+	{
+		SpinLockAcquire(&AlxOutbox->mutex);
+		memcpy(counts, AlxOutbox->latency, sizeof(counts));
+		sum = AlxOutbox->latency_sum_ms;
+		SpinLockRelease(&AlxOutbox->mutex);
+	}
+	for (int b = 0; b < ALX_OUTBOX_LAT_BUCKETS; b++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		cum += counts[b];
+		values[0] = Float8GetDatum(AlxOutboxLatencyBounds[b] < 0 ? get_float8_infinity() : AlxOutboxLatencyBounds[b]);
+		values[1] = Int64GetDatum((int64) cum);
+		values[2] = Float8GetDatum(sum);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

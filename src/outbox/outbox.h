@@ -17,6 +17,7 @@
 
 #define ALX_OUTBOX_ERRLEN	512
 #define ALX_OUTBOX_BROKERLEN 256
+#define ALX_OUTBOX_LAT_BUCKETS 14
 
 /* State of the relay, in shared memory; read by outbox_relay_info() */
 typedef struct AlxOutboxShared
@@ -31,7 +32,12 @@ typedef struct AlxOutboxShared
 	uint64		published;		/* confirmed since the relay started */
 	uint64		failed;			/* nacked, returned or refused */
 	uint64		reconnects;
+	/* created_at -> broker confirm, in ms: counts per bucket (upper bounds) */
+	uint64		latency[ALX_OUTBOX_LAT_BUCKETS];
+	double		latency_sum_ms;
 } AlxOutboxShared;
+
+extern const double AlxOutboxLatencyBounds[ALX_OUTBOX_LAT_BUCKETS];
 
 extern AlxOutboxShared *AlxOutbox;
 
@@ -61,11 +67,12 @@ typedef struct AlxMsg
 	int			nheaders;
 	char	  **hkeys;
 	char	  **hvalues;
-	int64		created_at;		/* unix seconds */
+	int64		created_at;		/* unix time in milliseconds */
 	/* delivery */
 	AlxMsgState state;
 	uint64		tag;
 	bool		returned;
+	int64		confirmed_at;	/* unix ms when the ack arrived */
 	char	   *error;			/* why it failed */
 	/* relay bookkeeping */
 	bool		divert;			/* goes to retry without publishing */

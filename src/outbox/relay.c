@@ -38,6 +38,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -74,6 +75,9 @@
 
 AlxOutboxShared *AlxOutbox = NULL;
 
+const double AlxOutboxLatencyBounds[ALX_OUTBOX_LAT_BUCKETS] =
+{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, -1};	/* -1: +Inf */
+
 static MemoryContext round_cxt = NULL;
 
 /* broker connection management */
@@ -84,6 +88,7 @@ static char *conf_url = NULL;
 static char *conf_exchange = NULL;
 static char last_logged[ALX_OUTBOX_ERRLEN];
 static TimestampTz next_rotate_check = 0;
+static SPIPlanPtr chunk_plan = NULL;
 
 /* ---------------------------------------------------------------------
  * Shared memory and registration
@@ -172,6 +177,30 @@ count(uint64 ok, uint64 failed)
 	SpinLockRelease(&AlxOutbox->mutex);
 }
 
+/* Adds the created_at -> confirm latency of confirmed messages to the histogram. */
+static void
+count_latency(AlxMsg *msgs, int n)
+{
+	SpinLockAcquire(&AlxOutbox->mutex);
+	for (int i = 0; i < n; i++)
+	{
+		double		ms;
+		int			b;
+
+		if (msgs[i].state != ALX_MSG_CONFIRMED)
+			continue;
+		ms = (double) (msgs[i].confirmed_at - msgs[i].created_at);
+		if (ms < 0)
+			ms = 0;
+		for (b = 0; b < ALX_OUTBOX_LAT_BUCKETS - 1; b++)
+			if (ms <= AlxOutboxLatencyBounds[b])
+				break;
+		AlxOutbox->latency[b]++;
+		AlxOutbox->latency_sum_ms += ms;
+	}
+	SpinLockRelease(&AlxOutbox->mutex);
+}
+
 static void
 relay_exit(int code, Datum arg)
 {
@@ -241,6 +270,25 @@ outbox_installed(void)
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return !isnull && DatumGetBool(d);
+}
+
+/*
+ * Flushes the WAL up to everything inserted so far: every commit visible in
+ * a snapshot taken before this call is then durable (no phantom messages).
+ * When the insert position sits right after a page header that no record
+ * has reached yet, flush up to the page start: asking for more would be a
+ * request past the end of generated WAL.
+ */
+static void
+flush_wal(void)
+{
+	XLogRecPtr	ptr = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(ptr, wal_segment_size) == SizeOfXLogLongPHD)
+		ptr -= SizeOfXLogLongPHD;
+	else if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		ptr -= SizeOfXLogShortPHD;
+	XLogFlush(ptr);
 }
 
 /* ---------------------------------------------------------------------
@@ -524,7 +572,7 @@ read_msgs(int *nout, int extra_cols)
 	alias ".event_type, " alias ".payload::pg_catalog.text, " \
 	"(SELECT pg_catalog.array_agg(kv.key ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
 	"(SELECT pg_catalog.array_agg(kv.value ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
-	"pg_catalog.date_part('epoch', " alias ".created_at)::pg_catalog.int8"
+	"(pg_catalog.date_part('epoch', " alias ".created_at) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
 
 static int
 retry_delay_ms(int attempts)
@@ -603,19 +651,34 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 	values[1] = CStringGetTextDatum(batch_snap);
 	values[2] = Int64GetDatum(pos);
 	values[3] = Int64GetDatum(c->range_end);
-	spi_exec("SELECT " EVENT_COLS("e") ","
-			 " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
-			 "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
-			 "             AND q.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id)"
-			 "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
-			 "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
-			 "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
-			 " FROM alexandrite.outbox_events e"
-			 " WHERE e.id OPERATOR(pg_catalog.>) $3 AND e.id OPERATOR(pg_catalog.<=) $4"
-			 "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
-			 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
-			 " ORDER BY e.id",
-			 4, types, values, NULL, SPI_OK_SELECT);
+	/* a kept plan: the query is planned once, not once per chunk */
+	if (chunk_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT " EVENT_COLS("e") ","
+									   " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
+									   "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
+									   "             AND q.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id)"
+									   "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
+									   "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
+									   "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
+									   " FROM alexandrite.outbox_events e"
+									   " WHERE e.id OPERATOR(pg_catalog.>) $3 AND e.id OPERATOR(pg_catalog.<=) $4"
+									   "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
+									   "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
+									   " ORDER BY e.id", 4, types);
+
+		if (plan == NULL)
+			elog(ERROR, "alexandrite relay: could not prepare the chunk query: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		chunk_plan = plan;
+	}
+	{
+		int			ret = SPI_execute_plan(chunk_plan, values, NULL, true, 0);
+
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "alexandrite relay: chunk query failed: %s", SPI_result_code_string(ret));
+	}
 	c->msgs = read_msgs(&c->n, 1);
 	if (c->n == 0 && c->range_end < batch_end)
 	{
@@ -753,7 +816,7 @@ drain_stream(void)
 			have_next = false;
 
 			/* nothing is published before every commit it depends on is durable */
-			XLogFlush(GetXLogInsertRecPtr());
+			flush_wal();
 
 			/* aggregates that failed in the previous chunk stay stopped */
 			for (int i = 0; i < cur.n; i++)
@@ -831,6 +894,7 @@ drain_stream(void)
 			}
 			end_txn();
 			count(nok, nfail);
+			count_latency(cur.msgs, cur.n);
 			if (done)
 				break;
 			batch_pos = cur.range_end;
@@ -900,7 +964,7 @@ process_retries(int *wait_ms)
 		return 0;
 	if (!ensure_connected())
 		return -1;
-	XLogFlush(GetXLogInsertRecPtr());
+	flush_wal();
 
 	{
 		MemoryContext old = MemoryContextSwitchTo(round_cxt);

@@ -80,6 +80,15 @@ sub declare
 	die "could not declare queue $queue";
 }
 
+# A queue that holds one message and nacks the rest (overflow reject-publish).
+sub declare_full
+{
+	my ($self, $queue, $key) = @_;
+	IPC::Run::run([ '/usr/bin/python3', "$TOP/test/outbox_consumer.py", 'declare_full',
+			$self->{port}, $queue, $EXCHANGE, $key ]) or die "could not declare $queue";
+	return;
+}
+
 sub unbind
 {
 	my ($self, $queue, $key) = @_;

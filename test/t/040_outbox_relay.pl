@@ -130,6 +130,26 @@ $r = AlxBroker::check($node, 'postgres', $mq, timeout => 30);
 AlxBroker::ledger_ok($r, 'requeued dead letters');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM alexandrite.outbox_blocked'), '0', 'no aggregate blocked any more');
 
+# --- a full queue nacks: the aggregate stops, retries, then dead letters --------
+$mq->declare_full('t040full', 'full.#');
+$node->safe_psql('postgres', q{
+	SELECT produce(90, 90, 3, 'full');   -- the first fits, the second is nacked, the third waits
+	SELECT produce(91, 91, 2);            -- another aggregate keeps flowing
+});
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT count(*) = 1 FROM alexandrite.outbox_dead WHERE aggregate_id = 'agg-90'", 60),
+	'a nacked event becomes a dead letter after its attempts');
+like($node->safe_psql('postgres', "SELECT reason FROM alexandrite.outbox_dead WHERE aggregate_id = 'agg-90'"),
+	qr/nack/, 'the reason says the broker rejected it');
+is($node->safe_psql('postgres', "SELECT aggregate_seq FROM alexandrite.outbox_dead WHERE aggregate_id = 'agg-90'"),
+	'2', 'the second event of the aggregate failed');
+is($node->safe_psql('postgres', "SELECT waiting_events FROM alexandrite.outbox_blocked WHERE aggregate_id = 'agg-90'"),
+	'2', 'the third waits behind it');
+$r = AlxBroker::check($node, 'postgres', $mq, where => "aggregate_id NOT IN ('agg-90')", timeout => 30);
+is($r->{lost}, 0, 'other aggregates keep flowing past the full queue');
+$node->safe_psql('postgres', "SELECT alexandrite.outbox_discard(array_agg(id)) FROM alexandrite.outbox_dead;
+	DELETE FROM alexandrite.outbox_retry WHERE aggregate_id = 'agg-90'; DELETE FROM ledger WHERE aggregate_id = 'agg-90'");
+
 # --- wrong password: visible error, masked, no crash loop ---------------------
 my $pid = $node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status');
 $node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '" . $mq->url('s3cret-pw') . "'");
