@@ -41,12 +41,13 @@ CREATE SCHEMA alexandrite AUTHORIZATION alx_evil;
 CREATE EXTENSION alexandrite;
 DROP SCHEMA alexandrite;
 
--- no function of the extension is SECURITY DEFINER, and PUBLIC has no
--- access to the schema until the DBA grants it
+-- the only SECURITY DEFINER function is the metrics reader (granted to
+-- pg_monitor, search_path pinned), and PUBLIC has no access to the schema
+-- until the DBA grants it
 CREATE EXTENSION alexandrite;
-SELECT count(*) AS definer_functions
+SELECT p.oid::regprocedure AS definer_function, p.proconfig
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname = 'alexandrite' AND p.prosecdef;
+ WHERE n.nspname = 'alexandrite' AND p.prosecdef ORDER BY 1;
 SET ROLE alx_evil;
 SELECT count(*) FROM alexandrite.orders;
 SELECT alexandrite.create_order('EVIL-1', 'shop', 'c', NULL, NULL);

@@ -43,7 +43,8 @@ $$, 'every extension member is in schema alexandrite');
 SELECT is_empty($$
     SELECT p.oid::regprocedure FROM pg_proc p
      WHERE p.pronamespace = 'alexandrite'::regnamespace AND p.prosecdef
-$$, 'no function is SECURITY DEFINER');
+       AND p.oid <> 'alexandrite.metric_samples(text[])'::regprocedure
+$$, 'no function but the metrics reader is SECURITY DEFINER');
 
 SELECT is_empty($$
     SELECT p.oid::regprocedure FROM pg_proc p
