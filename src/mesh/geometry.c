@@ -60,19 +60,7 @@ ksum_value(const KSum *k)
 	return k->s + k->c;
 }
 
-static const char *const warning_names[ALX_WARN_COUNT] = {
-	"open_mesh",
-	"nonmanifold_edges",
-	"inconsistent_orientation",
-	"multiple_shells",
-	"overlapping_shells",
-	"nested_shells",
-	"inner_void",
-	"unit_suspect",
-	"degenerate_triangles",
-	"shell_check_skipped",
-	"not_orientable",
-};
+static const char *const warning_names[ALX_WARN_COUNT] = {ALX_WARN_NAMES};
 
 /* Name of a warning bit. */
 const char *

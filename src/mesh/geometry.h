@@ -49,6 +49,13 @@
 #define ALX_WARN_NOT_ORIENTABLE		(1u << 10)
 #define ALX_WARN_COUNT				11
 
+/* The warning names in bit order: the helper and the backend's decoder share them. */
+#define ALX_WARN_NAMES \
+	"open_mesh", "nonmanifold_edges", "inconsistent_orientation", \
+	"multiple_shells", "overlapping_shells", "nested_shells", "inner_void", \
+	"unit_suspect", "degenerate_triangles", "shell_check_skipped", \
+	"not_orientable"
+
 /* result codes */
 #define ALX_GEOM_OK				0
 #define ALX_GEOM_ERR_NONFINITE	1	/* NaN or infinite coordinate */

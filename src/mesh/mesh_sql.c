@@ -55,25 +55,10 @@
 #include "utils/wait_event.h"
 
 #include "alexandrite.h"
+#include "mesh/geometry.h"
 #include "mesh/meshrecord.h"
 
-/* geometry.h is PostgreSQL-free; only its constants are needed here */
-#define ALX_MESH_ANALYZER_VERSION 1
-#define ALX_MESH_WARN_COUNT 11
-
-static const char *const mesh_warning_names[ALX_MESH_WARN_COUNT] = {
-	"open_mesh",
-	"nonmanifold_edges",
-	"inconsistent_orientation",
-	"multiple_shells",
-	"overlapping_shells",
-	"nested_shells",
-	"inner_void",
-	"unit_suspect",
-	"degenerate_triangles",
-	"shell_check_skipped",
-	"not_orientable",
-};
+static const char *const mesh_warning_names[ALX_WARN_COUNT] = {ALX_WARN_NAMES};
 
 static const char *const mesh_formats[] = {
 	"stl-binary", "stl-ascii", "obj", "ply", "glb", "gltf", "3mf", NULL
@@ -202,7 +187,7 @@ check_record(const AlxMeshRecord *r, size_t len)
 	for (int i = 0; mesh_formats[i]; i++)
 		if (strcmp(r->format, mesh_formats[i]) == 0)
 			fmt_ok = true;
-	if (r->analyzer_version != ALX_MESH_ANALYZER_VERSION)
+	if (r->analyzer_version != ALX_ANALYZER_VERSION)
 		why = "analyzer version does not match the library";
 	else if (!fmt_ok)
 		why = "unknown format name";
@@ -229,7 +214,7 @@ check_record(const AlxMeshRecord *r, size_t len)
 	else if (r->i[ALX_RI_GENUS] < -1 ||
 			 r->i[ALX_RI_GENUS] > (int64) r->u[ALX_RU_TRIANGLES])
 		why = "genus out of range";
-	else if ((r->warnings >> ALX_MESH_WARN_COUNT) != 0)
+	else if ((r->warnings >> ALX_WARN_COUNT) != 0)
 		why = "unknown warning bits";
 	else
 	{
@@ -707,10 +692,10 @@ analyze_bytes(bytea *data, const char *format, const char *unit, HelperResult *h
 static Datum
 warnings_array(uint32 bits)
 {
-	Datum		elems[ALX_MESH_WARN_COUNT];
+	Datum		elems[ALX_WARN_COUNT];
 	int			n = 0;
 
-	for (int i = 0; i < ALX_MESH_WARN_COUNT; i++)
+	for (int i = 0; i < ALX_WARN_COUNT; i++)
 		if (bits & (1u << i))
 			elems[n++] = CStringGetTextDatum(mesh_warning_names[i]);
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
@@ -820,7 +805,7 @@ find_mesh(bytea *sha, const char *unit, bool *current)
 		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
 		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		*current = !isnull && DatumGetInt32(v) == ALX_MESH_ANALYZER_VERSION;
+		*current = !isnull && DatumGetInt32(v) == ALX_ANALYZER_VERSION;
 	}
 	return id;
 }

@@ -18,7 +18,7 @@ all: $(MESHD)
 $(MESHD): $(MESHD_SRCS) $(MESHD_HDRS)
 	$(CC) $(CFLAGS) $(MESHD_CPPFLAGS) -o $@ $(MESHD_SRCS) $(LDFLAGS) $(MESHD_LIBS)
 
-src/mesh/mesh_sql.o: src/mesh/meshrecord.h
+src/mesh/mesh_sql.o: src/mesh/meshrecord.h src/mesh/geometry.h
 
 install: install-meshd
 .PHONY: install-meshd uninstall-meshd
