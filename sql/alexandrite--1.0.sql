@@ -424,6 +424,63 @@ $$;
 COMMENT ON FUNCTION alexandrite.set_status(bigint, alexandrite.order_status, text)
     IS 'moves an order along the state machine (alexandrite.status_transitions) and records the change';
 
+-- Giving an order to an operator changes two columns: operator_id and the
+-- status.  set_status cannot take an operator, so this is the core's one
+-- call for the move to 'assigned': both columns and the order event in one
+-- update of the row (one new row version, not two).  Assignment policies
+-- (alexandrite.assign_next) choose the order; this records the choice.
+CREATE FUNCTION alexandrite.assign_order(order_id bigint, operator_id text, actor text DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_order alexandrite.orders;
+    v_now   timestamptz := pg_catalog.now();
+BEGIN
+    IF operator_id IS NULL OR operator_id OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'operator_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM alexandrite.operators p
+                    WHERE p.id OPERATOR(pg_catalog.=) assign_order.operator_id) THEN
+        RAISE EXCEPTION 'operator "%" does not exist', operator_id USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT * INTO v_order FROM alexandrite.orders o
+     WHERE o.id OPERATOR(pg_catalog.=) assign_order.order_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_order.status OPERATOR(pg_catalog.=) 'assigned'
+       AND v_order.operator_id OPERATOR(pg_catalog.=) assign_order.operator_id THEN
+        RETURN;                      -- a repeated request changes nothing
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM alexandrite.status_transitions t
+                    WHERE t.from_status OPERATOR(pg_catalog.=) v_order.status
+                      AND t.to_status OPERATOR(pg_catalog.=) 'assigned') THEN
+        RAISE EXCEPTION 'cannot assign order % in status "%"', order_id, v_order.status
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = CASE WHEN v_order.status OPERATOR(pg_catalog.=) 'assigned'
+                              THEN pg_catalog.format('It is held by "%s": release it first.', v_order.operator_id)
+                              ELSE 'Only new and priced orders can be assigned.' END;
+    END IF;
+    UPDATE alexandrite.orders o
+       SET status = 'assigned',
+           operator_id = assign_order.operator_id,
+           updated_at = v_now,
+           status_changed_at = v_now
+     WHERE o.id OPERATOR(pg_catalog.=) assign_order.order_id;
+    INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor, traceparent)
+    VALUES (order_id, v_order.status, 'assigned', v_now,
+            -- who: the explicit actor, else alexandrite.actor, else the operator
+            COALESCE(NULLIF(actor, ''), NULLIF(pg_catalog.current_setting('alexandrite.actor', true), ''),
+                     assign_order.operator_id),
+            alexandrite.current_traceparent());
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.assign_order(bigint, text, text)
+    IS 'gives a new or priced order to an operator: operator, status assigned and the order event in one update';
+
 -- The model or the alloy of an order is often known only after the order:
 -- attach them while the order is still new (a priced order keeps the model
 -- its price was computed for).

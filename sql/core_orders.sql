@@ -59,6 +59,19 @@ SELECT status, operator_id FROM alexandrite.orders WHERE id = :b2b;
 SELECT alexandrite.set_status(:b2b, 'cancelled');
 SELECT alexandrite.set_status(:b2b, 'new');
 
+-- assign_order: operator and status in one step, with its event
+SELECT alexandrite.create_order('ASG-1', 'crm', 'cust-4', NULL, NULL) AS asg \gset
+SELECT alexandrite.assign_order(:asg, 'nobody');                -- not an operator
+SELECT alexandrite.assign_order(:asg, 'op1');
+SELECT alexandrite.assign_order(:asg, 'op1');                   -- repeated: no change
+SELECT alexandrite.assign_order(:asg, 'op2');                   -- held by op1
+SELECT status, operator_id FROM alexandrite.orders WHERE id = :asg;
+SELECT from_status, to_status, actor FROM alexandrite.order_events WHERE order_id = :asg ORDER BY id;
+SELECT alexandrite.assign_order(:asg, NULL);
+SELECT alexandrite.assign_order(-1, 'op1');
+SELECT alexandrite.set_status(:asg, 'cancelled');
+SELECT alexandrite.assign_order(:asg, 'op1');
+
 -- the actor: explicit, else alexandrite.actor, else the user
 BEGIN;
 SET LOCAL alexandrite.actor = 'mes-batch';
