@@ -66,7 +66,8 @@ BEGIN
 END \$\$;
 
 -- the floor: what any assignment costs without choosing (operator lock,
--- capacity check, the same two writes through sla_give/set_status), taking
+-- capacity check, the same write through sla_give: operator, status and the
+-- order event in one update), taking
 -- an arbitrary pool order near a random id
 CREATE FUNCTION public.floor_assign(op text) RETURNS bigint LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan AS \$\$
@@ -127,7 +128,7 @@ for c in 1 8; do
 done
 for c in 1 8; do
     read -r tps p50 p99 < <(run "floor_c$c" "$OUT/floor.sql" "$c" "$SECS")
-    echo "| floor: lock + capacity + the two writes, no ranking | $c | $tps | $p50 | $p99 | $(pool) |"
+    echo "| floor: lock + capacity + the same write, no ranking | $c | $tps | $p50 | $p99 | $(pool) |"
 done
 NSECS=${NAIVE_SECS:-$(( SECS < 10 ? SECS : 10 ))}
 for c in 1 8; do

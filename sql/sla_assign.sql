@@ -141,6 +141,35 @@ SELECT operator_id, open_orders,
        (SELECT count(*) FROM alexandrite.orders o WHERE o.operator_id = 'sla_ann' AND o.status < 'shipped') AS counted
   FROM alexandrite.operator_load WHERE operator_id = 'sla_ann';
 
+-- the claim's one write is set_status's: status, operator and both times
+-- in the order row, the order event with the actor and the traceparent, and
+-- the outbox event from its trigger
+BEGIN;
+SET LOCAL alexandrite.traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+SELECT count(alexandrite.create_order('S9', 'shop', 'cust-S9', NULL, NULL)) AS created;
+SELECT alexandrite.assign_next('sla_ann') AS claimed \gset
+SELECT o.status, o.operator_id, o.status_changed_at = e.at AND o.updated_at = e.at AS same_time,
+       e.from_status, e.to_status, e.actor, e.traceparent,
+       (SELECT count(*) FROM alexandrite.order_events x
+         WHERE x.order_id = o.id AND x.to_status = 'assigned') AS assign_events
+  FROM alexandrite.orders o
+  JOIN alexandrite.order_events e ON e.order_id = o.id
+ WHERE o.id = :claimed
+   AND e.id = (SELECT max(x.id) FROM alexandrite.order_events x WHERE x.order_id = o.id);
+SELECT count(*) AS outbox_assigned_events
+  FROM alexandrite.outbox_events ev
+ WHERE ev.aggregate_id = :'claimed' AND ev.event_type = 'order.status_changed'
+   AND ev.payload->>'to_status' = 'assigned' AND ev.payload->>'operator_id' = 'sla_ann'
+   AND ev.headers->>'traceparent' = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+ROLLBACK;
+-- off the fast path (the state machine no longer allows the move): the
+-- core's way, and the core's error
+BEGIN;
+SELECT count(alexandrite.create_order('S9', 'shop', 'cust-S9', NULL, NULL)) AS created;
+DELETE FROM alexandrite.status_transitions WHERE to_status = 'assigned';
+SELECT pg_temp.try($$SELECT alexandrite.assign_next('sla_ann')$$);
+ROLLBACK;
+
 -- clean up
 DELETE FROM alexandrite.orders WHERE external_ref ~ '^[SBCL][1-4]$';
 SELECT count(*) AS load_rows_left FROM alexandrite.operator_load WHERE open_orders <> 0;
