@@ -362,60 +362,22 @@ $$;
 COMMENT ON FUNCTION alexandrite.sla_lock_operator(text, boolean)
     IS 'internal: locks an operator row and counts the open orders the operator holds';
 
--- Give a locked pool order to an operator: operator_id, status 'assigned'
--- and the order event, as set_status would write them, in ONE update of
--- alexandrite.orders.  set_status refuses 'assigned' without an operator and
--- has no parameter for one, so going through it costs two non-HOT updates
--- of orders (every index twice, the capture triggers twice): 30 % of the
--- assignment rate (docs/benchmarks-sla.md).  The write below is exactly
--- set_status's for this transition (the same columns, the same now(), the
--- same order_events row with actor and traceparent; the outbox event follows
--- from its trigger), taken only when the order is still in the pool and
--- alexandrite.status_transitions allows the move.  Anything else goes the
--- core's way (UPDATE operator_id, then set_status), which raises the core's
--- errors.  The caller holds the row lock (sla_claim).
+-- Give a locked pool order to an operator.  The core's assign_order writes
+-- operator_id, status 'assigned' and the order event in ONE update of
+-- alexandrite.orders (going through set_status took two non-HOT updates:
+-- every index twice, the capture triggers twice, 30 % of the assignment rate,
+-- docs/benchmarks-sla.md).  The outbox event follows from its trigger on
+-- order_events.  The caller holds the row lock (sla_claim).
 CREATE FUNCTION alexandrite.sla_give(order_id bigint, operator_id text) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
-    SET plan_cache_mode = force_generic_plan
 AS $$
-DECLARE
-    v_now   timestamptz := pg_catalog.now();
-    v_actor text := COALESCE(NULLIF(pg_catalog.current_setting('alexandrite.actor', true), ''),
-                             sla_give.operator_id);
-    v_from  alexandrite.order_status;
 BEGIN
-    -- x: the row as it was (the self-join returns the old status)
-    UPDATE alexandrite.orders o
-       SET operator_id = sla_give.operator_id,
-           status = 'assigned'::alexandrite.order_status,
-           updated_at = v_now,
-           status_changed_at = v_now
-      FROM alexandrite.orders x
-     WHERE o.id OPERATOR(pg_catalog.=) sla_give.order_id
-       AND x.id OPERATOR(pg_catalog.=) o.id
-       AND o.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
-       AND o.operator_id IS NULL
-       AND sla_give.operator_id IS NOT NULL
-       AND EXISTS (SELECT 1 FROM alexandrite.status_transitions t
-                    WHERE t.from_status OPERATOR(pg_catalog.=) o.status
-                      AND t.to_status OPERATOR(pg_catalog.=) 'assigned'::alexandrite.order_status)
-    RETURNING x.status INTO v_from;
-    IF FOUND THEN
-        INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor, traceparent)
-        VALUES (sla_give.order_id, v_from, 'assigned'::alexandrite.order_status, v_now,
-                alexandrite.current_actor(v_actor), alexandrite.current_traceparent());
-        RETURN;
-    END IF;
-    -- off the fast path: the core's way, with the core's errors
-    UPDATE alexandrite.orders o
-       SET operator_id = sla_give.operator_id
-     WHERE o.id OPERATOR(pg_catalog.=) sla_give.order_id;
-    PERFORM alexandrite.set_status(sla_give.order_id, 'assigned'::alexandrite.order_status, v_actor);
+    PERFORM alexandrite.assign_order(sla_give.order_id, sla_give.operator_id);
 END;
 $$;
 COMMENT ON FUNCTION alexandrite.sla_give(bigint, text)
-    IS 'internal: gives a locked pool order to an operator (operator, status assigned and the order event in one update of orders)';
+    IS 'internal: gives a locked pool order to an operator through the core''s assign_order';
 
 CREATE FUNCTION alexandrite.assign_next(operator_id text) RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -427,12 +389,9 @@ DECLARE
     v_active   boolean;
     v_open     integer;
     v_id       bigint;
-    v_now      timestamptz;
-    v_actor    text;
-    v_from     alexandrite.order_status;
 BEGIN
-    -- the steps of sla_require_read_committed, sla_lock_operator and
-    -- sla_give, inlined: this is the hot path
+    -- the steps of sla_require_read_committed and sla_lock_operator,
+    -- inlined: this is the hot path
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
         PERFORM alexandrite.sla_require_read_committed('assign_next');
     END IF;
@@ -468,32 +427,9 @@ BEGIN
     IF v_id IS NULL THEN
         RETURN NULL;                 -- nothing eligible
     END IF;
-    -- operator, status and order event in one update of orders: sla_give's
-    -- fast path, inlined (x: the row as it was, for the event's from_status)
-    v_now := pg_catalog.now();
-    v_actor := COALESCE(NULLIF(pg_catalog.current_setting('alexandrite.actor', true), ''),
-                        assign_next.operator_id);
-    UPDATE alexandrite.orders o
-       SET operator_id = assign_next.operator_id,
-           status = 'assigned'::alexandrite.order_status,
-           updated_at = v_now,
-           status_changed_at = v_now
-      FROM alexandrite.orders x
-     WHERE o.id OPERATOR(pg_catalog.=) v_id
-       AND x.id OPERATOR(pg_catalog.=) o.id
-       AND o.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
-       AND o.operator_id IS NULL
-       AND EXISTS (SELECT 1 FROM alexandrite.status_transitions t
-                    WHERE t.from_status OPERATOR(pg_catalog.=) o.status
-                      AND t.to_status OPERATOR(pg_catalog.=) 'assigned'::alexandrite.order_status)
-    RETURNING x.status INTO v_from;
-    IF FOUND THEN
-        INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor, traceparent)
-        VALUES (v_id, v_from, 'assigned'::alexandrite.order_status, v_now,
-                alexandrite.current_actor(v_actor), alexandrite.current_traceparent());
-    ELSE
-        PERFORM alexandrite.sla_give(v_id, assign_next.operator_id);   -- the core's way
-    END IF;
+    -- operator, status and order event in one update of orders (the core's
+    -- assign_order; the actor is alexandrite.actor, else the operator)
+    PERFORM alexandrite.assign_order(v_id, assign_next.operator_id);
     RETURN v_id;
 END;
 $$;
