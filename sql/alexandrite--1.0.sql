@@ -368,6 +368,26 @@ $$;
 COMMENT ON FUNCTION alexandrite.check_same_order(alexandrite.orders, text, text)
     IS 'internal: raises unique_violation when a create_order retry names another channel or customer';
 
+-- Every change of one order starts here: lock its row (NO KEY UPDATE, so
+-- foreign-key checks are not blocked) and return it, or raise P0002.
+CREATE FUNCTION alexandrite.lock_order(order_id bigint) RETURNS alexandrite.orders
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_order alexandrite.orders;
+BEGIN
+    SELECT * INTO v_order FROM alexandrite.orders o
+     WHERE o.id OPERATOR(pg_catalog.=) lock_order.order_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_order;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.lock_order(bigint) IS 'internal: locks an order row for a change and returns it; P0002 when missing';
+
 CREATE FUNCTION alexandrite.set_status(order_id bigint, status alexandrite.order_status, actor text DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
@@ -380,12 +400,7 @@ BEGIN
     IF status IS NULL THEN
         RAISE EXCEPTION 'status must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT * INTO v_order FROM alexandrite.orders o
-     WHERE o.id OPERATOR(pg_catalog.=) set_status.order_id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
-    END IF;
+    v_order := alexandrite.lock_order(order_id);
     IF v_order.status OPERATOR(pg_catalog.=) status THEN
         RETURN;                      -- a repeated request changes nothing
     END IF;
@@ -445,12 +460,7 @@ BEGIN
                     WHERE p.id OPERATOR(pg_catalog.=) assign_order.operator_id) THEN
         RAISE EXCEPTION 'operator "%" does not exist', operator_id USING ERRCODE = 'no_data_found';
     END IF;
-    SELECT * INTO v_order FROM alexandrite.orders o
-     WHERE o.id OPERATOR(pg_catalog.=) assign_order.order_id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
-    END IF;
+    v_order := alexandrite.lock_order(order_id);
     IF v_order.status OPERATOR(pg_catalog.=) 'assigned'
        AND v_order.operator_id OPERATOR(pg_catalog.=) assign_order.operator_id THEN
         RETURN;                      -- a repeated request changes nothing
@@ -492,12 +502,7 @@ AS $$
 DECLARE
     v_status alexandrite.order_status;
 BEGIN
-    SELECT o.status INTO v_status FROM alexandrite.orders o
-     WHERE o.id OPERATOR(pg_catalog.=) set_order_model.order_id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
-    END IF;
+    v_status := (alexandrite.lock_order(order_id)).status;
     IF v_status OPERATOR(pg_catalog.<>) 'new' THEN
         RAISE EXCEPTION 'cannot change the model of order % in status "%"', order_id, v_status
             USING ERRCODE = 'invalid_parameter_value',
