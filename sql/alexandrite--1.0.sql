@@ -263,6 +263,30 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION alexandrite.sla_policy_for(text, text) IS 'the SLA policy for a channel and customer (customer contract first)';
 
+-- The model and alloy an order names must exist (the alloy must be active).
+CREATE FUNCTION alexandrite.check_order_model(mesh_id bigint, material text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF mesh_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) check_order_model.mesh_id) THEN
+        RAISE EXCEPTION 'mesh % does not exist', mesh_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Store the model with alexandrite.mesh_ingest() first, or pass NULL until it is known.';
+    END IF;
+    IF material IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM alexandrite.materials m
+         WHERE m.code OPERATOR(pg_catalog.=) check_order_model.material AND m.active) THEN
+        RAISE EXCEPTION 'unknown material "%"', material
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'See alexandrite.materials for the active materials.';
+    END IF;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.check_order_model(bigint, text)
+    IS 'internal: raises 22023 for a missing mesh or an unknown or inactive material';
+
 CREATE FUNCTION alexandrite.create_order(
     external_ref text, channel text, customer_id text, mesh_id bigint, material text,
     payload jsonb DEFAULT '{}')
@@ -301,19 +325,7 @@ BEGIN
                       (SELECT pg_catalog.string_agg(DISTINCT p.channel, ', ')
                          FROM alexandrite.sla_policies p));
     END IF;
-    IF material IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM alexandrite.materials m
-         WHERE m.code OPERATOR(pg_catalog.=) create_order.material AND m.active) THEN
-        RAISE EXCEPTION 'unknown material "%"', material
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'See alexandrite.materials for the active materials.';
-    END IF;
-    IF mesh_id IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) create_order.mesh_id) THEN
-        RAISE EXCEPTION 'mesh % does not exist', mesh_id
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Store the model with alexandrite.mesh_ingest() first, or pass NULL until it is known.';
-    END IF;
+    PERFORM alexandrite.check_order_model(mesh_id, material);
     IF payload IS NULL OR pg_catalog.jsonb_typeof(payload) OPERATOR(pg_catalog.<>) 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object'
             USING ERRCODE = 'invalid_parameter_value';
@@ -508,17 +520,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Only new orders take a new model or material; cancel and re-create a priced order.';
     END IF;
-    IF mesh_id IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) set_order_model.mesh_id) THEN
-        RAISE EXCEPTION 'mesh % does not exist', mesh_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF material IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM alexandrite.materials m
-         WHERE m.code OPERATOR(pg_catalog.=) set_order_model.material AND m.active) THEN
-        RAISE EXCEPTION 'unknown material "%"', material
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'See alexandrite.materials for the active materials.';
-    END IF;
+    PERFORM alexandrite.check_order_model(mesh_id, material);
     UPDATE alexandrite.orders o
        SET mesh_id = COALESCE(set_order_model.mesh_id, o.mesh_id),
            material = COALESCE(set_order_model.material, o.material),

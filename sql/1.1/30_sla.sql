@@ -386,40 +386,17 @@ CREATE FUNCTION alexandrite.assign_next(operator_id text) RETURNS bigint
 AS $$
 DECLARE
     v_capacity integer;
-    v_active   boolean;
     v_open     integer;
     v_id       bigint;
 BEGIN
-    -- the steps of sla_require_read_committed and sla_lock_operator,
-    -- inlined: this is the hot path
+    -- sla_require_read_committed's check, inlined: the call is only made
+    -- to raise its error
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
         PERFORM alexandrite.sla_require_read_committed('assign_next');
     END IF;
-    IF assign_next.operator_id IS NULL THEN
-        RAISE EXCEPTION 'operator_id must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    -- one claimer per operator at a time (NO KEY UPDATE: foreign-key checks
-    -- on the operator are not blocked)
-    SELECT op.capacity, op.active INTO v_capacity, v_active
-      FROM alexandrite.operators op
-     WHERE op.id OPERATOR(pg_catalog.=) assign_next.operator_id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'operator "%" does not exist', assign_next.operator_id
-            USING ERRCODE = 'no_data_found';
-    END IF;
-    IF NOT v_active THEN
-        RAISE EXCEPTION 'operator "%" is not active', assign_next.operator_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Set alexandrite.operators.active to true to let the operator take orders.';
-    END IF;
-    -- a fresh snapshot under the lock: every committed claim is counted
-    SELECT l.open_orders INTO v_open
-      FROM alexandrite.operator_load l
-     WHERE l.operator_id OPERATOR(pg_catalog.=) assign_next.operator_id;
-    IF v_open IS NULL THEN           -- no row, or unknown since a restore/TRUNCATE
-        v_open := alexandrite.sla_known_load(assign_next.operator_id);
-    END IF;
+    -- one claimer per operator at a time; its load under the lock
+    SELECT l.capacity, l.open_orders INTO v_capacity, v_open
+      FROM alexandrite.sla_lock_operator(assign_next.operator_id, true) l;
     IF v_open OPERATOR(pg_catalog.>=) v_capacity THEN
         RETURN NULL;                 -- at capacity
     END IF;
