@@ -1,13 +1,14 @@
 # Makefile for alexandrite (PGXS)
 #
 # Each capability keeps its build pieces in src/<capability>/module.mk:
-# objects (OBJS), pg_regress tests (REGRESS), isolation specs (ISOLATION),
-# the SQL fragments of the current upgrade step (SQL_1_1) and any extra
-# programs and install rules.  This file only ties them together.
+# objects (OBJS), pg_regress tests (REGRESS), isolation specs (ISOLATION) and
+# any extra programs and install rules.  This file only ties them together.
+# docs/development.md explains the layout.
 
 EXTENSION  = alexandrite
 MODULE_big = alexandrite
 PGFILEDESC = "alexandrite - order path of a jewelry manufacturer"
+EXTVERSION = 1.2
 
 # the default goal, declared before any module.mk can add a rule
 all:
@@ -15,38 +16,42 @@ all:
 OBJS       = src/alexandrite.o
 REGRESS    =
 ISOLATION  =
-SQL_1_1    =
 
 include $(sort $(wildcard src/*/module.mk))
 
 # operations reads every other capability: its tests run last
 REGRESS := $(filter-out observe_%,$(REGRESS)) $(filter observe_%,$(REGRESS))
 
-# The 1.0 base script is released and never edited.  The 1.0 -> 1.1 step is
-# built from one fragment per capability (sql/1.1/NN_<capability>.sql), so
-# that a fresh install (base + chain) and an upgrade run the very same SQL.
-SQL_1_1   := $(sort $(wildcard sql/1.1/*.sql))
-DATA       = sql/alexandrite--1.0.sql
-DATA_built = sql/alexandrite--1.0--1.1.sql
+# SQL scripts (docs/development.md, "SQL versions"):
+# - sql/alexandrite--X--Y.sql and sql/alexandrite--1.0.sql are released and
+#   never edited (test/sql/core_upgrade.sql pins their checksums); the
+#   step to the current version is written by hand;
+# - the install script of the current version is sql/schema/*.sql, one file
+#   per capability, concatenated in this order.
+SCHEMA     = extension mesh core pricing sla outbox dashboard observe
+SCHEMA_SRC = $(foreach s,$(SCHEMA),sql/schema/$(s).sql)
+DATA       = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
-REGRESS_OPTS   = --temp-instance=./tmp_check --temp-config=test/regress.conf
+# pg_regress inputs and outputs live in test/sql and test/expected
+REGRESS_OPTS   = --inputdir=test --temp-instance=./tmp_check --temp-config=test/regress.conf
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/output_iso \
                  --temp-instance=./tmp_check_iso --temp-config=test/regress.conf \
                  --load-extension=alexandrite
 
-PG_CPPFLAGS += -I$(srcdir)/src -DALX_LIBRARY_VERSION=\"1.1.0\"
+PG_CPPFLAGS += -I$(srcdir)/src -DALX_LIBRARY_VERSION=\"$(EXTVERSION).0\"
 SHLIB_LINK  += $(ALX_SHLIB_LINK)
 
-EXTRA_CLEAN = sql/alexandrite--1.0--1.1.sql tmp_check_iso test/isolation/output_iso
+EXTRA_CLEAN = tmp_check_iso test/isolation/output_iso
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-sql/alexandrite--1.0--1.1.sql: $(SQL_1_1) Makefile
-	@{ printf '%s\n' '/* sql/alexandrite--1.0--1.1.sql: generated from the fragments in sql/1.1, do not edit */' \
-	    '\echo Use "ALTER EXTENSION alexandrite UPDATE TO '"'"'1.1'"'"'" to load this file. \quit'; \
-	  for f in $(SQL_1_1); do printf '\n-- ---- %s ----\n' "$$f"; sed '/^\\echo Use /d' "$$f"; done; } > $@
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA_SRC) Makefile
+	@{ printf '%s\n' '/* $@: the current schema, built by make from sql/schema (see Makefile) */' \
+	    '\echo Use "CREATE EXTENSION alexandrite" to load this file. \quit'; \
+	  for f in $(SCHEMA_SRC); do printf '\n'; cat "$$f"; done; } > $@
 
 # every test suite, on throwaway clusters; see scripts/test
 PROVE ?= prove

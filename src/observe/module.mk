@@ -1,2 +1,2 @@
-# operations: metrics(), tracing, timeline (SQL only: sql/1.1/60_observe.sql)
+# operations: metrics(), tracing, timeline (SQL: sql/schema/observe.sql)
 REGRESS += observe_metrics observe_trace

@@ -26,8 +26,8 @@ $node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'alexandrite'}), '1.0',
 	'1.0 installed');
 $node->safe_psql('postgres', 'ALTER EXTENSION alexandrite UPDATE');
-is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'alexandrite'}), '1.1',
-	'updated to 1.1');
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'alexandrite'}), '1.2',
+	'updated to 1.2');
 
 my $m = $node->safe_psql('postgres', 'SELECT alexandrite.metrics()');
 unlike($m, qr/^alexandrite_metrics_collector_success\{[^}]*\} 0$/m, 'every collector answers after the update');

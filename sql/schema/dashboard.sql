@@ -1,6 +1,7 @@
-/* sql/1.1/50_dashboard.sql: incrementally maintained dashboards (the MES first page) */
-
-\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
+/* sql/schema/dashboard.sql: incrementally maintained dashboards (the MES first page)
+ * Part of the current install script (make concatenates the files of sql/schema in the
+ * order of SCHEMA in the Makefile into alexandrite--<version>.sql).  A change
+ * here needs the same change in the current upgrade script. */
 
 ------------------------------------------------------------------------------
 -- The registry: one row per declared dashboard

@@ -1,5 +1,7 @@
-/* sql/1.1/30_sla.sql: SLA priority, assignment to operators, escalation, order board */
-\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
+/* sql/schema/sla.sql: SLA priority, assignment to operators, escalation, order board
+ * Part of the current install script (make concatenates the files of sql/schema in the
+ * order of SCHEMA in the Makefile into alexandrite--<version>.sql).  A change
+ * here needs the same change in the current upgrade script. */
 
 ------------------------------------------------------------------------------
 -- The score (C, src/sla/sla.c; formula and proofs in docs/sla.md)
@@ -213,13 +215,6 @@ CREATE TRIGGER orders_operator_load_truncate
     EXECUTE FUNCTION alexandrite.orders_operator_load_truncate();
 COMMENT ON TRIGGER orders_operator_load_truncate ON alexandrite.orders IS 'keeps alexandrite.operator_load';
 
--- orders that existed before the upgrade
-INSERT INTO alexandrite.operator_load (operator_id, open_orders)
-SELECT o.operator_id, pg_catalog.count(*)
-  FROM alexandrite.orders o
- WHERE o.operator_id IS NOT NULL
-   AND o.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status
- GROUP BY o.operator_id;
 
 -- assign_next and rebalance lock an operator row and then count that
 -- operator's open orders with a fresh snapshot; under REPEATABLE READ or

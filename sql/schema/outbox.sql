@@ -1,6 +1,7 @@
-/* sql/1.1/40_outbox.sql: transactional outbox drained to RabbitMQ by the relay worker */
-
-\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
+/* sql/schema/outbox.sql: transactional outbox drained to RabbitMQ by the relay worker
+ * Part of the current install script (make concatenates the files of sql/schema in the
+ * order of SCHEMA in the Makefile into alexandrite--<version>.sql).  A change
+ * here needs the same change in the current upgrade script. */
 
 ------------------------------------------------------------------------------
 -- Storage

@@ -1,5 +1,7 @@
-/* sql/1.1/10_mesh.sql: mesh analysis (mesh_stats, mesh_analyze, mesh_ingest) */
-\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
+/* sql/schema/mesh.sql: mesh analysis: mesh_stats, meshes, mesh_analyze, mesh_ingest
+ * Part of the current install script (make concatenates the files of sql/schema in the
+ * order of SCHEMA in the Makefile into alexandrite--<version>.sql).  A change
+ * here needs the same change in the current upgrade script. */
 
 ------------------------------------------------------------------------------
 -- The statistics of one analysed mesh.  The first thirteen columns are the
@@ -36,29 +38,55 @@ CREATE TYPE alexandrite.mesh_stats AS (
 COMMENT ON TYPE alexandrite.mesh_stats IS 'metrics of a mesh file in millimetres, computed by alexandrite-meshd (see docs/mesh.md)';
 
 ------------------------------------------------------------------------------
--- meshes: the columns the analysis adds to the 1.0 table
+-- Analysed meshes (filled by mesh_ingest; the order core only references them)
 ------------------------------------------------------------------------------
-ALTER TABLE alexandrite.meshes
-    ADD COLUMN unit_scale_mm          float8,
-    ADD COLUMN inconsistent_edges     bigint,
-    ADD COLUMN faces_reoriented       bigint,
-    ADD COLUMN euler_characteristic   bigint,
-    ADD COLUMN genus                  integer,
-    ADD COLUMN volume_uncertainty_mm3 float8,
-    ADD COLUMN min_x_mm               float8,
-    ADD COLUMN min_y_mm               float8,
-    ADD COLUMN min_z_mm               float8,
-    ADD COLUMN warnings               text[] NOT NULL DEFAULT '{}',
-    ADD COLUMN analyzer_version       integer,
-    ADD COLUMN size_bytes             bigint,
-    ADD CONSTRAINT meshes_unit_check
-        CHECK (unit OPERATOR(pg_catalog.=) ANY (ARRAY['mm', 'cm', 'm', 'in']::text[]));
+CREATE TABLE alexandrite.meshes (
+    id                   bigserial PRIMARY KEY,
+    sha256               bytea NOT NULL CHECK (pg_catalog.length(sha256) OPERATOR(pg_catalog.=) 32),
+    unit                 text NOT NULL DEFAULT 'mm',
+    filename             text,
+    format               text NOT NULL,
+    triangles            bigint NOT NULL,
+    vertices             bigint NOT NULL,
+    volume_mm3           float8 NOT NULL,
+    area_mm2             float8 NOT NULL,
+    size_x_mm            float8 NOT NULL,
+    size_y_mm            float8 NOT NULL,
+    size_z_mm            float8 NOT NULL,
+    shells               integer NOT NULL,
+    watertight           boolean NOT NULL,
+    boundary_edges       bigint NOT NULL,
+    nonmanifold_edges    bigint NOT NULL,
+    degenerate_triangles bigint NOT NULL,
+    analyzed_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    analysis_ms          float8,
+    unit_scale_mm          float8,
+    inconsistent_edges     bigint,
+    faces_reoriented       bigint,
+    euler_characteristic   bigint,
+    genus                  integer,
+    volume_uncertainty_mm3 float8,
+    min_x_mm               float8,
+    min_y_mm               float8,
+    min_z_mm               float8,
+    warnings               text[] NOT NULL DEFAULT '{}',
+    analyzer_version       integer,
+    size_bytes             bigint,
+    -- the same bytes in another unit are another mesh
+    UNIQUE (sha256, unit),
+    CONSTRAINT meshes_unit_check
+        CHECK (unit OPERATOR(pg_catalog.=) ANY (ARRAY['mm', 'cm', 'm', 'in']::text[]))
+);
+COMMENT ON TABLE alexandrite.meshes IS 'analysed 3D models: geometry in millimetres, keyed by the SHA-256 of the file bytes and the unit';
 COMMENT ON COLUMN alexandrite.meshes.unit IS 'unit the caller declared for unitless formats (STL, OBJ, PLY); glTF is metres and 3MF carries its own unit';
 COMMENT ON COLUMN alexandrite.meshes.unit_scale_mm IS 'factor from the file''s unit to millimetres that was applied';
 COMMENT ON COLUMN alexandrite.meshes.warnings IS 'flags for review: open_mesh, overlapping_shells, inner_void, unit_suspect, ... (docs/mesh.md)';
 COMMENT ON COLUMN alexandrite.meshes.analyzer_version IS 'version of the metrics code that produced the row';
 COMMENT ON COLUMN alexandrite.meshes.genus IS 'number of through-holes of a closed orientable mesh, NULL otherwise';
 COMMENT ON COLUMN alexandrite.meshes.volume_uncertainty_mm3 IS 'error bound of the volume of an open mesh (0 when watertight)';
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.meshes', '');
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.meshes_id_seq', '');
+
 
 ------------------------------------------------------------------------------
 -- Functions.  Both spawn a helper process per call, so PUBLIC may not run

@@ -1,6 +1,7 @@
-/* sql/1.1/60_observe.sql: operations - Prometheus metrics, tracing, timeline */
-
-\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
+/* sql/schema/observe.sql: operations - Prometheus metrics, tracing, timeline
+ * Part of the current install script (make concatenates the files of sql/schema in the
+ * order of SCHEMA in the Makefile into alexandrite--<version>.sql).  A change
+ * here needs the same change in the current upgrade script. */
 
 ------------------------------------------------------------------------------
 -- Metrics
@@ -497,10 +498,10 @@ COMMENT ON FUNCTION alexandrite.new_traceparent()
 ------------------------------------------------------------------------------
 -- The timeline of an order
 --
--- Same signature and OUT columns as in 1.0; the trace context of each change
--- is in detail: {"traceparent": ..., "trace_id": ...}.
+-- The trace context of each change is in detail:
+-- {"traceparent": ..., "trace_id": ...}.
 ------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION alexandrite.order_timeline(order_id bigint)
+CREATE FUNCTION alexandrite.order_timeline(order_id bigint)
     RETURNS TABLE (at timestamptz, kind text, from_status alexandrite.order_status,
                    to_status alexandrite.order_status, actor text, time_in_status interval,
                    event_type text, message_id bigint, delivery_state text, detail jsonb)

@@ -1,18 +1,8 @@
-/* sql/1.1/20_pricing.sql: versioned price list, quotes and order pricing */
+/* sql/schema/pricing.sql: versioned price list, quotes and order pricing
+ * Part of the current install script (make concatenates the files of sql/schema in the
+ * order of SCHEMA in the Makefile into alexandrite--<version>.sql).  A change
+ * here needs the same change in the current upgrade script. */
 
-\echo Use "ALTER EXTENSION alexandrite UPDATE TO '1.1'" to load this file. \quit
-
-------------------------------------------------------------------------------
--- Materials: the pricing code works on exact fixed-point figures, so the
--- figures it reads must have a bounded number of decimals.
-------------------------------------------------------------------------------
-ALTER TABLE alexandrite.materials
-    ADD CONSTRAINT materials_pricing_scale CHECK (
-        pg_catalog.scale(density_g_cm3) OPERATOR(pg_catalog.<=) 6
-        AND density_g_cm3 OPERATOR(pg_catalog.<) 1000
-        AND pg_catalog.scale(price_per_gram) OPERATOR(pg_catalog.<=) 6
-        AND price_per_gram OPERATOR(pg_catalog.<) 1000000000
-        AND pg_catalog.scale(casting_loss_pct) OPERATOR(pg_catalog.<=) 6);
 
 ------------------------------------------------------------------------------
 -- Price list versions: one immutable row per version.  The newest row is

@@ -153,7 +153,7 @@ DELETE FROM alexandrite.meshes WHERE id IN (910010, 910011);
 -- 3000 generated meshes x 5 materials x stones, breakdown included.
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set ECHO none
-\i :abs_srcdir/bench/pricing_naive.sql
+\i :abs_srcdir/../bench/pricing_naive.sql
 \set ECHO all
 INSERT INTO alexandrite.meshes (id, sha256, filename, format, triangles, vertices, volume_mm3, area_mm2,
                                 size_x_mm, size_y_mm, size_z_mm, shells, watertight,
