@@ -13,7 +13,7 @@ EXTVERSION = 1.2
 # the default goal, declared before any module.mk can add a rule
 all:
 
-OBJS       = src/alexandrite.o
+OBJS       = src/alexandrite.o src/privilege.o src/worker.o
 REGRESS    =
 ISOLATION  =
 
@@ -34,10 +34,11 @@ DATA       = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(E
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # pg_regress inputs and outputs live in test/sql and test/expected
-REGRESS_OPTS   = --inputdir=test --temp-instance=./tmp_check --temp-config=test/regress.conf
+REGRESS_OPTS   = --inputdir=test --temp-instance=./tmp_check --temp-config=test/regress.conf \
+                 --create-role=alexandrite_worker
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/output_iso \
                  --temp-instance=./tmp_check_iso --temp-config=test/regress.conf \
-                 --load-extension=alexandrite
+                 --create-role=alexandrite_worker --load-extension=alexandrite
 
 PG_CPPFLAGS += -I$(srcdir)/src -DALX_LIBRARY_VERSION=\"$(EXTVERSION).0\"
 SHLIB_LINK  += $(ALX_SHLIB_LINK)

@@ -51,6 +51,7 @@ alx_cluster_start() {
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
     alx_as_pg "$bindir/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
+    alx_worker_role "$dir/data"
     sed "s/contrib_regression/$dbname/" "$ALX_TOP/test/regress.conf" >> "$dir/data/postgresql.conf"
     cat >> "$dir/data/postgresql.conf" <<CONF
 port = $port
@@ -60,6 +61,13 @@ CONF
     alx_as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
     ALX_PGHOST=$dir ALX_PGPORT=$port
     alx_as_pg "$bindir/createdb" -h "$dir" -p "$port" -U postgres "$dbname"
+}
+
+# Creates the role the background workers connect as (alexandrite.worker_role
+# in test/regress.conf) in a cluster that is not running yet.
+alx_worker_role() {
+    echo 'CREATE ROLE alexandrite_worker LOGIN;' |
+        alx_as_pg "$(alx_bindir)/postgres" --single -D "$1" -c shared_preload_libraries= postgres >/dev/null
 }
 
 alx_cluster_stop() {

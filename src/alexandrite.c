@@ -44,6 +44,7 @@ char	   *alx_meshd_path = NULL;
 int			alx_fold_interval_ms = 1000;
 char	   *alx_actor = NULL;
 char	   *alx_traceparent = NULL;
+char	   *alx_worker_role = NULL;
 
 bool		alx_preloaded = false;
 
@@ -179,6 +180,15 @@ alx_define_gucs(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("alexandrite.worker_role",
+							   "Sets the role the background workers connect as.",
+							   "Empty means the workers wait until a role is named; they never connect as the bootstrap superuser by default.",
+							   &alx_worker_role,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
 	DefineCustomStringVariable("alexandrite.amqp_url",
 							   "Sets the URL of the RabbitMQ broker, or a comma-separated list of URLs for failover.",
 							   "An empty string disables publishing.",
@@ -297,17 +307,6 @@ alx_define_gucs(void)
 							   check_traceparent, NULL, NULL);
 
 	MarkGUCPrefixReserved("alexandrite");
-}
-
-/* Raise an error unless the library was loaded through shared_preload_libraries. */
-void
-AlxRequirePreload(const char *what)
-{
-	if (!alx_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s requires alexandrite to be loaded via shared_preload_libraries", what),
-				 errhint("Add alexandrite to shared_preload_libraries and restart the server.")));
 }
 
 /*

@@ -30,6 +30,7 @@ extern char *alx_meshd_path;
 extern int	alx_fold_interval_ms;
 extern char *alx_actor;
 extern char *alx_traceparent;
+extern char *alx_worker_role;
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool alx_preloaded;
@@ -37,7 +38,21 @@ extern bool alx_preloaded;
 /* dashboards: register the fold worker (src/dashboard/worker.c) */
 extern void AlxDashboardRegisterWorker(void);
 
-/* raise an error unless the library was preloaded (worker-only SQL) */
-extern void AlxRequirePreload(const char *what);
+/* privilege.c: the library's own statements run as the extension owner */
+typedef struct AlxSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} AlxSavedUser;
+
+extern Oid	AlxExtensionOwner(void);
+extern void AlxBecomeOwner(AlxSavedUser *save);
+extern bool AlxBecomeOwnerIfInstalled(AlxSavedUser *save);
+extern void AlxRestoreUser(const AlxSavedUser *save);
+
+/* worker.c: registration and connection of the background workers */
+extern void AlxRegisterWorker(const char *name, const char *function, int restart_secs);
+extern void AlxWorkerStart(const char *name);
+extern void AlxWorkerReloadConfig(const char *name);
 
 #endif							/* ALEXANDRITE_H */

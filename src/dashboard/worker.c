@@ -9,8 +9,8 @@
  * keeps the watermark of the time-relative counts close to now.  pg_cron
  * (schedule_refresh) can only fold once a minute.
  *
- * The worker connects to alexandrite.database as the bootstrap superuser and
- * folds only when the extension (at a version with dashboards) is installed
+ * The worker connects to alexandrite.database as alexandrite.worker_role
+ * (src/worker.c), folds as the extension owner, and folds only when the extension (at a version with dashboards) is installed
  * there.  It shares the fold's advisory lock: a fold already running
  * elsewhere makes it skip a round.  fold_interval = 0 pauses it.
  *
@@ -56,17 +56,7 @@ PGDLLEXPORT void AlxDashboardWorkerMain(Datum main_arg) pg_attribute_noreturn();
 void
 AlxDashboardRegisterWorker(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "alexandrite");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "AlxDashboardWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "alexandrite dashboard fold");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "alexandrite dashboard fold");
-	RegisterBackgroundWorker(&worker);
+	AlxRegisterWorker("alexandrite dashboard fold", "AlxDashboardWorkerMain", 10);
 }
 
 /* true when the dashboard registry exists in this database */
@@ -114,6 +104,7 @@ alx_vacuum_deltas(List *rels)
 	{
 		VacuumStmt *stmt = makeNode(VacuumStmt);
 		ParseState *pstate;
+		AlxSavedUser save;
 
 		stmt->options = NIL;
 		stmt->rels = list_make1(makeVacuumRelation((RangeVar *) lfirst(lc), InvalidOid, NIL));
@@ -121,8 +112,11 @@ alx_vacuum_deltas(List *rels)
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		pgstat_report_activity(STATE_RUNNING, "alexandrite: vacuuming dashboard deltas");
+		/* the delta tables belong to the extension owner */
+		AlxBecomeOwner(&save);
 		pstate = make_parsestate(NULL);
 		ExecVacuum(pstate, stmt, true);
+		AlxRestoreUser(&save);
 		CommitTransactionCommand();
 	}
 }
@@ -133,11 +127,7 @@ AlxDashboardWorkerMain(Datum main_arg)
 	MemoryContext cxt;
 	TimestampTz last_vacuum = GetCurrentTimestamp();
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(alx_database, NULL, 0);
-	pgstat_report_appname("alexandrite dashboard fold");
+	AlxWorkerStart("alexandrite dashboard fold");
 	cxt = AllocSetContextCreate(TopMemoryContext, "alexandrite dashboard worker",
 								ALLOCSET_DEFAULT_SIZES);
 
@@ -152,7 +142,7 @@ AlxDashboardWorkerMain(Datum main_arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+			AlxWorkerReloadConfig("alexandrite dashboard fold");
 		}
 		if (alx_fold_interval_ms <= 0)
 			continue;
@@ -164,12 +154,15 @@ AlxDashboardWorkerMain(Datum main_arg)
 		{
 			bool		installed = alx_dashboards_installed();
 			List	   *rels = NIL;
+			AlxSavedUser save;
 
 			if (installed)
 			{
+				AlxBecomeOwner(&save);
 				(void) AlxFoldDashboards();
 				if (TimestampDifferenceExceeds(last_vacuum, GetCurrentTimestamp(), ALX_VACUUM_SECS * 1000))
 					rels = alx_delta_tables(cxt);
+				AlxRestoreUser(&save);
 			}
 			PopActiveSnapshot();
 			CommitTransactionCommand();

@@ -123,17 +123,7 @@ AlxOutboxShmemStartup(void)
 void
 AlxOutboxRegisterWorker(void)
 {
-	BackgroundWorker w;
-
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = 5;
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "alexandrite");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "AlxOutboxRelayMain");
-	snprintf(w.bgw_name, BGW_MAXLEN, "alexandrite outbox relay");
-	snprintf(w.bgw_type, BGW_MAXLEN, "alexandrite relay");
-	RegisterBackgroundWorker(&w);
+	AlxRegisterWorker("alexandrite relay", "AlxOutboxRelayMain", 5);
 }
 
 /* ---------------------------------------------------------------------
@@ -216,11 +206,16 @@ relay_exit(int code, Datum arg)
  * Transactions and SPI
  * ---------------------------------------------------------------------
  */
+/* the worker's own identity while a transaction runs as the owner */
+static AlxSavedUser txn_user;
+
 static void
 begin_txn(const char *what)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* the outbox tables belong to the extension owner (src/privilege.c) */
+	(void) AlxBecomeOwnerIfInstalled(&txn_user);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, what);
@@ -231,6 +226,7 @@ end_txn(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
+	AlxRestoreUser(&txn_user);
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -1122,7 +1118,7 @@ reload_config(void)
 {
 	bool		changed;
 
-	ProcessConfigFile(PGC_SIGHUP);
+	AlxWorkerReloadConfig("alexandrite relay");
 	changed = conf_url == NULL || strcmp(conf_url, alx_amqp_url ? alx_amqp_url : "") != 0 ||
 		strcmp(conf_exchange, alx_amqp_exchange ? alx_amqp_exchange : "") != 0;
 	if (!changed)
@@ -1147,12 +1143,7 @@ reload_config(void)
 void
 AlxOutboxRelayMain(Datum main_arg)
 {
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	BackgroundWorkerInitializeConnection(alx_database, NULL, 0);
-	pgstat_report_appname("alexandrite relay");
+	AlxWorkerStart("alexandrite relay");
 	/* fixed search_path; bookkeeping commits need not wait (see docs/outbox.md) */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);

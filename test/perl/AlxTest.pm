@@ -12,6 +12,7 @@ use warnings FATAL => 'all';
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -39,9 +40,24 @@ sub new_node
 	my $extra  = delete $opts{conf};
 	my $node   = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%opts);
+	create_worker_role($node);
 	$node->append_conf('postgresql.conf', regress_conf($dbname));
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	return $node;
+}
+
+# The role the background workers connect as (alexandrite.worker_role in
+# test/regress.conf), created in single-user mode before the first start so
+# that the workers connect at once.
+sub create_worker_role
+{
+	my ($node) = @_;
+	my $in = "CREATE ROLE alexandrite_worker LOGIN;\n";
+	my ($out, $err);
+	IPC::Run::run([ 'postgres', '--single', '-D', $node->data_dir, '-c', 'shared_preload_libraries=', 'postgres' ],
+		'<', \$in, '>', \$out, '2>', \$err)
+	  or die "could not create the worker role: $err";
+	return;
 }
 
 # CREATE EXTENSION alexandrite (and any others named) in a database.

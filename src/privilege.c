@@ -1,0 +1,95 @@
+/*-------------------------------------------------------------------------
+ *
+ * privilege.c
+ *	  Who runs what: the extension owner for the library's own statements.
+ *
+ * alexandrite's internal tables (registries, summaries, deltas, outbox
+ * internals, caches) are writable only by the extension's owner.  The SQL
+ * API and the background workers run as their caller (the MES role, the
+ * role named by alexandrite.worker_role) and switch to the owner only around
+ * statements compiled into this library, with parameters for every value a
+ * caller supplies, the way PostgreSQL runs VACUUM and REFRESH MATERIALIZED
+ * VIEW as the table owner: SECURITY_LOCAL_USERID_CHANGE |
+ * SECURITY_RESTRICTED_OPERATION, so that nothing reached from there can SET
+ * ROLE, create temporary objects or otherwise keep the owner's rights.
+ * Nothing read from a table is ever executed as SQL under the switch.
+ *
+ * An ERROR inside the switch needs no cleanup: transaction and
+ * subtransaction abort restore the user id and security context.
+ *
+ * IDENTIFICATION
+ *	  src/privilege.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "miscadmin.h"
+#include "utils/syscache.h"
+
+#include "alexandrite.h"
+
+/*
+ * The owner of the extension: the owner of schema alexandrite, which the
+ * install script creates (no IF NOT EXISTS, so nobody else can have made it)
+ * and which only its owner or a superuser could give away.  Two syscache
+ * lookups, cheap enough for every call.
+ */
+Oid
+AlxExtensionOwner(void)
+{
+	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, true);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" is not installed in this database", ALX_EXTENSION_NAME)));
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* Become the extension owner for the library's own statements. */
+void
+AlxBecomeOwner(AlxSavedUser *save)
+{
+	Oid			owner = AlxExtensionOwner();
+
+	GetUserIdAndSecContext(&save->userid, &save->sec_context);
+	SetUserIdAndSecContext(owner, save->sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/*
+ * For the workers, which also run where the extension is not installed
+ * (yet): become the owner when the schema exists, else keep the worker's
+ * identity.  Returns whether the switch happened; AlxRestoreUser undoes
+ * either.
+ */
+bool
+AlxBecomeOwnerIfInstalled(AlxSavedUser *save)
+{
+	if (!OidIsValid(get_namespace_oid(ALX_SCHEMA_NAME, true)))
+	{
+		GetUserIdAndSecContext(&save->userid, &save->sec_context);
+		return false;
+	}
+	AlxBecomeOwner(save);
+	return true;
+}
+
+/* Back to the caller's identity saved by AlxBecomeOwner. */
+void
+AlxRestoreUser(const AlxSavedUser *save)
+{
+	SetUserIdAndSecContext(save->userid, save->sec_context);
+}

@@ -1,0 +1,118 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  What every alexandrite background worker does alike: registration,
+ *	  signals, and connecting as the role the DBA names.
+ *
+ * Workers never connect as the bootstrap superuser by default.  They
+ * connect to alexandrite.database as alexandrite.worker_role; until that
+ * GUC names a role (it is reloadable), a worker waits and says so once in the
+ * log.  A role with LOGIN is needed on PostgreSQL 15 (background workers go
+ * through the same login check as clients); it needs no privilege on the
+ * extension's objects: the statements compiled into the library run as the
+ * extension owner (privilege.c).  A superuser named there is accepted, with
+ * a warning: that is the DBA's explicit choice.  When the GUC later names
+ * another role, the worker exits and is restarted as that role.
+ *
+ * IDENTIFICATION
+ *	  src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "alexandrite.h"
+
+/* the role this worker connected as (NULL before connecting) */
+static char *connected_role = NULL;
+
+/* Registers a worker of this library: primary only, restarted after restart_secs. */
+void
+AlxRegisterWorker(const char *name, const char *function, int restart_secs)
+{
+	BackgroundWorker w;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = restart_secs;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "alexandrite");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(w.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(w.bgw_type, BGW_MAXLEN, "%s", name);
+	RegisterBackgroundWorker(&w);
+}
+
+static bool
+worker_role_set(void)
+{
+	return alx_worker_role != NULL && alx_worker_role[0] != '\0';
+}
+
+/*
+ * Sets up signals, waits until alexandrite.worker_role names a role, then
+ * connects to alexandrite.database as that role.
+ */
+void
+AlxWorkerStart(const char *name)
+{
+	bool		said = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	while (!worker_role_set())
+	{
+		if (!said)
+		{
+			ereport(LOG,
+					(errmsg("%s is waiting for alexandrite.worker_role to name the role it runs as", name),
+					 errhint("CREATE ROLE alexandrite_worker LOGIN; then set alexandrite.worker_role = 'alexandrite_worker' and reload.")));
+			said = true;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+	connected_role = MemoryContextStrdup(TopMemoryContext, alx_worker_role);
+	BackgroundWorkerInitializeConnection(alx_database, connected_role, 0);
+	pgstat_report_appname(name);
+	if (superuser())
+		ereport(WARNING,
+				(errmsg("%s runs as superuser \"%s\" because alexandrite.worker_role names it", name, connected_role),
+				 errhint("Name a role without superuser rights; the worker needs no privileges of its own.")));
+}
+
+/*
+ * Reloads the configuration (after SIGHUP); a worker whose role changed
+ * exits, to be restarted as the new role.
+ */
+void
+AlxWorkerReloadConfig(const char *name)
+{
+	ProcessConfigFile(PGC_SIGHUP);
+	if (connected_role != NULL &&
+		(!worker_role_set() || strcmp(connected_role, alx_worker_role) != 0))
+	{
+		ereport(LOG,
+				(errmsg("%s exits to reconnect: alexandrite.worker_role changed", name)));
+		proc_exit(1);
+	}
+}
