@@ -272,17 +272,10 @@ material_cmp(const void *a, const void *b)
 	return strcmp(((const AlxMaterial *) a)->code, ((const AlxMaterial *) b)->code);
 }
 
-/*
- * Read one version (version > 0) or the newest one (version 0) from the
- * tables.  Returns NULL if that version does not exist.  Runs as the caller
- * (whose SELECT privilege was checked) under a fresh snapshot.
- */
-static AlxPriceList *
-load_price_list(int64 version)
+/* The header of a price list version into list (SPI connected); false if missing. */
+static bool
+read_list_header(AlxPriceList *list, int64 version)
 {
-	MemoryContext cxt;
-	MemoryContext old;
-	AlxPriceList *list;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		args[1];
 	char		nulls[1];
@@ -291,21 +284,10 @@ load_price_list(int64 version)
 	TupleDesc	desc;
 	bool		isnull;
 	char	   *mode;
-	char	   *cur;
-
-	/* under the caller's context until complete, so that an error frees it */
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "alexandrite price list",
-								ALLOCSET_SMALL_SIZES);
-	list = MemoryContextAllocZero(cxt, sizeof(AlxPriceList));
-	list->cxt = cxt;
+	MemoryContext old;
 
 	args[0] = Int64GetDatum(version);
 	nulls[0] = version > 0 ? ' ' : 'n';
-
-	PushActiveSnapshot(GetLatestSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
 	ret = SPI_execute_with_args(
 		"SELECT v.version, v.currency, v.currency_exponent, v.labour_base,"
 		" v.finishing_per_cm2, v.stone_setting_per_stone, v.margin_pct, v.minimum_price,"
@@ -317,24 +299,13 @@ load_price_list(int64 version)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the price list: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
-	{
-		SPI_finish();
-		PopActiveSnapshot();
-		MemoryContextDelete(cxt);
-		if (version > 0)
-			return NULL;
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("there is no price list"),
-				 errhint("alexandrite.price_list_versions is empty; reinstall the extension or restore it.")));
-	}
+		return false;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 
-	old = MemoryContextSwitchTo(cxt);
+	old = MemoryContextSwitchTo(list->cxt);
 	list->version = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	cur = SPI_getvalue(tup, desc, 2);
-	strlcpy(list->currency, cur, sizeof(list->currency));
+	strlcpy(list->currency, SPI_getvalue(tup, desc, 2), sizeof(list->currency));
 	list->exponent = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 	if (list->exponent < 0 || list->exponent > 4)
 		elog(ERROR, "currency exponent %d out of range", list->exponent);
@@ -356,29 +327,38 @@ load_price_list(int64 version)
 	if (list->rounding_increment <= 0)
 		elog(ERROR, "rounding increment must be positive");
 	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* The complexity tiers of list->version, checked in order (SPI connected). */
+static void
+read_list_tiers(AlxPriceList *list)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	int			ret;
+	TupleDesc	desc;
+	bool		isnull;
+	MemoryContext old;
 
 	args[0] = Int64GetDatum(list->version);
-	nulls[0] = ' ';
-
-	/* complexity tiers */
 	ret = SPI_execute_with_args(
 		"SELECT t.from_triangles, t.charge"
 		" FROM alexandrite.price_list_versions v,"
 		"      pg_catalog.jsonb_to_recordset(v.complexity_tiers) AS t(from_triangles bigint, charge numeric)"
 		" WHERE v.version OPERATOR(pg_catalog.=) $1",
-		1, argtypes, args, nulls, true, 0);
+		1, argtypes, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the complexity tiers: %s", SPI_result_code_string(ret));
 	desc = SPI_tuptable->tupdesc;
-	old = MemoryContextSwitchTo(cxt);
+	old = MemoryContextSwitchTo(list->cxt);
 	list->ntiers = (int) SPI_processed;
 	list->tiers = palloc0(sizeof(AlxTier) * Max(list->ntiers, 1));
 	for (int i = 0; i < list->ntiers; i++)
 	{
-		Datum		d;
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		Datum		d = SPI_getbinval(tup, desc, 1, &isnull);
 
-		tup = SPI_tuptable->vals[i];
-		d = SPI_getbinval(tup, desc, 1, &isnull);
 		list->tiers[i].from_triangles = isnull ? -1 : DatumGetInt64(d);
 		list->tiers[i].charge_num = get_numeric(tup, desc, 2, "complexity_tiers.charge",
 												&list->tiers[i].charge);
@@ -397,23 +377,32 @@ load_price_list(int64 version)
 				 errmsg("price list version " INT64_FORMAT " has no complexity tiers",
 						list->version)));
 	MemoryContextSwitchTo(old);
+}
 
-	/* the materials as they are now (they are not versioned) */
+/* The materials as they are now (they are not versioned), sorted by code. */
+static void
+read_materials(AlxPriceList *list)
+{
+	int			ret;
+	TupleDesc	desc;
+	bool		isnull;
+	MemoryContext old;
+
 	ret = SPI_execute("SELECT m.code, m.active, m.density_g_cm3, m.price_per_gram, m.casting_loss_pct"
 					  " FROM alexandrite.materials m", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the materials: %s",
 			 SPI_result_code_string(ret));
 	desc = SPI_tuptable->tupdesc;
-	old = MemoryContextSwitchTo(cxt);
+	old = MemoryContextSwitchTo(list->cxt);
 	list->nmaterials = (int) SPI_processed;
 	list->materials = palloc0(sizeof(AlxMaterial) * Max(list->nmaterials, 1));
 	for (int i = 0; i < list->nmaterials; i++)
 	{
 		AlxMaterial *m = &list->materials[i];
+		HeapTuple	tup = SPI_tuptable->vals[i];
 		Datum		d;
 
-		tup = SPI_tuptable->vals[i];
 		m->code = SPI_getvalue(tup, desc, 1);
 		d = SPI_getbinval(tup, desc, 2, &isnull);
 		m->active = !isnull && DatumGetBool(d);
@@ -424,7 +413,42 @@ load_price_list(int64 version)
 	if (list->nmaterials > 1)
 		qsort(list->materials, list->nmaterials, sizeof(AlxMaterial), material_cmp);
 	MemoryContextSwitchTo(old);
+}
 
+/*
+ * Read one version (version > 0) or the newest one (version 0) from the
+ * tables.  Returns NULL if that version does not exist.  Runs as the caller
+ * (whose SELECT privilege was checked) under a fresh snapshot.
+ */
+static AlxPriceList *
+load_price_list(int64 version)
+{
+	MemoryContext cxt;
+	AlxPriceList *list;
+
+	/* under the caller's context until complete, so that an error frees it */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "alexandrite price list",
+								ALLOCSET_SMALL_SIZES);
+	list = MemoryContextAllocZero(cxt, sizeof(AlxPriceList));
+	list->cxt = cxt;
+
+	PushActiveSnapshot(GetLatestSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!read_list_header(list, version))
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		MemoryContextDelete(cxt);
+		if (version > 0)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("there is no price list"),
+				 errhint("alexandrite.price_list_versions is empty; reinstall the extension or restore it.")));
+	}
+	read_list_tiers(list);
+	read_materials(list);
 	SPI_finish();
 	PopActiveSnapshot();
 	MemoryContextSetParent(cxt, TopMemoryContext);

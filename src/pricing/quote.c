@@ -498,70 +498,41 @@ bk_bool(JsonbPair *pairs, BKey k, bool b)
 	v->val.boolean = b;
 }
 
-PG_FUNCTION_INFO_V1(alexandrite_price_quote);
-
-/*
- * price_quote(mesh_id bigint, material text, options jsonb) RETURNS quote
- *
- * Never returns NULL: missing arguments, an unknown mesh or material, an
- * inactive material and invalid options are errors.
- */
-Datum
-alexandrite_price_quote(PG_FUNCTION_ARGS)
+/* Every figure of one quote, exact, in fixed point (docs/pricing.md). */
+typedef struct QuoteCalc
 {
-	int64		mesh_id;
-	char	   *material;
-	QuoteOptions opts;
-	const AlxPriceList *list;
-	const AlxMaterial *mat;
+	int			e;				/* decimals of the currency */
+	int64		vol;			/* mm3, ALX_GEOM_SCALE decimals */
+	int64		area;			/* mm2, ALX_GEOM_SCALE decimals */
 	const AlxTier *tier;
-	MeshFacts	mesh;
-	TupleDesc	tupdesc;
-	int			e;
-	int64		vol;
-	int64		area;
 	int128		net_g,
 				metal_g,
 				metal_cost,
 				finishing,
 				stone_exact,
-				labour_exact,
 				labour,
 				subtotal,
 				margin,
 				price,
-				minimum,
-				increment,
 				total;
 	bool		minimum_applied;
-	const char *warnings[8];
-	int			nwarnings = 0;
-	bool		needs_review = false;
+	/* the figures of the result, as numerics (in the breakdown too) */
 	Numeric		total_num,
 				metal_g_num,
 				metal_cost_num,
 				labour_num,
 				finishing_num;
-	JsonbPair	pairs[BK_NKEYS];
-	JsonbValue	warning_vals[8];
-	JsonbValue	breakdown;
-	Datum		values[8];
-	bool		nulls[8] = {false};
+	const char *warnings[8];
+	int			nwarnings;
+	bool		needs_review;
+} QuoteCalc;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("mesh_id must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("material must not be null")));
-	mesh_id = PG_GETARG_INT64(0);
-	material = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	parse_options(PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), &opts);
+/* The composite result type, once per call site. */
+static TupleDesc
+quote_tupdesc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 
-	/* the composite result type, once per call site */
-	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
 	if (tupdesc == NULL)
 	{
 		MemoryContext old;
@@ -574,13 +545,20 @@ alexandrite_price_quote(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(old);
 		fcinfo->flinfo->fn_extra = tupdesc;
 	}
+	return tupdesc;
+}
 
-	AlxPricingCheckAccess();
-	list = AlxPriceListGet(opts.version);
+/* The price list version and the active material a quote uses, or ERROR. */
+static const AlxMaterial *
+quote_material(const AlxPriceList **list_out, int64 version, const char *material)
+{
+	const AlxPriceList *list = AlxPriceListGet(version);
+	const AlxMaterial *mat;
+
 	if (list == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("price list version " INT64_FORMAT " does not exist", opts.version),
+				 errmsg("price list version " INT64_FORMAT " does not exist", version),
 				 errhint("See alexandrite.price_list_versions.")));
 	mat = AlxPriceListMaterial(list, material);
 	if (mat == NULL)
@@ -593,11 +571,36 @@ alexandrite_price_quote(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("material \"%s\" is not active", material),
 				 errhint("See alexandrite.materials for the active materials.")));
+	*list_out = list;
+	return mat;
+}
 
-	fetch_mesh(mesh_id, &mesh);
-	vol = geometry_milli(mesh.volume_mm3, mesh_id, "volume");
-	area = geometry_milli(mesh.area_mm2, mesh_id, "surface area");
-	e = list->exponent;
+/* Rounds a price to the list's increment, by its rounding mode. */
+static int128
+round_to_increment(int128 price, int128 increment, AlxRoundingMode mode)
+{
+	int128		q = price / increment;
+	int128		r = price % increment;
+
+	if (r != 0 && (mode == ALX_ROUND_UP || (mode == ALX_ROUND_HALF_UP && r * 2 >= increment)))
+		q++;
+	return mul128(q, increment);
+}
+
+/*
+ * The arithmetic of a quote (docs/pricing.md), every step exact in 128-bit
+ * fixed point and rounded once where the document says.
+ */
+static void
+quote_compute(const AlxPriceList *list, const AlxMaterial *mat, const MeshFacts *mesh,
+			  const QuoteOptions *opts, QuoteCalc *q)
+{
+	int			e = list->exponent;
+	int128		labour_exact,
+				minimum,
+				increment;
+
+	q->e = e;
 
 	/*----------
 	 * Metal, in grams with 3 decimals (docs/pricing.md, step 1):
@@ -607,132 +610,179 @@ alexandrite_price_quote(PG_FUNCTION_ARGS)
 	 * (net) and 20 (metal) decimals once the divisions are folded in.
 	 *----------
 	 */
-	net_g = round_drop(mul128(vol, mat->density), 12 - ALX_WEIGHT_SCALE, ALX_ROUND_HALF_UP);
-	metal_g = round_drop(mul128(mul128(vol, mat->density),
-								add128((int128) 100 * pow10_tab[ALX_RATE_SCALE], mat->loss_pct)),
-						 20 - ALX_WEIGHT_SCALE, ALX_ROUND_HALF_UP);
+	q->net_g = round_drop(mul128(q->vol, mat->density), 12 - ALX_WEIGHT_SCALE, ALX_ROUND_HALF_UP);
+	q->metal_g = round_drop(mul128(mul128(q->vol, mat->density),
+								   add128((int128) 100 * pow10_tab[ALX_RATE_SCALE], mat->loss_pct)),
+							20 - ALX_WEIGHT_SCALE, ALX_ROUND_HALF_UP);
 	/* metal cost = metal_g * price_per_gram, 9 decimals -> currency */
-	metal_cost = round_drop(mul128(metal_g, mat->price_per_gram),
-							ALX_WEIGHT_SCALE + ALX_RATE_SCALE - e, ALX_ROUND_HALF_UP);
+	q->metal_cost = round_drop(mul128(q->metal_g, mat->price_per_gram),
+							   ALX_WEIGHT_SCALE + ALX_RATE_SCALE - e, ALX_ROUND_HALF_UP);
 	/* finishing = A[mm2] / 100 * rate per cm2: 3 + 6 + 2 decimals */
-	finishing = round_drop(mul128(area, list->finishing_per_cm2),
-						   ALX_GEOM_SCALE + ALX_RATE_SCALE + 2 - e, ALX_ROUND_HALF_UP);
+	q->finishing = round_drop(mul128(q->area, list->finishing_per_cm2),
+							  ALX_GEOM_SCALE + ALX_RATE_SCALE + 2 - e, ALX_ROUND_HALF_UP);
 	/* labour = base + complexity tier charge + stones * per stone */
-	tier = &list->tiers[0];
-	for (int i = 1; i < list->ntiers && list->tiers[i].from_triangles <= mesh.triangles; i++)
-		tier = &list->tiers[i];
-	stone_exact = mul128(opts.stones, list->stone_setting);
-	labour_exact = add128(add128(list->labour_base, tier->charge), stone_exact);
-	labour = round_drop(labour_exact, ALX_RATE_SCALE - e, ALX_ROUND_HALF_UP);
-	subtotal = add128(add128(metal_cost, labour), finishing);
+	q->tier = &list->tiers[0];
+	for (int i = 1; i < list->ntiers && list->tiers[i].from_triangles <= mesh->triangles; i++)
+		q->tier = &list->tiers[i];
+	q->stone_exact = mul128(opts->stones, list->stone_setting);
+	labour_exact = add128(add128(list->labour_base, q->tier->charge), q->stone_exact);
+	q->labour = round_drop(labour_exact, ALX_RATE_SCALE - e, ALX_ROUND_HALF_UP);
+	q->subtotal = add128(add128(q->metal_cost, q->labour), q->finishing);
 	/* margin = subtotal * margin_pct / 100, rounded to the currency */
-	margin = round_drop(mul128(subtotal, list->margin_pct), ALX_RATE_SCALE + 2, ALX_ROUND_HALF_UP);
-	price = add128(subtotal, margin);
+	q->margin = round_drop(mul128(q->subtotal, list->margin_pct), ALX_RATE_SCALE + 2, ALX_ROUND_HALF_UP);
+	q->price = add128(q->subtotal, q->margin);
 	/* minimum and increment have at most e decimals (table constraint) */
 	minimum = list->minimum_price / pow10_tab[ALX_RATE_SCALE - e];
 	increment = list->rounding_increment / pow10_tab[ALX_RATE_SCALE - e];
 	if (increment <= 0)
 		elog(ERROR, "rounding increment below the currency's smallest unit");
-	minimum_applied = price < minimum;
-	if (minimum_applied)
-		price = minimum;
-	{
-		int128		q = price / increment;
-		int128		r = price % increment;
+	q->minimum_applied = q->price < minimum;
+	if (q->minimum_applied)
+		q->price = minimum;
+	q->total = round_to_increment(q->price, increment, list->rounding_mode);
 
-		if (r != 0 && (list->rounding_mode == ALX_ROUND_UP ||
-					   (list->rounding_mode == ALX_ROUND_HALF_UP && r * 2 >= increment)))
-			q++;
-		total = mul128(q, increment);
-	}
+	q->total_num = fx_numeric(q->total, e, e);
+	q->metal_g_num = fx_numeric(q->metal_g, ALX_WEIGHT_SCALE, ALX_WEIGHT_SCALE);
+	q->metal_cost_num = fx_numeric(q->metal_cost, e, e);
+	q->labour_num = fx_numeric(q->labour, e, e);
+	q->finishing_num = fx_numeric(q->finishing, e, e);
+}
 
-	/* what a jeweller must look at before the price is binding */
-	if (!mesh.watertight || mesh.boundary_edges > 0)
-		warnings[nwarnings++] = "open_mesh";
-	if (mesh.nonmanifold_edges > 0)
-		warnings[nwarnings++] = "nonmanifold_edges";
-	if (mesh.shells > 1)
-		warnings[nwarnings++] = "multiple_shells";
-	if (vol == 0)
-		warnings[nwarnings++] = "no_volume";
-	{
-		double		maxdim = Max(mesh.size[0], Max(mesh.size[1], mesh.size[2]));
+/* What a jeweller must look at before the price is binding. */
+static void
+quote_warnings(const MeshFacts *mesh, QuoteCalc *q)
+{
+	double		maxdim = Max(mesh->size[0], Max(mesh->size[1], mesh->size[2]));
 
-		if (!(maxdim >= ALX_UNIT_MIN_MM && maxdim <= ALX_UNIT_MAX_MM))
-			warnings[nwarnings++] = "unit_suspect";
-	}
-	needs_review = nwarnings > 0;
+	q->nwarnings = 0;
+	if (!mesh->watertight || mesh->boundary_edges > 0)
+		q->warnings[q->nwarnings++] = "open_mesh";
+	if (mesh->nonmanifold_edges > 0)
+		q->warnings[q->nwarnings++] = "nonmanifold_edges";
+	if (mesh->shells > 1)
+		q->warnings[q->nwarnings++] = "multiple_shells";
+	if (q->vol == 0)
+		q->warnings[q->nwarnings++] = "no_volume";
+	if (!(maxdim >= ALX_UNIT_MIN_MM && maxdim <= ALX_UNIT_MAX_MM))
+		q->warnings[q->nwarnings++] = "unit_suspect";
+	q->needs_review = q->nwarnings > 0;
 	/* degenerate triangles do not change volume or area: a note only */
-	if (mesh.degenerate_triangles > 0)
-		warnings[nwarnings++] = "degenerate_triangles";
+	if (mesh->degenerate_triangles > 0)
+		q->warnings[q->nwarnings++] = "degenerate_triangles";
+}
 
-	total_num = fx_numeric(total, e, e);
-	metal_g_num = fx_numeric(metal_g, ALX_WEIGHT_SCALE, ALX_WEIGHT_SCALE);
-	metal_cost_num = fx_numeric(metal_cost, e, e);
-	labour_num = fx_numeric(labour, e, e);
-	finishing_num = fx_numeric(finishing, e, e);
+/* Every term of the quote as a JSON object, so that it can be explained later. */
+static Jsonb *
+quote_breakdown(int64 mesh_id, const AlxPriceList *list, const AlxMaterial *mat,
+				const MeshFacts *mesh, const QuoteOptions *opts, const QuoteCalc *q)
+{
+	int			e = q->e;
+	JsonbPair	pairs[BK_NKEYS];
+	JsonbValue	warning_vals[lengthof(q->warnings)];
+	JsonbValue	breakdown;
+	JsonbValue *arr;
 
-	/* every term, so that the quote can be explained later */
 	if (!bkey_ready)
 		bkey_init();
 	bk_int(pairs, BK_MESH_ID, mesh_id);
 	bk_string(pairs, BK_MATERIAL, mat->code);
 	bk_int(pairs, BK_VERSION, list->version);
 	bk_string(pairs, BK_CURRENCY, list->currency);
-	bk_numeric(pairs, BK_VOLUME, fx_numeric(vol, ALX_GEOM_SCALE, 0));
-	bk_numeric(pairs, BK_AREA, fx_numeric(area, ALX_GEOM_SCALE, 0));
-	bk_int(pairs, BK_TRIANGLES, mesh.triangles);
+	bk_numeric(pairs, BK_VOLUME, fx_numeric(q->vol, ALX_GEOM_SCALE, 0));
+	bk_numeric(pairs, BK_AREA, fx_numeric(q->area, ALX_GEOM_SCALE, 0));
+	bk_int(pairs, BK_TRIANGLES, mesh->triangles);
 	bk_numeric(pairs, BK_DENSITY, mat->density_num);
 	bk_numeric(pairs, BK_LOSS, mat->loss_num);
-	bk_numeric(pairs, BK_NET_WEIGHT, fx_numeric(net_g, ALX_WEIGHT_SCALE, ALX_WEIGHT_SCALE));
-	bk_numeric(pairs, BK_METAL_WEIGHT, metal_g_num);
+	bk_numeric(pairs, BK_NET_WEIGHT, fx_numeric(q->net_g, ALX_WEIGHT_SCALE, ALX_WEIGHT_SCALE));
+	bk_numeric(pairs, BK_METAL_WEIGHT, q->metal_g_num);
 	bk_numeric(pairs, BK_PRICE_PER_GRAM, mat->price_num);
-	bk_numeric(pairs, BK_METAL_COST, metal_cost_num);
+	bk_numeric(pairs, BK_METAL_COST, q->metal_cost_num);
 	bk_numeric(pairs, BK_LABOUR_BASE, list->labour_base_num);
-	bk_int(pairs, BK_TIER_FROM, tier->from_triangles);
-	bk_numeric(pairs, BK_COMPLEXITY, tier->charge_num);
-	bk_int(pairs, BK_STONES, opts.stones);
+	bk_int(pairs, BK_TIER_FROM, q->tier->from_triangles);
+	bk_numeric(pairs, BK_COMPLEXITY, q->tier->charge_num);
+	bk_int(pairs, BK_STONES, opts->stones);
 	bk_numeric(pairs, BK_STONE_RATE, list->stone_setting_num);
-	bk_numeric(pairs, BK_STONE_SETTING, fx_numeric(stone_exact, ALX_RATE_SCALE, e));
-	bk_numeric(pairs, BK_LABOUR, labour_num);
+	bk_numeric(pairs, BK_STONE_SETTING, fx_numeric(q->stone_exact, ALX_RATE_SCALE, e));
+	bk_numeric(pairs, BK_LABOUR, q->labour_num);
 	bk_numeric(pairs, BK_FINISHING_RATE, list->finishing_num);
-	bk_numeric(pairs, BK_FINISHING, finishing_num);
-	bk_numeric(pairs, BK_SUBTOTAL, fx_numeric(subtotal, e, e));
+	bk_numeric(pairs, BK_FINISHING, q->finishing_num);
+	bk_numeric(pairs, BK_SUBTOTAL, fx_numeric(q->subtotal, e, e));
 	bk_numeric(pairs, BK_MARGIN_PCT, list->margin_num);
-	bk_numeric(pairs, BK_MARGIN, fx_numeric(margin, e, e));
+	bk_numeric(pairs, BK_MARGIN, fx_numeric(q->margin, e, e));
 	bk_numeric(pairs, BK_MINIMUM, list->minimum_num);
-	bk_bool(pairs, BK_MINIMUM_APPLIED, minimum_applied);
+	bk_bool(pairs, BK_MINIMUM_APPLIED, q->minimum_applied);
 	bk_numeric(pairs, BK_INCREMENT, list->increment_num);
 	bk_string(pairs, BK_MODE, list->rounding_mode_name);
-	bk_numeric(pairs, BK_ADJUSTMENT, fx_numeric(total - price, e, e));
-	bk_numeric(pairs, BK_TOTAL, total_num);
-	bk_bool(pairs, BK_NEEDS_REVIEW, needs_review);
+	bk_numeric(pairs, BK_ADJUSTMENT, fx_numeric(q->total - q->price, e, e));
+	bk_numeric(pairs, BK_TOTAL, q->total_num);
+	bk_bool(pairs, BK_NEEDS_REVIEW, q->needs_review);
+	for (int i = 0; i < q->nwarnings; i++)
 	{
-		JsonbValue *arr = bk_slot(pairs, BK_WARNINGS);
-
-		for (int i = 0; i < nwarnings; i++)
-		{
-			warning_vals[i].type = jbvString;
-			warning_vals[i].val.string.val = (char *) warnings[i];
-			warning_vals[i].val.string.len = strlen(warnings[i]);
-		}
-		arr->type = jbvArray;
-		arr->val.array.nElems = nwarnings;
-		arr->val.array.elems = warning_vals;
-		arr->val.array.rawScalar = false;
+		warning_vals[i].type = jbvString;
+		warning_vals[i].val.string.val = (char *) q->warnings[i];
+		warning_vals[i].val.string.len = strlen(q->warnings[i]);
 	}
+	arr = bk_slot(pairs, BK_WARNINGS);
+	arr->type = jbvArray;
+	arr->val.array.nElems = q->nwarnings;
+	arr->val.array.elems = warning_vals;
+	arr->val.array.rawScalar = false;
 	breakdown.type = jbvObject;
 	breakdown.val.object.nPairs = BK_NKEYS;
 	breakdown.val.object.pairs = pairs;
+	return JsonbValueToJsonb(&breakdown);
+}
 
-	values[0] = NumericGetDatum(total_num);
+PG_FUNCTION_INFO_V1(alexandrite_price_quote);
+
+/*
+ * price_quote(mesh_id bigint, material text, options jsonb) RETURNS quote
+ *
+ * Never returns NULL: missing arguments, an unknown mesh or material, an
+ * inactive material and invalid options are errors.
+ */
+Datum
+alexandrite_price_quote(PG_FUNCTION_ARGS)
+{
+	int64		mesh_id;
+	QuoteOptions opts;
+	const AlxPriceList *list;
+	const AlxMaterial *mat;
+	MeshFacts	mesh;
+	QuoteCalc	q;
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("mesh_id must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("material must not be null")));
+	mesh_id = PG_GETARG_INT64(0);
+	parse_options(PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), &opts);
+	tupdesc = quote_tupdesc(fcinfo);
+
+	AlxPricingCheckAccess();
+	mat = quote_material(&list, opts.version, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	fetch_mesh(mesh_id, &mesh);
+	memset(&q, 0, sizeof(q));
+	q.vol = geometry_milli(mesh.volume_mm3, mesh_id, "volume");
+	q.area = geometry_milli(mesh.area_mm2, mesh_id, "surface area");
+	quote_compute(list, mat, &mesh, &opts, &q);
+	quote_warnings(&mesh, &q);
+
+	values[0] = NumericGetDatum(q.total_num);
 	values[1] = CStringGetTextDatum(list->currency);
-	values[2] = NumericGetDatum(metal_g_num);
-	values[3] = NumericGetDatum(metal_cost_num);
-	values[4] = NumericGetDatum(labour_num);
-	values[5] = NumericGetDatum(finishing_num);
+	values[2] = NumericGetDatum(q.metal_g_num);
+	values[3] = NumericGetDatum(q.metal_cost_num);
+	values[4] = NumericGetDatum(q.labour_num);
+	values[5] = NumericGetDatum(q.finishing_num);
 	values[6] = Int64GetDatum(list->version);
-	values[7] = JsonbPGetDatum(JsonbValueToJsonb(&breakdown));
+	values[7] = JsonbPGetDatum(quote_breakdown(mesh_id, list, mat, &mesh, &opts, &q));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

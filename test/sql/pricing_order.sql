@@ -3,19 +3,8 @@
 -- Runs after pricing_quote (meshes 910001..910009).
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text; v_msg text; v_hint text;
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-    -- order ids depend on the tests that ran before
-    RETURN regexp_replace(v_state || ': ' || v_msg || COALESCE(NULLIF(' (' || v_hint || ')', ' ()'), ''),
-                          'order -?[0-9]+', 'order N');
-END;
-$$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/include/try.sql
 
 SELECT alexandrite.create_order('PRICE-1', 'shop', 'cust-p1', 910001, 'au750_yellow') AS o1 \gset
 SELECT alexandrite.create_order('PRICE-2', 'shop', 'cust-p2', NULL, 'ag925') AS o2 \gset

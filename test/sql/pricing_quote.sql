@@ -4,18 +4,8 @@
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
 
--- errors as "SQLSTATE: message (hint)", so that the code shows in the output
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text; v_msg text; v_hint text;
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-    RETURN v_state || ': ' || v_msg || COALESCE(NULLIF(' (' || v_hint || ')', ' ()'), '');
-END;
-$$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/include/try.sql
 
 -- The price list and materials these figures assume (the shipped version 1;
 -- set explicitly in case an earlier test changed them).

@@ -4,17 +4,8 @@
 -- Runs after pricing_quote (its meshes 910001.. and pricing_naive).
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
-CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text; v_msg text; v_hint text;
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-    RETURN v_state || ': ' || v_msg || COALESCE(NULLIF(' (' || v_hint || ')', ' ()'), '');
-END;
-$$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/sql/include/try.sql
 
 SELECT version AS v0 FROM alexandrite.price_rules \gset
 SELECT total, price_list_version - :v0 AS version FROM alexandrite.price_quote(910001, 'ag925');
