@@ -57,6 +57,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/tuplestore.h"
 
 #include "alexandrite.h"
 #include "dashboard/dashboard.h"
@@ -418,6 +419,31 @@ alx_capture_truncate(Relation rel)
 }
 
 /*
+ * The statement triggers of 1.1 (alx_dashboard_ins/upd/del) hand over
+ * transition tables: their rows are captured one by one, so a 1.1 schema
+ * keeps its dashboards exact under this library until ALTER EXTENSION
+ * UPDATE replaces those triggers.
+ */
+static void
+alx_capture_transition(Relation rel, Tuplestorestate *ts, bool old)
+{
+	TupleTableSlot *slot;
+	int			readptr;
+
+	if (ts == NULL)
+		return;
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
+	/* our own read pointer: other triggers read the same tuplestore */
+	readptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(ts, readptr);
+	tuplestore_rescan(ts);
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+		AlxDashboardCaptureRow(rel, old ? slot : NULL, old ? NULL : slot);
+	tuplestore_select_read_pointer(ts, 0);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
  * alexandrite.dashboard_capture(): the trigger function of
  * alx_dashboard_capture (row), alx_dashboard_flush (statement) and
  * alx_dashboard_truncate.
@@ -440,7 +466,11 @@ alexandrite_dashboard_capture(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 		alx_capture_truncate(td->tg_relation);
 	else if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+	{
+		alx_capture_transition(td->tg_relation, td->tg_oldtable, true);
+		alx_capture_transition(td->tg_relation, td->tg_newtable, false);
 		AlxDashboardFlush();
+	}
 	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		AlxDashboardCaptureRow(td->tg_relation, NULL, td->tg_trigslot);
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
