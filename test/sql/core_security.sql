@@ -41,8 +41,8 @@ CREATE SCHEMA alexandrite AUTHORIZATION alx_evil;
 CREATE EXTENSION alexandrite;
 DROP SCHEMA alexandrite;
 
--- the only SECURITY DEFINER function is the metrics reader (granted to
--- pg_monitor, search_path pinned), and PUBLIC has no access to the schema
+-- no function is SECURITY DEFINER (metrics() switches to the owner in C
+-- around its fixed collectors), and PUBLIC has no access to the schema
 -- until the DBA grants it
 CREATE EXTENSION alexandrite;
 SELECT p.oid::regprocedure AS definer_function, p.proconfig
