@@ -362,12 +362,15 @@ AlxDashboardCaptureRow(Relation rel, TupleTableSlot *oldslot, TupleTableSlot *ne
 }
 
 /*
- * TRUNCATE of a base table: its dashboards become empty in the same
- * transaction.  The summary and delta rows are deleted with the latest
- * snapshot, not the transaction's: in REPEATABLE READ, deltas committed
- * after the transaction's snapshot (and before TRUNCATE got its lock, which
- * no writer holds now) must go too.  Folds cannot interleave: they take the
- * base table's lock first.
+ * TRUNCATE of a base table: its dashboards are truncated too, in the same
+ * transaction.  TRUNCATE, not DELETE: it removes every row whatever the
+ * snapshot (in REPEATABLE READ, deltas and folded groups that others
+ * committed after the transaction's snapshot must go too), and it is
+ * exactly as visible as the TRUNCATE of the base table, so a reader sees
+ * either both tables full or both empty.  No writer is in flight (TRUNCATE
+ * holds the base table), folds and readers lock the base table first and
+ * wait.  The state row is written with the latest snapshot for the same
+ * reason.
  */
 static void
 alx_capture_truncate(Relation rel)
@@ -376,6 +379,8 @@ alx_capture_truncate(Relation rel)
 	ListCell   *lc;
 	AlxSavedUser save;
 	int			nestlevel;
+	Oid			type = INT4OID;
+	SPIPlanPtr	plan;
 
 	if (defs == NIL)
 		return;
@@ -385,33 +390,26 @@ alx_capture_truncate(Relation rel)
 							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare("UPDATE alexandrite.dashboard_state SET last_truncate_at = pg_catalog.now() "
+					   "WHERE dashboard_id OPERATOR(pg_catalog.=) $1", 1, &type);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare: %s", SPI_result_code_string(SPI_result));
 	foreach(lc, defs)
 	{
 		AlxDashDef *def = (AlxDashDef *) lfirst(lc);
-		Oid			type = INT4OID;
 		Datum		id = Int32GetDatum(def->id);
-		const char *sql[] = {
-			psprintf("DELETE FROM %s", AlxDashQualified(def, ALX_DASH_SUMMARY)),
-			psprintf("DELETE FROM %s", AlxDashQualified(def, ALX_DASH_DELTA)),
-			"UPDATE alexandrite.dashboard_state SET last_truncate_at = pg_catalog.now() "
-			"WHERE dashboard_id OPERATOR(pg_catalog.=) $1"
-		};
+		int			ret;
 
 		(void) AlxDashObjectRelid(def, ALX_DASH_SUMMARY, true);
 		(void) AlxDashObjectRelid(def, ALX_DASH_DELTA, true);
 		AlxDashboardForget(def->id);
-		for (int i = 0; i < lengthof(sql); i++)
-		{
-			SPIPlanPtr	plan = SPI_prepare(sql[i], i == 2 ? 1 : 0, &type);
-			int			ret;
-
-			if (plan == NULL)
-				elog(ERROR, "could not empty dashboard \"%s\": %s", def->name, SPI_result_code_string(SPI_result));
-			ret = SPI_execute_snapshot(plan, &id, NULL, GetLatestSnapshot(), InvalidSnapshot, false, false, 0);
-			if (ret < 0)
-				elog(ERROR, "could not empty dashboard \"%s\": %s", def->name, SPI_result_code_string(ret));
-			SPI_freeplan(plan);
-		}
+		ret = SPI_execute(psprintf("TRUNCATE %s, %s", AlxDashQualified(def, ALX_DASH_SUMMARY),
+								   AlxDashQualified(def, ALX_DASH_DELTA)), false, 0);
+		if (ret != SPI_OK_UTILITY)
+			elog(ERROR, "could not empty dashboard \"%s\": %s", def->name, SPI_result_code_string(ret));
+		ret = SPI_execute_snapshot(plan, &id, NULL, GetLatestSnapshot(), InvalidSnapshot, false, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "could not update the state of dashboard \"%s\": %s", def->name, SPI_result_code_string(ret));
 	}
 	SPI_finish();
 	AtEOXact_GUC(true, nestlevel);

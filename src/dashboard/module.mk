@@ -4,4 +4,4 @@ OBJS      += src/dashboard/define.o src/dashboard/registry.o src/dashboard/sqlge
              src/dashboard/pending.o src/dashboard/fold.o src/dashboard/worker.o \
              src/dashboard/compat.o
 REGRESS   += dashboard_basic dashboard_workload
-ISOLATION += dashboard_fold
+ISOLATION += dashboard_fold dashboard_snapshot

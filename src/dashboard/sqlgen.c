@@ -194,19 +194,22 @@ alx_typed_null(const AlxDashDef *def, int i)
  * A branch that returns nothing but reads every column and function the
  * definition uses: it makes the view depend on them (a column cannot be
  * dropped or retyped under a dashboard, in this database or a restored
- * one), and costs nothing (the planner drops it).
+ * one), costs nothing (the planner drops it), and, being the first branch,
+ * makes every reader lock the base table before the summary and delta
+ * tables, in the order TRUNCATE, the fold and rebuild lock them.  It names
+ * the columns of the union.
  */
 static void
 alx_dependency_branch(StringInfo buf, const AlxDashDef *def)
 {
-	appendStringInfoString(buf, " UNION ALL SELECT ");
+	appendStringInfoString(buf, "SELECT ");
 	for (int i = 0; i < def->nkeys; i++)
-		appendStringInfo(buf, "%s, ", alx_typed_null(def, i));
-	appendStringInfoString(buf, "0::pg_catalog.int8");
+		appendStringInfo(buf, "%s AS %s, ", alx_typed_null(def, i), Q(def->key_names[i]));
+	appendStringInfo(buf, "0::pg_catalog.int8 AS %s", Q(def->count_name));
 	for (int i = 0; i < def->nsums; i++)
-		appendStringInfoString(buf, ", 0::pg_catalog.numeric");
+		appendStringInfo(buf, ", 0::pg_catalog.numeric AS %s", Q(def->sum_names[i]));
 	for (int i = 0; i < def->nhorizons; i++)
-		appendStringInfoString(buf, ", 0::pg_catalog.int8");
+		appendStringInfo(buf, ", 0::pg_catalog.int8 AS %s", Q(def->horizon_names[i]));
 	appendStringInfo(buf, " FROM %s b WHERE false", alx_base_sql(def));
 	for (int i = 0; i < def->nkeys; i++)
 		appendStringInfo(buf, " AND (%s) IS NULL", alx_expr_sql(def, def->keys[i], false));
@@ -283,7 +286,9 @@ AlxDashSqlView(const AlxDashDef *def)
 	for (int i = 0; i < def->nhorizons; i++)
 		appendStringInfo(&buf, ", pg_catalog.sum(u.%s)::pg_catalog.int8 AS %s",
 						 Q(def->horizon_names[i]), Q(def->horizon_names[i]));
-	appendStringInfoString(&buf, " FROM (SELECT ");
+	appendStringInfoString(&buf, " FROM (");
+	alx_dependency_branch(&buf, def);
+	appendStringInfoString(&buf, " UNION ALL SELECT ");
 	alx_key_list(&buf, def, "s.");
 	appendStringInfo(&buf, ", s.%s", Q(def->count_name));
 	alx_col_list(&buf, def->sum_names, def->nsums, "s.");
@@ -292,7 +297,6 @@ AlxDashSqlView(const AlxDashDef *def)
 	alx_view_delta_branch(&buf, def);
 	for (int h = 0; h < def->nhorizons; h++)
 		alx_view_probe_branch(&buf, def, h);
-	alx_dependency_branch(&buf, def);
 	appendStringInfoString(&buf, ") u GROUP BY ");
 	alx_key_list(&buf, def, "u.");
 	appendStringInfo(&buf, " HAVING pg_catalog.sum(u.%s) OPERATOR(pg_catalog.<>) 0", Q(def->count_name));
