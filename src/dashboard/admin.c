@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * admin.c
- *	  The DBA's functions: create_dashboard, drop_dashboard,
- *	  rebuild_dashboard, reconcile_dashboards; dashboard_due_bucket and
- *	  dashboard_pending.
+ *	  The DBA's functions create_dashboard and drop_dashboard;
+ *	  dashboard_due_bucket and dashboard_pending.
+ *
+ * (rebuild_dashboard and reconcile_dashboards are in rebuild.c.)
  *
  * They run as their caller (SECURITY INVOKER).  The caller must be able to
  * read what a dashboard counts (and, to add or remove triggers on a table
@@ -49,36 +50,8 @@
 
 PG_FUNCTION_INFO_V1(alexandrite_create_dashboard);
 PG_FUNCTION_INFO_V1(alexandrite_drop_dashboard);
-PG_FUNCTION_INFO_V1(alexandrite_rebuild_dashboard);
-PG_FUNCTION_INFO_V1(alexandrite_reconcile_dashboards);
 PG_FUNCTION_INFO_V1(alexandrite_dashboard_due_bucket);
 PG_FUNCTION_INFO_V1(alexandrite_dashboard_pending);
-
-/* The owner switch, search_path pinned and SPI connected, around generated statements. */
-typedef struct AlxOwnerScope
-{
-	AlxSavedUser save;
-	int			nestlevel;
-} AlxOwnerScope;
-
-static void
-alx_scope_enter(AlxOwnerScope *s)
-{
-	AlxBecomeOwner(&s->save);
-	s->nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-static void
-alx_scope_leave(AlxOwnerScope *s)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, s->nestlevel);
-	AlxRestoreUser(&s->save);
-}
 
 /* A text[] argument as C strings; NULL entries are an error (22023). */
 static char **
@@ -200,19 +173,6 @@ alx_check_trigger_privilege(Oid relid)
 				 errdetail("A dashboard adds capture triggers to its table: its caller needs the TRIGGER privilege on it.")));
 }
 
-/* Fills the empty summary from the base table; returns the groups. */
-static int64
-alx_populate(const AlxDashDef *def, Datum watermark, bool wm_null)
-{
-	Oid			type = TIMESTAMPTZOID;
-	int			ret;
-
-	ret = SPI_execute_with_args(AlxDashSqlPopulate(def), 1, &type, &watermark, wm_null ? "n" : " ", false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not populate dashboard \"%s\": %s", def->name, SPI_result_code_string(ret));
-	return (int64) SPI_processed;
-}
-
 /*
  * create_dashboard(name, base_table, group_by, count_name, sums, filter,
  * key_names, sum_names, due, horizons, horizon_names) RETURNS regclass
@@ -222,7 +182,7 @@ alexandrite_create_dashboard(PG_FUNCTION_ARGS)
 {
 	AlxDashArgs args;
 	AlxDashDef *def;
-	AlxOwnerScope scope;
+	AlxDashScope scope;
 	Datum		wm = (Datum) 0;
 	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -251,7 +211,7 @@ alexandrite_create_dashboard(PG_FUNCTION_ARGS)
 	AlxDashCheckReadable(def);
 	alx_check_trigger_privilege(def->base_relid);
 
-	alx_scope_enter(&scope);
+	AlxDashScopeEnter(&scope);
 	(void) AlxDashRegister(def);
 	if (def->due != NULL)
 		wm = TimestampTzGetDatum(AlxDueMinute(GetCurrentTransactionStartTimestamp()));
@@ -262,9 +222,9 @@ alexandrite_create_dashboard(PG_FUNCTION_ARGS)
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not register dashboard \"%s\": %s", def->name, SPI_result_code_string(ret));
 	AlxDashBuildObjects(def, false);
-	(void) alx_populate(def, wm, def->due == NULL);
+	(void) AlxDashPopulate(def, wm, def->due == NULL);
 	view = AlxDashObjectRelid(def, ALX_DASH_VIEW, true);
-	alx_scope_leave(&scope);
+	AlxDashScopeLeave(&scope);
 
 	CacheInvalidateRelcacheByRelid(def->base_relid);
 	PG_RETURN_OID(view);
@@ -279,19 +239,19 @@ static bool
 alx_drop_orphan(const char *name)
 {
 	AlxDashDef	stub;
-	AlxOwnerScope scope;
+	AlxDashScope scope;
 	Oid			type = TEXTOID;
 	Datum		value = CStringGetTextDatum(name);
 	int			ret;
 
-	alx_scope_enter(&scope);
+	AlxDashScopeEnter(&scope);
 	ret = SPI_execute_with_args("SELECT d.id, d.builtin FROM alexandrite.dashboards d "
 								"WHERE d.name OPERATOR(pg_catalog.=) $1 AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c "
 								"WHERE c.oid OPERATOR(pg_catalog.=) d.base_table)",
 								1, &type, &value, NULL, true, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed == 0)
 	{
-		alx_scope_leave(&scope);
+		AlxDashScopeLeave(&scope);
 		return false;
 	}
 	memset(&stub, 0, sizeof(stub));
@@ -309,7 +269,7 @@ alx_drop_orphan(const char *name)
 			if (SPI_execute(psprintf("DROP %s %s", w == ALX_DASH_VIEW ? "VIEW" : "TABLE",
 									 AlxDashQualified(&stub, (AlxDashObject) w)), false, 0) < 0)
 				elog(ERROR, "could not drop dashboard \"%s\"", name);
-	alx_scope_leave(&scope);
+	AlxDashScopeLeave(&scope);
 	return true;
 }
 
@@ -319,7 +279,7 @@ alexandrite_drop_dashboard(PG_FUNCTION_ARGS)
 {
 	char	   *name = PG_ARGISNULL(0) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(0));
 	AlxDashDef *def;
-	AlxOwnerScope scope;
+	AlxDashScope scope;
 
 	AlxDashCheckName(name);
 	if (alx_drop_orphan(name))
@@ -335,144 +295,13 @@ alexandrite_drop_dashboard(PG_FUNCTION_ARGS)
 	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(ALX_DASH_LOCK_CLASS),
 							   Int32GetDatum(ALX_DASH_LOCK_FOLD));
 	LockRelationOid(def->base_relid, ShareRowExclusiveLock);
-	alx_scope_enter(&scope);
+	AlxDashScopeEnter(&scope);
 	AlxDashboardForget(def->id);
 	AlxDashUnregister(def);
 	AlxDashDropObjects(def);
-	alx_scope_leave(&scope);
+	AlxDashScopeLeave(&scope);
 	CacheInvalidateRelcacheByRelid(def->base_relid);
 	PG_RETURN_VOID();
-}
-
-/*
- * rebuild_dashboard(name text, watermark timestamptz DEFAULT NULL) RETURNS
- * bigint: recompute from the base table; also builds again any generated
- * object that is missing (and, during ALTER EXTENSION UPDATE, takes over
- * the objects 1.1 built).
- */
-Datum
-alexandrite_rebuild_dashboard(PG_FUNCTION_ARGS)
-{
-	char	   *name = PG_ARGISNULL(0) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(0));
-	AlxDashDef *def;
-	AlxOwnerScope scope;
-	Datum		wm = (Datum) 0;
-	Datum		values[2];
-	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
-	int64		groups;
-	int			ret;
-
-	AlxDashCheckName(name);
-	def = AlxDashLoadByName(name, false);
-	AlxDashRequireReadCommitted("rebuild_dashboard()");
-	AlxDashCheckReadable(def);
-
-	/* no fold in between, no writer in flight: the recompute sees every commit */
-	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(ALX_DASH_LOCK_CLASS),
-							   Int32GetDatum(ALX_DASH_LOCK_FOLD));
-	LockRelationOid(def->base_relid, ShareLock);
-	if (def->due != NULL)
-		wm = TimestampTzGetDatum(AlxDueMinute(PG_ARGISNULL(1) ? GetCurrentTransactionStartTimestamp()
-											  : PG_GETARG_TIMESTAMPTZ(1)));
-
-	alx_scope_enter(&scope);
-	AlxDashUpdateRegistry(def);
-	AlxDashBuildObjects(def, true);
-	if (SPI_execute(psprintf("DELETE FROM %s", AlxDashQualified(def, ALX_DASH_DELTA)), false, 0) != SPI_OK_DELETE ||
-		SPI_execute(psprintf("DELETE FROM %s", AlxDashQualified(def, ALX_DASH_SUMMARY)), false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not empty dashboard \"%s\"", def->name);
-	AlxDashboardForget(def->id);
-	groups = alx_populate(def, wm, def->due == NULL);
-	values[0] = Int32GetDatum(def->id);
-	values[1] = wm;
-	ret = SPI_execute_with_args("INSERT INTO alexandrite.dashboard_state AS x (dashboard_id, watermark, last_rebuild_at) "
-								"VALUES ($1, $2, pg_catalog.clock_timestamp()) ON CONFLICT (dashboard_id) DO UPDATE "
-								"SET needs_rebuild = false, rebuild_reason = NULL, "
-								"last_rebuild_at = excluded.last_rebuild_at, watermark = excluded.watermark",
-								2, types, values, def->due ? "  " : " n", false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not update the dashboard state: %s", SPI_result_code_string(ret));
-	alx_scope_leave(&scope);
-	CacheInvalidateRelcacheByRelid(def->base_relid);
-	PG_RETURN_INT64(groups);
-}
-
-/* Reconcile one dashboard: (groups, mismatched groups), recorded in its state. */
-static void
-alx_reconcile_one(const AlxDashDef *def, int64 *groups, int64 *mismatched)
-{
-	bool		isnull;
-	int			ret;
-	Oid			types[3] = {INT4OID, BOOLOID, INT8OID};
-	Datum		values[3];
-
-	ret = SPI_execute(AlxDashSqlReconcile(def), true, 0);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not reconcile dashboard \"%s\": %s", def->name, SPI_result_code_string(ret));
-	*groups = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*mismatched = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (*mismatched != 0)
-		ereport(WARNING,
-				(errmsg("dashboard \"%s\" differs from its base table in " INT64_FORMAT " groups",
-						def->name, *mismatched),
-				 errhint("Run SELECT alexandrite.rebuild_dashboard('%s').", def->name)));
-	values[0] = Int32GetDatum(def->id);
-	values[1] = BoolGetDatum(*mismatched == 0);
-	values[2] = Int64GetDatum(*mismatched);
-	ret = SPI_execute_with_args("UPDATE alexandrite.dashboard_state x "
-								"SET last_reconcile_at = pg_catalog.clock_timestamp(), last_reconcile_ok = $2, "
-								"needs_rebuild = x.needs_rebuild OR NOT $2, "
-								"rebuild_reason = CASE WHEN $2 THEN x.rebuild_reason "
-								"ELSE 'reconcile found ' OPERATOR(pg_catalog.||) $3 OPERATOR(pg_catalog.||) ' differing groups' END "
-								"WHERE x.dashboard_id OPERATOR(pg_catalog.=) $1",
-								3, types, values, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not update the dashboard state: %s", SPI_result_code_string(ret));
-}
-
-/*
- * reconcile_dashboards(name text DEFAULT NULL) RETURNS TABLE (dashboard
- * text, groups bigint, mismatched_groups bigint, ok boolean)
- */
-Datum
-alexandrite_reconcile_dashboards(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	List	   *defs;
-	ListCell   *lc;
-	AlxOwnerScope scope;
-
-	InitMaterializedSRF(fcinfo, 0);
-	if (PG_ARGISNULL(0))
-		defs = AlxDashLoad(InvalidOid);
-	else
-	{
-		char	   *name = TextDatumGetCString(PG_GETARG_DATUM(0));
-
-		AlxDashCheckName(name);
-		defs = list_make1(AlxDashLoadByName(name, false));
-	}
-	foreach(lc, defs)
-		AlxDashCheckReadable((AlxDashDef *) lfirst(lc));
-
-	alx_scope_enter(&scope);
-	foreach(lc, defs)
-	{
-		AlxDashDef *def = (AlxDashDef *) lfirst(lc);
-		int64		groups;
-		int64		mismatched;
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
-
-		alx_reconcile_one(def, &groups, &mismatched);
-		values[0] = CStringGetTextDatum(def->name);
-		values[1] = Int64GetDatum(groups);
-		values[2] = Int64GetDatum(mismatched);
-		values[3] = BoolGetDatum(mismatched == 0);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	alx_scope_leave(&scope);
-	return (Datum) 0;
 }
 
 /* dashboard_due_bucket(due timestamptz) RETURNS timestamptz: the minute of a due time */
@@ -492,13 +321,13 @@ Datum
 alexandrite_dashboard_pending(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	AlxOwnerScope scope;
+	AlxDashScope scope;
 	int			n;
 	int32	   *ids;
 	char	  **names;
 
 	InitMaterializedSRF(fcinfo, 0);
-	alx_scope_enter(&scope);
+	AlxDashScopeEnter(&scope);
 	if (SPI_execute("SELECT d.id, d.name FROM alexandrite.dashboards d ORDER BY d.id", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the dashboard registry");
 	n = (int) SPI_processed;
@@ -534,6 +363,6 @@ alexandrite_dashboard_pending(PG_FUNCTION_ARGS)
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	alx_scope_leave(&scope);
+	AlxDashScopeLeave(&scope);
 	return (Datum) 0;
 }

@@ -52,6 +52,8 @@
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
+#include "alexandrite.h"
+
 /*
  * Advisory lock (two-int form) held by every fold, rebuild and drop:
  * "alxd" and 1.  A fold that cannot get it at once skips its round.
@@ -136,6 +138,20 @@ extern void AlxDashUpdateRegistry(const AlxDashDef *def);
 extern void AlxDashUnregister(const AlxDashDef *def);
 extern void AlxDashCheckReadable(const AlxDashDef *def);
 extern void AlxDashRequireReadCommitted(const char *what);
+
+/* registry.c: the owner switch, search_path pinned and SPI connected */
+typedef struct AlxDashScope
+{
+	AlxSavedUser save;
+	int			nestlevel;
+} AlxDashScope;
+
+extern void AlxDashScopeEnter(AlxDashScope *s);
+extern void AlxDashScopeLeave(AlxDashScope *s);
+
+/* rebuild.c: recompute from the base table (owner scope, SPI connected) */
+extern int64 AlxDashPopulate(const AlxDashDef *def, Datum watermark, bool wm_null);
+extern int64 AlxDashRebuild(const AlxDashDef *def, TimestampTz watermark);
 
 /* objects.c: the generated objects */
 typedef enum AlxDashObject

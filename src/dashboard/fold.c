@@ -192,6 +192,64 @@ alx_fold_one(int32 id, Oid base_relid, Datum minute)
 }
 
 /*
+ * State rows are not dumped: a dashboard without one was restored from a
+ * dump (its summary and deltas as dumped, plus whatever the capture counted
+ * while the base table was restored, and for time-relative counts a
+ * watermark that is lost).  It is rebuilt from its base table, once, here
+ * (in READ COMMITTED; otherwise, or if that fails, it stays flagged for
+ * rebuild_dashboard()).
+ */
+static void
+alx_fold_restored(Datum minute)
+{
+	int			ret;
+	int			n;
+	int32	   *ids;
+	Oid		   *bases;
+
+	ret = SPI_execute_with_args("INSERT INTO alexandrite.dashboard_state (dashboard_id, watermark, needs_rebuild, rebuild_reason) "
+								"SELECT d.id, CASE WHEN d.due_expr IS NOT NULL THEN $1 END, true, "
+								"'state lost (restored from a dump?)' "
+								"FROM alexandrite.dashboards d WHERE NOT EXISTS (SELECT FROM alexandrite.dashboard_state s "
+								"WHERE s.dashboard_id OPERATOR(pg_catalog.=) d.id) ON CONFLICT DO NOTHING "
+								"RETURNING dashboard_id, (SELECT d.base_table::pg_catalog.oid FROM alexandrite.dashboards d "
+								"WHERE d.id OPERATOR(pg_catalog.=) dashboard_id)",
+								1, &(Oid) {TIMESTAMPTZOID}, &minute, NULL, false, 0);
+	if (ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not update the dashboard state: %s", SPI_result_code_string(ret));
+	n = (int) SPI_processed;
+	if (n == 0 || IsolationUsesXactSnapshot())
+		return;
+	ids = palloc(sizeof(int32) * n);
+	bases = palloc(sizeof(Oid) * n);
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &(bool) {false}));
+		bases[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &(bool) {false}));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		List	   *defs;
+		ListCell   *lc;
+
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(bases[i])))
+			continue;
+		defs = AlxDashLoad(bases[i]);
+		foreach(lc, defs)
+		{
+			AlxDashDef *def = (AlxDashDef *) lfirst(lc);
+
+			if (def->id == ids[i])
+			{
+				ereport(LOG,
+						(errmsg("rebuilding dashboard \"%s\": its state was lost (restored from a dump?)", def->name)));
+				(void) AlxDashRebuild(def, GetCurrentTransactionStartTimestamp());
+			}
+		}
+	}
+}
+
+/*
  * Fold every dashboard as the extension owner; returns the number of delta
  * rows folded, 0 when another fold holds the lock.
  */
@@ -223,19 +281,7 @@ AlxFoldDashboards(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/*
-	 * State rows lost (a restore: the state is not dumped) are recreated; a
-	 * dashboard with horizons then needs a rebuild, as its summary counts
-	 * are relative to a watermark that was lost too.
-	 */
-	ret = SPI_execute_with_args("INSERT INTO alexandrite.dashboard_state (dashboard_id, watermark, needs_rebuild, rebuild_reason) "
-								"SELECT d.id, CASE WHEN d.due_expr IS NOT NULL THEN $1 END, d.due_expr IS NOT NULL, "
-								"CASE WHEN d.due_expr IS NOT NULL THEN 'state lost (restored from a dump?)' END "
-								"FROM alexandrite.dashboards d WHERE NOT EXISTS (SELECT FROM alexandrite.dashboard_state s "
-								"WHERE s.dashboard_id OPERATOR(pg_catalog.=) d.id) ON CONFLICT DO NOTHING",
-								1, &(Oid) {TIMESTAMPTZOID}, &minute, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not update the dashboard state: %s", SPI_result_code_string(ret));
+	alx_fold_restored(minute);
 
 	ret = SPI_execute("SELECT d.id, d.base_table::pg_catalog.oid FROM alexandrite.dashboards d ORDER BY d.id",
 					  true, 0);

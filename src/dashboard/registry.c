@@ -35,6 +35,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -391,4 +392,24 @@ AlxDashRequireReadCommitted(const char *what)
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("%s must run in a READ COMMITTED transaction", what),
 				 errdetail("It reads the base table after locking it, which needs a snapshot taken after the lock; the snapshot of this transaction may miss rows committed before the lock.")));
+}
+
+/* The owner switch, search_path pinned and SPI connected, around generated statements. */
+void
+AlxDashScopeEnter(AlxDashScope *s)
+{
+	AlxBecomeOwner(&s->save);
+	s->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+AlxDashScopeLeave(AlxDashScope *s)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, s->nestlevel);
+	AlxRestoreUser(&s->save);
 }
