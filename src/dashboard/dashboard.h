@@ -132,6 +132,7 @@ extern TimestampTz AlxDueMinute(TimestampTz t);
 
 /* registry.c: the registry rows, loaded and validated */
 extern List *AlxDashLoad(Oid base_relid);
+extern bool AlxDashLegacySchema(void);
 extern AlxDashDef *AlxDashLoadByName(const char *name, bool missing_ok);
 extern int32 AlxDashRegister(AlxDashDef *def);
 extern void AlxDashUpdateRegistry(const AlxDashDef *def);

@@ -193,7 +193,8 @@ AlxDashObjectRelid(const AlxDashDef *def, AlxDashObject which, bool verify)
 	if (!OidIsValid(relid) || !verify)
 		return relid;
 	rel = relation_open(relid, AccessShareLock);
-	if (rel->rd_rel->relowner != AlxExtensionOwner())
+	/* 1.1 left a DBA's dashboard to the DBA: taken over by ALTER EXTENSION UPDATE */
+	if (rel->rd_rel->relowner != AlxExtensionOwner() && !AlxDashLegacySchema())
 		alx_damaged(def, RelationGetRelationName(rel), "It does not belong to the extension owner.");
 	if (which == ALX_DASH_VIEW)
 	{

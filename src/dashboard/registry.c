@@ -237,6 +237,18 @@ alx_load(Oid base_relid, const char *only_name)
 	return defs;
 }
 
+/*
+ * true while the SQL objects are still those of 1.1 (this library installed,
+ * ALTER EXTENSION UPDATE not run yet): the registry still has fold_sql.
+ */
+bool
+AlxDashLegacySchema(void)
+{
+	Oid			regrelid = alx_registry_relid();
+
+	return OidIsValid(regrelid) && get_attnum(regrelid, "fold_sql") != InvalidAttrNumber;
+}
+
 /* The dashboards over one table (all when base_relid is invalid), in id order. */
 List *
 AlxDashLoad(Oid base_relid)
