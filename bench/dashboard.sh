@@ -219,7 +219,8 @@ EOF
         done
     done
     # the runs without capture left the dashboards behind: recompute them
-    for d in status_counts operator_load sla_due; do PSQL -c "SELECT alexandrite.rebuild_dashboard('$d')" >/dev/null; done
+    # (every dashboard over orders: status_age of the metrics too)
+    PSQL -c "SELECT alexandrite.rebuild_dashboard(name) FROM alexandrite.dashboards WHERE base_table = 'alexandrite.orders'::regclass ORDER BY id" >/dev/null
     PSQL -c "VACUUM alexandrite.orders" >/dev/null
 
     # --- fold of 10k pending changes (three times) ------------------------

@@ -173,6 +173,17 @@ alx_check_trigger_privilege(Oid relid)
 				 errdetail("A dashboard adds capture triggers to its table: its caller needs the TRIGGER privilege on it.")));
 }
 
+/* true when the table was created by the current transaction */
+static bool
+alx_created_here(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	bool		here = rel->rd_createSubid != InvalidSubTransactionId;
+
+	table_close(rel, AccessShareLock);
+	return here;
+}
+
 /*
  * create_dashboard(name, base_table, group_by, count_name, sums, filter,
  * key_names, sum_names, due, horizons, horizon_names) RETURNS regclass
@@ -190,11 +201,13 @@ alexandrite_create_dashboard(PG_FUNCTION_ARGS)
 	int			ret;
 
 	alx_create_args(fcinfo, &args);
-	AlxDashRequireReadCommitted("create_dashboard()");
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(args.base_relid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", args.base_relid)));
+	/* (a table created by this transaction has no rows others committed) */
+	if (!alx_created_here(args.base_relid))
+		AlxDashRequireReadCommitted("create_dashboard()");
 	if (pg_class_aclcheck(args.base_relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
 		pg_attribute_aclcheck_all(args.base_relid, GetUserId(), ACL_SELECT, ACLMASK_ANY) != ACLCHECK_OK)
 		ereport(ERROR,
