@@ -192,6 +192,53 @@ alx_fold_one(int32 id, Oid base_relid, Datum minute)
 }
 
 /*
+ * Folds one dashboard in a subtransaction: a dashboard that cannot be folded
+ * (its objects altered, its declaration refused) is reported and skipped,
+ * the others are folded.
+ */
+static int64
+alx_fold_guarded(int32 id, Oid base_relid, Datum minute)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int64		folded = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		folded = alx_fold_one(id, base_relid, minute);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ereport(WARNING,
+				(errmsg("dashboard %d was not folded: %s", id, edata->message)));
+		FreeErrorData(edata);
+		/* its prepared statements may be the cause: prepare them again next time */
+		if (alx_fold_plans != NULL)
+		{
+			AlxFoldPlan *p = hash_search(alx_fold_plans, &id, HASH_FIND, NULL);
+
+			if (p != NULL)
+				p->valid = false;
+		}
+	}
+	PG_END_TRY();
+	return folded;
+}
+
+/*
  * State rows are not dumped: a dashboard without one was restored from a
  * dump (its summary and deltas as dumped, plus whatever the capture counted
  * while the base table was restored, and for time-relative counts a
@@ -298,7 +345,7 @@ AlxFoldDashboards(void)
 		bases[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	for (int i = 0; i < n; i++)
-		total += alx_fold_one(ids[i], bases[i], minute);
+		total += alx_fold_guarded(ids[i], bases[i], minute);
 
 	SPI_finish();
 	AtEOXact_GUC(true, nestlevel);

@@ -39,6 +39,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "alexandrite.h"
 #include "dashboard/dashboard.h"
@@ -223,6 +224,19 @@ alx_load(Oid base_relid, const char *only_name)
 		name = alx_text_or_null(tup, a.name, desc);
 		if (only_name != NULL && (name == NULL || strcmp(name, only_name) != 0))
 			continue;
+		/* a table dropped with CASCADE took the read view, left the declaration */
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(base)))
+		{
+			if (only_name != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("the table of dashboard \"%s\" no longer exists", name),
+						 errhint("Drop it: SELECT alexandrite.drop_dashboard('%s').", name)));
+			ereport(WARNING,
+					(errmsg("dashboard \"%s\" is skipped: its table no longer exists", name ? name : "(null)"),
+					 errhint("Drop it with alexandrite.drop_dashboard().")));
+			continue;
+		}
 		errcb.callback = alx_load_errcontext;
 		errcb.arg = name ? name : "(null)";
 		errcb.previous = error_context_stack;

@@ -234,6 +234,19 @@ SELECT count(*) AS capture_triggers FROM pg_trigger
 INSERT INTO public.shipments (carrier, country, weight) VALUES ('dhl', 'de', 1);
 DROP TABLE public.shipments;
 
+-- a table dropped with CASCADE takes its dashboard's read view; the
+-- declaration left behind is skipped (folds and reconcile go on) and dropped
+CREATE TABLE public.orph (id int, g int);
+INSERT INTO public.orph SELECT g, g % 3 FROM generate_series(1, 10) g;
+SELECT alexandrite.create_dashboard('orph', 'public.orph', ARRAY['g']) IS NOT NULL AS created;
+INSERT INTO public.orph VALUES (11, 1);
+DROP TABLE public.orph CASCADE;
+SELECT alexandrite.refresh_dashboards() >= 0 AS folded;
+SELECT count(*) AS reconciled, bool_and(ok) AS ok FROM alexandrite.reconcile_dashboards();
+SELECT alexandrite.rebuild_dashboard('orph');
+SELECT alexandrite.drop_dashboard('orph');
+SELECT count(*) AS leftovers FROM pg_class WHERE relname LIKE 'dashboard_orph%';
+
 -- scheduling with pg_cron: a clear error without it, an upsert by name with it
 SELECT alexandrite.schedule_refresh('5 seconds');
 SELECT alexandrite.schedule_refresh('*/30 * * * * *');
