@@ -395,6 +395,10 @@ AlxDashCheckReadable(const AlxDashDef *def)
 	Oid			user = GetUserId();
 	int			att = -1;
 
+	if (pg_namespace_aclcheck(get_rel_namespace(def->base_relid), user, ACL_USAGE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for schema %s", get_namespace_name(get_rel_namespace(def->base_relid)))));
 	if (pg_class_aclcheck(def->base_relid, user, ACL_SELECT) == ACLCHECK_OK)
 		return;
 	while ((att = bms_next_member(def->attnos, att)) >= 0)
