@@ -220,7 +220,7 @@ alexandrite_create_dashboard(PG_FUNCTION_ARGS)
 				 errmsg("dashboard \"%s\" already exists", args.name)));
 
 	/* no writer in flight while the dashboard is populated and its capture starts */
-	LockRelationOid(args.base_relid, ShareRowExclusiveLock);
+	AlxDashLockBase(args.base_relid, ShareRowExclusiveLock);
 	def = AlxDashDefine(&args);
 	AlxDashCheckReadable(def);
 	alx_check_trigger_privilege(def->base_relid);
@@ -308,7 +308,7 @@ alexandrite_drop_dashboard(PG_FUNCTION_ARGS)
 
 	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(ALX_DASH_LOCK_CLASS),
 							   Int32GetDatum(ALX_DASH_LOCK_FOLD));
-	LockRelationOid(def->base_relid, ShareRowExclusiveLock);
+	AlxDashLockBase(def->base_relid, ShareRowExclusiveLock);
 	AlxDashScopeEnter(&scope);
 	AlxDashboardForget(def->id);
 	AlxDashUnregister(def);

@@ -49,6 +49,7 @@
 #include "executor/tuptable.h"
 #include "nodes/bitmapset.h"
 #include "nodes/pg_list.h"
+#include "storage/lockdefs.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
@@ -139,6 +140,7 @@ extern void AlxDashUpdateRegistry(const AlxDashDef *def);
 extern void AlxDashUnregister(const AlxDashDef *def);
 extern void AlxDashCheckReadable(const AlxDashDef *def);
 extern void AlxDashRequireReadCommitted(const char *what);
+extern void AlxDashLockBase(Oid relid, LOCKMODE mode);
 
 /* registry.c: the owner switch, search_path pinned and SPI connected */
 typedef struct AlxDashScope

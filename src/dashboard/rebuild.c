@@ -69,7 +69,7 @@ AlxDashRebuild(const AlxDashDef *def, TimestampTz watermark)
 	/* no fold in between, no writer in flight: the recompute sees every commit */
 	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(ALX_DASH_LOCK_CLASS),
 							   Int32GetDatum(ALX_DASH_LOCK_FOLD));
-	LockRelationOid(def->base_relid, ShareLock);
+	AlxDashLockBase(def->base_relid, ShareLock);
 	if (def->due != NULL)
 		wm = TimestampTzGetDatum(AlxDueMinute(watermark));
 

@@ -28,10 +28,13 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -408,6 +411,19 @@ AlxDashCheckReadable(const AlxDashDef *def)
 					 errmsg("permission denied for table %s", get_rel_name(def->base_relid)),
 					 errdetail("Dashboard \"%s\" counts rows of that table; its caller must be able to read them.",
 							   def->name)));
+}
+
+/*
+ * Locks a base table against writers: for a partitioned table, every
+ * partition too (rows written straight into a partition do not lock the
+ * parent, and they are captured).
+ */
+void
+AlxDashLockBase(Oid relid, LOCKMODE mode)
+{
+	LockRelationOid(relid, mode);
+	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		(void) find_all_inheritors(relid, mode, NULL);
 }
 
 /*
