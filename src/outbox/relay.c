@@ -87,7 +87,10 @@ static int	url_index = 0;
 static TimestampTz next_connect_at = 0;
 static int	backoff_ms = BACKOFF_MIN_MS;
 static char *conf_url = NULL;
+static List *conf_urls = NIL;	/* conf_url split at commas */
 char	   *AlxRelayExchange = NULL;
+/* holds conf_url, conf_urls and AlxRelayExchange; reset on every change */
+static MemoryContext conf_cxt = NULL;
 static char last_logged[ALX_OUTBOX_ERRLEN];
 static TimestampTz next_rotate_check = 0;
 
@@ -292,6 +295,10 @@ AlxRelayFlushWal(void)
  * Broker connection
  * ---------------------------------------------------------------------
  */
+/*
+ * Splits a comma-separated list of broker URLs, trimming blanks; the list
+ * and its strings are allocated in the current memory context.
+ */
 static List *
 split_urls(const char *s)
 {
@@ -318,7 +325,6 @@ split_urls(const char *s)
 bool
 AlxRelayEnsureConnected(void)
 {
-	List	   *urls;
 	int			n;
 	char		err[ALX_OUTBOX_ERRLEN];
 	char		masked[ALX_OUTBOX_BROKERLEN];
@@ -329,8 +335,7 @@ AlxRelayEnsureConnected(void)
 	if (GetCurrentTimestamp() < next_connect_at)
 		return false;
 
-	urls = split_urls(conf_url);
-	n = list_length(urls);
+	n = list_length(conf_urls);
 	if (n == 0)
 	{
 		AlxRelaySetError("alexandrite.amqp_url is empty: publishing is disabled");
@@ -339,7 +344,7 @@ AlxRelayEnsureConnected(void)
 	}
 	for (int i = 0; i < n; i++)
 	{
-		const char *url = list_nth(urls, (url_index + i) % n);
+		const char *url = list_nth(conf_urls, (url_index + i) % n);
 
 		AlxMaskUrl(url, masked, sizeof(masked));
 		CHECK_FOR_INTERRUPTS();
@@ -469,12 +474,19 @@ reload_config(void)
 		strcmp(AlxRelayExchange, alx_amqp_exchange ? alx_amqp_exchange : "") != 0;
 	if (!changed)
 		return;
-	if (conf_url)
-		pfree(conf_url);
-	if (AlxRelayExchange)
-		pfree(AlxRelayExchange);
-	conf_url = MemoryContextStrdup(TopMemoryContext, alx_amqp_url ? alx_amqp_url : "");
-	AlxRelayExchange = MemoryContextStrdup(TopMemoryContext, alx_amqp_exchange ? alx_amqp_exchange : "");
+	/* parsed once per change, not once per connection attempt */
+	if (conf_cxt == NULL)
+		conf_cxt = AllocSetContextCreate(TopMemoryContext, "alexandrite relay configuration",
+										 ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(conf_cxt);
+	conf_url = MemoryContextStrdup(conf_cxt, alx_amqp_url ? alx_amqp_url : "");
+	AlxRelayExchange = MemoryContextStrdup(conf_cxt, alx_amqp_exchange ? alx_amqp_exchange : "");
+	{
+		MemoryContext old = MemoryContextSwitchTo(conf_cxt);
+
+		conf_urls = split_urls(conf_url);
+		MemoryContextSwitchTo(old);
+	}
 	if (AlxAmqpConnected())
 	{
 		AlxAmqpDisconnect();

@@ -102,7 +102,7 @@ AlxRelayPublishAll(AlxMsg *msgs, int n, TimestampTz deadline, char *err, size_t 
 				continue;
 			}
 		}
-		if (!AlxAmqpPublish(m, AlxRelayExchange, err, errlen))
+		if (!AlxAmqpPublish(m, AlxRelayExchange, deadline, err, errlen))
 			return false;
 		a->last = m;
 		if ((i & 63) == 63 && !AlxAmqpPump(0, err, errlen))

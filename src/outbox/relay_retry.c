@@ -55,7 +55,8 @@ AlxRelayRecordDiverted(AlxMsg *m)
 	else
 		nulls[3] = 'n';
 
-	if (failed && attempts >= alx_outbox_max_attempts)
+	/* an event that cannot be framed never will be: no retries */
+	if (failed && (attempts >= alx_outbox_max_attempts || m->unframeable))
 		AlxRelayExec("INSERT INTO alexandrite.outbox_dead (id, aggregate_type, aggregate_id, aggregate_seq,"
 					 " event_type, payload, headers, created_at, attempts, reason)"
 					 " SELECT e.id, e.aggregate_type, e.aggregate_id, e.aggregate_seq, e.event_type,"
@@ -177,7 +178,7 @@ AlxRelayProcessRetries(int *wait_ms)
 					 (long long) m->aggregate_seq, attempts, m->error ? m->error : "failed");
 			AlxRelaySetError(msg);
 		}
-		if (attempts >= alx_outbox_max_attempts)
+		if (attempts >= alx_outbox_max_attempts || m->unframeable)
 			AlxRelayExec("WITH m AS (DELETE FROM alexandrite.outbox_retry q WHERE q.id OPERATOR(pg_catalog.=) $1 RETURNING q.*)"
 						 " INSERT INTO alexandrite.outbox_dead (id, aggregate_type, aggregate_id, aggregate_seq,"
 						 " event_type, payload, headers, created_at, attempts, reason)"
