@@ -471,6 +471,8 @@ REVOKE ALL ON FUNCTION alexandrite.metrics_quotes() FROM PUBLIC;
 GRANT USAGE ON SCHEMA alexandrite TO pg_monitor;
 GRANT EXECUTE ON FUNCTION alexandrite.metric_samples(text[]) TO pg_monitor;
 GRANT EXECUTE ON FUNCTION alexandrite.metrics() TO pg_monitor;
+-- metrics() renders the samples with the caller's rights
+GRANT EXECUTE ON FUNCTION alexandrite.metrics_render(alexandrite.metric_sample[]) TO pg_monitor;
 
 ------------------------------------------------------------------------------
 -- Tracing: W3C trace context for the MES's transactions
