@@ -734,10 +734,28 @@ handle_return(amqp_frame_t *f, char *err, size_t errlen)
 	return true;
 }
 
+/* true when a small frame can be written to the broker without blocking */
+bool
+AlxAmqpWritable(void)
+{
+	struct pollfd pfd;
+
+	pfd.fd = amqp_get_sockfd(conn);
+	pfd.events = POLLOUT;
+	pfd.revents = 0;
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLOUT) != 0;
+}
+
 /*
  * Reads frames for up to timeout_ms (0: only what is already there) and
  * settles the messages they confirm.  Returns false, with err set, when the
  * connection is unusable; the caller then disconnects.
+ *
+ * rabbitmq-c sends a heartbeat from inside its frame reader when one is due,
+ * with a blocking write that only a frame from the broker interrupts; a
+ * broker that blocks publishers keeps sending heartbeats and stops reading.
+ * So rabbitmq-c is called only while the socket has room for a small frame;
+ * otherwise this waits for room (serving interrupts) and reads nothing.
  */
 bool
 AlxAmqpPump(int timeout_ms, char *err, size_t errlen)
@@ -748,6 +766,15 @@ AlxAmqpPump(int timeout_ms, char *err, size_t errlen)
 	{
 		snprintf(err, errlen, "not connected");
 		return false;
+	}
+	if (!AlxAmqpWritable())
+	{
+		(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_WRITEABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 amqp_get_sockfd(conn), timeout_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (!AlxAmqpWritable())
+			return true;
 	}
 	for (;;)
 	{

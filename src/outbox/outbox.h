@@ -102,6 +102,7 @@ extern bool AlxAmqpPublish(AlxMsg *msg, const char *exchange, TimestampTz deadli
 extern bool AlxAmqpPump(int timeout_ms, char *err, size_t errlen);
 extern int	AlxAmqpSocket(void);
 extern bool AlxAmqpHasBuffered(void);
+extern bool AlxAmqpWritable(void);
 extern void AlxMaskUrl(const char *url, char *out, size_t outlen);
 
 #endif							/* ALX_OUTBOX_H */

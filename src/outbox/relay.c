@@ -559,8 +559,10 @@ AlxOutboxRelayMain(Datum main_arg)
 		{
 			if (AlxAmqpHasBuffered())
 				wait_ms = 0;
-			else
+			else if (AlxAmqpWritable())
 				events |= WL_SOCKET_READABLE;
+			else
+				events |= WL_SOCKET_WRITEABLE;	/* the pump reads once there is room */
 		}
 		rc = WaitLatchOrSocket(MyLatch, events, AlxAmqpSocket(), wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
