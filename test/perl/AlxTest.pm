@@ -96,13 +96,15 @@ sub wait_until
 {
 	my ($node, $dbname, $query, $timeout) = @_;
 	$timeout //= 60;
-	for (my $i = 0; $i < $timeout * 10; $i++)
+	# a deadline in time, not a count of polls: psql takes long on a busy machine
+	my $deadline = time() + $timeout;
+	while (1)
 	{
 		my $r = $node->safe_psql($dbname, $query);
 		return 1 if $r eq 't';
+		return 0 if time() > $deadline;
 		select(undef, undef, undef, 0.1);
 	}
-	return 0;
 }
 
 1;
