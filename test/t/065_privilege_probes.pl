@@ -220,7 +220,10 @@ my %hostile = (
 );
 my %plausible = (
 	'text' => q{'x'}, 'bigint' => '1', 'integer' => '1', 'double precision' => '1', 'numeric' => '1',
-	'boolean' => 'false', 'jsonb' => q{'{}'}, 'bytea' => "'\\x$stl_hex'", 'interval' => q{'1 hour'},
+	'boolean' => 'false', 'jsonb' => q{'{}'},
+	# a valid model with a header of its own: new bytes at every call (a write, not a lookup)
+	'bytea' => "overlay('\\x$stl_hex'::bytea placing pg_catalog.convert_to(pg_catalog.md5(pg_catalog.random()::text), 'UTF8') from 1)",
+	'interval' => q{'1 hour'},
 	'timestamp with time zone' => 'now()', 'alexandrite.order_status' => q{'priced'}, 'text[]' => q{'{}'},
 	'bigint[]' => q{'{}'}, 'interval[]' => q{'{}'},
 );
