@@ -1,4 +1,5 @@
 # outbox and relay: transactional outbox drained to RabbitMQ (docs/outbox.md)
-OBJS           += src/outbox/emit.o src/outbox/relay.o src/outbox/amqp.o
+OBJS           += src/outbox/emit.o src/outbox/deadletter.o src/outbox/relay.o src/outbox/relay_batch.o \
+                  src/outbox/relay_publish.o src/outbox/relay_retry.o src/outbox/amqp.o
 REGRESS        += outbox_emit outbox_triggers
 ALX_SHLIB_LINK += -lrabbitmq
