@@ -102,10 +102,11 @@ is(held('m4'), 1, 'two concurrent assign_order calls for the last place: the ope
 $err = race('m5', 9, "SELECT alexandrite.assign_next('m5')");
 note("assign_next: $err");
 is(held('m5'), 1, 'assign_next racing an uncommitted assign_order for the last place: one order (capacity 1)');
-is(q1(q{SELECT count(*) FROM alexandrite.operator_load l
+my $wrong_load = q{FROM alexandrite.operator_load l
 	  WHERE l.open_orders IS DISTINCT FROM (SELECT count(*) FROM alexandrite.orders o
-	                                         WHERE o.operator_id = l.operator_id AND o.status < 'shipped')}),
-	'0', 'the load counters equal the orders held');
+	                                         WHERE o.operator_id = l.operator_id AND o.status < 'shipped')};
+is(q1("SELECT count(*) $wrong_load"), '0', 'the load counters equal the orders held')
+  or diag(q1("SELECT string_agg(l.operator_id || ': counter ' || coalesce(l.open_orders::text, 'unknown'), ', ') $wrong_load"));
 
 # --- every path at once, assign_order included ---------------------------------
 AlxCapacity::setup($node, 'postgres');
