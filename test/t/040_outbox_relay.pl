@@ -70,14 +70,15 @@ is($d[1]{type}, 'order.status_changed', 'AMQP type is the event type');
 # (outbox_latency(); created_at is the producing transaction's start, and each
 # transaction here is one statement), so no client start-up is included.  If
 # the relay only woke on its 1 s fallback poll, each latency would be uniform
-# over 0..1 s: at most 1 in 5 under 200 ms.
+# over 0..1 s: 17 or more of 20 under 500 ms would then happen about once in
+# 800 runs; waking at commit, they all are, even on a loaded machine.
 sub latency
 {
 	return { map { split /\|/ } split /\n/,
 		$node->safe_psql('postgres', 'SELECT le_ms, confirmed FROM alexandrite.outbox_latency()') };
 }
 my $h0 = latency();
-for my $i (1 .. 10)
+for my $i (1 .. 20)
 {
 	my $c0 = latency()->{Infinity};
 	$node->safe_psql('postgres', "SELECT produce(900, 900, 1)");
@@ -90,8 +91,8 @@ my $h1 = latency();
 my %d = map { $_ => $h1->{$_} - $h0->{$_} } keys %$h1;
 note('commit-to-confirm latencies from the relay\'s histogram: '
 	  . join(' ', map { "le $_ ms: $d{$_}" } sort { $a <=> $b } grep { $_ ne 'Infinity' } keys %d) . " all: $d{Infinity}");
-is($d{Infinity}, 10, 'the relay confirmed the ten events (its histogram counts them)');
-cmp_ok($d{200}, '>=', 8, 'at least 8 of 10 confirmed within 200 ms of their transaction: the relay wakes at commit');
+is($d{Infinity}, 20, 'the relay confirmed the twenty events (its histogram counts them)');
+cmp_ok($d{500}, '>=', 17, 'at least 17 of 20 confirmed within 500 ms of their transaction: the relay wakes at commit');
 
 # --- savepoints and rollbacks: exactly the committed events ----------------
 $node->safe_psql('postgres', q{
