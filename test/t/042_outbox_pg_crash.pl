@@ -20,8 +20,15 @@ my $node = AlxTest::new_node('outbox042', conf => join("\n",
 		"alexandrite.outbox_batch_size = 200",
 		"restart_after_crash = on",
 		"wal_writer_delay = 1000ms",
-		# room for the unwritten WAL of the asynchronous-commit window below
-		"wal_buffers = 16MB"));
+		# the asynchronous-commit window below: room for its unwritten WAL,
+		# and nothing that writes or flushes the WAL on its own but the WAL
+		# writer and the relay (no autovacuum or fold commits, no timed
+		# checkpoint, no background writer flushing WAL before a page)
+		"wal_buffers = 16MB",
+		"autovacuum = off",
+		"alexandrite.fold_interval = 0",
+		"checkpoint_timeout = '1h'",
+		"bgwriter_lru_maxpages = 0"));
 $node->start;
 AlxTest::install($node, 'postgres');
 AlxBroker::ledger_setup($node, 'postgres');
