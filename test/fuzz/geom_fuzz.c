@@ -1,65 +1,47 @@
 /*-------------------------------------------------------------------------
  *
  * geom_fuzz.c
- *	  libFuzzer target over alexandrite's own mesh code only: the metrics
- *	  of geometry.c (welding, edges, orientation, shells, nesting) over a
- *	  triangle soup read from the bytes, without any parser in between.
+ *	  Strict libFuzzer target over alexandrite's own mesh code only: the
+ *	  triangle-soup path of mesh_fuzz.c (welding, edges, orientation,
+ *	  shells, nesting, over vertices and indices read straight from the
+ *	  bytes), with no parser in between.
  *
- * Input: one byte n (1 + n % 64 vertices), then 12 bytes per vertex (three
- * floats, any bit pattern: NaN, Inf and denormals included), then 3 x uint16
- * vertex indices per triangle, taken modulo a little more than the vertex
- * count so that out-of-range indices are tried too.
- *
- * Every finding of this target is a bug in alexandrite: test/fuzz/run.sh
- * runs it without -ignore_crashes/-ignore_ooms/-ignore_timeouts and fails
- * on any crash, sanitizer report, leak, out-of-memory or timeout.
+ * mesh_fuzz.c chooses its path by the first input byte; its highest
+ * selectors are the soup.  This target includes it, renames its entry point
+ * and always calls it with selector 255, so that the soup code stays in one
+ * place and mutations can never wander into assimp.  Every finding of this
+ * target is a bug in alexandrite: test/fuzz/run.sh runs it without
+ * -ignore_crashes/-ignore_ooms/-ignore_timeouts and fails on any crash,
+ * sanitizer report, leak, out-of-memory or timeout.
  *
  * IDENTIFICATION
  *	  test/fuzz/geom_fuzz.c
  *
  *-------------------------------------------------------------------------
  */
-#include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "geometry.h"
+#define LLVMFuzzerTestOneInput alx_mesh_fuzz_entry
+#include "mesh_fuzz.c"
+#undef LLVMFuzzerTestOneInput
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	AlxGeom		g;
-	AlxMeshStats st;
-	size_t		nv,
-				pos = 0;
-	int64_t		ids[64];
+	uint8_t    *buf;
 
-	if (size < 2)
+	if (size > 65536)
 		return 0;
-	nv = data[0] % 64 + 1;
-	data++;
-	size--;
-	AlxGeomInit(&g);
-	for (size_t i = 0; i < nv && pos + 12 <= size; i++, pos += 12)
-	{
-		float		f[3];
-
-		memcpy(f, data + pos, sizeof(f));
-		ids[i] = AlxGeomAddVertex(&g, f[0], f[1], f[2]);
-		if (ids[i] < 0)
-			break;
-	}
-	while (pos + 6 <= size && g.error == ALX_GEOM_OK)
-	{
-		uint16_t	t[3];
-
-		memcpy(t, data + pos, sizeof(t));
-		pos += 6;
-		(void) AlxGeomAddTriangle(&g, t[0] % (nv + 2), t[1] % (nv + 2), t[2] % (nv + 2));
-	}
-	(void) AlxGeomCompute(&g, &st);
-	AlxGeomFree(&g);
+	buf = malloc(size + 1);
+	if (buf == NULL)
+		return 0;
+	buf[0] = 255;				/* the soup selector */
+	memcpy(buf + 1, data, size);
+	(void) alx_mesh_fuzz_entry(buf, size + 1);
+	free(buf);
 	return 0;
 }

@@ -6,7 +6,8 @@ to rebuild it from test/gen/genmesh.py, then check that test/fuzz/run.sh
 still replays every file cleanly and commit the result.
 
   corpus/geom/    triangle soups for geom_fuzz.c (our metrics code only)
-  corpus/decode/  format-hint byte + file for decode_fuzz.c (parsers, assimp)
+  corpus/decode/  selector byte (0..6: the format hint) + file, for
+                  mesh_fuzz.c (parsers, assimp)
 
 Left out of corpus/decode on purpose: the files whose only effect is known
 to be inside assimp 5.2.5 (the PLY count and list bombs make assimp

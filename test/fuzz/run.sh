@@ -7,14 +7,17 @@
 # the binaries, logs, new inputs and artifacts (default: a temporary
 # directory, removed when everything passed).
 #
-# Two targets, built with clang, libFuzzer, ASan and UBSan:
-#   geom_fuzz    alexandrite's own metrics code (src/mesh/geometry.c) over
-#                triangle soups.  Strict: no -ignore_* flag, leaks detected;
-#                any crash, sanitizer report, leak, out-of-memory or timeout
-#                fails the run.
-#   decode_fuzz  AlxMeshDecode() as the helper calls it: our format checks,
-#                the confined I/O callbacks, assimp 5.2.5 (Debian, not
-#                instrumented), the scene walk and the metrics.  assimp has
+# Two targets, built with clang, libFuzzer, ASan and UBSan from the helper's
+# sources (MESHD_SRCS of src/mesh/module.mk, without its main program and
+# its allocation interposer, which the sanitizer replaces):
+#   geom_fuzz    alexandrite's own metrics code over triangle soups (the soup
+#                path of mesh_fuzz.c, never a parser; geom_fuzz.c).  Strict:
+#                no -ignore_* flag, leaks detected; any crash, sanitizer
+#                report, leak, out-of-memory or timeout fails the run.
+#   decode_fuzz  mesh_fuzz.c, every path: AlxMeshDecode() as the helper calls
+#                it (our format checks, the confined I/O callbacks, assimp
+#                5.2.5 from Debian, not instrumented, the scene walk, the
+#                metrics) and whatever else mesh_fuzz.c selects.  assimp has
 #                memory-safety bugs of its own (docs/mesh.md), contained by the
 #                helper's process boundary, so this target runs in fork mode
 #                and every artifact (crash, out-of-memory, timeout) is replayed
@@ -61,7 +64,7 @@ if [ -z "$srcs" ]; then
     srcs="src/mesh/meshio.c src/mesh/geometry.c"
     cppflags=$(pkg-config --cflags assimp zlib) libs="$(pkg-config --libs assimp zlib) -lm"
 fi
-srcs=$(for s in $srcs; do case $s in */meshd.c) ;; *) echo "$top/$s" ;; esac; done)
+srcs=$(for s in $srcs; do case $s in */meshd.c|*/memguard.c|*/sandbox_probe.c) ;; *) echo "$top/$s" ;; esac; done)
 san="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 build() {   # build NAME SOURCES... -- LIBS...
     local name=$1; shift
@@ -69,12 +72,12 @@ build() {   # build NAME SOURCES... -- LIBS...
     clang $san -I"$top/src/mesh" $cppflags "$@" -o "$work/$name" >"$work/$name.build.log" 2>&1
 }
 # shellcheck disable=SC2086
-check "geom_fuzz builds (src/mesh/geometry.c)" \
-    build geom_fuzz "$top/test/fuzz/geom_fuzz.c" "$top/src/mesh/geometry.c" -lm \
+check "geom_fuzz builds (test/fuzz/geom_fuzz.c)" \
+    build geom_fuzz -I"$top/test/fuzz" "$top/test/fuzz/geom_fuzz.c" $srcs $libs \
     || sed 's/^/# /' "$work/geom_fuzz.build.log"
 # shellcheck disable=SC2086
-check "decode_fuzz builds ($(echo $srcs | sed "s|$top/||g"))" \
-    build decode_fuzz "$top/test/fuzz/decode_fuzz.c" $srcs $libs \
+check "decode_fuzz builds (test/fuzz/mesh_fuzz.c $(echo $srcs | sed "s|$top/||g"))" \
+    build decode_fuzz "$top/test/fuzz/mesh_fuzz.c" $srcs $libs \
     || sed 's/^/# /' "$work/decode_fuzz.build.log"
 [ -x "$work/geom_fuzz" ] && [ -x "$work/decode_fuzz" ] || finish
 

@@ -1,0 +1,89 @@
+/*-------------------------------------------------------------------------
+ *
+ * mesh_fuzz.c
+ *	  libFuzzer target over the mesh helper's decoding and metrics.
+ *
+ * The first input byte chooses the path:
+ *	 0..6	AlxMeshDecode() with hint stl, obj, ply, gltf, glb, 3mf or NULL
+ *			(magic-byte checks, the 3MF archive checks, assimp through the
+ *			confined aiFileIO, the scene walk, the metrics);
+ *	 7..255	the metrics alone over a triangle soup read from the bytes
+ *			(12 bytes per vertex as three floats, then 3 x uint16 indices),
+ *			which reaches welding, edges, orientation and shell nesting much
+ *			faster than through a parser.
+ * assimp itself is not instrumented; test/fuzz/run.sh tells crashes in
+ * assimp from crashes in src/mesh.
+ *
+ * IDENTIFICATION
+ *	  test/fuzz/mesh_fuzz.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "geometry.h"
+#include "meshio.h"
+
+int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const hints[] = {"stl", "obj", "ply", "gltf", "glb", "3mf", NULL};
+
+static void
+fuzz_soup(const uint8_t *data, size_t size)
+{
+	AlxGeom		g;
+	AlxMeshStats st;
+	size_t		nv,
+				pos = 0;
+	int64_t		ids[256];
+
+	if (size < 2)
+		return;
+	nv = data[0] % 64 + 1;
+	data++;
+	size--;
+	AlxGeomInit(&g);
+	for (size_t i = 0; i < nv && pos + 12 <= size; i++, pos += 12)
+	{
+		float		f[3];
+
+		memcpy(f, data + pos, sizeof(f));
+		ids[i] = AlxGeomAddVertex(&g, f[0], f[1], f[2]);
+		if (ids[i] < 0)
+			break;
+	}
+	while (pos + 6 <= size && g.error == ALX_GEOM_OK)
+	{
+		uint16_t	t[3];
+
+		memcpy(t, data + pos, sizeof(t));
+		pos += 6;
+		/* indices modulo a little more than nv: out-of-range ones are tested */
+		(void) AlxGeomAddTriangle(&g, t[0] % (nv + 2), t[1] % (nv + 2), t[2] % (nv + 2));
+	}
+	(void) AlxGeomCompute(&g, &st);
+	AlxGeomFree(&g);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	AlxMeshResult res;
+	char		err[512];
+	uint8_t		sel;
+
+	if (size < 1)
+		return 0;
+	sel = data[0];
+	if (sel >= 7)
+	{
+		fuzz_soup(data + 1, size - 1);
+		return 0;
+	}
+	if (size > 1 << 20)
+		return 0;				/* like assimp's own harness */
+	(void) AlxMeshDecode(data + 1, size - 1, hints[sel], 1.0, &res, err, sizeof(err));
+	return 0;
+}
