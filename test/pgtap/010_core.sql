@@ -1,7 +1,7 @@
 -- Catalog contracts of the order core: objects, signatures, privileges,
 -- SQLSTATEs.
 BEGIN;
-SELECT plan(48);
+SELECT plan(49);
 
 SELECT has_schema('alexandrite', 'schema alexandrite exists');
 SELECT enum_has_labels('alexandrite', 'order_status',
@@ -72,6 +72,8 @@ SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', NULL, 'wo
 SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', -1, NULL)$$, '22023', NULL,
     'unknown mesh: invalid_parameter_value');
 SELECT lives_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', NULL, NULL)$$, 'a valid order is created');
+SELECT results_eq($$SELECT channel, customer_id, status::text FROM alexandrite.orders WHERE external_ref = 'T-1'$$,
+    $$VALUES ('shop', 'c', 'new')$$, 'it is stored as new, with its channel and customer');
 SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'crm', 'c', NULL, NULL)$$, '23505', NULL,
     'a conflicting retry: unique_violation');
 SELECT throws_ok($$SELECT alexandrite.set_status((SELECT id FROM alexandrite.orders WHERE external_ref = 'T-1'), 'shipped')$$,
