@@ -9,6 +9,8 @@
       records every delivery as one JSON line (message_id, routing_key,
       headers, redelivered, body), flushed and fsynced before the ack; it
       reconnects (trying each port in turn) until SIGTERM.
+
+ALX_AMQP_USER and ALX_AMQP_PASSWORD give the credentials (default guest).
 """
 import json
 import os
@@ -27,8 +29,10 @@ def on_term(signum, frame):
 
 
 def connect(port):
+    creds = pika.PlainCredentials(os.environ.get('ALX_AMQP_USER', 'guest'),
+                                  os.environ.get('ALX_AMQP_PASSWORD', 'guest'))
     return pika.BlockingConnection(pika.ConnectionParameters(
-        host='127.0.0.1', port=int(port), heartbeat=10,
+        host='127.0.0.1', port=int(port), heartbeat=10, credentials=creds,
         blocked_connection_timeout=10, connection_attempts=1,
         socket_timeout=2))
 
