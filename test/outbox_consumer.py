@@ -95,6 +95,7 @@ def consume(ports, queue, outfile):
                     'traceparent': h.get('traceparent'),
                     'body': body.decode('utf-8', 'replace'),
                     'port': port,
+                    'recv_t': time.time(),
                 }
                 out.write(json.dumps(rec) + '\n')
                 out.flush()

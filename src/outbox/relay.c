@@ -273,9 +273,11 @@ outbox_installed(void)
  * a snapshot taken before this call is then durable (no phantom messages).
  * When the insert position sits right after a page header that no record
  * has reached yet, flush up to the page start: asking for more would be a
- * request past the end of generated WAL.
+ * request past the end of generated WAL.  Then waits until the standbys a
+ * failover would promote have it too (durability.c); false when they have
+ * not yet (publish nothing, try again later).
  */
-static void
+static bool
 flush_wal(void)
 {
 	XLogRecPtr	ptr = GetXLogInsertRecPtr();
@@ -285,6 +287,7 @@ flush_wal(void)
 	else if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
 		ptr -= SizeOfXLogShortPHD;
 	XLogFlush(ptr);
+	return AlxOutboxWaitDurable(ptr);
 }
 
 /* ---------------------------------------------------------------------
@@ -812,7 +815,8 @@ drain_stream(void)
 			have_next = false;
 
 			/* nothing is published before every commit it depends on is durable */
-			flush_wal();
+			if (!flush_wal())
+				return 0;
 
 			/* aggregates that failed in the previous chunk stay stopped */
 			for (int i = 0; i < cur.n; i++)
@@ -960,7 +964,8 @@ process_retries(int *wait_ms)
 		return 0;
 	if (!ensure_connected())
 		return -1;
-	flush_wal();
+	if (!flush_wal())
+		return 0;
 
 	{
 		MemoryContext old = MemoryContextSwitchTo(round_cxt);
