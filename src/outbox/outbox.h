@@ -97,4 +97,7 @@ extern int	AlxAmqpSocket(void);
 extern bool AlxAmqpHasBuffered(void);
 extern void AlxMaskUrl(const char *url, char *out, size_t outlen);
 
+/* publish_order.c: a chunk's messages in waves of one per aggregate */
+extern void AlxOutboxOrderByWave(AlxMsg *msgs, int n);
+
 #endif							/* ALX_OUTBOX_H */

@@ -804,6 +804,7 @@ drain_stream(void)
 			TimestampTz deadline;
 			uint64		nok = 0;
 			uint64		nfail = 0;
+			int			nnacked = 0;
 			bool		done;
 			MemoryContext old2;
 			bool		ok;
@@ -830,6 +831,7 @@ drain_stream(void)
 
 			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CONFIRM_TIMEOUT_MS);
 			old2 = MemoryContextSwitchTo(round_cxt);
+			AlxOutboxOrderByWave(cur.msgs, cur.n);	/* publish_order.c */
 			ok = publish_all(cur.msgs, cur.n, deadline, err, sizeof(err));
 			MemoryContextSwitchTo(old2);
 			if (ok && cur.range_end < batch_end)
@@ -867,6 +869,7 @@ drain_stream(void)
 						char		key[320];
 
 						nfail++;
+						nnacked += !m->returned;
 						snprintf(msg, sizeof(msg), "event %lld (%s %s seq %lld): %s",
 								 (long long) m->id, m->aggregate_type, m->aggregate_id,
 								 (long long) m->aggregate_seq, m->error ? m->error : "failed");
@@ -895,6 +898,16 @@ drain_stream(void)
 			end_txn();
 			count(nok, nfail);
 			count_latency(cur.msgs, cur.n);
+			if (nnacked > 0)
+			{
+				/*
+				 * A RabbitMQ 3.10 channel that first published to a quorum
+				 * queue while the queue had no leader nacks every later
+				 * publish to it: the retries go out on a fresh channel.
+				 */
+				connection_broken("the broker nacked publishes; reconnecting before the retries");
+				return 1;
+			}
 			if (done)
 				break;
 			batch_pos = cur.range_end;
@@ -920,6 +933,7 @@ process_retries(int *wait_ms)
 	char		err[ALX_OUTBOX_ERRLEN];
 	uint64		nok = 0;
 	uint64		nfail = 0;
+	int			nnacked = 0;
 
 	MemoryContextReset(round_cxt);
 	begin_txn("alexandrite relay: reading retries");
@@ -999,6 +1013,7 @@ process_retries(int *wait_ms)
 			continue;
 		}
 		nfail++;
+		nnacked += !m->returned;
 		values[1] = Int32GetDatum(attempts);
 		values[2] = Int32GetDatum(retry_delay_ms(attempts));
 		values[3] = CStringGetTextDatum(m->error ? m->error : "failed");
@@ -1036,6 +1051,8 @@ process_retries(int *wait_ms)
 	}
 	end_txn();
 	count(nok, nfail);
+	if (nnacked > 0)
+		connection_broken("the broker nacked publishes; reconnecting before the retries");
 	return nok > 0 ? 1 : 0;
 }
 

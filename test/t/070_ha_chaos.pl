@@ -69,6 +69,8 @@ END
 	run([ "$TOP/scripts/ha", 'down' ], '>', '/dev/null', '2>', '/dev/null') if $TOP;
 }
 
+$SIG{TERM} = $SIG{INT} = sub { die "killed\n"; };
+
 ha('down');
 my (undef, $t_up) = ha('up', '--no-build');
 note(sprintf('scripts/ha up: %.1f s', $t_up));
