@@ -26,7 +26,7 @@ use warnings FATAL => 'all';
 
 use HTTP::Tiny;
 use IPC::Run qw(run start);
-use JSON::PP;
+use JSON::XS;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
@@ -46,7 +46,7 @@ my $dir = "$PostgreSQL::Test::Utils::tmp_check/ha";
 $ENV{ALX_HA_DIR} = $dir;
 $ENV{ALX_HA_ALERT_FOR} = '2s';    # docs/alerts.yml with every `for:` shortened
 my $http = HTTP::Tiny->new(timeout => 3);
-my $json = JSON::PP->new;
+my $json = JSON::XS->new;
 
 sub ha
 {
@@ -199,17 +199,31 @@ sub event_time
 	return $d->{_t} = $t;
 }
 
-# first delivery of an event whose transaction started after $t
+# first delivery of an event whose transaction started after $t (the
+# deliveries are in arrival order: search the first one after $t, then scan
+# only what arrived since the last call for the same $t)
+my %scanned;
 sub first_new_delivery
 {
 	my ($t) = @_;
 	read_lines($deliveries, \%dpos, \@dlist);
-	for my $d (@dlist)
+	my $i = $scanned{$t};
+	if (!defined $i)
 	{
-		next unless $d->{recv_t} > $t;
-		my $et = event_time($d);
-		return $d->{recv_t} if defined $et && $et > $t;
+		my ($lo, $hi) = (0, scalar @dlist);
+		while ($lo < $hi)
+		{
+			my $mid = int(($lo + $hi) / 2);
+			if ($dlist[$mid]{recv_t} > $t) { $hi = $mid; } else { $lo = $mid + 1; }
+		}
+		$i = $lo;
 	}
+	for (; $i < @dlist; $i++)
+	{
+		my $et = event_time($dlist[$i]);
+		return $dlist[$i]{recv_t} if defined $et && $et > $t;
+	}
+	$scanned{$t} = $i;
 	return undef;
 }
 
@@ -230,7 +244,12 @@ sub acks_since
 {
 	my ($t) = @_;
 	read_lines($acks, \%apos, \@alist);
-	return scalar grep { $_->{t1} > $t } @alist;
+	my $n = 0;
+	for (my $i = $#alist; $i >= 0 && $alist[$i]{t1} > $t - 10; $i--)
+	{
+		$n++ if $alist[$i]{t1} > $t;
+	}
+	return $n;
 }
 
 sub rmq_pid
