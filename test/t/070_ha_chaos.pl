@@ -410,18 +410,33 @@ note($traffic_err);
 my $l = wait_leader();
 ok(wait_true(sub { mq($l, 'SELECT pending = 0 FROM alexandrite.outbox_status') }, 120),
 	'the final leader drains its outbox');
-usleep(2_000_000);
-$consumer->signal('TERM');
-$consumer->finish;
-read_lines($deliveries, \%dpos, \@dlist);
 read_lines($acks, \%apos, \@alist);
-
 my %ledger;
 for (split /\n/, mq($l, 'SELECT id, aggregate_id, seq, extract(epoch FROM created_at) FROM public.ledger'))
 {
 	my ($id, $agg, $seq, $t) = split /\|/;
 	$ledger{"$id/$agg/$seq"} = $t;
 }
+# the consumer may still be working through the queue: wait while it makes progress
+{
+	my %got;
+	my ($n, $last, $idle) = (0, 0, time);
+	while (1)
+	{
+		read_lines($deliveries, \%dpos, \@dlist);
+		$got{"$_->{message_id}/$_->{aggregate_id}/$_->{aggregate_seq}"} = 1 for @dlist[ $n .. $#dlist ];
+		$n = @dlist;
+		my $missing = grep { !$got{$_} } keys %ledger;
+		last if $missing == 0;
+		$idle = time if $n > $last;
+		$last = $n;
+		last if time - $idle > 20;
+		usleep(500_000);
+	}
+}
+$consumer->signal('TERM');
+$consumer->finish;
+read_lines($deliveries, \%dpos, \@dlist);
 my (%first, %last_seq, $dups, $order_violations);
 $dups = $order_violations = 0;
 for my $d (@dlist)
