@@ -60,10 +60,11 @@ sub ha
 }
 
 # whatever happens, nothing of the setup outlives the test
-my ($consumer, $traffic);
+my ($consumer, $traffic, %bg);
 END
 {
 	local $?;
+	eval { $_->{h}->kill_kill } for values %bg;
 	eval { $traffic->kill_kill if $traffic && $traffic->pumpable; };
 	eval { $consumer->kill_kill if $consumer && $consumer->pumpable; };
 	# after a failure the logs stay in tmp_check/ha
@@ -275,17 +276,42 @@ sub children
 	return @k;
 }
 
+my (@report, @kills);
+
+# a fault's part of the setup, and bringing it back in the background
+sub domain { return $_[0] =~ /^(broker|outage)/ ? 'rabbitmq' : 'postgres'; }
+sub bring_back_start
+{
+	my ($what, $dom) = @_;
+	my ($o, $e) = ('', '');
+	my $h = start([ "$TOP/scripts/ha", 'up', '--no-build', '--only', $dom ], '>', \$o, '2>', \$e);
+	$bg{$dom} = { h => $h, t0 => time, what => $what, err => \$e };
+	return;
+}
+sub bring_back_finish
+{
+	my ($dom) = @_;
+	my $b = delete $bg{$dom} or return;
+	my $ok = eval { $b->{h}->finish };
+	my $dt = time - $b->{t0};
+	note("scripts/ha up --only $dom: ${ $b->{err} }");
+	ok($ok, sprintf('%s: scripts/ha up --only %s brought it back (%.1f s)', $b->{what}, $dom, $dt));
+	push @report, sprintf('%s: brought back in %.1f s', $b->{what}, $dt);
+	return;
+}
+
 ok(defined wait_publishing(time - 1, 60), 'traffic flows: events are delivered');
 sleep 3;
 my $t_warm = time;
 
 # ---- the faults ------------------------------------------------------------------------
-my (@report, @kills);
 my (%alert_fired, %alert_resolved);
 for my $n (0 .. $#schedule)
 {
 	my $kind = $schedule[$n];
 	my $what = sprintf('fault %d (%s)', $n + 1, $kind);
+	# the part this fault hits must be whole again
+	bring_back_finish(domain($kind));
 	my $l = wait_leader();
 	# the window: traffic acknowledged and events delivered just before the kill
 	my $pre_t = time;
@@ -376,34 +402,37 @@ for my $n (0 .. $#schedule)
 		}
 	}
 
-	# bring the dead member(s) back
-	my $t_back = time;
-	my (undef, $t_up2) = ha('up', '--no-build');
-	if ($kind eq 'outage')
+	if ($kind ne 'outage')
 	{
-		my $t_new = wait_publishing($t_kill, 60);
-		push @report, sprintf('%s: brokers back after %.0f s; first new event delivered %.1f s after they were back',
-			$what, $t_back - $t_kill, defined $t_new ? $t_new - $t_back : -1);
-		ok(defined $t_new, "$what: publishing again once the brokers are back");
-		# and the alerts resolve
-		my $deadline = time + 90;
-		my %active;
-		do
-		{
-			usleep(500_000);
-			%active = ();
-			my $r = $http->get("$env{ALX_HA_PROMETHEUS}/api/v1/alerts");
-			$active{ $_->{labels}{alertname} } = 1 for ($r->{success} ? @{ $json->decode($r->{content})->{data}{alerts} } : ());
-		} while (time < $deadline && ($active{AlexandriteRelayDisconnected} || $active{AlexandriteOutboxBacklogOld}));
-		for my $a ('AlexandriteRelayDisconnected', 'AlexandriteOutboxBacklogOld')
-		{
-			ok(!$active{$a}, "$what: $a resolved after the brokers came back");
-		}
-		push @report, sprintf('%s: alerts resolved %.0f s after the brokers were back', $what, time - $t_back);
+		# bring the dead member back while the next fault hits the other part
+		bring_back_start($what, domain($kind));
+		next;
 	}
-	push @report, sprintf('%s: scripts/ha up brought it back in %.1f s', $what, $t_up2);
-	ok(defined wait_publishing(time, 30), "$what: after the member is back, events flow");
+	# the outage ends: every broker back, then publishing and the alerts
+	my $t_restart = time;
+	my (undef, $t_up2) = ha('up', '--no-build');
+	my $t_back = time;
+	my $t_new = wait_publishing($t_kill, 90);
+	push @report, sprintf('%s: brokers down %.0f s, restarted in %.0f s; first new event delivered %.1f s after they were back',
+		$what, $t_restart - $t_kill, $t_up2, defined $t_new ? $t_new - $t_back : -1);
+	ok(defined $t_new, "$what: publishing again once the brokers are back");
+	my $deadline = time + 90;
+	my %active;
+	do
+	{
+		usleep(500_000);
+		%active = ();
+		my $r = $http->get("$env{ALX_HA_PROMETHEUS}/api/v1/alerts");
+		$active{ $_->{labels}{alertname} } = 1 for ($r->{success} ? @{ $json->decode($r->{content})->{data}{alerts} } : ());
+	} while (time < $deadline && ($active{AlexandriteRelayDisconnected} || $active{AlexandriteOutboxBacklogOld}));
+	for my $a ('AlexandriteRelayDisconnected', 'AlexandriteOutboxBacklogOld')
+	{
+		ok(!$active{$a}, "$what: $a resolved after the brokers came back");
+	}
+	push @report, sprintf('%s: both alerts resolved %.0f s after the brokers were back', $what, time - $t_back);
 }
+bring_back_finish($_) for sort keys %bg;
+ok(defined wait_publishing(time, 30), 'every member back: events flow');
 
 # ---- the end: stop the traffic, drain, compare -----------------------------------------
 $traffic->signal('TERM');
