@@ -382,6 +382,20 @@ connection_broken(const char *err)
 	next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BACKOFF_MIN_MS);
 }
 
+/*
+ * After nacks: a RabbitMQ 3.10 channel that first published to a quorum
+ * queue while the queue had no leader (a broker node just died, the queue
+ * elects a new one) nacks every later publish to that queue, for good.  The
+ * retries go out on a fresh connection to the same broker.
+ */
+static void
+reopen_after_nacks(void)
+{
+	AlxAmqpDisconnect();
+	set_connected(false, NULL);
+	next_connect_at = 0;
+}
+
 /* ---------------------------------------------------------------------
  * Publishing a round of messages
  * ---------------------------------------------------------------------
@@ -900,12 +914,7 @@ drain_stream(void)
 			count_latency(cur.msgs, cur.n);
 			if (nnacked > 0)
 			{
-				/*
-				 * A RabbitMQ 3.10 channel that first published to a quorum
-				 * queue while the queue had no leader nacks every later
-				 * publish to it: the retries go out on a fresh channel.
-				 */
-				connection_broken("the broker nacked publishes; reconnecting before the retries");
+				reopen_after_nacks();
 				return 1;
 			}
 			if (done)
@@ -1052,7 +1061,7 @@ process_retries(int *wait_ms)
 	end_txn();
 	count(nok, nfail);
 	if (nnacked > 0)
-		connection_broken("the broker nacked publishes; reconnecting before the retries");
+		reopen_after_nacks();
 	return nok > 0 ? 1 : 0;
 }
 
