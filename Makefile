@@ -28,7 +28,7 @@ REGRESS := $(filter-out observe_%,$(REGRESS)) $(filter observe_%,$(REGRESS))
 #   step to the current version is written by hand;
 # - the install script of the current version is sql/schema/*.sql, one file
 #   per capability, concatenated in this order.
-SCHEMA     = extension mesh core pricing sla outbox dashboard observe
+SCHEMA     = extension mesh core pricing sla outbox dashboard observe privileges
 SCHEMA_SRC = $(foreach s,$(SCHEMA),sql/schema/$(s).sql)
 DATA       = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql

@@ -24,6 +24,7 @@
 #include "utils/guc.h"
 
 #include "alexandrite.h"
+#include "dashboard/dashboard.h"
 #include "outbox/outbox.h"
 
 PG_MODULE_MAGIC;
@@ -327,6 +328,7 @@ void
 _PG_init(void)
 {
 	alx_define_gucs();
+	AlxDashboardInit();			/* flush points of the dashboard capture */
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;

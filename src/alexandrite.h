@@ -44,6 +44,7 @@ typedef struct AlxSavedUser
 {
 	Oid			userid;
 	int			sec_context;
+	int			guc_nestlevel;	/* of the pinned search_path; 0: none */
 } AlxSavedUser;
 
 extern Oid	AlxExtensionOwner(void);

@@ -295,24 +295,21 @@ CREATE TRIGGER outbox_emit_sla_breach AFTER INSERT ON alexandrite.sla_breaches
 ------------------------------------------------------------------------------
 -- Reading the outbox
 ------------------------------------------------------------------------------
--- true when the relay has handled the event (published it, or moved it to
--- retry or dead letters)
-CREATE FUNCTION alexandrite.outbox_handled(r alexandrite.outbox_relay, txid xid8, id bigint)
-    RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN pg_catalog.pg_visible_in_snapshot(txid, r.last_snapshot)
-        OR (r.batch_snapshot IS NOT NULL
-            AND pg_catalog.pg_visible_in_snapshot(txid, r.batch_snapshot)
-            AND id OPERATOR(pg_catalog.<=) r.batch_pos);
-COMMENT ON FUNCTION alexandrite.outbox_handled(alexandrite.outbox_relay, xid8, bigint)
-    IS 'true when the relay cursor is past the event';
-
-CREATE VIEW alexandrite.outbox WITH (security_invoker = true) AS
+-- The views below are read with the rights of their owner (the extension
+-- owner): they are the privilege boundary, a reader needs SELECT on the view
+-- and nothing on the internal tables (docs/operations.md, "Privileges").
+-- An event is handled (published, or moved to retry or dead letters) when
+-- its transaction is visible in the relay's last snapshot, or in the batch
+-- being drained at or before the batch cursor.
+CREATE VIEW alexandrite.outbox AS
 SELECT e.id, e.aggregate_type, e.aggregate_id, e.aggregate_seq, e.event_type, e.payload, e.headers,
        e.created_at,
        CASE WHEN d.id IS NOT NULL THEN 'dead'
             WHEN q.id IS NOT NULL THEN 'retrying'
-            WHEN alexandrite.outbox_handled(r, e.txid, e.id) THEN 'published'
+            WHEN pg_catalog.pg_visible_in_snapshot(e.txid, r.last_snapshot)
+                 OR (r.batch_snapshot IS NOT NULL
+                     AND pg_catalog.pg_visible_in_snapshot(e.txid, r.batch_snapshot)
+                     AND e.id OPERATOR(pg_catalog.<=) r.batch_pos) THEN 'published'
             ELSE 'pending' END AS state,
        COALESCE(d.attempts, q.attempts, 0) AS attempts,
        COALESCE(d.reason, q.last_error) AS last_error
@@ -349,7 +346,7 @@ CREATE FUNCTION alexandrite.outbox_latency(OUT le_ms float8, OUT confirmed bigin
 COMMENT ON FUNCTION alexandrite.outbox_latency()
     IS 'histogram of event creation -> broker confirm latency since server start: cumulative confirms per upper bound (ms)';
 
-CREATE VIEW alexandrite.outbox_blocked WITH (security_invoker = true) AS
+CREATE VIEW alexandrite.outbox_blocked AS
 SELECT b.aggregate_type, b.aggregate_id, pg_catalog.min(b.id) AS head_id,
        pg_catalog.count(*) AS waiting_events,
        pg_catalog.bool_or(b.dead) AS dead,
@@ -363,7 +360,7 @@ SELECT b.aggregate_type, b.aggregate_id, pg_catalog.min(b.id) AS head_id,
  GROUP BY b.aggregate_type, b.aggregate_id;
 COMMENT ON VIEW alexandrite.outbox_blocked IS 'aggregates whose events wait behind a failed one (retrying, or dead until requeued)';
 
-CREATE VIEW alexandrite.outbox_status WITH (security_invoker = true) AS
+CREATE VIEW alexandrite.outbox_status AS
 SELECT p.pending OPERATOR(pg_catalog.+) q.retrying AS pending,
        pg_catalog.now() OPERATOR(pg_catalog.-) LEAST(p.oldest, q.oldest) AS oldest_pending_age,
        r.published_total,
@@ -380,7 +377,10 @@ SELECT p.pending OPERATOR(pg_catalog.+) q.retrying AS pending,
         SELECT pg_catalog.count(*) AS pending, pg_catalog.min(e.created_at) AS oldest
           FROM alexandrite.outbox_events e
          WHERE e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin(r.last_snapshot)
-           AND NOT alexandrite.outbox_handled(r, e.txid, e.id)) p
+           AND NOT (pg_catalog.pg_visible_in_snapshot(e.txid, r.last_snapshot)
+                    OR (r.batch_snapshot IS NOT NULL
+                        AND pg_catalog.pg_visible_in_snapshot(e.txid, r.batch_snapshot)
+                        AND e.id OPERATOR(pg_catalog.<=) r.batch_pos))) p
  CROSS JOIN LATERAL (
         SELECT pg_catalog.count(*) AS retrying, pg_catalog.min(q.created_at) AS oldest
           FROM alexandrite.outbox_retry q) q
@@ -388,53 +388,18 @@ SELECT p.pending OPERATOR(pg_catalog.+) q.retrying AS pending,
 COMMENT ON VIEW alexandrite.outbox_status IS 'outbox backlog and relay health';
 
 ------------------------------------------------------------------------------
--- Operating on dead letters
+-- Operating on dead letters: one C implementation (src/outbox/deadletter.c)
+-- behind both, which writes outbox_dead and outbox_retry as the extension
+-- owner; EXECUTE is for the operations role (docs/operations.md, "Privileges").
 ------------------------------------------------------------------------------
 CREATE FUNCTION alexandrite.outbox_requeue(ids bigint[]) RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF ids IS NULL THEN
-        RAISE EXCEPTION 'ids must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    WITH moved AS (
-        DELETE FROM alexandrite.outbox_dead d
-         WHERE d.id OPERATOR(pg_catalog.=) ANY (ids)
-        RETURNING d.*)
-    INSERT INTO alexandrite.outbox_retry (id, aggregate_type, aggregate_id, aggregate_seq, event_type,
-                                          payload, headers, created_at, attempts, next_attempt_at, last_error)
-    SELECT m.id, m.aggregate_type, m.aggregate_id, m.aggregate_seq, m.event_type, m.payload, m.headers,
-           m.created_at, 0, pg_catalog.now(), 'requeued after: ' OPERATOR(pg_catalog.||) m.reason
-      FROM moved m;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM alexandrite.outbox_wakeup_at_commit();
-    RETURN n;
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_outbox_requeue'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.outbox_requeue(bigint[])
     IS 'puts dead letters back in line (in id order within their aggregate); returns how many';
 
 CREATE FUNCTION alexandrite.outbox_discard(ids bigint[]) RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF ids IS NULL THEN
-        RAISE EXCEPTION 'ids must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    DELETE FROM alexandrite.outbox_dead d WHERE d.id OPERATOR(pg_catalog.=) ANY (ids);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM alexandrite.outbox_wakeup_at_commit();
-    RETURN n;
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_outbox_discard'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.outbox_discard(bigint[])
     IS 'drops dead letters for good, unblocking their aggregates; returns how many';
-
-REVOKE ALL ON FUNCTION alexandrite.outbox_requeue(bigint[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION alexandrite.outbox_discard(bigint[]) FROM PUBLIC;

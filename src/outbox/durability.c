@@ -50,7 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "alexandrite.h"
-#include "outbox/outbox.h"
+#include "outbox/relay.h"
 
 #define ALX_DURABLE_SLICE_MS	500
 #define ALX_DURABLE_POLL_MS		2
@@ -231,11 +231,7 @@ report_waiting(const char *what)
 		return;
 	waiting_reported = true;
 	snprintf(msg, sizeof(msg), "publishing waits until %s", what);
-	SpinLockAcquire(&AlxOutbox->mutex);
-	strlcpy(AlxOutbox->last_error, msg, ALX_OUTBOX_ERRLEN);
-	AlxOutbox->last_error_at = GetCurrentTimestamp();
-	SpinLockRelease(&AlxOutbox->mutex);
-	ereport(LOG, (errmsg("alexandrite relay: %s", msg)));
+	AlxRelaySetError(msg);		/* outbox_status.last_error, logged once */
 }
 
 /*

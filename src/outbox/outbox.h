@@ -54,6 +54,17 @@ extern bool AlxCheckStandbyFlush(char **newval, void **extra, GucSource source);
 extern void AlxAssignStandbyFlush(const char *newval, void *extra);
 extern bool AlxOutboxWaitDurable(XLogRecPtr lsn);
 
+/*
+ * What one message may carry (AMQP 0-9-1, rabbitmq-c 0.11, RabbitMQ): short
+ * strings (routing key, header keys) up to 255 bytes; the properties with
+ * the headers in one content header frame of frame_max bytes (the relay asks
+ * for ALX_AMQP_FRAME_MAX; the broker may grant less); a payload up to
+ * RabbitMQ's default max_message_size.
+ */
+#define ALX_AMQP_SHORTSTR_MAX	255
+#define ALX_AMQP_FRAME_MAX		131072
+#define ALX_OUTBOX_PAYLOAD_MAX	(128 * 1024 * 1024)
+
 /* amqp.c: one connection with publisher confirms on channel 1 */
 typedef enum AlxMsgState
 {
@@ -81,6 +92,7 @@ typedef struct AlxMsg
 	bool		returned;
 	int64		confirmed_at;	/* unix ms when the ack arrived */
 	char	   *error;			/* why it failed */
+	bool		unframeable;	/* failed because it cannot be framed: dead at once */
 	/* relay bookkeeping */
 	bool		divert;			/* goes to retry without publishing */
 	int			attempts;
@@ -91,10 +103,13 @@ extern bool AlxAmqpConnect(const char *url, const char *exchange, char *err, siz
 extern void AlxAmqpDisconnect(void);
 extern void AlxAmqpBeginRound(AlxMsg *msgs, int nmsgs);
 extern void AlxAmqpEndRound(void);
-extern bool AlxAmqpPublish(AlxMsg *msg, const char *exchange, char *err, size_t errlen);
+extern char *AlxAmqpUnframeable(const AlxMsg *m, int frame_max);
+extern bool AlxAmqpPublish(AlxMsg *msg, const char *exchange, TimestampTz deadline,
+						   char *err, size_t errlen);
 extern bool AlxAmqpPump(int timeout_ms, char *err, size_t errlen);
 extern int	AlxAmqpSocket(void);
 extern bool AlxAmqpHasBuffered(void);
+extern bool AlxAmqpWritable(void);
 extern void AlxMaskUrl(const char *url, char *out, size_t outlen);
 
 /* publish_order.c: a chunk's messages in waves of one per aggregate */

@@ -78,10 +78,13 @@ CREATE ROLE alx_pgtap_clerk;
 CREATE ROLE alx_pgtap_pricing;
 GRANT USAGE ON SCHEMA alexandrite TO alx_pgtap_clerk, alx_pgtap_pricing;
 GRANT SELECT ON alexandrite.price_rules, alexandrite.materials TO alx_pgtap_clerk;
+GRANT EXECUTE ON FUNCTION alexandrite.price_quote TO alx_pgtap_clerk, alx_pgtap_pricing;
 -- the documented grant set of a price list manager (docs/pricing.md)
 GRANT SELECT, UPDATE ON alexandrite.price_rules TO alx_pgtap_pricing;
 GRANT SELECT, INSERT ON alexandrite.price_list_versions TO alx_pgtap_pricing;
 GRANT USAGE ON SEQUENCE alexandrite.price_list_version_seq TO alx_pgtap_pricing;
+GRANT EXECUTE ON FUNCTION alexandrite.check_complexity_tiers, alexandrite.price_list_lock,
+    alexandrite.price_list_head, alexandrite.current_actor TO alx_pgtap_pricing;
 GRANT SELECT, UPDATE ON alexandrite.materials TO alx_pgtap_pricing;
 GRANT SELECT ON alexandrite.meshes TO alx_pgtap_pricing;
 

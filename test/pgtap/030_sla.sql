@@ -43,8 +43,8 @@ SELECT function_privs_are('alexandrite', 'schedule_escalation', ARRAY['text'], '
     'PUBLIC cannot schedule the escalation');
 SELECT function_privs_are('alexandrite', 'sla_recount_load', ARRAY[]::text[], 'public', ARRAY[]::text[],
     'PUBLIC cannot rebuild the operator load');
-SELECT function_privs_are('alexandrite', 'assign_next', ARRAY['text'], 'public', ARRAY['EXECUTE'],
-    'assign_next is executable (table privileges still apply)');
+SELECT function_privs_are('alexandrite', 'assign_next', ARRAY['text'], 'public', ARRAY[]::text[],
+    'PUBLIC cannot claim orders (docs/operations.md grants assign_next to mes)');
 
 -- the indexes behind the index-friendly order
 SELECT has_index('alexandrite', 'orders', 'orders_pool_due_idx', ARRAY['channel', 'sla_due_at', 'id'],
