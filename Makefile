@@ -49,6 +49,12 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# header dependencies (PGXS tracks none unless PostgreSQL was configured
+# with --enable-depend): a changed struct in a header rebuilds its users
+%.o: override CPPFLAGS += -MMD -MP
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN += $(OBJS:.o=.d)
+
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA_SRC) Makefile
 	@{ printf '%s\n' '/* $@: the current schema, built by make from sql/schema (see Makefile) */' \
 	    '\echo Use "CREATE EXTENSION alexandrite" to load this file. \quit'; \
