@@ -12,7 +12,8 @@ changes.  Connection failures are retried through the libpq multi-host URL
 (target_session_attrs=read-write) until a primary answers; every change is
 idempotent (create_order on its external_ref, set_status and assign_order on
 the target status), so a change whose COMMIT outcome is unknown is simply
-sent again.  RATE is the total target in changes per second.  Runs until
+sent again.  Any other error (a refused change, a missing privilege) stops
+the traffic and makes the exit status 1.  RATE is the total target in changes per second.  Runs until
 SIGTERM; prints a summary line to stderr at the end.
 """
 import json
@@ -26,7 +27,7 @@ import psycopg2
 
 stop = threading.Event()
 lock = threading.Lock()
-stats = {'acked': 0, 'retries': 0, 'reconnects': 0}
+stats = {'acked': 0, 'retries': 0, 'reconnects': 0, 'errors': 0}
 
 STEPS = [('set_status', 'priced'), ('assign', 'assigned'), ('set_status', 'in_production'),
          ('set_status', 'quality_check'), ('set_status', 'shipped')]
@@ -94,9 +95,16 @@ def worker(n, url, out, period):
             try:
                 oid = run_change(conn, op, arg)
                 break
-            except psycopg2.Error:
+            except psycopg2.Error as e:
                 # not acknowledged: the change may or may not have committed;
-                # reconnect to whatever is primary now and send it again
+                # reconnect to whatever is primary now and send it again.
+                # Anything but a lost or read-only server is a bug: stop.
+                if not (isinstance(e, (psycopg2.OperationalError, psycopg2.InterfaceError))
+                        or (e.pgcode or '')[:2] in ('08', '25', '57', '40')):
+                    sys.stderr.write('traffic: %s failed: %s\n' % (op, e))
+                    stats['errors'] += 1
+                    stop.set()
+                    return
                 with lock:
                     stats['retries'] += 1
                 try:
@@ -143,6 +151,7 @@ def main():
     el = time.time() - t_start
     sys.stderr.write('traffic: %d changes acknowledged in %.0f s (%.0f/s), %d retries, %d reconnects\n'
                      % (stats['acked'], el, stats['acked'] / el, stats['retries'], stats['reconnects']))
+    sys.exit(1 if stats['errors'] else 0)
 
 
 if __name__ == '__main__':
