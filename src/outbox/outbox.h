@@ -12,8 +12,10 @@
 #ifndef ALX_OUTBOX_H
 #define ALX_OUTBOX_H
 
+#include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "storage/spin.h"
+#include "utils/guc.h"
 
 #define ALX_OUTBOX_ERRLEN	512
 #define ALX_OUTBOX_BROKERLEN 256
@@ -46,6 +48,11 @@ extern void AlxOutboxShmemRequest(void);
 extern void AlxOutboxShmemStartup(void);
 extern void AlxOutboxRegisterWorker(void);
 PGDLLEXPORT void AlxOutboxRelayMain(Datum main_arg) pg_attribute_noreturn();
+
+/* durability.c: publish only what a failover would keep */
+extern bool AlxCheckStandbyFlush(char **newval, void **extra, GucSource source);
+extern void AlxAssignStandbyFlush(const char *newval, void *extra);
+extern bool AlxOutboxWaitDurable(XLogRecPtr lsn);
 
 /*
  * What one message may carry (AMQP 0-9-1, rabbitmq-c 0.11, RabbitMQ): short
@@ -104,5 +111,8 @@ extern int	AlxAmqpSocket(void);
 extern bool AlxAmqpHasBuffered(void);
 extern bool AlxAmqpWritable(void);
 extern void AlxMaskUrl(const char *url, char *out, size_t outlen);
+
+/* publish_order.c: a chunk's messages in waves of one per aggregate */
+extern void AlxOutboxOrderByWave(AlxMsg *msgs, int n);
 
 #endif							/* ALX_OUTBOX_H */
