@@ -14,6 +14,7 @@
 
 #include "datatype/timestamp.h"
 #include "storage/spin.h"
+#include "utils/jsonb.h"
 
 #define ALX_OUTBOX_ERRLEN	512
 #define ALX_OUTBOX_BROKERLEN 256
@@ -89,5 +90,41 @@ extern bool AlxAmqpPump(int timeout_ms, char *err, size_t errlen);
 extern int	AlxAmqpSocket(void);
 extern bool AlxAmqpHasBuffered(void);
 extern void AlxMaskUrl(const char *url, char *out, size_t outlen);
+
+/*
+ * produce.c: writing events, for outbox_emit() and the order core.
+ *
+ * Limits of what the relay can frame (docs/outbox.md, "Limits"): the relay
+ * asks the broker for frames of ALX_AMQP_FRAME_MAX bytes (RabbitMQ's
+ * default frame_max), and rabbitmq-c 0.11 sends a message's properties,
+ * headers included, as one content header frame that must fit in it; a
+ * header name is an AMQP short string (at most 255 bytes: rabbitmq-c casts
+ * a longer length to one byte and corrupts the frame).
+ */
+#define ALX_AMQP_FRAME_MAX		131072
+#define ALX_AMQP_SHORTSTR_MAX	255
+/* the content header frame without the event's own headers, before the
+ * lengths of aggregate_type, aggregate_id and twice event_type */
+#define ALX_AMQP_HEADER_FIXED	162
+/* what one header "key": "value" adds to that frame, besides its bytes */
+#define ALX_AMQP_HEADER_ENTRY	6
+/* payload: the JSON text the relay publishes as the body */
+#define ALX_OUTBOX_PAYLOAD_MAX	(16 * 1024 * 1024)
+
+/* "INSERT INTO alexandrite.outbox_events_%d (...)": an event's columns */
+#define ALX_OUTBOX_INSERT \
+	"INSERT INTO alexandrite.outbox_events_%d (id, aggregate_type, aggregate_id," \
+	" aggregate_seq, event_type, payload, headers) "
+#define ALX_OUTBOX_NEXT_ID \
+	"pg_catalog.nextval('alexandrite.outbox_id_seq'::pg_catalog.regclass)"
+
+extern int	AlxOutboxCurrentTable(void);
+extern Jsonb *AlxOutboxHeaders(Jsonb *given);
+extern void AlxOutboxCheckEvent(const char *aggregate_type, const char *aggregate_id,
+								const char *event_type, Jsonb *payload,
+								Jsonb *headers);
+
+/* emit.c */
+extern void AlxOutboxWakeupAtCommit(void);
 
 #endif							/* ALX_OUTBOX_H */
