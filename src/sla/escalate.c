@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -93,8 +94,8 @@ alexandrite_escalate_overdue(PG_FUNCTION_ARGS)
 	int64		recorded = 0;
 	Datum		values[2];
 
-	key = DatumGetInt32(DirectFunctionCall1(hashtext,
-											CStringGetTextDatum("alexandrite.escalate_overdue")));
+	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID,
+												CStringGetTextDatum("alexandrite.escalate_overdue")));
 	if (!DatumGetBool(DirectFunctionCall1(pg_try_advisory_xact_lock_int8, Int64GetDatum(key))))
 		PG_RETURN_INT64(0);
 
