@@ -34,32 +34,42 @@
 /*
  * The order, its first history row and order.created.  The id is taken
  * only when the order is new and its model valid (a retry or a refusal
- * uses no id); ON CONFLICT covers a concurrent retry.
+ * uses no id); ON CONFLICT covers a concurrent retry.  Four variants, so
+ * that an order without a model (the usual case) plans no check of it.
  */
-static AlxPlan create_plan = {
-	"WITH o AS (INSERT INTO alexandrite.orders AS o"
-	"                  (id, external_ref, channel, customer_id, mesh_id, material, payload,"
-	"                   created_at, sla_due_at, updated_at, status_changed_at, event_seq)"
-	"           SELECT pg_catalog.nextval('alexandrite.orders_id_seq'::pg_catalog.regclass),"
-	"                  $1, $2, $3, $4, $5, $6, $7, $8, $7, $7, 1"
-	"            WHERE NOT EXISTS (SELECT 1 FROM alexandrite.orders x"
-	"                               WHERE x.external_ref OPERATOR(pg_catalog.=) $1)"
-	"              AND ($4 IS NULL OR EXISTS (SELECT 1 FROM alexandrite.meshes m"
-	"                                          WHERE m.id OPERATOR(pg_catalog.=) $4))"
-	"              AND ($5 IS NULL OR EXISTS (SELECT 1 FROM alexandrite.materials x"
-	"                                          WHERE x.code OPERATOR(pg_catalog.=) $5 AND x.active))"
-	"           ON CONFLICT ON CONSTRAINT orders_external_ref_key DO NOTHING"
-	"           RETURNING o.id),"
-	"     e AS (INSERT INTO alexandrite.order_events"
-	"                  (order_id, from_status, to_status, at, actor, traceparent)"
-	"           SELECT o.id, NULL, 'new', $7, $9, $10 FROM o),"
-	"     x AS (" ALX_OUTBOX_INSERT
-	"           SELECT " ALX_OUTBOX_NEXT_ID ", 'order', o.id::pg_catalog.text, 1, 'order.created',"
-	"                  $11 OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('order_id', o.id), $12"
-	"             FROM o) "
-	"SELECT o.id FROM o",
-	12, {TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID}
+#define CREATE_SQL(model_check) \
+	"WITH o AS (INSERT INTO alexandrite.orders AS o" \
+	"                  (id, external_ref, channel, customer_id, mesh_id, material, payload," \
+	"                   created_at, sla_due_at, updated_at, status_changed_at, event_seq)" \
+	"           SELECT pg_catalog.nextval('alexandrite.orders_id_seq'::pg_catalog.regclass)," \
+	"                  $1, $2, $3, $4, $5, $6, $7, $8, $7, $7, 1" \
+	"            WHERE NOT EXISTS (SELECT 1 FROM alexandrite.orders x" \
+	"                               WHERE x.external_ref OPERATOR(pg_catalog.=) $1)" \
+	model_check \
+	"           ON CONFLICT ON CONSTRAINT orders_external_ref_key DO NOTHING" \
+	"           RETURNING o.id)," \
+	"     e AS (INSERT INTO alexandrite.order_events" \
+	"                  (order_id, from_status, to_status, at, actor, traceparent)" \
+	"           SELECT o.id, NULL, 'new', $7, $9, $10 FROM o)," \
+	"     x AS (" ALX_OUTBOX_INSERT \
+	"           SELECT " ALX_OUTBOX_NEXT_ID ", 'order', o.id::pg_catalog.text, 1, 'order.created'," \
+	"                  $11 OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('order_id', o.id), $12" \
+	"             FROM o) " \
+	"SELECT o.id FROM o"
+#define MESH_CHECK \
+	" AND EXISTS (SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) $4)"
+#define MATERIAL_CHECK \
+	" AND EXISTS (SELECT 1 FROM alexandrite.materials m" \
+	"              WHERE m.code OPERATOR(pg_catalog.=) $5 AND m.active)"
+#define CREATE_TYPES \
+	TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID, \
+	TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID
+
+static AlxPlan create_plans[4] = {
+	{CREATE_SQL(""), 12, {CREATE_TYPES}},
+	{CREATE_SQL(MESH_CHECK), 12, {CREATE_TYPES}},
+	{CREATE_SQL(MATERIAL_CHECK), 12, {CREATE_TYPES}},
+	{CREATE_SQL(MESH_CHECK MATERIAL_CHECK), 12, {CREATE_TYPES}}
 };
 
 static AlxPlan existing_plan = {
@@ -144,19 +154,16 @@ existing_order(const char *external_ref, const char *channel, const char *custom
 
 /*
  * The order.created payload of the order create_order is about to write;
- * the statement adds its order_id (with_id: a placeholder of the largest
- * id, for the size check).
+ * the statement adds its order_id.
  */
 static Jsonb *
-created_payload(bool with_id, const char *external_ref, const char *channel, const char *customer,
+created_payload(const char *external_ref, const char *channel, const char *customer,
 				bool has_mesh, int64 mesh_id, const char *material, TimestampTz now,
 				TimestampTz due, const char *actor)
 {
 	AlxJson		j;
 
 	AlxJsonBegin(&j);
-	if (with_id)
-		AlxJsonInt8(&j, "order_id", PG_INT64_MAX, false);
 	AlxJsonText(&j, "external_ref", external_ref);
 	AlxJsonText(&j, "channel", channel);
 	AlxJsonText(&j, "customer_id", customer);
@@ -250,13 +257,14 @@ alexandrite_create_order(PG_FUNCTION_ARGS)
 		char		nulls[12];
 		bool		isnull;
 
-		/* checked as the largest order id would make it */
+		/*
+		 * checked as the largest order id would make it (the payload's
+		 * order_id, added by the statement, is within the check's margin)
+		 */
 		snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, PG_INT64_MAX);
-		event = created_payload(true, ext, channel, customer, has_mesh, mesh_id, material,
+		event = created_payload(ext, channel, customer, has_mesh, mesh_id, material,
 								now, due, actor);
-		AlxOutboxCheckEvent("order", idbuf, "order.created", event, headers);
-		event = created_payload(false, ext, channel, customer, has_mesh, mesh_id, material,
-								now, due, actor);
+		AlxOutboxCheckOwnEvent(idbuf, "order.created", event, headers);
 
 		memset(nulls, ' ', sizeof(nulls));
 		values[0] = CStringGetTextDatum(ext);
@@ -274,7 +282,8 @@ alexandrite_create_order(PG_FUNCTION_ARGS)
 		nulls[9] = (alx_traceparent && alx_traceparent[0]) ? ' ' : 'n';
 		values[10] = JsonbPGetDatum(event);
 		values[11] = JsonbPGetDatum(headers);
-		AlxPlanRun(&create_plan, AlxOutboxCurrentTable(), values, nulls, false, 0);
+		AlxPlanRun(&create_plans[(has_mesh ? 1 : 0) + (material ? 2 : 0)],
+				   AlxOutboxCurrentTable(), values, nulls, false, 0);
 		if (SPI_processed == 1)
 		{
 			id = AlxSpiInt8(0, 1, &isnull);

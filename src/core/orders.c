@@ -324,7 +324,7 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	AlxJsonText(&j, "operator_id", chg->operator_id);
 	AlxJsonTimestamp(&j, "sla_due_at", row->sla_due_at);
 	changed = AlxJsonEnd(&j);
-	AlxOutboxCheckEvent("order", idbuf, "order.status_changed", changed, headers);
+	AlxOutboxCheckOwnEvent(idbuf, "order.status_changed", changed, headers);
 	if (chg->set_price)
 	{
 		AlxJsonBegin(&j);
@@ -336,7 +336,7 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 		AlxJsonTimestamp(&j, "at", now);
 		AlxJsonText(&j, "actor", chg->actor);
 		priced = AlxJsonEnd(&j);
-		AlxOutboxCheckEvent("order", idbuf, "order.priced", priced, headers);
+		AlxOutboxCheckOwnEvent(idbuf, "order.priced", priced, headers);
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -403,7 +403,7 @@ AlxOrderWriteBreach(AlxOrderRow *row, TimestampTz breached_at)
 	AlxJsonText(&j, "status_at_breach", AlxStatusNames[row->status]);
 	AlxJsonText(&j, "operator_id", row->operator_id);
 	payload = AlxJsonEnd(&j);
-	AlxOutboxCheckEvent("order", idbuf, "order.sla_breached", payload, headers);
+	AlxOutboxCheckOwnEvent(idbuf, "order.sla_breached", payload, headers);
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(row->id);

@@ -123,6 +123,8 @@ extern Jsonb *AlxOutboxHeaders(Jsonb *given);
 extern void AlxOutboxCheckEvent(const char *aggregate_type, const char *aggregate_id,
 								const char *event_type, Jsonb *payload,
 								Jsonb *headers);
+extern void AlxOutboxCheckOwnEvent(const char *aggregate_id, const char *event_type,
+								   Jsonb *payload, Jsonb *headers);
 
 /* emit.c */
 extern void AlxOutboxWakeupAtCommit(void);
