@@ -18,11 +18,12 @@
 # Usage: PG_CONFIG=... bench/writepath.sh
 # Env: SECS (per run, default 10), ROUNDS (default 3), CLIENTS (default 2),
 #      FSYNC (off|on, default off: CPU, not the disk), N (outbox events, 50000),
-#      ONLY (create,status,claim,outbox).
+#      ONLY (create,status,claim,outbox), RELAY (on|off: off leaves the
+#      events unpublished, to see what the relay and the broker cost).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 SECS=${SECS:-10} ROUNDS=${ROUNDS:-3} CLIENTS=${CLIENTS:-2} FSYNC=${FSYNC:-off} N=${N:-50000}
-ONLY=${ONLY:-create,status,claim,outbox}
+ONLY=${ONLY:-create,status,claim,outbox} RELAY=${RELAY:-on}
 work=$(mktemp -d /tmp/alx-bench-writepath.XXXXXX)
 chmod 755 "$work"
 [ "$(id -u)" = 0 ] && chown postgres: "$work"
@@ -52,7 +53,7 @@ fsync = $FSYNC
 synchronous_commit = on
 jit = off
 alexandrite.database = 'alxbench'
-alexandrite.amqp_url = 'amqp://guest:guest@127.0.0.1:$mqport/'
+alexandrite.amqp_url = '$([ "$RELAY" = on ] && echo "amqp://guest:guest@127.0.0.1:$mqport/")'
 alexandrite.outbox_batch_size = 500
 alexandrite.fold_interval = 1000
 CONF
@@ -150,26 +151,53 @@ WITH op AS (SELECT p.id FROM bare.operators p WHERE p.id = 'op' || :client_id FO
 INSERT INTO bare.order_events (order_id, from_status, to_status, actor) SELECT u.id, u.old, 'assigned', u.operator_id FROM u;
 SQL
 
+# CPU ticks used so far by the cluster (the postmaster, its live children and
+# the children it reaped: backends, relay, fold worker) and the broker.  On a
+# shared machine, CPU per transaction is steadier than transactions per second.
+ticks() {
+    local pm beam t=0 p
+    pm=$(head -1 "$work/pg/data/postmaster.pid")
+    t=$(awk '{print $14 + $15 + $16 + $17}' /proc/$pm/stat)
+    for p in $(pgrep -P "$pm"); do t=$(( t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0) )); done
+    for beam in $(pgrep -f "beam.smp.*$mqname"); do
+        t=$(( t + $(awk '{print $14 + $15 + $16 + $17}' /proc/$beam/stat 2>/dev/null || echo 0) ))
+    done
+    echo "$t"
+}
+# run NAME -> "tps cpu_us_per_transaction" (server and broker CPU; the client's aside)
 tps() {
+    local t0 t1 tps n
+    t0=$(ticks)
     alx_as_pg "$bindir/pgbench" -n -M prepared -h "$work/pg" -p "$pgport" -U postgres -c "$CLIENTS" -j "$CLIENTS" \
-        -D n=0 -T "$SECS" -f "$work/$1.sql" alxbench 2>&1 | tee "$work/$1.out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+        -D n=0 -T "$SECS" -f "$work/$1.sql" alxbench > "$work/$1.out" 2>&1
+    sleep 1                                        # let the relay drain this run's events
+    t1=$(ticks)
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$1.out")
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/$1.out")
+    echo "$tps $(( (t1 - t0) * 1000000 / $(getconf CLK_TCK) / (n > 0 ? n : 1) ))"
 }
 
-echo "## Write path vs bare SQL ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load at start: $(cut -d' ' -f1-3 /proc/loadavg), fsync=$FSYNC, $CLIENTS clients, ${SECS}s runs)"
+echo "## Write path vs bare SQL ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load at start: $(cut -d' ' -f1-3 /proc/loadavg), fsync=$FSYNC, relay $RELAY, $CLIENTS clients, ${SECS}s runs)"
 echo
-echo "| call | round | alexandrite tps | bare SQL tps | ratio |"
-echo "|---|---|---|---|---|"
+echo "| call | round | alexandrite tps | bare SQL tps | tps ratio | alexandrite CPU µs/txn | bare CPU µs/txn | CPU ratio (bare/alexandrite) |"
+echo "|---|---|---|---|---|---|---|---|"
 for w in create status claim; do
     [[ ",$ONLY," == *",$w,"* ]] || continue
-    ratios=()
+    ratios=() cratios=()
     for r in $(seq 1 "$ROUNDS"); do
         psql -c "CHECKPOINT" >/dev/null
-        if [ $(( r % 2 )) = 1 ]; then a=$(tps "${w}_a"); b=$(tps "${w}_b"); else b=$(tps "${w}_b"); a=$(tps "${w}_a"); fi
+        if [ $(( r % 2 )) = 1 ]; then
+            read -r a ac < <(tps "${w}_a"); read -r b bc_ < <(tps "${w}_b")
+        else
+            read -r b bc_ < <(tps "${w}_b"); read -r a ac < <(tps "${w}_a")
+        fi
         ratio=$(echo "$a / $b" | bc -l | xargs printf '%.2f')
-        ratios+=("$ratio")
-        echo "| $w | $r | ${a%.*} | ${b%.*} | ${ratio}x |"
+        cratio=$(echo "$bc_ / $ac" | bc -l | xargs printf '%.2f')
+        ratios+=("$ratio") cratios+=("$cratio")
+        echo "| $w | $r | ${a%.*} | ${b%.*} | ${ratio}x | $ac | $bc_ | ${cratio}x |"
     done
-    echo "| $w | median | | | $(printf '%s\n' "${ratios[@]}" | sort -n | sed -n "$(( (${#ratios[@]} + 1) / 2 ))p")x |"
+    med() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
+    echo "| $w | median | | | $(med "${ratios[@]}")x | | | $(med "${cratios[@]}")x |"
 done
 echo
 echo "outbox after the runs: $(psql -c "SELECT 'pending ' || pending || ', published ' || published_total || ', dead ' || dead_letters || ', relay_connected ' || relay_connected FROM alexandrite.outbox_status")"

@@ -43,6 +43,18 @@ CREATE TRIGGER status_transitions_invalidate
 COMMENT ON TRIGGER status_transitions_invalidate ON alexandrite.status_transitions
     IS 'invalidates the per-backend cache of the state machine when the transitions change';
 
+-- The payload of order.status_changed, built and checked by the order
+-- core's C code, for its one-statement status write (src/core/orders.c).
+CREATE FUNCTION alexandrite.order_status_payload(
+    order_id bigint, external_ref text, from_status text, to_status text, at timestamptz,
+    actor text, operator_id text, sla_due_at timestamptz, headers jsonb)
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'alexandrite_order_status_payload'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION alexandrite.order_status_payload(bigint, text, text, text, timestamptz, text, text, timestamptz, jsonb)
+    IS 'internal: the order.status_changed payload of a status write, checked against the relay''s limits';
+REVOKE ALL ON FUNCTION alexandrite.order_status_payload(bigint, text, text, text, timestamptz, text, text, timestamptz, jsonb) FROM PUBLIC;
+
 -- The writers become C entry points into the one write routine (src/core).
 DROP FUNCTION alexandrite.lock_order(bigint);
 DROP FUNCTION alexandrite.check_same_order(alexandrite.orders, text, text);
@@ -179,21 +191,12 @@ COMMENT ON FUNCTION alexandrite.orders_truncated()
 
 CREATE TRIGGER orders_maintain_ins
     AFTER INSERT ON alexandrite.orders FOR EACH ROW
-    WHEN ((NEW.operator_id IS NOT NULL AND NEW.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status)
-          OR NEW.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now())
     EXECUTE FUNCTION alexandrite.orders_maintain();
 CREATE TRIGGER orders_maintain_upd
     AFTER UPDATE OF operator_id, status, sla_due_at ON alexandrite.orders FOR EACH ROW
-    WHEN (OLD.operator_id IS DISTINCT FROM NEW.operator_id
-          OR (OLD.operator_id IS NOT NULL
-              AND (OLD.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status)
-                  OPERATOR(pg_catalog.<>) (NEW.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status))
-          OR (NEW.sla_due_at OPERATOR(pg_catalog.<) pg_catalog.now()
-              AND NEW.sla_due_at OPERATOR(pg_catalog.<) OLD.sla_due_at))
     EXECUTE FUNCTION alexandrite.orders_maintain();
 CREATE TRIGGER orders_maintain_del
     AFTER DELETE ON alexandrite.orders FOR EACH ROW
-    WHEN (OLD.operator_id IS NOT NULL AND OLD.status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status)
     EXECUTE FUNCTION alexandrite.orders_maintain();
 CREATE TRIGGER orders_maintain_truncate
     AFTER TRUNCATE ON alexandrite.orders FOR EACH STATEMENT

@@ -47,6 +47,18 @@ CREATE TRIGGER status_transitions_invalidate
 COMMENT ON TRIGGER status_transitions_invalidate ON alexandrite.status_transitions
     IS 'invalidates the per-backend cache of the state machine when the transitions change';
 
+-- The payload of order.status_changed, built and checked by the order
+-- core's C code, for its one-statement status write (src/core/orders.c).
+CREATE FUNCTION alexandrite.order_status_payload(
+    order_id bigint, external_ref text, from_status text, to_status text, at timestamptz,
+    actor text, operator_id text, sla_due_at timestamptz, headers jsonb)
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'alexandrite_order_status_payload'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION alexandrite.order_status_payload(bigint, text, text, text, timestamptz, text, text, timestamptz, jsonb)
+    IS 'internal: the order.status_changed payload of a status write, checked against the relay''s limits';
+REVOKE ALL ON FUNCTION alexandrite.order_status_payload(bigint, text, text, text, timestamptz, text, text, timestamptz, jsonb) FROM PUBLIC;
+
 -- Open = neither shipped nor cancelled.  Kept as an immutable function so
 -- that partial indexes and views say the same thing.
 CREATE FUNCTION alexandrite.is_open(s alexandrite.order_status) RETURNS boolean

@@ -64,8 +64,6 @@ alexandrite_set_status(PG_FUNCTION_ARGS)
 	int64		order_id;
 	AlxStatus	to;
 	AlxSavedUser save;
-	AlxOrderRow row;
-	AlxOrderChange chg;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -75,22 +73,7 @@ alexandrite_set_status(PG_FUNCTION_ARGS)
 	order_id = order_id_arg(fcinfo, 0);
 
 	AlxCoreBegin(&save);
-	AlxOrderLock(order_id, &row, false);
-	if (row.status != to)
-	{
-		AlxOrderCheckTransition(&row, to);
-		if (to == ALX_ST_ASSIGNED && row.operator_id == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("cannot mark order " INT64_FORMAT " assigned without an operator", order_id),
-					 errhint("Use alexandrite.assign_next() to give an order to an operator.")));
-		memset(&chg, 0, sizeof(chg));
-		chg.to_status = to;
-		/* back to the pool: nobody holds it any more */
-		chg.operator_id = to < ALX_ST_ASSIGNED ? NULL : row.operator_id;
-		chg.actor = AlxActor(actor, caller);
-		AlxOrderWriteStatus(&row, &chg);
-	}
+	AlxOrderSetStatus(order_id, to, AlxActor(actor, caller));
 	AlxCoreEnd(&save);
 	PG_RETURN_VOID();
 }

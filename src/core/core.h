@@ -91,10 +91,12 @@ typedef struct AlxQuoteInsert
 	char		nulls[14];
 } AlxQuoteInsert;
 
-/* an event payload under construction (orders.c) */
+/* an event payload under construction (orders.c): distinct keys */
+#define ALX_JSON_MAXPAIRS 16
 typedef struct AlxJson
 {
-	JsonbParseState *st;
+	int			npairs;
+	JsonbPair	pairs[ALX_JSON_MAXPAIRS];
 } AlxJson;
 
 /* plans.c: statements prepared once per backend, run as the owner */
@@ -126,6 +128,7 @@ extern bool AlxOrderLock(int64 order_id, AlxOrderRow *row, bool missing_ok);
 extern void AlxOrderFromTuple(HeapTuple tup, TupleDesc desc, int first_col, AlxOrderRow *row);
 extern void AlxOrderCheckTransition(const AlxOrderRow *row, AlxStatus to);
 extern void AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg);
+extern void AlxOrderSetStatus(int64 order_id, AlxStatus to, const char *actor);
 extern bool AlxOrderWriteBreach(AlxOrderRow *row, TimestampTz breached_at);
 extern void AlxOrderWriteModel(AlxOrderRow *row, bool has_mesh, int64 mesh_id,
 							   const char *material);

@@ -21,6 +21,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -32,44 +33,42 @@
 #include "sla/sla.h"
 
 /*
- * The order, its first history row and order.created.  The id is taken
- * only when the order is new and its model valid (a retry or a refusal
- * uses no id); ON CONFLICT covers a concurrent retry.  Four variants, so
- * that an order without a model (the usual case) plans no check of it.
+ * The order, its first history row and order.created, in one statement.
+ * ON CONFLICT makes a retry (or a concurrent one) write nothing.  An order
+ * without a model (the usual case) inserts VALUES; with a model the insert
+ * checks in the same statement that the mesh exists and the alloy is
+ * active, and writes nothing otherwise.
  */
-#define CREATE_SQL(model_check) \
+#define CREATE_SQL(source) \
 	"WITH o AS (INSERT INTO alexandrite.orders AS o" \
 	"                  (id, external_ref, channel, customer_id, mesh_id, material, payload," \
-	"                   created_at, sla_due_at, updated_at, status_changed_at, event_seq)" \
-	"           SELECT pg_catalog.nextval('alexandrite.orders_id_seq'::pg_catalog.regclass)," \
-	"                  $1, $2, $3, $4, $5, $6, $7, $8, $7, $7, 1" \
-	"            WHERE NOT EXISTS (SELECT 1 FROM alexandrite.orders x" \
-	"                               WHERE x.external_ref OPERATOR(pg_catalog.=) $1)" \
-	model_check \
+	"                   created_at, sla_due_at, updated_at, status_changed_at, event_seq) " \
+	source \
 	"           ON CONFLICT ON CONSTRAINT orders_external_ref_key DO NOTHING" \
 	"           RETURNING o.id)," \
 	"     e AS (INSERT INTO alexandrite.order_events" \
 	"                  (order_id, from_status, to_status, at, actor, traceparent)" \
-	"           SELECT o.id, NULL, 'new', $7, $9, $10 FROM o)," \
-	"     x AS (" ALX_OUTBOX_INSERT \
-	"           SELECT " ALX_OUTBOX_NEXT_ID ", 'order', o.id::pg_catalog.text, 1, 'order.created'," \
-	"                  $11 OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('order_id', o.id), $12" \
-	"             FROM o) " \
-	"SELECT o.id FROM o"
+	"           SELECT o.id, NULL, 'new', $8, $10, $11 FROM o) " \
+	ALX_OUTBOX_INSERT \
+	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', $12, 1, 'order.created', $13, $14 FROM o"
+#define CREATE_VALUES \
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $8, 1)"
+#define CREATE_SELECT(checks) \
+	"SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $8, 1 WHERE true" checks
 #define MESH_CHECK \
-	" AND EXISTS (SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) $4)"
+	" AND EXISTS (SELECT 1 FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) $5)"
 #define MATERIAL_CHECK \
 	" AND EXISTS (SELECT 1 FROM alexandrite.materials m" \
-	"              WHERE m.code OPERATOR(pg_catalog.=) $5 AND m.active)"
+	"              WHERE m.code OPERATOR(pg_catalog.=) $6 AND m.active)"
 #define CREATE_TYPES \
-	TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID, \
-	TIMESTAMPTZOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID, \
+	TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID
 
 static AlxPlan create_plans[4] = {
-	{CREATE_SQL(""), 12, {CREATE_TYPES}},
-	{CREATE_SQL(MESH_CHECK), 12, {CREATE_TYPES}},
-	{CREATE_SQL(MATERIAL_CHECK), 12, {CREATE_TYPES}},
-	{CREATE_SQL(MESH_CHECK MATERIAL_CHECK), 12, {CREATE_TYPES}}
+	{CREATE_SQL(CREATE_VALUES), 14, {CREATE_TYPES}},
+	{CREATE_SQL(CREATE_SELECT(MESH_CHECK)), 14, {CREATE_TYPES}},
+	{CREATE_SQL(CREATE_SELECT(MATERIAL_CHECK)), 14, {CREATE_TYPES}},
+	{CREATE_SQL(CREATE_SELECT(MESH_CHECK MATERIAL_CHECK)), 14, {CREATE_TYPES}}
 };
 
 static AlxPlan existing_plan = {
@@ -153,17 +152,31 @@ existing_order(const char *external_ref, const char *channel, const char *custom
 }
 
 /*
- * The order.created payload of the order create_order is about to write;
- * the statement adds its order_id.
+ * The id of the new order (alexandrite.orders_id_seq, as the owner).  A
+ * retry, or an order refused for its model, uses up an id: sequences have
+ * gaps.
  */
+static int64
+next_order_id(void)
+{
+	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);
+	Oid			seq = get_relname_relid("orders_id_seq", nsp);
+
+	if (!OidIsValid(seq))
+		elog(ERROR, "sequence alexandrite.orders_id_seq does not exist");
+	return nextval_internal(seq, true);
+}
+
+/* The order.created payload of the order create_order is about to write. */
 static Jsonb *
-created_payload(const char *external_ref, const char *channel, const char *customer,
+created_payload(int64 id, const char *external_ref, const char *channel, const char *customer,
 				bool has_mesh, int64 mesh_id, const char *material, TimestampTz now,
 				TimestampTz due, const char *actor)
 {
 	AlxJson		j;
 
 	AlxJsonBegin(&j);
+	AlxJsonInt8(&j, "order_id", id, false);
 	AlxJsonText(&j, "external_ref", external_ref);
 	AlxJsonText(&j, "channel", channel);
 	AlxJsonText(&j, "customer_id", customer);
@@ -253,42 +266,37 @@ alexandrite_create_order(PG_FUNCTION_ARGS)
 		Jsonb	   *headers = AlxOutboxHeaders(NULL);
 		Jsonb	   *event;
 		char		idbuf[32];
-		Datum		values[12];
-		char		nulls[12];
-		bool		isnull;
+		Datum		values[14];
+		char		nulls[14];
 
-		/*
-		 * checked as the largest order id would make it (the payload's
-		 * order_id, added by the statement, is within the check's margin)
-		 */
-		snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, PG_INT64_MAX);
-		event = created_payload(ext, channel, customer, has_mesh, mesh_id, material,
+		id = next_order_id();
+		snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, id);
+		event = created_payload(id, ext, channel, customer, has_mesh, mesh_id, material,
 								now, due, actor);
 		AlxOutboxCheckOwnEvent(idbuf, "order.created", event, headers);
 
 		memset(nulls, ' ', sizeof(nulls));
-		values[0] = CStringGetTextDatum(ext);
-		values[1] = CStringGetTextDatum(channel);
-		values[2] = CStringGetTextDatum(customer);
-		values[3] = Int64GetDatum(mesh_id);
-		nulls[3] = has_mesh ? ' ' : 'n';
-		values[4] = material ? CStringGetTextDatum(material) : (Datum) 0;
-		nulls[4] = material ? ' ' : 'n';
-		values[5] = JsonbPGetDatum(payload);
-		values[6] = TimestampTzGetDatum(now);
-		values[7] = TimestampTzGetDatum(due);
-		values[8] = CStringGetTextDatum(actor);
-		values[9] = (alx_traceparent && alx_traceparent[0]) ? CStringGetTextDatum(alx_traceparent) : (Datum) 0;
-		nulls[9] = (alx_traceparent && alx_traceparent[0]) ? ' ' : 'n';
-		values[10] = JsonbPGetDatum(event);
-		values[11] = JsonbPGetDatum(headers);
+		values[0] = Int64GetDatum(id);
+		values[1] = CStringGetTextDatum(ext);
+		values[2] = CStringGetTextDatum(channel);
+		values[3] = CStringGetTextDatum(customer);
+		values[4] = Int64GetDatum(mesh_id);
+		nulls[4] = has_mesh ? ' ' : 'n';
+		values[5] = material ? CStringGetTextDatum(material) : (Datum) 0;
+		nulls[5] = material ? ' ' : 'n';
+		values[6] = JsonbPGetDatum(payload);
+		values[7] = TimestampTzGetDatum(now);
+		values[8] = TimestampTzGetDatum(due);
+		values[9] = CStringGetTextDatum(actor);
+		values[10] = (alx_traceparent && alx_traceparent[0]) ? CStringGetTextDatum(alx_traceparent) : (Datum) 0;
+		nulls[10] = (alx_traceparent && alx_traceparent[0]) ? ' ' : 'n';
+		values[11] = CStringGetTextDatum(idbuf);
+		values[12] = JsonbPGetDatum(event);
+		values[13] = JsonbPGetDatum(headers);
 		AlxPlanRun(&create_plans[(has_mesh ? 1 : 0) + (material ? 2 : 0)],
 				   AlxOutboxCurrentTable(), values, nulls, false, 0);
 		if (SPI_processed == 1)
-		{
-			id = AlxSpiInt8(0, 1, &isnull);
 			AlxOutboxWakeupAtCommit();
-		}
 		else if (!existing_order(ext, channel, customer, &id))
 			refuse(CREATE_OK, channel, has_mesh, mesh_id, material, ext);
 	}

@@ -32,6 +32,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -102,6 +103,42 @@ static AlxPlan breach_plan = {
 	9, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, JSONBOID}
 };
 
+/*
+ * A status change in one statement (AlxOrderSetStatus): lock the row (p),
+ * check the move against the allowed origins ($5, from the cached state
+ * machine), update, history row, event (its payload built and checked by
+ * the same C code as the two-step write's, order_status_payload).  No row
+ * when the order is missing, already in the status, or not allowed to
+ * move; the caller then takes the two-step path, which explains.
+ */
+static AlxPlan fast_status_plan = {
+	"WITH p AS (SELECT o.id, o.status, o.external_ref, o.operator_id, o.sla_due_at, o.event_seq"
+	"             FROM alexandrite.orders o"
+	"            WHERE o.id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE),"
+	"     u AS (UPDATE alexandrite.orders o"
+	"              SET status = $2::alexandrite.order_status,"
+	"                  operator_id = CASE WHEN $3 THEN NULL ELSE p.operator_id END,"
+	"                  updated_at = $4, status_changed_at = $4,"
+	"                  event_seq = p.event_seq OPERATOR(pg_catalog.+) 1"
+	"             FROM p"
+	"            WHERE o.id OPERATOR(pg_catalog.=) p.id"
+	"              AND p.status OPERATOR(pg_catalog.=) ANY ($5::alexandrite.order_status[])"
+	"              AND (p.operator_id IS NOT NULL OR NOT $6)"
+	"           RETURNING o.id, o.operator_id, o.event_seq, p.status AS from_status,"
+	"                     p.external_ref, p.sla_due_at),"
+	"     e AS (INSERT INTO alexandrite.order_events"
+	"                  (order_id, from_status, to_status, at, actor, traceparent)"
+	"           SELECT u.id, u.from_status, $2::alexandrite.order_status, $4, $7, $8 FROM u) "
+	ALX_OUTBOX_INSERT
+	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', u.id::pg_catalog.text, u.event_seq, 'order.status_changed',"
+	"       alexandrite.order_status_payload(u.id, u.external_ref, u.from_status::pg_catalog.text,"
+	"                                        $2, $4, $7, u.operator_id, u.sla_due_at, $9),"
+	"       $9"
+	"  FROM u",
+	9, {INT8OID, TEXTOID, BOOLOID, TIMESTAMPTZOID, TEXTARRAYOID, BOOLOID, TEXTOID,
+	TEXTOID, JSONBOID}
+};
+
 static AlxPlan model_plan = {
 	"UPDATE alexandrite.orders o SET mesh_id = $2, material = $3, updated_at = $4"
 	" WHERE o.id OPERATOR(pg_catalog.=) $1",
@@ -115,96 +152,113 @@ static AlxPlan next_seq_plan = {
 };
 
 /*------------------------------------------------------------------------
- * Event payloads: JSON objects built in C (jsonb sorts the keys)
+ * Event payloads: JSON objects built in C.  The pairs are collected, put in
+ * jsonb's key order (shorter keys first, then bytewise) and converted in
+ * one step, which is what jsonb_build_object gives for the same pairs.
  *------------------------------------------------------------------------
  */
 void
 AlxJsonBegin(AlxJson *j)
 {
-	j->st = NULL;
-	pushJsonbValue(&j->st, WJB_BEGIN_OBJECT, NULL);
+	j->npairs = 0;
 }
 
-static void
-json_key(AlxJson *j, const char *key)
+static JsonbValue *
+json_add(AlxJson *j, const char *key)
 {
-	JsonbValue	k;
+	JsonbPair  *p;
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(&j->st, WJB_KEY, &k);
+	if (j->npairs >= ALX_JSON_MAXPAIRS)
+		elog(ERROR, "too many keys in an alexandrite event payload");
+	p = &j->pairs[j->npairs++];
+	p->key.type = jbvString;
+	p->key.val.string.val = (char *) key;
+	p->key.val.string.len = strlen(key);
+	p->order = j->npairs;
+	return &p->value;
 }
 
 /* a string, or null when val is NULL */
 void
 AlxJsonText(AlxJson *j, const char *key, const char *val)
 {
-	JsonbValue	v;
+	JsonbValue *v = json_add(j, key);
 
-	json_key(j, key);
 	if (val == NULL)
-		v.type = jbvNull;
+		v->type = jbvNull;
 	else
 	{
-		v.type = jbvString;
-		v.val.string.val = (char *) val;
-		v.val.string.len = strlen(val);
+		v->type = jbvString;
+		v->val.string.val = (char *) val;
+		v->val.string.len = strlen(val);
 	}
-	pushJsonbValue(&j->st, WJB_VALUE, &v);
 }
 
 /* a number, or null when isnull */
 void
 AlxJsonInt8(AlxJson *j, const char *key, int64 val, bool isnull)
 {
-	JsonbValue	v;
+	JsonbValue *v = json_add(j, key);
 
-	json_key(j, key);
 	if (isnull)
-		v.type = jbvNull;
+		v->type = jbvNull;
 	else
 	{
-		v.type = jbvNumeric;
-		v.val.numeric = int64_to_numeric(val);
+		v->type = jbvNumeric;
+		v->val.numeric = int64_to_numeric(val);
 	}
-	pushJsonbValue(&j->st, WJB_VALUE, &v);
 }
 
 /* a number, or null when val is NULL */
 void
 AlxJsonNumeric(AlxJson *j, const char *key, Numeric val)
 {
-	JsonbValue	v;
+	JsonbValue *v = json_add(j, key);
 
-	json_key(j, key);
 	if (val == NULL)
-		v.type = jbvNull;
+		v->type = jbvNull;
 	else
 	{
-		v.type = jbvNumeric;
-		v.val.numeric = val;
+		v->type = jbvNumeric;
+		v->val.numeric = val;
 	}
-	pushJsonbValue(&j->st, WJB_VALUE, &v);
 }
 
 /* a timestamptz as jsonb_build_object writes it (ISO 8601, session zone) */
 void
 AlxJsonTimestamp(AlxJson *j, const char *key, TimestampTz ts)
 {
-	JsonbValue	v;
+	JsonbValue *v = json_add(j, key);
 
-	json_key(j, key);
-	v.type = jbvString;
-	v.val.string.val = JsonEncodeDateTime(NULL, TimestampTzGetDatum(ts), TIMESTAMPTZOID, NULL);
-	v.val.string.len = strlen(v.val.string.val);
-	pushJsonbValue(&j->st, WJB_VALUE, &v);
+	v->type = jbvString;
+	v->val.string.val = JsonEncodeDateTime(NULL, TimestampTzGetDatum(ts), TIMESTAMPTZOID, NULL);
+	v->val.string.len = strlen(v->val.string.val);
+}
+
+/* jsonb's order of object keys */
+static int
+json_key_cmp(const void *a, const void *b)
+{
+	const JsonbPair *pa = (const JsonbPair *) a;
+	const JsonbPair *pb = (const JsonbPair *) b;
+	int			la = pa->key.val.string.len;
+	int			lb = pb->key.val.string.len;
+
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return memcmp(pa->key.val.string.val, pb->key.val.string.val, la);
 }
 
 Jsonb *
 AlxJsonEnd(AlxJson *j)
 {
-	return JsonbValueToJsonb(pushJsonbValue(&j->st, WJB_END_OBJECT, NULL));
+	JsonbValue	obj;
+
+	qsort(j->pairs, j->npairs, sizeof(JsonbPair), json_key_cmp);
+	obj.type = jbvObject;
+	obj.val.object.nPairs = j->npairs;
+	obj.val.object.pairs = j->pairs;
+	return JsonbValueToJsonb(&obj);
 }
 
 /*------------------------------------------------------------------------
@@ -292,6 +346,55 @@ AlxOrderCheckTransition(const AlxOrderRow *row, AlxStatus to)
  */
 
 /*
+ * The order.status_changed payload, checked against the relay's limits:
+ * the one builder for both forms of the status write.
+ */
+static Jsonb *
+status_changed_payload(int64 id, const char *external_ref, const char *from, const char *to,
+					   TimestampTz at, const char *actor, const char *operator_id,
+					   TimestampTz sla_due_at, Jsonb *headers)
+{
+	AlxJson		j;
+	Jsonb	   *payload;
+	char		idbuf[32];
+
+	AlxJsonBegin(&j);
+	AlxJsonInt8(&j, "order_id", id, false);
+	AlxJsonText(&j, "external_ref", external_ref);
+	AlxJsonText(&j, "from_status", from);
+	AlxJsonText(&j, "to_status", to);
+	AlxJsonTimestamp(&j, "at", at);
+	AlxJsonText(&j, "actor", actor);
+	AlxJsonText(&j, "operator_id", operator_id);
+	AlxJsonTimestamp(&j, "sla_due_at", sla_due_at);
+	payload = AlxJsonEnd(&j);
+	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, id);
+	AlxOutboxCheckOwnEvent(idbuf, "order.status_changed", payload, headers);
+	return payload;
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_order_status_payload);
+
+/*
+ * order_status_payload(order_id, external_ref, from_status, to_status, at,
+ * actor, operator_id, sla_due_at, headers): the payload of
+ * order.status_changed, for the one-statement status write, which knows
+ * the row's fields only inside the statement.  Internal (no EXECUTE for
+ * PUBLIC); it only builds a value.
+ */
+Datum
+alexandrite_order_status_payload(PG_FUNCTION_ARGS)
+{
+#define TXT(n) (PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n)))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(4) || PG_ARGISNULL(7) || PG_ARGISNULL(8))
+		elog(ERROR, "order_status_payload: unexpected NULL argument");
+	PG_RETURN_JSONB_P(status_changed_payload(PG_GETARG_INT64(0), TXT(1), TXT(2), TXT(3),
+											 PG_GETARG_TIMESTAMPTZ(4), TXT(5), TXT(6),
+											 PG_GETARG_TIMESTAMPTZ(7), PG_GETARG_JSONB_P(8)));
+#undef TXT
+}
+
+/*
  * Changes the status (and holder, and for price_order the price) of a
  * locked order: one UPDATE, one order_events row, order.status_changed
  * (and order.priced when the price is set), in one statement.
@@ -314,17 +417,9 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	AlxOrderCheckTransition(row, chg->to_status);
 	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, row->id);
 
-	AlxJsonBegin(&j);
-	AlxJsonInt8(&j, "order_id", row->id, false);
-	AlxJsonText(&j, "external_ref", row->external_ref);
-	AlxJsonText(&j, "from_status", AlxStatusNames[row->status]);
-	AlxJsonText(&j, "to_status", AlxStatusNames[chg->to_status]);
-	AlxJsonTimestamp(&j, "at", now);
-	AlxJsonText(&j, "actor", chg->actor);
-	AlxJsonText(&j, "operator_id", chg->operator_id);
-	AlxJsonTimestamp(&j, "sla_due_at", row->sla_due_at);
-	changed = AlxJsonEnd(&j);
-	AlxOutboxCheckOwnEvent(idbuf, "order.status_changed", changed, headers);
+	changed = status_changed_payload(row->id, row->external_ref, AlxStatusNames[row->status],
+									 AlxStatusNames[chg->to_status], now, chg->actor,
+									 chg->operator_id, row->sla_due_at, headers);
 	if (chg->set_price)
 	{
 		AlxJsonBegin(&j);
@@ -375,6 +470,66 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	row->price = price;
 	row->event_seq = seq;
 	AlxOutboxWakeupAtCommit();
+}
+
+/*
+ * set_status's write: moves an order to a status, in one statement when
+ * the move is allowed (the common case), else through the two-step path
+ * (lock and read, check with the errors set_status documents, write).
+ * A repeated request changes nothing.
+ */
+void
+AlxOrderSetStatus(int64 order_id, AlxStatus to, const char *actor)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Jsonb	   *headers = AlxOutboxHeaders(NULL);
+	Datum		origins[ALX_NSTATUS];
+	int			norigins = 0;
+	Datum		values[9];
+	char		nulls[9];
+	AlxOrderRow row;
+	AlxOrderChange chg;
+
+	for (int s = 0; s < ALX_NSTATUS; s++)
+		if (s != to && AlxTransitionAllowed((AlxStatus) s, to))
+			origins[norigins++] = CStringGetTextDatum(AlxStatusNames[s]);
+
+	if (norigins > 0)
+	{
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = Int64GetDatum(order_id);
+		values[1] = CStringGetTextDatum(AlxStatusNames[to]);
+		values[2] = BoolGetDatum(to < ALX_ST_ASSIGNED);
+		values[3] = TimestampTzGetDatum(now);
+		values[4] = PointerGetDatum(construct_array(origins, norigins, TEXTOID, -1, false, TYPALIGN_INT));
+		values[5] = BoolGetDatum(to == ALX_ST_ASSIGNED);
+		values[6] = CStringGetTextDatum(actor);
+		values[7] = (alx_traceparent && alx_traceparent[0]) ? CStringGetTextDatum(alx_traceparent) : (Datum) 0;
+		nulls[7] = (alx_traceparent && alx_traceparent[0]) ? ' ' : 'n';
+		values[8] = JsonbPGetDatum(headers);
+		AlxPlanRun(&fast_status_plan, AlxOutboxCurrentTable(), values, nulls, false, 0);
+		if (SPI_processed == 1)
+		{
+			AlxOutboxWakeupAtCommit();
+			return;
+		}
+	}
+
+	AlxOrderLock(order_id, &row, false);
+	if (row.status == to)
+		return;					/* a repeated request changes nothing */
+	AlxOrderCheckTransition(&row, to);
+	if (to == ALX_ST_ASSIGNED && row.operator_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot mark order " INT64_FORMAT " assigned without an operator", order_id),
+				 errhint("Use alexandrite.assign_next() to give an order to an operator.")));
+	memset(&chg, 0, sizeof(chg));
+	chg.to_status = to;
+	/* back to the pool: nobody holds it any more */
+	chg.operator_id = to < ALX_ST_ASSIGNED ? NULL : row.operator_id;
+	chg.actor = actor;
+	AlxOrderWriteStatus(&row, &chg);
 }
 
 /*

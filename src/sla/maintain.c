@@ -5,8 +5,9 @@
  *	  operator_load and the escalation window.
  *
  * One C trigger function (alexandrite.orders_maintain) serves the row
- * triggers of orders, each with a WHEN clause that lets through only the
- * rows that matter (so most writes never call it):
+ * triggers of orders and returns at once for rows that change nothing it
+ * keeps (no WHEN clause: PostgreSQL parses a trigger's WHEN clause again
+ * for every statement, which costs more than this call):
  *	 - the load: a row that starts or stops being an open order held by an
  *	   operator moves that operator's count in operator_load by one.  A
  *	   missing row or NULL count means "unknown" and stays so (NULL + 1);
