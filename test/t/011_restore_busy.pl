@@ -60,7 +60,7 @@ SELECT public.mes_step(:r, :o, 'op' || :client_id);
 });
 my ($out, $err) = ('', '');
 my $load = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-T', '20', '-f', $script, '-d', $node->connstr('shop') ],
+	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-T', '20', '-f', $script, $node->connstr('shop') ],
 	'>', \$out, '2>', \$err);
 ok(AlxTest::wait_until($node, 'shop', "SELECT count(*) > 300 FROM alexandrite.orders", 60),
 	'the MES is writing');
@@ -87,7 +87,7 @@ $node->command_ok([ 'pg_dump', '-d', $node->connstr('shop'), '-Fc', "--snapshot=
 $snap->query_safe('COMMIT');
 $snap->quit;
 $load->finish;
-like($out, qr/number of failed transactions: 0|transactions actually processed/, 'the load ran')
+like($out, qr/number of transactions actually processed: [1-9]/, 'the load ran')
   or diag($err);
 cmp_ok($node->safe_psql('shop', 'SELECT count(*) FROM alexandrite.outbox_events'), '>',
 	(split /:/, $at_dump{'alexandrite.outbox_events_0'})[0], 'events kept coming after the dump');
