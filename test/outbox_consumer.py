@@ -89,6 +89,9 @@ def consume(ports, queue, outfile):
                     'aggregate_seq': h.get('aggregate_seq'),
                     'event_type': h.get('event_type'),
                     'traceparent': h.get('traceparent'),
+                    'nheaders': len(h),
+                    'header_bytes': sum(len(str(k).encode()) + len(str(v).encode()) for k, v in h.items()),
+                    'longest_header_name': max((len(str(k).encode()) for k in h), default=0),
                     'body': body.decode('utf-8', 'replace'),
                     'port': port,
                 }
