@@ -182,7 +182,7 @@ CREATE FUNCTION alexandrite.orders_maintain() RETURNS trigger
     AS 'MODULE_PATHNAME', 'alexandrite_orders_maintain'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.orders_maintain()
-    IS 'internal: row trigger keeping alexandrite.operator_load and the escalation window in step with orders';
+    IS 'internal: row trigger keeping alexandrite.operator_load, the escalation window and the dashboards in step with orders';
 CREATE FUNCTION alexandrite.orders_truncated() RETURNS trigger
     AS 'MODULE_PATHNAME', 'alexandrite_orders_truncated'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -193,7 +193,7 @@ CREATE TRIGGER orders_maintain_ins
     AFTER INSERT ON alexandrite.orders FOR EACH ROW
     EXECUTE FUNCTION alexandrite.orders_maintain();
 CREATE TRIGGER orders_maintain_upd
-    AFTER UPDATE OF operator_id, status, sla_due_at ON alexandrite.orders FOR EACH ROW
+    AFTER UPDATE ON alexandrite.orders FOR EACH ROW
     EXECUTE FUNCTION alexandrite.orders_maintain();
 CREATE TRIGGER orders_maintain_del
     AFTER DELETE ON alexandrite.orders FOR EACH ROW
@@ -206,11 +206,11 @@ ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_upd;
 ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_del;
 ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_truncate;
 COMMENT ON TRIGGER orders_maintain_ins ON alexandrite.orders
-    IS 'keeps alexandrite.operator_load and the escalation window (held or back-dated new rows)';
+    IS 'keeps alexandrite.operator_load, the escalation window and the dashboards (new rows)';
 COMMENT ON TRIGGER orders_maintain_upd ON alexandrite.orders
-    IS 'keeps alexandrite.operator_load and the escalation window (holder, openness or due time changed)';
+    IS 'keeps alexandrite.operator_load, the escalation window and the dashboards (changed rows)';
 COMMENT ON TRIGGER orders_maintain_del ON alexandrite.orders
-    IS 'keeps alexandrite.operator_load (held rows deleted)';
+    IS 'keeps alexandrite.operator_load and the dashboards (deleted rows)';
 COMMENT ON TRIGGER orders_maintain_truncate ON alexandrite.orders
     IS 'keeps alexandrite.operator_load (no orders, no load)';
 REVOKE ALL ON FUNCTION alexandrite.assign_next(text) FROM PUBLIC;
@@ -325,8 +325,8 @@ BEGIN
     END LOOP;
 END;
 $$;
-CREATE TRIGGER alx_dashboard_capture AFTER INSERT OR UPDATE OR DELETE ON alexandrite.orders
-    FOR EACH ROW EXECUTE FUNCTION alexandrite.dashboard_capture();
+-- orders: its rows are captured by the order core's C trigger
+-- (orders_maintain, sla section)
 CREATE TRIGGER alx_dashboard_flush AFTER INSERT OR UPDATE OR DELETE ON alexandrite.orders
     FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.dashboard_capture();
 CREATE TRIGGER alx_dashboard_truncate AFTER TRUNCATE ON alexandrite.orders

@@ -166,18 +166,19 @@ COMMENT ON FUNCTION alexandrite.escalate_overdue(boolean)
 
 ------------------------------------------------------------------------------
 -- What every write of orders keeps exact (C: src/sla/maintain.c): the load
--- of operator_load and the escalation window, for the API, a superuser's
--- direct SQL, COPY and a logical replication subscriber alike (ENABLE
--- ALWAYS).  One C trigger function for every row; it returns at once
--- unless the row changes who holds an open order or moves a due time into
--- the past.  (No WHEN clause: PostgreSQL parses a trigger's WHEN clause
--- anew for every statement, which cost more than calling the function.)
+-- of operator_load, the escalation window and the dashboards' capture (the
+-- row half of it: orders has no alx_dashboard_capture trigger, see
+-- sql/schema/dashboard.sql), for the API, a superuser's direct SQL, COPY
+-- and a logical replication subscriber alike (ENABLE ALWAYS).  One C row
+-- trigger instead of one trigger per concern.  (No WHEN clause: PostgreSQL
+-- parses a trigger's WHEN clause anew for every statement, which costs
+-- more than calling the function.)
 ------------------------------------------------------------------------------
 CREATE FUNCTION alexandrite.orders_maintain() RETURNS trigger
     AS 'MODULE_PATHNAME', 'alexandrite_orders_maintain'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.orders_maintain()
-    IS 'internal: row trigger keeping alexandrite.operator_load and the escalation window in step with orders';
+    IS 'internal: row trigger keeping alexandrite.operator_load, the escalation window and the dashboards in step with orders';
 CREATE FUNCTION alexandrite.orders_truncated() RETURNS trigger
     AS 'MODULE_PATHNAME', 'alexandrite_orders_truncated'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -188,7 +189,7 @@ CREATE TRIGGER orders_maintain_ins
     AFTER INSERT ON alexandrite.orders FOR EACH ROW
     EXECUTE FUNCTION alexandrite.orders_maintain();
 CREATE TRIGGER orders_maintain_upd
-    AFTER UPDATE OF operator_id, status, sla_due_at ON alexandrite.orders FOR EACH ROW
+    AFTER UPDATE ON alexandrite.orders FOR EACH ROW
     EXECUTE FUNCTION alexandrite.orders_maintain();
 CREATE TRIGGER orders_maintain_del
     AFTER DELETE ON alexandrite.orders FOR EACH ROW
@@ -201,11 +202,11 @@ ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_upd;
 ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_del;
 ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_truncate;
 COMMENT ON TRIGGER orders_maintain_ins ON alexandrite.orders
-    IS 'keeps alexandrite.operator_load and the escalation window (held or back-dated new rows)';
+    IS 'keeps alexandrite.operator_load, the escalation window and the dashboards (new rows)';
 COMMENT ON TRIGGER orders_maintain_upd ON alexandrite.orders
-    IS 'keeps alexandrite.operator_load and the escalation window (holder, openness or due time changed)';
+    IS 'keeps alexandrite.operator_load, the escalation window and the dashboards (changed rows)';
 COMMENT ON TRIGGER orders_maintain_del ON alexandrite.orders
-    IS 'keeps alexandrite.operator_load (held rows deleted)';
+    IS 'keeps alexandrite.operator_load and the dashboards (deleted rows)';
 COMMENT ON TRIGGER orders_maintain_truncate ON alexandrite.orders
     IS 'keeps alexandrite.operator_load (no orders, no load)';
 

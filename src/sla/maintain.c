@@ -16,6 +16,11 @@
  *	 - back-dating: a row written with a due time already past (an insert,
  *	   or a due time moved earlier) makes the next escalate_overdue() scan
  *	   every open order.
+ *	 - the dashboards: every row change of orders goes to the dashboard
+ *	   capture (AlxDashboardCaptureRow, src/dashboard); orders carries no
+ *	   alx_dashboard_capture row trigger of its own, only the statement
+ *	   triggers that flush and truncate.  One row trigger, not one per
+ *	   concern.
  * The triggers fire for the API's writes, a superuser's direct SQL, COPY
  * and a logical replication subscriber's apply alike (ENABLE ALWAYS), and
  * run their statements as the extension owner.  TRUNCATE empties the load.
@@ -38,6 +43,7 @@
 #include "utils/syscache.h"
 
 #include "core/core.h"
+#include "dashboard/dashboard.h"
 #include "sla/sla.h"
 
 static AlxPlan dec_plan = {
@@ -180,14 +186,21 @@ alexandrite_orders_maintain(PG_FUNCTION_ARGS)
 		elog(ERROR, "orders_maintain fired on a table without operator_id, status and sla_due_at");
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+	{
 		newt = td->tg_trigtuple;
+		AlxDashboardCaptureRow(td->tg_relation, NULL, td->tg_trigslot);
+	}
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		oldt = td->tg_trigtuple;
 		newt = td->tg_newtuple;
+		AlxDashboardCaptureRow(td->tg_relation, td->tg_trigslot, td->tg_newslot);
 	}
 	else
+	{
 		oldt = td->tg_trigtuple;
+		AlxDashboardCaptureRow(td->tg_relation, td->tg_trigslot, NULL);
+	}
 
 	if (oldt)
 		old_holder = holder(oldt, desc, att_op, att_status);
