@@ -23,6 +23,7 @@
 
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+#include "storage/lock.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
@@ -106,6 +107,7 @@ typedef struct AlxPlan
 	int			nargs;
 	Oid			argtypes[32];
 	SPIPlanPtr	plans[3];		/* one per outbox table when sql has %d */
+	int			per_table;		/* 0: not known yet; 1: sql has %d; -1: not */
 } AlxPlan;
 
 extern SPIPlanPtr AlxPlanGet(AlxPlan *plan, int outbox_table);
@@ -139,6 +141,25 @@ extern void AlxJsonInt8(AlxJson *j, const char *key, int64 val, bool isnull);
 extern void AlxJsonNumeric(AlxJson *j, const char *key, Numeric val);
 extern void AlxJsonTimestamp(AlxJson *j, const char *key, TimestampTz ts);
 extern Jsonb *AlxJsonEnd(AlxJson *j);
+
+/*
+ * maintain.c: load moves the write routine makes itself, in its statement;
+ * the maintenance trigger skips the row they belong to.  Begin/End bracket
+ * that statement (End also on error), and nest.
+ */
+typedef struct AlxCoreLoadMark
+{
+	bool		active;
+	LocalTransactionId lxid;
+	SubTransactionId subxid;
+	int64		order_id;
+	const char *old_holder;
+	const char *new_holder;
+} AlxCoreLoadMark;
+
+extern void AlxCoreLoadBegin(AlxCoreLoadMark *save, int64 order_id,
+							 const char *old_holder, const char *new_holder);
+extern void AlxCoreLoadEnd(const AlxCoreLoadMark *save);
 
 /* api.c: the steps the SQL entry points share */
 extern void AlxOrderCheckAssign(const AlxOrderRow *row);

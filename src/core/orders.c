@@ -69,6 +69,28 @@ static AlxPlan status_plan = {
 };
 
 /*
+ * ... and, when the holder of an open order changes (an assignment, a
+ * release, shipping a held order), the operator load in the same statement
+ * (upserts: a missing row stays unknown, NULL + 1 too); the maintenance
+ * trigger then skips the rows this statement accounted for.
+ */
+static AlxPlan status_load_plan = {
+	STATUS_WITH ","
+	"     d AS (INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)"
+	"           SELECT $13, NULL WHERE $13 IS NOT NULL"
+	"           ON CONFLICT ON CONSTRAINT operator_load_pkey"
+	"           DO UPDATE SET open_orders = CASE WHEN l.open_orders OPERATOR(pg_catalog.>) 0"
+	"                                            THEN l.open_orders OPERATOR(pg_catalog.-) 1 END),"
+	"     i AS (INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)"
+	"           SELECT $14, NULL WHERE $14 IS NOT NULL"
+	"           ON CONFLICT ON CONSTRAINT operator_load_pkey"
+	"           DO UPDATE SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1) "
+	ALX_OUTBOX_INSERT
+	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', $10, $6, 'order.status_changed', $11, $12 FROM u",
+	14, {STATUS_TYPES, TEXTOID, TEXTOID}
+};
+
+/*
  * ... for price_order: with the quote row, and two events, status_changed
  * then priced (the ids are taken after the sort, in seq order)
  */
@@ -413,6 +435,8 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	Datum		values[27];
 	char		nulls[27];
 	int			t;
+	const char *old_holder;
+	const char *new_holder;
 
 	AlxOrderCheckTransition(row, chg->to_status);
 	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, row->id);
@@ -452,7 +476,30 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	values[11] = JsonbPGetDatum(headers);
 
 	t = AlxOutboxCurrentTable();
-	if (!chg->set_price)
+	old_holder = ALX_STATUS_OPEN(row->status) ? row->operator_id : NULL;
+	new_holder = ALX_STATUS_OPEN(chg->to_status) ? chg->operator_id : NULL;
+	if (!chg->set_price &&
+		(old_holder != NULL || new_holder != NULL) &&
+		!(old_holder != NULL && new_holder != NULL && strcmp(old_holder, new_holder) == 0))
+	{
+		AlxCoreLoadMark mark;
+
+		values[12] = old_holder ? CStringGetTextDatum(old_holder) : (Datum) 0;
+		nulls[12] = old_holder ? ' ' : 'n';
+		values[13] = new_holder ? CStringGetTextDatum(new_holder) : (Datum) 0;
+		nulls[13] = new_holder ? ' ' : 'n';
+		AlxCoreLoadBegin(&mark, row->id, old_holder, new_holder);
+		PG_TRY();
+		{
+			AlxPlanRun(&status_load_plan, t, values, nulls, false, 0);
+		}
+		PG_FINALLY();
+		{
+			AlxCoreLoadEnd(&mark);
+		}
+		PG_END_TRY();
+	}
+	else if (!chg->set_price)
 		AlxPlanRun(&status_plan, t, values, nulls, false, 0);
 	else
 	{

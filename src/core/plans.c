@@ -38,19 +38,18 @@
 SPIPlanPtr
 AlxPlanGet(AlxPlan *plan, int outbox_table)
 {
-	int			slot = 0;
+	int			slot;
 
-	if (strstr(plan->sql, "%d") != NULL)
-	{
-		Assert(outbox_table >= 0 && outbox_table < 3);
-		slot = outbox_table;
-	}
+	if (plan->per_table == 0)
+		plan->per_table = strstr(plan->sql, "%d") != NULL ? 1 : -1;
+	slot = plan->per_table > 0 ? outbox_table : 0;
+	Assert(slot >= 0 && slot < 3);
 	if (plan->plans[slot] == NULL)
 	{
 		const char *sql = plan->sql;
 		SPIPlanPtr	p;
 
-		if (strstr(plan->sql, "%d") != NULL)
+		if (plan->per_table > 0)
 			sql = psprintf(plan->sql, slot, slot, slot);
 		p = SPI_prepare_cursor(sql, plan->nargs, plan->argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (p == NULL)

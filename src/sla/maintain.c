@@ -34,6 +34,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "storage/proc.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -46,23 +47,19 @@
 #include "dashboard/dashboard.h"
 #include "sla/sla.h"
 
+/* one move of an operator's count; a missing row stays unknown (NULL) */
 static AlxPlan dec_plan = {
-	"UPDATE alexandrite.operator_load l"
-	"   SET open_orders = CASE WHEN l.open_orders OPERATOR(pg_catalog.>) 0"
-	"                          THEN l.open_orders OPERATOR(pg_catalog.-) 1 END"
-	" WHERE l.operator_id OPERATOR(pg_catalog.=) $1",
+	"INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders) VALUES ($1, NULL)"
+	" ON CONFLICT ON CONSTRAINT operator_load_pkey"
+	" DO UPDATE SET open_orders = CASE WHEN l.open_orders OPERATOR(pg_catalog.>) 0"
+	"                                  THEN l.open_orders OPERATOR(pg_catalog.-) 1 END",
 	1, {TEXTOID}
 };
 
 static AlxPlan inc_plan = {
-	"UPDATE alexandrite.operator_load l SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1"
-	" WHERE l.operator_id OPERATOR(pg_catalog.=) $1",
-	1, {TEXTOID}
-};
-
-static AlxPlan unknown_plan = {
 	"INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders) VALUES ($1, NULL)"
-	" ON CONFLICT ON CONSTRAINT operator_load_pkey DO NOTHING",
+	" ON CONFLICT ON CONSTRAINT operator_load_pkey"
+	" DO UPDATE SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1",
 	1, {TEXTOID}
 };
 
@@ -142,7 +139,13 @@ holder(HeapTuple tup, TupleDesc desc, int att_op, int att_status)
 	return TextDatumGetCString(op);
 }
 
-/* Moves an operator's count by one (up or down), or leaves it unknown. */
+/*
+ * Moves an operator's count by one (up or down).  No row (or NULL) means
+ * unknown, and stays so: the upsert adds a NULL row that an assignment
+ * counts under the operator's lock; if that count is being taken right now,
+ * the upsert waits for it and then applies the move to it (the count did
+ * not see this uncommitted change).
+ */
 static void
 move_load(const char *operator_id, bool up)
 {
@@ -150,8 +153,48 @@ move_load(const char *operator_id, bool up)
 
 	values[0] = CStringGetTextDatum(operator_id);
 	AlxPlanRun(up ? &inc_plan : &dec_plan, 0, values, NULL, false, 0);
-	if (SPI_processed == 0)		/* no row: unknown, counted on demand */
-		AlxPlanRun(&unknown_plan, 0, values, NULL, false, 0);
+}
+
+/* the load moves the order core's running statement makes itself */
+static AlxCoreLoadMark core_mark;
+
+/* Marks the load moves of one order that the caller's statement makes. */
+void
+AlxCoreLoadBegin(AlxCoreLoadMark *save, int64 order_id, const char *old_holder,
+				 const char *new_holder)
+{
+	*save = core_mark;
+	core_mark.active = true;
+	core_mark.lxid = MyProc->lxid;
+	core_mark.subxid = GetCurrentSubTransactionId();
+	core_mark.order_id = order_id;
+	core_mark.old_holder = old_holder;
+	core_mark.new_holder = new_holder;
+}
+
+/* Back to the enclosing mark (call also when the statement fails). */
+void
+AlxCoreLoadEnd(const AlxCoreLoadMark *save)
+{
+	core_mark = *save;
+}
+
+static bool
+same_holder(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Did the order core's statement move the load for this row already? */
+static bool
+moved_by_core(int64 order_id, const char *old_holder, const char *new_holder)
+{
+	return core_mark.active &&
+		core_mark.lxid == MyProc->lxid &&
+		core_mark.subxid == GetCurrentSubTransactionId() &&
+		core_mark.order_id == order_id &&
+		same_holder(core_mark.old_holder, old_holder) &&
+		same_holder(core_mark.new_holder, new_holder);
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_orders_maintain);
@@ -164,7 +207,9 @@ alexandrite_orders_maintain(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	int			att_op,
 				att_status,
-				att_due;
+				att_due,
+				att_id;
+	bool		isnull_id;
 	HeapTuple	oldt = NULL;
 	HeapTuple	newt = NULL;
 	char	   *old_holder = NULL;
@@ -182,7 +227,8 @@ alexandrite_orders_maintain(PG_FUNCTION_ARGS)
 	att_op = SPI_fnumber(desc, "operator_id");
 	att_status = SPI_fnumber(desc, "status");
 	att_due = SPI_fnumber(desc, "sla_due_at");
-	if (att_op <= 0 || att_status <= 0 || att_due <= 0)
+	att_id = SPI_fnumber(desc, "id");
+	if (att_op <= 0 || att_status <= 0 || att_due <= 0 || att_id <= 0)
 		elog(ERROR, "orders_maintain fired on a table without operator_id, status and sla_due_at");
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -225,6 +271,11 @@ alexandrite_orders_maintain(PG_FUNCTION_ARGS)
 	}
 	/* same holder, still open: nothing moved */
 	if (old_holder && new_holder && strcmp(old_holder, new_holder) == 0)
+		old_holder = new_holder = NULL;
+	/* moved already by the order core's statement (src/core/orders.c) */
+	if ((old_holder || new_holder) &&
+		moved_by_core(DatumGetInt64(heap_getattr(newt ? newt : oldt, att_id, desc, &isnull_id)),
+					  old_holder, new_holder))
 		old_holder = new_holder = NULL;
 	if (old_holder == NULL && new_holder == NULL && !backdated)
 		return PointerGetDatum(NULL);
