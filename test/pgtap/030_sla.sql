@@ -32,7 +32,7 @@ SELECT is_empty($$SELECT * FROM alexandrite.rebalance()$$, 'rebalance() with its
 -- nothing is SECURITY DEFINER
 SELECT isnt_definer('alexandrite', f, f || ' is not SECURITY DEFINER')
   FROM unnest(ARRAY['sla_priority', 'assign_next', 'release_order', 'rebalance', 'escalate_overdue',
-                    'schedule_escalation', 'order_board', 'sla_claim']) f;
+                    'schedule_escalation', 'order_board', 'sla_recount_load']) f;
 
 -- administrative functions are not for PUBLIC; the operator-facing ones are
 SELECT function_privs_are('alexandrite', 'rebalance', ARRAY['interval'], 'public', ARRAY[]::text[],
@@ -57,8 +57,8 @@ SELECT ok(pg_get_indexdef('alexandrite.orders_pool_due_idx'::regclass) ~ 'WHERE 
 -- the cache invalidation and load triggers
 SELECT has_trigger('alexandrite', 'sla_policies', 'sla_policies_invalidate', 'sla_policies invalidates the priority cache');
 SELECT has_trigger('alexandrite', 'orders', t, 'orders has trigger ' || t)
-  FROM unnest(ARRAY['orders_operator_load_ins', 'orders_operator_load_upd', 'orders_operator_load_del',
-                    'orders_operator_load_truncate']) t;
+  FROM unnest(ARRAY['orders_maintain_ins', 'orders_maintain_upd', 'orders_maintain_del',
+                    'orders_maintain_truncate']) t;
 SELECT has_table('alexandrite', 'operator_load', 'operator_load exists');
 SELECT is(alexandrite.sla_channels(), ARRAY['b2b_api', 'crm', 'shop'], 'sla_channels lists the policy channels from the cache');
 SELECT volatility_is('alexandrite', 'order_board', ARRAY['text', 'integer', 'double precision', 'bigint'],

@@ -32,21 +32,24 @@ $mq->consume('t040');
 ok(AlxTest::wait_until($node, 'postgres', 'SELECT relay_connected FROM alexandrite.outbox_status', 60),
 	'the relay connects to the broker');
 
-# --- the order core emits by itself ---------------------------------------
+# --- the order API emits by itself -----------------------------------------
 $node->safe_psql('postgres', q{
+	INSERT INTO alexandrite.meshes (id, sha256, filename, format, triangles, vertices, volume_mm3, area_mm2,
+	                                size_x_mm, size_y_mm, size_z_mm, shells, watertight, boundary_edges,
+	                                nonmanifold_edges, degenerate_triangles)
+	VALUES (940001, sha256('t040 cube'), 'cube.stl', 'stl', 12, 8, 1000, 600, 10, 10, 10, 1, true, 0, 0, 0);
 	BEGIN;
 	SET LOCAL alexandrite.traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-	SELECT alexandrite.create_order('T040-1', 'shop', 'c1', NULL, 'ag925');
+	SELECT alexandrite.create_order('T040-1', 'shop', 'c1', 940001, 'ag925');
 	SELECT ledger_mine();
 	COMMIT;
 	BEGIN;
-	UPDATE alexandrite.orders SET price = 99.5 WHERE external_ref = 'T040-1';
-	SELECT alexandrite.set_status(id, 'priced', 'pricer') FROM alexandrite.orders WHERE external_ref = 'T040-1';
+	SELECT total FROM alexandrite.price_order((SELECT id FROM alexandrite.orders WHERE external_ref = 'T040-1'));
 	SELECT ledger_mine();
 	COMMIT;
+	UPDATE alexandrite.orders SET sla_due_at = now() - interval '1 day' WHERE external_ref = 'T040-1';
 	BEGIN;
-	INSERT INTO alexandrite.sla_breaches (order_id, sla_due_at, status_at_breach)
-	SELECT id, sla_due_at, status FROM alexandrite.orders WHERE external_ref = 'T040-1';
+	SELECT alexandrite.escalate_overdue(true);
 	SELECT ledger_mine();
 	COMMIT;
 });
@@ -62,7 +65,8 @@ is_deeply([ map { $_->{aggregate_seq} } @d ], [ 1, 2, 3, 4 ], 'aggregate_seq 1..
 ok((!grep { $_->{aggregate_id} ne $oid || $_->{aggregate_type} ne 'order' } @d), 'aggregate headers name the order');
 ok((!grep { $_->{delivery_mode} != 2 || $_->{content_type} ne 'application/json' } @d), 'persistent JSON messages');
 is($d[0]{traceparent}, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'traceparent header from the transaction');
-like($d[2]{body}, qr/"price": 99.5/, 'order.priced carries the price');
+my $price = $node->safe_psql('postgres', "SELECT price FROM alexandrite.orders WHERE external_ref = 'T040-1'");
+like($d[2]{body}, qr/"price": \Q$price\E[,}]/, "order.priced carries the price ($price)");
 is($d[1]{type}, 'order.status_changed', 'AMQP type is the event type');
 
 # --- wake-up at commit, not at the 1 s fallback timer -----------------------
