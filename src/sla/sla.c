@@ -158,6 +158,160 @@ interval_to_us(Interval *iv)
 		((double) iv->month * DAYS_PER_MONTH + (double) iv->day) * (double) USECS_PER_DAY;
 }
 
+/* attribute numbers of the sla_policies columns the cache reads */
+typedef struct AlxSlaAtts
+{
+	int			channel;
+	int			customer;
+	int			target;
+	int			weight;
+} AlxSlaAtts;
+
+/* the cache being built: channels (scoring) and every policy row (due times) */
+typedef struct AlxSlaBuild
+{
+	AlxSlaChannel *chans;
+	int			n;
+	int			allocated;
+	AlxSlaPolicyRow *rows;
+	int			nrows;
+	int			rows_allocated;
+} AlxSlaBuild;
+
+/* Finds the columns by name and type; an altered table is an ERROR. */
+static void
+sla_policy_columns(TupleDesc tupdesc, AlxSlaAtts *atts)
+{
+	atts->channel = atts->customer = atts->target = atts->weight = -1;
+	for (int i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		const char *name = NameStr(att->attname);
+
+		if (att->attisdropped)
+			continue;
+		if (strcmp(name, "channel") == 0 && att->atttypid == TEXTOID)
+			atts->channel = i + 1;
+		else if (strcmp(name, "customer_id") == 0 && att->atttypid == TEXTOID)
+			atts->customer = i + 1;
+		else if (strcmp(name, "target") == 0 && att->atttypid == INTERVALOID)
+			atts->target = i + 1;
+		else if (strcmp(name, "weight") == 0 && att->atttypid == FLOAT8OID)
+			atts->weight = i + 1;
+	}
+	if (atts->channel < 0 || atts->customer < 0 || atts->target < 0 || atts->weight < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"%s.sla_policies\" lacks the columns channel, customer_id, target and weight",
+						ALX_SCHEMA_NAME)));
+}
+
+/* A NUL-terminated copy of a text in the cache's context. */
+static char *
+sla_cache_text(text *t, int *len)
+{
+	char	   *s;
+
+	*len = VARSIZE_ANY_EXHDR(t);
+	s = MemoryContextAlloc(sla_cache_cxt, *len + 1);
+	memcpy(s, VARDATA_ANY(t), *len);
+	s[*len] = '\0';
+	return s;
+}
+
+/*
+ * Folds one channel's scoring parameters into the cache: a channel's
+ * default policy wins; with only contracts so far, the strictest.
+ */
+static void
+sla_cache_add_channel(AlxSlaBuild *b, text *chan, bool is_default,
+					  double target_us, double weight)
+{
+	AlxSlaChannel *chans = b->chans;
+	int			j;
+
+	for (j = 0; j < b->n; j++)
+		if (chans[j].name_len == VARSIZE_ANY_EXHDR(chan) &&
+			memcmp(chans[j].name, VARDATA_ANY(chan), chans[j].name_len) == 0)
+			break;
+	if (j == b->n)
+	{
+		if (b->n == b->allocated)
+		{
+			b->allocated *= 2;
+			b->chans = chans = repalloc(chans, b->allocated * sizeof(AlxSlaChannel));
+		}
+		chans[j].name = sla_cache_text(chan, &chans[j].name_len);
+		chans[j].target_us = target_us;
+		chans[j].weight = weight;
+		chans[j].has_default = is_default;
+		b->n++;
+	}
+	else if (is_default)
+	{
+		chans[j].target_us = target_us;
+		chans[j].weight = weight;
+		chans[j].has_default = true;
+	}
+	else if (!chans[j].has_default)
+	{
+		/* only contracts so far: keep the strictest */
+		chans[j].target_us = Min(chans[j].target_us, target_us);
+		chans[j].weight = Max(chans[j].weight, weight);
+	}
+}
+
+/* One sla_policies row: its due-time row, and its channel's scoring. */
+static void
+sla_cache_add_policy(AlxSlaBuild *b, HeapTuple tuple, TupleDesc tupdesc,
+					 const AlxSlaAtts *atts)
+{
+	bool		isnull;
+	Datum		d;
+	text	   *chan;
+	text	   *cust = NULL;
+	bool		is_default;
+	double		target_us;
+	double		weight;
+	AlxSlaPolicyRow *row;
+
+	d = heap_getattr(tuple, atts->channel, tupdesc, &isnull);
+	if (isnull)
+		return;
+	chan = DatumGetTextPP(d);
+	d = heap_getattr(tuple, atts->customer, tupdesc, &isnull);
+	is_default = isnull;
+	if (!isnull)
+		cust = DatumGetTextPP(d);
+	d = heap_getattr(tuple, atts->target, tupdesc, &isnull);
+	if (isnull)
+		return;
+	target_us = interval_to_us(DatumGetIntervalP(d));
+
+	/* every row, for the due time of new orders (AlxSlaPolicyTarget) */
+	if (b->nrows == b->rows_allocated)
+	{
+		b->rows_allocated *= 2;
+		b->rows = repalloc(b->rows, b->rows_allocated * sizeof(AlxSlaPolicyRow));
+	}
+	row = &b->rows[b->nrows];
+	row->channel = sla_cache_text(chan, &row->channel_len);
+	row->customer = NULL;
+	row->customer_len = 0;
+	if (cust != NULL)
+		row->customer = sla_cache_text(cust, &row->customer_len);
+	row->target = *DatumGetIntervalP(d);
+	b->nrows++;
+
+	d = heap_getattr(tuple, atts->weight, tupdesc, &isnull);
+	if (isnull)
+		return;
+	weight = DatumGetFloat8(d);
+	if (!(target_us > 0) || !(weight > 0) || isinf(weight))
+		return;					/* the table's CHECKs forbid these */
+	sla_cache_add_channel(b, chan, is_default, target_us, weight);
+}
+
 /*
  * Load the per-channel policies.  For each channel the default row
  * (customer_id IS NULL) wins; a channel that has only customer contracts
@@ -172,16 +326,8 @@ sla_load_cache(void)
 	HeapTuple	tuple;
 	TupleDesc	tupdesc;
 	Snapshot	snapshot;
-	int			att_channel = -1,
-				att_customer = -1,
-				att_target = -1,
-				att_weight = -1;
-	int			allocated = 8;
-	int			n = 0;
-	AlxSlaChannel *chans;
-	int			rows_allocated = 16;
-	int			nrows = 0;
-	AlxSlaPolicyRow *rows;
+	AlxSlaAtts	atts;
+	AlxSlaBuild b;
 
 	if (!sla_callback_registered)
 	{
@@ -196,35 +342,19 @@ sla_load_cache(void)
 	relid = sla_lookup_relid();
 	rel = table_open(relid, AccessShareLock);
 	tupdesc = RelationGetDescr(rel);
-	for (int i = 0; i < tupdesc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
-		const char *name = NameStr(att->attname);
-
-		if (att->attisdropped)
-			continue;
-		if (strcmp(name, "channel") == 0 && att->atttypid == TEXTOID)
-			att_channel = i + 1;
-		else if (strcmp(name, "customer_id") == 0 && att->atttypid == TEXTOID)
-			att_customer = i + 1;
-		else if (strcmp(name, "target") == 0 && att->atttypid == INTERVALOID)
-			att_target = i + 1;
-		else if (strcmp(name, "weight") == 0 && att->atttypid == FLOAT8OID)
-			att_weight = i + 1;
-	}
-	if (att_channel < 0 || att_customer < 0 || att_target < 0 || att_weight < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("relation \"%s.sla_policies\" lacks the columns channel, customer_id, target and weight",
-						ALX_SCHEMA_NAME)));
+	sla_policy_columns(tupdesc, &atts);
 
 	MemoryContextReset(sla_cache_cxt);
 	sla_channels = NULL;
 	sla_nchannels = 0;
 	sla_rows = NULL;
 	sla_nrows = 0;
-	chans = MemoryContextAlloc(sla_cache_cxt, allocated * sizeof(AlxSlaChannel));
-	rows = MemoryContextAlloc(sla_cache_cxt, rows_allocated * sizeof(AlxSlaPolicyRow));
+	b.allocated = 8;
+	b.n = 0;
+	b.chans = MemoryContextAlloc(sla_cache_cxt, b.allocated * sizeof(AlxSlaChannel));
+	b.rows_allocated = 16;
+	b.nrows = 0;
+	b.rows = MemoryContextAlloc(sla_cache_cxt, b.rows_allocated * sizeof(AlxSlaPolicyRow));
 
 	/*
 	 * The latest committed state (and this transaction's own changes); a
@@ -233,102 +363,19 @@ sla_load_cache(void)
 	snapshot = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		bool		isnull;
-		Datum		d;
-		text	   *chan;
-		text	   *cust = NULL;
-		bool		is_default;
-		double		target_us;
-		double		weight;
-		int			j;
-
-		d = heap_getattr(tuple, att_channel, tupdesc, &isnull);
-		if (isnull)
-			continue;
-		chan = DatumGetTextPP(d);
-		d = heap_getattr(tuple, att_customer, tupdesc, &isnull);
-		is_default = isnull;
-		if (!isnull)
-			cust = DatumGetTextPP(d);
-		d = heap_getattr(tuple, att_target, tupdesc, &isnull);
-		if (isnull)
-			continue;
-		target_us = interval_to_us(DatumGetIntervalP(d));
-
-		/* every row, for the due time of new orders (AlxSlaPolicyTarget) */
-		if (nrows == rows_allocated)
-		{
-			rows_allocated *= 2;
-			rows = repalloc(rows, rows_allocated * sizeof(AlxSlaPolicyRow));
-		}
-		rows[nrows].channel_len = VARSIZE_ANY_EXHDR(chan);
-		rows[nrows].channel = MemoryContextAlloc(sla_cache_cxt, rows[nrows].channel_len + 1);
-		memcpy(rows[nrows].channel, VARDATA_ANY(chan), rows[nrows].channel_len);
-		rows[nrows].channel[rows[nrows].channel_len] = '\0';
-		rows[nrows].customer = NULL;
-		rows[nrows].customer_len = 0;
-		if (cust != NULL)
-		{
-			rows[nrows].customer_len = VARSIZE_ANY_EXHDR(cust);
-			rows[nrows].customer = MemoryContextAlloc(sla_cache_cxt, rows[nrows].customer_len + 1);
-			memcpy(rows[nrows].customer, VARDATA_ANY(cust), rows[nrows].customer_len);
-			rows[nrows].customer[rows[nrows].customer_len] = '\0';
-		}
-		rows[nrows].target = *DatumGetIntervalP(d);
-		nrows++;
-		d = heap_getattr(tuple, att_weight, tupdesc, &isnull);
-		if (isnull)
-			continue;
-		weight = DatumGetFloat8(d);
-		if (!(target_us > 0) || !(weight > 0) || isinf(weight))
-			continue;			/* the table's CHECKs forbid these */
-
-		for (j = 0; j < n; j++)
-			if (chans[j].name_len == VARSIZE_ANY_EXHDR(chan) &&
-				memcmp(chans[j].name, VARDATA_ANY(chan), chans[j].name_len) == 0)
-				break;
-		if (j == n)
-		{
-			if (n == allocated)
-			{
-				allocated *= 2;
-				chans = repalloc(chans, allocated * sizeof(AlxSlaChannel));
-			}
-			chans[n].name_len = VARSIZE_ANY_EXHDR(chan);
-			chans[n].name = MemoryContextAlloc(sla_cache_cxt, chans[n].name_len + 1);
-			memcpy(chans[n].name, VARDATA_ANY(chan), chans[n].name_len);
-			chans[n].name[chans[n].name_len] = '\0';
-			chans[n].target_us = target_us;
-			chans[n].weight = weight;
-			chans[n].has_default = is_default;
-			n++;
-		}
-		else if (is_default)
-		{
-			chans[j].target_us = target_us;
-			chans[j].weight = weight;
-			chans[j].has_default = true;
-		}
-		else if (!chans[j].has_default)
-		{
-			/* only contracts so far: keep the strictest */
-			chans[j].target_us = Min(chans[j].target_us, target_us);
-			chans[j].weight = Max(chans[j].weight, weight);
-		}
-	}
+		sla_cache_add_policy(&b, tuple, tupdesc, &atts);
 	table_endscan(scan);
 	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
 
-	if (n > 1)
-		qsort(chans, n, sizeof(AlxSlaChannel), sla_channel_cmp);
-	if (nrows > 1)
-		qsort(rows, nrows, sizeof(AlxSlaPolicyRow), sla_row_cmp);
-	sla_channels = chans;
-	sla_nchannels = n;
-	sla_rows = rows;
-	sla_nrows = nrows;
+	if (b.n > 1)
+		qsort(b.chans, b.n, sizeof(AlxSlaChannel), sla_channel_cmp);
+	if (b.nrows > 1)
+		qsort(b.rows, b.nrows, sizeof(AlxSlaPolicyRow), sla_row_cmp);
+	sla_channels = b.chans;
+	sla_nchannels = b.n;
+	sla_rows = b.rows;
+	sla_nrows = b.nrows;
 	sla_last_hit = 0;
 	sla_policies_relid = relid;
 	sla_cache_valid = true;
@@ -531,15 +578,7 @@ PG_FUNCTION_INFO_V1(alexandrite_sla_policies_invalidate);
 Datum
 alexandrite_sla_policies_invalidate(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("sla_policies_invalidate must be called as a trigger")));
-
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
+	return AlxInvalidateTrigger(fcinfo, "sla_policies_invalidate");
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_sla_channels);
