@@ -12,6 +12,8 @@
 #ifndef ALEXANDRITE_H
 #define ALEXANDRITE_H
 
+#include "fmgr.h"
+
 #define ALX_EXTENSION_NAME	"alexandrite"
 #define ALX_SCHEMA_NAME		"alexandrite"
 
@@ -56,5 +58,8 @@ extern void AlxRestoreUser(const AlxSavedUser *save);
 extern void AlxRegisterWorker(const char *name, const char *function, int restart_secs);
 extern void AlxWorkerStart(const char *name);
 extern void AlxWorkerReloadConfig(const char *name);
+
+/* invalidate.c: the statement trigger of a cached table */
+extern Datum AlxInvalidateTrigger(FunctionCallInfo fcinfo, const char *name);
 
 #endif							/* ALEXANDRITE_H */

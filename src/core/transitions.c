@@ -141,12 +141,5 @@ PG_FUNCTION_INFO_V1(alexandrite_status_transitions_invalidate);
 Datum
 alexandrite_status_transitions_invalidate(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("status_transitions_invalidate must be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
+	return AlxInvalidateTrigger(fcinfo, "status_transitions_invalidate");
 }

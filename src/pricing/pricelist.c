@@ -544,14 +544,7 @@ PG_FUNCTION_INFO_V1(alexandrite_price_list_invalidate);
 Datum
 alexandrite_price_list_invalidate(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("price_list_invalidate() must be called as a trigger")));
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	return PointerGetDatum(NULL);
+	return AlxInvalidateTrigger(fcinfo, "price_list_invalidate");
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_price_list_head);
