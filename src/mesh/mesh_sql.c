@@ -231,30 +231,53 @@ check_record(const AlxMeshRecord *r, size_t len)
 	}
 	if (why)
 		ereport(ERROR,
-				(errcode(ALX_ERRCODE_BAD_MESH),
+				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("mesh helper returned an invalid result"),
 				 errdetail_internal("%s", why)));
 }
 
+/* SQLSTATE 58000 (system_error): the helper could not run as designed */
+#define ALX_ERRCODE_HELPER_SETUP ERRCODE_SYSTEM_ERROR
+
+/*
+ * A helper killed by a signal.  Only two deaths are part of the design: the
+ * CPU budget (SIGXCPU) and SIGKILL from outside (the hard CPU limit, the
+ * kernel's OOM killer), both "over a limit".  SIGSYS is the seccomp filter
+ * catching a forbidden system call and anything else is a crash; both are
+ * internal errors of their own, never taken for a bad file.
+ */
+static void
+report_signal(int sig, long cpu_s)
+{
+	if (sig == SIGXCPU)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("mesh analysis exceeded its CPU budget of %ld s", cpu_s),
+				 errdetail("The budget is 1 s plus 1 s per MB of input, at most alexandrite.mesh_timeout.")));
+	if (sig == SIGKILL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("mesh analysis exceeded its resource limits"),
+				 errdetail("The mesh helper was terminated by signal %d: %s.", sig, pg_strsignal(sig))));
+	if (sig == SIGSYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("mesh helper was stopped by its sandbox"),
+				 errdetail("The mesh helper made a forbidden system call (signal %d: %s).", sig, pg_strsignal(sig)),
+				 errhint("The server is not affected; report the file to the alexandrite maintainers.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("mesh helper crashed"),
+			 errdetail("The mesh helper was terminated by signal %d: %s.", sig, pg_strsignal(sig)),
+			 errhint("The server is not affected; report the file to the alexandrite maintainers.")));
+}
+
 /* Turn a helper's exit status into an ERROR (or return on success). */
 static void
-report_status(int status, const char *msg, const char *format)
+report_status(int status, const char *msg, const char *format, long cpu_s)
 {
 	if (WIFSIGNALED(status))
-	{
-		int			sig = WTERMSIG(status);
-
-		if (sig == SIGXCPU || sig == SIGKILL)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("mesh analysis exceeded its resource limits"),
-					 errdetail("The mesh helper was terminated by signal %d: %s.", sig, pg_strsignal(sig))));
-		ereport(ERROR,
-				(errcode(ALX_ERRCODE_BAD_MESH),
-				 errmsg("mesh parser crashed on this file"),
-				 errdetail("The mesh helper was terminated by signal %d: %s.", sig, pg_strsignal(sig)),
-				 errhint("The server is not affected; the file is probably malformed.")));
-	}
+		report_signal(WTERMSIG(status), cpu_s);
 	switch (WEXITSTATUS(status))
 	{
 		case ALX_MESHD_EXIT_OK:
@@ -284,12 +307,36 @@ report_status(int status, const char *msg, const char *format)
 					 errmsg("invalid argument for mesh analysis"),
 					 errdetail_internal("%s", msg)));
 			break;
+		case ALX_MESHD_EXIT_INTERNAL:
+			ereport(ERROR,
+					(errcode(ALX_ERRCODE_HELPER_SETUP),
+					 errmsg("mesh helper could not set itself up"),
+					 errdetail_internal("%s", msg)));
+			break;
 		default:
 			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("mesh helper failed with exit code %d", WEXITSTATUS(status)),
-					 errdetail_internal("%s", msg)));
+					(errcode(ALX_ERRCODE_HELPER_SETUP),
+					 errmsg("mesh helper failed with unexpected exit code %d", WEXITSTATUS(status)),
+					 errdetail_internal("%s", msg),
+					 errhint("Check that alexandrite.meshd_path names alexandrite-meshd of this version.")));
 	}
+}
+
+/*
+ * The helper's limits for an input of len bytes: the CPU budget (capped by
+ * alexandrite.mesh_timeout, rounded up to whole seconds) and the wall-clock
+ * deadline the backend keeps: alexandrite.mesh_timeout, or less for a small
+ * input (four times its CPU budget plus 2 s, room for a loaded machine).
+ */
+static void
+helper_limits(size_t len, long *cpu_s, long *wall_ms)
+{
+	uint64		cap = (uint64) alx_mesh_timeout_ms / 1000 + 1;
+	uint64		budget = alx_cpu_budget_s((uint64) len, cap);
+	uint64		wall = (4 * budget + 2) * 1000;
+
+	*cpu_s = (long) budget;
+	*wall_ms = (long) Min(wall, (uint64) alx_mesh_timeout_ms);
 }
 
 /*
@@ -325,8 +372,10 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 	bool		overflow = false;
 	instr_time	start,
 				now;
-	long		cpu_s = alx_mesh_timeout_ms / 1000 + 2;
+	long		cpu_s,
+				wall_ms;
 
+	helper_limits(len, &cpu_s, &wall_ms);
 	argv[argc++] = "alexandrite-meshd";
 	argv[argc++] = "--stdin";
 	argv[argc++] = psprintf("--unit=%s", unit);
@@ -416,7 +465,7 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 
 			INSTR_TIME_SET_CURRENT(now);
 			INSTR_TIME_SUBTRACT(now, start);
-			left_ms = alx_mesh_timeout_ms - (long) INSTR_TIME_GET_MILLISEC(now);
+			left_ms = wall_ms - (long) INSTR_TIME_GET_MILLISEC(now);
 			if (left_ms <= 0)
 			{
 				timed_out = true;
@@ -564,8 +613,8 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 	if (timed_out)
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("mesh analysis timed out after %d ms", alx_mesh_timeout_ms),
-				 errhint("alexandrite.mesh_timeout sets the limit.")));
+				 errmsg("mesh analysis timed out after %ld ms", wall_ms),
+				 errhint("alexandrite.mesh_timeout sets the limit; a small file gets less (four times its CPU budget plus 2 s).")));
 
 	/* one line of text; strip control characters */
 	errbuf[errlen] = '\0';
@@ -576,21 +625,21 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 		elog(ERROR, "mesh helper was not reaped");
 	if (overflow)
 		ereport(ERROR,
-				(errcode(ALX_ERRCODE_BAD_MESH),
+				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("mesh helper returned an invalid result"),
 				 errdetail_internal("more output than one record")));
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),
 				 errmsg("could not execute mesh helper program \"%s\"", path)));
-	report_status(status, errbuf, format);
+	report_status(status, errbuf, format, cpu_s);
 
 	{
 		const char *why = AlxMeshRecordDecode(recbuf, reclen, &result->rec);
 
 		if (why != NULL)
 			ereport(ERROR,
-					(errcode(ALX_ERRCODE_BAD_MESH),
+					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("mesh helper returned an invalid result"),
 					 errdetail_internal("%s (%zu bytes)", why, reclen)));
 	}

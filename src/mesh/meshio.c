@@ -39,6 +39,7 @@
 #include <zlib.h>
 
 #include "meshrecord.h"
+#include "prescan.h"
 
 /* ---------- the confined file system ---------- */
 
@@ -715,27 +716,40 @@ walk_scene(AlxGeom *g, const struct aiScene *sc, double scale,
 
 /* ---------- the whole pipeline ---------- */
 
-int
-AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
-			  double unit_scale, AlxMeshResult *res, char *err, size_t errlen)
+/* memguard.c overrides this in the helper program */
+__attribute__((weak)) bool
+AlxMeshAllocFailed(void)
 {
-	const char *fmt;
-	const char *canon = NULL;
-	double		scale = unit_scale;
-	MemFS		fs;
-	struct aiFileIO io;
-	struct aiPropertyStore *props;
-	const struct aiScene *sc;
-	AlxGeom		g;
-	int			rc;
+	return false;
+}
 
-	memset(res, 0, sizeof(*res));
-	err[0] = '\0';
-	if (len == 0)
-	{
-		snprintf(err, errlen, "mesh file is empty");
-		return ALX_MESHD_EXIT_BAD_FILE;
-	}
+/* The cheap structural checks of prescan.c for the detected format. */
+static int
+prescan(const char *fmt, const unsigned char *buf, size_t len,
+		char *err, size_t errlen)
+{
+	if (strcmp(fmt, "ply") == 0)
+		return AlxPrescanPly(buf, len, err, errlen);
+	if (strcmp(fmt, "obj") == 0)
+		return AlxPrescanObj(buf, len, err, errlen);
+	if (strcmp(fmt, "gltf") == 0)
+		return AlxPrescanGltf(buf, len, err, errlen);
+	if (strcmp(fmt, "glb") == 0)
+		return AlxPrescanGlb(buf, len, err, errlen);
+	return ALX_MESHD_EXIT_OK;
+}
+
+/*
+ * What the bytes are, checked against the caller's hint: sets *fmtp to the
+ * sniffed format ("stl-binary", "obj", ...).
+ */
+static int
+detect_format(const unsigned char *buf, size_t len, const char *hint,
+			  const char **fmtp, char *err, size_t errlen)
+{
+	const char *canon = NULL;
+	const char *fmt;
+
 	if (hint != NULL)
 	{
 		canon = AlxMeshCanonicalHint(hint);
@@ -745,12 +759,6 @@ AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
 			return ALX_MESHD_EXIT_USAGE;
 		}
 	}
-	if (!(scale > 0) || !isfinite(scale))
-	{
-		snprintf(err, errlen, "unit scale must be a positive number");
-		return ALX_MESHD_EXIT_USAGE;
-	}
-
 	fmt = sniff(buf, len);
 	if (fmt == NULL)
 	{
@@ -780,15 +788,20 @@ AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
 			return ALX_MESHD_EXIT_FORMAT;
 		}
 	}
+	*fmtp = fmt;
+	return ALX_MESHD_EXIT_OK;
+}
 
-	if (strcmp(fmt, "glb") == 0 || strcmp(fmt, "gltf") == 0)
-		scale = 1000.0;			/* glTF 2.0: "units for all linear distances are meters" */
-	else if (strcmp(fmt, "3mf") == 0)
-	{
-		rc = check_3mf(buf, len, &scale, err, errlen);
-		if (rc != ALX_MESHD_EXIT_OK)
-			return rc;
-	}
+/* Import with assimp through the confined file system, into g. */
+static int
+import_assimp(AlxGeom *g, const unsigned char *buf, size_t len, const char *fmt,
+			  double scale, char *err, size_t errlen)
+{
+	MemFS		fs;
+	struct aiFileIO io;
+	struct aiPropertyStore *props;
+	const struct aiScene *sc;
+	int			rc;
 
 	memset(&fs, 0, sizeof(fs));
 	fs.buf = buf;
@@ -818,10 +831,53 @@ AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
 			return ALX_MESHD_EXIT_TOO_LARGE;
 		return ALX_MESHD_EXIT_BAD_FILE;
 	}
+	rc = walk_scene(g, sc, scale, err, errlen);
+	aiReleaseImport(sc);
+	return rc;
+}
+
+/* The unit scale of a format: the caller's, or what the format fixes. */
+static int
+format_scale(const unsigned char *buf, size_t len, const char *fmt,
+			 double *scale, char *err, size_t errlen)
+{
+	if (strcmp(fmt, "glb") == 0 || strcmp(fmt, "gltf") == 0)
+		*scale = 1000.0;		/* glTF 2.0: "units for all linear distances are meters" */
+	else if (strcmp(fmt, "3mf") == 0)
+		return check_3mf(buf, len, scale, err, errlen);
+	return ALX_MESHD_EXIT_OK;
+}
+
+/* Everything after the format is known: load, measure. */
+static int
+decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
+	   AlxMeshResult *res, char *err, size_t errlen)
+{
+	const char *fmt = NULL;
+	double		scale = opt->unit_scale;
+	AlxGeom		g;
+	int			rc;
+
+	if (len == 0)
+	{
+		snprintf(err, errlen, "mesh file is empty");
+		return ALX_MESHD_EXIT_BAD_FILE;
+	}
+	if (!(scale > 0) || !isfinite(scale))
+	{
+		snprintf(err, errlen, "unit scale must be a positive number");
+		return ALX_MESHD_EXIT_USAGE;
+	}
+	rc = detect_format(buf, len, opt->hint, &fmt, err, errlen);
+	if (rc == ALX_MESHD_EXIT_OK)
+		rc = prescan(fmt, buf, len, err, errlen);
+	if (rc == ALX_MESHD_EXIT_OK)
+		rc = format_scale(buf, len, fmt, &scale, err, errlen);
+	if (rc != ALX_MESHD_EXIT_OK)
+		return rc;
 
 	AlxGeomInit(&g);
-	rc = walk_scene(&g, sc, scale, err, errlen);
-	aiReleaseImport(sc);
+	rc = import_assimp(&g, buf, len, fmt, scale, err, errlen);
 	if (rc == ALX_MESHD_EXIT_OK)
 	{
 		int			gr = AlxGeomCompute(&g, &res->stats);
@@ -838,6 +894,31 @@ AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
 	{
 		snprintf(res->format, sizeof(res->format), "%s", fmt);
 		res->unit_scale_mm = scale;
+	}
+	return rc;
+}
+
+int
+AlxMeshDecode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
+			  AlxMeshResult *res, char *err, size_t errlen)
+{
+	int			rc;
+
+	memset(res, 0, sizeof(*res));
+	err[0] = '\0';
+	rc = decode(buf, len, opt, res, err, errlen);
+
+	/*
+	 * A failed allocation is the memory limit speaking, whatever error a
+	 * parser made of it afterwards.
+	 */
+	if (rc == ALX_MESHD_EXIT_BAD_FILE && AlxMeshAllocFailed())
+	{
+		char		inner[256];
+
+		snprintf(inner, sizeof(inner), "%s", err);
+		snprintf(err, errlen, "out of memory under the helper's memory limit (%s)", inner);
+		rc = ALX_MESHD_EXIT_TOO_LARGE;
 	}
 	return rc;
 }

@@ -47,13 +47,37 @@
 #define ALX_RECORD_NF64		10
 #define ALX_RECORD_FORMAT_LEN 16
 
-/* exit codes of alexandrite-meshd */
+/*
+ * Exit codes of alexandrite-meshd and the SQLSTATE the backend reports for
+ * each (docs/mesh.md has the full table, signals included).
+ */
 #define ALX_MESHD_EXIT_OK			0
 #define ALX_MESHD_EXIT_USAGE		2	/* bad argument (22023) */
 #define ALX_MESHD_EXIT_BAD_FILE		3	/* not a valid mesh (22P04) */
 #define ALX_MESHD_EXIT_TOO_LARGE	4	/* size or memory limit (54000) */
-#define ALX_MESHD_EXIT_INTERNAL		5	/* helper failure (XX000) */
+#define ALX_MESHD_EXIT_INTERNAL		5	/* the helper could not set itself up (58000) */
 #define ALX_MESHD_EXIT_FORMAT		6	/* hint does not match the bytes (22023) */
+
+/*
+ * CPU budget of one analysis (RLIMIT_CPU of the helper): ALX_CPU_BASE_S
+ * plus one second per whole ALX_CPU_BYTES_PER_S bytes of input, at most
+ * cap_s (the backend passes alexandrite.mesh_timeout).  Anything under a
+ * megabyte gets one second; the slowest legitimate input per byte
+ * (deflated 3MF, wall thickness included) needs about a third of its
+ * budget (docs/mesh.md).
+ */
+#define ALX_CPU_BASE_S		1
+#define ALX_CPU_BYTES_PER_S	((uint64_t) 1024 * 1024)
+
+static inline uint64_t
+alx_cpu_budget_s(uint64_t bytes, uint64_t cap_s)
+{
+	uint64_t	s = ALX_CPU_BASE_S + bytes / ALX_CPU_BYTES_PER_S;
+
+	if (cap_s > 0 && s > cap_s)
+		s = cap_s;
+	return s;
+}
 
 typedef struct AlxMeshRecord
 {

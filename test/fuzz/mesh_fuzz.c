@@ -71,6 +71,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	AlxMeshResult res;
+	AlxMeshOptions opt;
 	char		err[512];
 	uint8_t		sel;
 
@@ -84,6 +85,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size > 1 << 20)
 		return 0;				/* like assimp's own harness */
-	(void) AlxMeshDecode(data + 1, size - 1, hints[sel], 1.0, &res, err, sizeof(err));
+	memset(&opt, 0, sizeof(opt));
+	opt.hint = hints[sel];
+	opt.unit_scale = 1.0;
+	(void) AlxMeshDecode(data + 1, size - 1, &opt, &res, err, sizeof(err));
 	return 0;
 }

@@ -18,7 +18,7 @@ command -v clang >/dev/null || { echo "clang not installed, skipping"; exit 0; }
 bin=$work/mesh_fuzz
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$top/src/mesh" $(pkg-config --cflags assimp zlib) \
-    "$top/test/fuzz/mesh_fuzz.c" "$top/src/mesh/meshio.c" "$top/src/mesh/geometry.c" \
+    "$top/test/fuzz/mesh_fuzz.c" "$top/src/mesh/meshio.c" "$top/src/mesh/geometry.c" "$top/src/mesh/prescan.c" \
     -o "$bin" $(pkg-config --libs assimp zlib) -lm || { echo "mesh fuzz target does not build"; exit 1; }
 
 # seeds: selector byte + file

@@ -414,13 +414,30 @@ def hostile_cases(datadir=None, want=None):
     cases["random.bin"] = bytes((i * 7919 + 13) % 256 for i in range(4096))
     cases["zeros.stl"] = b"\0" * 4096
     cases["star_polygon.obj"] = star_polygon(32000)
+    # headers that lie, cut short, or nest too deep (refused before assimp)
+    cases["ply_header_cut.ply"] = b"ply\nformat binary_littl"
+    cases["ply_4e9_vertices.ply"] = (b"ply\nformat binary_little_endian 1.0\nelement vertex 4000000000\n"
+                                     b"property float x\nproperty float y\nproperty float z\nelement face 1\n"
+                                     b"property list uchar int vertex_indices\nend_header\n" + b"\0" * 64)
+    cases["ply_list_bomb_bin.ply"] = (b"ply\nformat binary_big_endian 1.0\nelement vertex 3\nproperty float x\n"
+                                      b"property float y\nproperty float z\nelement face 1\n"
+                                      b"property list uint int vertex_indices\nend_header\n" + b"\0" * 36
+                                      + struct.pack(">I3i", 4000000000, 0, 1, 2))
+    cases["ply_unknown_header.ply"] = b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nbogus line\nend_header\n0\n1\n2\n"
+    cases["deep_json_object.gltf"] = b'{"asset":' + b"[" * 200000 + b"]" * 200000 + b"}"
+    doc, buf = gltf_parts(cube)
+    cases["glb_version1.glb"] = glb_pack(doc, buf)[:4] + struct.pack("<I", 1) + glb_pack(doc, buf)[8:]
+    cases["glb_chunk_overrun.glb"] = glb_pack(doc, buf)[:12] + struct.pack("<I", 0x7FFFFFF0) + glb_pack(doc, buf)[16:]
+    cases["deep_xml.3mf"] = zip_bytes([("[Content_Types].xml", CT), ("_rels/.rels", RELS),
+                                       ("3D/3dmodel.model", model.replace("<resources>", "<resources>" + "<x>" * 100000 + "</x>" * 100000))], True)
     return cases
 
 
 def star_polygon(n):
     """One concave polygon of n vertices: assimp's ear clipping is O(n^2),
     so 32,000 vertices (1.3 MB, below the 32,767 indices per face that
-    assimp validates) keep the parser busy for about 5 s of CPU."""
+    assimp validates) would keep the parser busy for about 5 s of CPU; the
+    helper refuses faces of more than 4096 vertices before assimp runs."""
     out = []
     for k in range(n):
         t = 2 * math.pi * k / n

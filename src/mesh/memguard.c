@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * memguard.c
+ *	  Notice when an allocation fails in alexandrite-meshd.
+ *
+ * Under RLIMIT_AS an allocation inside assimp fails, and assimp does not
+ * always say so: some importers catch std::bad_alloc and go on to report a
+ * validation error, which would reach the user as "invalid mesh file"
+ * (22P04) although the file is fine and the memory limit is what stopped
+ * it.  The helper program therefore interposes the C allocation functions
+ * (operator new calls malloc), forwards each to glibc's own implementation
+ * and remembers whether one ever returned NULL; meshio.c then reports the
+ * failure as "too large" (54000).  Linked only into the helper, never into
+ * the fuzz target (whose sanitizer owns malloc) or the backend.
+ *
+ * IDENTIFICATION
+ *	  src/mesh/memguard.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "meshio.h"
+
+extern void *__libc_malloc(size_t size);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t size);
+extern void *__libc_memalign(size_t align, size_t size);
+extern void *__libc_valloc(size_t size);
+extern void *__libc_pvalloc(size_t size);
+
+static volatile int alloc_failed;
+
+/* Did any allocation of the process fail so far? */
+bool
+AlxMeshAllocFailed(void)
+{
+	return alloc_failed != 0;
+}
+
+static inline void *
+noted(void *p)
+{
+	if (p == NULL)
+		alloc_failed = 1;
+	return p;
+}
+
+void *
+malloc(size_t size)
+{
+	return noted(__libc_malloc(size));
+}
+
+void *
+calloc(size_t n, size_t size)
+{
+	return noted(__libc_calloc(n, size));
+}
+
+void *
+realloc(void *p, size_t size)
+{
+	void	   *q = __libc_realloc(p, size);
+
+	/* realloc(p, 0) may free and return NULL: not a failure */
+	if (q == NULL && size != 0)
+		alloc_failed = 1;
+	return q;
+}
+
+void *
+memalign(size_t align, size_t size)
+{
+	return noted(__libc_memalign(align, size));
+}
+
+void *
+aligned_alloc(size_t align, size_t size)
+{
+	return noted(__libc_memalign(align, size));
+}
+
+void *
+valloc(size_t size)
+{
+	return noted(__libc_valloc(size));
+}
+
+void *
+pvalloc(size_t size)
+{
+	return noted(__libc_pvalloc(size));
+}
+
+int
+posix_memalign(void **out, size_t align, size_t size)
+{
+	void	   *p;
+
+	if (align < sizeof(void *) || (align & (align - 1)) != 0)
+		return EINVAL;
+	p = __libc_memalign(align, size);
+	if (p == NULL)
+	{
+		alloc_failed = 1;
+		return ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
