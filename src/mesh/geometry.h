@@ -110,11 +110,33 @@ typedef struct AlxGeom
 extern void AlxGeomInit(AlxGeom *g);
 extern void AlxGeomFree(AlxGeom *g);
 
+/*
+ * Make room for about nverts welded vertices and exactly ntris triangles
+ * (a hint: both still grow), and for the vertex hash if the vertices will
+ * be added by AlxGeomAddVertex; false on error (see g->error).
+ */
+extern bool AlxGeomReserve(AlxGeom *g, uint64_t nverts, uint64_t ntris, bool hashed);
+
 /* Welded id of an exact position, or -1 on error (see g->error). */
 extern int64_t AlxGeomAddVertex(AlxGeom *g, double x, double y, double z);
 
+/*
+ * Append a position the caller has welded itself (different from every
+ * vertex so far; AlxGeomAddVertex must then not be used on this mesh);
+ * its id, or -1 on error.
+ */
+extern int64_t AlxGeomAppendVertex(AlxGeom *g, double x, double y, double z);
+
 /* Add a triangle of welded ids; false on error (see g->error). */
 extern bool AlxGeomAddTriangle(AlxGeom *g, uint64_t a, uint64_t b, uint64_t c);
+
+/*
+ * Renumber a mesh whose triangles jump around (Morton order of vertices,
+ * triangles by lowest vertex; geomorder.c) so that the metrics and the wall
+ * thickness run cache-friendly; a local mesh is left alone.  No vertex may
+ * be added afterwards.  false only when out of memory (see g->error).
+ */
+extern bool AlxGeomLocalize(AlxGeom *g);
 
 /* Compute every metric; ALX_GEOM_OK or an error code with g->errmsg set. */
 extern int	AlxGeomCompute(AlxGeom *g, AlxMeshStats *st);

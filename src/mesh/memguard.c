@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "meshio.h"
 
@@ -42,6 +43,29 @@ AlxMeshAllocFailed(void)
 	return alloc_failed != 0;
 }
 
+#define HUGE_MIN	((size_t) 4 << 20)
+#define HUGE_PAGE	((uintptr_t) 2 << 20)
+
+/* Huge pages for the 2 MB-aligned interior of a large block. */
+static inline void *
+noted_sized(void *p, size_t size)
+{
+	if (p == NULL)
+	{
+		alloc_failed = 1;
+		return p;
+	}
+	if (size >= HUGE_MIN)
+	{
+		uintptr_t	lo = ((uintptr_t) p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+		uintptr_t	hi = ((uintptr_t) p + size) & ~(HUGE_PAGE - 1);
+
+		if (hi > lo)
+			(void) madvise((void *) lo, hi - lo, MADV_HUGEPAGE);
+	}
+	return p;
+}
+
 static inline void *
 noted(void *p)
 {
@@ -53,13 +77,14 @@ noted(void *p)
 void *
 malloc(size_t size)
 {
-	return noted(__libc_malloc(size));
+	return noted_sized(__libc_malloc(size), size);
 }
 
 void *
 calloc(size_t n, size_t size)
 {
-	return noted(__libc_calloc(n, size));
+	/* __libc_calloc checks n * size for overflow; NULL then */
+	return noted_sized(__libc_calloc(n, size), n * size);
 }
 
 void *
@@ -70,19 +95,19 @@ realloc(void *p, size_t size)
 	/* realloc(p, 0) may free and return NULL: not a failure */
 	if (q == NULL && size != 0)
 		alloc_failed = 1;
-	return q;
+	return q ? noted_sized(q, size) : q;
 }
 
 void *
 memalign(size_t align, size_t size)
 {
-	return noted(__libc_memalign(align, size));
+	return noted_sized(__libc_memalign(align, size), size);
 }
 
 void *
 aligned_alloc(size_t align, size_t size)
 {
-	return noted(__libc_memalign(align, size));
+	return noted_sized(__libc_memalign(align, size), size);
 }
 
 void *
@@ -110,6 +135,6 @@ posix_memalign(void **out, size_t align, size_t size)
 		alloc_failed = 1;
 		return ENOMEM;
 	}
-	*out = p;
+	*out = noted_sized(p, size);
 	return 0;
 }

@@ -40,6 +40,7 @@
 
 #include "meshrecord.h"
 #include "prescan.h"
+#include "stlbin.h"
 
 /* ---------- the confined file system ---------- */
 
@@ -877,10 +878,13 @@ decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
 		return rc;
 
 	AlxGeomInit(&g);
-	rc = import_assimp(&g, buf, len, fmt, scale, err, errlen);
+	if (strcmp(fmt, "stl-binary") == 0 && !opt->stl_via_assimp)
+		rc = AlxStlBinaryLoad(&g, buf, len, scale, err, errlen);
+	else
+		rc = import_assimp(&g, buf, len, fmt, scale, err, errlen);
 	if (rc == ALX_MESHD_EXIT_OK)
 	{
-		int			gr = AlxGeomCompute(&g, &res->stats);
+		int			gr = AlxGeomLocalize(&g) ? AlxGeomCompute(&g, &res->stats) : g.error;
 
 		if (gr != ALX_GEOM_OK)
 		{

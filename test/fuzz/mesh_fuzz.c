@@ -5,12 +5,16 @@
  *
  * The first input byte chooses the path:
  *	 0..6	AlxMeshDecode() with hint stl, obj, ply, gltf, glb, 3mf or NULL
- *			(magic-byte checks, the 3MF archive checks, assimp through the
+ *			(magic-byte checks, the header checks of prescan.c, the 3MF
+ *			archive checks, the native binary STL reader, assimp through the
  *			confined aiFileIO, the scene walk, the metrics);
- *	 7..255	the metrics alone over a triangle soup read from the bytes
+ *	 7		differential: the bytes made into a binary STL of valid size
+ *			(header, count, 50-byte records), read natively and through
+ *			assimp; the two results must be identical, or the target traps;
+ *	 8..255	the metrics alone over a triangle soup read from the bytes
  *			(12 bytes per vertex as three floats, then 3 x uint16 indices),
- *			which reaches welding, edges, orientation and shell nesting much
- *			faster than through a parser.
+ *			which reaches welding, ordering, edges, orientation and shell
+ *			nesting much faster than through a parser.
  * assimp itself is not instrumented; test/fuzz/run.sh tells crashes in
  * assimp from crashes in src/mesh.
  *
@@ -67,6 +71,38 @@ fuzz_soup(const uint8_t *data, size_t size)
 	AlxGeomFree(&g);
 }
 
+/* Native and assimp binary STL readers must agree on every byte. */
+static void
+fuzz_stl_pair(const uint8_t *data, size_t size)
+{
+	static unsigned char buf[84 + 50 * 256];
+	size_t		n = size / 50;
+	AlxMeshOptions opt;
+	AlxMeshResult a,
+				b;
+	char		ea[512],
+				eb[512];
+	int			ra,
+				rb;
+
+	if (n > 256)
+		n = 256;
+	memset(buf, ' ', 80);
+	buf[80] = (unsigned char) n;
+	buf[81] = buf[82] = buf[83] = 0;
+	memcpy(buf + 84, data, 50 * n);
+	memset(&opt, 0, sizeof(opt));
+	opt.hint = "stl";
+	opt.unit_scale = (size % 3 == 0) ? 25.4 : 1.0;
+	ra = AlxMeshDecode(buf, 84 + 50 * n, &opt, &a, ea, sizeof(ea));
+	opt.stl_via_assimp = true;
+	rb = AlxMeshDecode(buf, 84 + 50 * n, &opt, &b, eb, sizeof(eb));
+	if (ra != rb)
+		__builtin_trap();
+	if (ra == 0 && memcmp(&a.stats, &b.stats, sizeof(a.stats)) != 0)
+		__builtin_trap();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -78,7 +114,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	sel = data[0];
-	if (sel >= 7)
+	if (sel == 7)
+	{
+		fuzz_stl_pair(data + 1, size - 1);
+		return 0;
+	}
+	if (sel >= 8)
 	{
 		fuzz_soup(data + 1, size - 1);
 		return 0;

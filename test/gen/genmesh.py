@@ -333,6 +333,13 @@ def hostile_cases(datadir=None, want=None):
     cases["header_only.stl"] = stl[:84]
     cases["solid_garbage.stl"] = b"solid x\n facet normal 0 0 0\n outer loop\n vertex 1 2\n" * 3
     cases["nan.stl"] = stl_binary(([(float("nan"), 0, 0)] + cube[0][1:], cube[1]))
+    # the native binary STL reader: NaN/Inf in the (ignored) normal and
+    # attribute bytes parse; a count of 2^32-1 is refused by size
+    cases["stl_nan_normals.stl"] = b"".join(
+        [b"x" * 80, struct.pack("<I", len(cube[1]))]
+        + [struct.pack("<12fH", float("nan"), float("inf"), -0.0, *cube[0][a], *cube[0][b], *cube[0][c], 0xFFFF)
+           for a, b, c in cube[1]])
+    cases["stl_count_max.stl"] = stl[:80] + struct.pack("<I", 0xFFFFFFFF) + stl[84:134]
     cases["inf.obj"] = b"v inf 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
     cases["nan.obj"] = b"v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
     cases["oob_index.obj"] = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99999\n"
