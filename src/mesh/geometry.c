@@ -95,9 +95,13 @@ AlxGeomFree(AlxGeom *g)
 	free(g->pos);
 	free(g->vhash);
 	free(g->tri);
+	free(g->face_out);
+	free(g->face_src);
+	g->face_src = NULL;
 	g->pos = NULL;
 	g->vhash = NULL;
 	g->tri = NULL;
+	g->face_out = NULL;
 	g->nverts = g->ntris = 0;
 	g->cap_verts = g->cap_tris = 0;
 	g->vhash_size = 0;
@@ -1030,6 +1034,31 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		for (uint64_t s = 0; s < nshells; s++)
 			ksum_add(&vol, ksum_value(&shells[s].vol));
 		st->volume_mm3 = fabs(ksum_value(&vol));
+	}
+
+	/*
+	 * Outward orientation of every face, for the wall thickness: the
+	 * patch's consistent winding, turned over when its shell as a whole is
+	 * wound against its role (an outer solid with negative volume, a void
+	 * with positive volume).  2 marks the faces left out of the topology.
+	 */
+	free(g->face_out);
+	g->face_out = malloc(F);
+	if (!g->face_out)
+		goto oom;
+	for (uint64_t f = 0; f < F; f++)
+	{
+		const Shell *sh;
+		bool		rev;
+
+		if (skip[f])
+		{
+			g->face_out[f] = 2;
+			continue;
+		}
+		sh = &shells[face_shell[f]];
+		rev = (ksum_value(&sh->vol) >= 0) != (sh->eff_sign > 0);
+		g->face_out[f] = (uint8_t) ((flip[f] & 1) ^ (rev ? 1 : 0));
 	}
 
 	/* topology summary */

@@ -25,8 +25,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* bumped whenever a metric changes; stored with every analysed mesh */
-#define ALX_ANALYZER_VERSION	1
+/*
+ * bumped whenever a metric changes; stored with every analysed mesh, and a
+ * mesh stored by an older version is measured again on its next ingest
+ * (2: wall thickness; shuffled meshes reordered before summing)
+ */
+#define ALX_ANALYZER_VERSION	2
 
 /* hard caps, far above jewellery sizes; beyond them the mesh is refused */
 #define ALX_GEOM_MAX_VERTICES	((uint64_t) 200000000)
@@ -101,6 +105,18 @@ typedef struct AlxGeom
 	uint32_t   *tri;
 	uint64_t	ntris;
 	uint64_t	cap_tris;
+
+	/*
+	 * per face after AlxGeomCompute(): 0 = its winding points out of the
+	 * material, 1 = reversed, 2 = left out (degenerate)
+	 */
+	uint8_t    *face_out;
+
+	/*
+	 * after AlxGeomLocalize() reordered the triangles: the index each had
+	 * when it was added (NULL when the order was kept)
+	 */
+	uint32_t   *face_src;
 
 	bool		oom;
 	int			error;

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "meshio.h"
@@ -43,7 +44,7 @@ AlxMeshAllocFailed(void)
 	return alloc_failed != 0;
 }
 
-#define HUGE_MIN	((size_t) 4 << 20)
+#define HUGE_MIN	((size_t) 1 << 20)
 #define HUGE_PAGE	((uintptr_t) 2 << 20)
 
 /* Huge pages for the 2 MB-aligned interior of a large block. */
@@ -74,23 +75,53 @@ noted(void *p)
 	return p;
 }
 
+/*
+ * Blocks of a megabyte and more start on a huge-page boundary and are
+ * rounded up to whole huge pages, so that all of them (not just a 2 MB-
+ * aligned middle) can be backed by huge pages.
+ */
+static inline size_t
+huge_round(size_t size)
+{
+	return (size + HUGE_PAGE - 1) & ~(size_t) (HUGE_PAGE - 1);
+}
+
 void *
 malloc(size_t size)
 {
+	if (size >= HUGE_MIN && size < ((size_t) 1 << 48))
+		return noted_sized(__libc_memalign(HUGE_PAGE, huge_round(size)), huge_round(size));
 	return noted_sized(__libc_malloc(size), size);
 }
 
 void *
 calloc(size_t n, size_t size)
 {
-	/* __libc_calloc checks n * size for overflow; NULL then */
-	return noted_sized(__libc_calloc(n, size), n * size);
+	size_t		total;
+	void	   *p;
+
+	if (__builtin_mul_overflow(n, size, &total))
+	{
+		alloc_failed = 1;
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (total < HUGE_MIN || total >= ((size_t) 1 << 48))
+		return noted_sized(__libc_calloc(n, size), total);
+	p = noted_sized(__libc_memalign(HUGE_PAGE, huge_round(total)), huge_round(total));
+	if (p != NULL)
+		memset(p, 0, total);
+	return p;
 }
 
 void *
 realloc(void *p, size_t size)
 {
-	void	   *q = __libc_realloc(p, size);
+	void	   *q;
+
+	if (p == NULL)
+		return malloc(size);
+	q = __libc_realloc(p, size);
 
 	/* realloc(p, 0) may free and return NULL: not a failure */
 	if (q == NULL && size != 0)

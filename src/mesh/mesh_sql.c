@@ -179,6 +179,48 @@ set_nonblock(int fd)
 				 errmsg("could not set up the mesh helper pipes: %m")));
 }
 
+/*
+ * The wall-thickness fields: all zero when not measured; otherwise a
+ * positive thinnest wall no longer than the model's diagonal, where it is
+ * inside the bounding box, and areas that grow with the threshold and stay
+ * within the surface area.
+ */
+static const char *
+check_wall(const AlxMeshRecord *r)
+{
+	const double *f = r->f;
+	double		sx = f[ALX_RF_SIZE_X],
+				sy = f[ALX_RF_SIZE_Y],
+				sz = f[ALX_RF_SIZE_Z];
+	double		diag = sqrt(sx * sx + sy * sy + sz * sz);
+	double		slack = 1e-6 * (diag + 1.0);
+
+	if (!(r->flags & ALX_RECORD_WALL))
+	{
+		for (int k = ALX_RF_MIN_WALL; k <= ALX_RF_WALL_BELOW_10; k++)
+			if (f[k] != 0)
+				return "unmeasured wall thickness has values";
+		return NULL;
+	}
+	if (r->u[ALX_RU_WALL_RAYS] == 0)
+		return "wall thickness measured without rays";
+	if (!(f[ALX_RF_MIN_WALL] > 0) || f[ALX_RF_MIN_WALL] > diag + slack)
+		return "thinnest wall out of range";
+	for (int k = 0; k < 3; k++)
+	{
+		double		lo = f[ALX_RF_MIN_X + k],
+					hi = lo + f[ALX_RF_SIZE_X + k];
+
+		if (f[ALX_RF_WALL_X + k] < lo - slack || f[ALX_RF_WALL_X + k] > hi + slack)
+			return "thinnest wall outside the bounding box";
+	}
+	for (int k = ALX_RF_WALL_BELOW_03; k <= ALX_RF_WALL_BELOW_10; k++)
+		if (f[k] > f[ALX_RF_AREA] * (1 + 1e-9) + slack ||
+			(k > ALX_RF_WALL_BELOW_03 && f[k] < f[k - 1]))
+			return "thin-wall areas out of range";
+	return NULL;
+}
+
 /* the record is plausible only if every field is */
 static void
 check_record(const AlxMeshRecord *r, size_t len)
@@ -210,9 +252,11 @@ check_record(const AlxMeshRecord *r, size_t len)
 		why = "triangle counts out of range";
 	else if (r->u[ALX_RU_SOURCE_BYTES] != (uint64) len)
 		why = "helper read a different number of bytes";
-	else if ((r->watertight == 1) !=
+	else if (((r->flags & ALX_RECORD_WATERTIGHT) != 0) !=
 			 (r->u[ALX_RU_BOUNDARY] == 0 && r->u[ALX_RU_NONMANIFOLD] == 0))
 		why = "watertight flag contradicts the edge counts";
+	else if (r->u[ALX_RU_WALL_RAYS] > r->u[ALX_RU_TRIANGLES])
+		why = "more wall-thickness rays than triangles";
 	else if (r->i[ALX_RI_GENUS] < -1 ||
 			 r->i[ALX_RI_GENUS] > (int64) r->u[ALX_RU_TRIANGLES])
 		why = "genus out of range";
@@ -225,11 +269,14 @@ check_record(const AlxMeshRecord *r, size_t len)
 			if (!isfinite(r->f[k]))
 				why = "non-finite number";
 			else if (k != ALX_RF_MIN_X && k != ALX_RF_MIN_Y && k != ALX_RF_MIN_Z &&
+					 k != ALX_RF_WALL_X && k != ALX_RF_WALL_Y && k != ALX_RF_WALL_Z &&
 					 r->f[k] < 0)
 				why = "negative measure";
 		}
 		if (why == NULL && !(r->f[ALX_RF_UNIT_SCALE] > 0))
 			why = "unit scale out of range";
+		if (why == NULL)
+			why = check_wall(r);
 	}
 	if (why)
 		ereport(ERROR,
@@ -769,7 +816,7 @@ stats_values(const HelperResult *hr, bytea *sha, Datum *v, bool *isnull)
 	v[MS_SIZE_Y] = Float8GetDatum(r->f[ALX_RF_SIZE_Y]);
 	v[MS_SIZE_Z] = Float8GetDatum(r->f[ALX_RF_SIZE_Z]);
 	v[MS_SHELLS] = Int32GetDatum((int32) r->u[ALX_RU_SHELLS]);
-	v[MS_WATERTIGHT] = BoolGetDatum(r->watertight == 1);
+	v[MS_WATERTIGHT] = BoolGetDatum((r->flags & ALX_RECORD_WATERTIGHT) != 0);
 	v[MS_BOUNDARY] = Int64GetDatum((int64) r->u[ALX_RU_BOUNDARY]);
 	v[MS_NONMANIFOLD] = Int64GetDatum((int64) r->u[ALX_RU_NONMANIFOLD]);
 	v[MS_DEGENERATE] = Int64GetDatum((int64) r->u[ALX_RU_DEGENERATE]);

@@ -48,14 +48,18 @@
 #include "meshout.h"
 #include "meshrecord.h"
 #include "sandbox.h"
+#include "timing.h"
+#include "wall.h"
 
-#define MESHD_VERSION "1.1.0"
+#define MESHD_VERSION "1.2.0"
 
 typedef struct Options
 {
 	bool		use_stdin;
 	bool		json;
 	bool		stl_via_assimp;
+	bool		wall;			/* measure the wall thickness (default) */
+	unsigned long long threads; /* 0 = one per CPU, at most 4 */
 	const char *format;
 	const char *unit;
 	unsigned long long max_bytes;
@@ -154,13 +158,20 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	AlxMeshOptions mo;
 	int			rc;
 
+	alx_timing_mark("start");
+	/* every thread the helper will have, before the lockdown */
+	if (o->wall && !AlxWallPrepare(o->threads, err, errlen))
+		return ALX_MESHD_EXIT_INTERNAL;
+	alx_timing_mark("threads+embree");
 	buf = read_all(fd, o->max_bytes, o->size_hint, &len);
+	alx_timing_mark("read input");
 	*lenp = len;
 	memset(&lim, 0, sizeof(lim));
 	lim.memory_mb = o->max_memory_mb;
 	lim.cpu_s = alx_cpu_budget_s(len, o->max_cpu_s);
 	if (!AlxSandboxLockdown(&lim, err, errlen))
 		return ALX_MESHD_EXIT_INTERNAL;
+	alx_timing_mark("lockdown");
 #ifdef ALX_MESHD_SANDBOX_TEST
 	if (o->try_syscall)
 		AlxSandboxProbe(o->try_syscall);
@@ -169,6 +180,7 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	mo.hint = o->format;
 	mo.unit_scale = unit_scale;
 	mo.stl_via_assimp = o->stl_via_assimp;
+	mo.wall = o->wall;
 	rc = AlxMeshDecode(buf, len, &mo, res, err, errlen);
 	free(buf);
 	return rc;
@@ -283,6 +295,9 @@ usage(FILE *f)
 			"  --json              with --stdin: write a JSON line instead\n"
 			"  --stl-via-assimp    read binary STL with assimp instead of natively\n"
 			"                      (same results, slower; for comparison)\n"
+			"  --no-wall           do not measure the wall thickness\n"
+			"  --threads=N         threads for the wall thickness, 0 = one per CPU (max 4)\n"
+			"  --timing            phase timings on stderr\n"
 			"  --version           print the version and exit\n"
 			"exit codes: 0 ok, 2 bad argument, 3 invalid mesh, 4 too large, 5 could not set up, 6 format mismatch\n");
 }
@@ -299,6 +314,7 @@ main(int argc, char **argv)
 	o.max_bytes = 268435456ULL;
 	o.max_memory_mb = 2048;
 	o.max_cpu_s = 60;
+	o.wall = true;
 
 	for (int i = 1; i < argc; i++)
 	{
@@ -320,6 +336,15 @@ main(int argc, char **argv)
 			o.json = true;
 		else if (strcmp(a, "--stl-via-assimp") == 0)
 			o.stl_via_assimp = true;
+		else if (strcmp(a, "--no-wall") == 0)
+			o.wall = false;
+		else if (strcmp(a, "--timing") == 0)
+			alx_timing = true;
+		else if (strncmp(a, "--threads=", 10) == 0)
+		{
+			if (!parse_ull(a + 10, &o.threads) || o.threads > ALX_WALL_MAX_THREADS)
+				die(ALX_MESHD_EXIT_USAGE, "invalid --threads (0 to 4)");
+		}
 		else if (strcmp(a, "--help") == 0)
 		{
 			usage(stdout);

@@ -41,6 +41,12 @@
 #include "meshrecord.h"
 #include "prescan.h"
 #include "stlbin.h"
+#include "timing.h"
+
+/* phase timings on stderr (alexandrite-meshd --timing) */
+bool		alx_timing = false;
+double		alx_timing_wall = 0,
+			alx_timing_cpu = 0;
 
 /* ---------- the confined file system ---------- */
 
@@ -849,6 +855,40 @@ format_scale(const unsigned char *buf, size_t len, const char *fmt,
 	return ALX_MESHD_EXIT_OK;
 }
 
+static int
+geom_rc(const AlxGeom *g, int gr, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s", g->errmsg);
+	return gr == ALX_GEOM_ERR_TOO_LARGE ? ALX_MESHD_EXIT_TOO_LARGE : ALX_MESHD_EXIT_BAD_FILE;
+}
+
+/*
+ * The metrics of a loaded mesh: ordered for locality, then the wall
+ * thickness structure is built on a worker while this thread computes the
+ * other metrics (from binary STL it was started before the mesh was even
+ * welded), then the rays.
+ */
+static int
+measure(AlxGeom *g, const AlxMeshOptions *opt, bool built_early, AlxMeshResult *res,
+		char *err, size_t errlen)
+{
+	int			gr;
+
+	alx_timing_mark("load");
+	if (!AlxGeomLocalize(g))
+		return geom_rc(g, g->error, err, errlen);
+	alx_timing_mark("localize");
+	if (opt->wall && AlxWallReady() && !built_early)
+		AlxWallBuildStart(g);
+	gr = AlxGeomCompute(g, &res->stats);
+	alx_timing_mark("metrics");
+	if (gr != ALX_GEOM_OK)
+		return geom_rc(g, gr, err, errlen);
+	gr = AlxWallMeasure(g, &res->wall, err, errlen);
+	alx_timing_mark("wall (wait+rays)");
+	return gr;
+}
+
 /* Everything after the format is known: load, measure. */
 static int
 decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
@@ -857,6 +897,8 @@ decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
 	const char *fmt = NULL;
 	double		scale = opt->unit_scale;
 	AlxGeom		g;
+	bool		native_stl,
+				early;
 	int			rc;
 
 	if (len == 0)
@@ -878,21 +920,25 @@ decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
 		return rc;
 
 	AlxGeomInit(&g);
-	if (strcmp(fmt, "stl-binary") == 0 && !opt->stl_via_assimp)
+	native_stl = strcmp(fmt, "stl-binary") == 0 && !opt->stl_via_assimp;
+	early = native_stl && opt->wall && AlxWallReady() && AlxStlRecordsLocal(buf, len);
+	if (native_stl)
+	{
+		/*
+		 * Records in a local order: build the wall-thickness structure from
+		 * them right away, on a worker, while this thread welds.  (Shuffled
+		 * records make a structure whose rays wander all over memory; that
+		 * one is built after the mesh is ordered.)
+		 */
+		if (early)
+			AlxWallBuildStartStl(buf, len, scale);
 		rc = AlxStlBinaryLoad(&g, buf, len, scale, err, errlen);
+	}
 	else
 		rc = import_assimp(&g, buf, len, fmt, scale, err, errlen);
 	if (rc == ALX_MESHD_EXIT_OK)
-	{
-		int			gr = AlxGeomLocalize(&g) ? AlxGeomCompute(&g, &res->stats) : g.error;
-
-		if (gr != ALX_GEOM_OK)
-		{
-			snprintf(err, errlen, "%s", g.errmsg);
-			rc = (gr == ALX_GEOM_ERR_TOO_LARGE) ? ALX_MESHD_EXIT_TOO_LARGE
-				: ALX_MESHD_EXIT_BAD_FILE;
-		}
-	}
+		rc = measure(&g, opt, early, res, err, errlen);
+	AlxWallRelease();			/* before the mesh it reads is freed */
 	AlxGeomFree(&g);
 	if (rc == ALX_MESHD_EXIT_OK)
 	{

@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "geometry.h"
+#include "wall.h"
 
 /* upper bound on the nesting of scene nodes we walk */
 #define ALX_MESHIO_MAX_NODE_DEPTH	256
@@ -26,6 +27,7 @@
 typedef struct AlxMeshResult
 {
 	AlxMeshStats stats;
+	AlxWallStats wall;			/* measured only with opt->wall */
 	char		format[17];		/* "stl-binary", "stl-ascii", "obj", ... */
 	double		unit_scale_mm;	/* file unit -> mm factor applied */
 } AlxMeshResult;
@@ -46,6 +48,7 @@ typedef struct AlxMeshOptions
 	const char *hint;			/* format hint, NULL to sniff */
 	double		unit_scale;		/* mm per unit for STL, OBJ, PLY */
 	bool		stl_via_assimp; /* read binary STL with assimp, not natively */
+	bool		wall;			/* measure the wall thickness (needs AlxWallPrepare) */
 } AlxMeshOptions;
 
 /*

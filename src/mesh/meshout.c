@@ -100,8 +100,20 @@ result_to_record(const AlxMeshResult *res, size_t source_bytes, unsigned char *o
 	r.f[ALX_RF_MIN_Z] = s->bbox_min[2];
 	r.f[ALX_RF_UNCERTAINTY] = s->volume_uncertainty_mm3;
 	r.f[ALX_RF_UNIT_SCALE] = res->unit_scale_mm;
+	if (res->wall.measured)
+	{
+		r.flags |= ALX_RECORD_WALL;
+		r.f[ALX_RF_MIN_WALL] = res->wall.min_mm;
+		r.f[ALX_RF_WALL_X] = res->wall.at_mm[0];
+		r.f[ALX_RF_WALL_Y] = res->wall.at_mm[1];
+		r.f[ALX_RF_WALL_Z] = res->wall.at_mm[2];
+		for (int i = 0; i < ALX_WALL_NTHRESH; i++)
+			r.f[ALX_RF_WALL_BELOW_03 + i] = res->wall.area_below_mm2[i];
+	}
+	r.u[ALX_RU_WALL_RAYS] = res->wall.rays;
 	snprintf(r.format, sizeof(r.format), "%s", res->format);
-	r.watertight = s->watertight ? 1 : 0;
+	if (s->watertight)
+		r.flags |= ALX_RECORD_WATERTIGHT;
 	AlxMeshRecordEncode(&r, out);
 }
 
@@ -122,10 +134,24 @@ AlxMeshPrintJson(const char *file, const AlxMeshResult *res, const char *error)
 	}
 	else
 	{
+		char		wall[512];
+		const AlxWallStats *w = &res->wall;
+
 		AlxGeomStatsToJson(&res->stats, body, sizeof(body));
-		/* splice the file, format and unit in front of the stats */
-		printf("{\"file\":%s,\"format\":\"%s\",\"unit_scale_mm\":%.17g,\"analyzer_version\":%d,%s\n",
-			   name, res->format, res->unit_scale_mm, ALX_ANALYZER_VERSION, body + 1);
+		if (w->measured)
+			snprintf(wall, sizeof(wall),
+					 "\"min_wall_mm\":%.17g,\"wall_at_mm\":[%.17g,%.17g,%.17g],"
+					 "\"wall_area_below_mm2\":{\"0.3\":%.17g,\"0.5\":%.17g,\"0.8\":%.17g,\"1.0\":%.17g},"
+					 "\"wall_rays\":%llu,",
+					 w->min_mm, w->at_mm[0], w->at_mm[1], w->at_mm[2],
+					 w->area_below_mm2[0], w->area_below_mm2[1], w->area_below_mm2[2],
+					 w->area_below_mm2[3], (unsigned long long) w->rays);
+		else
+			snprintf(wall, sizeof(wall), "\"min_wall_mm\":null,\"wall_rays\":%llu,",
+					 (unsigned long long) w->rays);
+		/* splice the file, format, unit and wall in front of the stats */
+		printf("{\"file\":%s,\"format\":\"%s\",\"unit_scale_mm\":%.17g,\"analyzer_version\":%d,%s%s\n",
+			   name, res->format, res->unit_scale_mm, ALX_ANALYZER_VERSION, wall, body + 1);
 	}
 	fflush(stdout);
 }

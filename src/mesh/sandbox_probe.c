@@ -10,7 +10,8 @@
  * returns; if it returns, the probe says so and exits with code 99, which
  * test/t/021_mesh_sandbox.pl reports as a failure.
  *
- * Probes that must be refused: fork, thread, execve, open, socket, unlink,
+ * Probes that must be refused: fork, fork_in_worker (from a thread of the
+ * pool started before the lockdown), thread, execve, open, socket, unlink,
  * rename, kill, io_uring_setup, x32, ptrace, mmap_exec, mprotect_exec,
  * setrlimit, write_fd (a write to a descriptor other than 1 and 2).
  * Controls: "none" (the analysis proceeds and succeeds), "abort" (abort()
@@ -24,6 +25,7 @@
  *-------------------------------------------------------------------------
  */
 #include "sandbox.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +47,15 @@ static void *
 thread_main(void *arg)
 {
 	return arg;
+}
+
+/* fork from a pool thread: the filter must hold for every thread */
+static void
+fork_in_worker(void *arg, int thread)
+{
+	long	   *rc = arg;
+
+	*rc = fork();
 }
 
 static void
@@ -88,6 +99,16 @@ AlxSandboxProbe(const char *spec)
 		return;
 	if (strcmp(name, "fork") == 0)
 		rc = fork();
+	else if (strcmp(name, "fork_in_worker") == 0)
+	{
+		if (AlxPoolSize() < 2)
+		{
+			fprintf(stderr, "sandbox probe: no worker thread to fork from\n");
+			_exit(PROBE_RETURNED);
+		}
+		AlxPoolRunOne(fork_in_worker, &rc);
+		AlxPoolWaitOne();
+	}
 	else if (strcmp(name, "thread") == 0)
 	{
 		pthread_t	t;

@@ -11,6 +11,7 @@
 #ifndef ALX_STLBIN_H
 #define ALX_STLBIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "geometry.h"
@@ -22,5 +23,11 @@
  */
 extern int	AlxStlBinaryLoad(AlxGeom *g, const unsigned char *buf, size_t len,
 							 double scale, char *err, size_t errlen);
+
+/*
+ * Whether the records of a binary STL come in a local order (most pairs of
+ * neighbouring records share a corner), judged on a sample.
+ */
+extern bool AlxStlRecordsLocal(const unsigned char *buf, size_t len);
 
 #endif							/* ALX_STLBIN_H */

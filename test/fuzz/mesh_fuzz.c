@@ -15,24 +15,40 @@
  *			(12 bytes per vertex as three floats, then 3 x uint16 indices),
  *			which reaches welding, ordering, edges, orientation and shell
  *			nesting much faster than through a parser.
- * assimp itself is not instrumented; test/fuzz/run.sh tells crashes in
- * assimp from crashes in src/mesh.
+ * Every decode also measures the wall thickness (Embree, one thread), so the
+ * orientation, the ray set-up and the STL record path of wall.c are fuzzed
+ * too.  assimp and Embree are not instrumented; test/fuzz/run.sh tells
+ * crashes in them from crashes in src/mesh.
  *
  * IDENTIFICATION
  *	  test/fuzz/mesh_fuzz.c
  *
  *-------------------------------------------------------------------------
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "geometry.h"
 #include "meshio.h"
+#include "wall.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const hints[] = {"stl", "obj", "ply", "gltf", "glb", "3mf", NULL};
+
+/* Embree once per process, single-threaded */
+static bool
+wall_ready(void)
+{
+	static int	state = 0;
+	char		err[256];
+
+	if (state == 0)
+		state = AlxWallPrepare(1, err, sizeof(err)) ? 1 : -1;
+	return state == 1;
+}
 
 static void
 fuzz_soup(const uint8_t *data, size_t size)
@@ -67,7 +83,17 @@ fuzz_soup(const uint8_t *data, size_t size)
 		/* indices modulo a little more than nv: out-of-range ones are tested */
 		(void) AlxGeomAddTriangle(&g, t[0] % (nv + 2), t[1] % (nv + 2), t[2] % (nv + 2));
 	}
-	(void) AlxGeomCompute(&g, &st);
+	if (AlxGeomLocalize(&g))
+	{
+		AlxWallStats ws;
+		char		err[256];
+
+		if (wall_ready())
+			AlxWallBuildStart(&g);
+		if (AlxGeomCompute(&g, &st) == ALX_GEOM_OK)
+			(void) AlxWallMeasure(&g, &ws, err, sizeof(err));
+		AlxWallRelease();
+	}
 	AlxGeomFree(&g);
 }
 
@@ -94,12 +120,14 @@ fuzz_stl_pair(const uint8_t *data, size_t size)
 	memset(&opt, 0, sizeof(opt));
 	opt.hint = "stl";
 	opt.unit_scale = (size % 3 == 0) ? 25.4 : 1.0;
+	opt.wall = wall_ready();
 	ra = AlxMeshDecode(buf, 84 + 50 * n, &opt, &a, ea, sizeof(ea));
 	opt.stl_via_assimp = true;
 	rb = AlxMeshDecode(buf, 84 + 50 * n, &opt, &b, eb, sizeof(eb));
 	if (ra != rb)
 		__builtin_trap();
-	if (ra == 0 && memcmp(&a.stats, &b.stats, sizeof(a.stats)) != 0)
+	if (ra == 0 && (memcmp(&a.stats, &b.stats, sizeof(a.stats)) != 0 ||
+					memcmp(&a.wall, &b.wall, sizeof(a.wall)) != 0))
 		__builtin_trap();
 }
 
@@ -129,6 +157,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&opt, 0, sizeof(opt));
 	opt.hint = hints[sel];
 	opt.unit_scale = 1.0;
+	opt.wall = wall_ready();
 	(void) AlxMeshDecode(data + 1, size - 1, &opt, &res, err, sizeof(err));
 	return 0;
 }

@@ -32,8 +32,8 @@ src=$top/src/mesh
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$src" $(pkg-config --cflags assimp zlib) \
     "$top/test/fuzz/mesh_fuzz.c" "$src/meshio.c" "$src/geometry.c" "$src/prescan.c" \
-    "$src/stlbin.c" "$src/geomorder.c" \
-    -o "$bin" $(pkg-config --libs assimp zlib) -lm ||
+    "$src/stlbin.c" "$src/geomorder.c" "$src/wall.c" "$src/pool.c" \
+    -o "$bin" $(pkg-config --libs assimp zlib) -lembree3 -lpthread -lm ||
     { echo "FAIL mesh fuzz: the target does not build"; exit 1; }
 
 # seeds: selector byte + file

@@ -2,13 +2,18 @@
 """Deterministic mesh fixtures for the alexandrite mesh tests.
 
 Usage:
-  genmesh.py SHAPE FORMAT [--b64] [--out FILE] [--unit U] [--scale S] [--mirror] [--shuffle]
+  genmesh.py SHAPE FORMAT [--b64] [--out FILE] [--unit U] [--scale S] [--mirror] [--shuffle] [--div D]
   genmesh.py --hostile DIR [--datadir PGDATA]   write the hostile corpus
   genmesh.py --expect SHAPE                      print V and A of the shape
 
 SHAPE:  cube, ring, torus, open, twoshells, overlap, void, nested, inverted,
         flipped, degenerate, nonmanifold, bigcube, tinycube, far, line
         (and N-triangle tori for benchmarks: torus:NU:NV)
+        walls of known thickness: plate:T, shell:W (hollow cube), twoplates
+        (1.2 and 0.7 mm), ringthin (1.5 mm band, 0.6 mm over 10 degrees),
+        torusfine (tube 3 mm), plateflip (0.8 mm, every 7th face wound
+        backwards), plateinv (0.5 mm, inside out)
+--div D divides every coordinate by D (a fixture drawn in inches: --div 25.4)
 FORMAT: stl, stla, obj, ply, plyb, gltf, glb, 3mf, 3mfz
 
 Only the Python standard library is used (struct, zlib, zipfile, json).
@@ -113,7 +118,80 @@ def torus(nu=40, nv=20, R=10.0, r=1.5):
     return outward((v, f))
 
 
+def ring_thin(n=256, r=8.5, R=10.0, t=0.6, notch_deg=10.0, h=4.0):
+    """Band ring 1.5 mm thick with one thin spot: over notch_deg around
+    +x the outer wall is at r + t (t = 0.6 mm).  Both walls are arcs of the
+    same centre there, so the wall is t by construction."""
+    v, f = [], []
+    for k in range(n):
+        a = 2 * math.pi * k / n
+        deg = math.degrees(a)
+        deg = deg - 360 if deg > 180 else deg
+        Ro = r + t if abs(deg) <= notch_deg / 2 + 1e-9 else R
+        c, s_ = math.cos(a), math.sin(a)
+        v += [(Ro * c, Ro * s_, 0.0), (Ro * c, Ro * s_, h), (r * c, r * s_, 0.0), (r * c, r * s_, h)]
+    for k in range(n):
+        j = (k + 1) % n
+        ob, ot, ib, it = 4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3
+        ob2, ot2, ib2, it2 = 4 * j, 4 * j + 1, 4 * j + 2, 4 * j + 3
+        f += [(ob, ob2, ot2), (ob, ot2, ot), (ib, it2, ib2), (ib, it, it2),
+              (ot, ot2, it2), (ot, it2, it), (ob, ib2, ob2), (ob, ib, ib2)]
+    return outward((v, f))
+
+
+def grid_plate(sx, sy, t, n):
+    """A closed plate sx x sy x t whose top and bottom are n x n grids of
+    quads (two triangles each): many faces, the same wall everywhere."""
+    v, f = [], []
+    idx = {}
+
+    def vid(p):
+        if p not in idx:
+            idx[p] = len(v)
+            v.append(p)
+        return idx[p]
+
+    def quad(a, b, c, d):
+        f.extend([(vid(a), vid(b), vid(c)), (vid(a), vid(c), vid(d))])
+
+    xs = [sx * i / n for i in range(n + 1)]
+    ys = [sy * i / n for i in range(n + 1)]
+    for i in range(n):
+        for j in range(n):
+            x0, x1, y0, y1 = xs[i], xs[i + 1], ys[j], ys[j + 1]
+            quad((x0, y0, t), (x1, y0, t), (x1, y1, t), (x0, y1, t))      # top, up
+            quad((x0, y0, 0.0), (x0, y1, 0.0), (x1, y1, 0.0), (x1, y0, 0.0))  # bottom, down
+    for i in range(n):
+        x0, x1 = xs[i], xs[i + 1]
+        quad((x0, 0.0, 0.0), (x1, 0.0, 0.0), (x1, 0.0, t), (x0, 0.0, t))
+        quad((x1, sy, 0.0), (x0, sy, 0.0), (x0, sy, t), (x1, sy, t))
+        y0, y1 = ys[i], ys[i + 1]
+        quad((sx, y0, 0.0), (sx, y1, 0.0), (sx, y1, t), (sx, y0, t))
+        quad((0.0, y1, 0.0), (0.0, y0, 0.0), (0.0, y0, t), (0.0, y1, t))
+    return outward((v, f))
+
+
 def shape(name):
+    if name.startswith("plate:"):
+        # a 20 x 20 mm plate T mm thick: its wall is T
+        return box(0, 0, 0, 20, 20, float(name.split(":")[1]))
+    if name.startswith("shell:"):
+        # a hollow 20 mm cube whose walls are W mm thick (an inner void)
+        w = float(name.split(":")[1])
+        return merge(box(0, 0, 0, 20, 20, 20), flip(box(w, w, w, 20 - w, 20 - w, 20 - w)))
+    if name == "twoplates":
+        # two bodies: 1.2 mm and 0.7 mm thick
+        return merge(box(0, 0, 0, 10, 10, 1.2), box(20, 0, 0, 30, 10, 0.7))
+    if name == "ringthin":
+        return ring_thin()
+    if name == "torusfine":
+        return torus(256, 64, 10.0, 1.5)
+    if name == "plateflip":
+        # a 0.8 mm plate, finely split, with every 7th face wound backwards
+        v, f = grid_plate(20, 20, 0.8, 16)
+        return v, [(a, c, b) if i % 7 == 3 else (a, b, c) for i, (a, b, c) in enumerate(f)]
+    if name == "plateinv":
+        return flip(box(0, 0, 0, 20, 20, 0.5))
     if name == "cube":
         return box(0, 0, 0, 10, 10, 10)
     if name == "bigcube":
@@ -483,7 +561,7 @@ def main(argv):
         raise SystemExit(__doc__)
     name, fmt = argv[0], argv[1]
     opts = {"unit": "millimeter", "scale": 1.0, "mirror": False}
-    out, b64, shuffle = None, False, False
+    out, b64, shuffle, div = None, False, False, 1.0
     i = 2
     while i < len(argv):
         a = argv[i]
@@ -502,10 +580,15 @@ def main(argv):
             opts["mirror"] = True
         elif a == "--shuffle":
             shuffle = True
+        elif a == "--div":
+            i += 1
+            div = float(argv[i])
         else:
             raise SystemExit("unknown option %s" % a)
         i += 1
     mesh = shape(name)
+    if div != 1.0:
+        mesh = ([tuple(c / div for c in p) for p in mesh[0]], mesh[1])
     if shuffle:
         # CAD exports rarely list triangles in a tidy grid order
         import random
