@@ -72,6 +72,8 @@ enum
 	MS_DEGENERATE, MS_SHA256, MS_FORMAT, MS_UNIT_SCALE, MS_INCONSISTENT,
 	MS_REORIENTED, MS_EULER, MS_GENUS, MS_UNCERTAINTY, MS_MIN_X, MS_MIN_Y,
 	MS_MIN_Z, MS_WARNINGS, MS_ANALYZER_VERSION, MS_ANALYSIS_MS,
+	MS_MIN_WALL, MS_WALL_X, MS_WALL_Y, MS_WALL_Z, MS_WALL_BELOW_03,
+	MS_WALL_BELOW_05, MS_WALL_BELOW_08, MS_WALL_BELOW_10,
 	MS_NATTS
 };
 
@@ -837,6 +839,12 @@ stats_values(const HelperResult *hr, bytea *sha, Datum *v, bool *isnull)
 	v[MS_WARNINGS] = warnings_array(r->warnings);
 	v[MS_ANALYZER_VERSION] = Int32GetDatum((int32) r->analyzer_version);
 	v[MS_ANALYSIS_MS] = Float8GetDatum(hr->elapsed_ms);
+	/* the wall thickness columns, in the record's order; NULL unmeasured */
+	for (int k = 0; k <= MS_WALL_BELOW_10 - MS_MIN_WALL; k++)
+	{
+		v[MS_MIN_WALL + k] = Float8GetDatum(r->f[ALX_RF_MIN_WALL + k]);
+		isnull[MS_MIN_WALL + k] = (r->flags & ALX_RECORD_WALL) == 0;
+	}
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_mesh_analyze);
@@ -962,7 +970,9 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 							   INT8OID, INT8OID, INT8OID, FLOAT8OID,
 							   FLOAT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
 							   FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
-							   TEXTARRAYOID, INT4OID, INT8OID, INT8OID};
+							   TEXTARRAYOID, INT4OID, INT8OID, INT8OID,
+							   FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+							   FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
 		Datum		vals[lengthof(types)];
 		char		nulls[lengthof(types)];
 		int			rc;
@@ -1005,6 +1015,12 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 		vals[27] = sv[MS_ANALYZER_VERSION];
 		vals[28] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(data));
 		vals[29] = Int64GetDatum(id);
+		for (int k = 0; k <= MS_WALL_BELOW_10 - MS_MIN_WALL; k++)
+		{
+			vals[30 + k] = sv[MS_MIN_WALL + k];
+			if (sn[MS_MIN_WALL + k])
+				nulls[30 + k] = 'n';
+		}
 
 		if (id != 0)
 		{
@@ -1019,9 +1035,12 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 									   "analysis_ms, unit_scale_mm, inconsistent_edges, faces_reoriented, "
 									   "euler_characteristic, genus, volume_uncertainty_mm3, min_x_mm, "
 									   "min_y_mm, min_z_mm, warnings, analyzer_version, size_bytes, "
+									   "min_wall_mm, min_wall_x_mm, min_wall_y_mm, min_wall_z_mm, "
+									   "wall_below_0_3_mm2, wall_below_0_5_mm2, wall_below_0_8_mm2, "
+									   "wall_below_1_0_mm2, "
 									   "analyzed_at) = ROW($4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
 									   "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, "
-									   "$28, $29, pg_catalog.now()) "
+									   "$28, $29, $31, $32, $33, $34, $35, $36, $37, $38, pg_catalog.now()) "
 									   "WHERE id OPERATOR(pg_catalog.=) $30 "
 									   "AND sha256 OPERATOR(pg_catalog.=) $1 AND unit OPERATOR(pg_catalog.=) $2",
 									   lengthof(types), types, vals, nulls, false, 0);
@@ -1038,9 +1057,12 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 								   "degenerate_triangles, analysis_ms, unit_scale_mm, "
 								   "inconsistent_edges, faces_reoriented, euler_characteristic, genus, "
 								   "volume_uncertainty_mm3, min_x_mm, min_y_mm, min_z_mm, warnings, "
-								   "analyzer_version, size_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-								   "$8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, "
-								   "$22, $23, $24, $25, $26, $27, $28, $29) "
+								   "analyzer_version, size_bytes, min_wall_mm, min_wall_x_mm, "
+								   "min_wall_y_mm, min_wall_z_mm, wall_below_0_3_mm2, wall_below_0_5_mm2, "
+								   "wall_below_0_8_mm2, wall_below_1_0_mm2) VALUES ($1, $2, $3, $4, $5, "
+								   "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
+								   "$20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $31, $32, $33, "
+								   "$34, $35, $36, $37, $38) "
 								   "ON CONFLICT (sha256, unit) DO NOTHING RETURNING id",
 								   lengthof(types), types, vals, nulls, false, 1);
 		if (rc != SPI_OK_INSERT_RETURNING)

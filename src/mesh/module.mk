@@ -8,7 +8,7 @@
 # never installed.
 
 OBJS    += src/mesh/mesh_sql.o
-REGRESS += mesh_formats mesh_defects mesh_ingest mesh_errors
+REGRESS += mesh_formats mesh_defects mesh_ingest mesh_errors mesh_wall
 
 MESHD          = src/mesh/alexandrite-meshd
 MESHD_TEST     = src/mesh/meshd-sandbox-test
