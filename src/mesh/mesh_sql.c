@@ -6,20 +6,24 @@
  *
  * No mesh is ever parsed inside the backend.  Each call forks and execs the
  * installed helper program alexandrite-meshd (next to the postgres binary,
- * or alexandrite.meshd_path), writes the file's bytes to its stdin through a
- * pipe and reads one fixed-size record from its stdout and at most a line
- * of text from its stderr.  The wait is a poll() loop of at most 100 ms
- * steps with CHECK_FOR_INTERRUPTS(), so statement_timeout, query cancel and
- * backend termination act promptly; alexandrite.mesh_timeout bounds the
- * analysis as well.  Whatever way the call ends -- success, helper failure,
- * timeout, cancel, or an ERROR anywhere -- a PG_FINALLY block kills the
- * helper if it still runs, reaps it and closes every pipe, so neither a
- * zombie nor a descriptor is left behind.
+ * or alexandrite.meshd_path), hands it the file's bytes as its stdin -- a
+ * sealed memfd, which the helper maps instead of reading -- and reads one
+ * fixed-size record from its stdout and at most a line of text from its
+ * stderr.  mesh_analyze() hashes the bytes while the helper works.  The
+ * wait is a poll() loop of at most 100 ms steps with CHECK_FOR_INTERRUPTS(),
+ * so statement_timeout, query cancel and backend termination act promptly;
+ * alexandrite.mesh_timeout (or less for a small file) bounds the analysis
+ * as well.  Whatever way the call ends -- success, helper failure, timeout,
+ * cancel, or an ERROR anywhere -- a PG_FINALLY block kills the helper if it
+ * still runs, reaps it and closes every descriptor, so neither a zombie nor
+ * a descriptor is left behind.
  *
- * Every helper outcome maps to an ERROR with a SQLSTATE: invalid file
- * 22P04, bad argument or format mismatch 22023, too large or over a limit
- * 54000, timeout 57014, and a record that does not pass the strict checks
- * of decode_record() 22P04.
+ * Every helper outcome maps to an ERROR with a documented SQLSTATE
+ * (docs/mesh.md): invalid file 22P04, bad argument or format mismatch
+ * 22023, too large or over a limit (memory, CPU budget) 54000, timeout
+ * 57014, a helper that cannot set itself up or exits with an unknown code
+ * 58000, a crash, a sandbox kill or a record that fails the strict checks
+ * of check_record() XX000.
  *
  * IDENTIFICATION
  *	  src/mesh/mesh_sql.c
@@ -33,6 +37,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -81,8 +86,8 @@ enum
 #define ALX_ERRCODE_BAD_MESH ERRCODE_BAD_COPY_FILE_FORMAT
 
 #define HELPER_STDERR_MAX 1024
-/* bytes per write to the helper; its stdin pipe is enlarged to match */
-#define PIPE_CHUNK (1024 * 1024)
+/* bytes per write into the helper's input (a memfd) */
+#define INPUT_CHUNK (16 * 1024 * 1024)
 #define POLL_STEP_MS 100
 
 typedef struct HelperResult
@@ -152,6 +157,19 @@ check_format(text *format)
 			 errmsg("mesh format \"%s\" is not supported", f),
 			 errhint("Use \"stl\", \"obj\", \"ply\", \"gltf\", \"glb\" or \"3mf\", or NULL to detect it.")));
 	return NULL;
+}
+
+/* The digest of a finished SHA-256 computation, as a bytea; frees ctx. */
+static bytea *
+sha256_result(pg_cryptohash_ctx *ctx)
+{
+	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+
+	if (pg_cryptohash_final(ctx, (uint8 *) VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	return out;
 }
 
 /* SHA-256 of the bytes, as a bytea. */
@@ -390,37 +408,357 @@ helper_limits(size_t len, long *cpu_s, long *wall_ms)
 	*wall_ms = (long) Min(wall, (uint64) alx_mesh_timeout_ms);
 }
 
+/* One run of the helper: its process, pipes and what it said. */
+typedef struct Helper
+{
+	pid_t		pid;
+	int			fd_out;			/* our ends */
+	int			fd_err;
+	int			child_in;		/* the child's: stdin (a memfd), stdout, stderr */
+	int			child_out;
+	int			child_err;
+	unsigned char rec[ALX_RECORD_SIZE + 1];
+	size_t		reclen;
+	char		err[HELPER_STDERR_MAX + 1];
+	size_t		errlen;
+	int			status;
+	bool		reaped;
+	bool		timed_out;
+	bool		overflow;
+	/* SHA-256 of the input, computed while the helper works (or NULL) */
+	pg_cryptohash_ctx *sha;
+	size_t		sha_done;
+} Helper;
+
 /*
- * Run the helper over data[0..len) and return its decoded record.
+ * The helper's stdin: a sealed memfd holding the bytes.  The helper maps it
+ * instead of reading a pipe, so a 50 MB upload is neither copied through
+ * pipe buffers nor read into freshly zeroed memory.
+ */
+static int
+helper_input(const char *data, size_t len)
+{
+	int			fd = memfd_create("alexandrite-mesh", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	size_t		done = 0;
+
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not create the mesh helper's input: %m")));
+	while (done < len)
+	{
+		ssize_t		w = write(fd, data + done, Min(len - done, (size_t) INPUT_CHUNK));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+		{
+			int			save = errno;
+
+			close(fd);
+			errno = save;
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("could not write the mesh helper's input: %m")));
+		}
+		done += (size_t) w;
+		CHECK_FOR_INTERRUPTS();
+	}
+	(void) fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+	if (lseek(fd, 0, SEEK_SET) != 0)
+	{
+		int			save = errno;
+
+		close(fd);
+		errno = save;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not rewind the mesh helper's input: %m")));
+	}
+	return fd;
+}
+
+/* Pipes, fork, exec; the parent keeps the read ends, non-blocking. */
+static void
+helper_spawn(Helper *h, const char *path, char **argv, char **envp)
+{
+	int			pout[2],
+				perr[2];
+
+	if (pipe2(pout, O_CLOEXEC) == 0)
+	{
+		h->fd_out = pout[0];
+		h->child_out = pout[1];
+	}
+	if (pipe2(perr, O_CLOEXEC) == 0)
+	{
+		h->fd_err = perr[0];
+		h->child_err = perr[1];
+	}
+	if (h->fd_out < 0 || h->fd_err < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create pipes for the mesh helper: %m")));
+
+	fflush(NULL);
+	h->pid = fork();
+	if (h->pid < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start the mesh helper: %m")));
+	if (h->pid == 0)
+	{
+		/* child: only async-signal-safe calls until exec */
+		sigset_t	none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (dup2(h->child_in, 0) < 0 || dup2(h->child_out, 1) < 0 || dup2(h->child_err, 2) < 0)
+			_exit(126);
+#ifdef SYS_close_range
+		if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
+#endif
+		{
+			for (int fd = 3; fd < 65536; fd++)
+				(void) close(fd);
+		}
+		execve(path, argv, envp);
+		_exit(127);
+	}
+
+	/* parent */
+	close(h->child_in);
+	h->child_in = -1;
+	close(h->child_out);
+	h->child_out = -1;
+	close(h->child_err);
+	h->child_err = -1;
+	set_nonblock(h->fd_out);
+	set_nonblock(h->fd_err);
+}
+
+/* Read what is there from the helper's stdout (at most one record). */
+static void
+helper_read_out(Helper *h)
+{
+	ssize_t		r = read(h->fd_out, h->rec + h->reclen, sizeof(h->rec) - h->reclen);
+
+	if (r > 0)
+	{
+		h->reclen += (size_t) r;
+		if (h->reclen == sizeof(h->rec))
+		{
+			/* more than one record: garbage, stop it now */
+			h->overflow = true;
+			kill(h->pid, SIGKILL);
+			close(h->fd_out);
+			h->fd_out = -1;
+		}
+	}
+	else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+	{
+		close(h->fd_out);
+		h->fd_out = -1;
+	}
+}
+
+/* Read what is there from the helper's stderr (keep the first line's worth). */
+static void
+helper_read_err(Helper *h)
+{
+	char		sink[4096];
+	ssize_t		r;
+
+	if (h->errlen < HELPER_STDERR_MAX)
+		r = read(h->fd_err, h->err + h->errlen, HELPER_STDERR_MAX - h->errlen);
+	else
+		r = read(h->fd_err, sink, sizeof(sink));	/* discard the rest */
+	if (r > 0)
+	{
+		if (h->errlen < HELPER_STDERR_MAX)
+			h->errlen += (size_t) r;
+	}
+	else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+	{
+		close(h->fd_err);
+		h->fd_err = -1;
+	}
+}
+
+/* Hash the next piece of the input while the helper works; true if more is left. */
+static bool
+helper_hash_some(Helper *h, const char *data, size_t len)
+{
+	size_t		n;
+
+	if (h->sha == NULL || h->sha_done == len)
+		return false;
+	n = Min(len - h->sha_done, (size_t) 4 * 1024 * 1024);
+	if (pg_cryptohash_update(h->sha, (const uint8 *) data + h->sha_done, n) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(h->sha));
+	h->sha_done += n;
+	return h->sha_done < len;
+}
+
+/*
+ * Wait for the helper's output and exit within wall_ms of start, in poll()
+ * steps of at most POLL_STEP_MS with CHECK_FOR_INTERRUPTS(); hash the input
+ * meanwhile.  Sets timed_out, or reaped and status.
+ */
+static void
+helper_wait(Helper *h, instr_time start, long wall_ms, const char *data, size_t len)
+{
+	for (;;)
+	{
+		struct pollfd pfd[2];
+		int			n = 0;
+		long		left_ms;
+		instr_time	now;
+		bool		more_hashing;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!PostmasterIsAlive())
+			ereport(FATAL,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("terminating connection due to unexpected postmaster exit")));
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		left_ms = wall_ms - (long) INSTR_TIME_GET_MILLISEC(now);
+		if (left_ms <= 0)
+		{
+			h->timed_out = true;
+			return;
+		}
+		more_hashing = helper_hash_some(h, data, len);
+
+		if (h->fd_out < 0 && h->fd_err < 0)
+		{
+			/* both outputs closed: wait for the exit */
+			pid_t		w = waitpid(h->pid, &h->status, WNOHANG);
+
+			if (w == h->pid)
+			{
+				h->reaped = true;
+				h->pid = -1;
+				return;
+			}
+			if (w < 0 && errno != EINTR)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not wait for the mesh helper: %m")));
+			if (!more_hashing)
+				pg_usleep(Min(left_ms, 5) * 1000L);
+			continue;
+		}
+		if (h->fd_out >= 0)
+		{
+			pfd[n].fd = h->fd_out;
+			pfd[n++].events = POLLIN;
+		}
+		if (h->fd_err >= 0)
+		{
+			pfd[n].fd = h->fd_err;
+			pfd[n++].events = POLLIN;
+		}
+		if (poll(pfd, n, more_hashing ? 0 : (int) Min(left_ms, POLL_STEP_MS)) < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not poll the mesh helper: %m")));
+		}
+		for (int i = 0; i < n; i++)
+		{
+			if (pfd[i].revents == 0)
+				continue;
+			if (pfd[i].fd == h->fd_out)
+				helper_read_out(h);
+			else if (pfd[i].fd == h->fd_err)
+				helper_read_err(h);
+		}
+	}
+}
+
+/* Whatever happened: kill and reap a helper still running, close everything. */
+static void
+helper_cleanup(Helper *h)
+{
+	if (h->pid > 0)
+	{
+		/* still running (error, cancel, timeout): kill and reap */
+		kill(h->pid, SIGKILL);
+		while (waitpid(h->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		h->pid = -1;
+	}
+	if (h->child_in >= 0)
+		close(h->child_in);
+	if (h->child_out >= 0)
+		close(h->child_out);
+	if (h->child_err >= 0)
+		close(h->child_err);
+	if (h->fd_out >= 0)
+		close(h->fd_out);
+	if (h->fd_err >= 0)
+		close(h->fd_err);
+	h->child_in = h->child_out = h->child_err = h->fd_out = h->fd_err = -1;
+}
+
+/* After a clean wait: every way the run can have failed is an ERROR. */
+static void
+helper_outcome(Helper *h, const char *path, const char *format, long cpu_s,
+			   long wall_ms, size_t len, HelperResult *result)
+{
+	if (h->timed_out)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("mesh analysis timed out after %ld ms", wall_ms),
+				 errhint("alexandrite.mesh_timeout sets the limit; a small file gets less (four times its CPU budget plus 2 s).")));
+
+	/* one line of text; strip control characters */
+	h->err[h->errlen] = '\0';
+	for (size_t i = 0; i < h->errlen; i++)
+		if ((unsigned char) h->err[i] < 0x20)
+			h->err[i] = (h->err[i] == '\n' && i + 1 == h->errlen) ? '\0' : ' ';
+	if (!h->reaped)
+		elog(ERROR, "mesh helper was not reaped");
+	if (h->overflow)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("mesh helper returned an invalid result"),
+				 errdetail_internal("more output than one record")));
+	if (WIFEXITED(h->status) && WEXITSTATUS(h->status) == 127)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("could not execute mesh helper program \"%s\"", path)));
+	report_status(h->status, h->err, format, cpu_s);
+
+	{
+		const char *why = AlxMeshRecordDecode(h->rec, h->reclen, &result->rec);
+
+		if (why != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("mesh helper returned an invalid result"),
+					 errdetail_internal("%s (%zu bytes)", why, h->reclen)));
+	}
+	check_record(&result->rec, len);
+}
+
+/*
+ * Run the helper over data[0..len) and return its decoded record.  With
+ * sha, the input's SHA-256 is computed (finished) meanwhile.
  */
 static void
 run_helper(const char *data, size_t len, const char *format, const char *unit,
-		   HelperResult *result)
+		   pg_cryptohash_ctx *sha, HelperResult *result)
 {
 	char	   *path = helper_path();
 	char	   *argv[10];
 	char	   *envp[] = {"LC_ALL=C", NULL};
 	int			argc = 0;
-	int			pin[2] = {-1, -1},
-				pout[2] = {-1, -1},
-				perr[2] = {-1, -1};
-	volatile pid_t pid = -1;
-	volatile int fd_in = -1,
-				fd_out = -1,
-				fd_err = -1;
-	/* the child's ends, open in the parent until the fork is done */
-	volatile int child_in = -1,
-				child_out = -1,
-				child_err = -1;
-	unsigned char recbuf[ALX_RECORD_SIZE + 1];
-	size_t		reclen = 0;
-	char		errbuf[HELPER_STDERR_MAX + 1];
-	size_t		errlen = 0;
-	size_t		written = 0;
-	int			status = 0;
-	bool		reaped = false;
-	bool		timed_out = false;
-	bool		overflow = false;
+	Helper		h;
 	instr_time	start,
 				now;
 	long		cpu_s,
@@ -437,266 +775,29 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 		argv[argc++] = psprintf("--format=%s", format);
 	argv[argc] = NULL;
 
+	memset(&h, 0, sizeof(h));
+	h.pid = -1;
+	h.fd_out = h.fd_err = h.child_in = h.child_out = h.child_err = -1;
+	h.sha = sha;
 	INSTR_TIME_SET_CURRENT(start);
-
 	PG_TRY();
 	{
-		if (pipe2(pin, O_CLOEXEC) == 0)
-		{
-			fd_in = pin[1];
-			child_in = pin[0];
-			/* fewer wake-ups for a 50 MB upload; the default is 64 kB */
-			(void) fcntl(fd_in, F_SETPIPE_SZ, PIPE_CHUNK);
-		}
-		if (pipe2(pout, O_CLOEXEC) == 0)
-		{
-			fd_out = pout[0];
-			child_out = pout[1];
-		}
-		if (pipe2(perr, O_CLOEXEC) == 0)
-		{
-			fd_err = perr[0];
-			child_err = perr[1];
-		}
-		if (fd_in < 0 || fd_out < 0 || fd_err < 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not create pipes for the mesh helper: %m")));
-
-		fflush(NULL);
-		pid = fork();
-		if (pid < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("could not start the mesh helper: %m")));
-		if (pid == 0)
-		{
-			/* child: only async-signal-safe calls until exec */
-			sigset_t	none;
-
-			sigemptyset(&none);
-			sigprocmask(SIG_SETMASK, &none, NULL);
-			if (dup2(pin[0], 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0)
-				_exit(126);
-#ifdef SYS_close_range
-			if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
-#endif
-			{
-				for (int fd = 3; fd < 65536; fd++)
-					(void) close(fd);
-			}
-			execve(path, argv, envp);
-			_exit(127);
-		}
-
-		/* parent */
-		close(child_in);
-		child_in = -1;
-		close(child_out);
-		child_out = -1;
-		close(child_err);
-		child_err = -1;
-		set_nonblock(fd_in);
-		set_nonblock(fd_out);
-		set_nonblock(fd_err);
-
-		for (;;)
-		{
-			struct pollfd pfd[3];
-			int			n = 0;
-			int			idx_in = -1,
-						idx_out = -1,
-						idx_err = -1;
-			long		left_ms;
-			int			rc;
-
-			CHECK_FOR_INTERRUPTS();
-			if (!PostmasterIsAlive())
-				ereport(FATAL,
-						(errcode(ERRCODE_ADMIN_SHUTDOWN),
-						 errmsg("terminating connection due to unexpected postmaster exit")));
-
-			INSTR_TIME_SET_CURRENT(now);
-			INSTR_TIME_SUBTRACT(now, start);
-			left_ms = wall_ms - (long) INSTR_TIME_GET_MILLISEC(now);
-			if (left_ms <= 0)
-			{
-				timed_out = true;
-				break;
-			}
-
-			if (fd_out < 0 && fd_err < 0)
-			{
-				/* both outputs closed: wait for the exit */
-				pid_t		w = waitpid(pid, &status, WNOHANG);
-
-				if (w == pid)
-				{
-					reaped = true;
-					pid = -1;
-					break;
-				}
-				if (w < 0 && errno != EINTR)
-					ereport(ERROR,
-							(errcode(ERRCODE_INTERNAL_ERROR),
-							 errmsg("could not wait for the mesh helper: %m")));
-				pg_usleep(Min(left_ms, 5) * 1000L);
-				continue;
-			}
-
-			if (fd_in >= 0)
-			{
-				pfd[n].fd = fd_in;
-				pfd[n].events = POLLOUT;
-				idx_in = n++;
-			}
-			if (fd_out >= 0)
-			{
-				pfd[n].fd = fd_out;
-				pfd[n].events = POLLIN;
-				idx_out = n++;
-			}
-			if (fd_err >= 0)
-			{
-				pfd[n].fd = fd_err;
-				pfd[n].events = POLLIN;
-				idx_err = n++;
-			}
-			rc = poll(pfd, n, (int) Min(left_ms, POLL_STEP_MS));
-			if (rc < 0)
-			{
-				if (errno == EINTR)
-					continue;
-				ereport(ERROR,
-						(errcode(ERRCODE_INTERNAL_ERROR),
-						 errmsg("could not poll the mesh helper: %m")));
-			}
-			if (rc == 0)
-				continue;
-
-			if (idx_in >= 0 && pfd[idx_in].revents != 0)
-			{
-				ssize_t		w = write(fd_in, data + written,
-									  Min(len - written, (size_t) PIPE_CHUNK));
-
-				if (w > 0)
-					written += (size_t) w;
-				if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == len)
-				{
-					/* done, or the helper stopped reading (EPIPE) */
-					close(fd_in);
-					fd_in = -1;
-				}
-			}
-			if (idx_out >= 0 && pfd[idx_out].revents != 0)
-			{
-				ssize_t		r = read(fd_out, recbuf + reclen, sizeof(recbuf) - reclen);
-
-				if (r > 0)
-				{
-					reclen += (size_t) r;
-					if (reclen == sizeof(recbuf))
-					{
-						/* more than one record: garbage, stop it now */
-						overflow = true;
-						kill(pid, SIGKILL);
-						close(fd_out);
-						fd_out = -1;
-					}
-				}
-				else if (r == 0 || (errno != EAGAIN && errno != EINTR))
-				{
-					close(fd_out);
-					fd_out = -1;
-				}
-			}
-			if (idx_err >= 0 && pfd[idx_err].revents != 0)
-			{
-				char		sink[4096];
-				ssize_t		r;
-
-				if (errlen < HELPER_STDERR_MAX)
-					r = read(fd_err, errbuf + errlen, HELPER_STDERR_MAX - errlen);
-				else
-					r = read(fd_err, sink, sizeof(sink));	/* discard the rest */
-				if (r > 0)
-				{
-					if (errlen < HELPER_STDERR_MAX)
-						errlen += (size_t) r;
-				}
-				else if (r == 0 || (errno != EAGAIN && errno != EINTR))
-				{
-					close(fd_err);
-					fd_err = -1;
-				}
-			}
-		}
+		h.child_in = helper_input(data, len);
+		helper_spawn(&h, path, argv, envp);
+		helper_wait(&h, start, wall_ms, data, len);
 	}
 	PG_FINALLY();
 	{
-		if (pid > 0)
-		{
-			/* still running (error, cancel, timeout): kill and reap */
-			kill(pid, SIGKILL);
-			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-				;
-			pid = -1;
-		}
-		if (child_in >= 0)
-			close(child_in);
-		if (child_out >= 0)
-			close(child_out);
-		if (child_err >= 0)
-			close(child_err);
-		child_in = child_out = child_err = -1;
-		if (fd_in >= 0)
-			close(fd_in);
-		if (fd_out >= 0)
-			close(fd_out);
-		if (fd_err >= 0)
-			close(fd_err);
-		fd_in = fd_out = fd_err = -1;
+		helper_cleanup(&h);
 	}
 	PG_END_TRY();
-
+	/* a quick helper may leave some hashing to do */
+	while (helper_hash_some(&h, data, len))
+		;
 	INSTR_TIME_SET_CURRENT(now);
 	INSTR_TIME_SUBTRACT(now, start);
 	result->elapsed_ms = INSTR_TIME_GET_MILLISEC(now);
-
-	if (timed_out)
-		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("mesh analysis timed out after %ld ms", wall_ms),
-				 errhint("alexandrite.mesh_timeout sets the limit; a small file gets less (four times its CPU budget plus 2 s).")));
-
-	/* one line of text; strip control characters */
-	errbuf[errlen] = '\0';
-	for (size_t i = 0; i < errlen; i++)
-		if ((unsigned char) errbuf[i] < 0x20)
-			errbuf[i] = (errbuf[i] == '\n' && i + 1 == errlen) ? '\0' : ' ';
-	if (!reaped)
-		elog(ERROR, "mesh helper was not reaped");
-	if (overflow)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("mesh helper returned an invalid result"),
-				 errdetail_internal("more output than one record")));
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("could not execute mesh helper program \"%s\"", path)));
-	report_status(status, errbuf, format, cpu_s);
-
-	{
-		const char *why = AlxMeshRecordDecode(recbuf, reclen, &result->rec);
-
-		if (why != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("mesh helper returned an invalid result"),
-					 errdetail_internal("%s (%zu bytes)", why, reclen)));
-	}
-	check_record(&result->rec, len);
+	helper_outcome(&h, path, format, cpu_s, wall_ms, len, result);
 }
 
 /* advisory-lock key of the analysis slots: database 0 (cluster-wide), 'ALXM' */
@@ -763,9 +864,10 @@ release_slot(int slot)
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
-/* Validate the input and run the analysis in a slot. */
+/* Validate the input and run the analysis in a slot (hashing it meanwhile, with sha). */
 static void
-analyze_bytes(bytea *data, const char *format, const char *unit, HelperResult *hr)
+analyze_bytes(bytea *data, const char *format, const char *unit,
+			  pg_cryptohash_ctx *sha, HelperResult *hr)
 {
 	size_t		len = VARSIZE_ANY_EXHDR(data);
 	volatile int slot;
@@ -782,7 +884,7 @@ analyze_bytes(bytea *data, const char *format, const char *unit, HelperResult *h
 	slot = acquire_slot();
 	PG_TRY();
 	{
-		run_helper(VARDATA_ANY(data), len, format, unit, hr);
+		run_helper(VARDATA_ANY(data), len, format, unit, sha, hr);
 	}
 	PG_FINALLY();
 	{
@@ -863,6 +965,7 @@ alexandrite_mesh_analyze(PG_FUNCTION_ARGS)
 	HelperResult hr;
 	Datum		values[MS_NATTS];
 	bool		isnull[MS_NATTS];
+	pg_cryptohash_ctx *sha;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -879,9 +982,12 @@ alexandrite_mesh_analyze(PG_FUNCTION_ARGS)
 			 tupdesc->natts, MS_NATTS);
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	analyze_bytes(data, format, unit, &hr);
-	stats_values(&hr, mesh_sha256(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data)),
-				 values, isnull);
+	/* the hash is computed while the helper works */
+	sha = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(sha) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(sha));
+	analyze_bytes(data, format, unit, sha, &hr);
+	stats_values(&hr, sha256_result(sha), values, isnull);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
 }
 
@@ -977,7 +1083,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 		char		nulls[lengthof(types)];
 		int			rc;
 
-		analyze_bytes(data, format, unit, &hr);
+		analyze_bytes(data, format, unit, NULL, &hr);
 		stats_values(&hr, sha, sv, sn);
 		memset(nulls, ' ', sizeof(nulls));
 		vals[0] = PointerGetDatum(sha);

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -88,6 +89,34 @@ parse_ull(const char *s, unsigned long long *out)
 	errno = 0;
 	*out = strtoull(s, &end, 10);
 	return errno == 0 && *end == '\0';
+}
+
+/*
+ * The input of a regular file (the backend hands over a sealed memfd, the
+ * CLI opens the file) is mapped, not copied: no read, no page zeroing, the
+ * pages already hold the bytes (MAP_POPULATE maps them in one go).  NULL
+ * if fd cannot be mapped; exits if the file is over max bytes.
+ */
+static unsigned char *
+map_input(int fd, unsigned long long max, size_t *lenp)
+{
+	struct stat sb;
+	void	   *p;
+
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0)
+		return NULL;
+	if (max > 0 && (unsigned long long) sb.st_size > max)
+	{
+		char		msg[128];
+
+		snprintf(msg, sizeof(msg), "input is larger than %llu bytes", max);
+		die(ALX_MESHD_EXIT_TOO_LARGE, msg);
+	}
+	p = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	*lenp = (size_t) sb.st_size;
+	return p;
 }
 
 /*
@@ -154,6 +183,7 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 {
 	unsigned char *buf;
 	size_t		len;
+	bool		mapped;
 	AlxSandboxLimits lim;
 	AlxMeshOptions mo;
 	int			rc;
@@ -163,7 +193,10 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	if (o->wall && !AlxWallPrepare(o->threads, err, errlen))
 		return ALX_MESHD_EXIT_INTERNAL;
 	alx_timing_mark("threads+embree");
-	buf = read_all(fd, o->max_bytes, o->size_hint, &len);
+	buf = map_input(fd, o->max_bytes, &len);
+	mapped = buf != NULL;
+	if (!mapped)
+		buf = read_all(fd, o->max_bytes, o->size_hint, &len);
 	alx_timing_mark("read input");
 	*lenp = len;
 	memset(&lim, 0, sizeof(lim));
@@ -182,7 +215,10 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	mo.stl_via_assimp = o->stl_via_assimp;
 	mo.wall = o->wall;
 	rc = AlxMeshDecode(buf, len, &mo, res, err, errlen);
-	free(buf);
+	if (mapped)
+		munmap(buf, len);
+	else
+		free(buf);
 	return rc;
 }
 
@@ -195,7 +231,7 @@ run_stdin(const Options *o, double unit_scale)
 	size_t		len;
 	int			rc;
 
-	AlxSandboxPrepare(false);
+	AlxSandboxPrepare();
 	rc = confined_decode(o, 0, unit_scale, &res, &len, err, sizeof(err));
 	if (rc != ALX_MESHD_EXIT_OK)
 		die(rc, err);
@@ -226,7 +262,7 @@ run_one_file(const Options *o, double unit_scale, const char *file)
 	}
 	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
 		fo.size_hint = (unsigned long long) sb.st_size;
-	AlxSandboxPrepare(fstat(1, &sb) == 0 && S_ISREG(sb.st_mode));
+	AlxSandboxPrepare();
 	rc = confined_decode(&fo, fd, unit_scale, &res, &len, err, sizeof(err));
 	AlxMeshPrintJson(file, rc == ALX_MESHD_EXIT_OK ? &res : NULL,
 					 rc == ALX_MESHD_EXIT_OK ? NULL : err);

@@ -36,10 +36,19 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+
+static bool
+is_regular_file(int fd)
+{
+	struct stat sb;
+
+	return fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+}
 
 /* Process properties and input-independent limits, before reading input. */
 void
-AlxSandboxPrepare(bool stdout_is_file)
+AlxSandboxPrepare(void)
 {
 	struct rlimit rl;
 
@@ -50,11 +59,11 @@ AlxSandboxPrepare(bool stdout_is_file)
 	(void) setrlimit(RLIMIT_CORE, &rl);
 
 	/*
-	 * No file may grow.  When stdout itself is a regular file (the CLI
-	 * redirected by a user) the limit would stop our own output, so it is
-	 * left out; the seccomp filter still refuses opening anything.
+	 * No file may grow.  When stdout or stderr itself is a regular file (the
+	 * CLI redirected by a user) the limit would stop our own output, so it
+	 * is left out; the seccomp filter still refuses opening anything.
 	 */
-	if (!stdout_is_file)
+	if (!is_regular_file(1) && !is_regular_file(2))
 		(void) setrlimit(RLIMIT_FSIZE, &rl);
 	rl.rlim_cur = rl.rlim_max = 16;
 	(void) setrlimit(RLIMIT_NOFILE, &rl);

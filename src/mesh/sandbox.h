@@ -31,11 +31,14 @@ typedef struct AlxSandboxLimits
 {
 	unsigned long long memory_mb;	/* address space on top of the baseline; 0 = none */
 	unsigned long long cpu_s;	/* RLIMIT_CPU soft limit; 0 = none */
-	bool		stdout_is_file; /* CLI redirected to a file: keep RLIMIT_FSIZE off */
 } AlxSandboxLimits;
 
-/* Process properties and the limits that do not depend on the input. */
-extern void AlxSandboxPrepare(bool stdout_is_file);
+/*
+ * Process properties and the limits that do not depend on the input
+ * (RLIMIT_FSIZE 0 unless stdout or stderr is a regular file the caller
+ * redirected to).
+ */
+extern void AlxSandboxPrepare(void);
 
 /*
  * The rest: returns false (with a message) if a limit or the filter could
