@@ -51,14 +51,15 @@
 #define ALX_WARN_DEGENERATE			(1u << 8)
 #define ALX_WARN_SHELL_CHECK_SKIPPED (1u << 9)	/* too many shells to compare */
 #define ALX_WARN_NOT_ORIENTABLE		(1u << 10)
-#define ALX_WARN_COUNT				11
+#define ALX_WARN_WALL_SKIPPED		(1u << 11)	/* wall thickness over its work budget */
+#define ALX_WARN_COUNT				12
 
 /* The warning names in bit order: the helper and the backend's decoder share them. */
 #define ALX_WARN_NAMES \
 	"open_mesh", "nonmanifold_edges", "inconsistent_orientation", \
 	"multiple_shells", "overlapping_shells", "nested_shells", "inner_void", \
 	"unit_suspect", "degenerate_triangles", "shell_check_skipped", \
-	"not_orientable"
+	"not_orientable", "wall_check_skipped"
 
 /* result codes */
 #define ALX_GEOM_OK				0

@@ -204,6 +204,8 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	lim.cpu_s = alx_cpu_budget_s(len, o->max_cpu_s);
 	if (!AlxSandboxLockdown(&lim, err, errlen))
 		return ALX_MESHD_EXIT_INTERNAL;
+	/* rays may use up to 30 % of the CPU budget, then the wall is skipped */
+	AlxWallSetDeadline(0.3 * (double) lim.cpu_s);
 	alx_timing_mark("lockdown");
 #ifdef ALX_MESHD_SANDBOX_TEST
 	if (o->try_syscall)

@@ -885,6 +885,8 @@ measure(AlxGeom *g, const AlxMeshOptions *opt, bool built_early, AlxMeshResult *
 	if (gr != ALX_GEOM_OK)
 		return geom_rc(g, gr, err, errlen);
 	gr = AlxWallMeasure(g, &res->wall, err, errlen);
+	if (res->wall.skipped)
+		res->stats.warnings |= ALX_WARN_WALL_SKIPPED;
 	alx_timing_mark("wall (wait+rays)");
 	return gr;
 }

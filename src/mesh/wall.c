@@ -74,6 +74,24 @@ static const double thresholds_mm[ALX_WALL_NTHRESH] = ALX_WALL_THRESHOLDS;
 
 static RTCDevice device;
 static volatile int embree_error;	/* first RTCError seen, 0 = none */
+static double deadline_cpu_s = 0;	/* AlxWallSetDeadline() */
+
+void
+AlxWallSetDeadline(double cpu_s)
+{
+	deadline_cpu_s = cpu_s;
+}
+
+/* Has the process used up the time the rays may take? */
+static bool
+past_deadline(void)
+{
+	struct timespec ts;
+
+	if (deadline_cpu_s <= 0 || clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return false;
+	return ts.tv_sec + ts.tv_nsec * 1e-9 > deadline_cpu_s;
+}
 
 /* the build, done on worker 1 */
 typedef struct WallBuild
@@ -108,6 +126,7 @@ typedef struct WallJob
 	const uint8_t *out_by_prim; /* face_out indexed by primitive */
 	uint64_t	nchunks;
 	uint64_t	next_chunk;		/* atomic */
+	int			stop;			/* atomic: past the deadline */
 	double	   *chunk_area;		/* ALX_WALL_NTHRESH per chunk */
 	uint64_t   *chunk_rays;
 	float		best_t[ALX_WALL_MAX_THREADS];
@@ -597,8 +616,13 @@ ray_job(void *arg, int thread)
 		double		area[ALX_WALL_NTHRESH] = {0};
 		uint64_t	rays = 0;
 
-		if (c >= j->nchunks)
+		if (c >= j->nchunks || __atomic_load_n(&j->stop, __ATOMIC_RELAXED))
 			break;
+		if (past_deadline())
+		{
+			__atomic_store_n(&j->stop, 1, __ATOMIC_RELAXED);
+			break;
+		}
 		f1 = (c + 1) * WALL_CHUNK < g->ntris ? (c + 1) * WALL_CHUNK : g->ntris;
 		for (uint64_t f = c * WALL_CHUNK; f < f1; f++)
 		{
@@ -732,7 +756,9 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 		rc = embree_error == RTC_ERROR_OUT_OF_MEMORY ?
 			ALX_MESHD_EXIT_TOO_LARGE : ALX_MESHD_EXIT_INTERNAL;
 	}
-	if (rc == ALX_MESHD_EXIT_OK)
+	if (rc == ALX_MESHD_EXIT_OK && j.stop)
+		ws->skipped = true;		/* partial results would mislead: none */
+	else if (rc == ALX_MESHD_EXIT_OK)
 		merge(&j, nthreads, ws);
 	free(j.chunk_area);
 	free(j.chunk_rays);
