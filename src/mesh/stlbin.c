@@ -241,6 +241,14 @@ AlxStlBinaryLoad(AlxGeom *g, const unsigned char *buf, size_t len, double scale,
 			rc = ALX_MESHD_EXIT_TOO_LARGE;
 			break;
 		}
+		/* the records a few batches ahead: the input streams from memory */
+		if (t0 + 4 * (STL_BATCH / 3) < n)
+		{
+			const unsigned char *ahead = buf + 84 + 50 * (t0 + 4 * (STL_BATCH / 3));
+
+			for (int b = 0; b < 50 * (STL_BATCH / 3); b += 64)
+				__builtin_prefetch(ahead + b);
+		}
 		for (int j = 0; j < nv; j++)
 		{
 			const unsigned char *v = buf + 84 + 50 * (t0 + (uint64_t) (j / 3)) + 12 + 12 * (j % 3);
