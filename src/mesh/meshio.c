@@ -885,7 +885,7 @@ measure(AlxGeom *g, const AlxMeshOptions *opt, bool built_early, AlxMeshResult *
 	if (gr != ALX_GEOM_OK)
 		return geom_rc(g, gr, err, errlen);
 	gr = AlxWallMeasure(g, &res->wall, err, errlen);
-	if (res->wall.skipped)
+	if (res->wall.skipped || res->wall.gave_up > 0)
 		res->stats.warnings |= ALX_WARN_WALL_SKIPPED;
 	alx_timing_mark("wall (wait+rays)");
 	return gr;

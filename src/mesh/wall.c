@@ -69,28 +69,40 @@
 #define WALL_CHUNK		1024	/* faces per unit of work */
 #define WALL_TNEAR		1e-5f	/* of the diagonal */
 #define WALL_EPS		1e-6	/* of the diagonal: below float32 noise, a wall is not thinner */
+#define WALL_MAX_PASSES	16		/* surfaces a ray may pass over before it gives up */
+#define WALL_GAVE_UP	255		/* marks a ray that gave up */
 
 static const double thresholds_mm[ALX_WALL_NTHRESH] = ALX_WALL_THRESHOLDS;
 
 static RTCDevice device;
 static volatile int embree_error;	/* first RTCError seen, 0 = none */
-static double deadline_cpu_s = 0;	/* AlxWallSetDeadline() */
+static double ray_share_s = 0;	/* AlxWallSetDeadline() */
+static double ray_cap_s = 0;
+static double deadline_cpu_s = 0;	/* for the rays running now */
 
 void
-AlxWallSetDeadline(double cpu_s)
+AlxWallSetDeadline(double share_s, double cap_s)
 {
-	deadline_cpu_s = cpu_s;
+	ray_share_s = share_s;
+	ray_cap_s = cap_s;
+}
+
+/* CPU time of the whole process so far, in seconds (0 if unknown). */
+static double
+process_cpu_s(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Has the process used up the time the rays may take? */
 static bool
 past_deadline(void)
 {
-	struct timespec ts;
-
-	if (deadline_cpu_s <= 0 || clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
-		return false;
-	return ts.tv_sec + ts.tv_nsec * 1e-9 > deadline_cpu_s;
+	return deadline_cpu_s > 0 && process_cpu_s() > deadline_cpu_s;
 }
 
 /* the build, done on worker 1 */
@@ -124,9 +136,11 @@ typedef struct WallJob
 	const AlxGeom *g;
 	const uint32_t *prim_of;	/* face -> Embree primitive, NULL = same */
 	const uint8_t *out_by_prim; /* face_out indexed by primitive */
+	uint8_t    *passes;			/* per primitive: see wall_filter() */
 	uint64_t	nchunks;
 	uint64_t	next_chunk;		/* atomic */
 	int			stop;			/* atomic: past the deadline */
+	uint64_t	gave_up;		/* atomic: rays that gave up */
 	double	   *chunk_area;		/* ALX_WALL_NTHRESH per chunk */
 	uint64_t   *chunk_rays;
 	float		best_t[ALX_WALL_MAX_THREADS];
@@ -138,6 +152,7 @@ typedef struct WallContext
 {
 	struct RTCIntersectContext rtc;
 	const uint8_t *face_out;
+	uint8_t    *passes;			/* per primitive: surfaces its ray passed over */
 } WallContext;
 
 static void
@@ -198,18 +213,37 @@ wall_filter(const struct RTCFilterFunctionNArguments *args)
 
 	for (unsigned int i = 0; i < n; i++)
 	{
-		unsigned int prim;
+		unsigned int prim,
+					self;
 		float		d;
 
 		if (args->valid[i] != -1)
 			continue;
 		prim = hit_u(args->hit, n, 5, i);
+		self = ray_u(args->ray, n, 10, i);
+		if (prim == self)
+		{
+			args->valid[i] = 0;
+			continue;
+		}
 		d = hit_f(args->hit, n, 0, i) * ray_f(args->ray, n, 4, i) +
 			hit_f(args->hit, n, 1, i) * ray_f(args->ray, n, 5, i) +
 			hit_f(args->hit, n, 2, i) * ray_f(args->ray, n, 6, i);
 		if (ctx->face_out[prim] & 1)
 			d = -d;
-		if (prim == ray_u(args->ray, n, 10, i) || !(d > 0.0f))
+		if (d > 0.0f)
+			continue;			/* the ray leaves the material here: a wall */
+
+		/*
+		 * Entering: passed over.  A ray that has to pass over many surfaces
+		 * (sheets stacked on each other) gives up, so that no ray visits
+		 * every triangle: the hit is kept to end the traversal, and the
+		 * face is marked unmeasured (each primitive casts one ray, so the
+		 * counter is only ever written by one thread).
+		 */
+		if (ctx->passes[self] == WALL_GAVE_UP || ++ctx->passes[self] >= WALL_MAX_PASSES)
+			ctx->passes[self] = WALL_GAVE_UP;
+		else
 			args->valid[i] = 0;
 	}
 }
@@ -513,7 +547,8 @@ typedef struct ThreadBest
 } ThreadBest;
 
 static void
-trace_packet(Packet *p, const WallContext *ctx, double *area, ThreadBest *best)
+trace_packet(Packet *p, const WallContext *ctx, double *area, ThreadBest *best,
+			 uint64_t *gave_up)
 {
 	for (int k = p->n; k < 16; k++)
 		p->valid[k] = 0;
@@ -525,6 +560,11 @@ trace_packet(Packet *p, const WallContext *ctx, double *area, ThreadBest *best)
 
 		if (p->rh.hit.geomID[k] == RTC_INVALID_GEOMETRY_ID)
 			continue;
+		if (ctx->passes[p->rh.ray.id[k]] == WALL_GAVE_UP)
+		{
+			(*gave_up)++;
+			continue;
+		}
 		t = p->rh.ray.tfar[k];
 		t_rel = (double) t;
 		for (int i = 0; i < ALX_WALL_NTHRESH; i++)
@@ -608,13 +648,15 @@ ray_job(void *arg, int thread)
 	rtcInitIntersectContext(&ctx.rtc);
 	ctx.rtc.flags = RTC_INTERSECT_CONTEXT_FLAG_COHERENT;
 	ctx.face_out = j->out_by_prim;
+	ctx.passes = j->passes;
 	p->n = 0;
 	for (;;)
 	{
 		uint64_t	c = __atomic_fetch_add(&j->next_chunk, 1, __ATOMIC_RELAXED);
 		uint64_t	f1;
 		double		area[ALX_WALL_NTHRESH] = {0};
-		uint64_t	rays = 0;
+		uint64_t	rays = 0,
+					gave_up = 0;
 
 		if (c >= j->nchunks || __atomic_load_n(&j->stop, __ATOMIC_RELAXED))
 			break;
@@ -634,12 +676,13 @@ ray_job(void *arg, int thread)
 				continue;
 			rays++;
 			if (p->n == 16)
-				trace_packet(p, &ctx, area, &best);
+				trace_packet(p, &ctx, area, &best, &gave_up);
 		}
 		if (p->n > 0)
-			trace_packet(p, &ctx, area, &best);
+			trace_packet(p, &ctx, area, &best, &gave_up);
 		memcpy(&j->chunk_area[ALX_WALL_NTHRESH * c], area, sizeof(area));
 		j->chunk_rays[c] = rays;
+		__atomic_fetch_add(&j->gave_up, gave_up, __ATOMIC_RELAXED);
 	}
 	j->best_t[thread] = best.t;
 	j->best_face[thread] = best.face;
@@ -709,6 +752,13 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 	memset(&j, 0, sizeof(j));
 	j.g = g;
 	j.out_by_prim = g->face_out;
+	deadline_cpu_s = 0;
+	if (ray_share_s > 0)
+	{
+		deadline_cpu_s = process_cpu_s() + ray_share_s;
+		if (ray_cap_s > 0 && deadline_cpu_s > ray_cap_s)
+			deadline_cpu_s = ray_cap_s;
+	}
 	if (build.stl != NULL && g->ntris != build.nprims)
 	{
 		AlxWallRelease();
@@ -734,10 +784,12 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 	j.nchunks = (g->ntris + WALL_CHUNK - 1) / WALL_CHUNK;
 	j.chunk_area = calloc(j.nchunks * ALX_WALL_NTHRESH, sizeof(double));
 	j.chunk_rays = calloc(j.nchunks, sizeof(uint64_t));
-	if (j.chunk_area == NULL || j.chunk_rays == NULL)
+	j.passes = calloc(build.nprims, 1);
+	if (j.chunk_area == NULL || j.chunk_rays == NULL || j.passes == NULL)
 	{
 		free(j.chunk_area);
 		free(j.chunk_rays);
+		free(j.passes);
 		free(out_prim);
 		AlxWallRelease();
 		snprintf(err, errlen, "out of memory while measuring the wall thickness");
@@ -759,9 +811,13 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 	if (rc == ALX_MESHD_EXIT_OK && j.stop)
 		ws->skipped = true;		/* partial results would mislead: none */
 	else if (rc == ALX_MESHD_EXIT_OK)
+	{
 		merge(&j, nthreads, ws);
+		ws->gave_up = j.gave_up;
+	}
 	free(j.chunk_area);
 	free(j.chunk_rays);
+	free(j.passes);
 	free(out_prim);
 	AlxWallRelease();
 	return rc;

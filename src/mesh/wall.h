@@ -40,6 +40,7 @@ typedef struct AlxWallStats
 {
 	bool		measured;		/* some ray found an opposite surface */
 	bool		skipped;		/* stopped at its CPU deadline: nothing measured */
+	uint64_t	gave_up;		/* rays that passed over too many surfaces: unmeasured */
 	uint64_t	rays;			/* faces a ray was cast from */
 	double		min_mm;			/* thinnest wall */
 	double		at_mm[3];		/* centroid of the face it starts from */
@@ -80,13 +81,14 @@ extern void AlxWallBuildStartStl(const unsigned char *buf, size_t len, double sc
 extern int	AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen);
 
 /*
- * Stop casting rays once the process has used this much CPU (seconds, 0 =
- * never): a mesh whose triangles all overlap makes every ray visit every
- * triangle, and the wall is then reported as not measured (with the
- * warning wall_check_skipped) rather than the whole analysis running into
- * its CPU budget.  The helper sets it to a fraction of that budget.
+ * Let the rays use at most share_s seconds of CPU (all threads) from their
+ * start, and never run past cap_s of the process's CPU time (0 = no
+ * limit): triangles that all overlap make every ray visit every triangle,
+ * and the wall is then reported as not measured (with the warning
+ * wall_check_skipped) rather than the whole analysis running into its CPU
+ * budget.  The helper takes 10 % and 90 % of that budget.
  */
-extern void AlxWallSetDeadline(double cpu_s);
+extern void AlxWallSetDeadline(double share_s, double cap_s);
 
 /* Wait for a build that may still run and release it (any error path). */
 extern void AlxWallRelease(void);
