@@ -28,7 +28,7 @@ REGRESS := $(filter-out observe_%,$(REGRESS)) $(filter observe_%,$(REGRESS))
 #   step to the current version is written by hand;
 # - the install script of the current version is sql/schema/*.sql, one file
 #   per capability, concatenated in this order.
-SCHEMA     = extension mesh core pricing sla outbox dashboard observe
+SCHEMA     = extension mesh core pricing sla outbox dashboard observe privileges
 SCHEMA_SRC = $(foreach s,$(SCHEMA),sql/schema/$(s).sql)
 DATA       = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
@@ -48,6 +48,12 @@ EXTRA_CLEAN = tmp_check_iso test/isolation/output_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# header dependencies (PGXS tracks none unless PostgreSQL was configured
+# with --enable-depend): a changed struct in a header rebuilds its users
+%.o: override CPPFLAGS += -MMD -MP
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN += $(OBJS:.o=.d)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA_SRC) Makefile
 	@{ printf '%s\n' '/* $@: the current schema, built by make from sql/schema (see Makefile) */' \

@@ -15,7 +15,8 @@
  * Nothing read from a table is ever executed as SQL under the switch.
  *
  * An ERROR inside the switch needs no cleanup: transaction and
- * subtransaction abort restore the user id and security context.
+ * subtransaction abort restore the user id, the security context and the
+ * search_path.
  *
  * IDENTIFICATION
  *	  src/privilege.c
@@ -28,6 +29,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/syscache.h"
 
 #include "alexandrite.h"
@@ -57,13 +59,23 @@ AlxExtensionOwner(void)
 	return owner;
 }
 
-/* Become the extension owner for the library's own statements. */
+/*
+ * Become the extension owner for the library's own statements.  The
+ * search_path is pinned to pg_catalog, pg_temp until AlxRestoreUser, as
+ * SECURITY DEFINER functions with a SET clause do: the statements are
+ * schema-qualified, and a caller who put its own schema first in the path
+ * (with an "=" operator or a now() of its own) still reaches nothing of its
+ * own as the owner.
+ */
 void
 AlxBecomeOwner(AlxSavedUser *save)
 {
 	Oid			owner = AlxExtensionOwner();
 
 	GetUserIdAndSecContext(&save->userid, &save->sec_context);
+	save->guc_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	SetUserIdAndSecContext(owner, save->sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
@@ -81,15 +93,18 @@ AlxBecomeOwnerIfInstalled(AlxSavedUser *save)
 	if (!OidIsValid(get_namespace_oid(ALX_SCHEMA_NAME, true)))
 	{
 		GetUserIdAndSecContext(&save->userid, &save->sec_context);
+		save->guc_nestlevel = 0;
 		return false;
 	}
 	AlxBecomeOwner(save);
 	return true;
 }
 
-/* Back to the caller's identity saved by AlxBecomeOwner. */
+/* Back to the caller's identity (and search_path) saved by AlxBecomeOwner. */
 void
 AlxRestoreUser(const AlxSavedUser *save)
 {
 	SetUserIdAndSecContext(save->userid, save->sec_context);
+	if (save->guc_nestlevel > 0)
+		AtEOXact_GUC(true, save->guc_nestlevel);
 }

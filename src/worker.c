@@ -21,6 +21,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -67,6 +68,7 @@ void
 AlxWorkerStart(const char *name)
 {
 	bool		said = false;
+	bool		is_super;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -94,7 +96,16 @@ AlxWorkerStart(const char *name)
 	connected_role = MemoryContextStrdup(TopMemoryContext, alx_worker_role);
 	BackgroundWorkerInitializeConnection(alx_database, connected_role, 0);
 	pgstat_report_appname(name);
-	if (superuser())
+
+	/*
+	 * superuser() may read pg_authid (its cache is reset by any role change
+	 * since the login, e.g. the DBA's GRANTs): a catalog lookup needs a
+	 * transaction.
+	 */
+	StartTransactionCommand();
+	is_super = superuser();
+	CommitTransactionCommand();
+	if (is_super)
 		ereport(WARNING,
 				(errmsg("%s runs as superuser \"%s\" because alexandrite.worker_role names it", name, connected_role),
 				 errhint("Name a role without superuser rights; the worker needs no privileges of its own.")));

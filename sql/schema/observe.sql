@@ -7,12 +7,12 @@
 -- Metrics
 --
 -- Every capability contributes its figures through one collector: a set-
--- returning function of alexandrite.metric_sample rows, registered in
--- alexandrite.metric_collectors.  alexandrite.metric_samples() runs the
--- registered collectors (all, or the ones named) with the extension owner's
--- rights, so that a monitoring role (pg_monitor) sees counts and ages but no
--- order data; alexandrite.metrics() renders the samples in the Prometheus text
--- exposition format.  A collector that fails is reported by
+-- returning function of alexandrite.metric_sample rows created below.  The
+-- collectors are fixed: alexandrite.metrics() and alexandrite.metric_samples()
+-- (C, src/observe/metrics.c) call them by the names compiled into the
+-- library, as the extension owner, so that a monitoring role with EXECUTE on
+-- those two functions (pg_monitor has it) sees counts and ages but no order
+-- data.  A collector that fails is reported by
 -- alexandrite_metrics_collector_success{collector="..."} 0 and a WARNING; the
 -- other collectors still answer.
 --
@@ -30,14 +30,6 @@ CREATE TYPE alexandrite.metric_sample AS (
     value  float8
 );
 COMMENT ON TYPE alexandrite.metric_sample IS 'one sample of a metric, as returned by the collectors behind alexandrite.metrics()';
-
-CREATE TABLE alexandrite.metric_collectors (
-    name        text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
-    collector   regprocedure NOT NULL UNIQUE,
-    position    integer NOT NULL UNIQUE,
-    description text NOT NULL
-);
-COMMENT ON TABLE alexandrite.metric_collectors IS 'the collectors behind alexandrite.metrics(): one function per capability, run in position order';
 
 -- Helper: a sample row.
 CREATE FUNCTION alexandrite.metric(family text, type text, help text, value float8,
@@ -274,8 +266,6 @@ SELECT alexandrite.create_dashboard('quote_counts', 'alexandrite.quotes',
                                     ARRAY['currency', 'needs_review'],
                                     count_name => 'quotes', sums => ARRAY['total'],
                                     sum_names => ARRAY['sum_total']);
-UPDATE alexandrite.dashboards SET builtin = true
- WHERE name OPERATOR(pg_catalog.=) ANY (ARRAY['status_age', 'mesh_analysis_time', 'quote_counts']);
 
 CREATE FUNCTION alexandrite.metrics_meshes() RETURNS SETOF alexandrite.metric_sample
     LANGUAGE sql STABLE
@@ -331,133 +321,35 @@ AS $$
 $$;
 COMMENT ON FUNCTION alexandrite.metrics_quotes() IS 'metrics collector: quotes given, by currency';
 
-INSERT INTO alexandrite.metric_collectors (name, collector, position, description) VALUES
-    ('server',     'alexandrite.metrics_server()',     10, 'library version, primary or standby'),
-    ('orders',     'alexandrite.metrics_orders()',     20, 'orders by status and channel, stuck orders'),
-    ('sla',        'alexandrite.metrics_sla()',        30, 'open, at-risk and breached orders per channel'),
-    ('assignment', 'alexandrite.metrics_assignment()', 40, 'open and overdue orders per operator'),
-    ('outbox',     'alexandrite.metrics_outbox()',     50, 'outbox backlog, dead letters, relay connection'),
-    ('dashboards', 'alexandrite.metrics_dashboards()', 60, 'pending changes and folds per dashboard'),
-    ('meshes',     'alexandrite.metrics_meshes()',     70, 'mesh analyses and their duration histogram'),
-    ('quotes',     'alexandrite.metrics_quotes()',     80, 'quotes given, by currency');
-
--- Runs the collectors (all, or those named) as the extension owner.
--- SECURITY DEFINER on purpose (STYLE.md section 4 rule 6): monitoring roles
--- get figures without SELECT on orders.  It takes no text that reaches SQL
--- except collector names matched against the registry, which only the
--- extension owner can write.
+-- The samples of all collectors, or of the named ones, as rows (C: the
+-- collectors are called by names compiled into the library, as the
+-- extension owner).
 CREATE FUNCTION alexandrite.metric_samples(collectors text[] DEFAULT NULL)
     RETURNS SETOF alexandrite.metric_sample
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r       record;
-    samples alexandrite.metric_sample[];
-    started timestamptz;
-    ok      boolean;
-    unknown text;
-    meta    alexandrite.metric_sample[] := '{}';
-BEGIN
-    SELECT string_agg(format('"%s"', c), ', ') INTO unknown
-      FROM unnest(collectors) AS c
-     WHERE NOT EXISTS (SELECT 1 FROM alexandrite.metric_collectors m WHERE m.name = c);
-    IF unknown IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown metrics collector: %', unknown
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'See alexandrite.metric_collectors.';
-    END IF;
-    FOR r IN SELECT m.name, p.proname, n.nspname
-               FROM alexandrite.metric_collectors m
-               JOIN pg_proc p ON p.oid = m.collector
-               JOIN pg_namespace n ON n.oid = p.pronamespace
-              WHERE collectors IS NULL OR m.name = ANY (collectors)
-              ORDER BY m.position
-    LOOP
-        started := clock_timestamp();
-        BEGIN
-            EXECUTE format('SELECT pg_catalog.array_agg(ROW(s.family, s.type, s.help, s.suffix, s.labels, s.value)'
-                           '::alexandrite.metric_sample ORDER BY s.n) FROM %I.%I() '
-                           'WITH ORDINALITY AS s(family, type, help, suffix, labels, value, n)',
-                           r.nspname, r.proname)
-               INTO samples;
-            ok := true;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'metrics collector "%" failed: %', r.name, SQLERRM;
-            samples := NULL;
-            ok := false;
-        END;
-        IF samples IS NOT NULL THEN
-            RETURN QUERY SELECT * FROM unnest(samples);
-        END IF;
-        meta := meta || alexandrite.metric('alexandrite_metrics_collector_success', 'gauge',
-            'Whether the collector answered (1) or failed (0) in this scrape.',
-            CASE WHEN ok THEN 1 ELSE 0 END, jsonb_build_object('collector', r.name));
-        meta := meta || alexandrite.metric('alexandrite_metrics_collector_duration_seconds', 'gauge',
-            'Time the collector took in this scrape, in seconds.',
-            extract(epoch FROM clock_timestamp() - started)::float8, jsonb_build_object('collector', r.name));
-    END LOOP;
-    -- one family after the other: all successes, then all durations
-    RETURN QUERY SELECT * FROM unnest(meta) AS m WHERE m.family = 'alexandrite_metrics_collector_success';
-    RETURN QUERY SELECT * FROM unnest(meta) AS m WHERE m.family <> 'alexandrite_metrics_collector_success';
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_metric_samples'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.metric_samples(text[])
-    IS 'the samples behind alexandrite.metrics(), from all collectors or the named ones; runs as the extension owner';
+    IS 'the samples behind alexandrite.metrics(), from all collectors or the named ones (server, orders, sla, assignment, outbox, dashboards, meshes, quotes)';
 
 -- Prometheus text exposition format 0.0.4: HELP and TYPE once per family,
 -- then its samples; label values and help text escaped.
 CREATE FUNCTION alexandrite.metrics_render(samples alexandrite.metric_sample[])
     RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH s AS (
-        SELECT x.*, x.n AS ord FROM unnest(samples) WITH ORDINALITY
-               AS x(family, type, help, suffix, labels, value, n)
-    ), lines AS (
-        SELECT s.family, s.ord,
-               s.family || s.suffix ||
-               COALESCE((SELECT '{' || string_agg(l.key || '="' ||
-                                    replace(replace(replace(COALESCE(l.value, ''), '\', '\\'), '"', '\"'), E'\n', '\n') || '"',
-                                    ',' ORDER BY l.key) || '}'
-                           FROM jsonb_each_text(s.labels) AS l), '') || ' ' ||
-               CASE WHEN s.value IS NULL OR s.value = 'NaN'::float8 THEN 'NaN'
-                    WHEN s.value = 'Infinity'::float8 THEN '+Inf'
-                    WHEN s.value = '-Infinity'::float8 THEN '-Inf'
-                    ELSE s.value::text END AS line
-          FROM s
-    ), families AS (
-        SELECT s.family, min(s.ord) AS first,
-               (array_agg(s.type ORDER BY s.ord))[1] AS type,
-               (array_agg(s.help ORDER BY s.ord))[1] AS help
-          FROM s GROUP BY s.family
-    )
-    SELECT COALESCE(string_agg(
-               '# HELP ' || f.family || ' ' || replace(replace(f.help, '\', '\\'), E'\n', '\n') || E'\n' ||
-               '# TYPE ' || f.family || ' ' || f.type || E'\n' ||
-               (SELECT string_agg(l.line || E'\n', '' ORDER BY l.ord) FROM lines l WHERE l.family = f.family),
-               '' ORDER BY f.first), '')
-      FROM families f
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_metrics_render'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION alexandrite.metrics_render(alexandrite.metric_sample[])
     IS 'renders metric samples in the Prometheus text exposition format';
 
--- VOLATILE like metric_samples(): each call is a new scrape (durations, ages).
+-- VOLATILE: each call is a new scrape (durations, ages).
 CREATE FUNCTION alexandrite.metrics() RETURNS text
-    LANGUAGE sql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT alexandrite.metrics_render(ARRAY(
-        SELECT ROW(s.family, s.type, s.help, s.suffix, s.labels, s.value)::alexandrite.metric_sample
-          FROM alexandrite.metric_samples() WITH ORDINALITY AS s
-         ORDER BY s.ordinality))
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_metrics'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.metrics()
     IS 'Prometheus text exposition of alexandrite''s figures (orders, SLA, assignment, outbox, dashboards, meshes, quotes)';
 
--- Monitoring roles read the figures, nobody else by default.  Collectors are
--- internal: they read order tables with the caller's rights.
+-- Monitoring roles read the figures, nobody else by default: EXECUTE on
+-- metrics() and metric_samples() is all they need (no SELECT on any table).
+-- The collectors are internal.
 REVOKE ALL ON FUNCTION alexandrite.metric_samples(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.metrics() FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.metrics_server() FROM PUBLIC;

@@ -1,25 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * capture.c
- *	  Dashboard capture: the statement-level AFTER trigger that turns the
- *	  transition tables of a write into signed, pre-aggregated deltas.
+ *	  Dashboard capture: every row change of a base table becomes a signed
+ *	  contribution to its dashboards' pending groups (pending.c).
  *
- * One trigger function serves every dashboard declared over a table.  Per
- * statement it reads the OLD and NEW transition tables once, evaluates each
- * dashboard's filter and group keys (compiled from its definition view,
- * alexandrite.dashboard_<name>_def), sums -1/+1 and the measures per group
- * in a hash table, drops the groups whose net change is zero (an UPDATE that
- * does not touch a dashboard's keys or measures writes nothing) and appends
- * one heap tuple per remaining group to the dashboard's delta table.
+ * alexandrite.dashboard_capture() is the trigger function of the three
+ * capture triggers of a base table:
+ *   alx_dashboard_capture   AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW:
+ *                           the row change (AlxDashboardCaptureRow)
+ *   alx_dashboard_flush     the same events FOR EACH STATEMENT: writes the
+ *                           statement's groups to the delta tables
+ *   alx_dashboard_truncate  AFTER TRUNCATE: empties the dashboards
+ * Row triggers fire for every row whatever the statement, the client or
+ * the caller's way of running it, also for rows written directly into a
+ * partition (PostgreSQL clones them onto every partition).
  *
- * Writers therefore only ever insert: no shared counter row, no lock queue,
- * no deadlock.  The deltas are ordinary tuples of the writer's
+ * Writers therefore only ever insert delta rows: no shared counter row, no
+ * lock queue, no deadlock.  The deltas are tuples of the writer's
  * (sub)transaction, so savepoint rollbacks and aborts undo them with the
  * base rows.
  *
- * The compiled definitions are cached per backend and per base table, and
- * dropped on a relcache invalidation of that table (create_dashboard and
- * drop_dashboard send one).
+ * The definitions of a table's dashboards are loaded (and validated) once
+ * per backend, with their expressions compiled, and dropped on a relcache
+ * invalidation of the table (create_dashboard, drop_dashboard and
+ * rebuild_dashboard send one).  Expressions are compiled and evaluated as
+ * the extension owner: the writer needs no EXECUTE on the extension's
+ * functions, and validation guarantees that nothing a user wrote runs.
  *
  * IDENTIFICATION
  *	  src/dashboard/capture.c
@@ -28,1002 +34,417 @@
  */
 #include "postgres.h"
 
-#include "access/heapam.h"
-#include "access/htup_details.h"
+#include "access/attmap.h"
+#include "nodes/makefuncs.h"
 #include "access/table.h"
-#include "access/tableam.h"
+#include "access/tupconvert.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_class.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
-#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
-#include "parser/parsetree.h"
-#include "rewrite/rewriteHandler.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
-#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "alexandrite.h"
 #include "dashboard/dashboard.h"
 
-/* A base-table column a compiled expression reads, checked per statement. */
-typedef struct AlxDashVar
-{
-	AttrNumber	attno;
-	Oid			atttypid;
-} AlxDashVar;
-
-/* One dashboard, compiled for the capture trigger. */
-typedef struct AlxDashDef
-{
-	int32		id;
-	char	   *name;
-	Oid			summary_relid;
-	Oid			delta_relid;
-	int			nkeys;
-	int			nsums;
-	List	   *keys;			/* planned key expressions */
-	List	   *sums;			/* planned measure expressions (numeric) */
-	Expr	   *due;			/* planned due expression (timestamptz), or NULL */
-	List	   *quals;			/* planned filter, implicit AND */
-	int16	   *typlen;			/* of each key */
-	bool	   *typbyval;
-	int			nvars;
-	AlxDashVar *vars;
-	/* executable forms, built once per backend (see alx_capture) */
-	bool		states_ready;
-	List	   *keystates;
-	List	   *sumstates;
-	ExprState  *duestate;
-	ExprState  *qual;
-} AlxDashDef;
-
-/* The dashboards of one base table. */
-typedef struct AlxDashCacheEntry
-{
-	Oid			relid;			/* hash key */
-	bool		valid;
-	MemoryContext cxt;
-	int			ndash;
-	AlxDashDef *dash;
-} AlxDashCacheEntry;
-
-/* A group key: its binary image, hashed. */
-typedef struct AlxGroupKey
-{
-	uint32		hash;
-	int			len;
-	char	   *data;
-} AlxGroupKey;
-
-typedef struct AlxGroup
-{
-	AlxGroupKey key;			/* hash key */
-	Datum	   *vals;
-	bool	   *nulls;
-	Datum		due_bucket;
-	bool		due_null;
-	int64		cnt;
-	Datum	   *sums;
-} AlxGroup;
-
-/*
- * Per statement and dashboard: its executable expressions and groups.  The
- * few groups of a typical statement live in a small array; a hash table
- * takes over beyond ALX_SMALL_GROUPS.
- */
-#define ALX_SMALL_GROUPS 8
-
-typedef struct AlxDashRun
+/* One dashboard, compiled for the capture. */
+typedef struct AlxCaptureDash
 {
 	AlxDashDef *def;
-	List	   *keystates;
-	List	   *sumstates;
-	ExprState  *duestate;
+	Oid			delta_relid;
 	ExprState  *qual;
-	int			nsmall;
-	AlxGroup	small[ALX_SMALL_GROUPS];
-	HTAB	   *groups;			/* NULL while the small array suffices */
-	MemoryContext cxt;
-} AlxDashRun;
+	ExprState **keys;
+	ExprState **sums;
+	ExprState  *due;
+} AlxCaptureDash;
 
-static HTAB *alx_dash_cache = NULL;
-static int	alx_capture_depth = 0;
+/* The dashboards fed by the rows of one relation (a base table or one of its partitions). */
+typedef struct AlxCaptureEntry
+{
+	Oid			relid;			/* hash key: the relation the triggers fire on */
+	bool		valid;
+	MemoryContext cxt;
+	Oid			root_relid;		/* the table the dashboards are declared on */
+	Oid			owner;			/* the extension owner */
+	int			ndash;
+	AlxCaptureDash *dash;
+	Bitmapset  *attnos;			/* columns read, numbered as in relid */
+	AttrMap    *map;			/* relid's row to root_relid's, or NULL */
+	TupleTableSlot *rootslot;
+	ExprContext *econtext;
+	int			busy;			/* captures running with these states */
+} AlxCaptureEntry;
+
+static HTAB *alx_capture_cache = NULL;
 
 PG_FUNCTION_INFO_V1(alexandrite_dashboard_capture);
-PG_FUNCTION_INFO_V1(alexandrite_dashboard_check);
-PG_FUNCTION_INFO_V1(alexandrite_dashboard_invalidate);
 
-/* Forget the dashboards of a table (or of all tables) on relcache invalidation. */
+/* Forget the dashboards of a table (or of all) on relcache invalidation. */
 static void
-alx_dash_inval_callback(Datum arg, Oid relid)
+alx_capture_inval(Datum arg, Oid relid)
 {
 	HASH_SEQ_STATUS status;
-	AlxDashCacheEntry *entry;
+	AlxCaptureEntry *e;
 
-	if (alx_dash_cache == NULL)
+	if (alx_capture_cache == NULL)
 		return;
-	hash_seq_init(&status, alx_dash_cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-	{
-		if (relid == InvalidOid || entry->relid == relid)
-			entry->valid = false;
-	}
+	hash_seq_init(&status, alx_capture_cache);
+	while ((e = hash_seq_search(&status)) != NULL)
+		if (relid == InvalidOid || e->relid == relid || e->root_relid == relid)
+			e->valid = false;
 }
 
-static Oid
-alx_dash_registry_relid(bool missing_ok)
-{
-	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, missing_ok);
-
-	if (!OidIsValid(nsp))
-		return InvalidOid;
-	return get_relname_relid("dashboards", nsp);
-}
-
-/* Collect the Vars of an expression tree. */
-static bool
-alx_collect_vars_walker(Node *node, List **vars)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, Var))
-	{
-		*vars = lappend(*vars, node);
-		return false;
-	}
-	return expression_tree_walker(node, alx_collect_vars_walker, (void *) vars);
-}
-
-/*
- * Compile one dashboard from its definition view: the view's target list is
- * the keys followed by the measures, its WHERE clause the filter.  Raises an
- * error for anything the capture trigger could not maintain exactly.
- */
+/* ... and all of them when a schema changes owner (the owner is cached). */
 static void
-alx_dash_compile(AlxDashDef *def, Oid base_relid, Oid def_view, int nkeys, int nsums, bool has_due)
+alx_capture_inval_all(Datum arg, int cacheid, uint32 hashvalue)
 {
-	Relation	vrel;
-	Query	   *query;
-	RangeTblRef *rtr;
-	Index		rtindex;
-	RangeTblEntry *rte;
-	List	   *allexprs = NIL;
-	List	   *vars = NIL;
+	alx_capture_inval(arg, InvalidOid);
+}
+
+/* The table whose dashboards a relation feeds: itself, or the partition root that has them. */
+static Oid
+alx_capture_root(Oid relid, List **defs)
+{
+	List	   *ancestors;
 	ListCell   *lc;
-	int			i;
-	Relation	drel;
-	TupleDesc	dd;
 
-	vrel = table_open(def_view, AccessShareLock);
-	if (vrel->rd_rel->relkind != RELKIND_VIEW)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("definition of dashboard \"%s\" is not a view", def->name)));
-	query = copyObject(get_view_query(vrel));
-	table_close(vrel, AccessShareLock);
-
-	if (query->commandType != CMD_SELECT || query->hasAggs || query->hasWindowFuncs ||
-		query->hasTargetSRFs || query->hasSubLinks || query->hasDistinctOn ||
-		query->hasRecursive || query->hasModifyingCTE || query->hasForUpdate ||
-		query->cteList != NIL || query->groupClause != NIL || query->groupingSets != NIL ||
-		query->havingQual != NULL || query->distinctClause != NIL ||
-		query->sortClause != NIL || query->limitCount != NULL ||
-		query->limitOffset != NULL || query->setOperations != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("dashboard \"%s\" cannot be maintained incrementally", def->name),
-				 errdetail("Group keys, measures and filter must be plain row expressions: no aggregates, window functions, set-returning functions or subqueries.")));
-
-	if (list_length(query->jointree->fromlist) != 1 ||
-		!IsA(linitial(query->jointree->fromlist), RangeTblRef))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("dashboard \"%s\" must read exactly one table", def->name)));
-	rtr = (RangeTblRef *) linitial(query->jointree->fromlist);
-	rtindex = rtr->rtindex;
-	rte = rt_fetch(rtindex, query->rtable);
-	if (rte->rtekind != RTE_RELATION || rte->relid != base_relid)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("dashboard \"%s\" must read exactly one table", def->name)));
-
-	if (list_length(query->targetList) != nkeys + nsums + (has_due ? 1 : 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("definition view of dashboard \"%s\" does not match the registry", def->name),
-				 errdetail("The view has %d columns; the registry declares %d keys, %d sums and %s due expression.",
-						   list_length(query->targetList), nkeys, nsums, has_due ? "a" : "no")));
-
-	def->nkeys = nkeys;
-	def->nsums = nsums;
-	def->keys = NIL;
-	def->sums = NIL;
-	def->due = NULL;
-	def->typlen = palloc(sizeof(int16) * nkeys);
-	def->typbyval = palloc(sizeof(bool) * nkeys);
-	i = 0;
-	foreach(lc, query->targetList)
+	*defs = AlxDashLoad(relid);
+	if (*defs != NIL || !get_rel_relispartition(relid))
+		return relid;
+	ancestors = get_partition_ancestors(relid);
+	foreach(lc, ancestors)
 	{
-		TargetEntry *tle = (TargetEntry *) lfirst(lc);
-		Expr	   *expr = expression_planner(tle->expr);
-
-		if (contain_mutable_functions((Node *) expr))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-					 errmsg("%s of dashboard \"%s\" is not immutable",
-							i < nkeys ? "a group key" : i < nkeys + nsums ? "a measure" : "the due expression",
-							def->name),
-					 errdetail("A row must fall into the same group and count the same when it is removed as when it was added."),
-					 errhint("Time-relative figures belong in the read query; group by an immutable bucket such as alexandrite.dashboard_bucket(column).")));
-		if (i < nkeys)
-		{
-			def->keys = lappend(def->keys, expr);
-			get_typlenbyval(exprType((Node *) expr), &def->typlen[i], &def->typbyval[i]);
-		}
-		else if (i >= nkeys + nsums)
-		{
-			if (exprType((Node *) expr) != TIMESTAMPTZOID)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("due expression of dashboard \"%s\" is not a timestamptz", def->name)));
-			def->due = expr;
-		}
-		else
-		{
-			if (exprType((Node *) expr) != NUMERICOID)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("measure of dashboard \"%s\" is not numeric", def->name)));
-			def->sums = lappend(def->sums, expr);
-		}
-		allexprs = lappend(allexprs, expr);
-		i++;
+		*defs = AlxDashLoad(lfirst_oid(lc));
+		if (*defs != NIL)
+			return lfirst_oid(lc);
 	}
-
-	def->quals = NIL;
-	if (query->jointree->quals != NULL)
-	{
-		Expr	   *qual = expression_planner((Expr *) query->jointree->quals);
-
-		if (contain_mutable_functions((Node *) qual))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-					 errmsg("the filter of dashboard \"%s\" is not immutable", def->name),
-					 errdetail("A row must pass the filter when it is removed exactly as it did when it was added."),
-					 errhint("Time-relative conditions belong in the read query, not in the filter.")));
-		def->quals = make_ands_implicit(qual);
-		allexprs = lappend(allexprs, qual);
-	}
-
-	/* every column read is an ordinary column of the base row */
-	(void) alx_collect_vars_walker((Node *) allexprs, &vars);
-	def->nvars = list_length(vars);
-	def->vars = palloc(sizeof(AlxDashVar) * Max(def->nvars, 1));
-	i = 0;
-	foreach(lc, vars)
-	{
-		Var		   *var = (Var *) lfirst(lc);
-
-		if (var->varlevelsup != 0 || var->varno != rtindex || var->varattno <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("dashboard \"%s\" may only use ordinary columns of its table", def->name),
-					 errdetail("System columns and whole-row references are not available to the capture trigger.")));
-		def->vars[i].attno = var->varattno;
-		def->vars[i].atttypid = var->vartype;
-		i++;
-	}
-
-	/* the delta table: keys, [due minute], count, sums, logged_at; plain heap, no index */
-	drel = table_open(def->delta_relid, AccessShareLock);
-	dd = RelationGetDescr(drel);
-	if (drel->rd_rel->relkind != RELKIND_RELATION || drel->rd_rel->relhasindex ||
-		drel->rd_rel->relhastriggers || drel->rd_rel->relhasrules ||
-		dd->natts != nkeys + nsums + 2 + (has_due ? 1 : 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("delta table of dashboard \"%s\" has been altered", def->name),
-				 errhint("Drop and declare the dashboard again.")));
-	for (i = 0; i < dd->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(dd, i);
-		Oid			want;
-
-		int			j = i;
-
-		if (has_due && i == nkeys)
-			want = TIMESTAMPTZOID;
-		else
-		{
-			if (has_due && i > nkeys)
-				j = i - 1;
-			if (j < nkeys)
-				want = exprType((Node *) list_nth(def->keys, j));
-			else if (j == nkeys)
-				want = INT8OID;
-			else if (j < nkeys + 1 + nsums)
-				want = NUMERICOID;
-			else
-				want = TIMESTAMPTZOID;
-		}
-		if (att->attisdropped || att->atttypid != want)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("delta table of dashboard \"%s\" has been altered", def->name),
-					 errhint("Drop and declare the dashboard again.")));
-	}
-	table_close(drel, AccessShareLock);
+	return relid;
 }
 
-/* Read the registry rows of one base table (all when base_relid is invalid, or one id). */
-static int
-alx_dash_load(Oid base_relid, int32 only_id, AlxDashDef **defs_out)
+/* Compile one dashboard's expressions (as the owner: EXECUTE is checked here). */
+static void
+alx_capture_compile(AlxCaptureDash *cd, AlxDashDef *def)
 {
-	Oid			regrelid = alx_dash_registry_relid(true);
-	Relation	reg;
-	TupleDesc	rd;
-	Snapshot	snap;
-	TableScanDesc scan;
-	HeapTuple	tup;
-	AttrNumber	a_id,
-				a_name,
-				a_base,
-				a_keys,
-				a_sums,
-				a_due,
-				a_def,
-				a_summary,
-				a_delta;
-	int			n = 0;
-	int			cap = 4;
-	AlxDashDef *defs;
-
-	*defs_out = NULL;
-	if (!OidIsValid(regrelid))
-		return 0;
-
-	a_id = get_attnum(regrelid, "id");
-	a_name = get_attnum(regrelid, "name");
-	a_base = get_attnum(regrelid, "base_table");
-	a_keys = get_attnum(regrelid, "key_names");
-	a_sums = get_attnum(regrelid, "sum_names");
-	a_due = get_attnum(regrelid, "due_expr");
-	a_def = get_attnum(regrelid, "def_view");
-	a_summary = get_attnum(regrelid, "summary_table");
-	a_delta = get_attnum(regrelid, "delta_table");
-
-	defs = palloc0(sizeof(AlxDashDef) * cap);
-
-	/*
-	 * The latest snapshot, not the writer's: a REPEATABLE READ writer whose
-	 * snapshot predates create_dashboard() must still feed the new dashboard.
-	 * The registry is read like a catalog, without privilege checks: any
-	 * writer of the base table maintains its dashboards.
-	 */
-	reg = table_open(regrelid, AccessShareLock);
-	rd = RelationGetDescr(reg);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(reg, snap, 0, NULL);
-	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		bool		isnull;
-		Oid			base = DatumGetObjectId(heap_getattr(tup, a_base, rd, &isnull));
-		int32		id = DatumGetInt32(heap_getattr(tup, a_id, rd, &isnull));
-		ArrayType  *arr;
-
-		if (OidIsValid(base_relid) && base != base_relid)
-			continue;
-		if (only_id != 0 && id != only_id)
-			continue;
-		if (n == cap)
-		{
-			cap *= 2;
-			defs = repalloc(defs, sizeof(AlxDashDef) * cap);
-			memset(&defs[n], 0, sizeof(AlxDashDef) * (cap - n));
-		}
-		defs[n].id = id;
-		defs[n].name = TextDatumGetCString(heap_getattr(tup, a_name, rd, &isnull));
-		defs[n].summary_relid = DatumGetObjectId(heap_getattr(tup, a_summary, rd, &isnull));
-		defs[n].delta_relid = DatumGetObjectId(heap_getattr(tup, a_delta, rd, &isnull));
-		arr = DatumGetArrayTypeP(heap_getattr(tup, a_keys, rd, &isnull));
-		defs[n].nkeys = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-		arr = DatumGetArrayTypeP(heap_getattr(tup, a_sums, rd, &isnull));
-		defs[n].nsums = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-		(void) heap_getattr(tup, a_due, rd, &isnull);
-		/* stash "has a due expression" until compiled */
-		defs[n].due = isnull ? NULL : (Expr *) makeBoolConst(true, false);
-		/* stash the view oid in quals until compiled */
-		defs[n].quals = list_make1_oid(DatumGetObjectId(heap_getattr(tup, a_def, rd, &isnull)));
-		defs[n].keys = list_make1_oid(base);
-		n++;
-	}
-	table_endscan(scan);
-	UnregisterSnapshot(snap);
-	table_close(reg, AccessShareLock);
-
-	for (int i = 0; i < n; i++)
-	{
-		Oid			def_view = linitial_oid(defs[i].quals);
-		Oid			base = linitial_oid(defs[i].keys);
-
-		alx_dash_compile(&defs[i], base, def_view, defs[i].nkeys, defs[i].nsums,
-						 defs[i].due != NULL);
-	}
-	*defs_out = defs;
-	return n;
+	cd->def = def;
+	cd->delta_relid = AlxDashObjectRelid(def, ALX_DASH_DELTA, true);
+	if (!OidIsValid(cd->delta_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the delta table of dashboard \"%s\" does not exist", def->name),
+				 errhint("Run alexandrite.rebuild_dashboard('%s').", def->name)));
+	cd->keys = palloc(sizeof(ExprState *) * def->nkeys);
+	for (int i = 0; i < def->nkeys; i++)
+		cd->keys[i] = ExecInitExpr(expression_planner((Expr *) def->keys[i]), NULL);
+	cd->sums = palloc(sizeof(ExprState *) * Max(def->nsums, 1));
+	for (int i = 0; i < def->nsums; i++)
+		cd->sums[i] = ExecInitExpr(expression_planner((Expr *) def->sums[i]), NULL);
+	cd->due = def->due ? ExecInitExpr(expression_planner((Expr *) def->due), NULL) : NULL;
+	cd->qual = def->filter ? ExecInitQual(make_ands_implicit(expression_planner((Expr *) def->filter)), NULL) : NULL;
 }
 
-/* The compiled dashboards of a table, from the cache or freshly loaded. */
-static AlxDashCacheEntry *
-alx_dash_lookup(Oid relid)
+/* Load, validate and compile the dashboards a relation's rows feed. */
+static void
+alx_capture_build(AlxCaptureEntry *e)
 {
-	AlxDashCacheEntry *entry;
+	List	   *defs;
+	ListCell   *lc;
+	int			i = 0;
+	AlxSavedUser save;
+	Relation	rel;
+
+	e->root_relid = alx_capture_root(e->relid, &defs);
+	e->owner = defs != NIL ? AlxExtensionOwner() : InvalidOid;
+	e->ndash = list_length(defs);
+	e->dash = palloc0(sizeof(AlxCaptureDash) * Max(e->ndash, 1));
+	e->attnos = NULL;
+	e->map = NULL;
+	if (e->ndash == 0)
+		return;
+
+	AlxBecomeOwner(&save);
+	foreach(lc, defs)
+		alx_capture_compile(&e->dash[i++], (AlxDashDef *) lfirst(lc));
+	AlxRestoreUser(&save);
+
+	rel = table_open(e->relid, AccessShareLock);
+	if (e->root_relid != e->relid)
+	{
+		Relation	root = table_open(e->root_relid, AccessShareLock);
+
+		e->map = build_attrmap_by_name(RelationGetDescr(rel), RelationGetDescr(root));
+		e->rootslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(root)), &TTSOpsVirtual);
+		table_close(root, AccessShareLock);
+	}
+	foreach(lc, defs)
+	{
+		AlxDashDef *def = (AlxDashDef *) lfirst(lc);
+		int			att = -1;
+
+		while ((att = bms_next_member(def->attnos, att)) >= 0)
+			e->attnos = bms_add_member(e->attnos, e->map ? e->map->attnums[att - 1] : att);
+	}
+	table_close(rel, AccessShareLock);
+	e->econtext = CreateStandaloneExprContext();
+}
+
+/* The compiled dashboards of a relation, from the cache or freshly loaded. */
+static AlxCaptureEntry *
+alx_capture_lookup(Oid relid)
+{
+	AlxCaptureEntry *e;
 	bool		found;
-	MemoryContext oldcxt;
+	MemoryContext old;
 
-	if (alx_dash_cache == NULL)
+	if (alx_capture_cache == NULL)
 	{
 		HASHCTL		ctl;
 
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(AlxDashCacheEntry);
+		ctl.entrysize = sizeof(AlxCaptureEntry);
 		ctl.hcxt = CacheMemoryContext;
-		alx_dash_cache = hash_create("alexandrite dashboards", 16, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		CacheRegisterRelcacheCallback(alx_dash_inval_callback, (Datum) 0);
+		alx_capture_cache = hash_create("alexandrite dashboard capture", 16, &ctl,
+										HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(alx_capture_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, alx_capture_inval_all, (Datum) 0);
 	}
-
-	entry = hash_search(alx_dash_cache, &relid, HASH_ENTER, &found);
+	e = hash_search(alx_capture_cache, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
-		entry->valid = false;
-		entry->cxt = NULL;
-		entry->ndash = 0;
-		entry->dash = NULL;
+		e->cxt = NULL;
+		e->valid = false;
+		e->busy = 0;
+		e->root_relid = relid;
 	}
-	if (entry->valid)
-		return entry;
-
-	/* an outer capture may still use the old definitions: leave them be */
-	if (entry->cxt != NULL && alx_capture_depth <= 1)
-		MemoryContextDelete(entry->cxt);
-	entry->cxt = NULL;
-	entry->ndash = 0;
-	entry->dash = NULL;
-
-	entry->cxt = AllocSetContextCreate(CacheMemoryContext, "alexandrite dashboard definitions",
-									   ALLOCSET_SMALL_SIZES);
-	oldcxt = MemoryContextSwitchTo(entry->cxt);
-	/* valid from here on unless an invalidation arrives while loading */
-	entry->valid = true;
+	if (e->valid)
+		return e;
+	/* states still in use by an outer capture stay until the transaction ends */
+	if (e->cxt != NULL && e->busy == 0)
+		MemoryContextDelete(e->cxt);
+	e->cxt = AllocSetContextCreate(CacheMemoryContext, "alexandrite dashboard definitions",
+								   ALLOCSET_SMALL_SIZES);
+	e->busy = 0;
+	e->valid = true;
+	old = MemoryContextSwitchTo(e->cxt);
 	PG_TRY();
 	{
-		entry->ndash = alx_dash_load(relid, 0, &entry->dash);
+		alx_capture_build(e);
 	}
 	PG_CATCH();
 	{
-		entry->valid = false;
+		e->valid = false;
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	return entry;
+	MemoryContextSwitchTo(old);
+	return e;
 }
 
-static uint32
-alx_group_hash(const void *key, Size keysize)
+/* true when an UPDATE changed a column some dashboard reads */
+static bool
+alx_capture_changed(AlxCaptureEntry *e, TupleTableSlot *oldslot, TupleTableSlot *newslot)
 {
-	return ((const AlxGroupKey *) key)->hash;
-}
+	TupleDesc	desc = oldslot->tts_tupleDescriptor;
+	int			att = -1;
 
-static int
-alx_group_match(const void *key1, const void *key2, Size keysize)
-{
-	const AlxGroupKey *a = (const AlxGroupKey *) key1;
-	const AlxGroupKey *b = (const AlxGroupKey *) key2;
-
-	if (a->hash != b->hash || a->len != b->len)
-		return 1;
-	return memcmp(a->data, b->data, a->len);
-}
-
-/* Find or add the group of a key image. */
-static AlxGroup *
-alx_group_lookup(AlxDashRun *run, AlxGroupKey *key, bool *found)
-{
-	if (run->groups == NULL)
+	while ((att = bms_next_member(e->attnos, att)) >= 0)
 	{
-		HASHCTL		ctl;
+		Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+		bool		n1;
+		bool		n2;
+		Datum		v1 = slot_getattr(oldslot, att, &n1);
+		Datum		v2 = slot_getattr(newslot, att, &n2);
 
-		for (int i = 0; i < run->nsmall; i++)
-		{
-			if (alx_group_match(&run->small[i].key, key, 0) == 0)
-			{
-				*found = true;
-				return &run->small[i];
-			}
-		}
-		if (run->nsmall < ALX_SMALL_GROUPS)
-		{
-			*found = false;
-			run->small[run->nsmall].key = *key;
-			return &run->small[run->nsmall++];
-		}
-		/* many groups: move to a hash table */
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(AlxGroupKey);
-		ctl.entrysize = sizeof(AlxGroup);
-		ctl.hash = alx_group_hash;
-		ctl.match = alx_group_match;
-		ctl.hcxt = run->cxt;
-		run->groups = hash_create("alexandrite dashboard groups", 256, &ctl,
-								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-		for (int i = 0; i < run->nsmall; i++)
-		{
-			bool		f;
-			AlxGroup   *g = hash_search(run->groups, &run->small[i].key, HASH_ENTER, &f);
-
-			memcpy(g, &run->small[i], sizeof(AlxGroup));
-		}
-		run->nsmall = 0;
+		if (n1 != n2 || (!n1 && !datumIsEqual(v1, v2, a->attbyval, a->attlen)))
+			return true;
 	}
-	return hash_search(run->groups, key, HASH_ENTER, found);
+	return false;
 }
 
-/*
- * Append the binary image of a key value.  Binary-equal values are equal;
- * values that are equal but binary-different (1.0 and 1.00) merely produce
- * two delta rows that the fold adds up in the same group.
- */
+/* One dashboard, one row: evaluate and add to the pending group. */
 static void
-alx_key_image(StringInfo buf, Datum value, bool isnull, int16 typlen, bool typbyval)
+alx_capture_one(AlxCaptureDash *cd, ExprContext *econtext, int sign)
 {
-	if (isnull)
-	{
-		appendStringInfoChar(buf, 'n');
+	AlxDashDef *def = cd->def;
+	Datum	   *keys = palloc(sizeof(Datum) * def->nkeys);
+	bool	   *knulls = palloc(sizeof(bool) * def->nkeys);
+	Datum	   *sums = palloc(sizeof(Datum) * Max(def->nsums, 1));
+	bool	   *snulls = palloc(sizeof(bool) * Max(def->nsums, 1));
+	Datum		due = (Datum) 0;
+	bool		due_null = true;
+
+	if (cd->qual != NULL && !ExecQual(cd->qual, econtext))
 		return;
-	}
-	appendStringInfoChar(buf, 'v');
-	if (typbyval)
+	for (int i = 0; i < def->nkeys; i++)
+		keys[i] = ExecEvalExpr(cd->keys[i], econtext, &knulls[i]);
+	for (int i = 0; i < def->nsums; i++)
+		sums[i] = ExecEvalExpr(cd->sums[i], econtext, &snulls[i]);
+	if (cd->due != NULL)
 	{
-		char		tmp[sizeof(Datum)];
-
-		memset(tmp, 0, sizeof(tmp));
-		store_att_byval(tmp, value, typlen);
-		appendBinaryStringInfo(buf, tmp, typlen);
+		due = ExecEvalExpr(cd->due, econtext, &due_null);
+		if (!due_null)
+			due = TimestampTzGetDatum(AlxDueMinute(DatumGetTimestampTz(due)));
 	}
-	else if (typlen > 0)
-		appendBinaryStringInfo(buf, DatumGetPointer(value), typlen);
-	else if (typlen == -1)
-	{
-		struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
-		int32		len = VARSIZE_ANY_EXHDR(v);
+	AlxPendingAdd(AlxPendingTargetFor(def, cd->delta_relid), keys, knulls, due, due_null,
+				  sums, snulls, sign);
+}
 
-		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
-		appendBinaryStringInfo(buf, VARDATA_ANY(v), len);
-	}
-	else
-	{
-		const char *s = DatumGetCString(value);
-		int32		len = strlen(s);
+/* One row image (old or new) into every dashboard of the entry. */
+static void
+alx_capture_slot(AlxCaptureEntry *e, TupleTableSlot *slot, int sign)
+{
+	ExprContext *econtext = e->econtext;
+	MemoryContext old;
 
-		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
-		appendBinaryStringInfo(buf, s, len);
-	}
+	if (e->map != NULL)
+		slot = execute_attr_map_slot(e->map, slot, e->rootslot);
+	econtext->ecxt_scantuple = slot;
+	old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	for (int d = 0; d < e->ndash; d++)
+		alx_capture_one(&e->dash[d], econtext, sign);
+	MemoryContextSwitchTo(old);
+	ResetExprContext(econtext);
 }
 
 /*
- * The minute a due time falls in, as alexandrite.dashboard_due_bucket()
- * computes it: timestamps count microseconds from 2000-01-01 00:00 UTC, the
- * origin of the buckets; infinities are their own bucket.
+ * A row change of rel (a base table, or a partition of one): oldslot is the
+ * row before (NULL for an INSERT), newslot after (NULL for a DELETE).  For
+ * AFTER ... FOR EACH ROW triggers; see dashboard.h.
  */
-static TimestampTz
-alx_due_minute(TimestampTz t)
+void
+AlxDashboardCaptureRow(Relation rel, TupleTableSlot *oldslot, TupleTableSlot *newslot)
 {
-	int64		rem;
+	AlxCaptureEntry *e = alx_capture_lookup(RelationGetRelid(rel));
+	Oid			save_user;
+	int			save_sec;
 
-	if (TIMESTAMP_NOT_FINITE(t))
-		return t;
-	rem = t % USECS_PER_MINUTE;
-	if (rem < 0)
-		rem += USECS_PER_MINUTE;
-	return t - rem;
+	if (e->ndash == 0)
+		return;
+	if (oldslot != NULL && newslot != NULL && !alx_capture_changed(e, oldslot, newslot))
+		return;
+	if (e->busy > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("a dashboard expression of table \"%s\" writes that table", RelationGetRelationName(rel))));
+
+	/* AlxBecomeOwner with the owner cached per table: this runs for every row */
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(e->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	e->busy++;
+	PG_TRY();
+	{
+		if (oldslot != NULL)
+			alx_capture_slot(e, oldslot, -1);
+		if (newslot != NULL)
+			alx_capture_slot(e, newslot, +1);
+	}
+	PG_FINALLY();
+	{
+		e->busy--;
+		SetUserIdAndSecContext(save_user, save_sec);
+	}
+	PG_END_TRY();
 }
 
-/* Fold one transition table into the groups of every dashboard, with sign +1 or -1. */
+/*
+ * TRUNCATE of a base table: its dashboards are truncated too, in the same
+ * transaction.  TRUNCATE, not DELETE: it removes every row whatever the
+ * snapshot (in REPEATABLE READ, deltas and folded groups that others
+ * committed after the transaction's snapshot must go too), and it is
+ * exactly as visible as the TRUNCATE of the base table, so a reader sees
+ * either both tables full or both empty.  No writer is in flight (TRUNCATE
+ * holds the base table), folds and readers lock the base table first and
+ * wait.  The state row is written with the latest snapshot for the same
+ * reason.
+ */
 static void
-alx_capture_table(Tuplestorestate *ts, int sign, TupleTableSlot *slot,
-				  AlxDashRun *runs, int nruns, ExprContext *econtext,
-				  StringInfo buf, MemoryContext cxt)
+alx_capture_truncate(Relation rel)
 {
+	List	   *defs = AlxDashLoad(RelationGetRelid(rel));
+	ListCell   *lc;
+	AlxSavedUser save;
+	int			nestlevel;
+	Oid			type = INT4OID;
+	SPIPlanPtr	plan;
+
+	if (defs == NIL)
+		return;
+	AlxBecomeOwner(&save);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare("UPDATE alexandrite.dashboard_state SET last_truncate_at = pg_catalog.now() "
+					   "WHERE dashboard_id OPERATOR(pg_catalog.=) $1", 1, &type);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare: %s", SPI_result_code_string(SPI_result));
+	foreach(lc, defs)
+	{
+		AlxDashDef *def = (AlxDashDef *) lfirst(lc);
+		Datum		id = Int32GetDatum(def->id);
+		int			ret;
+
+		(void) AlxDashObjectRelid(def, ALX_DASH_SUMMARY, true);
+		(void) AlxDashObjectRelid(def, ALX_DASH_DELTA, true);
+		AlxDashboardForget(def->id);
+		ret = SPI_execute(psprintf("TRUNCATE %s, %s", AlxDashQualified(def, ALX_DASH_SUMMARY),
+								   AlxDashQualified(def, ALX_DASH_DELTA)), false, 0);
+		if (ret != SPI_OK_UTILITY)
+			elog(ERROR, "could not empty dashboard \"%s\": %s", def->name, SPI_result_code_string(ret));
+		ret = SPI_execute_snapshot(plan, &id, NULL, GetLatestSnapshot(), InvalidSnapshot, false, false, 0);
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "could not update the state of dashboard \"%s\": %s", def->name, SPI_result_code_string(ret));
+	}
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	AlxRestoreUser(&save);
+}
+
+/*
+ * The statement triggers of 1.1 (alx_dashboard_ins/upd/del) hand over
+ * transition tables: their rows are captured one by one, so a 1.1 schema
+ * keeps its dashboards exact under this library until ALTER EXTENSION
+ * UPDATE replaces those triggers.
+ */
+static void
+alx_capture_transition(Relation rel, Tuplestorestate *ts, bool old)
+{
+	TupleTableSlot *slot;
 	int			readptr;
-	int			nkeys_max = 0;
-	Datum	   *vals;
-	bool	   *nulls;
 
 	if (ts == NULL)
 		return;
-	for (int d = 0; d < nruns; d++)
-		nkeys_max = Max(nkeys_max, runs[d].def->nkeys);
-	vals = palloc(sizeof(Datum) * nkeys_max);
-	nulls = palloc(sizeof(bool) * nkeys_max);
-
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
 	/* our own read pointer: other triggers read the same tuplestore */
 	readptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
 	tuplestore_select_read_pointer(ts, readptr);
 	tuplestore_rescan(ts);
-
 	while (tuplestore_gettupleslot(ts, true, false, slot))
-	{
-		econtext->ecxt_scantuple = slot;
-		for (int d = 0; d < nruns; d++)
-		{
-			AlxDashRun *run = &runs[d];
-			AlxDashDef *def = run->def;
-			AlxGroupKey key;
-			AlxGroup   *group;
-			bool		found;
-			Datum		due_bucket = (Datum) 0;
-			bool		due_null = true;
-			ListCell   *lc;
-			int			i;
-
-			if (run->qual != NULL && !ExecQual(run->qual, econtext))
-				continue;
-
-			resetStringInfo(buf);
-			i = 0;
-			foreach(lc, run->keystates)
-			{
-				vals[i] = ExecEvalExprSwitchContext((ExprState *) lfirst(lc), econtext, &nulls[i]);
-				alx_key_image(buf, vals[i], nulls[i], def->typlen[i], def->typbyval[i]);
-				i++;
-			}
-			if (run->duestate != NULL)
-			{
-				bool		isnull;
-				Datum		due = ExecEvalExprSwitchContext(run->duestate, econtext, &isnull);
-
-				due_null = isnull;
-				due_bucket = isnull ? (Datum) 0 : TimestampTzGetDatum(alx_due_minute(DatumGetTimestampTz(due)));
-				alx_key_image(buf, due_bucket, due_null, sizeof(TimestampTz), true);
-			}
-			key.len = buf->len;
-			key.data = buf->data;
-			key.hash = hash_bytes((const unsigned char *) buf->data, buf->len);
-
-			group = alx_group_lookup(run, &key, &found);
-			if (!found)
-			{
-				/* keep the key image and values for the statement */
-				group->key.data = palloc(key.len);
-				memcpy(group->key.data, key.data, key.len);
-				group->vals = palloc(sizeof(Datum) * def->nkeys);
-				group->nulls = palloc(sizeof(bool) * def->nkeys);
-				for (i = 0; i < def->nkeys; i++)
-				{
-					group->nulls[i] = nulls[i];
-					if (nulls[i])
-						group->vals[i] = (Datum) 0;
-					else if (def->typlen[i] == -1)
-						group->vals[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(vals[i]));
-					else
-						group->vals[i] = datumCopy(vals[i], def->typbyval[i], def->typlen[i]);
-				}
-				group->due_bucket = due_bucket;
-				group->due_null = due_null;
-				group->cnt = 0;
-				group->sums = palloc(sizeof(Datum) * Max(def->nsums, 1));
-				for (i = 0; i < def->nsums; i++)
-					group->sums[i] = NumericGetDatum(int64_to_numeric(0));
-			}
-			group->cnt += sign;
-
-			i = 0;
-			foreach(lc, run->sumstates)
-			{
-				bool		isnull;
-				Datum		v = ExecEvalExprSwitchContext((ExprState *) lfirst(lc), econtext, &isnull);
-
-				/* sum() ignores nulls: they add nothing */
-				if (!isnull)
-				{
-					Datum		old = group->sums[i];
-
-					group->sums[i] = DirectFunctionCall2(sign > 0 ? numeric_add : numeric_sub, old, v);
-					pfree(DatumGetPointer(old));
-				}
-				i++;
-			}
-		}
-		ResetExprContext(econtext);
-	}
+		AlxDashboardCaptureRow(rel, old ? slot : NULL, old ? NULL : slot);
 	tuplestore_select_read_pointer(ts, 0);
-	pfree(vals);
-	pfree(nulls);
-	(void) cxt;
-}
-
-/* Append the non-zero groups of one dashboard to its delta table. */
-static int64
-alx_emit_deltas(AlxDashRun *run, TimestampTz logged_at)
-{
-	AlxDashDef *def = run->def;
-	HASH_SEQ_STATUS status;
-	AlxGroup   *group;
-	Relation	drel = NULL;
-	TupleDesc	dd = NULL;
-	Datum	   *values = NULL;
-	bool	   *nulls = NULL;
-	int			has_due = def->due != NULL ? 1 : 0;
-	int			natts = def->nkeys + has_due + def->nsums + 2;
-	int64		written = 0;
-	Datum		zero = NumericGetDatum(int64_to_numeric(0));
-
-	int			next_small = 0;
-
-	if (run->groups != NULL)
-		hash_seq_init(&status, run->groups);
-	for (;;)
-	{
-		bool		nonzero;
-		HeapTuple	tup;
-		int			i;
-
-		if (run->groups != NULL)
-			group = hash_seq_search(&status);
-		else
-			group = next_small < run->nsmall ? &run->small[next_small++] : NULL;
-		if (group == NULL)
-			break;
-		nonzero = group->cnt != 0;
-
-		for (i = 0; !nonzero && i < def->nsums; i++)
-			nonzero = DatumGetInt32(DirectFunctionCall2(numeric_cmp, group->sums[i], zero)) != 0;
-		if (!nonzero)
-			continue;
-
-		if (drel == NULL)
-		{
-			drel = table_open(def->delta_relid, RowExclusiveLock);
-			dd = RelationGetDescr(drel);
-			if (drel->rd_rel->relhasindex || dd->natts != natts)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("delta table of dashboard \"%s\" has been altered", def->name),
-						 errhint("Drop and declare the dashboard again.")));
-			values = palloc(sizeof(Datum) * natts);
-			nulls = palloc(sizeof(bool) * natts);
-		}
-		for (i = 0; i < def->nkeys; i++)
-		{
-			values[i] = group->vals[i];
-			nulls[i] = group->nulls[i];
-		}
-		if (has_due)
-		{
-			values[def->nkeys] = group->due_bucket;
-			nulls[def->nkeys] = group->due_null;
-		}
-		values[def->nkeys + has_due] = Int64GetDatum(group->cnt);
-		nulls[def->nkeys + has_due] = false;
-		for (i = 0; i < def->nsums; i++)
-		{
-			values[def->nkeys + has_due + 1 + i] = group->sums[i];
-			nulls[def->nkeys + has_due + 1 + i] = false;
-		}
-		values[natts - 1] = TimestampTzGetDatum(logged_at);
-		nulls[natts - 1] = false;
-
-		tup = heap_form_tuple(dd, values, nulls);
-		simple_heap_insert(drel, tup);
-		heap_freetuple(tup);
-		written++;
-	}
-	if (drel != NULL)
-		table_close(drel, NoLock);
-	return written;
-}
-
-/*
- * TRUNCATE of the base table: its dashboards become empty too, in the same
- * transaction (so they stay exact).  Runs as the owner of the dashboard
- * tables, after waiting for any fold.
- */
-static void
-alx_capture_truncate(Relation rel, AlxDashCacheEntry *entry)
-{
-	Oid			save_userid;
-	int			save_sec;
-
-	if (entry->ndash == 0)
-		return;
-
-	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4,
-							   Int32GetDatum(ALX_DASH_LOCK_CLASS),
-							   Int32GetDatum(ALX_DASH_LOCK_FOLD));
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	for (int d = 0; d < entry->ndash; d++)
-	{
-		AlxDashDef *def = &entry->dash[d];
-		Oid			owner;
-		HeapTuple	ct;
-		char	   *sql;
-		Datum		arg = Int32GetDatum(def->id);
-		Oid			argtype = INT4OID;
-
-		ct = SearchSysCache1(RELOID, ObjectIdGetDatum(def->summary_relid));
-		if (!HeapTupleIsValid(ct))
-			elog(ERROR, "cache lookup failed for relation %u", def->summary_relid);
-		owner = ((Form_pg_class) GETSTRUCT(ct))->relowner;
-		ReleaseSysCache(ct);
-
-		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-		sql = psprintf("DELETE FROM %s; DELETE FROM %s",
-					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(def->summary_relid)),
-												  get_rel_name(def->summary_relid)),
-					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(def->delta_relid)),
-												  get_rel_name(def->delta_relid)));
-		if (SPI_execute(sql, false, 0) < 0)
-			elog(ERROR, "could not empty dashboard \"%s\"", def->name);
-		if (SPI_execute_with_args("UPDATE alexandrite.dashboard_state SET last_truncate_at = pg_catalog.now() "
-								  "WHERE dashboard_id OPERATOR(pg_catalog.=) $1",
-								  1, &argtype, &arg, NULL, false, 0) < 0)
-			elog(ERROR, "could not update the dashboard registry");
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	SPI_finish();
-	(void) rel;
-}
-
-/* The work of one trigger call (kept out of the PG_TRY frame). */
-static void
-alx_capture(TriggerData *td)
-{
-	Relation	rel = td->tg_relation;
-	AlxDashCacheEntry *entry;
-	Tuplestorestate *oldts = NULL;
-	Tuplestorestate *newts = NULL;
-	MemoryContext cxt;
-	MemoryContext oldcxt;
-	ExprContext *econtext;
-	TupleTableSlot *slot;
-	AlxDashRun *runs;
-	StringInfoData buf;
-	TimestampTz logged_at;
-
-	entry = alx_dash_lookup(RelationGetRelid(rel));
-
-	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
-	{
-		alx_capture_truncate(rel, entry);
-		return;
-	}
-	if (entry->ndash == 0)
-		return;
-
-	if (TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-		newts = td->tg_newtable;
-	if (TRIGGER_FIRED_BY_DELETE(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-		oldts = td->tg_oldtable;
-	if ((TRIGGER_FIRED_BY_INSERT(td->tg_event) && newts == NULL) ||
-		(TRIGGER_FIRED_BY_DELETE(td->tg_event) && oldts == NULL) ||
-		(TRIGGER_FIRED_BY_UPDATE(td->tg_event) && (oldts == NULL || newts == NULL)))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("alexandrite.dashboard_capture() needs the transition tables of the statement"),
-				 errhint("Create the trigger with REFERENCING NEW TABLE and/or OLD TABLE.")));
-
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "alexandrite dashboard capture",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(cxt);
-
-	runs = palloc0(sizeof(AlxDashRun) * entry->ndash);
-	for (int d = 0; d < entry->ndash; d++)
-	{
-		AlxDashDef *def = &entry->dash[d];
-		TupleDesc	bd = RelationGetDescr(rel);
-		ListCell   *lc;
-
-		/* the columns the compiled expressions read are still what they were */
-		for (int v = 0; v < def->nvars; v++)
-		{
-			Form_pg_attribute att;
-
-			if (def->vars[v].attno > bd->natts)
-				att = NULL;
-			else
-				att = TupleDescAttr(bd, def->vars[v].attno - 1);
-			if (att == NULL || att->attisdropped || att->atttypid != def->vars[v].atttypid)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("dashboard \"%s\" no longer matches table \"%s\"",
-								def->name, RelationGetRelationName(rel)),
-						 errhint("Drop and declare the dashboard again.")));
-		}
-
-		runs[d].def = def;
-		runs[d].cxt = cxt;
-		if (alx_capture_depth == 1)
-		{
-			/* built once in the definitions' context and reused */
-			if (!def->states_ready)
-			{
-				MemoryContext dcxt = MemoryContextSwitchTo(entry->cxt);
-
-				def->keystates = NIL;
-				def->sumstates = NIL;
-				foreach(lc, def->keys)
-					def->keystates = lappend(def->keystates, ExecInitExpr((Expr *) lfirst(lc), NULL));
-				foreach(lc, def->sums)
-					def->sumstates = lappend(def->sumstates, ExecInitExpr((Expr *) lfirst(lc), NULL));
-				def->duestate = def->due != NULL ? ExecInitExpr(def->due, NULL) : NULL;
-				def->qual = def->quals != NIL ? ExecInitQual(def->quals, NULL) : NULL;
-				def->states_ready = true;
-				MemoryContextSwitchTo(dcxt);
-			}
-			runs[d].keystates = def->keystates;
-			runs[d].sumstates = def->sumstates;
-			runs[d].duestate = def->duestate;
-			runs[d].qual = def->qual;
-		}
-		else
-		{
-			/* a capture inside a capture: private states for this one */
-			foreach(lc, def->keys)
-				runs[d].keystates = lappend(runs[d].keystates, ExecInitExpr((Expr *) lfirst(lc), NULL));
-			foreach(lc, def->sums)
-				runs[d].sumstates = lappend(runs[d].sumstates, ExecInitExpr((Expr *) lfirst(lc), NULL));
-			runs[d].duestate = def->due != NULL ? ExecInitExpr(def->due, NULL) : NULL;
-			runs[d].qual = def->quals != NIL ? ExecInitQual(def->quals, NULL) : NULL;
-		}
-		runs[d].groups = NULL;
-		runs[d].nsmall = 0;
-	}
-
-	econtext = CreateStandaloneExprContext();
-	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
-	initStringInfo(&buf);
-
-	alx_capture_table(oldts, -1, slot, runs, entry->ndash, econtext, &buf, cxt);
-	alx_capture_table(newts, +1, slot, runs, entry->ndash, econtext, &buf, cxt);
-
-	logged_at = GetCurrentStatementStartTimestamp();
-	for (int d = 0; d < entry->ndash; d++)
-		(void) alx_emit_deltas(&runs[d], logged_at);
-
 	ExecDropSingleTupleTableSlot(slot);
-	FreeExprContext(econtext, true);
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(cxt);
 }
 
 /*
- * alexandrite.dashboard_capture(): AFTER INSERT/UPDATE/DELETE/TRUNCATE
- * FOR EACH STATEMENT, with NEW/OLD transition tables.
+ * alexandrite.dashboard_capture(): the trigger function of
+ * alx_dashboard_capture (row), alx_dashboard_flush (statement) and
+ * alx_dashboard_truncate.
  */
 Datum
 alexandrite_dashboard_capture(PG_FUNCTION_ARGS)
@@ -1035,53 +456,24 @@ alexandrite_dashboard_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("alexandrite.dashboard_capture() may only be called as a trigger")));
 	td = (TriggerData *) fcinfo->context;
-	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+	if (!TRIGGER_FIRED_AFTER(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("alexandrite.dashboard_capture() must be fired AFTER ... FOR EACH STATEMENT")));
+				 errmsg("alexandrite.dashboard_capture() must be fired AFTER the change")));
 
-	alx_capture_depth++;
-	PG_TRY();
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		alx_capture_truncate(td->tg_relation);
+	else if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
 	{
-		alx_capture(td);
+		alx_capture_transition(td->tg_relation, td->tg_oldtable, true);
+		alx_capture_transition(td->tg_relation, td->tg_newtable, false);
+		AlxDashboardFlush();
 	}
-	PG_FINALLY();
-	{
-		alx_capture_depth--;
-	}
-	PG_END_TRY();
-
+	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		AlxDashboardCaptureRow(td->tg_relation, NULL, td->tg_trigslot);
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		AlxDashboardCaptureRow(td->tg_relation, td->tg_trigslot, NULL);
+	else
+		AlxDashboardCaptureRow(td->tg_relation, td->tg_trigslot, td->tg_newslot);
 	return PointerGetDatum(NULL);
-}
-
-/*
- * alexandrite.dashboard_check(id): compile a registered dashboard as the
- * capture trigger will; errors out when it cannot be maintained.
- */
-Datum
-alexandrite_dashboard_check(PG_FUNCTION_ARGS)
-{
-	int32		id = PG_GETARG_INT32(0);
-	AlxDashDef *defs;
-	int			n;
-
-	n = alx_dash_load(InvalidOid, id, &defs);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("dashboard %d does not exist", id)));
-	PG_RETURN_VOID();
-}
-
-/*
- * alexandrite.dashboard_invalidate(table): at commit, every backend drops
- * its compiled dashboards of that table and reloads them at its next write.
- */
-Datum
-alexandrite_dashboard_invalidate(PG_FUNCTION_ARGS)
-{
-	Oid			relid = PG_GETARG_OID(0);
-
-	CacheInvalidateRelcacheByRelid(relid);
-	PG_RETURN_VOID();
 }

@@ -68,7 +68,10 @@ alx_dashboards_installed(void)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid("dashboards", nsp));
 }
 
-/* The delta tables of every dashboard, as (schema, name) RangeVars. */
+/*
+ * The delta tables of every dashboard, as (schema, name) RangeVars: the
+ * names derived from the dashboard names (objects.c).
+ */
 static List *
 alx_delta_tables(MemoryContext cxt)
 {
@@ -76,18 +79,21 @@ alx_delta_tables(MemoryContext cxt)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text "
-					"FROM alexandrite.dashboards d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.delta_table "
-					"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
-					"ORDER BY d.id", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT d.name FROM alexandrite.dashboards d ORDER BY d.id", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the dashboard registry");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		char	   *nsp = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char	   *rel = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		AlxDashDef	stub;
+		MemoryContext old;
 
-		result = lappend(result, makeRangeVar(nsp, rel, -1));
+		memset(&stub, 0, sizeof(stub));
+		stub.name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		AlxDashCheckName(stub.name);
+		if (!OidIsValid(AlxDashObjectRelid(&stub, ALX_DASH_DELTA, false)))
+			continue;
+		old = MemoryContextSwitchTo(cxt);
+		result = lappend(result, makeRangeVar(pstrdup(ALX_SCHEMA_NAME),
+											  AlxDashObjectName(&stub, ALX_DASH_DELTA), -1));
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();

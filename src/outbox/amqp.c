@@ -20,6 +20,8 @@
  */
 #include "postgres.h"
 
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <amqp.h>
@@ -27,7 +29,12 @@
 #include <amqp_tcp_socket.h>
 
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "port/pg_bswap.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "outbox/outbox.h"
 
@@ -35,7 +42,37 @@
 #define ALX_AMQP_OPEN_TIMEOUT_S 5
 #define ALX_AMQP_RPC_TIMEOUT_S	10
 
+/* frame type, channel and size before a frame's payload */
+#define ALX_AMQP_FRAME_OVERHEAD 7
+
 static amqp_connection_state_t conn = NULL;
+
+/* a frame may be half written: the connection can only be dropped */
+static bool stream_broken = false;
+
+static inline void
+put16(char *buf, uint16 v)
+{
+	uint16		n = pg_hton16(v);
+
+	memcpy(buf, &n, sizeof(n));
+}
+
+static inline void
+put32(char *buf, uint32 v)
+{
+	uint32		n = pg_hton32(v);
+
+	memcpy(buf, &n, sizeof(n));
+}
+
+static inline void
+put64(char *buf, uint64 v)
+{
+	uint64		n = pg_hton64(v);
+
+	memcpy(buf, &n, sizeof(n));
+}
 
 /* the messages of the current round, indexed by delivery tag - base */
 static AlxMsg **round_bytag = NULL;
@@ -119,21 +156,74 @@ AlxAmqpHasBuffered(void)
 	return conn != NULL && (amqp_frames_enqueued(conn) || amqp_data_in_buffer(conn));
 }
 
-/* Drops the connection without any network round trip that could block. */
+/*
+ * Sends connection.close, waiting at most timeout_ms for room in the socket
+ * and serving no interrupts (this runs on the way out, in proc_exit too).
+ * The reply is not awaited: the socket is closed right after.
+ */
+static void
+send_close(int timeout_ms)
+{
+	amqp_connection_close_t req;
+	char		buf[64];
+	amqp_bytes_t out;
+	int			len;
+	int			fd = amqp_get_sockfd(conn);
+	size_t		off = 0;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	memset(&req, 0, sizeof(req));
+	req.reply_code = AMQP_REPLY_SUCCESS;
+	req.reply_text = amqp_cstring_bytes("relay stops");
+	out.bytes = buf + ALX_AMQP_FRAME_OVERHEAD + 4;
+	out.len = sizeof(buf) - ALX_AMQP_FRAME_OVERHEAD - 4 - 1;
+	len = amqp_encode_method(AMQP_CONNECTION_CLOSE_METHOD, &req, out);
+	if (len < 0 || fd < 0)
+		return;
+	buf[0] = AMQP_FRAME_METHOD;
+	put16(buf + 1, 0);
+	put32(buf + 3, len + 4);
+	put32(buf + ALX_AMQP_FRAME_OVERHEAD, AMQP_CONNECTION_CLOSE_METHOD);
+	buf[ALX_AMQP_FRAME_OVERHEAD + 4 + len] = (char) AMQP_FRAME_END;
+	len += ALX_AMQP_FRAME_OVERHEAD + 4 + 1;
+	while (off < (size_t) len)
+	{
+		ssize_t		n = send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct pollfd pfd;
+		long		left;
+
+		if (n > 0)
+		{
+			off += n;
+			continue;
+		}
+		if (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			return;
+		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (left <= 0)
+			return;
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		(void) poll(&pfd, 1, (int) left);
+	}
+}
+
+/*
+ * Drops the connection, never blocking for long: a broker that stopped
+ * reading (blocked publishers) must not hold up a relay that is asked to
+ * stop.
+ */
 void
 AlxAmqpDisconnect(void)
 {
 	if (conn == NULL)
 		return;
-	/* a polite close with a short bounded wait; errors do not matter */
-	{
-		struct timeval tv = {1, 0};
-
-		amqp_set_rpc_timeout(conn, &tv);
-		(void) amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-	}
+	/* a polite close, unless a frame may be half written (the broker would read garbage) */
+	if (!stream_broken)
+		send_close(500);
 	amqp_destroy_connection(conn);
 	conn = NULL;
+	stream_broken = false;
 	round_used = 0;
 }
 
@@ -200,7 +290,7 @@ AlxAmqpConnect(const char *url, const char *exchange, char *err, size_t errlen)
 	props_table.num_entries = 1;
 	props_table.entries = props;
 
-	r = amqp_login_with_properties(conn, vhost, 0, 131072, ALX_AMQP_HEARTBEAT_S,
+	r = amqp_login_with_properties(conn, vhost, 0, ALX_AMQP_FRAME_MAX, ALX_AMQP_HEARTBEAT_S,
 								   &props_table, AMQP_SASL_METHOD_PLAIN,
 								   ci.user, ci.password);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL)
@@ -265,21 +355,41 @@ AlxAmqpEndRound(void)
 	round_base = next_tag;
 }
 
-/* Publishes one message (persistent, mandatory); false if the connection broke. */
-bool
-AlxAmqpPublish(AlxMsg *m, const char *exchange, char *err, size_t errlen)
+/*
+ * The routing key of m: "<aggregate_type>.<event_type>", without repeating a
+ * prefix already there.
+ */
+static char *
+routing_key(const AlxMsg *m)
 {
-	amqp_basic_properties_t p;
-	amqp_table_entry_t *h;
-	char		idbuf[32];
-	char	   *rkey;
-	int			nh = 4 + m->nheaders;
-	int			i;
-	int			st;
+	size_t		tl = strlen(m->aggregate_type);
 
-	Assert(conn != NULL && round_used < round_cap);
+	if (strncmp(m->event_type, m->aggregate_type, tl) == 0 && m->event_type[tl] == '.')
+		return pstrdup(m->event_type);
+	return psprintf("%s.%s", m->aggregate_type, m->event_type);
+}
 
-	h = palloc(sizeof(amqp_table_entry_t) * nh);
+/* true when the user header key k is one the relay sets itself */
+static bool
+reserved_header(const char *k)
+{
+	return strcmp(k, "aggregate_type") == 0 || strcmp(k, "aggregate_id") == 0 ||
+		strcmp(k, "aggregate_seq") == 0 || strcmp(k, "event_type") == 0;
+}
+
+/*
+ * Fills the basic properties of m (persistent, JSON, message_id = the outbox
+ * id, headers: the relay's four and the event's own).  idbuf must have 32
+ * bytes; the header entries are palloc'd.  A user header that repeats one of
+ * the relay's keys (possible only in rows not written by outbox_emit) is left
+ * out: the relay's value wins.
+ */
+static void
+build_properties(const AlxMsg *m, char *idbuf, amqp_basic_properties_t *p)
+{
+	amqp_table_entry_t *h = palloc(sizeof(amqp_table_entry_t) * (4 + m->nheaders));
+	int			nh = 4;
+
 	h[0].key = amqp_cstring_bytes("aggregate_type");
 	h[0].value.kind = AMQP_FIELD_KIND_UTF8;
 	h[0].value.value.bytes = amqp_cstring_bytes(m->aggregate_type);
@@ -292,45 +402,250 @@ AlxAmqpPublish(AlxMsg *m, const char *exchange, char *err, size_t errlen)
 	h[3].key = amqp_cstring_bytes("event_type");
 	h[3].value.kind = AMQP_FIELD_KIND_UTF8;
 	h[3].value.value.bytes = amqp_cstring_bytes(m->event_type);
-	for (i = 0; i < m->nheaders; i++)
+	for (int i = 0; i < m->nheaders; i++)
 	{
-		h[4 + i].key = amqp_cstring_bytes(m->hkeys[i]);
-		h[4 + i].value.kind = AMQP_FIELD_KIND_UTF8;
-		h[4 + i].value.value.bytes = amqp_cstring_bytes(m->hvalues[i]);
+		if (reserved_header(m->hkeys[i]))
+			continue;
+		h[nh].key = amqp_cstring_bytes(m->hkeys[i]);
+		h[nh].value.kind = AMQP_FIELD_KIND_UTF8;
+		h[nh].value.value.bytes = amqp_cstring_bytes(m->hvalues[i]);
+		nh++;
 	}
 
-	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, m->id);
-	memset(&p, 0, sizeof(p));
-	p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+	snprintf(idbuf, 32, INT64_FORMAT, m->id);
+	memset(p, 0, sizeof(*p));
+	p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
 		AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG |
 		AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
-	p.content_type = amqp_cstring_bytes("application/json");
-	p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-	p.message_id = amqp_cstring_bytes(idbuf);
-	p.type = amqp_cstring_bytes(m->event_type);
-	p.timestamp = (uint64) (m->created_at / 1000);
-	p.app_id = amqp_cstring_bytes("alexandrite");
-	p.headers.num_entries = nh;
-	p.headers.entries = h;
+	p->content_type = amqp_cstring_bytes("application/json");
+	p->delivery_mode = AMQP_DELIVERY_PERSISTENT;
+	p->message_id = amqp_cstring_bytes(idbuf);
+	p->type = amqp_cstring_bytes(m->event_type);
+	p->timestamp = (uint64) (m->created_at / 1000);
+	p->app_id = amqp_cstring_bytes("alexandrite");
+	p->headers.num_entries = nh;
+	p->headers.entries = h;
+}
 
-	/* "<aggregate_type>.<event_type>", without repeating a prefix already there */
+/*
+ * Encodes the content header frame of m (type, channel, size, class, weight,
+ * body size, properties, end) into buf of frame_max bytes.  Returns its
+ * length, or -1 when the properties do not fit in one frame.
+ */
+static int
+encode_header_frame(const AlxMsg *m, const amqp_basic_properties_t *p, char *buf, int frame_max)
+{
+	amqp_bytes_t out;
+	int			len;
+
+	out.bytes = buf + ALX_AMQP_FRAME_OVERHEAD + 12;
+	out.len = frame_max - ALX_AMQP_FRAME_OVERHEAD - 12 - 1;
+	len = amqp_encode_properties(AMQP_BASIC_CLASS, (void *) p, out);
+	if (len < 0)
+		return -1;
+	len += 12;
+	buf[0] = AMQP_FRAME_HEADER;
+	put16(buf + 1, 1);
+	put32(buf + 3, len);
+	put16(buf + 7, AMQP_BASIC_CLASS);
+	put16(buf + 9, 0);
+	put64(buf + 11, strlen(m->payload));
+	buf[ALX_AMQP_FRAME_OVERHEAD + len] = (char) AMQP_FRAME_END;
+	return ALX_AMQP_FRAME_OVERHEAD + len + 1;
+}
+
+/*
+ * Why m cannot be published as one AMQP 0-9-1 message by rabbitmq-c 0.11 on
+ * a connection whose frame_max is frame_max, or NULL when it can.  The
+ * limits: the routing key (and so the event type, the "type" property) and
+ * every header key are short strings of at most 255 bytes (rabbitmq-c
+ * silently truncates the length of a longer table key, which corrupts the
+ * frame); all properties with the headers must fit in one content header
+ * frame; the payload must not exceed ALX_AMQP_MESSAGE_MAX (RabbitMQ's
+ * default max_message_size).  The reason is palloc'd.
+ */
+char *
+AlxAmqpUnframeable(const AlxMsg *m, int frame_max)
+{
+	char	   *rkey = routing_key(m);
+	size_t		payload_len = strlen(m->payload);
+	amqp_basic_properties_t p;
+	char		idbuf[32];
+	char	   *buf;
+	int			len;
+
+	if (strlen(rkey) > ALX_AMQP_SHORTSTR_MAX)
+		return psprintf("cannot be framed: the routing key \"%.40s...\" is %zu bytes long, AMQP allows %d",
+						rkey, strlen(rkey), ALX_AMQP_SHORTSTR_MAX);
+	for (int i = 0; i < m->nheaders; i++)
 	{
-		size_t		tl = strlen(m->aggregate_type);
+		size_t		kl = strlen(m->hkeys[i]);
 
-		if (strncmp(m->event_type, m->aggregate_type, tl) == 0 && m->event_type[tl] == '.')
-			rkey = pstrdup(m->event_type);
-		else
-			rkey = psprintf("%s.%s", m->aggregate_type, m->event_type);
+		if (kl > ALX_AMQP_SHORTSTR_MAX)
+			return psprintf("cannot be framed: the header key \"%.40s...\" is %zu bytes long, AMQP allows %d",
+							m->hkeys[i], kl, ALX_AMQP_SHORTSTR_MAX);
 	}
-	st = amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(rkey),
-							1, 0, &p, amqp_cstring_bytes(m->payload));
-	pfree(rkey);
-	pfree(h);
-	if (st != AMQP_STATUS_OK)
+	if (payload_len > ALX_AMQP_MESSAGE_MAX)
+		return psprintf("cannot be framed: the payload is %zu bytes, more than the %d a message may carry",
+						payload_len, ALX_AMQP_MESSAGE_MAX);
+	build_properties(m, idbuf, &p);
+	buf = palloc(frame_max);
+	len = encode_header_frame(m, &p, buf, frame_max);
+	pfree(buf);
+	pfree(p.headers.entries);
+	if (len < 0)
+		return psprintf("cannot be framed: the headers do not fit in one AMQP content header frame (frame_max %d bytes)",
+						frame_max);
+	return NULL;
+}
+
+/*
+ * Writes len bytes to the broker's socket, waiting for room at most until
+ * deadline and never without serving interrupts (SIGTERM, postmaster
+ * death), so that a broker that stops reading (a memory or disk alarm blocks
+ * publishers) cannot hold the relay.  False, with err set, when the deadline
+ * passed or the socket failed; the connection is then unusable (a frame may
+ * be half written: stream_broken stays set).
+ */
+static bool
+send_all(const char *buf, size_t len, bool more, TimestampTz deadline, char *err, size_t errlen)
+{
+	int			fd = amqp_get_sockfd(conn);
+	int			flags = MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0);
+	bool		said = false;
+
+	while (len > 0)
 	{
-		snprintf(err, errlen, "could not publish: %s", amqp_error_string2(st));
+		ssize_t		n = send(fd, buf, len, flags);
+		long		wait_ms;
+
+		if (n > 0)
+		{
+			buf += n;
+			len -= n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+		{
+			snprintf(err, errlen, "could not send to the broker: %s", strerror(errno));
+			return false;
+		}
+		if (!said)
+		{
+			/* visible in pg_stat_activity.query while it lasts */
+			pgstat_report_activity(STATE_RUNNING, "alexandrite relay: waiting for the broker to read (publishers blocked?)");
+			said = true;
+		}
+		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (wait_ms <= 0)
+		{
+			snprintf(err, errlen, "could not send to the broker before the deadline: it does not read (blocked publishers: memory or disk alarm?)");
+			return false;
+		}
+		(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_WRITEABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 fd, Min(wait_ms, 1000), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+/* Writes one frame whose payload is data[0..len) (body frames). */
+static bool
+send_frame(uint8 type, const char *data, size_t len, TimestampTz deadline, char *err, size_t errlen)
+{
+	char		head[ALX_AMQP_FRAME_OVERHEAD];
+	char		end = (char) AMQP_FRAME_END;
+
+	head[0] = type;
+	put16(head + 1, 1);
+	put32(head + 3, (uint32) len);
+	return send_all(head, sizeof(head), true, deadline, err, errlen) &&
+		send_all(data, len, true, deadline, err, errlen) &&
+		send_all(&end, 1, false, deadline, err, errlen);
+}
+
+/*
+ * Publishes one message (persistent, mandatory) on channel 1: the method,
+ * content header and body frames are encoded by rabbitmq-c's encoders and
+ * written by send_all, so every write has the deadline.  Returns false if
+ * the connection broke or the deadline passed (err set).  A message that
+ * cannot be framed (AlxAmqpUnframeable) is not sent: it is settled at once
+ * as failed and unframeable, and the connection stays usable.
+ */
+bool
+AlxAmqpPublish(AlxMsg *m, const char *exchange, TimestampTz deadline, char *err, size_t errlen)
+{
+	amqp_basic_properties_t p;
+	amqp_basic_publish_t pub;
+	amqp_bytes_t out;
+	char		idbuf[32];
+	char	   *rkey;
+	char	   *why;
+	char	   *buf;
+	int			len;
+	int			frame_max = amqp_get_frame_max(conn);
+	size_t		body_len = strlen(m->payload);
+	size_t		chunk = frame_max - ALX_AMQP_FRAME_OVERHEAD - 1;
+
+	Assert(conn != NULL && round_used < round_cap);
+
+	why = AlxAmqpUnframeable(m, frame_max);
+	if (why != NULL)
+	{
+		m->state = ALX_MSG_FAILED;
+		m->unframeable = true;
+		m->error = why;
+		return true;
+	}
+
+	/* until the last byte is out, the stream holds a partial message */
+	stream_broken = true;
+
+	/* method frame: basic.publish(exchange, routing key, mandatory) */
+	buf = palloc(frame_max);
+	rkey = routing_key(m);
+	memset(&pub, 0, sizeof(pub));
+	pub.exchange = amqp_cstring_bytes(exchange);
+	pub.routing_key = amqp_cstring_bytes(rkey);
+	pub.mandatory = 1;
+	out.bytes = buf + ALX_AMQP_FRAME_OVERHEAD + 4;
+	out.len = frame_max - ALX_AMQP_FRAME_OVERHEAD - 4 - 1;
+	len = amqp_encode_method(AMQP_BASIC_PUBLISH_METHOD, &pub, out);
+	if (len < 0)
+	{
+		snprintf(err, errlen, "could not encode basic.publish: %s", amqp_error_string2(len));
 		return false;
 	}
+	buf[0] = AMQP_FRAME_METHOD;
+	put16(buf + 1, 1);
+	put32(buf + 3, len + 4);
+	put32(buf + ALX_AMQP_FRAME_OVERHEAD, AMQP_BASIC_PUBLISH_METHOD);
+	buf[ALX_AMQP_FRAME_OVERHEAD + 4 + len] = (char) AMQP_FRAME_END;
+	if (!send_all(buf, ALX_AMQP_FRAME_OVERHEAD + 4 + len + 1, true, deadline, err, errlen))
+		return false;
+
+	/* content header frame */
+	build_properties(m, idbuf, &p);
+	len = encode_header_frame(m, &p, buf, frame_max);
+	Assert(len > 0);			/* AlxAmqpUnframeable said it fits */
+	if (!send_all(buf, len, body_len > 0, deadline, err, errlen))
+		return false;
+
+	/* body frames */
+	for (size_t off = 0; off < body_len; off += chunk)
+	{
+		if (!send_frame(AMQP_FRAME_BODY, m->payload + off, Min(chunk, body_len - off),
+						deadline, err, errlen))
+			return false;
+	}
+	stream_broken = false;
+	pfree(buf);
+	pfree(rkey);
+	pfree(p.headers.entries);
+
 	m->tag = next_tag++;
 	m->state = ALX_MSG_INFLIGHT;
 	m->returned = false;
@@ -380,6 +695,7 @@ handle_return(amqp_frame_t *f, char *err, size_t errlen)
 	amqp_rpc_reply_t r;
 	char	   *why;
 	int64		id;
+	bool		used = false;
 
 	why = psprintf("returned by the broker: %u %.*s (exchange \"%.*s\", routing key \"%.*s\")",
 				   ret->reply_code, (int) ret->reply_text.len, (char *) ret->reply_text.bytes,
@@ -407,18 +723,39 @@ handle_return(amqp_frame_t *f, char *err, size_t errlen)
 			{
 				m->returned = true;
 				m->error = why;
+				used = true;
 				break;
 			}
 		}
 	}
 	amqp_destroy_message(&msg);
+	if (!used)
+		pfree(why);				/* a message of an earlier round */
 	return true;
+}
+
+/* true when a small frame can be written to the broker without blocking */
+bool
+AlxAmqpWritable(void)
+{
+	struct pollfd pfd;
+
+	pfd.fd = amqp_get_sockfd(conn);
+	pfd.events = POLLOUT;
+	pfd.revents = 0;
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLOUT) != 0;
 }
 
 /*
  * Reads frames for up to timeout_ms (0: only what is already there) and
  * settles the messages they confirm.  Returns false, with err set, when the
  * connection is unusable; the caller then disconnects.
+ *
+ * rabbitmq-c sends a heartbeat from inside its frame reader when one is due,
+ * with a blocking write that only a frame from the broker interrupts; a
+ * broker that blocks publishers keeps sending heartbeats and stops reading.
+ * So rabbitmq-c is called only while the socket has room for a small frame;
+ * otherwise this waits for room (serving interrupts) and reads nothing.
  */
 bool
 AlxAmqpPump(int timeout_ms, char *err, size_t errlen)
@@ -429,6 +766,15 @@ AlxAmqpPump(int timeout_ms, char *err, size_t errlen)
 	{
 		snprintf(err, errlen, "not connected");
 		return false;
+	}
+	if (!AlxAmqpWritable())
+	{
+		(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_WRITEABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 amqp_get_sockfd(conn), timeout_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (!AlxAmqpWritable())
+			return true;
 	}
 	for (;;)
 	{

@@ -30,17 +30,20 @@ sub regress_conf
 }
 
 # A new cluster with pg_cron and alexandrite preloaded.
-#   dbname => the database of the relay and pg_cron (default postgres)
-#   conf   => extra postgresql.conf lines
+#   dbname      => the database of the relay and pg_cron (default postgres)
+#   conf        => extra postgresql.conf lines
+#   worker_role => 0: do not create the workers' role (a test that creates
+#                  it itself, e.g. from the docs)
 #   any other option goes to PostgreSQL::Test::Cluster::init
 sub new_node
 {
 	my ($name, %opts) = @_;
 	my $dbname = delete $opts{dbname};
 	my $extra  = delete $opts{conf};
+	my $worker = delete $opts{worker_role} // 1;
 	my $node   = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%opts);
-	create_worker_role($node);
+	create_worker_role($node) if $worker;
 	$node->append_conf('postgresql.conf', regress_conf($dbname));
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	return $node;
@@ -93,13 +96,15 @@ sub wait_until
 {
 	my ($node, $dbname, $query, $timeout) = @_;
 	$timeout //= 60;
-	for (my $i = 0; $i < $timeout * 10; $i++)
+	# a deadline in time, not a count of polls: psql takes long on a busy machine
+	my $deadline = time() + $timeout;
+	while (1)
 	{
 		my $r = $node->safe_psql($dbname, $query);
 		return 1 if $r eq 't';
+		return 0 if time() > $deadline;
 		select(undef, undef, undef, 0.1);
 	}
-	return 0;
 }
 
 1;

@@ -78,10 +78,13 @@ CREATE ROLE alx_pgtap_clerk;
 CREATE ROLE alx_pgtap_pricing;
 GRANT USAGE ON SCHEMA alexandrite TO alx_pgtap_clerk, alx_pgtap_pricing;
 GRANT SELECT ON alexandrite.price_rules, alexandrite.materials TO alx_pgtap_clerk;
+GRANT EXECUTE ON FUNCTION alexandrite.price_quote TO alx_pgtap_clerk, alx_pgtap_pricing;
 -- the documented grant set of a price list manager (docs/pricing.md)
 GRANT SELECT, UPDATE ON alexandrite.price_rules TO alx_pgtap_pricing;
 GRANT SELECT, INSERT ON alexandrite.price_list_versions TO alx_pgtap_pricing;
 GRANT USAGE ON SEQUENCE alexandrite.price_list_version_seq TO alx_pgtap_pricing;
+GRANT EXECUTE ON FUNCTION alexandrite.check_complexity_tiers, alexandrite.price_list_lock,
+    alexandrite.price_list_head, alexandrite.current_actor TO alx_pgtap_pricing;
 GRANT SELECT, UPDATE ON alexandrite.materials TO alx_pgtap_pricing;
 GRANT SELECT ON alexandrite.meshes TO alx_pgtap_pricing;
 
@@ -123,8 +126,8 @@ SET ROLE alx_pgtap_pricing;
 SELECT throws_ok($$SELECT alexandrite.price_quote(940001, 'ag925')$$, '0A000', NULL,
     'price_quote refuses to bypass row-level security on meshes');
 RESET ROLE;
-SELECT lives_ok($$SELECT alexandrite.price_quote(940001, 'ag925')$$,
-    'a role that bypasses row-level security (the owner) still quotes');
+SELECT is((alexandrite.price_quote(940001, 'ag925')).total, 59.50,
+    'a role that bypasses row-level security (the owner) still quotes, the same total');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,7 +1,7 @@
 -- Catalog contracts of the dashboards: objects, columns, signatures,
 -- privileges, definer status, SQLSTATEs.
 BEGIN;
-SELECT plan(62);
+SELECT plan(86);
 
 -- the contract views and their columns
 SELECT has_view('alexandrite', v, 'view alexandrite.' || v || ' exists')
@@ -21,22 +21,38 @@ SELECT col_type_is('alexandrite', 'dashboard_sla', c, 'bigint', 'dashboard_sla.'
 SELECT has_column('alexandrite', 'dashboard_lag', c, 'dashboard_lag.' || c || ' exists')
   FROM unnest(ARRAY['dashboard', 'pending_changes', 'oldest_pending_age', 'last_fold_at', 'last_fold_ms',
                     'last_fold_rows', 'rebuild_needed']) c;
--- views over internal tables run with the reader's rights
-SELECT ok(NOT EXISTS (SELECT 1 FROM pg_class c
-                       WHERE c.relnamespace = 'alexandrite'::regnamespace AND c.relkind = 'v'
-                         AND c.relname LIKE 'dashboard%' AND c.relname NOT LIKE '%\_def'
-                         AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)),
-          'every dashboard read view is security_invoker');
+-- the views have their owner's rights (readers need SELECT on the view
+-- only); every generated object belongs to the extension owner
+SELECT is_empty($$SELECT c.relname FROM pg_class c
+                   WHERE c.relnamespace = 'alexandrite'::regnamespace AND c.relkind = 'v'
+                     AND c.relname LIKE 'dashboard%' AND 'security_invoker=true' = ANY (c.reloptions)$$,
+                'no dashboard view runs with its reader''s rights');
+SELECT is_empty($$SELECT c.relname FROM pg_class c, pg_namespace n
+                   WHERE c.relnamespace = n.oid AND n.nspname = 'alexandrite' AND c.relkind IN ('r', 'v')
+                     AND c.relname LIKE 'dashboard%' AND c.relowner <> n.nspowner$$,
+                'every dashboard table and view belongs to the extension owner');
 
--- the registry
+-- the registry: declarations only
 SELECT has_table('alexandrite', 'dashboards', 'the dashboard registry exists');
+SELECT columns_are('alexandrite', 'dashboards',
+                   ARRAY['id', 'name', 'base_table', 'key_names', 'key_exprs', 'count_name', 'sum_names',
+                         'sum_exprs', 'filter', 'due_expr', 'horizons', 'horizon_names', 'builtin'],
+                   'the registry holds declarations: no SQL to run, no object to act on');
 SELECT bag_has($$SELECT name FROM alexandrite.dashboards WHERE builtin$$,
               $$VALUES ('status_counts'), ('operator_load'), ('sla_due')$$,
               'the contract views are built on three registered dashboards');
-SELECT has_trigger('alexandrite', 'orders', t, 'orders has capture trigger ' || t)
-  FROM unnest(ARRAY['alx_dashboard_ins', 'alx_dashboard_upd', 'alx_dashboard_del', 'alx_dashboard_trunc']) t;
-SELECT trigger_is('alexandrite', 'orders', 'alx_dashboard_upd', 'alexandrite', 'dashboard_capture',
+SELECT has_trigger('alexandrite', t, g, t || ' has capture trigger ' || g)
+  FROM (VALUES ('orders', 'alx_dashboard_flush'), ('orders', 'alx_dashboard_truncate'),
+               ('meshes', 'alx_dashboard_capture'), ('meshes', 'alx_dashboard_flush'), ('meshes', 'alx_dashboard_truncate'),
+               ('quotes', 'alx_dashboard_capture'), ('quotes', 'alx_dashboard_flush'), ('quotes', 'alx_dashboard_truncate')) v(t, g);
+SELECT trigger_is('alexandrite', 'meshes', 'alx_dashboard_capture', 'alexandrite', 'dashboard_capture',
                   'the capture trigger calls alexandrite.dashboard_capture()');
+-- orders: the order core's one C row trigger (orders_maintain) captures its
+-- rows, so there is no second capture trigger to count them twice
+SELECT is((SELECT string_agg(tgname || ':' || tgfoid::regproc::text, ',' ORDER BY tgname) FROM pg_trigger
+            WHERE tgrelid = 'alexandrite.orders'::regclass AND (tgtype & 1) = 1 AND NOT tgisinternal),
+          'orders_maintain_del:alexandrite.orders_maintain,orders_maintain_ins:alexandrite.orders_maintain,orders_maintain_upd:alexandrite.orders_maintain',
+          'the rows of orders are captured by one row trigger, the order core''s');
 
 -- functions: signatures and return types
 SELECT function_returns('alexandrite', 'refresh_dashboards', ARRAY[]::text[], 'bigint', 'refresh_dashboards() returns bigint');
@@ -49,6 +65,10 @@ SELECT has_function('alexandrite', 'drop_dashboard', ARRAY['text'], 'drop_dashbo
 SELECT has_function('alexandrite', 'reconcile_dashboards', ARRAY['text'], 'reconcile_dashboards(text) exists');
 SELECT function_lang_is('alexandrite', 'refresh_dashboards', ARRAY[]::text[], 'c', 'refresh_dashboards is C');
 SELECT function_lang_is('alexandrite', 'dashboard_capture', ARRAY[]::text[], 'c', 'the capture trigger is C');
+SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
+                   WHERE p.pronamespace = 'alexandrite'::regnamespace AND p.proname LIKE '%dashboard%' AND p.proname NOT LIKE 'metrics\_%'
+                     AND p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')$$,
+                'every dashboard function is C: one language for the mechanism');
 SELECT volatility_is('alexandrite', 'dashboard_due_bucket', ARRAY['timestamp with time zone'], 'immutable', 'dashboard_due_bucket is immutable');
 
 -- administrative functions: not for PUBLIC, not SECURITY DEFINER
@@ -84,6 +104,58 @@ SELECT throws_ok($$SELECT alexandrite.create_dashboard('x4', 'alexandrite.orders
 SELECT throws_ok($$SELECT alexandrite.create_dashboard('x5', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at')$$,
                  '22023', NULL, 'a due expression without horizons is refused');
 SELECT throws_ok($$SELECT alexandrite.dashboard_capture()$$, '39P01', NULL, 'the capture function only runs as a trigger');
+CREATE TABLE public.tap_dash (id int, label text, qty int, at timestamp);
+CREATE FUNCTION public.tap_dash_f(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t1', 'public.tap_dash', ARRAY['id'], sums => ARRAY['label'])$$,
+                 '42804', NULL, 'a sum over a text column is refused at creation, on an empty table');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t2', 'public.tap_dash', ARRAY['id'], filter => 'qty')$$,
+                 '42804', NULL, 'a filter that is not boolean is refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t3', 'public.tap_dash', ARRAY['id'], due => 'at', horizons => ARRAY['0'::interval])$$,
+                 '42P17', NULL, 'a due time that depends on the time zone is refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t4', 'public.tap_dash', ARRAY['public.tap_dash_f(qty)'])$$,
+                 '42501', NULL, 'a function a user wrote is refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t5', 'public.tap_dash', ARRAY['ctid'])$$,
+                 '0A000', NULL, 'a system column is refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t6', 'public.tap_dash', ARRAY['id) FROM pg_authid --'])$$,
+                 '42601', NULL, 'text around the expression is refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t7', 'public.tap_dash', ARRAY['id; SELECT 1'])$$,
+                 '42601', NULL, 'a second statement is refused');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t8', 'public.tap_dash', ARRAY['label::json'])$$,
+                 '42883', NULL, 'a key that cannot be grouped is refused');
+SELECT is_empty($$SELECT name FROM alexandrite.dashboards WHERE name ~ '^t[0-9]$'$$, 'nothing of the refused dashboards was kept');
+-- privileges: the caller must be able to read the table, and add triggers to it
+CREATE ROLE tap_dash_admin;
+GRANT USAGE ON SCHEMA alexandrite TO tap_dash_admin;
+GRANT EXECUTE ON FUNCTION alexandrite.create_dashboard(text, regclass, text[], text, text[], text, text[], text[], text, interval[], text[]),
+                          alexandrite.rebuild_dashboard(text, timestamptz), alexandrite.reconcile_dashboards(text)
+   TO tap_dash_admin;
+SET ROLE tap_dash_admin;
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t9', 'public.tap_dash', ARRAY['id'])$$,
+                 '42501', NULL, 'no dashboard over a table the caller cannot read');
+RESET ROLE;
+GRANT SELECT ON public.tap_dash TO tap_dash_admin;
+SET ROLE tap_dash_admin;
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t9', 'public.tap_dash', ARRAY['id'])$$,
+                 '42501', NULL, 'no capture triggers on a table without TRIGGER privilege');
+SELECT throws_ok($$SELECT alexandrite.rebuild_dashboard('status_counts')$$,
+                 '42501', NULL, 'no rebuild of a dashboard over a table the caller cannot read');
+RESET ROLE;
+GRANT TRIGGER ON public.tap_dash TO tap_dash_admin;
+SET ROLE tap_dash_admin;
+SELECT lives_ok($$SELECT alexandrite.create_dashboard('t9', 'public.tap_dash', ARRAY['label'], sums => ARRAY['qty'])$$,
+                'a caller who may read the table and add triggers to it declares a dashboard');
+SELECT throws_ok($$SELECT * FROM alexandrite.dashboard_t9$$, '42501', NULL,
+                 'and reads it only once granted');
+RESET ROLE;
+SELECT is((SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'alexandrite.dashboard_t9'::regclass),
+          (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'alexandrite'),
+          'its objects belong to the extension owner, not to the caller');
+INSERT INTO public.tap_dash VALUES (1, 'a', 2, now()), (2, 'a', 3, now());
+GRANT SELECT ON alexandrite.dashboard_t9 TO tap_dash_admin;
+SET ROLE tap_dash_admin;
+SELECT results_eq($$SELECT label, count, sum_qty FROM alexandrite.dashboard_t9$$,
+                  $$VALUES ('a'::text, 2::bigint, 5::numeric)$$, 'SELECT on the view is all a reader needs');
+RESET ROLE;
 
 -- with pg_cron in this database: one job, upserted by name
 SELECT is(alexandrite.schedule_refresh(), alexandrite.schedule_refresh('*/2 * * * *'),

@@ -41,8 +41,8 @@ CREATE SCHEMA alexandrite AUTHORIZATION alx_evil;
 CREATE EXTENSION alexandrite;
 DROP SCHEMA alexandrite;
 
--- the only SECURITY DEFINER function is the metrics reader (granted to
--- pg_monitor, search_path pinned), and PUBLIC has no access to the schema
+-- no function is SECURITY DEFINER (metrics() switches to the owner in C
+-- around its fixed collectors), and PUBLIC has no access to the schema
 -- until the DBA grants it
 CREATE EXTENSION alexandrite;
 SELECT p.oid::regprocedure AS definer_function, p.proconfig
@@ -52,6 +52,27 @@ SET ROLE alx_evil;
 SELECT count(*) FROM alexandrite.orders;
 SELECT alexandrite.create_order('EVIL-1', 'shop', 'c', NULL, NULL);
 RESET ROLE;
+
+-- default deny (sql/schema/privileges.sql, docs/operations.md "Privileges"):
+-- no routine is executable by PUBLIC; no table, view, sequence or column
+-- grants anything to anyone but the owner; what the extension grants itself
+-- is the 1.1 compatibility set for pg_monitor (the metrics), nothing else
+SELECT p.oid::regprocedure AS public_routine
+  FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+ WHERE p.pronamespace = 'alexandrite'::regnamespace AND a.grantee = 0;
+SELECT c.oid::regclass AS relation, a.privilege_type
+  FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) a
+ WHERE c.relnamespace = 'alexandrite'::regnamespace AND a.grantee <> c.relowner;
+SELECT a.attrelid::regclass AS relation, a.attname
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+ WHERE c.relnamespace = 'alexandrite'::regnamespace AND a.attacl IS NOT NULL;
+SELECT p.oid::regprocedure AS routine, a.grantee::regrole AS granted_to
+  FROM pg_proc p, aclexplode(p.proacl) a
+ WHERE p.pronamespace = 'alexandrite'::regnamespace AND a.grantee <> p.proowner
+ ORDER BY 1, 2;
+SELECT a.grantee::regrole AS schema_usage
+  FROM pg_namespace n, aclexplode(n.nspacl) a
+ WHERE n.nspname = 'alexandrite' AND a.grantee <> n.nspowner;
 
 DROP SCHEMA evil CASCADE;
 DROP ROLE alx_evil;

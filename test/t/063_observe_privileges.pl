@@ -1,6 +1,8 @@
-# The GRANTs that docs/operations.md ("Privileges") gives for an MES role, a
-# monitoring role and an admin role, run as written, then each role does its
-# job and is refused what is not its job.
+# docs/operations.md, "Privileges", run as written: the two marked blocks
+# (roles, then grants) on a cluster whose workers wait for a role; then the
+# workers connect as the documented role, and each documented role does its
+# job and is refused what is not its job.  test/t/065_privilege_probes.pl
+# tries to break the same setup.
 use strict;
 use warnings FATAL => 'all';
 
@@ -9,23 +11,33 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use AlxTest;
 
-my $doc = PostgreSQL::Test::Utils::slurp_file("$AlxTest::TOP/docs/operations.md");
-my ($section) = $doc =~ /^## Privileges\n(.*?)^## /ms;
-my ($grants) = ($section // '') =~ /```sql\n(.*?)```/s;
-ok(defined $grants, 'docs/operations.md has the GRANTs in its Privileges section');
+require "$AlxTest::TOP/test/docblocks.pl";
+my $doc = "$AlxTest::TOP/docs/operations.md";
+my $roles = DocBlocks::block($doc, 'privileges-roles');
+my $grants = DocBlocks::block($doc, 'privileges-grants');
+like($roles, qr/CREATE ROLE alexandrite_worker LOGIN/, 'the roles block creates the workers\' role');
 
-my $node = AlxTest::new_node('privileges');
+# the workers wait until the docs name their role
+my $node = AlxTest::new_node('privileges', worker_role => 0, conf => "alexandrite.worker_role = ''");
 $node->start;
 AlxTest::install($node, 'postgres');
-$node->safe_psql('postgres', q{
-	CREATE ROLE alice LOGIN;
-	INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('op1', 'Ana', 5);
-	INSERT INTO alexandrite.meshes (id, sha256, filename, format, triangles, vertices, volume_mm3, area_mm2,
-	                                size_x_mm, size_y_mm, size_z_mm, shells, watertight,
-	                                boundary_edges, nonmanifold_edges, degenerate_triangles, analysis_ms)
-	VALUES (1, sha256('ring'), 'ring.stl', 'stl', 2048, 1024, 850, 1200, 20, 20, 4, 1, true, 0, 0, 0, 40);
-});
+$node->safe_psql('postgres', $roles);
 $node->safe_psql('postgres', $grants);
+$node->safe_psql('postgres', $grants);    # again, as after an upgrade
+pass('both blocks run as written, the grants twice');
+ok(AlxTest::wait_until($node, 'postgres', q{
+	SELECT count(*) = 2 FROM pg_stat_activity
+	 WHERE backend_type IN ('alexandrite relay', 'alexandrite dashboard fold') AND usename = 'alexandrite_worker'}, 60),
+	'the relay and the fold connect as alexandrite_worker');
+
+# a model, as the DBA would ingest it: a tetrahedron, binary STL
+my @v = ([ 0, 0, 0 ], [ 10, 0, 0 ], [ 0, 10, 0 ], [ 0, 0, 10 ]);
+my $stl = pack('a80 V', 'tetrahedron', 4);
+$stl .= pack('f<12 v', 0, 0, 0, map({ @{ $v[$_] } } @$_), 0) for ([ 0, 2, 1 ], [ 0, 1, 3 ], [ 0, 3, 2 ], [ 1, 2, 3 ]);
+my $stl_hex = unpack('H*', $stl);
+(my $stl2_hex = $stl_hex) =~ s/^(..)/ff/;    # another header: other bytes, another mesh
+$node->safe_psql('postgres', q{INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('op1', 'Ana', 5)});
+my $mesh = $node->safe_psql('postgres', "SELECT alexandrite.mesh_ingest('\\x$stl_hex', 'tet.stl', 'mm')");
 
 sub as
 {
@@ -42,47 +54,71 @@ sub can
 }
 sub cannot
 {
-	my ($role, $sql, $what) = @_;
+	my ($role, $sql, $what, $refusal) = @_;
 	my ($rc, $out, $err) = as($role, $sql);
-	like($err, qr/permission denied/, "$role cannot $what");
+	like($err, $refusal // qr/permission denied/, "$role cannot $what");
 	return;
 }
 
 # the MES
-my $id = can('mes', q{SELECT alexandrite.create_order('M-1', 'shop', 'c1', 1, 'ag925')}, 'create an order');
-can('mes', q{SELECT alexandrite.create_order('M-' || i, 'b2b_api', 'c2', 1, 'ag925') FROM generate_series(2, 4) i},
+can('mes', "SELECT alexandrite.mesh_ingest('\\x$stl2_hex'::bytea, 'tet-2.stl', 'mm')", 'ingest a model');
+can('mes', "SELECT (alexandrite.mesh_analyze('\\x$stl_hex'::bytea, 'stl')).watertight", 'analyze a model');
+my $id = can('mes', "SELECT alexandrite.create_order('M-1', 'shop', 'c1', $mesh, 'ag925')", 'create an order');
+$id = $node->safe_psql('postgres', "SELECT id FROM alexandrite.orders WHERE external_ref = 'M-1'") if ($id // '') eq '';
+can('mes', q{SELECT alexandrite.create_order('M-' || i, 'b2b_api', 'c2', NULL, 'ag925') FROM generate_series(2, 4) i},
 	'create more orders');
 can('mes', qq{BEGIN; SELECT alexandrite.set_traceparent(alexandrite.new_traceparent());
               SELECT total FROM alexandrite.price_order($id); COMMIT;}, 'price an order with a trace context');
 can('mes', q{SELECT alexandrite.assign_next('op1')}, 'assign the next order');
 can('mes', q{SELECT alexandrite.set_status(o.id, 'in_production', 'op1') FROM alexandrite.orders o WHERE o.operator_id = 'op1'},
 	'move an order along');
+can('mes', q{SELECT alexandrite.release_order(alexandrite.assign_next('op1'))}, 'assign another order and release it');
 can('mes', q{SELECT * FROM alexandrite.order_board(NULL, 10)}, 'read the order board');
 can('mes', qq{SELECT * FROM alexandrite.order_timeline($id)}, 'read a timeline');
+can('mes', q{SELECT * FROM alexandrite.stuck_orders('0')}, 'list stuck orders');
 can('mes', q{SELECT * FROM alexandrite.dashboard_status_counts; SELECT * FROM alexandrite.dashboard_sla;
-             SELECT * FROM alexandrite.dashboard_operator_load}, 'read the dashboards');
+             SELECT * FROM alexandrite.dashboard_operator_load; SELECT * FROM alexandrite.dashboard_lag}, 'read the dashboards');
 can('mes', q{SELECT alexandrite.outbox_emit('invoice', 'I-1', 'invoice.sent', '{}')}, 'emit its own event');
-can('mes', q{SELECT * FROM alexandrite.price_quote(1, 'au750_yellow')}, 'quote');
+can('mes', q{SELECT count(*) FROM alexandrite.outbox; SELECT pending FROM alexandrite.outbox_status}, 'read the outbox and its status');
+can('mes', "SELECT * FROM alexandrite.price_quote($mesh, 'au750_yellow')", 'quote');
 cannot('mes', q{SELECT alexandrite.metrics()}, 'read the metrics');
 cannot('mes', q{SELECT alexandrite.rebalance()}, 'rebalance');
 cannot('mes', q{SELECT alexandrite.outbox_requeue('{}')}, 'requeue dead letters');
+cannot('mes', q{SELECT * FROM alexandrite.outbox_dead}, 'read dead letters');
 cannot('mes', q{DELETE FROM alexandrite.orders}, 'delete orders');
+cannot('mes', q{UPDATE alexandrite.orders SET price = 0}, 'update orders directly');
+cannot('mes', q{INSERT INTO alexandrite.operators (id, name) VALUES ('x', 'x')}, 'add operators');
+# (1.2 has no fold_sql any more: refused either way)
+cannot('mes', q{UPDATE alexandrite.dashboards SET fold_sql = fold_sql}, 'touch the dashboard registry',
+	qr/permission denied|does not exist/);
 
 # monitoring
-like(can('alexandrite_monitor', q{SELECT alexandrite.metrics()}, 'read the metrics'),
-	qr/^alexandrite_sla_open_orders\{channel="b2b_api"\} 3$/m, "and sees the figures");
+like(can('alexandrite_monitor', q{SELECT alexandrite.metrics()}, 'read the metrics') // '',
+	qr/^alexandrite_sla_open_orders\{channel="b2b_api"\} 3$/m, 'and sees the figures');
+can('alexandrite_monitor', q{SELECT count(*) FROM alexandrite.metric_samples(ARRAY['outbox'])}, 'run the exporter\'s queries');
 cannot('alexandrite_monitor', q{SELECT count(*) FROM alexandrite.orders}, 'read orders');
 cannot('alexandrite_monitor', q{SELECT * FROM alexandrite.dashboard_status_counts}, 'read the dashboards directly');
+cannot('alexandrite_monitor', q{SELECT count(*) FROM alexandrite.outbox}, 'read the outbox');
 cannot('alexandrite_monitor', q{SELECT alexandrite.create_order('X', 'shop', 'c', NULL, NULL)}, 'create an order');
+like((as('alexandrite_monitor', q{SHOW alexandrite.amqp_url}))[2], qr/must be superuser or have privileges of pg_read_all_settings/,
+	'alexandrite_monitor cannot read the broker URL and its password (not a pg_monitor member)');
 
 # operations staff, through membership
 can('alice', q{SELECT alexandrite.refresh_dashboards()}, 'fold the dashboards');
 can('alice', q{SELECT * FROM alexandrite.reconcile_dashboards()}, 'reconcile the dashboards');
 can('alice', q{SELECT alexandrite.escalate_overdue()}, 'escalate overdue orders');
 can('alice', q{SELECT alexandrite.rebalance()}, 'rebalance');
-can('alice', q{SELECT alexandrite.outbox_requeue('{}')}, 'requeue dead letters');
+can('alice', q{SELECT alexandrite.sla_recount_load()}, 'recount the operator load');
+can('alice', q{SELECT alexandrite.outbox_requeue('{}'), alexandrite.outbox_discard('{}')}, 'requeue and discard dead letters');
+can('alice', q{SELECT * FROM alexandrite.outbox_dead; SELECT * FROM alexandrite.outbox_blocked}, 'read dead letters');
+can('alice', q{INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('op2', 'Bo', 3);
+               UPDATE alexandrite.operators SET capacity = 4, active = false WHERE id = 'op2'}, 'add an operator and change it');
 can('alice', q{SELECT alexandrite.create_order('A-1', 'crm', 'c3', NULL, NULL)}, 'do what the MES does');
 cannot('alice', q{SELECT alexandrite.metric_samples()}, 'run the collectors');
+cannot('alice', q{UPDATE alexandrite.operators SET created_at = now()}, 'rewrite when an operator was created');
+cannot('alice', q{UPDATE alexandrite.price_rules SET margin_pct = 1}, 'change the price list');
+cannot('alice', q{DELETE FROM alexandrite.outbox_dead}, 'delete dead letters directly');
+cannot('alice', q{TRUNCATE alexandrite.operator_load}, 'truncate an internal table');
 
 $node->stop;
 done_testing();

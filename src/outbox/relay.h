@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay.h
+ *	  Declarations shared by the files of the outbox relay worker: the loop
+ *	  (relay.c), the batch reader (relay_batch.c), the publisher
+ *	  (relay_publish.c) and the retry and dead-letter policy (relay_retry.c).
+ *
+ * IDENTIFICATION
+ *	  src/outbox/relay.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ALX_RELAY_H
+#define ALX_RELAY_H
+
+#include "outbox/outbox.h"
+
+#define ALX_RELAY_CONFIRM_TIMEOUT_MS	30000
+#define ALX_RELAY_AGGKEY_LEN	320
+
+/* the columns of an event read by the relay (see AlxRelayReadMsgs) */
+#define ALX_RELAY_EVENT_COLS(alias) \
+	alias ".id, " alias ".aggregate_type, " alias ".aggregate_id, " alias ".aggregate_seq, " \
+	alias ".event_type, " alias ".payload::pg_catalog.text, " \
+	"(SELECT pg_catalog.array_agg(kv.key ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
+	"(SELECT pg_catalog.array_agg(kv.value ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
+	"(pg_catalog.date_part('epoch', " alias ".created_at) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
+
+/* relay.c: per-round memory, configuration, state, transactions, broker */
+extern MemoryContext AlxRelayRoundCxt;
+extern char *AlxRelayExchange;
+extern void AlxRelaySetError(const char *msg);
+extern void AlxRelayCount(uint64 ok, uint64 failed);
+extern void AlxRelayCountLatency(AlxMsg *msgs, int n);
+extern void AlxRelayBeginTxn(const char *what);
+extern void AlxRelayEndTxn(void);
+extern void AlxRelayExec(const char *sql, int nargs, Oid *types, Datum *values,
+						 const char *nulls, int expect);
+extern char *AlxRelayGetText(int row, int col);
+extern int64 AlxRelayGetInt8(int row, int col, bool *isnull);
+extern bool AlxRelayOutboxInstalled(void);
+extern bool AlxRelayFlushWal(void);
+extern bool AlxRelayEnsureConnected(void);
+extern void AlxRelayConnectionBroken(const char *err);
+extern void AlxRelayReopenAfterNacks(void);
+
+/* a failed message that the broker nacked (not returned, not unframeable) */
+#define ALX_RELAY_NACKED(m) \
+	((m)->state == ALX_MSG_FAILED && !(m)->returned && !(m)->unframeable)
+
+/* relay_publish.c: publishing a round of messages in per-aggregate order */
+typedef struct AlxRelayAgg
+{
+	char		key[ALX_RELAY_AGGKEY_LEN];
+	AlxMsg	   *last;			/* latest message of the aggregate this round */
+	bool		blocked;
+} AlxRelayAgg;
+
+extern void AlxRelayAggKey(AlxMsg *m, char *buf);
+extern bool AlxRelayPublishAll(AlxMsg *msgs, int n, TimestampTz deadline, char *err, size_t errlen);
+extern bool AlxRelaySettleAll(AlxMsg *msgs, int n, TimestampTz deadline, char *err, size_t errlen);
+extern bool AlxRelayPublishRound(AlxMsg *msgs, int n, char *err, size_t errlen);
+
+/* relay_batch.c: the stream of new events, batch by batch */
+extern AlxMsg *AlxRelayReadMsgs(int *nout, int extra_cols);
+extern int	AlxRelayDrainStream(void);
+
+/* relay_retry.c: retries with backoff, dead letters */
+extern void AlxRelayRecordDiverted(AlxMsg *m);
+extern int	AlxRelayProcessRetries(int *wait_ms);
+
+#endif							/* ALX_RELAY_H */

@@ -1,0 +1,396 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay_batch.c
+ *	  The relay's batch reader: the stream of newly committed events, read
+ *	  batch by batch (two snapshots) and chunk by chunk (id ranges), published
+ *	  and recorded with the relay's cursor.
+ *
+ * IDENTIFICATION
+ *	  src/outbox/relay_batch.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "postmaster/interrupt.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "alexandrite.h"
+#include "outbox/relay.h"
+
+static SPIPlanPtr chunk_plan = NULL;
+
+/* Reads the rows of the SPI result into messages (in AlxRelayRoundCxt). */
+AlxMsg *
+AlxRelayReadMsgs(int *nout, int extra_cols)
+{
+	int			n = (int) SPI_processed;
+	AlxMsg	   *msgs;
+	MemoryContext old = MemoryContextSwitchTo(AlxRelayRoundCxt);
+
+	msgs = palloc0(sizeof(AlxMsg) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		AlxMsg	   *m = &msgs[i];
+		bool		isnull;
+		Datum		d;
+
+		m->id = AlxRelayGetInt8(i, 1, &isnull);
+		m->aggregate_type = AlxRelayGetText(i, 2);
+		m->aggregate_id = AlxRelayGetText(i, 3);
+		m->aggregate_seq = AlxRelayGetInt8(i, 4, &isnull);
+		m->event_type = AlxRelayGetText(i, 5);
+		m->payload = AlxRelayGetText(i, 6);
+		m->created_at = AlxRelayGetInt8(i, 9, &isnull);
+		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 7, &isnull);
+		if (!isnull)
+		{
+			Datum	   *keys;
+			Datum	   *vals;
+			bool	   *knulls;
+			bool	   *vnulls;
+			int			nk;
+			int			nv;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+							  &keys, &knulls, &nk);
+			d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 8, &isnull);
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+							  &vals, &vnulls, &nv);
+			m->nheaders = Min(nk, nv);
+			m->hkeys = palloc(sizeof(char *) * Max(m->nheaders, 1));
+			m->hvalues = palloc(sizeof(char *) * Max(m->nheaders, 1));
+			for (int j = 0; j < m->nheaders; j++)
+			{
+				m->hkeys[j] = TextDatumGetCString(keys[j]);
+				m->hvalues[j] = vnulls[j] ? pstrdup("") : TextDatumGetCString(vals[j]);
+			}
+		}
+		if (extra_cols >= 1)
+		{
+			d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 10, &isnull);
+			m->divert = !isnull && DatumGetBool(d);
+		}
+		if (extra_cols >= 2)
+		{
+			d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 11, &isnull);
+			m->attempts = isnull ? 0 : DatumGetInt32(d);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	*nout = n;
+	return msgs;
+}
+
+typedef struct Chunk
+{
+	AlxMsg	   *msgs;
+	int			n;
+	int64		range_end;		/* the chunk covers ids up to here */
+} Chunk;
+
+/*
+ * Reads the batch events with ids in (pos, pos + limit] (or up to the next
+ * batch event after an empty stretch of ids) into c, in its own transaction.
+ * Bounding the id range keeps each read proportional to the chunk, whatever
+ * plan the planner picks for the never-analyzed log tables.
+ */
+static void
+read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
+		   int64 batch_end, int limit)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
+	Datum		values[4];
+	bool		isnull;
+
+	c->range_end = Min(pos + limit, batch_end);
+	AlxRelayBeginTxn("alexandrite relay: reading the outbox");
+	values[0] = CStringGetTextDatum(last_snap);
+	values[1] = CStringGetTextDatum(batch_snap);
+	values[2] = Int64GetDatum(pos);
+	values[3] = Int64GetDatum(c->range_end);
+	/* a kept plan: the query is planned once, not once per chunk */
+	if (chunk_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT " ALX_RELAY_EVENT_COLS("e") ","
+									   " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
+									   "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
+									   "             AND q.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id)"
+									   "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
+									   "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
+									   "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
+									   " FROM alexandrite.outbox_events e"
+									   " WHERE e.id OPERATOR(pg_catalog.>) $3 AND e.id OPERATOR(pg_catalog.<=) $4"
+									   "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
+									   "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
+									   " ORDER BY e.id", 4, types);
+
+		if (plan == NULL)
+			elog(ERROR, "alexandrite relay: could not prepare the chunk query: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		chunk_plan = plan;
+	}
+	{
+		int			ret = SPI_execute_plan(chunk_plan, values, NULL, true, 0);
+
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "alexandrite relay: chunk query failed: %s", SPI_result_code_string(ret));
+	}
+	c->msgs = AlxRelayReadMsgs(&c->n, 1);
+	if (c->n == 0 && c->range_end < batch_end)
+	{
+		/* an empty stretch of ids (other batches' events): jump over it */
+		values[2] = Int64GetDatum(c->range_end);
+		AlxRelayExec("SELECT pg_catalog.min(e.id) FROM alexandrite.outbox_events e"
+					 " WHERE e.id OPERATOR(pg_catalog.>) $3"
+					 "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
+					 "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)",
+					 3, types, values, NULL, SPI_OK_SELECT);
+		{
+			int64		nextid = AlxRelayGetInt8(0, 1, &isnull);
+
+			c->range_end = isnull ? batch_end : nextid - 1;
+		}
+	}
+	AlxRelayEndTxn();
+}
+
+/* The batch being drained: between two snapshots, events with ids in (pos, end]. */
+typedef struct Batch
+{
+	char	   *last_snap;
+	char	   *batch_snap;
+	int64		pos;
+	int64		end;
+} Batch;
+
+/*
+ * Reads the stored batch, or opens a new one (stored before anything is
+ * published) if anything committed since the last.  False when there is
+ * nothing to do.
+ */
+static bool
+open_batch(Batch *b)
+{
+	bool		isnull;
+	MemoryContext old;
+
+	AlxRelayBeginTxn("alexandrite relay: reading the outbox");
+	if (!AlxRelayOutboxInstalled())
+	{
+		AlxRelayEndTxn();
+		return false;
+	}
+	AlxRelayExec("SELECT r.last_snapshot::pg_catalog.text, r.batch_snapshot::pg_catalog.text, r.batch_pos, r.batch_end"
+				 " FROM alexandrite.outbox_relay r", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "alexandrite relay: outbox_relay must hold exactly one row");
+	old = MemoryContextSwitchTo(AlxRelayRoundCxt);
+	b->last_snap = AlxRelayGetText(0, 1);
+	b->batch_snap = AlxRelayGetText(0, 2);
+	MemoryContextSwitchTo(old);
+	b->pos = AlxRelayGetInt8(0, 3, &isnull);
+	b->end = AlxRelayGetInt8(0, 4, &isnull);
+	if (b->batch_snap == NULL)
+	{
+		Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
+		Datum		values[3];
+
+		/*
+		 * One scan of the txid range [xmin(last), xmax(cur)) finds the id
+		 * bounds of the new batch; the chunks then walk the id index.
+		 */
+		values[0] = CStringGetTextDatum(b->last_snap);
+		AlxRelayExec("WITH s AS (SELECT pg_catalog.pg_current_snapshot() AS cur)"
+					 " SELECT s.cur::pg_catalog.text, b.lo, b.hi FROM s, LATERAL"
+					 " (SELECT pg_catalog.min(e.id) AS lo, pg_catalog.max(e.id) AS hi FROM alexandrite.outbox_events e"
+					 "   WHERE e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
+					 "     AND e.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(s.cur)"
+					 "     AND pg_catalog.pg_visible_in_snapshot(e.txid, s.cur)"
+					 "     AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)) b",
+					 1, types, values, NULL, SPI_OK_SELECT);
+		(void) AlxRelayGetInt8(0, 2, &isnull);
+		if (isnull)
+		{
+			/* nothing new committed */
+			AlxRelayEndTxn();
+			return false;
+		}
+		old = MemoryContextSwitchTo(AlxRelayRoundCxt);
+		b->batch_snap = AlxRelayGetText(0, 1);
+		MemoryContextSwitchTo(old);
+		b->pos = AlxRelayGetInt8(0, 2, &isnull) - 1;
+		b->end = AlxRelayGetInt8(0, 3, &isnull);
+		values[0] = CStringGetTextDatum(b->batch_snap);
+		values[1] = Int64GetDatum(b->pos);
+		values[2] = Int64GetDatum(b->end);
+		AlxRelayExec("UPDATE alexandrite.outbox_relay SET batch_snapshot = $1::pg_catalog.pg_snapshot,"
+					 " batch_pos = $2, batch_end = $3, updated_at = pg_catalog.now()",
+					 3, types, values, NULL, SPI_OK_UPDATE);
+	}
+	AlxRelayEndTxn();
+	return true;
+}
+
+/*
+ * Records the outcome of a settled chunk and advances the cursor past it,
+ * in one transaction: failed and held-back events go to retry (their
+ * aggregates are remembered in failed, so that later chunks hold them back
+ * too).
+ */
+static int
+record_chunk(Chunk *cur, bool done, HTAB *failed)
+{
+	uint64		nok = 0;
+	uint64		nfail = 0;
+	int			nnacked = 0;
+	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
+	Datum		values[3];
+
+	AlxRelayBeginTxn("alexandrite relay: recording confirms");
+	for (int i = 0; i < cur->n; i++)
+	{
+		AlxMsg	   *m = &cur->msgs[i];
+
+		if (m->state == ALX_MSG_CONFIRMED)
+		{
+			nok++;
+			continue;
+		}
+		if (m->state == ALX_MSG_FAILED)
+		{
+			char		msg[ALX_OUTBOX_ERRLEN];
+			char		key[ALX_RELAY_AGGKEY_LEN];
+
+			nfail++;
+			nnacked += ALX_RELAY_NACKED(m);
+			snprintf(msg, sizeof(msg), "event %lld (%s %s seq %lld): %s",
+					 (long long) m->id, m->aggregate_type, m->aggregate_id,
+					 (long long) m->aggregate_seq, m->error ? m->error : "failed");
+			AlxRelaySetError(msg);
+			AlxRelayAggKey(m, key);
+			(void) hash_search(failed, key, HASH_ENTER, NULL);
+		}
+		AlxRelayRecordDiverted(m);
+	}
+	values[0] = Int64GetDatum(cur->range_end);
+	values[1] = Int64GetDatum((int64) nok);
+	values[2] = BoolGetDatum(done);
+	AlxRelayExec("UPDATE alexandrite.outbox_relay SET"
+				 " batch_pos = CASE WHEN $3 THEN 0 ELSE $1 END,"
+				 " last_snapshot = CASE WHEN $3 THEN batch_snapshot ELSE last_snapshot END,"
+				 " batch_snapshot = CASE WHEN $3 THEN NULL ELSE batch_snapshot END,"
+				 " published_total = published_total OPERATOR(pg_catalog.+) $2,"
+				 " updated_at = pg_catalog.now()",
+				 3, types, values, NULL, SPI_OK_UPDATE);
+	AlxRelayEndTxn();
+	AlxRelayCount(nok, nfail);
+	AlxRelayCountLatency(cur->msgs, cur->n);
+	return nnacked;
+}
+
+/*
+ * Drains the current batch, opening one if none is open, chunk by chunk
+ * (at most 16 chunks per call, so that retries and rotation get their turn).
+ * While the broker confirms one chunk, the next is read from the database.
+ * Returns 1 when it did work (call again), 0 when there is nothing to do,
+ * -1 when the broker is unavailable.
+ */
+int
+AlxRelayDrainStream(void)
+{
+	Batch		b;
+	Chunk		cur;
+	Chunk		next;
+	bool		have_next = false;
+	int			limit = alx_outbox_batch_size;
+	char		err[ALX_OUTBOX_ERRLEN];
+	HTAB	   *failed;
+	HASHCTL		ctl;
+
+	MemoryContextReset(AlxRelayRoundCxt);
+	if (!open_batch(&b))
+		return 0;
+	if (!AlxRelayEnsureConnected())
+		return -1;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = ALX_RELAY_AGGKEY_LEN;
+	ctl.entrysize = sizeof(AlxRelayAgg);
+	ctl.hcxt = AlxRelayRoundCxt;
+	failed = hash_create("alexandrite relay failed aggregates", 64, &ctl,
+						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	for (int nchunks = 0; nchunks < 16; nchunks++)
+	{
+		TimestampTz deadline;
+		bool		done;
+		MemoryContext old;
+		bool		ok;
+
+		if (have_next)
+			cur = next;
+		else
+			read_chunk(&cur, b.last_snap, b.batch_snap, b.pos, b.end, limit);
+		have_next = false;
+
+		/* nothing is published before every commit it depends on is durable */
+		if (!AlxRelayFlushWal())
+			return 0;
+
+		/* aggregates that failed in the previous chunk stay stopped */
+		for (int i = 0; i < cur.n; i++)
+		{
+			char		key[ALX_RELAY_AGGKEY_LEN];
+
+			AlxRelayAggKey(&cur.msgs[i], key);
+			if (hash_search(failed, key, HASH_FIND, NULL) != NULL)
+				cur.msgs[i].divert = true;
+		}
+
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ALX_RELAY_CONFIRM_TIMEOUT_MS);
+		old = MemoryContextSwitchTo(AlxRelayRoundCxt);
+		AlxOutboxOrderByWave(cur.msgs, cur.n);	/* publish_order.c */
+		ok = AlxRelayPublishAll(cur.msgs, cur.n, deadline, err, sizeof(err));
+		MemoryContextSwitchTo(old);
+		if (ok && cur.range_end < b.end)
+		{
+			read_chunk(&next, b.last_snap, b.batch_snap, cur.range_end, b.end, limit);
+			have_next = true;
+		}
+		if (ok)
+		{
+			old = MemoryContextSwitchTo(AlxRelayRoundCxt);
+			ok = AlxRelaySettleAll(cur.msgs, cur.n, deadline, err, sizeof(err));
+			MemoryContextSwitchTo(old);
+		}
+		AlxAmqpEndRound();
+		if (!ok)
+		{
+			AlxRelayConnectionBroken(err);
+			return -1;
+		}
+
+		done = cur.range_end >= b.end;
+		if (record_chunk(&cur, done, failed) > 0)
+		{
+			AlxRelayReopenAfterNacks();
+			return 1;
+		}
+		if (done)
+			break;
+		b.pos = cur.range_end;
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+			break;
+	}
+	return 1;
+}

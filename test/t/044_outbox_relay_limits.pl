@@ -1,0 +1,189 @@
+# The relay never stalls on one event and never blocks without a deadline:
+#  - reconnecting to a list of dead brokers again and again does not grow
+#    the relay's memory (the URL list is parsed once per configuration);
+#  - events that cannot be framed (a header key over 255 bytes, headers that
+#    do not fit in one content header frame, a routing key over 255 bytes),
+#    written behind outbox_emit's back as a restore or an older version
+#    would, are dead-lettered with their reason while the events around them
+#    are published, on the same connection;
+#  - with RabbitMQ in a memory alarm (publishers blocked, the relay stuck
+#    writing), `pg_ctl stop -m fast` finishes within seconds, and nothing is
+#    lost once the alarm clears.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use AlxTest;
+use AlxBroker;
+
+my $mq = AlxBroker->new;
+$mq->start;
+$mq->declare('t044', 'test.#', 'big.#', 'odd.#');
+
+# ---------------------------------------------------------------------------
+# 1. reconnect memory: 100 dead brokers of 2 kB URLs each
+# ---------------------------------------------------------------------------
+my $dead_port = PostgreSQL::Test::Cluster::get_free_port();
+my $dead = join(',', map { "amqp://u:p\@127.0.0.1:$dead_port/" . ('v' x 2000) . $_ } 1 .. 100);
+
+my $node = AlxTest::new_node('outbox044', conf => join("\n",
+		"alexandrite.amqp_url = '$dead'",
+		"alexandrite.outbox_batch_size = 100"));
+$node->start;
+AlxTest::install($node, 'postgres');
+
+my $relay_pid;
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT relay_pid > 0 AND last_error IS NOT NULL FROM alexandrite.outbox_relay_info()", 30),
+	'the relay runs and fails to connect to the dead brokers');
+$relay_pid = $node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_relay_info()');
+
+# Memory in use by the relay (all contexts), from pg_log_backend_memory_contexts.
+sub relay_memory
+{
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($relay_pid)");
+	for (1 .. 200)
+	{
+		my $log = substr(slurp_file($node->logfile), $offset);
+		return $1 if $log =~ /\[$relay_pid\].*Grand total: \d+ bytes in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/;
+		usleep(100_000);
+	}
+	die 'the relay did not log its memory contexts';
+}
+
+# connection attempts follow a backoff of 0.1, 0.2, 0.4 ... s: the first
+# sample after ~5 attempts, the second after at least 3 more
+sleep 2;
+my $m1 = relay_memory();
+sleep 12;
+my $m2 = relay_memory();
+note("relay memory in use: $m1 then $m2 bytes");
+cmp_ok($m2 - $m1, '<', 64 * 1024,
+	'three more rounds of connection attempts to 100 brokers (200 kB of URLs) do not grow the relay\'s memory');
+
+# ---------------------------------------------------------------------------
+# 2. events that cannot be framed
+# ---------------------------------------------------------------------------
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '" . $mq->url . "'");
+$node->reload;
+$mq->consume('t044');
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT relay_connected FROM alexandrite.outbox_status', 60),
+	'the relay connects to the broker');
+AlxBroker::ledger_setup($node, 'postgres');
+my $reconnects = $node->safe_psql('postgres', 'SELECT reconnects FROM alexandrite.outbox_relay_info()');
+
+# Rows the way pg_restore or a 1.1 server could have written them: straight
+# into the current log table, with the next id and aggregate seq.
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION raw_event(agg text, typ text, payload jsonb, headers jsonb) RETURNS bigint
+	LANGUAGE plpgsql AS $$
+	DECLARE v_id bigint; v_seq bigint; v_cur int;
+	BEGIN
+	  INSERT INTO alexandrite.outbox_aggregates AS a VALUES ('odd', agg, 1)
+	    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET last_seq = a.last_seq + 1
+	    RETURNING a.last_seq INTO v_seq;
+	  v_id := nextval('alexandrite.outbox_id_seq');
+	  SELECT cur_table INTO v_cur FROM alexandrite.outbox_relay;
+	  EXECUTE format('INSERT INTO alexandrite.outbox_events_%s (id, aggregate_type, aggregate_id, aggregate_seq,'
+	                 ' event_type, payload, headers) VALUES ($1, ''odd'', $2, $3, $4, $5, $6)', v_cur)
+	    USING v_id, agg, v_seq, typ, payload, headers;
+	  RETURN v_id;
+	END $$;
+});
+my %bad = (
+	'bad-key' => [ "'odd.happened'", "jsonb_build_object(repeat('k', 300), 'v')", qr/header key "k+\.\.\." is 300 bytes long, AMQP allows 255/ ],
+	'bad-headers' => [ "'odd.happened'", "jsonb_build_object('big', repeat('h', 200000))", qr/headers do not fit in one AMQP content header frame \(frame_max 131072 bytes\)/ ],
+	'bad-rkey' => [ "'odd.' || repeat('e', 300)", "'{}'", qr/routing key "odd\.e+\.\.\." is 304 bytes long, AMQP allows 255/ ],
+);
+# one transaction: good events of other aggregates around each bad event, and
+# a later event of each bad aggregate
+my $sql = "BEGIN;\nSELECT produce(1, 20, 1);\n";
+for my $agg (sort keys %bad)
+{
+	my ($typ, $hdr) = @{ $bad{$agg} };
+	$sql .= "SELECT raw_event('$agg', $typ, '{\"n\": 1}', $hdr) AS \"$agg\";\n";
+	$sql .= "SELECT produce(21, 40, 1);\n";
+	$sql .= "SELECT raw_event('$agg', 'odd.happened', '{\"n\": 2}', '{}');\n";
+}
+$sql .= "SELECT produce(41, 60, 1);\nCOMMIT;\n";
+$node->safe_psql('postgres', $sql);
+my %bad_id = map { $_ => $node->safe_psql('postgres',
+		"SELECT min(id) FROM alexandrite.outbox_events WHERE aggregate_type = 'odd' AND aggregate_id = '$_'") } keys %bad;
+
+my $r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+AlxBroker::ledger_ok($r, 'good events around unframeable ones');
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT count(*) = 3 FROM alexandrite.outbox_dead WHERE aggregate_type = 'odd'", 30),
+	'the three unframeable events are dead letters');
+for my $agg (sort keys %bad)
+{
+	my ($attempts, $reason) = split /\|/, $node->safe_psql('postgres',
+		"SELECT attempts, reason FROM alexandrite.outbox_dead WHERE id = $bad_id{$agg}");
+	like($reason // '', $bad{$agg}[2], "$agg: dead at once with the reason");
+	is($attempts, 1, "$agg: after one attempt, not outbox_max_attempts");
+	is($node->safe_psql('postgres', "SELECT state FROM alexandrite.outbox WHERE aggregate_id = '$agg' AND id > $bad_id{$agg}"),
+		'retrying', "$agg: the next event of the aggregate waits behind it");
+}
+is($node->safe_psql('postgres', 'SELECT reconnects FROM alexandrite.outbox_relay_info()'), $reconnects,
+	'the relay kept its connection (no reconnect)');
+ok(!(grep { ($_->{aggregate_type} // '') eq 'odd' } $mq->deliveries), 'nothing of the bad aggregates was delivered');
+
+# discarding the dead letters lets their aggregates through
+$node->safe_psql('postgres', 'SELECT alexandrite.outbox_discard(array_agg(id)) FROM alexandrite.outbox_dead');
+my $t0 = time;
+usleep(100_000) while (grep { ($_->{aggregate_type} // '') eq 'odd' } $mq->deliveries) < 3 && time - $t0 < 30;
+is(scalar(grep { ($_->{aggregate_type} // '') eq 'odd' } $mq->deliveries), 3,
+	'after outbox_discard the waiting events of the three aggregates are delivered');
+
+# ---------------------------------------------------------------------------
+# 3. memory alarm: publishing blocks, pg_ctl stop -m fast still works
+# ---------------------------------------------------------------------------
+sub alarms
+{
+	my ($out, $err);
+	IPC::Run::run([ "$AlxTest::TOP/scripts/rabbitmq", 'ctl', $mq->{name}, $mq->port, 'eval', 'rabbit_alarm:get_alarms().' ],
+		'>', \$out, '2>', \$err);
+	return $out // '';
+}
+$mq->_script('ctl', 'set_vm_memory_high_watermark', '0.0000001');
+$t0 = time;
+sleep 1 while alarms() !~ /memory/ && time - $t0 < 30;
+like(alarms(), qr/memory/, 'RabbitMQ is in a memory alarm');
+
+# 40 MB of events: more than the socket buffers between relay and broker hold
+$node->safe_psql('postgres', q{
+	INSERT INTO ledger
+	SELECT v, 'big-' || i, 1
+	  FROM generate_series(1, 40) i,
+	       LATERAL alexandrite.outbox_emit('big', 'big-' || i, 'big.blob',
+	                                       jsonb_build_object('blob', repeat(md5(i::text), 32768))) v;
+});
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'alexandrite relay'"
+		  . " AND query LIKE '%waiting for the broker to read%'", 60),
+	'the relay is blocked writing to the broker (pg_stat_activity says so)');
+
+$t0 = time;
+my $stopped = PostgreSQL::Test::Utils::system_log('pg_ctl', '-D', $node->data_dir, '-m', 'fast', '-t', '60', 'stop') == 0;
+my $took = time - $t0;
+$node->_update_pid(0) if $stopped;
+ok($stopped, 'pg_ctl stop -m fast succeeds while the broker blocks publishers');
+cmp_ok($took, '<', 5, sprintf('and takes less than 5 s (%.1f s)', $took));
+
+# the alarm clears; after a restart everything committed is delivered
+$mq->_script('ctl', 'set_vm_memory_high_watermark', '0.4');
+$t0 = time;
+sleep 1 while alarms() =~ /memory/ && time - $t0 < 30;
+unlike(alarms(), qr/memory/, 'the memory alarm cleared');
+$node->start;
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 90,
+	allow_unexpected => sub { ($_[0]->{aggregate_type} // '') eq 'odd' });
+AlxBroker::ledger_ok($r, 'after the memory alarm');
+
+$node->stop;
+$mq->stop_consumers;
+done_testing();
