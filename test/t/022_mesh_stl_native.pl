@@ -135,5 +135,26 @@ foreach my $shape (qw(ring flipped big_shuffled))
 	$got[3] = sprintf('%.15g', $got[3]);
 	is("@got", $want, "$shape: mesh_analyze() gives what the CLI printed");
 }
+
+# ---- a 1.1 schema served by this library (a package upgrade before ALTER
+# EXTENSION UPDATE): ingest and analyze work, the rows say analyzer 1 (no
+# wall measured), and after the update the same bytes are measured again
+# under the same id ----
+{
+	my $ring = "$dir/ring.stl";
+	$node->safe_psql('postgres', 'CREATE DATABASE v11');
+	$node->safe_psql('v11', "CREATE EXTENSION alexandrite VERSION '1.1'");
+	my $id = $node->safe_psql('v11', "SELECT alexandrite.mesh_ingest(pg_read_binary_file('$ring'), 'ring.stl')");
+	like($id, qr/^\d+$/, '1.1 schema: mesh_ingest stores the mesh');
+	is($node->safe_psql('v11', "SELECT analyzer_version FROM alexandrite.meshes WHERE id = $id"), '1',
+		'1.1 schema: stored as analyzer 1 (no wall thickness)');
+	is($node->safe_psql('v11', "SELECT (alexandrite.mesh_analyze(pg_read_binary_file('$ring'), 'stl')).watertight"), 't',
+		'1.1 schema: mesh_analyze returns 1.1\'s mesh_stats');
+	$node->safe_psql('v11', "ALTER EXTENSION alexandrite UPDATE TO '1.2'");
+	is($node->safe_psql('v11', "SELECT alexandrite.mesh_ingest(pg_read_binary_file('$ring'), 'ring.stl')"), $id,
+		'after the update: the same bytes keep their id');
+	is($node->safe_psql('v11', "SELECT analyzer_version > 1 AND min_wall_mm > 0 FROM alexandrite.meshes WHERE id = $id"), 't',
+		'and are measured again, wall thickness included');
+}
 $node->stop;
 done_testing();
