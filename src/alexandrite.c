@@ -256,7 +256,7 @@ alx_define_gucs(void)
 
 	DefineCustomIntVariable("alexandrite.mesh_timeout",
 							"Sets the longest time one mesh analysis may take.",
-							"The helper process is killed when it runs longer; statement_timeout also applies.",
+							"The helper process is killed when it runs longer (a small file gets less: four times its CPU budget plus 2 s); statement_timeout also applies.",
 							&alx_mesh_timeout_ms,
 							60000, 100, INT_MAX,
 							PGC_SUSET,
@@ -264,8 +264,8 @@ alx_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("alexandrite.mesh_memory_limit",
-							"Sets the address-space limit of the mesh helper process.",
-							"A mesh whose parsing needs more fails with SQLSTATE 54000.",
+							"Sets the memory the mesh helper may map for one analysis, on top of its program, libraries and input.",
+							"A mesh whose analysis needs more fails with SQLSTATE 54000.",
 							&alx_mesh_memory_limit_mb,
 							2048, 64, 1024 * 1024,
 							PGC_SUSET,

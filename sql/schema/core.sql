@@ -79,6 +79,12 @@ CREATE TABLE alexandrite.materials (
     active           boolean NOT NULL DEFAULT true,
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     seeded           boolean NOT NULL DEFAULT false,  -- installed by the extension, never changed since
+    -- castability: thinnest wall the process holds, largest piece it takes
+    -- (NULL: no limit); price_quote flags a mesh outside them for review
+    min_wall_mm      numeric CHECK (min_wall_mm OPERATOR(pg_catalog.>) 0 AND min_wall_mm OPERATOR(pg_catalog.<) 100),
+    max_build_x_mm   numeric CHECK (max_build_x_mm OPERATOR(pg_catalog.>) 0 AND max_build_x_mm OPERATOR(pg_catalog.<) 100000),
+    max_build_y_mm   numeric CHECK (max_build_y_mm OPERATOR(pg_catalog.>) 0 AND max_build_y_mm OPERATOR(pg_catalog.<) 100000),
+    max_build_z_mm   numeric CHECK (max_build_z_mm OPERATOR(pg_catalog.>) 0 AND max_build_z_mm OPERATOR(pg_catalog.<) 100000),
     -- the pricing code works on exact fixed-point figures: bounded decimals
     CONSTRAINT materials_pricing_scale CHECK (
         pg_catalog.scale(density_g_cm3) OPERATOR(pg_catalog.<=) 6
@@ -88,23 +94,31 @@ CREATE TABLE alexandrite.materials (
         AND pg_catalog.scale(casting_loss_pct) OPERATOR(pg_catalog.<=) 6)
 );
 COMMENT ON TABLE alexandrite.materials IS 'alloys an order can be cast in, with density and metal price';
+COMMENT ON COLUMN alexandrite.materials.min_wall_mm IS 'thinnest wall the casting process holds in this alloy; a mesh with a thinner wall needs review (docs/pricing.md)';
+COMMENT ON COLUMN alexandrite.materials.max_build_x_mm IS 'largest piece the process takes, first extent (the mesh may be turned: sorted extents are compared)';
+COMMENT ON COLUMN alexandrite.materials.max_build_y_mm IS 'largest piece the process takes, second extent';
+COMMENT ON COLUMN alexandrite.materials.max_build_z_mm IS 'largest piece the process takes, third extent';
 
 -- Densities: Stuller specific-gravity tables, AU Enterprises and
 -- 24carat.co.uk (see docs/pricing.md).  Prices per gram are placeholders in
 -- EUR that the price list owner is expected to maintain.
-INSERT INTO alexandrite.materials (code, name, density_g_cm3, price_per_gram, casting_loss_pct, seeded) VALUES
-    ('au999',        'Fine gold 24k',             19.32, 78.00, 3, true),
-    ('au750_yellow', '18k yellow gold',           15.58, 60.00, 5, true),
-    ('au750_white',  '18k white gold (Pd)',       16.00, 64.00, 5, true),
-    ('au750_rose',   '18k rose gold',             15.18, 59.00, 5, true),
-    ('au585_yellow', '14k yellow gold',           13.07, 47.00, 5, true),
-    ('au585_white',  '14k white gold',            12.61, 48.00, 5, true),
-    ('au585_rose',   '14k rose gold',             13.00, 46.50, 5, true),
-    ('ag925',        'Sterling silver 925',       10.36,  1.10, 6, true),
-    ('ag999',        'Fine silver',               10.49,  1.20, 6, true),
-    ('pt950',        'Platinum 950 (Co)',         20.80, 34.00, 4, true),
-    ('pd950',        'Palladium 950',             12.00, 33.00, 4, true),
-    ('brass',        'Brass (yellow, CuZn)',       8.40,  0.05, 8, true);
+-- Castability (docs/pricing.md): 0.8 mm walls, the minimum jewellery
+-- casting guides ask for; a 76.2 x 101.6 x 101.6 mm flask (3 x 4 in, the
+-- largest piece a CAD-to-cast service takes).
+INSERT INTO alexandrite.materials (code, name, density_g_cm3, price_per_gram, casting_loss_pct, seeded,
+                                   min_wall_mm, max_build_x_mm, max_build_y_mm, max_build_z_mm) VALUES
+    ('au999',        'Fine gold 24k',             19.32, 78.00, 3, true, 0.8, 76.2, 101.6, 101.6),
+    ('au750_yellow', '18k yellow gold',           15.58, 60.00, 5, true, 0.8, 76.2, 101.6, 101.6),
+    ('au750_white',  '18k white gold (Pd)',       16.00, 64.00, 5, true, 0.8, 76.2, 101.6, 101.6),
+    ('au750_rose',   '18k rose gold',             15.18, 59.00, 5, true, 0.8, 76.2, 101.6, 101.6),
+    ('au585_yellow', '14k yellow gold',           13.07, 47.00, 5, true, 0.8, 76.2, 101.6, 101.6),
+    ('au585_white',  '14k white gold',            12.61, 48.00, 5, true, 0.8, 76.2, 101.6, 101.6),
+    ('au585_rose',   '14k rose gold',             13.00, 46.50, 5, true, 0.8, 76.2, 101.6, 101.6),
+    ('ag925',        'Sterling silver 925',       10.36,  1.10, 6, true, 0.8, 76.2, 101.6, 101.6),
+    ('ag999',        'Fine silver',               10.49,  1.20, 6, true, 0.8, 76.2, 101.6, 101.6),
+    ('pt950',        'Platinum 950 (Co)',         20.80, 34.00, 4, true, 0.8, 76.2, 101.6, 101.6),
+    ('pd950',        'Palladium 950',             12.00, 33.00, 4, true, 0.8, 76.2, 101.6, 101.6),
+    ('brass',        'Brass (yellow, CuZn)',       8.40,  0.05, 8, true, 0.8, 76.2, 101.6, 101.6);
 
 CREATE TABLE alexandrite.sla_policies (
     id          bigserial PRIMARY KEY,

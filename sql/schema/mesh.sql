@@ -33,7 +33,15 @@ CREATE TYPE alexandrite.mesh_stats AS (
     min_z_mm               float8,
     warnings               text[],
     analyzer_version       integer,
-    analysis_ms            float8
+    analysis_ms            float8,
+    min_wall_mm            float8,
+    min_wall_x_mm          float8,
+    min_wall_y_mm          float8,
+    min_wall_z_mm          float8,
+    wall_below_0_3_mm2     float8,
+    wall_below_0_5_mm2     float8,
+    wall_below_0_8_mm2     float8,
+    wall_below_1_0_mm2     float8
 );
 COMMENT ON TYPE alexandrite.mesh_stats IS 'metrics of a mesh file in millimetres, computed by alexandrite-meshd (see docs/mesh.md)';
 
@@ -72,6 +80,14 @@ CREATE TABLE alexandrite.meshes (
     warnings               text[] NOT NULL DEFAULT '{}',
     analyzer_version       integer,
     size_bytes             bigint,
+    min_wall_mm            float8,
+    min_wall_x_mm          float8,
+    min_wall_y_mm          float8,
+    min_wall_z_mm          float8,
+    wall_below_0_3_mm2     float8,
+    wall_below_0_5_mm2     float8,
+    wall_below_0_8_mm2     float8,
+    wall_below_1_0_mm2     float8,
     -- the same bytes in another unit are another mesh
     UNIQUE (sha256, unit),
     CONSTRAINT meshes_unit_check
@@ -84,6 +100,14 @@ COMMENT ON COLUMN alexandrite.meshes.warnings IS 'flags for review: open_mesh, o
 COMMENT ON COLUMN alexandrite.meshes.analyzer_version IS 'version of the metrics code that produced the row';
 COMMENT ON COLUMN alexandrite.meshes.genus IS 'number of through-holes of a closed orientable mesh, NULL otherwise';
 COMMENT ON COLUMN alexandrite.meshes.volume_uncertainty_mm3 IS 'error bound of the volume of an open mesh (0 when watertight)';
+COMMENT ON COLUMN alexandrite.meshes.min_wall_mm IS 'thinnest wall (ray along each face''s inward normal); NULL when nothing was measured or the row predates analyzer version 2';
+COMMENT ON COLUMN alexandrite.meshes.min_wall_x_mm IS 'where the thinnest wall starts: centroid of its face, x';
+COMMENT ON COLUMN alexandrite.meshes.min_wall_y_mm IS 'where the thinnest wall starts: centroid of its face, y';
+COMMENT ON COLUMN alexandrite.meshes.min_wall_z_mm IS 'where the thinnest wall starts: centroid of its face, z';
+COMMENT ON COLUMN alexandrite.meshes.wall_below_0_3_mm2 IS 'surface whose wall is thinner than 0.3 mm';
+COMMENT ON COLUMN alexandrite.meshes.wall_below_0_5_mm2 IS 'surface whose wall is thinner than 0.5 mm';
+COMMENT ON COLUMN alexandrite.meshes.wall_below_0_8_mm2 IS 'surface whose wall is thinner than 0.8 mm';
+COMMENT ON COLUMN alexandrite.meshes.wall_below_1_0_mm2 IS 'surface whose wall is thinner than 1.0 mm';
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.meshes', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.meshes_id_seq', '');
 

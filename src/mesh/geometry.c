@@ -95,9 +95,13 @@ AlxGeomFree(AlxGeom *g)
 	free(g->pos);
 	free(g->vhash);
 	free(g->tri);
+	free(g->face_out);
+	free(g->face_src);
+	g->face_src = NULL;
 	g->pos = NULL;
 	g->vhash = NULL;
 	g->tri = NULL;
+	g->face_out = NULL;
 	g->nverts = g->ntris = 0;
 	g->cap_verts = g->cap_tris = 0;
 	g->vhash_size = 0;
@@ -131,11 +135,10 @@ pos_hash(const double *p)
 	return mix64(dbl_bits(p[0]) ^ mix64(dbl_bits(p[1]) ^ mix64(dbl_bits(p[2]) + 0x9e3779b97f4a7c15ULL)));
 }
 
-/* Double the vertex hash table (or create it) and rehash. */
+/* Grow the vertex hash table to nsize slots (a power of two) and rehash. */
 static bool
-vhash_grow(AlxGeom *g)
+vhash_resize(AlxGeom *g, uint64_t nsize)
 {
-	uint64_t	nsize = g->vhash_size ? g->vhash_size * 2 : 1024;
 	uint32_t   *nh = calloc(nsize, sizeof(uint32_t));
 
 	if (nh == NULL)
@@ -151,6 +154,78 @@ vhash_grow(AlxGeom *g)
 	free(g->vhash);
 	g->vhash = nh;
 	g->vhash_size = nsize;
+	return true;
+}
+
+/* Double the vertex hash table (or create it). */
+static bool
+vhash_grow(AlxGeom *g)
+{
+	return vhash_resize(g, g->vhash_size ? g->vhash_size * 2 : 1024);
+}
+
+/* Room for about nverts vertices and ntris triangles. */
+bool
+AlxGeomReserve(AlxGeom *g, uint64_t nverts, uint64_t ntris, bool hashed)
+{
+	uint64_t	hsize = 1024;
+
+	if (g->error != ALX_GEOM_OK)
+		return false;
+	if (nverts > ALX_GEOM_MAX_VERTICES)
+		nverts = ALX_GEOM_MAX_VERTICES;
+	if (ntris > ALX_GEOM_MAX_TRIANGLES)
+		ntris = ALX_GEOM_MAX_TRIANGLES;
+	while (hsize < 2 * nverts)
+		hsize *= 2;
+	if (hashed && hsize > g->vhash_size && !vhash_resize(g, hsize))
+		goto oom;
+	if (nverts > g->cap_verts)
+	{
+		double	   *np = realloc(g->pos, nverts * 3 * sizeof(double));
+
+		if (np == NULL)
+			goto oom;
+		g->pos = np;
+		g->cap_verts = nverts;
+	}
+	if (ntris > g->cap_tris)
+	{
+		uint32_t   *nt = realloc(g->tri, ntris * 3 * sizeof(uint32_t));
+
+		if (nt == NULL)
+			goto oom;
+		g->tri = nt;
+		g->cap_tris = ntris;
+	}
+	return true;
+oom:
+	geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while reserving room for the mesh");
+	return false;
+}
+
+/* Room for one more vertex position; false on error. */
+static bool
+pos_room(AlxGeom *g)
+{
+	if (g->nverts >= ALX_GEOM_MAX_VERTICES)
+	{
+		geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "mesh has too many distinct vertices");
+		return false;
+	}
+	if (g->nverts == g->cap_verts)
+	{
+		uint64_t	ncap = g->cap_verts ? g->cap_verts * 2 : 1024;
+		double	   *np = realloc(g->pos, ncap * 3 * sizeof(double));
+
+		if (np == NULL)
+		{
+			geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while welding vertices");
+			return false;
+		}
+		g->pos = np;
+		g->cap_verts = ncap;
+	}
 	return true;
 }
 
@@ -187,26 +262,35 @@ AlxGeomAddVertex(AlxGeom *g, double x, double y, double z)
 			return (int64_t) id;
 		h = (h + 1) & (g->vhash_size - 1);
 	}
-	if (g->nverts >= ALX_GEOM_MAX_VERTICES)
-	{
-		geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "mesh has too many distinct vertices");
+	if (!pos_room(g))
 		return -1;
-	}
-	if (g->nverts == g->cap_verts)
-	{
-		uint64_t	ncap = g->cap_verts ? g->cap_verts * 2 : 1024;
-		double	   *np = realloc(g->pos, ncap * 3 * sizeof(double));
-
-		if (np == NULL)
-		{
-			geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while welding vertices");
-			return -1;
-		}
-		g->pos = np;
-		g->cap_verts = ncap;
-	}
 	memcpy(&g->pos[3 * g->nverts], p, sizeof(p));
 	g->vhash[h] = (uint32_t) (g->nverts + 1);
+	return (int64_t) g->nverts++;
+}
+
+/*
+ * Append a position the caller has already welded (it differs from every
+ * vertex added so far); -1 on error.  Does not use the vertex hash.
+ */
+int64_t
+AlxGeomAppendVertex(AlxGeom *g, double x, double y, double z)
+{
+	double	   *q;
+
+	if (g->error != ALX_GEOM_OK)
+		return -1;
+	if (!isfinite(x) || !isfinite(y) || !isfinite(z))
+	{
+		geom_fail(g, ALX_GEOM_ERR_NONFINITE, "mesh has a NaN or infinite vertex coordinate");
+		return -1;
+	}
+	if (!pos_room(g))
+		return -1;
+	q = &g->pos[3 * g->nverts];
+	q[0] = (x == 0.0) ? 0.0 : x;
+	q[1] = (y == 0.0) ? 0.0 : y;
+	q[2] = (z == 0.0) ? 0.0 : z;
 	return (int64_t) g->nverts++;
 }
 
@@ -950,6 +1034,31 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		for (uint64_t s = 0; s < nshells; s++)
 			ksum_add(&vol, ksum_value(&shells[s].vol));
 		st->volume_mm3 = fabs(ksum_value(&vol));
+	}
+
+	/*
+	 * Outward orientation of every face, for the wall thickness: the
+	 * patch's consistent winding, turned over when its shell as a whole is
+	 * wound against its role (an outer solid with negative volume, a void
+	 * with positive volume).  2 marks the faces left out of the topology.
+	 */
+	free(g->face_out);
+	g->face_out = malloc(F);
+	if (!g->face_out)
+		goto oom;
+	for (uint64_t f = 0; f < F; f++)
+	{
+		const Shell *sh;
+		bool		rev;
+
+		if (skip[f])
+		{
+			g->face_out[f] = 2;
+			continue;
+		}
+		sh = &shells[face_shell[f]];
+		rev = (ksum_value(&sh->vol) >= 0) != (sh->eff_sign > 0);
+		g->face_out[f] = (uint8_t) ((flip[f] & 1) ^ (rev ? 1 : 0));
 	}
 
 	/* topology summary */

@@ -25,8 +25,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* bumped whenever a metric changes; stored with every analysed mesh */
-#define ALX_ANALYZER_VERSION	1
+/*
+ * bumped whenever a metric changes; stored with every analysed mesh, and a
+ * mesh stored by an older version is measured again on its next ingest
+ * (2: wall thickness; shuffled meshes reordered before summing)
+ */
+#define ALX_ANALYZER_VERSION	2
 
 /* hard caps, far above jewellery sizes; beyond them the mesh is refused */
 #define ALX_GEOM_MAX_VERTICES	((uint64_t) 200000000)
@@ -47,14 +51,15 @@
 #define ALX_WARN_DEGENERATE			(1u << 8)
 #define ALX_WARN_SHELL_CHECK_SKIPPED (1u << 9)	/* too many shells to compare */
 #define ALX_WARN_NOT_ORIENTABLE		(1u << 10)
-#define ALX_WARN_COUNT				11
+#define ALX_WARN_WALL_SKIPPED		(1u << 11)	/* wall thickness over its work budget */
+#define ALX_WARN_COUNT				12
 
 /* The warning names in bit order: the helper and the backend's decoder share them. */
 #define ALX_WARN_NAMES \
 	"open_mesh", "nonmanifold_edges", "inconsistent_orientation", \
 	"multiple_shells", "overlapping_shells", "nested_shells", "inner_void", \
 	"unit_suspect", "degenerate_triangles", "shell_check_skipped", \
-	"not_orientable"
+	"not_orientable", "wall_check_skipped"
 
 /* result codes */
 #define ALX_GEOM_OK				0
@@ -102,6 +107,18 @@ typedef struct AlxGeom
 	uint64_t	ntris;
 	uint64_t	cap_tris;
 
+	/*
+	 * per face after AlxGeomCompute(): 0 = its winding points out of the
+	 * material, 1 = reversed, 2 = left out (degenerate)
+	 */
+	uint8_t    *face_out;
+
+	/*
+	 * after AlxGeomLocalize() reordered the triangles: the index each had
+	 * when it was added (NULL when the order was kept)
+	 */
+	uint32_t   *face_src;
+
 	bool		oom;
 	int			error;
 	char		errmsg[256];
@@ -110,11 +127,33 @@ typedef struct AlxGeom
 extern void AlxGeomInit(AlxGeom *g);
 extern void AlxGeomFree(AlxGeom *g);
 
+/*
+ * Make room for about nverts welded vertices and exactly ntris triangles
+ * (a hint: both still grow), and for the vertex hash if the vertices will
+ * be added by AlxGeomAddVertex; false on error (see g->error).
+ */
+extern bool AlxGeomReserve(AlxGeom *g, uint64_t nverts, uint64_t ntris, bool hashed);
+
 /* Welded id of an exact position, or -1 on error (see g->error). */
 extern int64_t AlxGeomAddVertex(AlxGeom *g, double x, double y, double z);
 
+/*
+ * Append a position the caller has welded itself (different from every
+ * vertex so far; AlxGeomAddVertex must then not be used on this mesh);
+ * its id, or -1 on error.
+ */
+extern int64_t AlxGeomAppendVertex(AlxGeom *g, double x, double y, double z);
+
 /* Add a triangle of welded ids; false on error (see g->error). */
 extern bool AlxGeomAddTriangle(AlxGeom *g, uint64_t a, uint64_t b, uint64_t c);
+
+/*
+ * Renumber a mesh whose triangles jump around (Morton order of vertices,
+ * triangles by lowest vertex; geomorder.c) so that the metrics and the wall
+ * thickness run cache-friendly; a local mesh is left alone.  No vertex may
+ * be added afterwards.  false only when out of memory (see g->error).
+ */
+extern bool AlxGeomLocalize(AlxGeom *g);
 
 /* Compute every metric; ALX_GEOM_OK or an error code with g->errmsg set. */
 extern int	AlxGeomCompute(AlxGeom *g, AlxMeshStats *st);

@@ -15,11 +15,17 @@
  *		Prints one JSON line of stats per file; each file is parsed in its
  *		own limited child process, so one hostile file cannot stop the run.
  *
- * Before any untrusted byte is parsed the process limits itself: address
- * space, CPU seconds, no file creation (RLIMIT_FSIZE 0), no core dumps, few
- * descriptors, no new privileges, death with its parent, working directory
- * "/", and a seccomp filter that denies opening files, sockets and exec.
- * assimp itself only sees the confined in-memory file system of meshio.c.
+ * Before any untrusted byte is parsed the process confines itself
+ * (sandbox.c): no new privileges, death with its parent, no core files, no
+ * file growth, few descriptors, working directory "/"; once the input is in
+ * memory, an address-space limit, a CPU budget that grows with the input
+ * size (meshrecord.h), RLIMIT_NPROC 0 and a seccomp allow-list whose
+ * default action kills the process.  assimp itself only sees the confined
+ * in-memory file system of meshio.c.
+ *
+ * Built with -DALX_MESHD_SANDBOX_TEST (the test program meshd-sandbox-test,
+ * never installed) it takes --try-syscall=NAME and makes that forbidden
+ * call after the lockdown (sandbox_probe.c), for test/t/021_mesh_sandbox.pl.
  *
  * IDENTIFICATION
  *	  src/mesh/meshd.c
@@ -34,30 +40,36 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "geometry.h"
 #include "meshio.h"
+#include "meshout.h"
 #include "meshrecord.h"
+#include "sandbox.h"
+#include "timing.h"
+#include "wall.h"
 
-#define MESHD_VERSION "1.1.0"
+#define MESHD_VERSION "1.2.0"
 
 typedef struct Options
 {
 	bool		use_stdin;
 	bool		json;
+	bool		stl_via_assimp;
+	bool		wall;			/* measure the wall thickness (default) */
+	unsigned long long threads; /* 0 = one per CPU, at most 4 */
 	const char *format;
 	const char *unit;
 	unsigned long long max_bytes;
 	unsigned long long max_memory_mb;
-	unsigned long long max_cpu_s;
+	unsigned long long max_cpu_s;	/* cap of the CPU budget */
+	unsigned long long size_hint;	/* expected input size, 0 if unknown */
+#ifdef ALX_MESHD_SANDBOX_TEST
+	const char *try_syscall;
+#endif
 } Options;
 
 static void
@@ -79,106 +91,50 @@ parse_ull(const char *s, unsigned long long *out)
 	return errno == 0 && *end == '\0';
 }
 
-/* Set every resource limit and process property the helper runs under. */
-static void
-limit_self(const Options *o)
+/*
+ * The input of a regular file (the backend hands over a sealed memfd, the
+ * CLI opens the file) is mapped, not copied: no read, no page zeroing, the
+ * pages already hold the bytes (MAP_POPULATE maps them in one go).  NULL
+ * if fd cannot be mapped; exits if the file is over max bytes.
+ */
+static unsigned char *
+map_input(int fd, unsigned long long max, size_t *lenp)
 {
-	struct rlimit rl;
+	struct stat sb;
+	void	   *p;
 
-	(void) prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-	(void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	(void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0)
+		return NULL;
+	if (max > 0 && (unsigned long long) sb.st_size > max)
+	{
+		char		msg[128];
 
-	rl.rlim_cur = rl.rlim_max = 0;
-	(void) setrlimit(RLIMIT_CORE, &rl);
-	{
-		struct stat sb;
-
-		/*
-		 * No file may grow.  When stdout itself is a regular file (the CLI
-		 * redirected by a user) the limit would stop our own output, so it
-		 * is left out; the seccomp filter still denies opening files.
-		 */
-		if (fstat(1, &sb) != 0 || !S_ISREG(sb.st_mode))
-			(void) setrlimit(RLIMIT_FSIZE, &rl);
+		snprintf(msg, sizeof(msg), "input is larger than %llu bytes", max);
+		die(ALX_MESHD_EXIT_TOO_LARGE, msg);
 	}
-	if (o->max_memory_mb > 0)
-	{
-		rl.rlim_cur = rl.rlim_max = (rlim_t) o->max_memory_mb * 1024 * 1024;
-		if (setrlimit(RLIMIT_AS, &rl) != 0)
-			die(ALX_MESHD_EXIT_INTERNAL, "could not set the memory limit");
-	}
-	if (o->max_cpu_s > 0)
-	{
-		rl.rlim_cur = (rlim_t) o->max_cpu_s;
-		rl.rlim_max = (rlim_t) o->max_cpu_s + 1;
-		(void) setrlimit(RLIMIT_CPU, &rl);
-	}
-	rl.rlim_cur = rl.rlim_max = 16;
-	(void) setrlimit(RLIMIT_NOFILE, &rl);
-	if (chdir("/") != 0)
-		die(ALX_MESHD_EXIT_INTERNAL, "could not change to the root directory");
+	p = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	*lenp = (size_t) sb.st_size;
+	return p;
 }
 
 /*
- * Deny, with EPERM, the system calls a parser never needs once its input is
- * in memory: opening or creating files, sockets, exec, ptrace.  A second
- * line behind the confined aiFileIO.
+ * Read all of fd, at most max bytes; exits on overflow or error.  With a
+ * size hint (the backend passes the exact size as --max-bytes, the CLI
+ * knows the file's) the buffer is allocated once, so a 50 MB upload is
+ * neither copied nor grown.
  */
-static void
-install_seccomp(void)
-{
-#if defined(__x86_64__) || defined(__aarch64__)
-#define DENY(nr) \
-	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
-	BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA))
-	struct sock_filter filter[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-#if defined(__x86_64__)
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-#else
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_AARCH64, 1, 0),
-#endif
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-#ifdef __NR_open
-		DENY(__NR_open),
-#endif
-#ifdef __NR_creat
-		DENY(__NR_creat),
-#endif
-		DENY(__NR_openat),
-#ifdef __NR_openat2
-		DENY(__NR_openat2),
-#endif
-		DENY(__NR_socket),
-		DENY(__NR_connect),
-		DENY(__NR_execve),
-		DENY(__NR_execveat),
-		DENY(__NR_ptrace),
-		DENY(__NR_unlinkat),
-		DENY(__NR_mkdirat),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = {
-		.len = (unsigned short) (sizeof(filter) / sizeof(filter[0])),
-		.filter = filter,
-	};
-
-	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0)
-		die(ALX_MESHD_EXIT_INTERNAL, "could not install the seccomp filter");
-#undef DENY
-#endif
-}
-
-/* Read all of fd, at most max bytes; exits on overflow or error. */
 static unsigned char *
-read_all(int fd, unsigned long long max, size_t *lenp)
+read_all(int fd, unsigned long long max, unsigned long long hint, size_t *lenp)
 {
 	size_t		cap = 1 << 16,
 				len = 0;
-	unsigned char *buf = malloc(cap);
+	unsigned char *buf;
 
+	if (hint > 0 && hint < ((unsigned long long) 1 << 40))
+		cap = (size_t) hint + 1;	/* +1: end of file is seen without growing */
+	buf = malloc(cap);
 	if (!buf)
 		die(ALX_MESHD_EXIT_TOO_LARGE, "out of memory while reading the input");
 	for (;;)
@@ -217,150 +173,116 @@ read_all(int fd, unsigned long long max, size_t *lenp)
 	return buf;
 }
 
-static void
-write_all(int fd, const void *p, size_t n)
+/*
+ * Read the input from fd, lock down, then decode: the one path every
+ * untrusted byte takes.  Returns an exit code; *lenp is the input size.
+ */
+static int
+confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
+				size_t *lenp, char *err, size_t errlen)
 {
-	const char *c = p;
+	unsigned char *buf;
+	size_t		len;
+	bool		mapped;
+	AlxSandboxLimits lim;
+	AlxMeshOptions mo;
+	int			rc;
 
-	while (n > 0)
-	{
-		ssize_t		w = write(fd, c, n);
-
-		if (w < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			exit(ALX_MESHD_EXIT_INTERNAL);
-		}
-		c += w;
-		n -= (size_t) w;
-	}
-}
-
-/* JSON string escaping into a bounded buffer. */
-static void
-json_str(char *out, size_t outsize, const char *s)
-{
-	size_t		o = 0;
-
-	if (outsize < 3)
-		return;
-	out[o++] = '"';
-	for (; *s && o + 8 < outsize; s++)
-	{
-		unsigned char ch = (unsigned char) *s;
-
-		if (ch == '"' || ch == '\\')
-		{
-			out[o++] = '\\';
-			out[o++] = (char) ch;
-		}
-		else if (ch < 0x20)
-			o += (size_t) snprintf(out + o, outsize - o, "\\u%04x", ch);
-		else
-			out[o++] = (char) ch;
-	}
-	out[o++] = '"';
-	out[o] = '\0';
-}
-
-static void
-result_to_record(const AlxMeshResult *res, size_t source_bytes, unsigned char *out)
-{
-	AlxMeshRecord r;
-	const AlxMeshStats *s = &res->stats;
-
-	memset(&r, 0, sizeof(r));
-	r.record_version = ALX_RECORD_VERSION;
-	r.analyzer_version = ALX_ANALYZER_VERSION;
-	r.warnings = s->warnings;
-	r.u[ALX_RU_TRIANGLES] = s->triangles;
-	r.u[ALX_RU_VERTICES] = s->vertices;
-	r.u[ALX_RU_SHELLS] = s->shells;
-	r.u[ALX_RU_BOUNDARY] = s->boundary_edges;
-	r.u[ALX_RU_NONMANIFOLD] = s->nonmanifold_edges;
-	r.u[ALX_RU_INCONSISTENT] = s->inconsistent_edges;
-	r.u[ALX_RU_DEGENERATE] = s->degenerate_triangles;
-	r.u[ALX_RU_REORIENTED] = s->faces_reoriented;
-	r.u[ALX_RU_EDGES] = s->edges;
-	r.u[ALX_RU_SOURCE_BYTES] = source_bytes;
-	r.i[ALX_RI_EULER] = s->euler_characteristic;
-	r.i[ALX_RI_GENUS] = s->genus;
-	r.f[ALX_RF_VOLUME] = s->volume_mm3;
-	r.f[ALX_RF_AREA] = s->area_mm2;
-	r.f[ALX_RF_SIZE_X] = s->size[0];
-	r.f[ALX_RF_SIZE_Y] = s->size[1];
-	r.f[ALX_RF_SIZE_Z] = s->size[2];
-	r.f[ALX_RF_MIN_X] = s->bbox_min[0];
-	r.f[ALX_RF_MIN_Y] = s->bbox_min[1];
-	r.f[ALX_RF_MIN_Z] = s->bbox_min[2];
-	r.f[ALX_RF_UNCERTAINTY] = s->volume_uncertainty_mm3;
-	r.f[ALX_RF_UNIT_SCALE] = res->unit_scale_mm;
-	snprintf(r.format, sizeof(r.format), "%s", res->format);
-	r.watertight = s->watertight ? 1 : 0;
-	AlxMeshRecordEncode(&r, out);
-}
-
-/* One JSON line for a result (or an error) of the file name given. */
-static void
-print_json_line(const char *file, const AlxMeshResult *res, const char *error)
-{
-	char		name[1024];
-	char		body[4096];
-
-	json_str(name, sizeof(name), file ? file : "-");
-	if (error)
-	{
-		char		e[1024];
-
-		json_str(e, sizeof(e), error);
-		printf("{\"file\":%s,\"error\":%s}\n", name, e);
-	}
+	alx_timing_mark("start");
+	/* every thread the helper will have, before the lockdown */
+	if (o->wall && !AlxWallPrepare(o->threads, err, errlen))
+		return ALX_MESHD_EXIT_INTERNAL;
+	alx_timing_mark("threads+embree");
+	buf = map_input(fd, o->max_bytes, &len);
+	mapped = buf != NULL;
+	if (!mapped)
+		buf = read_all(fd, o->max_bytes, o->size_hint, &len);
+	alx_timing_mark("read input");
+	*lenp = len;
+	memset(&lim, 0, sizeof(lim));
+	lim.memory_mb = o->max_memory_mb;
+	lim.cpu_s = alx_cpu_budget_s(len, o->max_cpu_s);
+	if (!AlxSandboxLockdown(&lim, err, errlen))
+		return ALX_MESHD_EXIT_INTERNAL;
+	/*
+	 * The rays may use 10 % of the CPU budget (a 1M-triangle model needs
+	 * about 1 %), never past 90 % of it; beyond, the wall is skipped.
+	 */
+	AlxWallSetDeadline(0.1 * (double) lim.cpu_s, 0.9 * (double) lim.cpu_s);
+	alx_timing_mark("lockdown");
+#ifdef ALX_MESHD_SANDBOX_TEST
+	if (o->try_syscall)
+		AlxSandboxProbe(o->try_syscall);
+#endif
+	memset(&mo, 0, sizeof(mo));
+	mo.hint = o->format;
+	mo.unit_scale = unit_scale;
+	mo.stl_via_assimp = o->stl_via_assimp;
+	mo.wall = o->wall;
+	rc = AlxMeshDecode(buf, len, &mo, res, err, errlen);
+	if (mapped)
+		munmap(buf, len);
 	else
-	{
-		AlxGeomStatsToJson(&res->stats, body, sizeof(body));
-		/* splice the file, format and unit in front of the stats */
-		printf("{\"file\":%s,\"format\":\"%s\",\"unit_scale_mm\":%.17g,\"analyzer_version\":%d,%s\n",
-			   name, res->format, res->unit_scale_mm, ALX_ANALYZER_VERSION, body + 1);
-	}
-	fflush(stdout);
+		free(buf);
+	return rc;
 }
 
 /* The backend's protocol: stdin in, one record (or --json line) out. */
 static int
 run_stdin(const Options *o, double unit_scale)
 {
-	unsigned char *buf;
-	size_t		len;
 	AlxMeshResult res;
 	char		err[512];
+	size_t		len;
 	int			rc;
 
-	limit_self(o);
-	buf = read_all(0, o->max_bytes, &len);
-	install_seccomp();
-	rc = AlxMeshDecode(buf, len, o->format, unit_scale, &res, err, sizeof(err));
+	AlxSandboxPrepare();
+	rc = confined_decode(o, 0, unit_scale, &res, &len, err, sizeof(err));
 	if (rc != ALX_MESHD_EXIT_OK)
 		die(rc, err);
 	if (o->json)
-		print_json_line(NULL, &res, NULL);
+		AlxMeshPrintJson(NULL, &res, NULL);
 	else
-	{
-		unsigned char rec[ALX_RECORD_SIZE];
-
-		result_to_record(&res, len, rec);
-		write_all(1, rec, sizeof(rec));
-	}
-	free(buf);
+		AlxMeshWriteRecord(&res, len);
 	return ALX_MESHD_EXIT_OK;
+}
+
+/* CLI child: one file, confined like the backend's helper. */
+static void
+run_one_file(const Options *o, double unit_scale, const char *file)
+{
+	int			fd = open(file, O_RDONLY | O_CLOEXEC);
+	AlxMeshResult res;
+	char		err[512];
+	size_t		len;
+	int			rc;
+	struct stat sb;
+	Options		fo = *o;
+
+	if (fd < 0)
+	{
+		snprintf(err, sizeof(err), "could not open file: %s", strerror(errno));
+		AlxMeshPrintJson(file, NULL, err);
+		_exit(ALX_MESHD_EXIT_USAGE);
+	}
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+		fo.size_hint = (unsigned long long) sb.st_size;
+	AlxSandboxPrepare();
+	rc = confined_decode(&fo, fd, unit_scale, &res, &len, err, sizeof(err));
+	AlxMeshPrintJson(file, rc == ALX_MESHD_EXIT_OK ? &res : NULL,
+					 rc == ALX_MESHD_EXIT_OK ? NULL : err);
+	_exit(rc);
 }
 
 /* CLI: each file in its own limited child; one JSON line each. */
 static int
 run_files(const Options *o, double unit_scale, int nfiles, char **files)
 {
+	static char outbuf[1 << 16];
 	int			failures = 0;
 
+	/* a buffer of our own: stdio needs no fstat() under the filter */
+	setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
 	for (int i = 0; i < nfiles; i++)
 	{
 		pid_t		pid;
@@ -370,43 +292,26 @@ run_files(const Options *o, double unit_scale, int nfiles, char **files)
 		pid = fork();
 		if (pid < 0)
 		{
-			print_json_line(files[i], NULL, "could not fork");
+			AlxMeshPrintJson(files[i], NULL, "could not fork");
 			failures++;
 			continue;
 		}
 		if (pid == 0)
-		{
-			int			fd = open(files[i], O_RDONLY | O_CLOEXEC);
-			unsigned char *buf;
-			size_t		len;
-			AlxMeshResult res;
-			char		err[512];
-			int			rc;
-
-			if (fd < 0)
-			{
-				snprintf(err, sizeof(err), "could not open file: %s", strerror(errno));
-				print_json_line(files[i], NULL, err);
-				_exit(ALX_MESHD_EXIT_USAGE);
-			}
-			limit_self(o);
-			buf = read_all(fd, o->max_bytes, &len);
-			close(fd);
-			install_seccomp();
-			rc = AlxMeshDecode(buf, len, o->format, unit_scale, &res, err, sizeof(err));
-			print_json_line(files[i], rc == ALX_MESHD_EXIT_OK ? &res : NULL,
-							rc == ALX_MESHD_EXIT_OK ? NULL : err);
-			_exit(rc);
-		}
+			run_one_file(o, unit_scale, files[i]);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
 		if (WIFSIGNALED(status))
 		{
 			char		msg[128];
+			int			sig = WTERMSIG(status);
 
-			snprintf(msg, sizeof(msg), "parser died with signal %d (%s)",
-					 WTERMSIG(status), strsignal(WTERMSIG(status)));
-			print_json_line(files[i], NULL, msg);
+			if (sig == SIGXCPU)
+				snprintf(msg, sizeof(msg), "analysis exceeded its CPU budget (signal %d)", sig);
+			else if (sig == SIGSYS)
+				snprintf(msg, sizeof(msg), "parser was killed by its sandbox (signal %d, a forbidden system call)", sig);
+			else
+				snprintf(msg, sizeof(msg), "parser died with signal %d (%s)", sig, strsignal(sig));
+			AlxMeshPrintJson(files[i], NULL, msg);
 			failures++;
 		}
 		else if (WEXITSTATUS(status) != 0)
@@ -426,11 +331,16 @@ usage(FILE *f)
 			"  --unit=U            unit of STL/OBJ/PLY: mm (default), cm, m, in\n"
 			"  --max-bytes=N       largest input accepted (default 268435456)\n"
 			"  --max-memory-mb=M   address-space limit of the parser (default 2048)\n"
-			"  --max-cpu-s=S       CPU-time limit of the parser (default 60)\n"
+			"  --max-cpu-s=S       cap of the CPU budget, 1 s + 1 s per MB of input (default 60)\n"
 			"  --stdin             read one file from stdin, write the binary record\n"
 			"  --json              with --stdin: write a JSON line instead\n"
+			"  --stl-via-assimp    read binary STL with assimp instead of natively\n"
+			"                      (same results, slower; for comparison)\n"
+			"  --no-wall           do not measure the wall thickness\n"
+			"  --threads=N         threads for the wall thickness, 0 = one per CPU (max 4)\n"
+			"  --timing            phase timings on stderr\n"
 			"  --version           print the version and exit\n"
-			"exit codes: 0 ok, 2 bad argument, 3 invalid mesh, 4 too large, 5 internal, 6 format mismatch\n");
+			"exit codes: 0 ok, 2 bad argument, 3 invalid mesh, 4 too large, 5 could not set up, 6 format mismatch\n");
 }
 
 int
@@ -445,6 +355,7 @@ main(int argc, char **argv)
 	o.max_bytes = 268435456ULL;
 	o.max_memory_mb = 2048;
 	o.max_cpu_s = 60;
+	o.wall = true;
 
 	for (int i = 1; i < argc; i++)
 	{
@@ -464,6 +375,17 @@ main(int argc, char **argv)
 			o.use_stdin = true;
 		else if (strcmp(a, "--json") == 0)
 			o.json = true;
+		else if (strcmp(a, "--stl-via-assimp") == 0)
+			o.stl_via_assimp = true;
+		else if (strcmp(a, "--no-wall") == 0)
+			o.wall = false;
+		else if (strcmp(a, "--timing") == 0)
+			alx_timing = true;
+		else if (strncmp(a, "--threads=", 10) == 0)
+		{
+			if (!parse_ull(a + 10, &o.threads) || o.threads > ALX_WALL_MAX_THREADS)
+				die(ALX_MESHD_EXIT_USAGE, "invalid --threads (0 to 4)");
+		}
 		else if (strcmp(a, "--help") == 0)
 		{
 			usage(stdout);
@@ -490,9 +412,14 @@ main(int argc, char **argv)
 		}
 		else if (strncmp(a, "--max-cpu-s=", 12) == 0)
 		{
-			if (!parse_ull(a + 12, &o.max_cpu_s) || o.max_cpu_s > 86400)
+			/* any cap a GUC in milliseconds can give, and more */
+			if (!parse_ull(a + 12, &o.max_cpu_s) || o.max_cpu_s > 100000000ULL)
 				die(ALX_MESHD_EXIT_USAGE, "invalid --max-cpu-s");
 		}
+#ifdef ALX_MESHD_SANDBOX_TEST
+		else if (strncmp(a, "--try-syscall=", 14) == 0)
+			o.try_syscall = a + 14;
+#endif
 		else
 		{
 			fprintf(stderr, "unknown option \"%s\"\n", a);
@@ -510,6 +437,7 @@ main(int argc, char **argv)
 	{
 		if (first_file < argc)
 			die(ALX_MESHD_EXIT_USAGE, "--stdin takes no file arguments");
+		o.size_hint = o.max_bytes;	/* the backend passes the exact size */
 		return run_stdin(&o, unit_scale);
 	}
 	if (first_file >= argc)

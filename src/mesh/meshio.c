@@ -39,6 +39,14 @@
 #include <zlib.h>
 
 #include "meshrecord.h"
+#include "prescan.h"
+#include "stlbin.h"
+#include "timing.h"
+
+/* phase timings on stderr (alexandrite-meshd --timing) */
+bool		alx_timing = false;
+double		alx_timing_wall = 0,
+			alx_timing_cpu = 0;
 
 /* ---------- the confined file system ---------- */
 
@@ -715,27 +723,40 @@ walk_scene(AlxGeom *g, const struct aiScene *sc, double scale,
 
 /* ---------- the whole pipeline ---------- */
 
-int
-AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
-			  double unit_scale, AlxMeshResult *res, char *err, size_t errlen)
+/* memguard.c overrides this in the helper program */
+__attribute__((weak)) bool
+AlxMeshAllocFailed(void)
 {
-	const char *fmt;
-	const char *canon = NULL;
-	double		scale = unit_scale;
-	MemFS		fs;
-	struct aiFileIO io;
-	struct aiPropertyStore *props;
-	const struct aiScene *sc;
-	AlxGeom		g;
-	int			rc;
+	return false;
+}
 
-	memset(res, 0, sizeof(*res));
-	err[0] = '\0';
-	if (len == 0)
-	{
-		snprintf(err, errlen, "mesh file is empty");
-		return ALX_MESHD_EXIT_BAD_FILE;
-	}
+/* The cheap structural checks of prescan.c for the detected format. */
+static int
+prescan(const char *fmt, const unsigned char *buf, size_t len,
+		char *err, size_t errlen)
+{
+	if (strcmp(fmt, "ply") == 0)
+		return AlxPrescanPly(buf, len, err, errlen);
+	if (strcmp(fmt, "obj") == 0)
+		return AlxPrescanObj(buf, len, err, errlen);
+	if (strcmp(fmt, "gltf") == 0)
+		return AlxPrescanGltf(buf, len, err, errlen);
+	if (strcmp(fmt, "glb") == 0)
+		return AlxPrescanGlb(buf, len, err, errlen);
+	return ALX_MESHD_EXIT_OK;
+}
+
+/*
+ * What the bytes are, checked against the caller's hint: sets *fmtp to the
+ * sniffed format ("stl-binary", "obj", ...).
+ */
+static int
+detect_format(const unsigned char *buf, size_t len, const char *hint,
+			  const char **fmtp, char *err, size_t errlen)
+{
+	const char *canon = NULL;
+	const char *fmt;
+
 	if (hint != NULL)
 	{
 		canon = AlxMeshCanonicalHint(hint);
@@ -745,12 +766,6 @@ AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
 			return ALX_MESHD_EXIT_USAGE;
 		}
 	}
-	if (!(scale > 0) || !isfinite(scale))
-	{
-		snprintf(err, errlen, "unit scale must be a positive number");
-		return ALX_MESHD_EXIT_USAGE;
-	}
-
 	fmt = sniff(buf, len);
 	if (fmt == NULL)
 	{
@@ -780,15 +795,20 @@ AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
 			return ALX_MESHD_EXIT_FORMAT;
 		}
 	}
+	*fmtp = fmt;
+	return ALX_MESHD_EXIT_OK;
+}
 
-	if (strcmp(fmt, "glb") == 0 || strcmp(fmt, "gltf") == 0)
-		scale = 1000.0;			/* glTF 2.0: "units for all linear distances are meters" */
-	else if (strcmp(fmt, "3mf") == 0)
-	{
-		rc = check_3mf(buf, len, &scale, err, errlen);
-		if (rc != ALX_MESHD_EXIT_OK)
-			return rc;
-	}
+/* Import with assimp through the confined file system, into g. */
+static int
+import_assimp(AlxGeom *g, const unsigned char *buf, size_t len, const char *fmt,
+			  double scale, char *err, size_t errlen)
+{
+	MemFS		fs;
+	struct aiFileIO io;
+	struct aiPropertyStore *props;
+	const struct aiScene *sc;
+	int			rc;
 
 	memset(&fs, 0, sizeof(fs));
 	fs.buf = buf;
@@ -818,26 +838,139 @@ AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
 			return ALX_MESHD_EXIT_TOO_LARGE;
 		return ALX_MESHD_EXIT_BAD_FILE;
 	}
+	rc = walk_scene(g, sc, scale, err, errlen);
+	aiReleaseImport(sc);
+	return rc;
+}
+
+/* The unit scale of a format: the caller's, or what the format fixes. */
+static int
+format_scale(const unsigned char *buf, size_t len, const char *fmt,
+			 double *scale, char *err, size_t errlen)
+{
+	if (strcmp(fmt, "glb") == 0 || strcmp(fmt, "gltf") == 0)
+		*scale = 1000.0;		/* glTF 2.0: "units for all linear distances are meters" */
+	else if (strcmp(fmt, "3mf") == 0)
+		return check_3mf(buf, len, scale, err, errlen);
+	return ALX_MESHD_EXIT_OK;
+}
+
+static int
+geom_rc(const AlxGeom *g, int gr, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s", g->errmsg);
+	return gr == ALX_GEOM_ERR_TOO_LARGE ? ALX_MESHD_EXIT_TOO_LARGE : ALX_MESHD_EXIT_BAD_FILE;
+}
+
+/*
+ * The metrics of a loaded mesh: ordered for locality, then the wall
+ * thickness structure is built on a worker while this thread computes the
+ * other metrics (from binary STL it was started before the mesh was even
+ * welded), then the rays.
+ */
+static int
+measure(AlxGeom *g, const AlxMeshOptions *opt, bool built_early, AlxMeshResult *res,
+		char *err, size_t errlen)
+{
+	int			gr;
+
+	alx_timing_mark("load");
+	if (!AlxGeomLocalize(g))
+		return geom_rc(g, g->error, err, errlen);
+	alx_timing_mark("localize");
+	if (opt->wall && AlxWallReady() && !built_early)
+		AlxWallBuildStart(g);
+	gr = AlxGeomCompute(g, &res->stats);
+	alx_timing_mark("metrics");
+	if (gr != ALX_GEOM_OK)
+		return geom_rc(g, gr, err, errlen);
+	gr = AlxWallMeasure(g, &res->wall, err, errlen);
+	if (res->wall.skipped || res->wall.gave_up > 0)
+		res->stats.warnings |= ALX_WARN_WALL_SKIPPED;
+	alx_timing_mark("wall (wait+rays)");
+	return gr;
+}
+
+/* Everything after the format is known: load, measure. */
+static int
+decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
+	   AlxMeshResult *res, char *err, size_t errlen)
+{
+	const char *fmt = NULL;
+	double		scale = opt->unit_scale;
+	AlxGeom		g;
+	bool		native_stl,
+				early;
+	int			rc;
+
+	if (len == 0)
+	{
+		snprintf(err, errlen, "mesh file is empty");
+		return ALX_MESHD_EXIT_BAD_FILE;
+	}
+	if (!(scale > 0) || !isfinite(scale))
+	{
+		snprintf(err, errlen, "unit scale must be a positive number");
+		return ALX_MESHD_EXIT_USAGE;
+	}
+	rc = detect_format(buf, len, opt->hint, &fmt, err, errlen);
+	if (rc == ALX_MESHD_EXIT_OK)
+		rc = prescan(fmt, buf, len, err, errlen);
+	if (rc == ALX_MESHD_EXIT_OK)
+		rc = format_scale(buf, len, fmt, &scale, err, errlen);
+	if (rc != ALX_MESHD_EXIT_OK)
+		return rc;
 
 	AlxGeomInit(&g);
-	rc = walk_scene(&g, sc, scale, err, errlen);
-	aiReleaseImport(sc);
-	if (rc == ALX_MESHD_EXIT_OK)
+	native_stl = strcmp(fmt, "stl-binary") == 0 && !opt->stl_via_assimp;
+	early = native_stl && opt->wall && AlxWallReady() && AlxStlRecordsLocal(buf, len);
+	if (native_stl)
 	{
-		int			gr = AlxGeomCompute(&g, &res->stats);
-
-		if (gr != ALX_GEOM_OK)
-		{
-			snprintf(err, errlen, "%s", g.errmsg);
-			rc = (gr == ALX_GEOM_ERR_TOO_LARGE) ? ALX_MESHD_EXIT_TOO_LARGE
-				: ALX_MESHD_EXIT_BAD_FILE;
-		}
+		/*
+		 * Records in a local order: build the wall-thickness structure from
+		 * them right away, on a worker, while this thread welds.  (Shuffled
+		 * records make a structure whose rays wander all over memory; that
+		 * one is built after the mesh is ordered.)
+		 */
+		if (early)
+			AlxWallBuildStartStl(buf, len, scale);
+		rc = AlxStlBinaryLoad(&g, buf, len, scale, err, errlen);
 	}
+	else
+		rc = import_assimp(&g, buf, len, fmt, scale, err, errlen);
+	if (rc == ALX_MESHD_EXIT_OK)
+		rc = measure(&g, opt, early, res, err, errlen);
+	AlxWallRelease();			/* before the mesh it reads is freed */
 	AlxGeomFree(&g);
 	if (rc == ALX_MESHD_EXIT_OK)
 	{
 		snprintf(res->format, sizeof(res->format), "%s", fmt);
 		res->unit_scale_mm = scale;
+	}
+	return rc;
+}
+
+int
+AlxMeshDecode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
+			  AlxMeshResult *res, char *err, size_t errlen)
+{
+	int			rc;
+
+	memset(res, 0, sizeof(*res));
+	err[0] = '\0';
+	rc = decode(buf, len, opt, res, err, errlen);
+
+	/*
+	 * A failed allocation is the memory limit speaking, whatever error a
+	 * parser made of it afterwards.
+	 */
+	if (rc == ALX_MESHD_EXIT_BAD_FILE && AlxMeshAllocFailed())
+	{
+		char		inner[256];
+
+		snprintf(inner, sizeof(inner), "%s", err);
+		snprintf(err, errlen, "out of memory under the helper's memory limit (%s)", inner);
+		rc = ALX_MESHD_EXIT_TOO_LARGE;
 	}
 	return rc;
 }

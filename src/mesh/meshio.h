@@ -13,9 +13,11 @@
 #ifndef ALX_MESHIO_H
 #define ALX_MESHIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "geometry.h"
+#include "wall.h"
 
 /* upper bound on the nesting of scene nodes we walk */
 #define ALX_MESHIO_MAX_NODE_DEPTH	256
@@ -25,6 +27,7 @@
 typedef struct AlxMeshResult
 {
 	AlxMeshStats stats;
+	AlxWallStats wall;			/* measured only with opt->wall */
 	char		format[17];		/* "stl-binary", "stl-ascii", "obj", ... */
 	double		unit_scale_mm;	/* file unit -> mm factor applied */
 } AlxMeshResult;
@@ -40,14 +43,27 @@ extern const char *AlxMeshCanonicalHint(const char *hint);
  */
 extern double AlxMeshUnitScale(const char *unit);
 
+typedef struct AlxMeshOptions
+{
+	const char *hint;			/* format hint, NULL to sniff */
+	double		unit_scale;		/* mm per unit for STL, OBJ, PLY */
+	bool		stl_via_assimp; /* read binary STL with assimp, not natively */
+	bool		wall;			/* measure the wall thickness (needs AlxWallPrepare) */
+} AlxMeshOptions;
+
 /*
- * Decode and analyse.  hint may be NULL (sniff).  unit_scale applies to the
- * formats without units (STL, OBJ, PLY); glTF is in metres and 3MF carries
- * its own unit.  Returns an ALX_MESHD_EXIT_* code; on failure err holds a
- * one-line message.
+ * Decode and analyse.  The unit scale applies to the formats without units
+ * (STL, OBJ, PLY); glTF is in metres and 3MF carries its own unit.  Returns
+ * an ALX_MESHD_EXIT_* code; on failure err holds a one-line message.
  */
-extern int	AlxMeshDecode(const unsigned char *buf, size_t len, const char *hint,
-						  double unit_scale, AlxMeshResult *res,
+extern int	AlxMeshDecode(const unsigned char *buf, size_t len,
+						  const AlxMeshOptions *opt, AlxMeshResult *res,
 						  char *err, size_t errlen);
+
+/*
+ * Whether an allocation failed in this process (memguard.c in the helper;
+ * a weak default that says no elsewhere).
+ */
+extern bool AlxMeshAllocFailed(void);
 
 #endif							/* ALX_MESHIO_H */

@@ -36,6 +36,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -379,6 +380,55 @@ read_list_tiers(AlxPriceList *list)
 	MemoryContextSwitchTo(old);
 }
 
+/* A nullable limit column of materials: its text and value, or NULL / NaN. */
+static char *
+get_limit(HeapTuple tup, TupleDesc desc, int col, double *value)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	*value = get_float8_nan();
+	if (isnull)
+		return NULL;
+	*value = DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+	return SPI_getvalue(tup, desc, col);
+}
+
+/*
+ * The castability limits of a material: the thinnest wall, and the build
+ * size sorted ascending (a piece may be turned to fit); any missing extent
+ * means no size limit.
+ */
+static void
+read_limits(HeapTuple tup, TupleDesc desc, AlxMaterial *m)
+{
+	int			order[3] = {0, 1, 2};
+	char	   *text[3];
+	double		v[3];
+	bool		all = true;
+
+	m->min_wall_text = get_limit(tup, desc, 6, &m->min_wall_mm);
+	for (int k = 0; k < 3; k++)
+	{
+		text[k] = get_limit(tup, desc, 7 + k, &v[k]);
+		all &= text[k] != NULL;
+	}
+	/* three elements: a tiny insertion sort */
+	for (int i = 1; i < 3; i++)
+		for (int j = i; j > 0 && v[order[j]] < v[order[j - 1]]; j--)
+		{
+			int			t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	for (int k = 0; k < 3; k++)
+	{
+		m->max_build_text[k] = all ? text[order[k]] : NULL;
+		m->max_build_mm[k] = all ? v[order[k]] : get_float8_nan();
+	}
+}
+
 /* The materials as they are now (they are not versioned), sorted by code. */
 static void
 read_materials(AlxPriceList *list)
@@ -388,7 +438,8 @@ read_materials(AlxPriceList *list)
 	bool		isnull;
 	MemoryContext old;
 
-	ret = SPI_execute("SELECT m.code, m.active, m.density_g_cm3, m.price_per_gram, m.casting_loss_pct"
+	ret = SPI_execute("SELECT m.code, m.active, m.density_g_cm3, m.price_per_gram, m.casting_loss_pct,"
+					  " m.min_wall_mm, m.max_build_x_mm, m.max_build_y_mm, m.max_build_z_mm"
 					  " FROM alexandrite.materials m", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read the materials: %s",
@@ -409,6 +460,7 @@ read_materials(AlxPriceList *list)
 		m->density_num = get_numeric(tup, desc, 3, "density_g_cm3", &m->density);
 		m->price_num = get_numeric(tup, desc, 4, "price_per_gram", &m->price_per_gram);
 		m->loss_num = get_numeric(tup, desc, 5, "casting_loss_pct", &m->loss_pct);
+		read_limits(tup, desc, m);
 	}
 	if (list->nmaterials > 1)
 		qsort(list->materials, list->nmaterials, sizeof(AlxMaterial), material_cmp);

@@ -44,6 +44,11 @@ typedef struct AlxMaterial
 	Numeric		density_num;	/* the figures as stored, for the breakdown */
 	Numeric		price_num;
 	Numeric		loss_num;
+	/* castability limits; NULL in the table: no limit */
+	char	   *min_wall_text;	/* as stored, for messages; NULL: none */
+	double		min_wall_mm;
+	char	   *max_build_text[3];
+	double		max_build_mm[3];	/* sorted ascending; NaN: no limit */
 } AlxMaterial;
 
 typedef struct AlxTier

@@ -60,6 +60,10 @@ typedef enum MeshCol
 	MC_BOUNDARY,
 	MC_NONMANIFOLD,
 	MC_DEGENERATE,
+	MC_MIN_WALL,				/* the wall columns may be NULL */
+	MC_WALL_X,
+	MC_WALL_Y,
+	MC_WALL_Z,
 	MC_NCOLS
 } MeshCol;
 
@@ -80,6 +84,10 @@ static const struct
 	{"boundary_edges", INT8OID},
 	{"nonmanifold_edges", INT8OID},
 	{"degenerate_triangles", INT8OID},
+	{"min_wall_mm", FLOAT8OID},
+	{"min_wall_x_mm", FLOAT8OID},
+	{"min_wall_y_mm", FLOAT8OID},
+	{"min_wall_z_mm", FLOAT8OID},
 };
 
 /* where those columns are; recomputed whenever the table may have changed */
@@ -99,6 +107,9 @@ typedef struct MeshFacts
 	int64		boundary_edges;
 	int64		nonmanifold_edges;
 	int64		degenerate_triangles;
+	bool		has_wall;		/* measured (analyzer version 2 and later) */
+	double		min_wall_mm;
+	double		wall_at[3];
 } MeshFacts;
 
 typedef struct QuoteOptions
@@ -310,7 +321,27 @@ mesh_attr(MeshCol c)
 	return row_values[i];
 }
 
-/* Read the facts pricing needs about one mesh; P0002 if there is none. */
+/* A column that may be NULL (the wall thickness of an older row). */
+static bool
+mesh_attr_opt(MeshCol c, double *out)
+{
+	int			i = layout_att[c] - 1;
+
+	if (row_nulls[i])
+		return false;
+	*out = DatumGetFloat8(row_values[i]);
+	return isfinite(*out);
+}
+
+/*
+ * Read the facts pricing needs about one mesh; P0002 if there is none.
+ *
+ * The row is read with the statement's snapshot brought up to the current
+ * command, so that a mesh stored earlier in the same statement is seen:
+ * SELECT price_quote(mesh_ingest(bytes, 'ring.stl'), 'ag925') quotes the
+ * mesh it has just stored.  Other transactions' changes stay as invisible
+ * as the statement's snapshot has them (REPEATABLE READ holds).
+ */
 static void
 fetch_mesh(int64 mesh_id, MeshFacts *m)
 {
@@ -338,7 +369,9 @@ fetch_mesh(int64 mesh_id, MeshFacts *m)
 				 errmsg("price_quote does not support row-level security on alexandrite.meshes"),
 				 errhint("Disable row-level security on alexandrite.meshes, or quote as a role that bypasses it.")));
 
-	snap = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	snap = GetActiveSnapshot();
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(mesh_id));
 	scan = systable_beginscan(rel, layout_pkey, true, snap, 1, &key);
 	tup = systable_getnext(scan);
@@ -372,7 +405,13 @@ fetch_mesh(int64 mesh_id, MeshFacts *m)
 	m->boundary_edges = DatumGetInt64(mesh_attr(MC_BOUNDARY));
 	m->nonmanifold_edges = DatumGetInt64(mesh_attr(MC_NONMANIFOLD));
 	m->degenerate_triangles = DatumGetInt64(mesh_attr(MC_DEGENERATE));
+	m->min_wall_mm = m->wall_at[0] = m->wall_at[1] = m->wall_at[2] = 0;
+	m->has_wall = mesh_attr_opt(MC_MIN_WALL, &m->min_wall_mm) &&
+		mesh_attr_opt(MC_WALL_X, &m->wall_at[0]) &&
+		mesh_attr_opt(MC_WALL_Y, &m->wall_at[1]) &&
+		mesh_attr_opt(MC_WALL_Z, &m->wall_at[2]);
 	systable_endscan(scan);
+	PopActiveSnapshot();
 	table_close(rel, AccessShareLock);
 }
 
@@ -522,7 +561,7 @@ typedef struct QuoteCalc
 				metal_cost_num,
 				labour_num,
 				finishing_num;
-	const char *warnings[8];
+	const char *warnings[10];
 	int			nwarnings;
 	bool		needs_review;
 } QuoteCalc;
@@ -648,9 +687,45 @@ quote_compute(const AlxPriceList *list, const AlxMaterial *mat, const MeshFacts 
 	q->finishing_num = fx_numeric(q->finishing, e, e);
 }
 
+/*
+ * Castability against the material's limits: a wall thinner than the
+ * process holds (named with its value and where it is), a piece larger than
+ * the process takes (extents compared sorted: the piece may be turned).
+ */
+static void
+castability_warnings(const MeshFacts *mesh, const AlxMaterial *mat, QuoteCalc *q)
+{
+	if (mat->min_wall_text != NULL && mesh->has_wall && mesh->min_wall_mm < mat->min_wall_mm)
+		q->warnings[q->nwarnings++] =
+			psprintf("thin_wall: %.3f mm at (%.2f, %.2f, %.2f) mm, under the %s mm that %s needs",
+					 mesh->min_wall_mm, mesh->wall_at[0], mesh->wall_at[1], mesh->wall_at[2],
+					 mat->min_wall_text, mat->code);
+	if (mat->max_build_text[0] != NULL)
+	{
+		double		d[3] = {mesh->size[0], mesh->size[1], mesh->size[2]};
+		bool		over = false;
+
+		for (int i = 1; i < 3; i++)
+			for (int j = i; j > 0 && d[j] < d[j - 1]; j--)
+			{
+				double		t = d[j];
+
+				d[j] = d[j - 1];
+				d[j - 1] = t;
+			}
+		for (int k = 0; k < 3; k++)
+			over |= d[k] > mat->max_build_mm[k];
+		if (over)
+			q->warnings[q->nwarnings++] =
+				psprintf("too_large: %.1f x %.1f x %.1f mm, over the %s x %s x %s mm that %s takes",
+						 mesh->size[0], mesh->size[1], mesh->size[2], mat->max_build_text[0],
+						 mat->max_build_text[1], mat->max_build_text[2], mat->code);
+	}
+}
+
 /* What a jeweller must look at before the price is binding. */
 static void
-quote_warnings(const MeshFacts *mesh, QuoteCalc *q)
+quote_warnings(const MeshFacts *mesh, const AlxMaterial *mat, QuoteCalc *q)
 {
 	double		maxdim = Max(mesh->size[0], Max(mesh->size[1], mesh->size[2]));
 
@@ -665,6 +740,7 @@ quote_warnings(const MeshFacts *mesh, QuoteCalc *q)
 		q->warnings[q->nwarnings++] = "no_volume";
 	if (!(maxdim >= ALX_UNIT_MIN_MM && maxdim <= ALX_UNIT_MAX_MM))
 		q->warnings[q->nwarnings++] = "unit_suspect";
+	castability_warnings(mesh, mat, q);
 	q->needs_review = q->nwarnings > 0;
 	/* degenerate triangles do not change volume or area: a note only */
 	if (mesh->degenerate_triangles > 0)
@@ -773,7 +849,7 @@ alexandrite_price_quote(PG_FUNCTION_ARGS)
 	q.vol = geometry_milli(mesh.volume_mm3, mesh_id, "volume");
 	q.area = geometry_milli(mesh.area_mm2, mesh_id, "surface area");
 	quote_compute(list, mat, &mesh, &opts, &q);
-	quote_warnings(&mesh, &q);
+	quote_warnings(&mesh, mat, &q);
 
 	values[0] = NumericGetDatum(q.total_num);
 	values[1] = CStringGetTextDatum(list->currency);

@@ -2,13 +2,18 @@
 """Deterministic mesh fixtures for the alexandrite mesh tests.
 
 Usage:
-  genmesh.py SHAPE FORMAT [--b64] [--out FILE] [--unit U] [--scale S] [--mirror] [--shuffle]
+  genmesh.py SHAPE FORMAT [--b64] [--out FILE] [--unit U] [--scale S] [--mirror] [--shuffle] [--div D]
   genmesh.py --hostile DIR [--datadir PGDATA]   write the hostile corpus
   genmesh.py --expect SHAPE                      print V and A of the shape
 
 SHAPE:  cube, ring, torus, open, twoshells, overlap, void, nested, inverted,
         flipped, degenerate, nonmanifold, bigcube, tinycube, far, line
         (and N-triangle tori for benchmarks: torus:NU:NV)
+        walls of known thickness: plate:T, shell:W (hollow cube), twoplates
+        (1.2 and 0.7 mm), ringthin (1.5 mm band, 0.6 mm over 10 degrees),
+        torusfine (tube 3 mm), plateflip (0.8 mm, every 7th face wound
+        backwards), plateinv (0.5 mm, inside out)
+--div D divides every coordinate by D (a fixture drawn in inches: --div 25.4)
 FORMAT: stl, stla, obj, ply, plyb, gltf, glb, 3mf, 3mfz
 
 Only the Python standard library is used (struct, zlib, zipfile, json).
@@ -113,7 +118,80 @@ def torus(nu=40, nv=20, R=10.0, r=1.5):
     return outward((v, f))
 
 
+def ring_thin(n=256, r=8.5, R=10.0, t=0.6, notch_deg=10.0, h=4.0):
+    """Band ring 1.5 mm thick with one thin spot: over notch_deg around
+    +x the outer wall is at r + t (t = 0.6 mm).  Both walls are arcs of the
+    same centre there, so the wall is t by construction."""
+    v, f = [], []
+    for k in range(n):
+        a = 2 * math.pi * k / n
+        deg = math.degrees(a)
+        deg = deg - 360 if deg > 180 else deg
+        Ro = r + t if abs(deg) <= notch_deg / 2 + 1e-9 else R
+        c, s_ = math.cos(a), math.sin(a)
+        v += [(Ro * c, Ro * s_, 0.0), (Ro * c, Ro * s_, h), (r * c, r * s_, 0.0), (r * c, r * s_, h)]
+    for k in range(n):
+        j = (k + 1) % n
+        ob, ot, ib, it = 4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3
+        ob2, ot2, ib2, it2 = 4 * j, 4 * j + 1, 4 * j + 2, 4 * j + 3
+        f += [(ob, ob2, ot2), (ob, ot2, ot), (ib, it2, ib2), (ib, it, it2),
+              (ot, ot2, it2), (ot, it2, it), (ob, ib2, ob2), (ob, ib, ib2)]
+    return outward((v, f))
+
+
+def grid_plate(sx, sy, t, n):
+    """A closed plate sx x sy x t whose top and bottom are n x n grids of
+    quads (two triangles each): many faces, the same wall everywhere."""
+    v, f = [], []
+    idx = {}
+
+    def vid(p):
+        if p not in idx:
+            idx[p] = len(v)
+            v.append(p)
+        return idx[p]
+
+    def quad(a, b, c, d):
+        f.extend([(vid(a), vid(b), vid(c)), (vid(a), vid(c), vid(d))])
+
+    xs = [sx * i / n for i in range(n + 1)]
+    ys = [sy * i / n for i in range(n + 1)]
+    for i in range(n):
+        for j in range(n):
+            x0, x1, y0, y1 = xs[i], xs[i + 1], ys[j], ys[j + 1]
+            quad((x0, y0, t), (x1, y0, t), (x1, y1, t), (x0, y1, t))      # top, up
+            quad((x0, y0, 0.0), (x0, y1, 0.0), (x1, y1, 0.0), (x1, y0, 0.0))  # bottom, down
+    for i in range(n):
+        x0, x1 = xs[i], xs[i + 1]
+        quad((x0, 0.0, 0.0), (x1, 0.0, 0.0), (x1, 0.0, t), (x0, 0.0, t))
+        quad((x1, sy, 0.0), (x0, sy, 0.0), (x0, sy, t), (x1, sy, t))
+        y0, y1 = ys[i], ys[i + 1]
+        quad((sx, y0, 0.0), (sx, y1, 0.0), (sx, y1, t), (sx, y0, t))
+        quad((0.0, y1, 0.0), (0.0, y0, 0.0), (0.0, y0, t), (0.0, y1, t))
+    return outward((v, f))
+
+
 def shape(name):
+    if name.startswith("plate:"):
+        # a 20 x 20 mm plate T mm thick: its wall is T
+        return box(0, 0, 0, 20, 20, float(name.split(":")[1]))
+    if name.startswith("shell:"):
+        # a hollow 20 mm cube whose walls are W mm thick (an inner void)
+        w = float(name.split(":")[1])
+        return merge(box(0, 0, 0, 20, 20, 20), flip(box(w, w, w, 20 - w, 20 - w, 20 - w)))
+    if name == "twoplates":
+        # two bodies: 1.2 mm and 0.7 mm thick
+        return merge(box(0, 0, 0, 10, 10, 1.2), box(20, 0, 0, 30, 10, 0.7))
+    if name == "ringthin":
+        return ring_thin()
+    if name == "torusfine":
+        return torus(256, 64, 10.0, 1.5)
+    if name == "plateflip":
+        # a 0.8 mm plate, finely split, with every 7th face wound backwards
+        v, f = grid_plate(20, 20, 0.8, 16)
+        return v, [(a, c, b) if i % 7 == 3 else (a, b, c) for i, (a, b, c) in enumerate(f)]
+    if name == "plateinv":
+        return flip(box(0, 0, 0, 20, 20, 0.5))
     if name == "cube":
         return box(0, 0, 0, 10, 10, 10)
     if name == "bigcube":
@@ -333,6 +411,20 @@ def hostile_cases(datadir=None, want=None):
     cases["header_only.stl"] = stl[:84]
     cases["solid_garbage.stl"] = b"solid x\n facet normal 0 0 0\n outer loop\n vertex 1 2\n" * 3
     cases["nan.stl"] = stl_binary(([(float("nan"), 0, 0)] + cube[0][1:], cube[1]))
+    # the native binary STL reader: NaN/Inf in the (ignored) normal and
+    # attribute bytes parse; a count of 2^32-1 is refused by size
+    cases["stl_nan_normals.stl"] = b"".join(
+        [b"x" * 80, struct.pack("<I", len(cube[1]))]
+        + [struct.pack("<12fH", float("nan"), float("inf"), -0.0, *cube[0][a], *cube[0][b], *cube[0][c], 0xFFFF)
+           for a, b, c in cube[1]])
+    cases["stl_count_max.stl"] = stl[:80] + struct.pack("<I", 0xFFFFFFFF) + stl[84:134]
+    # 5,000 triangles stacked 0.01 micron apart, all on one edge: every
+    # wall-thickness ray would visit every triangle (quadratic), and glibc's
+    # qsort of the 10,000 uses of one vertex asks the kernel for the memory
+    # size; the analysis must still end cleanly, wall check skipped
+    cases["stl_stacked_5k.stl"] = b"".join(
+        [b"stacked".ljust(80, b" "), struct.pack("<I", 5000)]
+        + [struct.pack("<12fH", 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 10, i * 1e-5, 0) for i in range(5000)])
     cases["inf.obj"] = b"v inf 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
     cases["nan.obj"] = b"v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
     cases["oob_index.obj"] = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99999\n"
@@ -414,13 +506,30 @@ def hostile_cases(datadir=None, want=None):
     cases["random.bin"] = bytes((i * 7919 + 13) % 256 for i in range(4096))
     cases["zeros.stl"] = b"\0" * 4096
     cases["star_polygon.obj"] = star_polygon(32000)
+    # headers that lie, cut short, or nest too deep (refused before assimp)
+    cases["ply_header_cut.ply"] = b"ply\nformat binary_littl"
+    cases["ply_4e9_vertices.ply"] = (b"ply\nformat binary_little_endian 1.0\nelement vertex 4000000000\n"
+                                     b"property float x\nproperty float y\nproperty float z\nelement face 1\n"
+                                     b"property list uchar int vertex_indices\nend_header\n" + b"\0" * 64)
+    cases["ply_list_bomb_bin.ply"] = (b"ply\nformat binary_big_endian 1.0\nelement vertex 3\nproperty float x\n"
+                                      b"property float y\nproperty float z\nelement face 1\n"
+                                      b"property list uint int vertex_indices\nend_header\n" + b"\0" * 36
+                                      + struct.pack(">I3i", 4000000000, 0, 1, 2))
+    cases["ply_unknown_header.ply"] = b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nbogus line\nend_header\n0\n1\n2\n"
+    cases["deep_json_object.gltf"] = b'{"asset":' + b"[" * 200000 + b"]" * 200000 + b"}"
+    doc, buf = gltf_parts(cube)
+    cases["glb_version1.glb"] = glb_pack(doc, buf)[:4] + struct.pack("<I", 1) + glb_pack(doc, buf)[8:]
+    cases["glb_chunk_overrun.glb"] = glb_pack(doc, buf)[:12] + struct.pack("<I", 0x7FFFFFF0) + glb_pack(doc, buf)[16:]
+    cases["deep_xml.3mf"] = zip_bytes([("[Content_Types].xml", CT), ("_rels/.rels", RELS),
+                                       ("3D/3dmodel.model", model.replace("<resources>", "<resources>" + "<x>" * 100000 + "</x>" * 100000))], True)
     return cases
 
 
 def star_polygon(n):
     """One concave polygon of n vertices: assimp's ear clipping is O(n^2),
     so 32,000 vertices (1.3 MB, below the 32,767 indices per face that
-    assimp validates) keep the parser busy for about 5 s of CPU."""
+    assimp validates) would keep the parser busy for about 5 s of CPU; the
+    helper refuses faces of more than 4096 vertices before assimp runs."""
     out = []
     for k in range(n):
         t = 2 * math.pi * k / n
@@ -459,7 +568,7 @@ def main(argv):
         raise SystemExit(__doc__)
     name, fmt = argv[0], argv[1]
     opts = {"unit": "millimeter", "scale": 1.0, "mirror": False}
-    out, b64, shuffle = None, False, False
+    out, b64, shuffle, div = None, False, False, 1.0
     i = 2
     while i < len(argv):
         a = argv[i]
@@ -478,10 +587,15 @@ def main(argv):
             opts["mirror"] = True
         elif a == "--shuffle":
             shuffle = True
+        elif a == "--div":
+            i += 1
+            div = float(argv[i])
         else:
             raise SystemExit("unknown option %s" % a)
         i += 1
     mesh = shape(name)
+    if div != 1.0:
+        mesh = ([tuple(c / div for c in p) for p in mesh[0]], mesh[1])
     if shuffle:
         # CAD exports rarely list triangles in a tidy grid order
         import random

@@ -55,11 +55,23 @@ SET alexandrite.mesh_max_bytes = 1024;
 SELECT pg_temp.try($$SELECT alexandrite.mesh_analyze(decode('$$ || :'b' || $$', 'base64'), 'stl')$$);
 RESET alexandrite.mesh_max_bytes;
 
--- memory limit of the helper (54000): a PLY declaring 300M vertices
-\set b `python3 test/gen/genmesh.py --hostile-case ply_count_bomb_ascii.ply`
+-- memory limit of the helper (54000): a 160,000-triangle 3MF (1.5 MB) is
+-- analysed under the default limit, and refused under 64 MB (however assimp
+-- words its failure, a failed allocation is reported as the limit)
+\set b `python3 test/gen/genmesh.py torus:400:200 3mfz --b64`
+SELECT (alexandrite.mesh_analyze(decode(:'b', 'base64'), '3mf')).triangles AS under_default_limit;
 SET alexandrite.mesh_memory_limit = 64;
-SELECT pg_temp.try($$SELECT alexandrite.mesh_analyze(decode('$$ || :'b' || $$', 'base64'), 'ply')$$);
+SELECT pg_temp.try($$SELECT alexandrite.mesh_analyze(decode('$$ || :'b' || $$', 'base64'), '3mf')$$);
 RESET alexandrite.mesh_memory_limit;
+
+-- any alexandrite.mesh_timeout works, however long (the CPU budget is
+-- capped by it, not derived from it)
+\set b `python3 test/gen/genmesh.py cube stl --b64`
+SET alexandrite.mesh_timeout = '86399s';
+SELECT (alexandrite.mesh_analyze(decode(:'b', 'base64'), 'stl')).triangles AS timeout_86399s;
+SET alexandrite.mesh_timeout = 2147483647;
+SELECT (alexandrite.mesh_analyze(decode(:'b', 'base64'), 'stl')).triangles AS timeout_max;
+RESET alexandrite.mesh_timeout;
 
 -- bad arguments
 SELECT alexandrite.mesh_analyze('\x00'::bytea, 'stl', 'furlong');
