@@ -48,6 +48,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "core/core.h"
@@ -157,9 +158,13 @@ price_step(void *arg)
 	int64		order_id = *(int64 *) arg;
 	Oid			argtypes[2] = {INT8OID, JSONBOID};
 	Oid			fn;
+	AlxSavedUser save;
 
+	/* looked up as the owner: the worker's role has no USAGE on the schema */
+	AlxBecomeOwner(&save);
 	fn = LookupFuncName(list_make2(makeString(ALX_SCHEMA_NAME), makeString("price_order")),
 						2, argtypes, false);
+	AlxRestoreUser(&save);
 	(void) OidFunctionCall2(fn, Int64GetDatum(order_id),
 							DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 }
@@ -422,7 +427,8 @@ attach_step(void *arg)
 
 /*
  * Runs a job the caller has claimed (state running, its lock held), in the
- * caller's transaction, as the worker's role.
+ * caller's transaction, as the worker's role; replaces the active snapshot
+ * (the caller pops it).
  */
 void
 AlxMeshJobRun(int64 job_id, int attempts)
@@ -447,6 +453,10 @@ AlxMeshJobRun(int64 job_id, int attempts)
 		return;
 	}
 	pfree(a.data);
+	/* the order core's read-only checks must see the new mesh row */
+	CommandCounterIncrement();
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	if (order_id > 0)
 	{
 		AttachArgs	att = {order_id, a.mesh_id, NULL};
