@@ -309,7 +309,7 @@ alx_define_gucs(void)
 							"Sets the bytes that mesh jobs may hold (queued, running, failed) before mesh_submit refuses more.",
 							"mesh_submit raises SQLSTATE 53400 beyond it.",
 							&alx_mesh_queue_max_kb,
-							1024 * 1024, 1024, INT_MAX,
+							1024 * 1024, 16, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);

@@ -8,12 +8,12 @@
  * (src/worker.c) and runs its compiled statements as the extension owner.
  * A round is two transactions:
  *
- *	 1. the claim: the first jobs in the pool's order that are queued, or
- *		running without a worker (below), and due (next_attempt_at), locked
- *		FOR UPDATE SKIP LOCKED.  The first one whose job lock the worker
- *		gets (a session-level advisory lock, held until the job is over) is
- *		marked running, its attempt counted and its next_attempt_at set to
- *		the backoff of that attempt; this commits before the analysis;
+ *	 1. the claim: a due job (next_attempt_at) found running without a
+ *		worker (below), else the first queued job in the pool's order, locked
+ *		FOR UPDATE SKIP LOCKED, whose job lock the worker gets (a
+ *		session-level advisory lock, held until the job is over), is marked
+ *		running, its attempt counted and its next_attempt_at set to the
+ *		backoff of that attempt; this commits before the analysis;
  *	 2. the run: analysis, mesh, order, price, events, the job's new state,
  *		in one transaction; then the job lock is released.
  *
@@ -68,20 +68,30 @@ PGDLLEXPORT void AlxMeshWorkerMain(Datum main_arg) pg_attribute_noreturn();
 #define MESH_JOB_KEY 0x414C584Au
 
 /*
- * The claim's candidates: the first $2 due jobs in the pool's order that
- * nobody holds locked.
+ * The claim's candidates, in the pool's order: first jobs found running
+ * (interrupted ones, or live ones: the job lock tells), then the first
+ * queued job that nobody holds locked.  The queued job is claimed alone
+ * (LIMIT 1), so that concurrent claims pass each other by one job at most.
  */
-static AlxPlan candidates_plan = {
-	"SELECT j.id, j.state, j.attempts, j.order_id, j.filename, j.error_sqlstate, j.error_message"
-	"  FROM alexandrite.mesh_jobs j"
-	"  LEFT JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) j.order_id"
-	" WHERE j.state OPERATOR(pg_catalog.<>) 'done' AND j.state OPERATOR(pg_catalog.<>) 'failed'"
-	"   AND j.next_attempt_at OPERATOR(pg_catalog.<=) $1"
-	" ORDER BY j.order_id IS NULL,"
-	"          alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, $1) DESC NULLS LAST,"
-	"          j.id"
-	" LIMIT $2 FOR UPDATE OF j SKIP LOCKED",
+#define MESH_CLAIM_SQL(state, lim) \
+	"SELECT j.id, j.state, j.attempts, j.order_id, j.filename" \
+	"  FROM alexandrite.mesh_jobs j" \
+	"  LEFT JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) j.order_id" \
+	" WHERE j.state OPERATOR(pg_catalog.<>) 'done' AND j.state OPERATOR(pg_catalog.=) '" state "'" \
+	"   AND j.next_attempt_at OPERATOR(pg_catalog.<=) $1" \
+	" ORDER BY j.order_id IS NULL," \
+	"          alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, $1) DESC NULLS LAST," \
+	"          j.id" \
+	" LIMIT " lim " FOR UPDATE OF j SKIP LOCKED"
+
+static AlxPlan running_plan = {
+	MESH_CLAIM_SQL("running", "$2"),
 	2, {TIMESTAMPTZOID, INT4OID}
+};
+
+static AlxPlan queued_plan = {
+	MESH_CLAIM_SQL("queued", "1"),
+	1, {TIMESTAMPTZOID}
 };
 
 static AlxPlan start_plan = {
@@ -174,26 +184,16 @@ start_candidate(int64 job_id, bool interrupted, int attempts, int64 order_id,
 }
 
 /*
- * Claims a job; returns its id (its job lock held by this session) and its
- * attempt number, or 0.  In the caller's transaction.
+ * Tries the candidates of the last statement in order; returns the first
+ * one that starts (its job lock then held by this session), or 0.
  */
 static int64
-claim_job(int *attempt)
+claim_candidate(TimestampTz now, int *attempt)
 {
-	AlxSavedUser save;
-	Datum		values[2];
-	TimestampTz now = GetCurrentTimestamp();
-	SPITupleTable *cands;
-	uint64		ncands;
-	int64		claimed = 0;
+	SPITupleTable *cands = SPI_tuptable;
+	uint64		ncands = SPI_processed;
 
-	AlxCoreBegin(&save);
-	values[0] = TimestampTzGetDatum(now);
-	values[1] = Int32GetDatum(alx_mesh_workers + 2);
-	AlxPlanRun(&candidates_plan, 0, values, NULL, false, 0);
-	cands = SPI_tuptable;
-	ncands = SPI_processed;
-	for (uint64 i = 0; i < ncands && claimed == 0; i++)
+	for (uint64 i = 0; i < ncands; i++)
 	{
 		HeapTuple	t = cands->vals[i];
 		TupleDesc	d = cands->tupdesc;
@@ -212,11 +212,36 @@ claim_job(int *attempt)
 		if (start_candidate(id, strcmp(state, "running") == 0, attempts, order_id,
 							filename, now))
 		{
-			claimed = id;
 			*attempt = attempts + 1;
+			return id;
 		}
-		else
-			LockRelease(&tag, ExclusiveLock, true);
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	return 0;
+}
+
+/*
+ * Claims a job; returns its id (its job lock held by this session) and its
+ * attempt number, or 0.  In the caller's transaction.
+ */
+static int64
+claim_job(int *attempt)
+{
+	AlxSavedUser save;
+	Datum		values[2];
+	TimestampTz now = GetCurrentTimestamp();
+	int64		claimed;
+
+	AlxCoreBegin(&save);
+	values[0] = TimestampTzGetDatum(now);
+	/* at most one live job per worker of the cluster, and some interrupted ones */
+	values[1] = Int32GetDatum(Max(alx_mesh_workers, 1) * 2 + 2);
+	AlxPlanRun(&running_plan, 0, values, NULL, false, 0);
+	claimed = claim_candidate(now, attempt);
+	if (claimed == 0)
+	{
+		AlxPlanRun(&queued_plan, 0, values, NULL, false, 0);
+		claimed = claim_candidate(now, attempt);
 	}
 	AlxCoreEnd(&save);
 	return claimed;
