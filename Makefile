@@ -43,7 +43,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/output_iso
 PG_CPPFLAGS += -I$(srcdir)/src -DALX_LIBRARY_VERSION=\"$(EXTVERSION).0\"
 SHLIB_LINK  += $(ALX_SHLIB_LINK)
 
-EXTRA_CLEAN = tmp_check_iso test/isolation/output_iso
+EXTRA_CLEAN += tmp_check_iso test/isolation/output_iso
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

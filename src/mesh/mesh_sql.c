@@ -42,6 +42,7 @@
 #include <sys/wait.h>
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
@@ -81,6 +82,16 @@ enum
 	MS_WALL_BELOW_05, MS_WALL_BELOW_08, MS_WALL_BELOW_10,
 	MS_NATTS
 };
+
+/*
+ * The schema of 1.1 (before ALTER EXTENSION UPDATE, which a package
+ * upgrade leaves to the DBA) has the columns before the wall thickness:
+ * mesh_stats and meshes end at MS_MIN_WALL.  Its rows are stored with
+ * analyzer version 1 (no wall measured), so that the update's promise holds:
+ * the next ingest of the same bytes measures them again.
+ */
+#define MS_NATTS_1_1				MS_MIN_WALL
+#define ALX_ANALYZER_VERSION_NO_WALL 1
 
 /* SQLSTATE 22P04 (bad_copy_file_format): the file is not a valid mesh */
 #define ALX_ERRCODE_BAD_MESH ERRCODE_BAD_COPY_FILE_FORMAT
@@ -977,7 +988,7 @@ alexandrite_mesh_analyze(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (tupdesc->natts != MS_NATTS)
+	if (tupdesc->natts != MS_NATTS && tupdesc->natts != MS_NATTS_1_1)
 		elog(ERROR, "alexandrite.mesh_stats has %d columns, expected %d",
 			 tupdesc->natts, MS_NATTS);
 	tupdesc = BlessTupleDesc(tupdesc);
@@ -1024,12 +1035,205 @@ find_mesh(bytea *sha, const char *unit, bool *current)
 	return id;
 }
 
+/*
+ * The statements mesh_ingest runs as the extension owner: constants of the
+ * library, every caller value a parameter ($1 sha256, $2 unit, $3 file
+ * name, $4.. the measurements, $30 the id of a row to measure again).
+ */
+static const char *const mesh_update_sql =
+"UPDATE alexandrite.meshes SET (format, triangles, vertices, "
+"volume_mm3, area_mm2, size_x_mm, size_y_mm, size_z_mm, shells, "
+"watertight, boundary_edges, nonmanifold_edges, degenerate_triangles, "
+"analysis_ms, unit_scale_mm, inconsistent_edges, faces_reoriented, "
+"euler_characteristic, genus, volume_uncertainty_mm3, min_x_mm, "
+"min_y_mm, min_z_mm, warnings, analyzer_version, size_bytes, "
+"min_wall_mm, min_wall_x_mm, min_wall_y_mm, min_wall_z_mm, "
+"wall_below_0_3_mm2, wall_below_0_5_mm2, wall_below_0_8_mm2, "
+"wall_below_1_0_mm2, "
+"analyzed_at) = ROW($4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+"$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, "
+"$28, $29, $31, $32, $33, $34, $35, $36, $37, $38, pg_catalog.now()) "
+"WHERE id OPERATOR(pg_catalog.=) $30 "
+"AND sha256 OPERATOR(pg_catalog.=) $1 AND unit OPERATOR(pg_catalog.=) $2";
+
+static const char *const mesh_insert_sql =
+"INSERT INTO alexandrite.meshes (sha256, unit, filename, format, "
+"triangles, vertices, volume_mm3, area_mm2, size_x_mm, size_y_mm, "
+"size_z_mm, shells, watertight, boundary_edges, nonmanifold_edges, "
+"degenerate_triangles, analysis_ms, unit_scale_mm, "
+"inconsistent_edges, faces_reoriented, euler_characteristic, genus, "
+"volume_uncertainty_mm3, min_x_mm, min_y_mm, min_z_mm, warnings, "
+"analyzer_version, size_bytes, min_wall_mm, min_wall_x_mm, "
+"min_wall_y_mm, min_wall_z_mm, wall_below_0_3_mm2, wall_below_0_5_mm2, "
+"wall_below_0_8_mm2, wall_below_1_0_mm2) VALUES ($1, $2, $3, $4, $5, "
+"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
+"$20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $31, $32, $33, "
+"$34, $35, $36, $37, $38) "
+"ON CONFLICT (sha256, unit) DO NOTHING RETURNING id";
+
+/* the same without the wall thickness, for the schema of 1.1 */
+static const char *const mesh_update_sql_1_1 =
+"UPDATE alexandrite.meshes SET (format, triangles, vertices, "
+"volume_mm3, area_mm2, size_x_mm, size_y_mm, size_z_mm, shells, "
+"watertight, boundary_edges, nonmanifold_edges, degenerate_triangles, "
+"analysis_ms, unit_scale_mm, inconsistent_edges, faces_reoriented, "
+"euler_characteristic, genus, volume_uncertainty_mm3, min_x_mm, "
+"min_y_mm, min_z_mm, warnings, analyzer_version, size_bytes, "
+"analyzed_at) = ROW($4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+"$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, "
+"$28, $29, pg_catalog.now()) "
+"WHERE id OPERATOR(pg_catalog.=) $30 "
+"AND sha256 OPERATOR(pg_catalog.=) $1 AND unit OPERATOR(pg_catalog.=) $2";
+
+static const char *const mesh_insert_sql_1_1 =
+"INSERT INTO alexandrite.meshes (sha256, unit, filename, format, "
+"triangles, vertices, volume_mm3, area_mm2, size_x_mm, size_y_mm, "
+"size_z_mm, shells, watertight, boundary_edges, nonmanifold_edges, "
+"degenerate_triangles, analysis_ms, unit_scale_mm, "
+"inconsistent_edges, faces_reoriented, euler_characteristic, genus, "
+"volume_uncertainty_mm3, min_x_mm, min_y_mm, min_z_mm, warnings, "
+"analyzer_version, size_bytes) VALUES ($1, $2, $3, $4, $5, "
+"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
+"$20, $21, $22, $23, $24, $25, $26, $27, $28, $29) "
+"ON CONFLICT (sha256, unit) DO NOTHING RETURNING id";
+
+static const Oid mesh_store_types[] = {
+	BYTEAOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8OID, INT8OID, FLOAT8OID, FLOAT8OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID, BOOLOID,
+	INT8OID, INT8OID, INT8OID, FLOAT8OID,
+	FLOAT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+	TEXTARRAYOID, INT4OID, INT8OID, INT8OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID
+};
+
+#define MESH_STORE_NARGS lengthof(mesh_store_types)
+
+/* The parameters of mesh_update_sql and mesh_insert_sql. */
+static void
+store_params(bytea *sha, const char *unit, text *filename, bytea *data,
+			 const HelperResult *hr, int64 id, Datum *vals, char *nulls)
+{
+	Datum		sv[MS_NATTS];
+	bool		sn[MS_NATTS];
+
+	stats_values(hr, sha, sv, sn);
+	memset(nulls, ' ', MESH_STORE_NARGS);
+	vals[0] = PointerGetDatum(sha);
+	vals[1] = CStringGetTextDatum(unit);
+	if (filename)
+		vals[2] = PointerGetDatum(filename);
+	else
+		nulls[2] = 'n';
+	vals[3] = sv[MS_FORMAT];
+	vals[4] = sv[MS_TRIANGLES];
+	vals[5] = sv[MS_VERTICES];
+	vals[6] = sv[MS_VOLUME];
+	vals[7] = sv[MS_AREA];
+	vals[8] = sv[MS_SIZE_X];
+	vals[9] = sv[MS_SIZE_Y];
+	vals[10] = sv[MS_SIZE_Z];
+	vals[11] = sv[MS_SHELLS];
+	vals[12] = sv[MS_WATERTIGHT];
+	vals[13] = sv[MS_BOUNDARY];
+	vals[14] = sv[MS_NONMANIFOLD];
+	vals[15] = sv[MS_DEGENERATE];
+	vals[16] = Float8GetDatum(hr->elapsed_ms);
+	vals[17] = sv[MS_UNIT_SCALE];
+	vals[18] = sv[MS_INCONSISTENT];
+	vals[19] = sv[MS_REORIENTED];
+	vals[20] = sv[MS_EULER];
+	vals[21] = sv[MS_GENUS];
+	if (sn[MS_GENUS])
+		nulls[21] = 'n';
+	vals[22] = sv[MS_UNCERTAINTY];
+	vals[23] = sv[MS_MIN_X];
+	vals[24] = sv[MS_MIN_Y];
+	vals[25] = sv[MS_MIN_Z];
+	vals[26] = sv[MS_WARNINGS];
+	vals[27] = sv[MS_ANALYZER_VERSION];
+	vals[28] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(data));
+	vals[29] = Int64GetDatum(id);
+	for (int k = 0; k <= MS_WALL_BELOW_10 - MS_MIN_WALL; k++)
+	{
+		vals[30 + k] = sv[MS_MIN_WALL + k];
+		if (sn[MS_MIN_WALL + k])
+			nulls[30 + k] = 'n';
+	}
+}
+
+/* Whether alexandrite.meshes has the wall thickness (1.2), or is 1.1's. */
+static bool
+schema_has_wall(void)
+{
+	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);
+	Oid			relid = get_relname_relid("meshes", nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table alexandrite.meshes does not exist");
+	return get_attnum(relid, "min_wall_mm") != InvalidAttrNumber;
+}
+
+/*
+ * Store the analysis: measure the row of an older analyzer again (keeping
+ * its id, which orders and quotes refer to, and its first file name), or
+ * insert a new row.  Runs as the extension owner, SPI connected.  Returns
+ * the mesh id.
+ */
+static int64
+store_mesh(bytea *sha, const char *unit, text *filename, bytea *data,
+		   const HelperResult *hr, int64 id)
+{
+	Datum		vals[MESH_STORE_NARGS];
+	char		nulls[MESH_STORE_NARGS];
+	bool		current;
+	bool		wall = schema_has_wall();
+	int			rc;
+
+	store_params(sha, unit, filename, data, hr, id, vals, nulls);
+	if (!wall)
+		vals[27] = Int32GetDatum(ALX_ANALYZER_VERSION_NO_WALL);
+	if (id != 0)
+	{
+		rc = SPI_execute_with_args(wall ? mesh_update_sql : mesh_update_sql_1_1, MESH_STORE_NARGS,
+								   (Oid *) mesh_store_types, vals, nulls, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "could not update mesh: %s", SPI_result_code_string(rc));
+		return id;
+	}
+	rc = SPI_execute_with_args(wall ? mesh_insert_sql : mesh_insert_sql_1_1, MESH_STORE_NARGS,
+							   (Oid *) mesh_store_types, vals, nulls, false, 1);
+	if (rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not store mesh: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	else
+		id = find_mesh(sha, unit, &current);	/* a concurrent ingest won */
+	if (id == 0)
+		elog(ERROR, "mesh vanished after a concurrent ingest");
+	return id;
+}
+
 PG_FUNCTION_INFO_V1(alexandrite_mesh_ingest);
 
 /*
  * mesh_ingest(data bytea, filename text, unit text DEFAULT 'mm') RETURNS bigint
  * The same bytes in the same unit give the same id and are parsed once per
  * analyzer version.
+ *
+ * It runs as its caller (EXECUTE is all the MES gets) and does its reads
+ * and writes of alexandrite.meshes as the extension owner (privilege.c),
+ * only around the library's own statements: the analysis in between (the
+ * helper process) runs with the caller's identity.  An ERROR needs no
+ * cleanup: abort restores the user id and closes SPI.  On a 1.1 schema
+ * (library upgraded, extension not yet) it stores 1.1's columns.
  */
 Datum
 alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
@@ -1040,10 +1244,8 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 	bytea	   *sha;
 	int64		id;
 	HelperResult hr;
-	Datum		sv[MS_NATTS];
-	bool		sn[MS_NATTS];
-	char	   *format = NULL;
 	bool		current;
+	AlxSavedUser save;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -1066,125 +1268,22 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 	 */
 	sha = mesh_sha256(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 
-	SPI_connect();
+	AlxBecomeOwner(&save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
 	id = find_mesh(sha, unit, &current);
-	if (id == 0 || !current)
-	{
-		Oid			types[] = {BYTEAOID, TEXTOID, TEXTOID, TEXTOID,
-							   INT8OID, INT8OID, FLOAT8OID, FLOAT8OID,
-							   FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID, BOOLOID,
-							   INT8OID, INT8OID, INT8OID, FLOAT8OID,
-							   FLOAT8OID, INT8OID, INT8OID, INT8OID, INT4OID,
-							   FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
-							   TEXTARRAYOID, INT4OID, INT8OID, INT8OID,
-							   FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
-							   FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
-		Datum		vals[lengthof(types)];
-		char		nulls[lengthof(types)];
-		int			rc;
-
-		analyze_bytes(data, format, unit, NULL, &hr);
-		stats_values(&hr, sha, sv, sn);
-		memset(nulls, ' ', sizeof(nulls));
-		vals[0] = PointerGetDatum(sha);
-		vals[1] = CStringGetTextDatum(unit);
-		if (filename)
-			vals[2] = PointerGetDatum(filename);
-		else
-			nulls[2] = 'n';
-		vals[3] = sv[MS_FORMAT];
-		vals[4] = sv[MS_TRIANGLES];
-		vals[5] = sv[MS_VERTICES];
-		vals[6] = sv[MS_VOLUME];
-		vals[7] = sv[MS_AREA];
-		vals[8] = sv[MS_SIZE_X];
-		vals[9] = sv[MS_SIZE_Y];
-		vals[10] = sv[MS_SIZE_Z];
-		vals[11] = sv[MS_SHELLS];
-		vals[12] = sv[MS_WATERTIGHT];
-		vals[13] = sv[MS_BOUNDARY];
-		vals[14] = sv[MS_NONMANIFOLD];
-		vals[15] = sv[MS_DEGENERATE];
-		vals[16] = Float8GetDatum(hr.elapsed_ms);
-		vals[17] = sv[MS_UNIT_SCALE];
-		vals[18] = sv[MS_INCONSISTENT];
-		vals[19] = sv[MS_REORIENTED];
-		vals[20] = sv[MS_EULER];
-		vals[21] = sv[MS_GENUS];
-		if (sn[MS_GENUS])
-			nulls[21] = 'n';
-		vals[22] = sv[MS_UNCERTAINTY];
-		vals[23] = sv[MS_MIN_X];
-		vals[24] = sv[MS_MIN_Y];
-		vals[25] = sv[MS_MIN_Z];
-		vals[26] = sv[MS_WARNINGS];
-		vals[27] = sv[MS_ANALYZER_VERSION];
-		vals[28] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(data));
-		vals[29] = Int64GetDatum(id);
-		for (int k = 0; k <= MS_WALL_BELOW_10 - MS_MIN_WALL; k++)
-		{
-			vals[30 + k] = sv[MS_MIN_WALL + k];
-			if (sn[MS_MIN_WALL + k])
-				nulls[30 + k] = 'n';
-		}
-
-		if (id != 0)
-		{
-			/*
-			 * Stored by an older analyzer: measure again, keep the id (orders
-			 * and quotes refer to it) and the first file name.
-			 */
-			rc = SPI_execute_with_args(
-									   "UPDATE alexandrite.meshes SET (format, triangles, vertices, "
-									   "volume_mm3, area_mm2, size_x_mm, size_y_mm, size_z_mm, shells, "
-									   "watertight, boundary_edges, nonmanifold_edges, degenerate_triangles, "
-									   "analysis_ms, unit_scale_mm, inconsistent_edges, faces_reoriented, "
-									   "euler_characteristic, genus, volume_uncertainty_mm3, min_x_mm, "
-									   "min_y_mm, min_z_mm, warnings, analyzer_version, size_bytes, "
-									   "min_wall_mm, min_wall_x_mm, min_wall_y_mm, min_wall_z_mm, "
-									   "wall_below_0_3_mm2, wall_below_0_5_mm2, wall_below_0_8_mm2, "
-									   "wall_below_1_0_mm2, "
-									   "analyzed_at) = ROW($4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-									   "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, "
-									   "$28, $29, $31, $32, $33, $34, $35, $36, $37, $38, pg_catalog.now()) "
-									   "WHERE id OPERATOR(pg_catalog.=) $30 "
-									   "AND sha256 OPERATOR(pg_catalog.=) $1 AND unit OPERATOR(pg_catalog.=) $2",
-									   lengthof(types), types, vals, nulls, false, 0);
-			if (rc != SPI_OK_UPDATE)
-				elog(ERROR, "could not update mesh: %s", SPI_result_code_string(rc));
-			SPI_finish();
-			PG_RETURN_INT64(id);
-		}
-
-		rc = SPI_execute_with_args(
-								   "INSERT INTO alexandrite.meshes (sha256, unit, filename, format, "
-								   "triangles, vertices, volume_mm3, area_mm2, size_x_mm, size_y_mm, "
-								   "size_z_mm, shells, watertight, boundary_edges, nonmanifold_edges, "
-								   "degenerate_triangles, analysis_ms, unit_scale_mm, "
-								   "inconsistent_edges, faces_reoriented, euler_characteristic, genus, "
-								   "volume_uncertainty_mm3, min_x_mm, min_y_mm, min_z_mm, warnings, "
-								   "analyzer_version, size_bytes, min_wall_mm, min_wall_x_mm, "
-								   "min_wall_y_mm, min_wall_z_mm, wall_below_0_3_mm2, wall_below_0_5_mm2, "
-								   "wall_below_0_8_mm2, wall_below_1_0_mm2) VALUES ($1, $2, $3, $4, $5, "
-								   "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, "
-								   "$20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $31, $32, $33, "
-								   "$34, $35, $36, $37, $38) "
-								   "ON CONFLICT (sha256, unit) DO NOTHING RETURNING id",
-								   lengthof(types), types, vals, nulls, false, 1);
-		if (rc != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "could not store mesh: %s", SPI_result_code_string(rc));
-		if (SPI_processed > 0)
-		{
-			bool		isnull;
-
-			id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-		}
-		else
-			id = find_mesh(sha, unit, &current);	/* a concurrent ingest won */
-		if (id == 0)
-			elog(ERROR, "mesh vanished after a concurrent ingest");
-	}
 	SPI_finish();
+	AlxRestoreUser(&save);
+	if (id != 0 && current)
+		PG_RETURN_INT64(id);
+
+	analyze_bytes(data, NULL, unit, NULL, &hr);
+
+	AlxBecomeOwner(&save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	id = store_mesh(sha, unit, filename, data, &hr, id);
+	SPI_finish();
+	AlxRestoreUser(&save);
 	PG_RETURN_INT64(id);
 }

@@ -17,6 +17,7 @@
  */
 #include "pool.h"
 
+#include <fenv.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -119,12 +120,29 @@ wait_done(void)
 	pthread_mutex_unlock(&pool.lock);
 }
 
+/*
+ * Run a job on the calling thread.  A job may set the floating-point mode
+ * of its thread (wall.c flushes denormals to zero for Embree); the caller's
+ * own arithmetic -- the weld, the metrics -- must not change with it (a
+ * denormal coordinate would become 0 and weld onto another vertex), so the
+ * caller's environment (MXCSR included) is restored afterwards.
+ */
+static void
+run_here(AlxPoolFn fn, void *arg)
+{
+	fenv_t		env;
+
+	fegetenv(&env);
+	fn(arg, 0);
+	fesetenv(&env);
+}
+
 void
 AlxPoolRunAll(AlxPoolFn fn, void *arg)
 {
 	if (pool.size > 1)
 		post(fn, arg, false);
-	fn(arg, 0);
+	run_here(fn, arg);
 	if (pool.size > 1)
 		wait_done();
 }
@@ -135,7 +153,7 @@ AlxPoolRunOne(AlxPoolFn fn, void *arg)
 	if (pool.size > 1)
 		post(fn, arg, true);
 	else
-		fn(arg, 0);
+		run_here(fn, arg);
 }
 
 void

@@ -25,7 +25,10 @@ extern int	AlxPoolStart(int nthreads);
 /* Number of threads (1 when no pool was started). */
 extern int	AlxPoolSize(void);
 
-/* Run fn on every thread, the caller included; returns when all are done. */
+/*
+ * Run fn on every thread, the caller included; returns when all are done.
+ * The caller's floating-point environment is the same afterwards.
+ */
 extern void AlxPoolRunAll(AlxPoolFn fn, void *arg);
 
 /*

@@ -165,7 +165,10 @@ error_callback(void *user, enum RTCError code, const char *str)
 static void
 fast_float_mode(void)
 {
-	/* Embree's advice; only this thread, only for the rays and the build */
+	/*
+	 * Embree's advice; only this thread, only for the rays and the build
+	 * (the pool restores the caller's mode after a job it ran: pool.c)
+	 */
 	_MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
 	_MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
 }

@@ -8,6 +8,9 @@ still replays every file cleanly and commit the result.
   corpus/geom/    triangle soups for geom_fuzz.c (our metrics code only)
   corpus/decode/  selector byte (0..6: the format hint) + file, for
                   mesh_fuzz.c (parsers, assimp)
+  corpus/decode/finding.*  inputs a fuzz run found a bug of ours with, kept
+                  as found (not written by this script) so that every run
+                  replays them
 
 Left out of corpus/decode on purpose: the files whose only effect is known
 to be inside assimp 5.2.5 (the PLY count and list bombs make assimp

@@ -1,7 +1,7 @@
 -- Catalog contracts of the order core: objects, signatures, privileges,
 -- SQLSTATEs.
 BEGIN;
-SELECT plan(58);
+SELECT plan(59);
 
 SELECT has_schema('alexandrite', 'schema alexandrite exists');
 SELECT enum_has_labels('alexandrite', 'order_status',

@@ -62,6 +62,16 @@ sub cannot
 
 # the MES
 can('mes', "SELECT alexandrite.mesh_ingest('\\x$stl2_hex'::bytea, 'tet-2.stl', 'mm')", 'ingest a model');
+# mesh_ingest writes alexandrite.meshes as the extension owner: a new model
+# stored and quoted in one statement, and an older analyzer's row measured
+# again (an UPDATE), all with mes's EXECUTE alone
+(my $stl3_hex = $stl_hex) =~ s/^(..)/fe/;
+is(can('mes', "SELECT (alexandrite.price_quote(alexandrite.mesh_ingest('\\x$stl3_hex'::bytea, 'tet-3.stl', 'mm'), 'ag925')).total > 0",
+		'store and quote a new model in one statement'), 't', 'and gets a price');
+$node->safe_psql('postgres', "UPDATE alexandrite.meshes SET analyzer_version = 1, min_wall_mm = NULL WHERE filename = 'tet-2.stl'");
+can('mes', "SELECT alexandrite.mesh_ingest('\\x$stl2_hex'::bytea, 'tet-2.stl', 'mm')", 'measure an older analyzer\'s model again');
+is($node->safe_psql('postgres', "SELECT analyzer_version > 1 AND min_wall_mm IS NOT NULL FROM alexandrite.meshes WHERE filename = 'tet-2.stl'"),
+	't', 'the row was measured again');
 can('mes', "SELECT (alexandrite.mesh_analyze('\\x$stl_hex'::bytea, 'stl')).watertight", 'analyze a model');
 my $id = can('mes', "SELECT alexandrite.create_order('M-1', 'shop', 'c1', $mesh, 'ag925')", 'create an order');
 $id = $node->safe_psql('postgres', "SELECT id FROM alexandrite.orders WHERE external_ref = 'M-1'") if ($id // '') eq '';
