@@ -46,6 +46,96 @@ COMMENT ON COLUMN alexandrite.meshes.wall_below_0_8_mm2 IS 'surface whose wall i
 COMMENT ON COLUMN alexandrite.meshes.wall_below_1_0_mm2 IS 'surface whose wall is thinner than 1.0 mm';
 
 ------------------------------------------------------------------------------
+-- Mesh jobs: models analysed in the background (src/mesh/jobs_*.c).
+-- mesh_submit() stores the file's bytes here and returns at once; a pool of
+-- alexandrite.mesh_workers background workers claims the most urgent job,
+-- runs the same isolated helper as mesh_ingest, stores the mesh, drops the
+-- bytes and, for a job attached to an order, sets the order's model and
+-- prices it.  Written only by the extension owner (the C functions switch
+-- to it); see docs/mesh.md, "Background analysis".
+------------------------------------------------------------------------------
+CREATE TABLE alexandrite.mesh_jobs (
+    id              bigserial PRIMARY KEY,
+    state           text NOT NULL DEFAULT 'queued',
+    order_id        bigint,
+    filename        text,
+    unit            text NOT NULL DEFAULT 'mm',
+    data            bytea,
+    bytes           bigint NOT NULL,
+    sha256          bytea NOT NULL CHECK (pg_catalog.length(sha256) OPERATOR(pg_catalog.=) 32),
+    priority        float8,
+    submitted_by    text NOT NULL,
+    submitted_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    mesh_id         bigint,
+    error_sqlstate  text,
+    error_message   text,
+    note            text,
+    CONSTRAINT mesh_jobs_state_check
+        CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'done', 'failed']::text[])),
+    CONSTRAINT mesh_jobs_unit_check
+        CHECK (unit OPERATOR(pg_catalog.=) ANY (ARRAY['mm', 'cm', 'm', 'in']::text[])),
+    CONSTRAINT mesh_jobs_done_check
+        CHECK (state OPERATOR(pg_catalog.<>) 'done' OR (mesh_id IS NOT NULL AND data IS NULL))
+);
+-- the bytes are stored as they came: no compression (a mesh file compresses
+-- poorly and the submit must stay cheap), out of line
+ALTER TABLE alexandrite.mesh_jobs ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE INDEX mesh_jobs_open_idx ON alexandrite.mesh_jobs (next_attempt_at, id)
+    WHERE state OPERATOR(pg_catalog.<>) 'done';
+CREATE INDEX mesh_jobs_order_idx ON alexandrite.mesh_jobs (order_id)
+    WHERE order_id IS NOT NULL;
+COMMENT ON TABLE alexandrite.mesh_jobs IS 'mesh files waiting for, in or after background analysis (mesh_submit); written only by the extension owner';
+COMMENT ON COLUMN alexandrite.mesh_jobs.state IS 'queued, running (claimed by a worker), done (mesh_id set, bytes dropped) or failed (error set, bytes kept until mesh_job_retry or mesh_job_discard)';
+COMMENT ON COLUMN alexandrite.mesh_jobs.order_id IS 'the order whose model this is: the job takes its SLA priority, and the order gets the mesh (and a price) when it is done';
+COMMENT ON COLUMN alexandrite.mesh_jobs.data IS 'the file''s bytes, uncompressed; NULL once analysed or discarded';
+COMMENT ON COLUMN alexandrite.mesh_jobs.bytes IS 'size of the file in bytes';
+COMMENT ON COLUMN alexandrite.mesh_jobs.priority IS 'SLA priority of the order when the job was submitted (the pool ranks by the current one); NULL when not attached';
+COMMENT ON COLUMN alexandrite.mesh_jobs.attempts IS 'analyses started; an attempt interrupted by a crash counts';
+COMMENT ON COLUMN alexandrite.mesh_jobs.next_attempt_at IS 'not claimed before this time (backoff after a failed or interrupted attempt)';
+COMMENT ON COLUMN alexandrite.mesh_jobs.error_sqlstate IS 'SQLSTATE of the last failed attempt';
+COMMENT ON COLUMN alexandrite.mesh_jobs.note IS 'what happened to the attached order when the job was done, if not the obvious (not priced: why)';
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs_id_seq', '');
+
+-- what the MES reads: the jobs without their bytes, with the owner's rights
+CREATE VIEW alexandrite.mesh_job_status AS
+SELECT j.id, j.state, j.order_id, j.filename, j.unit, j.bytes, j.sha256, j.priority,
+       j.submitted_by, j.submitted_at, j.started_at, j.finished_at, j.attempts,
+       j.next_attempt_at, j.mesh_id, j.error_sqlstate, j.error_message, j.note,
+       j.data IS NOT NULL AS has_bytes
+  FROM alexandrite.mesh_jobs j;
+COMMENT ON VIEW alexandrite.mesh_job_status IS 'mesh jobs without their bytes (owner''s rights: readers need SELECT on the view only)';
+
+CREATE FUNCTION alexandrite.mesh_submit(data bytea, filename text, unit text DEFAULT 'mm',
+                                        order_id bigint DEFAULT NULL)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_mesh_submit'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.mesh_submit(bytea, text, text, bigint)
+    IS 'queue a mesh file for background analysis and return the job id at once; the same bytes and unit already analysed complete the job at once';
+REVOKE ALL ON FUNCTION alexandrite.mesh_submit(bytea, text, text, bigint) FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.mesh_job_retry(job_id bigint)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_mesh_job_retry'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.mesh_job_retry(bigint)
+    IS 'queue a failed mesh job again, with a fresh count of attempts';
+REVOKE ALL ON FUNCTION alexandrite.mesh_job_retry(bigint) FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.mesh_job_discard(job_id bigint)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_mesh_job_discard'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.mesh_job_discard(bigint)
+    IS 'drop the bytes of a queued or failed mesh job; the job stays, failed';
+REVOKE ALL ON FUNCTION alexandrite.mesh_job_discard(bigint) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- core
 ------------------------------------------------------------------------------
 
@@ -556,6 +646,120 @@ REVOKE ALL ON FUNCTION alexandrite.metric_samples(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alexandrite.metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION alexandrite.metric_samples(text[]) TO pg_monitor;
 GRANT EXECUTE ON FUNCTION alexandrite.metrics() TO pg_monitor;
+
+-- mesh jobs (mesh section) in the figures and in the order's timeline
+CREATE OR REPLACE FUNCTION alexandrite.metrics_meshes() RETURNS SETOF alexandrite.metric_sample
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH h AS (
+        SELECT d.le_seconds, sum(d.analyses) AS n, sum(d.sum_ms) AS ms
+          FROM alexandrite.dashboard_mesh_analysis_time d GROUP BY d.le_seconds
+    ), bounds AS (
+        SELECT b FROM unnest('{0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,Infinity}'::float8[]) AS b
+    ), fam(family, help) AS (
+        VALUES ('alexandrite_mesh_analysis_duration_seconds',
+                'Time taken to analyse the stored meshes (alexandrite.meshes.analysis_ms), in seconds.')
+    )
+    (SELECT alexandrite.metric(fam.family, 'histogram', fam.help,
+                COALESCE((SELECT sum(h.n) FROM h WHERE h.le_seconds <= bounds.b), 0),
+                jsonb_build_object('le', CASE WHEN bounds.b = 'Infinity' THEN '+Inf' ELSE bounds.b::text END),
+                '_bucket')
+       FROM fam, bounds ORDER BY bounds.b)
+    UNION ALL
+    SELECT alexandrite.metric(fam.family, 'histogram', fam.help,
+               COALESCE((SELECT sum(h.ms) FROM h), 0) / 1000.0, '{}', '_sum') FROM fam
+    UNION ALL
+    SELECT alexandrite.metric(fam.family, 'histogram', fam.help,
+               COALESCE((SELECT sum(h.n) FROM h), 0), '{}', '_count') FROM fam
+    UNION ALL
+    -- the background analysis (mesh_submit): jobs not done, by state
+    (SELECT alexandrite.metric('alexandrite_mesh_jobs', 'gauge',
+                'Mesh jobs (mesh_submit) that are not done, by state.', COALESCE(c.n, 0),
+                jsonb_build_object('state', s.state))
+       FROM (VALUES ('failed'), ('queued'), ('running')) AS s(state)
+       LEFT JOIN (SELECT j.state, count(*) AS n FROM alexandrite.mesh_jobs j
+                   WHERE j.state <> 'done' GROUP BY j.state) c ON c.state = s.state
+      ORDER BY s.state)
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_mesh_job_queue_bytes', 'gauge',
+               'Bytes held by mesh jobs (queued, running, failed); alexandrite.mesh_queue_max_bytes bounds them.',
+               COALESCE((SELECT sum(j.bytes) FROM alexandrite.mesh_jobs j
+                          WHERE j.state <> 'done' AND j.data IS NOT NULL), 0))
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_mesh_job_oldest_seconds', 'gauge',
+               'Age of the oldest mesh job that is queued or running, in seconds (0: none).',
+               COALESCE((SELECT extract(epoch FROM now() - min(j.submitted_at)) FROM alexandrite.mesh_jobs j
+                          WHERE j.state IN ('queued', 'running')), 0))
+$$;
+COMMENT ON FUNCTION alexandrite.metrics_meshes() IS 'metrics collector: mesh analyses and their duration histogram, the mesh job queue';
+
+CREATE OR REPLACE FUNCTION alexandrite.order_timeline(order_id bigint)
+    RETURNS TABLE (at timestamptz, kind text, from_status alexandrite.order_status,
+                   to_status alexandrite.order_status, actor text, time_in_status interval,
+                   event_type text, message_id bigint, delivery_state text, detail jsonb)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM alexandrite.orders o WHERE o.id = order_timeline.order_id) THEN
+        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN QUERY
+    SELECT t.at, t.kind, t.from_status, t.to_status, t.actor, t.time_in_status,
+           t.event_type, t.message_id, t.delivery_state, t.detail
+      FROM (
+        -- status changes, with the time spent in each: until the next change,
+        -- or until now while it lasts
+        SELECT e.at, 'status'::text AS kind, e.from_status, e.to_status, e.actor,
+               COALESCE(lead(e.at) OVER w, CASE WHEN alexandrite.is_open(e.to_status) THEN now() END) - e.at
+                   AS time_in_status,
+               NULL::text AS event_type, NULL::bigint AS message_id, NULL::text AS delivery_state,
+               CASE WHEN e.traceparent IS NULL THEN e.detail
+                    ELSE COALESCE(e.detail, '{}'::jsonb)
+                         || jsonb_build_object('traceparent', e.traceparent,
+                                               'trace_id', substr(e.traceparent, 4, 32)) END AS detail,
+               0 AS sort_kind, e.id AS sort_id
+          FROM alexandrite.order_events e
+         WHERE e.order_id = order_timeline.order_id
+        WINDOW w AS (ORDER BY e.id)
+        UNION ALL
+        -- the outbox messages about the order, while the outbox keeps them
+        SELECT m.created_at, 'message', NULL, NULL, NULL, NULL,
+               m.event_type, m.id, m.state,
+               jsonb_strip_nulls(jsonb_build_object(
+                   -- as the relay builds it: <aggregate_type>.<event_type>, no prefix twice
+                   'routing_key', CASE WHEN starts_with(m.event_type, m.aggregate_type || '.') THEN m.event_type
+                                       ELSE m.aggregate_type || '.' || m.event_type END,
+                   'aggregate_seq', m.aggregate_seq,
+                   'attempts', m.attempts,
+                   'last_error', m.last_error,
+                   'traceparent', m.headers->>'traceparent',
+                   'trace_id', substr(m.headers->>'traceparent', 4, 32))),
+               1, m.id
+          FROM alexandrite.outbox m
+         WHERE (m.aggregate_type = 'order' AND m.aggregate_id = order_timeline.order_id::text)
+            OR (m.aggregate_type = 'mesh' AND m.aggregate_id IN
+                  (SELECT j.id::text FROM alexandrite.mesh_job_status j WHERE j.order_id = order_timeline.order_id))
+        UNION ALL
+        -- the background analyses of its model (mesh_submit)
+        SELECT j.submitted_at, 'mesh_job', NULL, NULL, j.submitted_by, NULL,
+               NULL, NULL, NULL,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'job_id', j.id, 'state', j.state, 'filename', j.filename, 'bytes', j.bytes,
+                   'attempts', j.attempts, 'started_at', j.started_at, 'finished_at', j.finished_at,
+                   'mesh_id', j.mesh_id, 'error_sqlstate', j.error_sqlstate,
+                   'error_message', j.error_message, 'note', j.note)),
+               2, j.id
+          FROM alexandrite.mesh_job_status j
+         WHERE j.order_id = order_timeline.order_id
+      ) t
+     ORDER BY t.at, t.sort_kind, t.sort_id;
+END;
+$$;
+COMMENT ON FUNCTION alexandrite.order_timeline(bigint)
+    IS 'status history of an order with the time spent in each status, its outbox messages with their delivery state, trace ids, and the mesh jobs of its model';
+
 
 ------------------------------------------------------------------------------
 -- privileges (last: covers every routine above)

@@ -25,6 +25,7 @@
 
 #include "alexandrite.h"
 #include "dashboard/dashboard.h"
+#include "mesh/jobs.h"
 #include "outbox/outbox.h"
 
 PG_MODULE_MAGIC;
@@ -43,6 +44,11 @@ int			alx_mesh_timeout_ms = 60000;
 int			alx_mesh_memory_limit_mb = 2048;
 int			alx_mesh_max_concurrent = 4;
 char	   *alx_meshd_path = NULL;
+int			alx_mesh_workers = 2;
+int			alx_mesh_queue_max_kb = 1024 * 1024;
+int			alx_mesh_job_max_attempts = 5;
+int			alx_mesh_job_retry_delay_ms = 10000;
+bool		alx_mesh_pool_paused = false;
 int			alx_fold_interval_ms = 1000;
 char	   *alx_actor = NULL;
 char	   *alx_traceparent = NULL;
@@ -290,6 +296,51 @@ alx_define_gucs(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("alexandrite.mesh_workers",
+							"Sets the number of background workers that analyse submitted meshes (mesh_submit).",
+							"Needs shared_preload_libraries; 0 means no pool.",
+							&alx_mesh_workers,
+							2, 0, 64,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.mesh_queue_max_bytes",
+							"Sets the bytes that mesh jobs may hold (queued, running, failed) before mesh_submit refuses more.",
+							"mesh_submit raises SQLSTATE 53400 beyond it.",
+							&alx_mesh_queue_max_kb,
+							1024 * 1024, 16, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.mesh_job_max_attempts",
+							"Sets how many times a mesh job is tried (crashes and transient errors count) before it fails.",
+							NULL,
+							&alx_mesh_job_max_attempts,
+							5, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.mesh_job_retry_delay",
+							"Sets the delay before a mesh job's second attempt; it doubles with each further attempt (at most an hour).",
+							NULL,
+							&alx_mesh_job_retry_delay_ms,
+							10000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("alexandrite.mesh_pool_paused",
+							 "Stops the mesh workers from claiming jobs; running jobs finish.",
+							 NULL,
+							 &alx_mesh_pool_paused,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("alexandrite.fold_interval",
 							"Sets the delay between dashboard folds by the background worker.",
 							"Zero disables folding in the worker; schedule_refresh() can use pg_cron instead.",
@@ -342,6 +393,7 @@ _PG_init(void)
 
 	AlxOutboxRegisterWorker();
 	AlxDashboardRegisterWorker();	/* dashboard fold loop (fold_interval) */
+	AlxMeshRegisterWorkers();	/* mesh job pool (mesh_workers) */
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_version);

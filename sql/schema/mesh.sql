@@ -131,3 +131,93 @@ CREATE FUNCTION alexandrite.mesh_ingest(data bytea, filename text, unit text DEF
 COMMENT ON FUNCTION alexandrite.mesh_ingest(bytea, text, text)
     IS 'analyse a mesh file and store it in alexandrite.meshes; the same bytes in the same unit return the same id without parsing again';
 REVOKE ALL ON FUNCTION alexandrite.mesh_ingest(bytea, text, text) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Mesh jobs: models analysed in the background (src/mesh/jobs_*.c).
+-- mesh_submit() stores the file's bytes here and returns at once; a pool of
+-- alexandrite.mesh_workers background workers claims the most urgent job,
+-- runs the same isolated helper as mesh_ingest, stores the mesh, drops the
+-- bytes and, for a job attached to an order, sets the order's model and
+-- prices it.  Written only by the extension owner (the C functions switch
+-- to it); see docs/mesh.md, "Background analysis".
+------------------------------------------------------------------------------
+CREATE TABLE alexandrite.mesh_jobs (
+    id              bigserial PRIMARY KEY,
+    state           text NOT NULL DEFAULT 'queued',
+    order_id        bigint,
+    filename        text,
+    unit            text NOT NULL DEFAULT 'mm',
+    data            bytea,
+    bytes           bigint NOT NULL,
+    sha256          bytea NOT NULL CHECK (pg_catalog.length(sha256) OPERATOR(pg_catalog.=) 32),
+    priority        float8,
+    submitted_by    text NOT NULL,
+    submitted_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    mesh_id         bigint,
+    error_sqlstate  text,
+    error_message   text,
+    note            text,
+    CONSTRAINT mesh_jobs_state_check
+        CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'done', 'failed']::text[])),
+    CONSTRAINT mesh_jobs_unit_check
+        CHECK (unit OPERATOR(pg_catalog.=) ANY (ARRAY['mm', 'cm', 'm', 'in']::text[])),
+    CONSTRAINT mesh_jobs_done_check
+        CHECK (state OPERATOR(pg_catalog.<>) 'done' OR (mesh_id IS NOT NULL AND data IS NULL))
+);
+-- the bytes are stored as they came: no compression (a mesh file compresses
+-- poorly and the submit must stay cheap), out of line
+ALTER TABLE alexandrite.mesh_jobs ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE INDEX mesh_jobs_open_idx ON alexandrite.mesh_jobs (next_attempt_at, id)
+    WHERE state OPERATOR(pg_catalog.<>) 'done';
+CREATE INDEX mesh_jobs_order_idx ON alexandrite.mesh_jobs (order_id)
+    WHERE order_id IS NOT NULL;
+COMMENT ON TABLE alexandrite.mesh_jobs IS 'mesh files waiting for, in or after background analysis (mesh_submit); written only by the extension owner';
+COMMENT ON COLUMN alexandrite.mesh_jobs.state IS 'queued, running (claimed by a worker), done (mesh_id set, bytes dropped) or failed (error set, bytes kept until mesh_job_retry or mesh_job_discard)';
+COMMENT ON COLUMN alexandrite.mesh_jobs.order_id IS 'the order whose model this is: the job takes its SLA priority, and the order gets the mesh (and a price) when it is done';
+COMMENT ON COLUMN alexandrite.mesh_jobs.data IS 'the file''s bytes, uncompressed; NULL once analysed or discarded';
+COMMENT ON COLUMN alexandrite.mesh_jobs.bytes IS 'size of the file in bytes';
+COMMENT ON COLUMN alexandrite.mesh_jobs.priority IS 'SLA priority of the order when the job was submitted (the pool ranks by the current one); NULL when not attached';
+COMMENT ON COLUMN alexandrite.mesh_jobs.attempts IS 'analyses started; an attempt interrupted by a crash counts';
+COMMENT ON COLUMN alexandrite.mesh_jobs.next_attempt_at IS 'not claimed before this time (backoff after a failed or interrupted attempt)';
+COMMENT ON COLUMN alexandrite.mesh_jobs.error_sqlstate IS 'SQLSTATE of the last failed attempt';
+COMMENT ON COLUMN alexandrite.mesh_jobs.note IS 'what happened to the attached order when the job was done, if not the obvious (not priced: why)';
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs_id_seq', '');
+
+-- what the MES reads: the jobs without their bytes, with the owner's rights
+CREATE VIEW alexandrite.mesh_job_status AS
+SELECT j.id, j.state, j.order_id, j.filename, j.unit, j.bytes, j.sha256, j.priority,
+       j.submitted_by, j.submitted_at, j.started_at, j.finished_at, j.attempts,
+       j.next_attempt_at, j.mesh_id, j.error_sqlstate, j.error_message, j.note,
+       j.data IS NOT NULL AS has_bytes
+  FROM alexandrite.mesh_jobs j;
+COMMENT ON VIEW alexandrite.mesh_job_status IS 'mesh jobs without their bytes (owner''s rights: readers need SELECT on the view only)';
+
+CREATE FUNCTION alexandrite.mesh_submit(data bytea, filename text, unit text DEFAULT 'mm',
+                                        order_id bigint DEFAULT NULL)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_mesh_submit'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.mesh_submit(bytea, text, text, bigint)
+    IS 'queue a mesh file for background analysis and return the job id at once; the same bytes and unit already analysed complete the job at once';
+REVOKE ALL ON FUNCTION alexandrite.mesh_submit(bytea, text, text, bigint) FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.mesh_job_retry(job_id bigint)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_mesh_job_retry'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.mesh_job_retry(bigint)
+    IS 'queue a failed mesh job again, with a fresh count of attempts';
+REVOKE ALL ON FUNCTION alexandrite.mesh_job_retry(bigint) FROM PUBLIC;
+
+CREATE FUNCTION alexandrite.mesh_job_discard(job_id bigint)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_mesh_job_discard'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.mesh_job_discard(bigint)
+    IS 'drop the bytes of a queued or failed mesh job; the job stays, failed';
+REVOKE ALL ON FUNCTION alexandrite.mesh_job_discard(bigint) FROM PUBLIC;

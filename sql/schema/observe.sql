@@ -291,8 +291,27 @@ AS $$
     UNION ALL
     SELECT alexandrite.metric(fam.family, 'histogram', fam.help,
                COALESCE((SELECT sum(h.n) FROM h), 0), '{}', '_count') FROM fam
+    UNION ALL
+    -- the background analysis (mesh_submit): jobs not done, by state
+    (SELECT alexandrite.metric('alexandrite_mesh_jobs', 'gauge',
+                'Mesh jobs (mesh_submit) that are not done, by state.', COALESCE(c.n, 0),
+                jsonb_build_object('state', s.state))
+       FROM (VALUES ('failed'), ('queued'), ('running')) AS s(state)
+       LEFT JOIN (SELECT j.state, count(*) AS n FROM alexandrite.mesh_jobs j
+                   WHERE j.state <> 'done' GROUP BY j.state) c ON c.state = s.state
+      ORDER BY s.state)
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_mesh_job_queue_bytes', 'gauge',
+               'Bytes held by mesh jobs (queued, running, failed); alexandrite.mesh_queue_max_bytes bounds them.',
+               COALESCE((SELECT sum(j.bytes) FROM alexandrite.mesh_jobs j
+                          WHERE j.state <> 'done' AND j.data IS NOT NULL), 0))
+    UNION ALL
+    SELECT alexandrite.metric('alexandrite_mesh_job_oldest_seconds', 'gauge',
+               'Age of the oldest mesh job that is queued or running, in seconds (0: none).',
+               COALESCE((SELECT extract(epoch FROM now() - min(j.submitted_at)) FROM alexandrite.mesh_jobs j
+                          WHERE j.state IN ('queued', 'running')), 0))
 $$;
-COMMENT ON FUNCTION alexandrite.metrics_meshes() IS 'metrics collector: mesh analyses and their duration histogram';
+COMMENT ON FUNCTION alexandrite.metrics_meshes() IS 'metrics collector: mesh analyses and their duration histogram, the mesh job queue';
 
 CREATE FUNCTION alexandrite.metrics_quotes() RETURNS SETOF alexandrite.metric_sample
     LANGUAGE sql STABLE
@@ -437,10 +456,24 @@ BEGIN
                    'trace_id', substr(m.headers->>'traceparent', 4, 32))),
                1, m.id
           FROM alexandrite.outbox m
-         WHERE m.aggregate_type = 'order' AND m.aggregate_id = order_timeline.order_id::text
+         WHERE (m.aggregate_type = 'order' AND m.aggregate_id = order_timeline.order_id::text)
+            OR (m.aggregate_type = 'mesh' AND m.aggregate_id IN
+                  (SELECT j.id::text FROM alexandrite.mesh_job_status j WHERE j.order_id = order_timeline.order_id))
+        UNION ALL
+        -- the background analyses of its model (mesh_submit)
+        SELECT j.submitted_at, 'mesh_job', NULL, NULL, j.submitted_by, NULL,
+               NULL, NULL, NULL,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'job_id', j.id, 'state', j.state, 'filename', j.filename, 'bytes', j.bytes,
+                   'attempts', j.attempts, 'started_at', j.started_at, 'finished_at', j.finished_at,
+                   'mesh_id', j.mesh_id, 'error_sqlstate', j.error_sqlstate,
+                   'error_message', j.error_message, 'note', j.note)),
+               2, j.id
+          FROM alexandrite.mesh_job_status j
+         WHERE j.order_id = order_timeline.order_id
       ) t
      ORDER BY t.at, t.sort_kind, t.sort_id;
 END;
 $$;
 COMMENT ON FUNCTION alexandrite.order_timeline(bigint)
-    IS 'status history of an order with the time spent in each status, its outbox messages with their delivery state, and trace ids';
+    IS 'status history of an order with the time spent in each status, its outbox messages with their delivery state, trace ids, and the mesh jobs of its model';

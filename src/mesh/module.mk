@@ -7,8 +7,8 @@
 # forbidden system calls after the lockdown; it is built for the tests and
 # never installed.
 
-OBJS    += src/mesh/mesh_sql.o
-REGRESS += mesh_formats mesh_defects mesh_ingest mesh_errors mesh_wall
+OBJS    += src/mesh/mesh_sql.o src/mesh/jobs_submit.o src/mesh/jobs_run.o src/mesh/jobs_worker.o
+REGRESS += mesh_formats mesh_defects mesh_ingest mesh_errors mesh_wall mesh_jobs
 
 MESHD          = src/mesh/alexandrite-meshd
 MESHD_TEST     = src/mesh/meshd-sandbox-test

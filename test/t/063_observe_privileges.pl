@@ -98,6 +98,18 @@ cannot('mes', q{SELECT * FROM alexandrite.outbox_dead}, 'read dead letters');
 cannot('mes', q{DELETE FROM alexandrite.orders}, 'delete orders');
 cannot('mes', q{UPDATE alexandrite.orders SET price = 0}, 'update orders directly');
 cannot('mes', q{INSERT INTO alexandrite.operators (id, name) VALUES ('x', 'x')}, 'add operators');
+# mesh jobs: mes submits and reads its jobs (not their bytes), never writes them
+my $jo = can('mes', q{SELECT alexandrite.create_order('M-J', 'shop', 'c1', NULL, 'ag925')}, 'create an order without a model');
+my $job = can('mes', "SELECT alexandrite.mesh_submit('\\x$stl_hex'::bytea, 'tet.stl', 'mm', $jo)", 'submit a model for an order');
+is($node->safe_psql('postgres', "SELECT status || ' ' || (mesh_id = $mesh) FROM alexandrite.orders WHERE id = $jo"),
+	'priced true', 'the order got the model and its price');
+is(can('mes', "SELECT state || ' ' || (mesh_id = $mesh) FROM alexandrite.mesh_job_status WHERE id = $job", 'read its job'),
+	'done true', 'the known model completes the job at once');
+cannot('mes', q{SELECT data FROM alexandrite.mesh_jobs}, 'read the bytes of the jobs');
+cannot('mes', q{UPDATE alexandrite.mesh_jobs SET state = 'queued'}, 'update the jobs directly');
+cannot('mes', q{DELETE FROM alexandrite.mesh_jobs}, 'delete jobs');
+cannot('mes', "SELECT alexandrite.mesh_job_retry($job)", 'retry a mesh job');
+cannot('mes', "SELECT alexandrite.mesh_job_discard($job)", 'discard a mesh job');
 # (1.2 has no fold_sql any more: refused either way)
 cannot('mes', q{UPDATE alexandrite.dashboards SET fold_sql = fold_sql}, 'touch the dashboard registry',
 	qr/permission denied|does not exist/);
@@ -124,6 +136,10 @@ can('alice', q{SELECT * FROM alexandrite.outbox_dead; SELECT * FROM alexandrite.
 can('alice', q{INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('op2', 'Bo', 3);
                UPDATE alexandrite.operators SET capacity = 4, active = false WHERE id = 'op2'}, 'add an operator and change it');
 can('alice', q{SELECT alexandrite.create_order('A-1', 'crm', 'c3', NULL, NULL)}, 'do what the MES does');
+like((as('alice', "SELECT alexandrite.mesh_job_retry($job)"))[2], qr/cannot retry mesh job \d+: it is done/,
+	'alice may retry mesh jobs (a done one is refused by the function, not the privileges)');
+like((as('alice', "SELECT alexandrite.mesh_job_discard($job)"))[2], qr/cannot discard mesh job \d+: it is done/,
+	'alice may discard mesh jobs (likewise)');
 cannot('alice', q{SELECT alexandrite.metric_samples()}, 'run the collectors');
 cannot('alice', q{UPDATE alexandrite.operators SET created_at = now()}, 'rewrite when an operator was created');
 cannot('alice', q{UPDATE alexandrite.price_rules SET margin_pct = 1}, 'change the price list');

@@ -1,0 +1,479 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobs_run.c
+ *	  One mesh job, claimed by a worker of the pool: analyse, store, attach
+ *	  to the order, price, tell; or retry, or fail.
+ *
+ * The analysis is mesh_ingest() itself (mesh_sql.c), called as a C
+ * function as the extension owner: the same helper, the same limits, the
+ * same slots (alexandrite.mesh_max_concurrent), the same row in
+ * alexandrite.meshes for the same bytes and unit.  It runs in a
+ * subtransaction: whatever the file does to the helper ends as an error
+ * that the job records, never as an error of the worker.
+ *
+ * An error of the file itself (class 22: not a valid mesh, format; class
+ * 54: over a limit) fails the job at once.  Any other error (the helper
+ * crashed or was stopped by its sandbox, no analysis slot, a timeout, a
+ * cancel) is retried with exponential backoff from
+ * alexandrite.mesh_job_retry_delay, up to alexandrite.mesh_job_max_attempts
+ * attempts, and then fails the job with that last error.  A failed job keeps
+ * its bytes until mesh_job_retry() or mesh_job_discard().
+ *
+ * A job attached to an order then sets the order's model through the order
+ * core (src/core: the lock, the check and the write of set_order_model),
+ * and prices the order with price_order() when it has a material.  Those
+ * run as the worker's role (their writes switch to the owner themselves),
+ * so the quote's actor is the worker's role.  A refusal (the order is no
+ * longer new, the model needs review) does not undo the analysis: it is the
+ * job's note.  Events: mesh.analyzed or mesh.rejected (aggregate "mesh",
+ * the job id), through outbox_emit().
+ *
+ * IDENTIFICATION
+ *	  src/mesh/jobs_run.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "core/core.h"
+#include "mesh/jobs.h"
+
+extern PGDLLEXPORT Datum alexandrite_mesh_ingest(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum alexandrite_outbox_emit(PG_FUNCTION_ARGS);
+
+static AlxPlan load_plan = {
+	"SELECT j.data, j.filename, j.unit, j.order_id FROM alexandrite.mesh_jobs j"
+	" WHERE j.id OPERATOR(pg_catalog.=) $1 AND j.state OPERATOR(pg_catalog.=) 'running'"
+	" AND j.data IS NOT NULL",
+	1, {INT8OID}
+};
+
+static AlxPlan done_plan = {
+	"UPDATE alexandrite.mesh_jobs SET state = 'done', mesh_id = $2, data = NULL,"
+	" finished_at = pg_catalog.clock_timestamp(), note = $3"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	3, {INT8OID, INT8OID, TEXTOID}
+};
+
+static AlxPlan fail_plan = {
+	"UPDATE alexandrite.mesh_jobs SET"
+	" state = CASE WHEN $5 THEN 'failed' ELSE 'queued' END,"
+	" error_sqlstate = $2, error_message = $3, next_attempt_at = $4,"
+	" finished_at = CASE WHEN $5 THEN pg_catalog.clock_timestamp() END"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	5, {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID}
+};
+
+/* Normalise and check a unit argument; returns a static string. */
+const char *
+AlxMeshJobCheckUnit(text *unit)
+{
+	char	   *u = text_to_cstring(unit);
+	static const char *const units[] = {"mm", "cm", "m", "in", NULL};
+
+	for (int i = 0; units[i]; i++)
+		if (strcmp(u, units[i]) == 0)
+			return units[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unit \"%s\" is not supported", u),
+			 errhint("Use \"mm\", \"cm\", \"m\" or \"in\".")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/* SHA-256 of the bytes, as a bytea. */
+bytea *
+AlxMeshJobSha256(const char *data, size_t len)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	return out;
+}
+
+/* a step of a job, run in a subtransaction */
+typedef void (*AlxJobStep) (void *arg);
+
+/*
+ * Runs step(arg) in a subtransaction; returns NULL, or the error it raised
+ * (copied; the subtransaction rolled back).  Allocations of the step live
+ * in the caller's memory context.
+ */
+static ErrorData *
+run_step(AlxJobStep step, void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile err = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		step(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		err = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	return err;
+}
+
+/* ---- pricing ---------------------------------------------------------- */
+
+static void
+price_step(void *arg)
+{
+	int64		order_id = *(int64 *) arg;
+	Oid			argtypes[2] = {INT8OID, JSONBOID};
+	Oid			fn;
+	AlxSavedUser save;
+
+	/* looked up as the owner: the worker's role has no USAGE on the schema */
+	AlxBecomeOwner(&save);
+	fn = LookupFuncName(list_make2(makeString(ALX_SCHEMA_NAME), makeString("price_order")),
+						2, argtypes, false);
+	AlxRestoreUser(&save);
+	(void) OidFunctionCall2(fn, Int64GetDatum(order_id),
+							DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+}
+
+/*
+ * Sets the model of an order that is still new (the order core's lock,
+ * check and write, as set_order_model does) and prices it when it has a
+ * material.  Runs as its caller; returns NULL or a note on what was not
+ * done.  An error of the model write propagates; a refused price is a note.
+ */
+char *
+AlxMeshJobAttach(int64 order_id, int64 mesh_id)
+{
+	AlxSavedUser save;
+	AlxOrderRow row;
+	AlxStatus	status;
+	bool		has_material;
+	ErrorData  *err;
+
+	AlxCoreBegin(&save);
+	if (!AlxOrderLock(order_id, &row, true))
+	{
+		AlxCoreEnd(&save);
+		return psprintf("order " INT64_FORMAT " does not exist", order_id);
+	}
+	status = row.status;
+	has_material = row.material != NULL;
+	if (status == ALX_ST_NEW)
+	{
+		AlxCheckOrderModel(true, mesh_id, row.material);
+		AlxOrderWriteModel(&row, true, mesh_id, row.material);
+	}
+	AlxCoreEnd(&save);
+	if (status != ALX_ST_NEW)
+		return psprintf("order " INT64_FORMAT " was not changed: it is %s",
+						order_id, AlxStatusNames[status]);
+	if (!has_material)
+		return NULL;
+	err = run_step(price_step, &order_id);
+	if (err != NULL)
+		return psprintf("order " INT64_FORMAT " was not priced: %s", order_id, err->message);
+	return NULL;
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+typedef struct EventArgs
+{
+	Datum		args[5];
+} EventArgs;
+
+static void
+event_step(void *arg)
+{
+	EventArgs  *e = (EventArgs *) arg;
+
+	(void) DirectFunctionCall5(alexandrite_outbox_emit, e->args[0], e->args[1],
+							   e->args[2], e->args[3], e->args[4]);
+}
+
+static void
+json_key(StringInfo s, const char *key)
+{
+	if (s->len > 1)
+		appendStringInfoString(s, ", ");
+	escape_json(s, key);
+	appendStringInfoString(s, ": ");
+}
+
+/*
+ * Writes mesh.analyzed or mesh.rejected (aggregate "mesh", the job id) in
+ * the current transaction.  An event the outbox refuses is logged, never
+ * an error of the job.
+ */
+void
+AlxMeshJobEvent(int64 job_id, const char *event_type, int64 order_id,
+				int64 mesh_id, const char *filename,
+				const char *sqlstate, const char *message)
+{
+	StringInfoData s;
+	EventArgs	e;
+	ErrorData  *err;
+
+	initStringInfo(&s);
+	appendStringInfoChar(&s, '{');
+	json_key(&s, "job_id");
+	appendStringInfo(&s, INT64_FORMAT, job_id);
+	json_key(&s, "order_id");
+	if (order_id > 0)
+		appendStringInfo(&s, INT64_FORMAT, order_id);
+	else
+		appendStringInfoString(&s, "null");
+	if (mesh_id > 0)
+	{
+		json_key(&s, "mesh_id");
+		appendStringInfo(&s, INT64_FORMAT, mesh_id);
+	}
+	json_key(&s, "filename");
+	if (filename)
+		escape_json(&s, filename);
+	else
+		appendStringInfoString(&s, "null");
+	if (sqlstate)
+	{
+		json_key(&s, "sqlstate");
+		escape_json(&s, sqlstate);
+		json_key(&s, "error");
+		escape_json(&s, message ? message : "");
+	}
+	appendStringInfoChar(&s, '}');
+
+	e.args[0] = CStringGetTextDatum("mesh");
+	e.args[1] = CStringGetTextDatum(psprintf(INT64_FORMAT, job_id));
+	e.args[2] = CStringGetTextDatum(event_type);
+	e.args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
+	e.args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	err = run_step(event_step, &e);
+	if (err != NULL)
+		ereport(WARNING,
+				(errmsg("event %s of mesh job " INT64_FORMAT " was not written: %s",
+						event_type, job_id, err->message)));
+}
+
+/* ---- the job ---------------------------------------------------------- */
+
+/*
+ * Errors of the file itself (class 22, data exception: not a valid mesh,
+ * format; class 54: over a limit) are final; anything else may pass.
+ */
+bool
+AlxMeshJobRetryable(int sqlerrcode)
+{
+	int			cat = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return cat != ERRCODE_DATA_EXCEPTION && cat != ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+}
+
+/* When a job that has made `attempts` attempts may be tried again. */
+TimestampTz
+AlxMeshJobBackoff(TimestampTz from, int attempts)
+{
+	int64		delay_ms = alx_mesh_job_retry_delay_ms;
+	int			shift = Max(0, Min(attempts - 1, 20));
+
+	delay_ms <<= shift;
+	delay_ms = Min(delay_ms, (int64) 3600 * 1000);
+	return TimestampTzPlusMilliseconds(from, delay_ms);
+}
+
+typedef struct IngestArgs
+{
+	bytea	   *data;
+	text	   *filename;		/* NULL: none */
+	const char *unit;
+	int64		mesh_id;		/* out */
+} IngestArgs;
+
+/* mesh_ingest(data, filename, unit) as the extension owner */
+static void
+ingest_step(void *arg)
+{
+	IngestArgs *a = (IngestArgs *) arg;
+	AlxSavedUser save;
+	Datum		r;
+
+	LOCAL_FCINFO(fcinfo, 3);
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 3, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = PointerGetDatum(a->data);
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = PointerGetDatum(a->filename);
+	fcinfo->args[1].isnull = a->filename == NULL;
+	fcinfo->args[2].value = CStringGetTextDatum(a->unit);
+	fcinfo->args[2].isnull = false;
+	AlxBecomeOwner(&save);
+	r = alexandrite_mesh_ingest(fcinfo);
+	AlxRestoreUser(&save);
+	if (fcinfo->isnull)
+		elog(ERROR, "mesh_ingest returned NULL");
+	a->mesh_id = DatumGetInt64(r);
+}
+
+/* Reads the claimed job's input; false when it is no longer there. */
+static bool
+load_job(int64 job_id, IngestArgs *a, int64 *order_id)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	AlxSavedUser save;
+	Datum		values[1];
+	bool		found = false;
+
+	AlxCoreBegin(&save);
+	values[0] = Int64GetDatum(job_id);
+	AlxPlanRun(&load_plan, 0, values, NULL, true, 1);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	t = SPI_tuptable->vals[0];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		v;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		/* detoasted into the transaction's memory, outliving SPI */
+		a->data = DatumGetByteaPCopy(SPI_getbinval(t, d, 1, &isnull));
+		v = SPI_getbinval(t, d, 2, &isnull);
+		a->filename = isnull ? NULL : DatumGetTextPCopy(v);
+		v = SPI_getbinval(t, d, 3, &isnull);
+		a->unit = pstrdup(TextDatumGetCString(v));
+		v = SPI_getbinval(t, d, 4, &isnull);
+		*order_id = isnull ? 0 : DatumGetInt64(v);
+		MemoryContextSwitchTo(old);
+		found = true;
+	}
+	AlxCoreEnd(&save);
+	return found;
+}
+
+/* Records a failed attempt: queued again after a backoff, or failed. */
+static void
+record_failure(int64 job_id, int attempts, int64 order_id, const char *filename,
+			   ErrorData *err)
+{
+	const char *sqlstate = unpack_sql_state(err->sqlerrcode);
+	bool		final = !AlxMeshJobRetryable(err->sqlerrcode) ||
+		attempts >= alx_mesh_job_max_attempts;
+	Datum		values[5];
+	AlxSavedUser save;
+
+	values[0] = Int64GetDatum(job_id);
+	values[1] = CStringGetTextDatum(sqlstate);
+	values[2] = CStringGetTextDatum(err->message ? err->message : "");
+	values[3] = TimestampTzGetDatum(AlxMeshJobBackoff(GetCurrentTimestamp(), attempts));
+	values[4] = BoolGetDatum(final);
+	AlxCoreBegin(&save);
+	AlxPlanRun(&fail_plan, 0, values, NULL, false, 0);
+	AlxCoreEnd(&save);
+	ereport(LOG,
+			(errmsg("mesh job " INT64_FORMAT " attempt %d failed%s: %s (SQLSTATE %s)",
+					job_id, attempts, final ? ", job failed" : ", will retry",
+					err->message ? err->message : "", sqlstate)));
+	if (final)
+		AlxMeshJobEvent(job_id, "mesh.rejected", order_id, 0, filename,
+						sqlstate, err->message);
+}
+
+typedef struct AttachArgs
+{
+	int64		order_id;
+	int64		mesh_id;
+	char	   *note;			/* out */
+} AttachArgs;
+
+static void
+attach_step(void *arg)
+{
+	AttachArgs *a = (AttachArgs *) arg;
+
+	a->note = AlxMeshJobAttach(a->order_id, a->mesh_id);
+}
+
+/*
+ * Runs a job the caller has claimed (state running, its lock held), in the
+ * caller's transaction, as the worker's role; replaces the active snapshot
+ * (the caller pops it).
+ */
+void
+AlxMeshJobRun(int64 job_id, int attempts)
+{
+	IngestArgs	a;
+	int64		order_id = 0;
+	char	   *filename;
+	char	   *note = NULL;
+	ErrorData  *err;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	AlxSavedUser save;
+
+	memset(&a, 0, sizeof(a));
+	if (!load_job(job_id, &a, &order_id))
+		return;
+	filename = a.filename ? text_to_cstring(a.filename) : NULL;
+	err = run_step(ingest_step, &a);
+	if (err != NULL)
+	{
+		record_failure(job_id, attempts, order_id, filename, err);
+		return;
+	}
+	pfree(a.data);
+	/* the order core's read-only checks must see the new mesh row */
+	CommandCounterIncrement();
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (order_id > 0)
+	{
+		AttachArgs	att = {order_id, a.mesh_id, NULL};
+
+		err = run_step(attach_step, &att);
+		note = err != NULL ?
+			psprintf("order " INT64_FORMAT " was not changed: %s", order_id, err->message) :
+			att.note;
+	}
+	values[0] = Int64GetDatum(job_id);
+	values[1] = Int64GetDatum(a.mesh_id);
+	if (note != NULL)
+		values[2] = CStringGetTextDatum(note);
+	else
+		nulls[2] = 'n';
+	AlxCoreBegin(&save);
+	AlxPlanRun(&done_plan, 0, values, nulls, false, 0);
+	AlxCoreEnd(&save);
+	AlxMeshJobEvent(job_id, "mesh.analyzed", order_id, a.mesh_id, filename, NULL, NULL);
+}

@@ -1,0 +1,315 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobs_worker.c
+ *	  The mesh job pool: alexandrite.mesh_workers background workers that
+ *	  claim the most urgent job and run it (jobs_run.c).
+ *
+ * Each worker connects to alexandrite.database as alexandrite.worker_role
+ * (src/worker.c) and runs its compiled statements as the extension owner.
+ * A round is two transactions:
+ *
+ *	 1. the claim: a due job (next_attempt_at) found running without a
+ *		worker (below), else the first queued job in the pool's order, locked
+ *		FOR UPDATE SKIP LOCKED, whose job lock the worker gets (a
+ *		session-level advisory lock, held until the job is over), is marked
+ *		running, its attempt counted and its next_attempt_at set to the
+ *		backoff of that attempt; this commits before the analysis;
+ *	 2. the run: analysis, mesh, order, price, events, the job's new state,
+ *		in one transaction; then the job lock is released.
+ *
+ * The pool's order: jobs attached to an order first, by the order's
+ * current SLA priority (alexandrite.sla_priority at the claim, so B2B
+ * before shop at the same lateness, as the channels' weights say), then by
+ * submission; then unattached jobs in submission order.
+ *
+ * A job found running whose job lock nobody holds was interrupted: its
+ * worker, the helper's backend or the postmaster crashed (locks do not
+ * survive any of them).  It is claimed again once its backoff has passed,
+ * as a new attempt; when it has used alexandrite.mesh_job_max_attempts
+ * attempts it fails with "interrupted" as its last error.  Because the
+ * attempt is counted and committed before the analysis starts, a file that
+ * kills its worker every time cannot keep the pool busy for ever.
+ *
+ * alexandrite.mesh_pool_paused stops claiming (running jobs finish).
+ *
+ * IDENTIFICATION
+ *	  src/mesh/jobs_worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "core/core.h"
+#include "mesh/jobs.h"
+
+PGDLLEXPORT void AlxMeshWorkerMain(Datum main_arg) pg_attribute_noreturn();
+
+#define MESH_WORKER_NAME "alexandrite mesh worker"
+/* how often an idle worker looks for work */
+#define MESH_POLL_MS 200
+/* advisory-lock key of the job locks: 'ALXJ', field 4 = 5 */
+#define MESH_JOB_KEY 0x414C584Au
+
+/*
+ * The claim's candidates, in the pool's order: first jobs found running
+ * (interrupted ones, or live ones: the job lock tells), then the first
+ * queued job that nobody holds locked.  The queued job is claimed alone
+ * (LIMIT 1), so that concurrent claims pass each other by one job at most.
+ */
+#define MESH_CLAIM_SQL(state, lim) \
+	"SELECT j.id, j.state, j.attempts, j.order_id, j.filename" \
+	"  FROM alexandrite.mesh_jobs j" \
+	"  LEFT JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) j.order_id" \
+	" WHERE j.state OPERATOR(pg_catalog.<>) 'done' AND j.state OPERATOR(pg_catalog.=) '" state "'" \
+	"   AND j.next_attempt_at OPERATOR(pg_catalog.<=) $1" \
+	" ORDER BY j.order_id IS NULL," \
+	"          alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, $1) DESC NULLS LAST," \
+	"          j.id" \
+	" LIMIT " lim " FOR UPDATE OF j SKIP LOCKED"
+
+static AlxPlan running_plan = {
+	MESH_CLAIM_SQL("running", "$2"),
+	2, {TIMESTAMPTZOID, INT4OID}
+};
+
+static AlxPlan queued_plan = {
+	MESH_CLAIM_SQL("queued", "1"),
+	1, {TIMESTAMPTZOID}
+};
+
+static AlxPlan start_plan = {
+	"UPDATE alexandrite.mesh_jobs SET state = 'running', attempts = attempts OPERATOR(pg_catalog.+) 1,"
+	" started_at = pg_catalog.clock_timestamp(), next_attempt_at = $2,"
+	" error_sqlstate = COALESCE($3, error_sqlstate), error_message = COALESCE($4, error_message)"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	4, {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID}
+};
+
+static AlxPlan interrupted_plan = {
+	"UPDATE alexandrite.mesh_jobs SET state = 'failed', finished_at = pg_catalog.clock_timestamp(),"
+	" error_sqlstate = $2, error_message = $3"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	3, {INT8OID, TEXTOID, TEXTOID}
+};
+
+/* SQLSTATE and text of an interrupted attempt */
+#define MESH_INTERRUPTED_STATE "57P02"
+#define MESH_INTERRUPTED_MSG "mesh analysis was interrupted (a crash of its worker or of the server)"
+
+void
+AlxMeshJobLockTag(LOCKTAG *tag, int64 job_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) job_id >> 32),
+						 (uint32) job_id, 5);
+}
+
+/* Register the pool (from _PG_init, when preloaded). */
+void
+AlxMeshRegisterWorkers(void)
+{
+	for (int i = 0; i < alx_mesh_workers; i++)
+	{
+		char		name[BGW_MAXLEN];
+
+		snprintf(name, sizeof(name), MESH_WORKER_NAME " %d", i + 1);
+		AlxRegisterWorker(name, "AlxMeshWorkerMain", 5);
+	}
+}
+
+/* true when the job table exists in this database */
+static bool
+jobs_installed(void)
+{
+	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("mesh_jobs", nsp)) &&
+		OidIsValid(get_relname_relid("orders", nsp));
+}
+
+/*
+ * A candidate whose job lock we got: a queued job starts; a job found
+ * running was interrupted and starts again, or fails when it has had all
+ * its attempts.  Returns whether it starts.
+ */
+static bool
+start_candidate(int64 job_id, bool interrupted, int attempts, int64 order_id,
+				const char *filename, TimestampTz now)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(job_id);
+	if (interrupted && attempts >= alx_mesh_job_max_attempts)
+	{
+		values[1] = CStringGetTextDatum(MESH_INTERRUPTED_STATE);
+		values[2] = CStringGetTextDatum(MESH_INTERRUPTED_MSG);
+		AlxPlanRun(&interrupted_plan, 0, values, NULL, false, 0);
+		ereport(LOG,
+				(errmsg("mesh job " INT64_FORMAT " failed: interrupted in each of its %d attempts",
+						job_id, attempts)));
+		AlxMeshJobEvent(job_id, "mesh.rejected", order_id, 0, filename,
+						MESH_INTERRUPTED_STATE, MESH_INTERRUPTED_MSG);
+		return false;
+	}
+	values[1] = TimestampTzGetDatum(AlxMeshJobBackoff(now, attempts + 1));
+	if (interrupted)
+	{
+		values[2] = CStringGetTextDatum(MESH_INTERRUPTED_STATE);
+		values[3] = CStringGetTextDatum(MESH_INTERRUPTED_MSG);
+		ereport(LOG,
+				(errmsg("mesh job " INT64_FORMAT " was interrupted in attempt %d; trying again",
+						job_id, attempts)));
+	}
+	else
+		nulls[2] = nulls[3] = 'n';
+	AlxPlanRun(&start_plan, 0, values, nulls, false, 0);
+	return true;
+}
+
+/*
+ * Tries the candidates of the last statement in order; returns the first
+ * one that starts (its job lock then held by this session), or 0.
+ */
+static int64
+claim_candidate(TimestampTz now, int *attempt)
+{
+	SPITupleTable *cands = SPI_tuptable;
+	uint64		ncands = SPI_processed;
+
+	for (uint64 i = 0; i < ncands; i++)
+	{
+		HeapTuple	t = cands->vals[i];
+		TupleDesc	d = cands->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+		char	   *state = TextDatumGetCString(SPI_getbinval(t, d, 2, &isnull));
+		int			attempts = DatumGetInt32(SPI_getbinval(t, d, 3, &isnull));
+		Datum		ov = SPI_getbinval(t, d, 4, &isnull);
+		int64		order_id = isnull ? 0 : DatumGetInt64(ov);
+		char	   *filename = SPI_getvalue(t, d, 5);
+		LOCKTAG		tag;
+
+		AlxMeshJobLockTag(&tag, id);
+		if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+			continue;			/* a live worker runs it */
+		if (start_candidate(id, strcmp(state, "running") == 0, attempts, order_id,
+							filename, now))
+		{
+			*attempt = attempts + 1;
+			return id;
+		}
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	return 0;
+}
+
+/*
+ * Claims a job; returns its id (its job lock held by this session) and its
+ * attempt number, or 0.  In the caller's transaction.
+ */
+static int64
+claim_job(int *attempt)
+{
+	AlxSavedUser save;
+	Datum		values[2];
+	TimestampTz now = GetCurrentTimestamp();
+	int64		claimed;
+
+	AlxCoreBegin(&save);
+	values[0] = TimestampTzGetDatum(now);
+	/* at most one live job per worker of the cluster, and some interrupted ones */
+	values[1] = Int32GetDatum(Max(alx_mesh_workers, 1) * 2 + 2);
+	AlxPlanRun(&running_plan, 0, values, NULL, false, 0);
+	claimed = claim_candidate(now, attempt);
+	if (claimed == 0)
+	{
+		AlxPlanRun(&queued_plan, 0, values, NULL, false, 0);
+		claimed = claim_candidate(now, attempt);
+	}
+	AlxCoreEnd(&save);
+	return claimed;
+}
+
+/* One round: claim and run one job.  Returns whether there was one. */
+static bool
+mesh_round(void)
+{
+	int64		job_id = 0;
+	int			attempt = 0;
+	LOCKTAG		tag;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (jobs_installed())
+		job_id = claim_job(&attempt);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (job_id == 0)
+		return false;
+
+	pgstat_report_activity(STATE_RUNNING, "alexandrite: analysing a mesh job");
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	AlxMeshJobRun(job_id, attempt);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	AlxMeshJobLockTag(&tag, job_id);
+	LockRelease(&tag, ExclusiveLock, true);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return true;
+}
+
+void
+AlxMeshWorkerMain(Datum main_arg)
+{
+	MemoryContext cxt;
+
+	AlxWorkerStart(MESH_WORKER_NAME);
+	cxt = AllocSetContextCreate(TopMemoryContext, "alexandrite mesh worker",
+								ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		bool		worked = false;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			AlxWorkerReloadConfig(MESH_WORKER_NAME);
+		}
+		if (!alx_mesh_pool_paused)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			worked = mesh_round();
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(cxt);
+		}
+		if (!worked)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 MESH_POLL_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+}

@@ -1,0 +1,268 @@
+# 024_mesh_jobs: the mesh job pool with real workers and the real helper.
+#
+#  - priority under a backlog: with the pool paused, 3 unattached jobs, then
+#    30 jobs of shop orders, then one of a B2B order are queued; once the
+#    pool runs, the B2B job is among the first claimed (the pool has 2
+#    workers), the shop jobs follow in their orders' priority order and the
+#    unattached ones come last; every order got its model and its price;
+#  - a hostile file among good ones fails its job (22P04, one attempt,
+#    mesh.rejected) while the good ones are done, and no worker dies;
+#  - backpressure: beyond alexandrite.mesh_queue_max_bytes mesh_submit
+#    raises 53400; discarding a job makes room again;
+#  - SIGKILL of a worker in the middle of an analysis, and of the
+#    postmaster: the job is retried after the restart, done in its second
+#    attempt, and its mesh stored once;
+#  - pg_dump/pg_restore of a database with queued jobs: the jobs, bytes
+#    included, arrive, and the restored cluster's pool analyses them.
+use strict;
+use warnings FATAL => 'all';
+
+use File::Basename qw(dirname);
+use lib dirname(__FILE__) . '/../perl';
+
+use AlxTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $gen = "$AlxTest::TOP/test/gen/genmesh.py";
+my $files = PostgreSQL::Test::Utils::tempdir();
+my $conf = <<'EOF';
+alexandrite.database = 'postgres'
+alexandrite.amqp_url = ''
+alexandrite.mesh_workers = 2
+alexandrite.mesh_job_retry_delay = '300ms'
+alexandrite.mesh_job_max_attempts = 3
+alexandrite.mesh_pool_paused = on
+restart_after_crash = on
+EOF
+
+my $node = AlxTest::new_node('mesh_jobs', conf => $conf);
+$node->start;
+AlxTest::install($node, 'postgres');
+my $db = 'postgres';
+
+sub sql { return $node->safe_psql($db, $_[0]); }
+
+# a mesh file of the generator, as a path the server can read
+sub gen
+{
+	my ($name, @args) = @_;
+	my $path = "$files/$name";
+	system('python3', $gen, @args, '--out', $path) == 0 or BAIL_OUT("could not generate $name");
+	chmod 0644, $path;
+	return $path;
+}
+
+sub set_paused
+{
+	my ($paused) = @_;
+	sql("ALTER SYSTEM SET alexandrite.mesh_pool_paused = " . ($paused ? 'on' : 'off'));
+	sql('SELECT pg_reload_conf()');
+	return;
+}
+
+sub wait_idle
+{
+	my ($what, $timeout) = @_;
+	ok(AlxTest::wait_until($node, $db,
+			q{SELECT count(*) = 0 FROM alexandrite.mesh_jobs WHERE state IN ('queued', 'running')}, $timeout // 120),
+		"every job finished: $what");
+	return;
+}
+
+sub workers
+{
+	return sql(q{SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM pg_stat_activity
+	              WHERE backend_type LIKE 'alexandrite mesh worker%'});
+}
+
+sql(q{CREATE FUNCTION public.try(q text) RETURNS text LANGUAGE plpgsql AS $$
+      BEGIN EXECUTE q; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$});
+ok(AlxTest::wait_until($node, $db, q{SELECT count(*) = 2 FROM pg_stat_activity
+                                      WHERE backend_type LIKE 'alexandrite mesh worker%'}, 60),
+	'two mesh workers run (alexandrite.mesh_workers = 2)');
+
+# --- priority under a backlog ------------------------------------------------
+# 34 distinct files: the cube at 34 scales (distinct bytes, distinct meshes)
+my @cubes = map { gen("cube$_.stl", 'cube', 'stl', '--scale', 1 + $_ / 10) } 1 .. 34;
+sql(q{SELECT alexandrite.create_order('SHOP-' || i, 'shop', 'c' || i, NULL, 'ag925')
+        FROM generate_series(1, 30) i});
+sql(q{SELECT alexandrite.create_order('B2B-1', 'b2b_api', 'acme', NULL, 'au750_yellow')});
+for my $i (31 .. 33)
+{
+	sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$cubes[$i-1]'), 'loose$i.stl')");
+}
+for my $i (1 .. 30)
+{
+	sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$cubes[$i-1]'), 'shop$i.stl', 'mm',
+	        (SELECT id FROM alexandrite.orders WHERE external_ref = 'SHOP-$i'))");
+}
+sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$cubes[33]'), 'b2b.stl', 'mm',
+        (SELECT id FROM alexandrite.orders WHERE external_ref = 'B2B-1'))");
+is(sql(q{SELECT count(*) FROM alexandrite.mesh_jobs WHERE state = 'queued'}), '34',
+	'34 jobs queued while the pool is paused');
+is(sql(q{SELECT count(*) FROM alexandrite.meshes}), '0', 'nothing analysed while paused');
+set_paused(0);
+wait_idle('the backlog');
+# the claim order: rank by the time each job was claimed
+my $ranks = sql(q{
+	SELECT string_agg(coalesce(o.external_ref, j.filename), ' ' ORDER BY j.started_at, j.id)
+	  FROM alexandrite.mesh_jobs j LEFT JOIN alexandrite.orders o ON o.id = j.order_id});
+my @order = split / /, $ranks;
+my %rank = map { $order[$_] => $_ + 1 } 0 .. $#order;
+note("claim order: $ranks");
+cmp_ok($rank{'B2B-1'}, '<=', 2, 'the B2B job, submitted last, is among the first two claimed by the two workers');
+cmp_ok((sort { $a <=> $b } map { $rank{"loose$_.stl"} } 31 .. 33)[0], '>', 30,
+	'the unattached jobs, submitted first, come after every attached one');
+my $inversions = 0;
+for my $i (1 .. 29)
+{
+	$inversions++ if $rank{"SHOP-$i"} > $rank{ 'SHOP-' . ($i + 1) } + 1;
+}
+is($inversions, 0, 'shop jobs in their orders\' priority order (within the pool\'s width)');
+is(sql(q{SELECT count(*) FILTER (WHERE status = 'priced' AND mesh_id IS NOT NULL AND price > 0)
+           FROM alexandrite.orders}), '31', 'every order got its model and a price');
+is(sql(q{SELECT count(*) FROM alexandrite.mesh_jobs WHERE state = 'done' AND data IS NULL AND attempts = 1}),
+	'34', 'every job done in one attempt, its bytes dropped');
+is(sql(q{SELECT count(*) FROM alexandrite.outbox WHERE aggregate_type = 'mesh' AND event_type = 'mesh.analyzed'}),
+	'34', 'one mesh.analyzed per job');
+is(sql(q{SELECT count(DISTINCT actor) || ' ' || min(actor) FROM alexandrite.order_events
+          WHERE to_status = 'priced'}), '1 alexandrite_worker', 'priced by the workers\' role');
+
+# --- a hostile file among good ones ------------------------------------------
+my $workers_before = workers();
+my $start_time = sql('SELECT pg_postmaster_start_time()');
+my $good1 = gen('ring.stl', 'ring', 'stl');
+my $good2 = gen('torus.obj', 'torus', 'obj');
+my $bad = "$files/hostile.stl";
+{
+	my $b64 = `python3 $gen --hostile-case lying_count.stl`;
+	require MIME::Base64;
+	open my $fh, '>', $bad or die;
+	binmode $fh;
+	print $fh MIME::Base64::decode_base64($b64);
+	close $fh;
+	chmod 0644, $bad;
+}
+my $junk = "$files/random.bin";
+{
+	open my $fh, '>', $junk or die;
+	binmode $fh;
+	print $fh join('', map { chr(int(rand(256))) } 1 .. 5000);
+	close $fh;
+	chmod 0644, $junk;
+}
+my %job;
+for ([ good1 => $good1 ], [ bad => $bad ], [ junk => $junk ], [ good2 => $good2 ])
+{
+	$job{ $_->[0] } = sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$_->[1]'), '$_->[0]')");
+}
+wait_idle('hostile among good');
+is(sql("SELECT string_agg(state || ':' || coalesce(error_sqlstate, '-') || ':' || attempts, ' ' ORDER BY id)
+          FROM alexandrite.mesh_jobs WHERE id IN ($job{good1}, $job{bad}, $job{junk}, $job{good2})"),
+	'done:-:1 failed:22P04:1 failed:22P04:1 done:-:1', 'the hostile files fail their jobs at once, the good ones are done');
+is(sql("SELECT count(*) FROM alexandrite.mesh_jobs WHERE id IN ($job{bad}, $job{junk}) AND data IS NOT NULL"),
+	'2', 'a failed job keeps its bytes');
+is(sql("SELECT string_agg(payload->>'sqlstate', ' ') FROM alexandrite.outbox
+         WHERE aggregate_type = 'mesh' AND event_type = 'mesh.rejected'"), '22P04 22P04', 'mesh.rejected with the SQLSTATE');
+is(workers(), $workers_before, 'the same workers still run');
+is(sql('SELECT pg_postmaster_start_time()'), $start_time, 'the server did not restart');
+is(sql("SELECT try('SELECT alexandrite.mesh_job_retry($job{bad})')"), 'ok', 'a failed job can be retried');
+wait_idle('the retried hostile file');
+is(sql("SELECT state || ':' || attempts FROM alexandrite.mesh_jobs WHERE id = $job{bad}"), 'failed:1',
+	'and fails again, in one fresh attempt');
+
+# --- backpressure ------------------------------------------------------------
+set_paused(1);
+sql(q{ALTER SYSTEM SET alexandrite.mesh_queue_max_bytes = '64kB'});
+sql('SELECT pg_reload_conf()');
+# the two failed jobs hold about 6 kB; 20 kB files
+my @fill = map { gen("fill$_.stl", 'cube', 'stl', '--scale', 10 + $_) } 1 .. 4;
+my @outcomes;
+for my $f (@fill)
+{
+	# 20 kB: a cube padded with zeros (an invalid STL; size matters here, not geometry)
+	push @outcomes, sql("SELECT try(\$\$SELECT alexandrite.mesh_submit(pg_read_binary_file('$f')
+	                        || decode(repeat('00', 20000), 'hex'), 'fill.stl')\$\$)");
+}
+is(join(' ', @outcomes), 'ok ok 53400 53400', 'beyond mesh_queue_max_bytes mesh_submit raises 53400');
+is(sql(q{SELECT count(*) FROM alexandrite.mesh_jobs WHERE state = 'queued'}), '2', 'the refused files left no job');
+sql("SELECT alexandrite.mesh_job_discard($job{bad}), alexandrite.mesh_job_discard($job{junk})");
+is(sql(q{SELECT try($$SELECT alexandrite.mesh_submit(decode(repeat('01', 10000), 'hex'), 'small.stl')$$)}), 'ok',
+	'discarding failed jobs makes room');
+like(sql(q{SELECT alexandrite.metrics()}), qr/^alexandrite_mesh_jobs\{state="queued"\} 3$/m, 'metrics show the queue');
+sql(q{ALTER SYSTEM RESET alexandrite.mesh_queue_max_bytes});
+sql('SELECT pg_reload_conf()');
+# and a valid model, in a unit not analysed yet
+sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$good1'), 'ring-cm.stl', 'cm')");
+
+# --- dump and restore with queued jobs ----------------------------------------
+my $dump = "$files/jobs.dump";
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr($db) ], 'pg_dump with queued jobs');
+my $node2 = AlxTest::new_node('mesh_jobs_restored', conf => $conf);
+$node2->start;
+$node2->command_ok([ 'pg_restore', '--single-transaction', '-d', $node2->connstr($db), $dump ],
+	'pg_restore into a new cluster');
+is($node2->safe_psql($db, q{SELECT count(*) || ' ' || sum(length(data)) FROM alexandrite.mesh_jobs WHERE state = 'queued'}),
+	sql(q{SELECT count(*) || ' ' || sum(length(data)) FROM alexandrite.mesh_jobs WHERE state = 'queued'}),
+	'the queued jobs and their bytes arrived');
+$node2->safe_psql($db, q{ALTER SYSTEM SET alexandrite.mesh_pool_paused = off});
+$node2->safe_psql($db, 'SELECT pg_reload_conf()');
+ok(AlxTest::wait_until($node2, $db,
+		q{SELECT count(*) = 0 FROM alexandrite.mesh_jobs WHERE state IN ('queued', 'running')}, 120),
+	'the restored cluster\'s pool finishes them');
+is($node2->safe_psql($db, q{SELECT string_agg(state || ':' || coalesce(error_sqlstate, '-'), ' ' ORDER BY id)
+                              FROM alexandrite.mesh_jobs WHERE filename IN ('fill.stl', 'small.stl', 'ring-cm.stl')}),
+	'failed:22P04 failed:22P04 failed:22P04 done:-',
+	'each restored job ran to its outcome (zero-padded STL files are invalid)');
+is($node2->safe_psql($db, q{SELECT count(*) FROM alexandrite.meshes m JOIN alexandrite.mesh_jobs j
+                              ON j.mesh_id = m.id AND j.filename = 'ring-cm.stl' AND m.unit = 'cm'}), '1',
+	'the restored valid job stored its mesh');
+$node2->stop;
+# the same jobs here: dropped, they are not the subject of what follows
+sql(q{DELETE FROM alexandrite.mesh_jobs WHERE state = 'queued'});
+
+# --- SIGKILL of a worker, then of the postmaster, in the middle of a job -----
+my $large = gen('large.stl', 'torus:500:400', 'stl');
+for my $victim ('worker', 'postmaster')
+{
+	my $unit = $victim eq 'worker' ? 'cm' : 'in';    # another unit: another mesh
+	set_paused(0);
+	my $id = sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$large'), 'large.stl', '$unit')");
+	ok(AlxTest::wait_until($node, $db, "SELECT state = 'running' FROM alexandrite.mesh_jobs WHERE id = $id", 60),
+		"the large job runs ($victim)");
+	my $pid = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type LIKE 'alexandrite mesh worker%'
+	                  AND state = 'active'});
+	isnt($pid, '', "a worker is busy with it ($victim)");
+	if ($victim eq 'worker')
+	{
+		my $old = workers();
+		$old =~ s/ /,/g;
+		kill 'KILL', $pid;
+		# the postmaster restarts every process (crash recovery); then new workers run
+		ok($node->poll_query_until($db, qq{SELECT count(*) = 2 FROM pg_stat_activity
+		                                   WHERE backend_type LIKE 'alexandrite mesh worker%' AND pid NOT IN ($old)}),
+			'the server restarted its processes');
+	}
+	else
+	{
+		my @pids = split /\n/, sql('SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
+		$node->kill9;
+		my $t0 = time;
+		usleep(100_000) while grep({ kill 0, $_ } @pids) && time - $t0 < 60;
+		ok(!grep({ kill 0, $_ } @pids), 'every child exited after the postmaster died');
+		$node->start;
+	}
+	wait_idle("after SIGKILL of the $victim", 180);
+	is(sql("SELECT state || ':' || attempts || ':' || error_sqlstate FROM alexandrite.mesh_jobs WHERE id = $id"),
+		'done:2:57P02', "the interrupted job was done in its second attempt ($victim)");
+	is(sql("SELECT count(*) FROM alexandrite.meshes m, alexandrite.mesh_jobs j
+	         WHERE j.id = $id AND m.sha256 = j.sha256 AND m.unit = '$unit'"), '1', "its mesh stored once ($victim)");
+	is(sql("SELECT count(*) FROM alexandrite.outbox WHERE aggregate_type = 'mesh' AND aggregate_id = '$id'"), '1',
+		"one event for it ($victim)");
+}
+
+$node->stop;
+done_testing();
