@@ -38,9 +38,9 @@ alx_build_install() {
     local cflags="-Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers"
     [ -n "${CI:-}" ] && cflags="$cflags -Werror"
     alx_log "build ($PG_CONFIG)"
-    make -C "$ALX_TOP" -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS="$cflags" -j2 >/dev/null
+    make -C "$ALX_TOP" -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS="$cflags" -j2 >/dev/null || return 1
     alx_log "install"
-    make -C "$ALX_TOP" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+    make -C "$ALX_TOP" -s PG_CONFIG="$PG_CONFIG" install >/dev/null || return 1
 }
 
 # Start a throwaway cluster with test/regress.conf in DIR on PORT, owned by

@@ -19,13 +19,204 @@
 -- core
 ------------------------------------------------------------------------------
 
+-- The order row holds its outbox sequence (orders.event_seq), taken over
+-- from outbox_aggregates (whose 'order' rows the outbox section drops).
+ALTER TABLE alexandrite.orders ADD COLUMN event_seq bigint NOT NULL DEFAULT 0;
+COMMENT ON COLUMN alexandrite.orders.event_seq
+    IS 'aggregate_seq of the order''s last outbox event (the order row is its lock and counter)';
+UPDATE alexandrite.orders o SET event_seq = a.last_seq
+  FROM alexandrite.outbox_aggregates a
+ WHERE a.aggregate_type OPERATOR(pg_catalog.=) 'order'
+   AND a.aggregate_id OPERATOR(pg_catalog.=) o.id::pg_catalog.text;
+
+-- Every backend caches the state machine (src/core/transitions.c); a change
+-- to the table tells them all to reload it.
+CREATE FUNCTION alexandrite.status_transitions_invalidate() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'alexandrite_status_transitions_invalidate'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.status_transitions_invalidate()
+    IS 'internal: trigger that makes every backend reload its cached state machine';
+REVOKE ALL ON FUNCTION alexandrite.status_transitions_invalidate() FROM PUBLIC;
+CREATE TRIGGER status_transitions_invalidate
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON alexandrite.status_transitions
+    FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.status_transitions_invalidate();
+COMMENT ON TRIGGER status_transitions_invalidate ON alexandrite.status_transitions
+    IS 'invalidates the per-backend cache of the state machine when the transitions change';
+
+-- The payload of order.status_changed, built and checked by the order
+-- core's C code, for its one-statement status write (src/core/orders.c).
+CREATE FUNCTION alexandrite.order_status_payload(
+    order_id bigint, external_ref text, from_status text, to_status text, at timestamptz,
+    actor text, operator_id text, sla_due_at timestamptz, headers jsonb)
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'alexandrite_order_status_payload'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION alexandrite.order_status_payload(bigint, text, text, text, timestamptz, text, text, timestamptz, jsonb)
+    IS 'internal: the order.status_changed payload of a status write, checked against the relay''s limits';
+REVOKE ALL ON FUNCTION alexandrite.order_status_payload(bigint, text, text, text, timestamptz, text, text, timestamptz, jsonb) FROM PUBLIC;
+
+-- The writers become C entry points into the one write routine (src/core).
+DROP FUNCTION alexandrite.lock_order(bigint);
+DROP FUNCTION alexandrite.check_same_order(alexandrite.orders, text, text);
+-- The order API: thin C entry points (src/core) into the one write routine
+-- for orders.  They run as their caller (SECURITY INVOKER), capture the
+-- caller as the default actor, and run their compiled statements as the
+-- extension owner: a caller needs EXECUTE on them and nothing on the tables.
+CREATE OR REPLACE FUNCTION alexandrite.create_order(
+    external_ref text, channel text, customer_id text, mesh_id bigint, material text,
+    payload jsonb DEFAULT '{}')
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_create_order'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.create_order(text, text, text, bigint, text, jsonb)
+    IS 'creates an order with its order.created event; idempotent on external_ref (a retry returns the same id)';
+
+CREATE OR REPLACE FUNCTION alexandrite.set_status(order_id bigint, status alexandrite.order_status, actor text DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_set_status'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.set_status(bigint, alexandrite.order_status, text)
+    IS 'moves an order along the state machine (alexandrite.status_transitions) and records the change and its event';
+
+-- Giving an order to an operator changes two columns, operator_id and the
+-- status, in one write.  Like every assignment it locks the operator's row
+-- first and checks that the operator is active and has room.  Assignment
+-- policies (alexandrite.assign_next) choose the order; this records a
+-- choice made by hand.
+CREATE OR REPLACE FUNCTION alexandrite.assign_order(order_id bigint, operator_id text, actor text DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_assign_order'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.assign_order(bigint, text, text)
+    IS 'gives a new or priced order to an active operator below capacity: operator, status assigned and the order event in one update';
+
+-- The model or the alloy of an order is often known only after the order:
+-- attach them while the order is still new (a priced order keeps the model
+-- its price was computed for).
+CREATE OR REPLACE FUNCTION alexandrite.set_order_model(order_id bigint, mesh_id bigint, material text DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_set_order_model'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.set_order_model(bigint, bigint, text)
+    IS 'attaches the mesh (and optionally the material) to a new order';
+
+REVOKE ALL ON FUNCTION alexandrite.create_order(text, text, text, bigint, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.set_status(bigint, alexandrite.order_status, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.assign_order(bigint, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.set_order_model(bigint, bigint, text) FROM PUBLIC;
+
 ------------------------------------------------------------------------------
 -- pricing
 ------------------------------------------------------------------------------
 
+-- Quotes an order's mesh and material with the current price list, keeps
+-- the quote, and sets the price and the status 'priced' in one write of
+-- the order with its order_event, order.status_changed and order.priced
+-- (C: src/pricing/order.c through the order core).  Runs its statements as
+-- the extension owner: a caller needs EXECUTE on it only.
+CREATE OR REPLACE FUNCTION alexandrite.price_order(order_id bigint, options jsonb DEFAULT '{}')
+    RETURNS alexandrite.quote
+    AS 'MODULE_PATHNAME', 'alexandrite_price_order'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.price_order(bigint, jsonb) IS
+    'quotes an order''s mesh and material, stores the quote, sets the order price and moves it to priced';
+REVOKE ALL ON FUNCTION alexandrite.price_order(bigint, jsonb) FROM PUBLIC;
+
 ------------------------------------------------------------------------------
 -- sla
 ------------------------------------------------------------------------------
+
+-- Claiming, escalation and the maintenance of orders move to C
+-- (src/sla/assign.c, escalate.c, maintain.c): one trigger function for the
+-- load and the escalation window instead of one PL/pgSQL trigger per concern.
+DROP TRIGGER orders_operator_load_ins ON alexandrite.orders;
+DROP TRIGGER orders_operator_load_upd ON alexandrite.orders;
+DROP TRIGGER orders_operator_load_del ON alexandrite.orders;
+DROP TRIGGER orders_operator_load_truncate ON alexandrite.orders;
+DROP TRIGGER orders_sla_backdated_ins ON alexandrite.orders;
+DROP TRIGGER orders_sla_backdated_upd ON alexandrite.orders;
+DROP FUNCTION alexandrite.orders_operator_load();
+DROP FUNCTION alexandrite.orders_operator_load_truncate();
+DROP FUNCTION alexandrite.orders_sla_backdated();
+DROP FUNCTION alexandrite.sla_known_load(text);
+DROP FUNCTION alexandrite.sla_give(bigint, text);
+DROP FUNCTION alexandrite.sla_lock_operator(text, boolean);
+DROP FUNCTION alexandrite.sla_claim(timestamptz, timestamptz);
+DROP FUNCTION alexandrite.sla_require_read_committed(text);
+COMMENT ON TABLE alexandrite.operator_load
+    IS 'open orders held per operator, kept by the orders_maintain triggers; NULL or no row: unknown, counted on demand; derived data, not dumped';
+
+CREATE OR REPLACE FUNCTION alexandrite.sla_recount_load() RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_sla_recount_load'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.sla_recount_load()
+    IS 'rebuilds alexandrite.operator_load from the orders; returns the number of operators holding orders';
+
+CREATE OR REPLACE FUNCTION alexandrite.assign_next(operator_id text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_assign_next'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.assign_next(text)
+    IS 'claims the most urgent unassigned order (new or priced) for an active operator below capacity; NULL when none';
+
+CREATE OR REPLACE FUNCTION alexandrite.release_order(order_id bigint, actor text DEFAULT NULL)
+    RETURNS alexandrite.order_status
+    AS 'MODULE_PATHNAME', 'alexandrite_release_order'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.release_order(bigint, text)
+    IS 'puts an assigned order back into the pool (status new or priced, no operator); returns the new status';
+
+CREATE OR REPLACE FUNCTION alexandrite.rebalance(horizon interval DEFAULT '24 hours')
+    RETURNS TABLE (order_id bigint, from_operator text, to_operator text)
+    AS 'MODULE_PATHNAME', 'alexandrite_rebalance'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.rebalance(interval)
+    IS 'releases orders of inactive or overfull operators and spreads pool orders due within horizon over active operators by load';
+
+CREATE OR REPLACE FUNCTION alexandrite.escalate_overdue(full_scan boolean DEFAULT false) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_escalate_overdue'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.escalate_overdue(boolean)
+    IS 'records a breach and its order.sla_breached event (once per order) for every open order past its due time; returns how many were new';
+
+CREATE FUNCTION alexandrite.orders_maintain() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'alexandrite_orders_maintain'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.orders_maintain()
+    IS 'internal: row trigger keeping alexandrite.operator_load, the escalation window and the dashboards in step with orders';
+CREATE FUNCTION alexandrite.orders_truncated() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'alexandrite_orders_truncated'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.orders_truncated()
+    IS 'internal: empties alexandrite.operator_load when orders is truncated';
+
+CREATE TRIGGER orders_maintain_ins
+    AFTER INSERT ON alexandrite.orders FOR EACH ROW
+    EXECUTE FUNCTION alexandrite.orders_maintain();
+CREATE TRIGGER orders_maintain_upd
+    AFTER UPDATE ON alexandrite.orders FOR EACH ROW
+    EXECUTE FUNCTION alexandrite.orders_maintain();
+CREATE TRIGGER orders_maintain_del
+    AFTER DELETE ON alexandrite.orders FOR EACH ROW
+    EXECUTE FUNCTION alexandrite.orders_maintain();
+CREATE TRIGGER orders_maintain_truncate
+    AFTER TRUNCATE ON alexandrite.orders FOR EACH STATEMENT
+    EXECUTE FUNCTION alexandrite.orders_truncated();
+ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_ins;
+ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_upd;
+ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_del;
+ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_truncate;
+COMMENT ON TRIGGER orders_maintain_ins ON alexandrite.orders
+    IS 'keeps alexandrite.operator_load, the escalation window and the dashboards (new rows)';
+COMMENT ON TRIGGER orders_maintain_upd ON alexandrite.orders
+    IS 'keeps alexandrite.operator_load, the escalation window and the dashboards (changed rows)';
+COMMENT ON TRIGGER orders_maintain_del ON alexandrite.orders
+    IS 'keeps alexandrite.operator_load and the dashboards (deleted rows)';
+COMMENT ON TRIGGER orders_maintain_truncate ON alexandrite.orders
+    IS 'keeps alexandrite.operator_load (no orders, no load)';
+REVOKE ALL ON FUNCTION alexandrite.assign_next(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.release_order(bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.orders_maintain() FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.orders_truncated() FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- outbox
@@ -98,6 +289,29 @@ SELECT p.pending OPERATOR(pg_catalog.+) q.retrying AS pending,
           FROM alexandrite.outbox_retry q) q
  CROSS JOIN alexandrite.outbox_relay_info() i;
 DROP FUNCTION alexandrite.outbox_handled(alexandrite.outbox_relay, xid8, bigint);
+
+-- Events come from the API: no trigger emits order events, and nothing
+-- guesses a restore from the text of a statement.
+DROP TRIGGER outbox_emit_order_event ON alexandrite.order_events;
+DROP TRIGGER outbox_emit_sla_breach ON alexandrite.sla_breaches;
+DROP FUNCTION alexandrite.outbox_order_event_trigger();
+DROP FUNCTION alexandrite.outbox_sla_breach_trigger();
+DROP FUNCTION alexandrite.outbox_restoring();
+-- orders keep their seq in orders.event_seq (core section)
+DELETE FROM alexandrite.outbox_aggregates a WHERE a.aggregate_type OPERATOR(pg_catalog.=) 'order';
+COMMENT ON TABLE alexandrite.outbox_aggregates IS 'last aggregate_seq given out per aggregate (orders: orders.event_seq)';
+COMMENT ON FUNCTION alexandrite.outbox_wakeup_at_commit() IS 'wakes the relay when the calling transaction commits (used by outbox_requeue and outbox_discard)';
+-- Writes one event in the calling transaction (C: src/outbox/produce.c).
+-- Refuses what the relay could not frame: see docs/outbox.md, "Limits".
+-- Events of aggregate type 'order' take their seq from the order row.
+CREATE OR REPLACE FUNCTION alexandrite.outbox_emit(aggregate_type text, aggregate_id text, event_type text,
+                                        payload jsonb, headers jsonb DEFAULT '{}')
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'alexandrite_outbox_emit'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.outbox_emit(text, text, text, jsonb, jsonb)
+    IS 'writes an event to the outbox in the calling transaction; returns its id (the AMQP message_id)';
+REVOKE ALL ON FUNCTION alexandrite.outbox_emit(text, text, text, jsonb, jsonb) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- dashboard
@@ -179,8 +393,8 @@ BEGIN
     END LOOP;
 END;
 $$;
-CREATE TRIGGER alx_dashboard_capture AFTER INSERT OR UPDATE OR DELETE ON alexandrite.orders
-    FOR EACH ROW EXECUTE FUNCTION alexandrite.dashboard_capture();
+-- orders: its rows are captured by the order core's C trigger
+-- (orders_maintain, sla section)
 CREATE TRIGGER alx_dashboard_flush AFTER INSERT OR UPDATE OR DELETE ON alexandrite.orders
     FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.dashboard_capture();
 CREATE TRIGGER alx_dashboard_truncate AFTER TRUNCATE ON alexandrite.orders

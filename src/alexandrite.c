@@ -37,6 +37,7 @@ char	   *alx_amqp_exchange = NULL;
 int			alx_outbox_batch_size = 500;
 int			alx_outbox_max_attempts = 10;
 int			alx_outbox_rotate_interval_s = 60;
+char	   *alx_publish_after_standby_flush = NULL;
 int			alx_mesh_max_bytes = 256 * 1024 * 1024;
 int			alx_mesh_timeout_ms = 60000;
 int			alx_mesh_memory_limit_mb = 2048;
@@ -234,6 +235,15 @@ alx_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("alexandrite.publish_after_standby_flush",
+							   "Sets the standbys that must have flushed an event's commit before the relay publishes it.",
+							   "Same syntax as synchronous_standby_names, e.g. 'ANY 1 (*)'. Empty means: the synchronous standbys when synchronous_standby_names is set, else none.",
+							   &alx_publish_after_standby_flush,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   AlxCheckStandbyFlush, AlxAssignStandbyFlush, NULL);
 
 	DefineCustomIntVariable("alexandrite.mesh_max_bytes",
 							"Sets the largest mesh file, in bytes, that mesh_analyze accepts.",

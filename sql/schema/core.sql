@@ -33,6 +33,32 @@ INSERT INTO alexandrite.status_transitions (from_status, to_status, description)
     ('quality_check', 'shipped',       'passed and shipped'),
     ('quality_check', 'cancelled',     'cancelled');
 
+-- Every backend caches the state machine (src/core/transitions.c); a change
+-- to the table tells them all to reload it.
+CREATE FUNCTION alexandrite.status_transitions_invalidate() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'alexandrite_status_transitions_invalidate'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION alexandrite.status_transitions_invalidate()
+    IS 'internal: trigger that makes every backend reload its cached state machine';
+REVOKE ALL ON FUNCTION alexandrite.status_transitions_invalidate() FROM PUBLIC;
+CREATE TRIGGER status_transitions_invalidate
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON alexandrite.status_transitions
+    FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.status_transitions_invalidate();
+COMMENT ON TRIGGER status_transitions_invalidate ON alexandrite.status_transitions
+    IS 'invalidates the per-backend cache of the state machine when the transitions change';
+
+-- The payload of order.status_changed, built and checked by the order
+-- core's C code, for its one-statement status write (src/core/orders.c).
+CREATE FUNCTION alexandrite.order_status_payload(
+    order_id bigint, external_ref text, from_status text, to_status text, at timestamptz,
+    actor text, operator_id text, sla_due_at timestamptz, headers jsonb)
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'alexandrite_order_status_payload'
+    LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION alexandrite.order_status_payload(bigint, text, text, text, timestamptz, text, text, timestamptz, jsonb)
+    IS 'internal: the order.status_changed payload of a status write, checked against the relay''s limits';
+REVOKE ALL ON FUNCTION alexandrite.order_status_payload(bigint, text, text, text, timestamptz, text, text, timestamptz, jsonb) FROM PUBLIC;
+
 -- Open = neither shipped nor cancelled.  Kept as an immutable function so
 -- that partial indexes and views say the same thing.
 CREATE FUNCTION alexandrite.is_open(s alexandrite.order_status) RETURNS boolean
@@ -154,9 +180,12 @@ CREATE TABLE alexandrite.orders (
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     sla_due_at        timestamptz NOT NULL,
     updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    status_changed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    status_changed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    event_seq         bigint NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE alexandrite.orders IS 'customer orders; write them through create_order and set_status';
+COMMENT ON COLUMN alexandrite.orders.event_seq
+    IS 'aggregate_seq of the order''s last outbox event (the order row is its lock and counter)';
 CREATE INDEX orders_operator_open_idx ON alexandrite.orders (operator_id, sla_due_at)
     WHERE operator_id IS NOT NULL AND status OPERATOR(pg_catalog.<) 'shipped'::alexandrite.order_status;
 CREATE INDEX orders_open_changed_idx ON alexandrite.orders (status_changed_at)
@@ -256,250 +285,52 @@ $$;
 COMMENT ON FUNCTION alexandrite.check_order_model(bigint, text)
     IS 'internal: raises 22023 for a missing mesh or an unknown or inactive material';
 
+-- The order API: thin C entry points (src/core) into the one write routine
+-- for orders.  They run as their caller (SECURITY INVOKER), capture the
+-- caller as the default actor, and run their compiled statements as the
+-- extension owner: a caller needs EXECUTE on them and nothing on the tables.
 CREATE FUNCTION alexandrite.create_order(
     external_ref text, channel text, customer_id text, mesh_id bigint, material text,
     payload jsonb DEFAULT '{}')
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_id       bigint;
-    v_policy   alexandrite.sla_policies;
-    v_existing alexandrite.orders;
-    v_now      timestamptz := pg_catalog.now();
-BEGIN
-    IF external_ref IS NULL OR external_ref OPERATOR(pg_catalog.=) '' THEN
-        RAISE EXCEPTION 'external_ref must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF customer_id IS NULL OR customer_id OPERATOR(pg_catalog.=) '' THEN
-        RAISE EXCEPTION 'customer_id must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    -- A retry of an order that exists returns it without touching anything.
-    SELECT * INTO v_existing FROM alexandrite.orders o
-     WHERE o.external_ref OPERATOR(pg_catalog.=) create_order.external_ref;
-    IF FOUND THEN
-        PERFORM alexandrite.check_same_order(v_existing, channel, customer_id);
-        RETURN v_existing.id;
-    END IF;
-
-    v_policy := alexandrite.sla_policy_for(channel, customer_id);
-    IF v_policy.id IS NULL THEN
-        RAISE EXCEPTION 'unknown channel "%"', channel
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = pg_catalog.format('Known channels: %s.',
-                      (SELECT pg_catalog.string_agg(DISTINCT p.channel, ', ')
-                         FROM alexandrite.sla_policies p));
-    END IF;
-    PERFORM alexandrite.check_order_model(mesh_id, material);
-    IF payload IS NULL OR pg_catalog.jsonb_typeof(payload) OPERATOR(pg_catalog.<>) 'object' THEN
-        RAISE EXCEPTION 'payload must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    -- Concurrent retries of the same external_ref: the loser waits for the
-    -- winner's commit, inserts nothing and reads the winner's row.
-    INSERT INTO alexandrite.orders AS o
-           (external_ref, channel, customer_id, mesh_id, material, payload,
-            created_at, sla_due_at, updated_at, status_changed_at)
-    VALUES (external_ref, channel, customer_id, mesh_id, material, payload,
-            v_now, v_now OPERATOR(pg_catalog.+) v_policy.target, v_now, v_now)
-    ON CONFLICT ON CONSTRAINT orders_external_ref_key DO NOTHING
-    RETURNING o.id INTO v_id;
-
-    IF v_id IS NULL THEN
-        SELECT * INTO v_existing FROM alexandrite.orders o
-         WHERE o.external_ref OPERATOR(pg_catalog.=) create_order.external_ref;
-        IF NOT FOUND THEN
-            -- only possible when our snapshot predates the winner's commit
-            RAISE EXCEPTION 'could not serialize access due to concurrent create_order of "%"', external_ref
-                USING ERRCODE = 'serialization_failure',
-                      HINT = 'Retry the transaction.';
-        END IF;
-        PERFORM alexandrite.check_same_order(v_existing, channel, customer_id);
-        RETURN v_existing.id;
-    END IF;
-
-    INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor, traceparent)
-    VALUES (v_id, NULL, 'new', v_now, alexandrite.current_actor(NULL), alexandrite.current_traceparent());
-    RETURN v_id;
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_create_order'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.create_order(text, text, text, bigint, text, jsonb)
-    IS 'creates an order; idempotent on external_ref (a retry returns the same id)';
-
--- A retry must describe the same order: the same channel and customer.
-CREATE FUNCTION alexandrite.check_same_order(o alexandrite.orders, channel text, customer_id text)
-    RETURNS void
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF o.channel OPERATOR(pg_catalog.<>) channel OR o.customer_id OPERATOR(pg_catalog.<>) customer_id THEN
-        RAISE EXCEPTION 'order "%" already exists for another channel or customer', o.external_ref
-            USING ERRCODE = 'unique_violation',
-                  DETAIL = pg_catalog.format('Existing order %s has channel "%s" and customer "%s".',
-                                             o.id, o.channel, o.customer_id);
-    END IF;
-END;
-$$;
-COMMENT ON FUNCTION alexandrite.check_same_order(alexandrite.orders, text, text)
-    IS 'internal: raises unique_violation when a create_order retry names another channel or customer';
-
--- Every change of one order starts here: lock its row (NO KEY UPDATE, so
--- foreign-key checks are not blocked) and return it, or raise P0002.
-CREATE FUNCTION alexandrite.lock_order(order_id bigint) RETURNS alexandrite.orders
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_order alexandrite.orders;
-BEGIN
-    SELECT * INTO v_order FROM alexandrite.orders o
-     WHERE o.id OPERATOR(pg_catalog.=) lock_order.order_id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
-    END IF;
-    RETURN v_order;
-END;
-$$;
-COMMENT ON FUNCTION alexandrite.lock_order(bigint) IS 'internal: locks an order row for a change and returns it; P0002 when missing';
+    IS 'creates an order with its order.created event; idempotent on external_ref (a retry returns the same id)';
 
 CREATE FUNCTION alexandrite.set_status(order_id bigint, status alexandrite.order_status, actor text DEFAULT NULL)
     RETURNS void
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_order alexandrite.orders;
-    v_now   timestamptz := pg_catalog.now();
-BEGIN
-    IF status IS NULL THEN
-        RAISE EXCEPTION 'status must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    v_order := alexandrite.lock_order(order_id);
-    IF v_order.status OPERATOR(pg_catalog.=) status THEN
-        RETURN;                      -- a repeated request changes nothing
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM alexandrite.status_transitions t
-                    WHERE t.from_status OPERATOR(pg_catalog.=) v_order.status
-                      AND t.to_status OPERATOR(pg_catalog.=) set_status.status) THEN
-        RAISE EXCEPTION 'cannot change order % from "%" to "%"', order_id, v_order.status, status
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = CASE WHEN NOT alexandrite.is_open(v_order.status)
-                              THEN pg_catalog.format('Status "%s" is final.', v_order.status)
-                              ELSE pg_catalog.format('From "%s" an order may go to: %s.', v_order.status,
-                                   (SELECT pg_catalog.string_agg(t.to_status::text, ', ' ORDER BY t.to_status)
-                                      FROM alexandrite.status_transitions t
-                                     WHERE t.from_status OPERATOR(pg_catalog.=) v_order.status)) END;
-    END IF;
-    IF status OPERATOR(pg_catalog.=) 'assigned' AND v_order.operator_id IS NULL THEN
-        RAISE EXCEPTION 'cannot mark order % assigned without an operator', order_id
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use alexandrite.assign_next() to give an order to an operator.';
-    END IF;
-
-    UPDATE alexandrite.orders o
-       SET status = set_status.status,
-           -- back to the pool: nobody holds it any more
-           operator_id = CASE WHEN set_status.status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status
-                              THEN NULL ELSE o.operator_id END,
-           updated_at = v_now,
-           status_changed_at = v_now
-     WHERE o.id OPERATOR(pg_catalog.=) set_status.order_id;
-
-    INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor, traceparent)
-    VALUES (order_id, v_order.status, status, v_now,
-            alexandrite.current_actor(actor), alexandrite.current_traceparent());
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_set_status'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.set_status(bigint, alexandrite.order_status, text)
-    IS 'moves an order along the state machine (alexandrite.status_transitions) and records the change';
+    IS 'moves an order along the state machine (alexandrite.status_transitions) and records the change and its event';
 
--- Giving an order to an operator changes two columns: operator_id and the
--- status.  set_status cannot take an operator, so this is the core's one
--- call for the move to 'assigned': both columns and the order event in one
--- update of the row (one new row version, not two).  Assignment policies
--- (alexandrite.assign_next) choose the order; this records the choice.
+-- Giving an order to an operator changes two columns, operator_id and the
+-- status, in one write.  Like every assignment it locks the operator's row
+-- first and checks that the operator is active and has room.  Assignment
+-- policies (alexandrite.assign_next) choose the order; this records a
+-- choice made by hand.
 CREATE FUNCTION alexandrite.assign_order(order_id bigint, operator_id text, actor text DEFAULT NULL)
     RETURNS void
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_order alexandrite.orders;
-    v_now   timestamptz := pg_catalog.now();
-BEGIN
-    IF operator_id IS NULL OR operator_id OPERATOR(pg_catalog.=) '' THEN
-        RAISE EXCEPTION 'operator_id must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM alexandrite.operators p
-                    WHERE p.id OPERATOR(pg_catalog.=) assign_order.operator_id) THEN
-        RAISE EXCEPTION 'operator "%" does not exist', operator_id USING ERRCODE = 'no_data_found';
-    END IF;
-    v_order := alexandrite.lock_order(order_id);
-    IF v_order.status OPERATOR(pg_catalog.=) 'assigned'
-       AND v_order.operator_id OPERATOR(pg_catalog.=) assign_order.operator_id THEN
-        RETURN;                      -- a repeated request changes nothing
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM alexandrite.status_transitions t
-                    WHERE t.from_status OPERATOR(pg_catalog.=) v_order.status
-                      AND t.to_status OPERATOR(pg_catalog.=) 'assigned') THEN
-        RAISE EXCEPTION 'cannot assign order % in status "%"', order_id, v_order.status
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = CASE WHEN v_order.status OPERATOR(pg_catalog.=) 'assigned'
-                              THEN pg_catalog.format('It is held by "%s": release it first.', v_order.operator_id)
-                              ELSE 'Only new and priced orders can be assigned.' END;
-    END IF;
-    UPDATE alexandrite.orders o
-       SET status = 'assigned',
-           operator_id = assign_order.operator_id,
-           updated_at = v_now,
-           status_changed_at = v_now
-     WHERE o.id OPERATOR(pg_catalog.=) assign_order.order_id;
-    INSERT INTO alexandrite.order_events (order_id, from_status, to_status, at, actor, traceparent)
-    VALUES (order_id, v_order.status, 'assigned', v_now,
-            -- who: the explicit actor, else alexandrite.actor, else the operator
-            COALESCE(NULLIF(actor, ''), NULLIF(pg_catalog.current_setting('alexandrite.actor', true), ''),
-                     assign_order.operator_id),
-            alexandrite.current_traceparent());
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_assign_order'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.assign_order(bigint, text, text)
-    IS 'gives a new or priced order to an operator: operator, status assigned and the order event in one update';
+    IS 'gives a new or priced order to an active operator below capacity: operator, status assigned and the order event in one update';
 
 -- The model or the alloy of an order is often known only after the order:
 -- attach them while the order is still new (a priced order keeps the model
 -- its price was computed for).
 CREATE FUNCTION alexandrite.set_order_model(order_id bigint, mesh_id bigint, material text DEFAULT NULL)
     RETURNS void
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_status alexandrite.order_status;
-BEGIN
-    v_status := (alexandrite.lock_order(order_id)).status;
-    IF v_status OPERATOR(pg_catalog.<>) 'new' THEN
-        RAISE EXCEPTION 'cannot change the model of order % in status "%"', order_id, v_status
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Only new orders take a new model or material; cancel and re-create a priced order.';
-    END IF;
-    PERFORM alexandrite.check_order_model(mesh_id, material);
-    UPDATE alexandrite.orders o
-       SET mesh_id = COALESCE(set_order_model.mesh_id, o.mesh_id),
-           material = COALESCE(set_order_model.material, o.material),
-           updated_at = pg_catalog.now()
-     WHERE o.id OPERATOR(pg_catalog.=) set_order_model.order_id;
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_set_order_model'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.set_order_model(bigint, bigint, text)
     IS 'attaches the mesh (and optionally the material) to a new order';
 
+REVOKE ALL ON FUNCTION alexandrite.create_order(text, text, text, bigint, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.set_status(bigint, alexandrite.order_status, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.assign_order(bigint, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alexandrite.set_order_model(bigint, bigint, text) FROM PUBLIC;
 
 CREATE FUNCTION alexandrite.stuck_orders(older_than interval DEFAULT '24 hours')
     RETURNS TABLE (id bigint, external_ref text, status alexandrite.order_status, channel text,

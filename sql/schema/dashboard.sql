@@ -142,8 +142,8 @@ REVOKE ALL ON FUNCTION alexandrite.reconcile_dashboards(text) FROM PUBLIC;
 -- trigger captures its rows (AlxDashboardCaptureRow, src/dashboard/dashboard.h)
 -- keeps alx_dashboard_flush and alx_dashboard_truncate only.
 ------------------------------------------------------------------------------
-CREATE TRIGGER alx_dashboard_capture AFTER INSERT OR UPDATE OR DELETE ON alexandrite.orders
-    FOR EACH ROW EXECUTE FUNCTION alexandrite.dashboard_capture();
+-- orders: its rows are captured by the order core's C trigger
+-- (orders_maintain, sql/schema/sla.sql)
 CREATE TRIGGER alx_dashboard_flush AFTER INSERT OR UPDATE OR DELETE ON alexandrite.orders
     FOR EACH STATEMENT EXECUTE FUNCTION alexandrite.dashboard_capture();
 CREATE TRIGGER alx_dashboard_truncate AFTER TRUNCATE ON alexandrite.orders

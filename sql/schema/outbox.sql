@@ -53,14 +53,15 @@ COMMENT ON TABLE alexandrite.outbox_events_1 IS 'outbox event log, rotating tabl
 COMMENT ON TABLE alexandrite.outbox_events_2 IS 'outbox event log, rotating table 2 (truncated by the relay when drained)';
 
 -- One row per aggregate: its row lock serialises the producers of one
--- aggregate until commit and gives the gap-free aggregate_seq.
+-- aggregate until commit and gives the gap-free aggregate_seq.  Orders have
+-- no row here: the order row is their lock and counter (orders.event_seq).
 CREATE TABLE alexandrite.outbox_aggregates (
     aggregate_type text   NOT NULL,
     aggregate_id   text   NOT NULL,
     last_seq       bigint NOT NULL,
     PRIMARY KEY (aggregate_type, aggregate_id)
 ) WITH (fillfactor = 70);
-COMMENT ON TABLE alexandrite.outbox_aggregates IS 'last aggregate_seq given out per aggregate';
+COMMENT ON TABLE alexandrite.outbox_aggregates IS 'last aggregate_seq given out per aggregate (orders: orders.event_seq)';
 
 -- The relay's cursor (one row).
 CREATE TABLE alexandrite.outbox_relay (
@@ -129,168 +130,23 @@ SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_dead', '');
 CREATE FUNCTION alexandrite.outbox_wakeup_at_commit() RETURNS void
     AS 'MODULE_PATHNAME', 'alexandrite_outbox_wakeup_at_commit'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION alexandrite.outbox_wakeup_at_commit() IS 'wakes the relay when the calling transaction commits (used by outbox_emit)';
+COMMENT ON FUNCTION alexandrite.outbox_wakeup_at_commit() IS 'wakes the relay when the calling transaction commits (used by outbox_requeue and outbox_discard)';
 
+-- Writes one event in the calling transaction (C: src/outbox/produce.c).
+-- Refuses what the relay could not frame: see docs/outbox.md, "Limits".
+-- Events of aggregate type 'order' take their seq from the order row.
 CREATE FUNCTION alexandrite.outbox_emit(aggregate_type text, aggregate_id text, event_type text,
                                         payload jsonb, headers jsonb DEFAULT '{}')
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_seq   bigint;
-    v_id    bigint;
-    v_cur   int;
-    v_hdr   jsonb := COALESCE(headers, '{}'::jsonb);
-    v_trace text;
-BEGIN
-    IF aggregate_type IS NULL OR aggregate_id IS NULL OR event_type IS NULL OR payload IS NULL THEN
-        RAISE EXCEPTION 'aggregate_type, aggregate_id, event_type and payload must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF aggregate_type OPERATOR(pg_catalog.!~) '^[A-Za-z0-9_-]{1,100}$' THEN
-        RAISE EXCEPTION 'invalid aggregate_type "%"', aggregate_type
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'An aggregate type is 1 to 100 letters, digits, hyphens or underscores.';
-    END IF;
-    IF event_type OPERATOR(pg_catalog.!~) '^[A-Za-z0-9_.-]{1,140}$' THEN
-        RAISE EXCEPTION 'invalid event_type "%"', event_type
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'An event type is 1 to 140 letters, digits, periods, hyphens or underscores.';
-    END IF;
-    IF aggregate_id OPERATOR(pg_catalog.=) '' OR pg_catalog.octet_length(aggregate_id) OPERATOR(pg_catalog.>) 200 THEN
-        RAISE EXCEPTION 'aggregate_id must be 1 to 200 bytes long'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF pg_catalog.jsonb_typeof(v_hdr) OPERATOR(pg_catalog.<>) 'object' THEN
-        RAISE EXCEPTION 'headers must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF v_hdr OPERATOR(pg_catalog.?|) ARRAY['aggregate_id', 'aggregate_type', 'aggregate_seq', 'event_type'] THEN
-        RAISE EXCEPTION 'headers must not set aggregate_id, aggregate_type, aggregate_seq or event_type'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The relay sets these headers itself.';
-    END IF;
-    IF pg_catalog.pg_column_size(payload) OPERATOR(pg_catalog.>) 16777216 THEN
-        RAISE EXCEPTION 'outbox payload is larger than 16 MB'
-            USING ERRCODE = 'program_limit_exceeded';
-    END IF;
-    v_trace := alexandrite.current_traceparent();
-    IF v_trace IS NOT NULL AND NOT v_hdr OPERATOR(pg_catalog.?) 'traceparent' THEN
-        v_hdr := v_hdr OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('traceparent', v_trace);
-    END IF;
-
-    -- 1. the aggregate's row lock (held until commit) and its next seq
-    INSERT INTO alexandrite.outbox_aggregates AS a (aggregate_type, aggregate_id, last_seq)
-    VALUES (outbox_emit.aggregate_type, outbox_emit.aggregate_id, 1)
-    ON CONFLICT ON CONSTRAINT outbox_aggregates_pkey
-    DO UPDATE SET last_seq = a.last_seq OPERATOR(pg_catalog.+) 1
-    RETURNING a.last_seq INTO v_seq;
-    -- 2. the id, only after the lock: ids of one aggregate follow its seq
-    v_id := pg_catalog.nextval('alexandrite.outbox_id_seq'::pg_catalog.regclass);
-    -- 3. the current table of the rotating log
-    SELECT r.cur_table INTO v_cur FROM alexandrite.outbox_relay r;
-    IF v_cur OPERATOR(pg_catalog.=) 1 THEN
-        INSERT INTO alexandrite.outbox_events_1 (id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, headers)
-        VALUES (v_id, outbox_emit.aggregate_type, outbox_emit.aggregate_id, v_seq, outbox_emit.event_type, outbox_emit.payload, v_hdr);
-    ELSIF v_cur OPERATOR(pg_catalog.=) 2 THEN
-        INSERT INTO alexandrite.outbox_events_2 (id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, headers)
-        VALUES (v_id, outbox_emit.aggregate_type, outbox_emit.aggregate_id, v_seq, outbox_emit.event_type, outbox_emit.payload, v_hdr);
-    ELSE
-        INSERT INTO alexandrite.outbox_events_0 (id, aggregate_type, aggregate_id, aggregate_seq, event_type, payload, headers)
-        VALUES (v_id, outbox_emit.aggregate_type, outbox_emit.aggregate_id, v_seq, outbox_emit.event_type, outbox_emit.payload, v_hdr);
-    END IF;
-    -- 4. wake the relay when (if) this transaction commits
-    PERFORM alexandrite.outbox_wakeup_at_commit();
-    RETURN v_id;
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_outbox_emit'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.outbox_emit(text, text, text, jsonb, jsonb)
     IS 'writes an event to the outbox in the calling transaction; returns its id (the AMQP message_id)';
+REVOKE ALL ON FUNCTION alexandrite.outbox_emit(text, text, text, jsonb, jsonb) FROM PUBLIC;
 
-------------------------------------------------------------------------------
--- Order events, emitted by triggers on the order core
-------------------------------------------------------------------------------
-CREATE FUNCTION alexandrite.outbox_restoring() RETURNS boolean
-    AS 'MODULE_PATHNAME', 'alexandrite_outbox_restoring'
-    LANGUAGE C VOLATILE PARALLEL SAFE;
-COMMENT ON FUNCTION alexandrite.outbox_restoring() IS 'true while rows are loaded by COPY (pg_restore): the triggers then emit nothing';
-
-CREATE FUNCTION alexandrite.outbox_order_event_trigger() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    o   alexandrite.orders;
-    hdr jsonb := '{}';
-BEGIN
-    IF alexandrite.outbox_restoring() THEN
-        RETURN NULL;        -- restored rows: their events are restored with the outbox
-    END IF;
-    SELECT * INTO o FROM alexandrite.orders x WHERE x.id OPERATOR(pg_catalog.=) NEW.order_id;
-    IF NEW.traceparent IS NOT NULL THEN
-        hdr := pg_catalog.jsonb_build_object('traceparent', NEW.traceparent);
-    END IF;
-    IF NEW.from_status IS NULL THEN
-        PERFORM alexandrite.outbox_emit('order', NEW.order_id::text, 'order.created',
-            pg_catalog.jsonb_build_object(
-                'order_id', o.id, 'external_ref', o.external_ref, 'channel', o.channel,
-                'customer_id', o.customer_id, 'mesh_id', o.mesh_id, 'material', o.material,
-                'status', NEW.to_status, 'price', o.price, 'created_at', o.created_at,
-                'sla_due_at', o.sla_due_at, 'actor', NEW.actor),
-            hdr);
-    ELSE
-        PERFORM alexandrite.outbox_emit('order', NEW.order_id::text, 'order.status_changed',
-            pg_catalog.jsonb_build_object(
-                'order_id', NEW.order_id, 'external_ref', o.external_ref,
-                'from_status', NEW.from_status, 'to_status', NEW.to_status,
-                'at', NEW.at, 'actor', NEW.actor, 'operator_id', o.operator_id,
-                'sla_due_at', o.sla_due_at),
-            hdr);
-        IF NEW.to_status OPERATOR(pg_catalog.=) 'priced'::alexandrite.order_status THEN
-            PERFORM alexandrite.outbox_emit('order', NEW.order_id::text, 'order.priced',
-                pg_catalog.jsonb_build_object(
-                    'order_id', NEW.order_id, 'external_ref', o.external_ref,
-                    'price', o.price, 'material', o.material, 'mesh_id', o.mesh_id,
-                    'at', NEW.at, 'actor', NEW.actor),
-                hdr);
-        END IF;
-    END IF;
-    RETURN NULL;
-END;
-$$;
-COMMENT ON FUNCTION alexandrite.outbox_order_event_trigger()
-    IS 'emits order.created / order.status_changed / order.priced for each order_events row';
-
-CREATE TRIGGER outbox_emit_order_event AFTER INSERT ON alexandrite.order_events
-    FOR EACH ROW EXECUTE FUNCTION alexandrite.outbox_order_event_trigger();
-
-CREATE FUNCTION alexandrite.outbox_sla_breach_trigger() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    o   alexandrite.orders;
-    hdr jsonb := '{}';
-BEGIN
-    IF alexandrite.outbox_restoring() THEN
-        RETURN NULL;
-    END IF;
-    SELECT * INTO o FROM alexandrite.orders x WHERE x.id OPERATOR(pg_catalog.=) NEW.order_id;
-    PERFORM alexandrite.outbox_emit('order', NEW.order_id::text, 'order.sla_breached',
-        pg_catalog.jsonb_build_object(
-            'order_id', NEW.order_id, 'external_ref', o.external_ref, 'channel', o.channel,
-            'sla_due_at', NEW.sla_due_at, 'breached_at', NEW.breached_at,
-            'status_at_breach', NEW.status_at_breach, 'operator_id', NEW.operator_id),
-        hdr);
-    RETURN NULL;
-END;
-$$;
-COMMENT ON FUNCTION alexandrite.outbox_sla_breach_trigger()
-    IS 'emits order.sla_breached for each sla_breaches row';
-
-CREATE TRIGGER outbox_emit_sla_breach AFTER INSERT ON alexandrite.sla_breaches
-    FOR EACH ROW EXECUTE FUNCTION alexandrite.outbox_sla_breach_trigger();
+-- Order events are written by the order API itself (src/core), in the same
+-- statement as the change: no trigger emits anything, so rows loaded by
+-- COPY, pg_restore or logical replication neither create nor lose events.
 
 ------------------------------------------------------------------------------
 -- Reading the outbox

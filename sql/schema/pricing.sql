@@ -294,76 +294,18 @@ COMMENT ON TABLE alexandrite.quotes IS 'quotes given for orders, kept for audit 
 CREATE INDEX quotes_order_idx ON alexandrite.quotes (order_id, id);
 CREATE INDEX quotes_key_idx ON alexandrite.quotes (mesh_sha256, material, price_list_version);
 
+-- Quotes an order's mesh and material with the current price list, keeps
+-- the quote, and sets the price and the status 'priced' in one write of
+-- the order with its order_event, order.status_changed and order.priced
+-- (C: src/pricing/order.c through the order core).  Runs its statements as
+-- the extension owner: a caller needs EXECUTE on it only.
 CREATE FUNCTION alexandrite.price_order(order_id bigint, options jsonb DEFAULT '{}')
     RETURNS alexandrite.quote
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_order alexandrite.orders;
-    v_mesh  alexandrite.meshes;
-    v_quote alexandrite.quote;
-    v_opts  jsonb := COALESCE(options, '{}'::jsonb);
-BEGIN
-    SELECT * INTO v_order FROM alexandrite.orders o
-     WHERE o.id OPERATOR(pg_catalog.=) price_order.order_id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'order % does not exist', order_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF v_order.status OPERATOR(pg_catalog.<>) 'new'::alexandrite.order_status THEN
-        RAISE EXCEPTION 'cannot price order % in status "%"', order_id, v_order.status
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Only orders in status "new" can be priced; see alexandrite.quotes for earlier quotes.';
-    END IF;
-    IF v_order.mesh_id IS NULL OR v_order.material IS NULL THEN
-        RAISE EXCEPTION 'cannot price order % without a %', order_id,
-              CASE WHEN v_order.mesh_id IS NULL THEN 'mesh' ELSE 'material' END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Set the order''s mesh_id and material first.';
-    END IF;
-
-    IF pg_catalog.jsonb_typeof(v_opts) OPERATOR(pg_catalog.=) 'object'
-       AND v_opts OPERATOR(pg_catalog.?) 'price_list_version' THEN
-        RAISE EXCEPTION 'price_order always uses the current price list'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Remove "price_list_version"; it is for recomputing old quotes with price_quote().';
-    END IF;
-
-    v_quote := alexandrite.price_quote(v_order.mesh_id, v_order.material, v_opts);
-
-    IF (v_quote.breakdown OPERATOR(pg_catalog.->>) 'needs_review')::boolean
-       AND NOT COALESCE((v_opts OPERATOR(pg_catalog.->>) 'accept_review')::boolean, false) THEN
-        RAISE EXCEPTION 'order % needs review before it can be priced', order_id
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = pg_catalog.format('Mesh %s: %s.', v_order.mesh_id,
-                               (SELECT pg_catalog.string_agg(w, ', ')
-                                  FROM pg_catalog.jsonb_array_elements_text(
-                                           v_quote.breakdown OPERATOR(pg_catalog.->) 'warnings') AS w)),
-                  HINT = 'Repair the mesh, or pass {"accept_review": true} to price it as it is.';
-    END IF;
-
-    SELECT * INTO v_mesh FROM alexandrite.meshes m WHERE m.id OPERATOR(pg_catalog.=) v_order.mesh_id;
-    INSERT INTO alexandrite.quotes
-           (order_id, mesh_id, mesh_sha256, material, options, price_list_version, total, currency,
-            metal_weight_g, metal_cost, labour_cost, finishing_cost, needs_review, breakdown, created_by)
-    VALUES (v_order.id, v_order.mesh_id, v_mesh.sha256, v_order.material, v_opts,
-            v_quote.price_list_version, v_quote.total, v_quote.currency, v_quote.metal_weight_g,
-            v_quote.metal_cost, v_quote.labour_cost, v_quote.finishing_cost,
-            (v_quote.breakdown OPERATOR(pg_catalog.->>) 'needs_review')::boolean, v_quote.breakdown,
-            alexandrite.current_actor(NULL));
-
-    -- The one direct write of orders outside the order core: the price.
-    -- set_status then records the order_event (and with it order.priced).
-    UPDATE alexandrite.orders o
-       SET price = v_quote.total
-     WHERE o.id OPERATOR(pg_catalog.=) v_order.id;
-    PERFORM alexandrite.set_status(v_order.id, 'priced'::alexandrite.order_status, NULL::text);
-    RETURN v_quote;
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'alexandrite_price_order'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION alexandrite.price_order(bigint, jsonb) IS
     'quotes an order''s mesh and material, stores the quote, sets the order price and moves it to priced';
+REVOKE ALL ON FUNCTION alexandrite.price_order(bigint, jsonb) FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.price_list_versions',
                                            'WHERE version OPERATOR(pg_catalog.>) 1');

@@ -201,7 +201,7 @@ alx_fold_guarded(int32 id, Oid base_relid, Datum minute)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	int64		folded = 0;
+	volatile int64 folded = 0;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);

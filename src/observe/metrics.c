@@ -170,7 +170,7 @@ static bool
 alx_run_collector(const AlxCollector *c, List **samples, MemoryContext outer)
 {
 	ResourceOwner owner = CurrentResourceOwner;
-	bool		ok = true;
+	volatile bool ok = true;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(outer);

@@ -461,7 +461,7 @@ encode_header_frame(const AlxMsg *m, const amqp_basic_properties_t *p, char *buf
  * every header key are short strings of at most 255 bytes (rabbitmq-c
  * silently truncates the length of a longer table key, which corrupts the
  * frame); all properties with the headers must fit in one content header
- * frame; the payload must not exceed ALX_OUTBOX_PAYLOAD_MAX (RabbitMQ's
+ * frame; the payload must not exceed ALX_AMQP_MESSAGE_MAX (RabbitMQ's
  * default max_message_size).  The reason is palloc'd.
  */
 char *
@@ -485,9 +485,9 @@ AlxAmqpUnframeable(const AlxMsg *m, int frame_max)
 			return psprintf("cannot be framed: the header key \"%.40s...\" is %zu bytes long, AMQP allows %d",
 							m->hkeys[i], kl, ALX_AMQP_SHORTSTR_MAX);
 	}
-	if (payload_len > ALX_OUTBOX_PAYLOAD_MAX)
+	if (payload_len > ALX_AMQP_MESSAGE_MAX)
 		return psprintf("cannot be framed: the payload is %zu bytes, more than the %d a message may carry",
-						payload_len, ALX_OUTBOX_PAYLOAD_MAX);
+						payload_len, ALX_AMQP_MESSAGE_MAX);
 	build_properties(m, idbuf, &p);
 	buf = palloc(frame_max);
 	len = encode_header_frame(m, &p, buf, frame_max);

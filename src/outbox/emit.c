@@ -4,10 +4,10 @@
  *	  Producer side of the outbox: wake the relay when a transaction that
  *	  wrote outbox events commits, and report the relay's state to SQL.
  *
- * The events themselves are written by the SQL function outbox_emit() in
- * the caller's transaction.  It calls outbox_wakeup_at_commit(), which sets a
- * backend-local flag; a transaction callback sets the relay's latch once the
- * commit is visible (XACT_EVENT_COMMIT runs after the transaction left the
+ * The events themselves are written in the caller's transaction by
+ * outbox_emit() and the order core (produce.c, src/core).  They call
+ * AlxOutboxWakeupAtCommit(), which sets a backend-local flag; a transaction
+ * callback sets the relay's latch once the commit is visible (XACT_EVENT_COMMIT runs after the transaction left the
  * proc array), as core does for the logical replication launcher.  Abort and
  * PREPARE clear the flag: a prepared transaction committed later is found by
  * the relay's fallback timer.
@@ -67,11 +67,9 @@ outbox_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-PG_FUNCTION_INFO_V1(alexandrite_outbox_wakeup_at_commit);
-
 /* Arranges for the relay to be woken when the current transaction commits. */
-Datum
-alexandrite_outbox_wakeup_at_commit(PG_FUNCTION_ARGS)
+void
+AlxOutboxWakeupAtCommit(void)
 {
 	if (!callback_registered)
 	{
@@ -79,16 +77,26 @@ alexandrite_outbox_wakeup_at_commit(PG_FUNCTION_ARGS)
 		callback_registered = true;
 	}
 	wakeup_pending = true;
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_outbox_wakeup_at_commit);
+
+/* SQL: wake the relay when the calling transaction commits. */
+Datum
+alexandrite_outbox_wakeup_at_commit(PG_FUNCTION_ARGS)
+{
+	AlxOutboxWakeupAtCommit();
 	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_outbox_restoring);
 
 /*
- * True while the current top-level statement is a COPY: that is how pg_dump
- * and pg_restore load table data, and the order events they restore were
- * emitted (and their outbox rows dumped) in the original database already.
- * Applications write orders through the order core's functions, never COPY.
+ * SQL 1.0 and 1.1 only (their order triggers call it; 1.2 has neither):
+ * true while the top-level statement is a COPY.  Kept so that a database
+ * still on the old SQL keeps working with this library until ALTER
+ * EXTENSION alexandrite UPDATE.  1.2 does not guess from statement text:
+ * its events come from the API (src/core).
  */
 Datum
 alexandrite_outbox_restoring(PG_FUNCTION_ARGS)

@@ -12,8 +12,11 @@
 #ifndef ALX_OUTBOX_H
 #define ALX_OUTBOX_H
 
+#include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "storage/spin.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
 
 #define ALX_OUTBOX_ERRLEN	512
 #define ALX_OUTBOX_BROKERLEN 256
@@ -47,6 +50,11 @@ extern void AlxOutboxShmemStartup(void);
 extern void AlxOutboxRegisterWorker(void);
 PGDLLEXPORT void AlxOutboxRelayMain(Datum main_arg) pg_attribute_noreturn();
 
+/* durability.c: publish only what a failover would keep */
+extern bool AlxCheckStandbyFlush(char **newval, void **extra, GucSource source);
+extern void AlxAssignStandbyFlush(const char *newval, void *extra);
+extern bool AlxOutboxWaitDurable(XLogRecPtr lsn);
+
 /*
  * What one message may carry (AMQP 0-9-1, rabbitmq-c 0.11, RabbitMQ): short
  * strings (routing key, header keys) up to 255 bytes; the properties with
@@ -56,7 +64,7 @@ PGDLLEXPORT void AlxOutboxRelayMain(Datum main_arg) pg_attribute_noreturn();
  */
 #define ALX_AMQP_SHORTSTR_MAX	255
 #define ALX_AMQP_FRAME_MAX		131072
-#define ALX_OUTBOX_PAYLOAD_MAX	(128 * 1024 * 1024)
+#define ALX_AMQP_MESSAGE_MAX	(128 * 1024 * 1024)
 
 /* amqp.c: one connection with publisher confirms on channel 1 */
 typedef enum AlxMsgState
@@ -104,5 +112,42 @@ extern int	AlxAmqpSocket(void);
 extern bool AlxAmqpHasBuffered(void);
 extern bool AlxAmqpWritable(void);
 extern void AlxMaskUrl(const char *url, char *out, size_t outlen);
+
+/* publish_order.c: a chunk's messages in waves of one per aggregate */
+extern void AlxOutboxOrderByWave(AlxMsg *msgs, int n);
+/*
+ * produce.c: writing events, for outbox_emit() and the order core.
+ *
+ * An event is refused when it is written if the relay could not frame it
+ * (docs/outbox.md, "Limits"; the limits above): rabbitmq-c 0.11 casts a
+ * longer short string's length to one byte and corrupts the frame.  The
+ * relay checks again before it publishes (AlxAmqpUnframeable: the broker
+ * may grant a smaller frame_max, an event may predate these checks).
+ */
+/* the content header frame without the event's own headers, before the
+ * lengths of aggregate_type, aggregate_id and twice event_type */
+#define ALX_AMQP_HEADER_FIXED	162
+/* what one header "key": "value" adds to that frame, besides its bytes */
+#define ALX_AMQP_HEADER_ENTRY	6
+/* payload: the JSON text the relay publishes as the body */
+#define ALX_OUTBOX_PAYLOAD_MAX	(16 * 1024 * 1024)
+
+/* "INSERT INTO alexandrite.outbox_events_%d (...)": an event's columns */
+#define ALX_OUTBOX_INSERT \
+	"INSERT INTO alexandrite.outbox_events_%d (id, aggregate_type, aggregate_id," \
+	" aggregate_seq, event_type, payload, headers) "
+#define ALX_OUTBOX_NEXT_ID \
+	"pg_catalog.nextval('alexandrite.outbox_id_seq'::pg_catalog.regclass)"
+
+extern int	AlxOutboxCurrentTable(void);
+extern Jsonb *AlxOutboxHeaders(Jsonb *given);
+extern void AlxOutboxCheckEvent(const char *aggregate_type, const char *aggregate_id,
+								const char *event_type, Jsonb *payload,
+								Jsonb *headers);
+extern void AlxOutboxCheckOwnEvent(const char *aggregate_id, const char *event_type,
+								   Jsonb *payload, Jsonb *headers);
+
+/* emit.c */
+extern void AlxOutboxWakeupAtCommit(void);
 
 #endif							/* ALX_OUTBOX_H */

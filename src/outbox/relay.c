@@ -277,9 +277,11 @@ AlxRelayOutboxInstalled(void)
  * a snapshot taken before this call is then durable (no phantom messages).
  * When the insert position sits right after a page header that no record
  * has reached yet, flush up to the page start: asking for more would be a
- * request past the end of generated WAL.
+ * request past the end of generated WAL.  Then waits until the standbys a
+ * failover would promote have it too (durability.c); false when they have
+ * not yet (publish nothing, try again later).
  */
-void
+bool
 AlxRelayFlushWal(void)
 {
 	XLogRecPtr	ptr = GetXLogInsertRecPtr();
@@ -289,6 +291,7 @@ AlxRelayFlushWal(void)
 	else if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
 		ptr -= SizeOfXLogShortPHD;
 	XLogFlush(ptr);
+	return AlxOutboxWaitDurable(ptr);
 }
 
 /* ---------------------------------------------------------------------
@@ -383,6 +386,20 @@ AlxRelayConnectionBroken(const char *err)
 	AlxRelaySetError(msg);
 	url_index++;
 	next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BACKOFF_MIN_MS);
+}
+
+/*
+ * After nacks: a RabbitMQ 3.10 channel that first published to a quorum
+ * queue while the queue had no leader (a broker node just died, the queue
+ * elects a new one) nacks every later publish to that queue, for good.  The
+ * retries go out on a fresh connection to the same broker.
+ */
+void
+AlxRelayReopenAfterNacks(void)
+{
+	AlxAmqpDisconnect();
+	set_connected(false, NULL);
+	next_connect_at = 0;
 }
 
 /*

@@ -39,9 +39,14 @@ extern void AlxRelayExec(const char *sql, int nargs, Oid *types, Datum *values,
 extern char *AlxRelayGetText(int row, int col);
 extern int64 AlxRelayGetInt8(int row, int col, bool *isnull);
 extern bool AlxRelayOutboxInstalled(void);
-extern void AlxRelayFlushWal(void);
+extern bool AlxRelayFlushWal(void);
 extern bool AlxRelayEnsureConnected(void);
 extern void AlxRelayConnectionBroken(const char *err);
+extern void AlxRelayReopenAfterNacks(void);
+
+/* a failed message that the broker nacked (not returned, not unframeable) */
+#define ALX_RELAY_NACKED(m) \
+	((m)->state == ALX_MSG_FAILED && !(m)->returned && !(m)->unframeable)
 
 /* relay_publish.c: publishing a round of messages in per-aggregate order */
 typedef struct AlxRelayAgg

@@ -246,11 +246,12 @@ open_batch(Batch *b)
  * aggregates are remembered in failed, so that later chunks hold them back
  * too).
  */
-static void
+static int
 record_chunk(Chunk *cur, bool done, HTAB *failed)
 {
 	uint64		nok = 0;
 	uint64		nfail = 0;
+	int			nnacked = 0;
 	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
 	Datum		values[3];
 
@@ -270,6 +271,7 @@ record_chunk(Chunk *cur, bool done, HTAB *failed)
 			char		key[ALX_RELAY_AGGKEY_LEN];
 
 			nfail++;
+			nnacked += ALX_RELAY_NACKED(m);
 			snprintf(msg, sizeof(msg), "event %lld (%s %s seq %lld): %s",
 					 (long long) m->id, m->aggregate_type, m->aggregate_id,
 					 (long long) m->aggregate_seq, m->error ? m->error : "failed");
@@ -292,6 +294,7 @@ record_chunk(Chunk *cur, bool done, HTAB *failed)
 	AlxRelayEndTxn();
 	AlxRelayCount(nok, nfail);
 	AlxRelayCountLatency(cur->msgs, cur->n);
+	return nnacked;
 }
 
 /*
@@ -340,7 +343,8 @@ AlxRelayDrainStream(void)
 		have_next = false;
 
 		/* nothing is published before every commit it depends on is durable */
-		AlxRelayFlushWal();
+		if (!AlxRelayFlushWal())
+			return 0;
 
 		/* aggregates that failed in the previous chunk stay stopped */
 		for (int i = 0; i < cur.n; i++)
@@ -354,6 +358,7 @@ AlxRelayDrainStream(void)
 
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ALX_RELAY_CONFIRM_TIMEOUT_MS);
 		old = MemoryContextSwitchTo(AlxRelayRoundCxt);
+		AlxOutboxOrderByWave(cur.msgs, cur.n);	/* publish_order.c */
 		ok = AlxRelayPublishAll(cur.msgs, cur.n, deadline, err, sizeof(err));
 		MemoryContextSwitchTo(old);
 		if (ok && cur.range_end < b.end)
@@ -375,7 +380,11 @@ AlxRelayDrainStream(void)
 		}
 
 		done = cur.range_end >= b.end;
-		record_chunk(&cur, done, failed);
+		if (record_chunk(&cur, done, failed) > 0)
+		{
+			AlxRelayReopenAfterNacks();
+			return 1;
+		}
 		if (done)
 			break;
 		b.pos = cur.range_end;

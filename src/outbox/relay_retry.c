@@ -89,6 +89,7 @@ AlxRelayProcessRetries(int *wait_ms)
 	char		err[ALX_OUTBOX_ERRLEN];
 	uint64		nok = 0;
 	uint64		nfail = 0;
+	int			nnacked = 0;
 
 	MemoryContextReset(AlxRelayRoundCxt);
 	AlxRelayBeginTxn("alexandrite relay: reading retries");
@@ -133,7 +134,8 @@ AlxRelayProcessRetries(int *wait_ms)
 		return 0;
 	if (!AlxRelayEnsureConnected())
 		return -1;
-	AlxRelayFlushWal();
+	if (!AlxRelayFlushWal())
+		return 0;
 
 	{
 		MemoryContext old = MemoryContextSwitchTo(AlxRelayRoundCxt);
@@ -167,6 +169,7 @@ AlxRelayProcessRetries(int *wait_ms)
 			continue;
 		}
 		nfail++;
+		nnacked += ALX_RELAY_NACKED(m);
 		values[1] = Int32GetDatum(attempts);
 		values[2] = Int32GetDatum(retry_delay_ms(attempts));
 		values[3] = CStringGetTextDatum(m->error ? m->error : "failed");
@@ -204,5 +207,7 @@ AlxRelayProcessRetries(int *wait_ms)
 	}
 	AlxRelayEndTxn();
 	AlxRelayCount(nok, nfail);
+	if (nnacked > 0)
+		AlxRelayReopenAfterNacks();
 	return nok > 0 ? 1 : 0;
 }

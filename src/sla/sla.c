@@ -40,6 +40,7 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -65,7 +66,19 @@ typedef struct AlxSlaChannel
 	bool		has_default;	/* a customer_id IS NULL row was seen */
 } AlxSlaChannel;
 
+/* one row of sla_policies, for the due time of a new order */
+typedef struct AlxSlaPolicyRow
+{
+	char	   *channel;
+	int			channel_len;
+	char	   *customer;		/* NULL: the channel's default */
+	int			customer_len;
+	Interval	target;
+} AlxSlaPolicyRow;
+
 static AlxSlaChannel *sla_channels = NULL;
+static AlxSlaPolicyRow *sla_rows = NULL;
+static int	sla_nrows = 0;
 static int	sla_nchannels = 0;
 static bool sla_cache_valid = false;
 static bool sla_callback_registered = false;
@@ -84,6 +97,28 @@ sla_channel_cmp(const void *a, const void *b)
 	if (r != 0)
 		return r;
 	return (ca->name_len > cb->name_len) - (ca->name_len < cb->name_len);
+}
+
+/* sla_rows order: channel, then the default before the contracts, then customer */
+static int
+sla_row_cmp(const void *a, const void *b)
+{
+	const AlxSlaPolicyRow *ra = (const AlxSlaPolicyRow *) a;
+	const AlxSlaPolicyRow *rb = (const AlxSlaPolicyRow *) b;
+	int			r = memcmp(ra->channel, rb->channel, Min(ra->channel_len, rb->channel_len));
+
+	if (r != 0)
+		return r;
+	if (ra->channel_len != rb->channel_len)
+		return (ra->channel_len > rb->channel_len) - (ra->channel_len < rb->channel_len);
+	if ((ra->customer == NULL) != (rb->customer == NULL))
+		return ra->customer == NULL ? -1 : 1;
+	if (ra->customer == NULL)
+		return 0;
+	r = memcmp(ra->customer, rb->customer, Min(ra->customer_len, rb->customer_len));
+	if (r != 0)
+		return r;
+	return (ra->customer_len > rb->customer_len) - (ra->customer_len < rb->customer_len);
 }
 
 /* Drop the cache when sla_policies (or everything) is invalidated. */
@@ -144,6 +179,9 @@ sla_load_cache(void)
 	int			allocated = 8;
 	int			n = 0;
 	AlxSlaChannel *chans;
+	int			rows_allocated = 16;
+	int			nrows = 0;
+	AlxSlaPolicyRow *rows;
 
 	if (!sla_callback_registered)
 	{
@@ -183,7 +221,10 @@ sla_load_cache(void)
 	MemoryContextReset(sla_cache_cxt);
 	sla_channels = NULL;
 	sla_nchannels = 0;
+	sla_rows = NULL;
+	sla_nrows = 0;
 	chans = MemoryContextAlloc(sla_cache_cxt, allocated * sizeof(AlxSlaChannel));
+	rows = MemoryContextAlloc(sla_cache_cxt, rows_allocated * sizeof(AlxSlaPolicyRow));
 
 	/*
 	 * The latest committed state (and this transaction's own changes); a
@@ -196,6 +237,7 @@ sla_load_cache(void)
 		bool		isnull;
 		Datum		d;
 		text	   *chan;
+		text	   *cust = NULL;
 		bool		is_default;
 		double		target_us;
 		double		weight;
@@ -205,12 +247,36 @@ sla_load_cache(void)
 		if (isnull)
 			continue;
 		chan = DatumGetTextPP(d);
-		(void) heap_getattr(tuple, att_customer, tupdesc, &isnull);
+		d = heap_getattr(tuple, att_customer, tupdesc, &isnull);
 		is_default = isnull;
+		if (!isnull)
+			cust = DatumGetTextPP(d);
 		d = heap_getattr(tuple, att_target, tupdesc, &isnull);
 		if (isnull)
 			continue;
 		target_us = interval_to_us(DatumGetIntervalP(d));
+
+		/* every row, for the due time of new orders (AlxSlaPolicyTarget) */
+		if (nrows == rows_allocated)
+		{
+			rows_allocated *= 2;
+			rows = repalloc(rows, rows_allocated * sizeof(AlxSlaPolicyRow));
+		}
+		rows[nrows].channel_len = VARSIZE_ANY_EXHDR(chan);
+		rows[nrows].channel = MemoryContextAlloc(sla_cache_cxt, rows[nrows].channel_len + 1);
+		memcpy(rows[nrows].channel, VARDATA_ANY(chan), rows[nrows].channel_len);
+		rows[nrows].channel[rows[nrows].channel_len] = '\0';
+		rows[nrows].customer = NULL;
+		rows[nrows].customer_len = 0;
+		if (cust != NULL)
+		{
+			rows[nrows].customer_len = VARSIZE_ANY_EXHDR(cust);
+			rows[nrows].customer = MemoryContextAlloc(sla_cache_cxt, rows[nrows].customer_len + 1);
+			memcpy(rows[nrows].customer, VARDATA_ANY(cust), rows[nrows].customer_len);
+			rows[nrows].customer[rows[nrows].customer_len] = '\0';
+		}
+		rows[nrows].target = *DatumGetIntervalP(d);
+		nrows++;
 		d = heap_getattr(tuple, att_weight, tupdesc, &isnull);
 		if (isnull)
 			continue;
@@ -257,8 +323,12 @@ sla_load_cache(void)
 
 	if (n > 1)
 		qsort(chans, n, sizeof(AlxSlaChannel), sla_channel_cmp);
+	if (nrows > 1)
+		qsort(rows, nrows, sizeof(AlxSlaPolicyRow), sla_row_cmp);
 	sla_channels = chans;
 	sla_nchannels = n;
+	sla_rows = rows;
+	sla_nrows = nrows;
 	sla_last_hit = 0;
 	sla_policies_relid = relid;
 	sla_cache_valid = true;
@@ -494,4 +564,52 @@ alexandrite_sla_channels(PG_FUNCTION_ARGS)
 															sla_channels[i].name_len));
 	result = construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
 	PG_RETURN_ARRAYTYPE_P(result);
+}
+
+/*
+ * The SLA target of a new order of (channel, customer): the customer's own
+ * contract, else the channel's default (alexandrite.sla_policy_for); false
+ * when neither exists (an unknown channel).
+ */
+bool
+AlxSlaPolicyTarget(const char *channel, const char *customer, Interval *target)
+{
+	AlxSlaPolicyRow key;
+	AlxSlaPolicyRow *found;
+
+	if (!sla_cache_valid)
+		sla_load_cache();
+	key.channel = (char *) channel;
+	key.channel_len = strlen(channel);
+	key.customer = (char *) customer;
+	key.customer_len = customer ? strlen(customer) : 0;
+	found = bsearch(&key, sla_rows, sla_nrows, sizeof(AlxSlaPolicyRow), sla_row_cmp);
+	if (found == NULL && customer != NULL)
+	{
+		key.customer = NULL;
+		key.customer_len = 0;
+		found = bsearch(&key, sla_rows, sla_nrows, sizeof(AlxSlaPolicyRow), sla_row_cmp);
+	}
+	if (found == NULL)
+		return false;
+	*target = found->target;
+	return true;
+}
+
+/* "b2b_api, crm, shop": the channels that have a policy, for error hints. */
+char *
+AlxSlaChannelList(void)
+{
+	StringInfoData buf;
+
+	if (!sla_cache_valid)
+		sla_load_cache();
+	initStringInfo(&buf);
+	for (int i = 0; i < sla_nchannels; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		appendBinaryStringInfo(&buf, sla_channels[i].name, sla_channels[i].name_len);
+	}
+	return buf.data;
 }

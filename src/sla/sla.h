@@ -12,9 +12,20 @@
 #define ALX_SLA_H
 
 #include "datatype/timestamp.h"
+#include "utils/timestamp.h"
 
 /* the score of an order of "channel" due at "due", evaluated at "at" */
 extern double AlxSlaPriority(TimestampTz due, const char *channel,
 							 int channel_len, TimestampTz at);
+
+/* the SLA target of a new order; false for a channel without policy */
+extern bool AlxSlaPolicyTarget(const char *channel, const char *customer, Interval *target);
+extern char *AlxSlaChannelList(void);
+
+/* assign.c: operators, their load, the claim */
+extern void AlxOperatorLock(const char *operator_id, bool must_be_active,
+							int *capacity, bool *active);
+extern int	AlxOperatorLoad(const char *operator_id);
+extern void AlxRequireReadCommitted(const char *what);
 
 #endif							/* ALX_SLA_H */

@@ -1,7 +1,7 @@
 -- Catalog contracts of the order core: objects, signatures, privileges,
 -- SQLSTATEs.
 BEGIN;
-SELECT plan(48);
+SELECT plan(59);
 
 SELECT has_schema('alexandrite', 'schema alexandrite exists');
 SELECT enum_has_labels('alexandrite', 'order_status',
@@ -64,6 +64,21 @@ SELECT is((SELECT count(*)::int FROM pg_extension e, unnest(e.extconfig) c WHERE
                        'alexandrite.sla_breaches'::regclass)),
     7, 'user-data tables are registered with pg_extension_config_dump');
 
+-- the writers: C entry points, SECURITY INVOKER, nothing for PUBLIC
+SELECT isnt_definer('alexandrite', f, a, f || ' is SECURITY INVOKER')
+  FROM (VALUES ('create_order', ARRAY['text', 'text', 'text', 'bigint', 'text', 'jsonb']),
+               ('set_status', ARRAY['bigint', 'alexandrite.order_status', 'text']),
+               ('assign_order', ARRAY['bigint', 'text', 'text']),
+               ('set_order_model', ARRAY['bigint', 'bigint', 'text'])) v(f, a);
+SELECT function_privs_are('alexandrite', f, a, 'public', ARRAY[]::text[], 'PUBLIC cannot execute ' || f)
+  FROM (VALUES ('create_order', ARRAY['text', 'text', 'text', 'bigint', 'text', 'jsonb']),
+               ('set_status', ARRAY['bigint', 'alexandrite.order_status', 'text']),
+               ('assign_order', ARRAY['bigint', 'text', 'text']),
+               ('set_order_model', ARRAY['bigint', 'bigint', 'text'])) v(f, a);
+SELECT has_column('alexandrite', 'orders', 'event_seq', 'orders.event_seq holds the order''s outbox sequence');
+SELECT has_trigger('alexandrite', 'status_transitions', 'status_transitions_invalidate',
+    'a change of the state machine invalidates the per-backend cache');
+
 -- SQLSTATEs
 SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'telex', 'c', NULL, NULL)$$, '22023', NULL,
     'unknown channel: invalid_parameter_value');
@@ -72,6 +87,8 @@ SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', NULL, 'wo
 SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', -1, NULL)$$, '22023', NULL,
     'unknown mesh: invalid_parameter_value');
 SELECT lives_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', NULL, NULL)$$, 'a valid order is created');
+SELECT results_eq($$SELECT channel, customer_id, status::text FROM alexandrite.orders WHERE external_ref = 'T-1'$$,
+    $$VALUES ('shop', 'c', 'new')$$, 'it is stored as new, with its channel and customer');
 SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'crm', 'c', NULL, NULL)$$, '23505', NULL,
     'a conflicting retry: unique_violation');
 SELECT throws_ok($$SELECT alexandrite.set_status((SELECT id FROM alexandrite.orders WHERE external_ref = 'T-1'), 'shipped')$$,

@@ -1,7 +1,7 @@
 -- Catalog contracts of the SLA capability: functions, signatures,
 -- volatility, privileges, indexes, triggers, SQLSTATEs.
 BEGIN;
-SELECT plan(56);
+SELECT plan(66);
 
 -- the contract functions and their signatures
 SELECT function_returns('alexandrite', 'sla_priority', ARRAY['timestamp with time zone', 'timestamp with time zone', 'text', 'timestamp with time zone'],
@@ -26,13 +26,13 @@ SELECT results_eq($$SELECT attname::text COLLATE "default" FROM pg_attribute
                       WHERE attrelid = 'alexandrite.order_board_row'::regclass AND attnum > 0 ORDER BY attnum$$,
     ARRAY['id', 'external_ref', 'status', 'channel', 'operator_id', 'sla_due_at', 'priority'],
     'order_board rows have the contract columns');
-SELECT lives_ok($$SELECT * FROM alexandrite.order_board()$$, 'order_board() works with every default');
-SELECT lives_ok($$SELECT alexandrite.rebalance()$$, 'rebalance() works with its default horizon');
+SELECT is_empty($$SELECT * FROM alexandrite.order_board()$$, 'order_board() with every default, no open order: no row');
+SELECT is_empty($$SELECT * FROM alexandrite.rebalance()$$, 'rebalance() with its default horizon, nothing to move: no row');
 
 -- nothing is SECURITY DEFINER
 SELECT isnt_definer('alexandrite', f, f || ' is not SECURITY DEFINER')
   FROM unnest(ARRAY['sla_priority', 'assign_next', 'release_order', 'rebalance', 'escalate_overdue',
-                    'schedule_escalation', 'order_board', 'sla_claim']) f;
+                    'schedule_escalation', 'order_board', 'sla_recount_load']) f;
 
 -- administrative functions are not for PUBLIC; the operator-facing ones are
 SELECT function_privs_are('alexandrite', 'rebalance', ARRAY['interval'], 'public', ARRAY[]::text[],
@@ -57,8 +57,8 @@ SELECT ok(pg_get_indexdef('alexandrite.orders_pool_due_idx'::regclass) ~ 'WHERE 
 -- the cache invalidation and load triggers
 SELECT has_trigger('alexandrite', 'sla_policies', 'sla_policies_invalidate', 'sla_policies invalidates the priority cache');
 SELECT has_trigger('alexandrite', 'orders', t, 'orders has trigger ' || t)
-  FROM unnest(ARRAY['orders_operator_load_ins', 'orders_operator_load_upd', 'orders_operator_load_del',
-                    'orders_operator_load_truncate']) t;
+  FROM unnest(ARRAY['orders_maintain_ins', 'orders_maintain_upd', 'orders_maintain_del',
+                    'orders_maintain_truncate']) t;
 SELECT has_table('alexandrite', 'operator_load', 'operator_load exists');
 SELECT is(alexandrite.sla_channels(), ARRAY['b2b_api', 'crm', 'shop'], 'sla_channels lists the policy channels from the cache');
 SELECT volatility_is('alexandrite', 'order_board', ARRAY['text', 'integer', 'double precision', 'bigint'],
@@ -88,8 +88,8 @@ SELECT throws_ok($$SELECT * FROM alexandrite.order_board(NULL, 5, 1.0, NULL)$$, 
     'after_priority without after_id raises invalid_parameter_value');
 SELECT throws_ok($$SELECT alexandrite.rebalance(NULL)$$, '22004', NULL,
     'a NULL horizon raises null_value_not_allowed');
-SELECT throws_ok($$SELECT alexandrite.schedule_escalation('not a schedule')$$, NULL, NULL,
-    'pg_cron rejects a bad schedule');
+SELECT throws_ok($$SELECT alexandrite.schedule_escalation('not a schedule')$$, '22023', 'invalid schedule: not a schedule',
+    'pg_cron rejects a bad schedule with invalid_parameter_value');
 
 -- behaviour in one transaction
 SELECT ok(alexandrite.assign_next('tap_on') = (SELECT id FROM alexandrite.orders WHERE external_ref = 'TAP-SLA-1'),
@@ -102,6 +102,47 @@ SELECT is((SELECT operator_id FROM alexandrite.orders WHERE external_ref = 'TAP-
 SELECT ok(alexandrite.schedule_escalation() > 0, 'schedule_escalation returns a pg_cron job id');
 SELECT is((SELECT command FROM cron.job WHERE jobname = 'alexandrite-escalate-overdue'),
     'SELECT alexandrite.escalate_overdue()', 'the job runs escalate_overdue()');
+
+
+-- order_board() with its defaults lists every open order, most urgent first
+-- (one channel: the due time alone orders them)
+SELECT is(count(alexandrite.create_order('TAP-SLA-' || i, 'shop', 'c', NULL, NULL)), 3::bigint, 'three more shop orders')
+  FROM generate_series(2, 4) i;
+UPDATE alexandrite.orders SET sla_due_at = now() + interval '1 hour' WHERE external_ref = 'TAP-SLA-3';
+UPDATE alexandrite.orders SET sla_due_at = now() - interval '1 hour' WHERE external_ref = 'TAP-SLA-4';
+SELECT results_eq($$SELECT id FROM alexandrite.order_board()$$,
+    $$SELECT id FROM alexandrite.orders WHERE status < 'shipped'
+       ORDER BY alexandrite.sla_priority(created_at, sla_due_at, channel) DESC, id$$,
+    'order_board() with every default lists the open orders by priority, then id');
+SELECT results_eq($$SELECT external_ref FROM alexandrite.order_board(NULL, 1)$$, ARRAY['TAP-SLA-4'],
+    'the overdue order leads the board');
+
+-- rebalance() with its default horizon (24 hours) gives the urgent pool
+-- orders to the active operator with room, most urgent first, and stops at
+-- capacity; a second run moves nothing
+SELECT results_eq($$SELECT o.external_ref, r.from_operator, r.to_operator
+                      FROM alexandrite.rebalance() r JOIN alexandrite.orders o ON o.id = r.order_id$$,
+    $$VALUES ('TAP-SLA-4'::text, NULL::text, 'tap_on'::text)$$,
+    'rebalance() gives the most urgent pool order to the only active operator, within its capacity of 1');
+SELECT results_eq($$SELECT status::text, operator_id FROM alexandrite.orders WHERE external_ref = 'TAP-SLA-4'$$,
+    $$VALUES ('assigned', 'tap_on')$$, 'the moved order is assigned to that operator');
+SELECT is_empty($$SELECT * FROM alexandrite.rebalance()$$, 'a second rebalance() moves nothing');
+-- a lowered capacity and a deactivated operator give orders back
+UPDATE alexandrite.operators SET capacity = 3 WHERE id = 'tap_on';
+SELECT results_eq($$SELECT o.external_ref FROM alexandrite.rebalance() r JOIN alexandrite.orders o ON o.id = r.order_id$$,
+    ARRAY['TAP-SLA-3'], 'with a capacity of 3, the other urgent order (due within 24 h) follows, and only that one');
+UPDATE alexandrite.operators SET capacity = 1 WHERE id = 'tap_on';
+SELECT results_eq($$SELECT o.external_ref, r.from_operator, r.to_operator
+                      FROM alexandrite.rebalance() r JOIN alexandrite.orders o ON o.id = r.order_id$$,
+    $$VALUES ('TAP-SLA-3'::text, 'tap_on'::text, NULL::text)$$,
+    'capacity lowered to 1: the least urgent of its orders goes back to the pool');
+UPDATE alexandrite.operators SET active = false WHERE id = 'tap_on';
+SELECT results_eq($$SELECT o.external_ref, r.from_operator, r.to_operator
+                      FROM alexandrite.rebalance() r JOIN alexandrite.orders o ON o.id = r.order_id$$,
+    $$VALUES ('TAP-SLA-4'::text, 'tap_on'::text, NULL::text)$$,
+    'a deactivated operator gives back what it held, and nobody active is left to take it');
+SELECT is((SELECT count(*) FROM alexandrite.orders WHERE operator_id IS NOT NULL), 0::bigint,
+    'nobody holds an order');
 
 SELECT * FROM finish();
 ROLLBACK;

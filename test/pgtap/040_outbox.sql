@@ -1,6 +1,6 @@
 -- Catalog contracts of the outbox: objects, signatures, privileges, SQLSTATEs.
 BEGIN;
-SELECT plan(43);
+SELECT plan(49);
 
 SELECT has_view('alexandrite', v, 'view alexandrite.' || v || ' exists')
   FROM unnest(ARRAY['outbox', 'outbox_status', 'outbox_blocked']) AS v;
@@ -18,7 +18,7 @@ SELECT function_returns('alexandrite', 'outbox_emit', ARRAY['text', 'text', 'tex
 SELECT function_returns('alexandrite', 'outbox_requeue', ARRAY['bigint[]'], 'bigint',
     'outbox_requeue(bigint[]) returns bigint');
 SELECT has_function('alexandrite', f, 'function alexandrite.' || f || ' exists')
-  FROM unnest(ARRAY['outbox_discard', 'outbox_relay_info', 'outbox_latency', 'outbox_restoring']) AS f;
+  FROM unnest(ARRAY['outbox_discard', 'outbox_relay_info', 'outbox_latency']) AS f;
 SELECT isnt_definer('alexandrite', 'outbox_emit', ARRAY['text', 'text', 'text', 'jsonb', 'jsonb'],
     'outbox_emit is not SECURITY DEFINER');
 SELECT function_privs_are('alexandrite', 'outbox_requeue', ARRAY['bigint[]'], 'public', ARRAY[]::text[],
@@ -37,8 +37,24 @@ SELECT throws_ok($$SELECT alexandrite.outbox_requeue(NULL)$$, '22004', NULL,
 
 SELECT is((SELECT seqcache FROM pg_sequence WHERE seqrelid = 'alexandrite.outbox_id_seq'::regclass), 1::bigint,
     'outbox ids are not cached per backend (ordering argument)');
-SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgname IN ('outbox_emit_order_event', 'outbox_emit_sla_breach')
-             AND NOT tgisinternal), 2, 'order_events and sla_breaches carry the emitting triggers');
+SELECT is_empty($$SELECT t.tgname FROM pg_trigger t
+                    WHERE t.tgrelid IN ('alexandrite.order_events'::regclass, 'alexandrite.sla_breaches'::regclass,
+                                        'alexandrite.outbox_events_0'::regclass)
+                      AND NOT t.tgisinternal$$,
+    'no trigger emits events: they come from the API');
+SELECT hasnt_function('alexandrite', 'outbox_restoring', 'nothing guesses a restore from the statement text');
+SELECT function_lang_is('alexandrite', 'outbox_emit', ARRAY['text', 'text', 'text', 'jsonb', 'jsonb'], 'c',
+    'outbox_emit is C');
+SELECT function_privs_are('alexandrite', 'outbox_emit', ARRAY['text', 'text', 'text', 'jsonb', 'jsonb'], 'public',
+    ARRAY[]::text[], 'PUBLIC cannot emit (outbox_emit writes as the extension owner)');
+SELECT throws_ok($$SELECT alexandrite.outbox_emit('x', 'x', 'e', '{}', jsonb_build_object(repeat('k', 256), 'v'))$$,
+    '54000', NULL, 'a header name longer than 255 bytes raises program_limit_exceeded');
+SELECT throws_ok($$SELECT alexandrite.outbox_emit('x', 'x', 'e', '{}', jsonb_build_object('k', repeat('v', 131072)))$$,
+    '54000', NULL, 'headers beyond one AMQP frame raise program_limit_exceeded');
+SELECT throws_ok($$SELECT alexandrite.outbox_emit('x', 'x', 'e', to_jsonb(repeat('p', 16777215)))$$,
+    '54000', NULL, 'a payload beyond 16 MB of JSON text raises program_limit_exceeded');
+SELECT throws_ok($$SELECT alexandrite.outbox_emit('order', '-1', 'e', '{}')$$,
+    '22023', NULL, 'an order event names an order id');
 SELECT ok((SELECT bool_and(reloptions @> ARRAY['autovacuum_enabled=false']) FROM pg_class
             WHERE oid IN ('alexandrite.outbox_events_0'::regclass, 'alexandrite.outbox_events_1'::regclass,
                           'alexandrite.outbox_events_2'::regclass)),

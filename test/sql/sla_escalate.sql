@@ -45,20 +45,27 @@ INSERT INTO alexandrite.orders (external_ref, channel, customer_id, sla_due_at)
 VALUES ('E6', 'crm', 'c', now() - interval '3 days');
 SELECT scan_from IS NULL AS full_scan_requested FROM alexandrite.sla_escalation_state;
 SELECT alexandrite.escalate_overdue() AS after_backdated_insert;
--- a write that skips the triggers is not seen by a windowed run, only by a
--- full scan (hourly, or asked for)
+-- a write as a logical replication apply makes it (session_replication_role
+-- = replica) is seen as well: the maintenance triggers fire always
 SET session_replication_role = replica;
 UPDATE alexandrite.orders SET sla_due_at = now() - interval '10 days' WHERE external_ref = 'E1';
 INSERT INTO alexandrite.orders (external_ref, channel, customer_id, sla_due_at)
 VALUES ('E7', 'shop', 'c', now() - interval '9 days');
 RESET session_replication_role;
 SELECT alexandrite.escalate_overdue() AS windowed_run;
+-- only a write with the triggers disabled escapes a windowed run; a full
+-- scan (hourly, or asked for) still finds it
+ALTER TABLE alexandrite.orders DISABLE TRIGGER orders_maintain_ins;
+INSERT INTO alexandrite.orders (external_ref, channel, customer_id, sla_due_at)
+VALUES ('E8', 'shop', 'c', now() - interval '8 days');
+ALTER TABLE alexandrite.orders ENABLE ALWAYS TRIGGER orders_maintain_ins;
+SELECT alexandrite.escalate_overdue() AS windowed_run_disabled;
 SELECT alexandrite.escalate_overdue(full_scan => true) AS full_run;
 -- those writes also skipped the dashboards' capture: rebuild them so that the
 -- tests after this one read dashboards that match the orders
 SELECT bool_and(alexandrite.rebuild_dashboard(name) >= 0) AS dashboards_rebuilt FROM alexandrite.dashboards;
 SELECT o.external_ref FROM alexandrite.sla_breaches b JOIN alexandrite.orders o ON o.id = b.order_id
- WHERE o.external_ref ~ '^E[1-7]$' ORDER BY o.external_ref;
+ WHERE o.external_ref ~ '^E[1-8]$' ORDER BY o.external_ref;
 
 -- (a run racing another one: test/isolation/specs/sla_escalate_race.spec)
 
@@ -87,6 +94,6 @@ SELECT alexandrite.schedule_escalation('');
 DROP EXTENSION pg_cron;
 
 -- clean up
-DELETE FROM alexandrite.orders WHERE external_ref ~ '^E[1-7]$';
+DELETE FROM alexandrite.orders WHERE external_ref ~ '^E[1-8]$';
 DELETE FROM alexandrite.operator_load;
 DELETE FROM alexandrite.operators WHERE id = 'sla_esc';

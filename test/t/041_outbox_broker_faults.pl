@@ -32,19 +32,25 @@ sub published
 	return $node->safe_psql('postgres', 'SELECT published_since_start FROM alexandrite.outbox_relay_info()');
 }
 
+# Waits (with a deadline) until the relay publishes again after $p0.
+sub publishing_since
+{
+	my ($p0) = @_;
+	my $deadline = time + 60;
+	usleep(20_000) while published() == $p0 && time < $deadline;
+	return published() > $p0;
+}
+
 # --- SIGKILL of the broker in the middle of a drain, three times -------------
-my $interrupted = 0;
 for my $round (1 .. 3)
 {
+	my $p0 = published();
 	$node->safe_psql('postgres', "SELECT produce(1, 40, 1)") for 1 .. 20;    # 800 events, 20 transactions
 	$node->safe_psql('postgres', "SELECT produce(1, 40, 200)");                # 8000 in one
-	my $p0 = published();
-	my $t0 = time;
-	usleep(20_000) while published() == $p0 && time - $t0 < 10;
+	ok(publishing_since($p0), "round $round: the relay is publishing");
 	$mq->kill9;
 	my $left = $node->safe_psql('postgres', 'SELECT pending FROM alexandrite.outbox_status');
-	note("round $round: broker killed with $left events not yet confirmed");
-	$interrupted++ if $left > 0;
+	cmp_ok($left, '>', 0, "round $round: the kill lands in the middle of the drain ($left events not yet confirmed)");
 	$node->safe_psql('postgres', "SELECT produce(1, 40, 1)") for 1 .. 5;      # committed while the broker is down
 	ok(AlxTest::wait_until($node, 'postgres',
 			"SELECT NOT relay_connected AND last_error IS NOT NULL FROM alexandrite.outbox_status", 30),
@@ -57,12 +63,13 @@ for my $round (1 .. 3)
 	AlxBroker::ledger_ok($r, "broker SIGKILL round $round");
 }
 
-cmp_ok($interrupted, '>', 0, 'at least one kill hit the middle of a drain');
-
-# --- graceful stop and start during a drain ------------------------------------
+# --- graceful stop (during or right after a drain) and start, with a backlog
+# committed while the broker is down -------------------------------------------
 $node->safe_psql('postgres', "SELECT produce(41, 60, 400)");
 $mq->stop;
 $node->safe_psql('postgres', "SELECT produce(41, 60, 1)") for 1 .. 5;
+cmp_ok($node->safe_psql('postgres', 'SELECT pending FROM alexandrite.outbox_status'), '>=', 100,
+	'a backlog waits while the broker is stopped');
 $mq->start;
 my $r = AlxBroker::check($node, 'postgres', $mq, timeout => 120);
 AlxBroker::ledger_ok($r, 'graceful broker restart');
@@ -78,8 +85,12 @@ $node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '" . $mq->
 $node->reload;
 ok(AlxTest::wait_until($node, 'postgres', "SELECT relay_connected AND broker LIKE '%:" . $mq->port . "/' FROM alexandrite.outbox_status", 30),
 	'connected to the first node of the list');
+my $p1 = published();
 $node->safe_psql('postgres', "SELECT produce(61, 80, 400)");
+ok(publishing_since($p1), 'the relay publishes to the first node');
 $mq->kill9;
+cmp_ok($node->safe_psql('postgres', 'SELECT pending FROM alexandrite.outbox_status'), '>', 0,
+	'the first node dies in the middle of the drain');
 $node->safe_psql('postgres', "SELECT produce(61, 80, 1)") for 1 .. 10;
 ok(AlxTest::wait_until($node, 'postgres', "SELECT relay_connected AND broker LIKE '%:" . $mq2->port . "/' FROM alexandrite.outbox_status", 30),
 	'the relay moved to the second node');

@@ -24,7 +24,9 @@ if (!-x $exporter)
 	exit 1;
 }
 
-my $node = AlxTest::new_node('exporter');
+# no fold worker: the dashboard figures must not move between the scrape
+# and the metrics() they are compared with (the test folds once, below)
+my $node = AlxTest::new_node('exporter', conf => 'alexandrite.fold_interval = 0');
 $node->start;
 AlxTest::install($node, 'postgres');
 $node->safe_psql('postgres', q{
@@ -47,6 +49,7 @@ $node->safe_psql('postgres', q{
 	SELECT alexandrite.create_order('XQ', 'shop', 'cq', 1, 'ag925');
 	SELECT total FROM alexandrite.price_order((SELECT id FROM alexandrite.orders WHERE external_ref = 'XQ'));
 });
+$node->safe_psql('postgres', 'SELECT alexandrite.refresh_dashboards()');
 
 my $queries = "$AlxTest::TOP/docs/prometheus-postgres-exporter.yml";
 ok(-f $queries, 'the queries file is shipped in docs/');

@@ -1,0 +1,152 @@
+/*-------------------------------------------------------------------------
+ *
+ * transitions.c
+ *	  The order state machine (alexandrite.status_transitions), cached per
+ *	  backend.
+ *
+ * The table is read once per backend into a 7 x 7 matrix and kept until it
+ * changes: a statement trigger on the table (status_transitions_invalidate)
+ * broadcasts a relcache invalidation, and the callback registered here
+ * drops the matrix in every backend, this one included at its next
+ * command; an aborted change is undone the same way.  The matrix is read
+ * with the latest snapshot, so a backend inside an old REPEATABLE READ
+ * snapshot never keeps a stale copy for later transactions.
+ *
+ * IDENTIFICATION
+ *	  src/core/transitions.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+
+#include "core/core.h"
+
+const char *const AlxStatusNames[ALX_NSTATUS] = {
+	"new", "priced", "assigned", "in_production", "quality_check", "shipped", "cancelled"
+};
+
+static bool allowed[ALX_NSTATUS][ALX_NSTATUS];
+static bool matrix_valid = false;
+static bool callback_registered = false;
+static Oid	transitions_relid = InvalidOid;
+
+static AlxPlan load_plan = {
+	"SELECT t.from_status::pg_catalog.text, t.to_status::pg_catalog.text"
+	" FROM alexandrite.status_transitions t",
+	0, {InvalidOid}
+};
+
+/* The status of a label; ERROR for a label this library does not know. */
+AlxStatus
+AlxStatusFromName(const char *name)
+{
+	for (int i = 0; i < ALX_NSTATUS; i++)
+		if (strcmp(name, AlxStatusNames[i]) == 0)
+			return (AlxStatus) i;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("unexpected order status \"%s\"", name)));
+	return ALX_ST_NEW;			/* keep the compiler quiet */
+}
+
+static void
+transitions_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == transitions_relid)
+	{
+		matrix_valid = false;
+		transitions_relid = InvalidOid;
+	}
+}
+
+/* Loads the matrix (inside an SPI connection, as the owner). */
+static void
+load_matrix(void)
+{
+	Oid			nsp;
+	bool		m[ALX_NSTATUS][ALX_NSTATUS];
+	int			rc;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(transitions_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);
+	transitions_relid = get_relname_relid("status_transitions", nsp);
+
+	/*
+	 * Valid from now on unless an invalidation arrives while we read: then
+	 * the callback clears the flag again and the next call reloads.
+	 */
+	matrix_valid = true;
+	rc = SPI_execute_snapshot(AlxPlanGet(&load_plan, 0), NULL, NULL,
+							  GetLatestSnapshot(), InvalidSnapshot, true, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read alexandrite.status_transitions: %s", SPI_result_code_string(rc));
+	memset(m, 0, sizeof(m));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *from = AlxSpiText(i, 1);
+		char	   *to = AlxSpiText(i, 2);
+
+		m[AlxStatusFromName(from)][AlxStatusFromName(to)] = true;
+	}
+	memcpy(allowed, m, sizeof(allowed));
+}
+
+/* May an order go from one status to another?  (Needs an SPI connection.) */
+bool
+AlxTransitionAllowed(AlxStatus from, AlxStatus to)
+{
+	if (!matrix_valid)
+		load_matrix();
+	return allowed[from][to];
+}
+
+/* "assigned, cancelled": where an order may go from a status, in enum order. */
+char *
+AlxTransitionTargets(AlxStatus from)
+{
+	StringInfoData buf;
+
+	if (!matrix_valid)
+		load_matrix();
+	initStringInfo(&buf);
+	for (int i = 0; i < ALX_NSTATUS; i++)
+	{
+		if (!allowed[from][i])
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, AlxStatusNames[i]);
+	}
+	return buf.data;
+}
+
+PG_FUNCTION_INFO_V1(alexandrite_status_transitions_invalidate);
+
+/*
+ * Statement trigger on alexandrite.status_transitions: every backend (at
+ * commit) and this one (at its next command) reloads the state machine.
+ */
+Datum
+alexandrite_status_transitions_invalidate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("status_transitions_invalidate must be called as a trigger")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,93 @@
+# What the relay can frame, at the edge, through a real broker: outbox_emit
+# accepts exactly the events that rabbitmq-c 0.11 can publish in frames of
+# alexandrite's frame_max (docs/outbox.md, "Limits") and refuses the rest
+# with 54000, so the relay never meets an event it cannot send.  The events
+# at the limit are published and confirmed; the relay keeps going.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use AlxTest;
+use AlxBroker;
+
+my $mq = AlxBroker->new;
+$mq->start;
+$mq->declare('t043', 'lim.#');
+my $node = AlxTest::new_node('outbox043', conf => "alexandrite.amqp_url = '" . $mq->url . "'");
+$node->start;
+AlxTest::install($node, 'postgres');
+$mq->consume('t043');
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT relay_connected FROM alexandrite.outbox_status', 60),
+	'the relay connects');
+
+# the headers' budget for an event (docs/outbox.md): 131072 - 162 - the
+# lengths of aggregate_type and aggregate_id - twice that of event_type,
+# each header taking 6 bytes plus its name and value
+my ($at, $aid, $et) = ('lim', 'edge-1', 'lim.edge');
+my $budget = 131072 - 162 - length($at) - length($aid) - 2 * length($et);
+my $vlen = $budget - 6 - 1;             # one header "k": 6 + 1 + vlen = budget
+my $emit = sub {
+	my ($id, $headers, $payload) = @_;
+	$payload //= "'{}'";
+	return $node->psql('postgres',
+		"SELECT alexandrite.outbox_emit('$at', '$id', '$et', $payload, $headers)", on_error_stop => 0);
+};
+my ($rc, $out, $err);
+
+$rc = $emit->('edge-1', "jsonb_build_object('k', repeat('v', $vlen))");
+is($rc, 0, "headers of exactly $budget bytes are accepted");
+($rc, $out, $err) = $node->psql('postgres',
+	"SELECT alexandrite.outbox_emit('$at', 'edge-1', '$et', '{}', jsonb_build_object('k', repeat('v', $vlen + 1)))",
+	on_error_stop => 0, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/54000/, 'one byte more is refused with program_limit_exceeded (54000)');
+
+$rc = $emit->('edge-2', "jsonb_build_object(repeat('n', 255), 'x')");
+is($rc, 0, 'a header name of 255 bytes is accepted');
+($rc, $out, $err) = $node->psql('postgres',
+	"SELECT alexandrite.outbox_emit('$at', 'edge-2', '$et', '{}', jsonb_build_object(repeat('n', 256), 'x'))",
+	on_error_stop => 0, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/54000/, 'a header name of 256 bytes is refused (54000)');
+
+# many small headers add up the same way (2000 of them)
+my $n = 2000;
+my $each = int($budget / $n);
+my $klen = 10;                                 # "h" . 9 digits
+my $vl = $each - 6 - $klen;
+$rc = $emit->('edge-3', "(SELECT jsonb_object_agg('h' || lpad(g::text, 9, '0'), repeat('w', $vl)) FROM generate_series(1, $n) g)");
+is($rc, 0, "$n headers within the budget are accepted");
+
+# a large payload (2 MB of JSON text)
+$rc = $emit->('edge-4', "'{}'", "jsonb_build_object('blob', repeat('p', 2000000))");
+is($rc, 0, 'a 2 MB payload is accepted');
+
+# and an ordinary event after them
+$rc = $emit->('edge-5', "'{\"tenant\": \"eu\"}'");
+is($rc, 0, 'an ordinary event');
+
+# every accepted event is published and confirmed, none is dead-lettered
+ok(AlxTest::wait_until($node, 'postgres',
+	"SELECT pending = 0 AND published_total >= 5 FROM alexandrite.outbox_status", 90),
+	'the relay published every accepted event');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM alexandrite.outbox_dead'), '0', 'no dead letters');
+ok($node->safe_psql('postgres', 'SELECT relay_connected FROM alexandrite.outbox_status') eq 't',
+	'the relay is still connected');
+my %got;
+for my $i (1 .. 300)
+{
+	%got = map { ($_->{aggregate_id} => $_) } grep { ($_->{routing_key} // '') eq 'lim.edge' } $mq->deliveries;
+	last if keys %got >= 5;
+	select(undef, undef, undef, 0.1);
+}
+is(scalar(keys %got), 5, 'the consumer received the five events');
+is($got{'edge-1'}{header_bytes}, 1 + $vlen + length('aggregate_type') + length($at) + length('aggregate_id')
+	+ length($aid) + length('aggregate_seq') + 1 + length('event_type') + length($et),
+	'the event at the header budget arrived with its header whole');
+is($got{'edge-2'}{longest_header_name}, 255, 'the 255-byte header name arrived whole');
+is($got{'edge-3'}{nheaders}, $n + 4, "the $n headers arrived");
+is(length($got{'edge-4'}{body}), length('{"blob": ""}') + 2000000, 'the 2 MB body arrived');
+
+$node->stop;
+$mq->stop;
+done_testing();
