@@ -16,13 +16,15 @@
 # documents (outside "High availability", run by its own test) must be
 # marked and in the plan.
 #
-# Runs as root (it installs the build into the system PostgreSQL, as the
-# recipe says, creates the cluster 15/mes on port 5433 and drops it at the
-# end), in a network namespace of its own when the kernel allows it, so
-# that the documented stock ports (5433, 5672, 15672, 9187) collide with
-# nothing on a shared machine.  The broker is Debian's rabbitmq-server run
-# by test/docs/broker (the recipe's rabbitmqctl reaches it through Debian's
-# wrappers).  Prints TAP.
+# Runs as root: it builds a copy of the tree (the DBA's clone: the files
+# git knows, tracked or not ignored) with the recipe's `make`, installs it
+# into the system PostgreSQL with its `make install`, creates the cluster
+# 15/mes on port 5433 with pg_createcluster and drops it at the end (also
+# after a failure), in network and mount namespaces of its own when the
+# kernel allows them (see below), so that the documented names and stock
+# ports collide with nothing on a shared machine.  The broker is Debian's
+# rabbitmq-server run by test/docs/broker (the recipe's rabbitmqctl reaches
+# it through Debian's wrappers).  Prints TAP.
 #
 #   test/docs/recipe.pl            (scripts/test --only docs runs it)
 use strict;
@@ -53,20 +55,26 @@ if ($> != 0)
 	BAIL_OUT('test/docs/recipe.pl must run as root');
 }
 
-# a network namespace of our own, with its loopback up
-if (!$ENV{ALX_DOCS_NETNS})
+# Namespaces of our own: a network namespace (its loopback up), so that the
+# documented stock ports (5433, 5672, 15672, 9187) are free whatever the
+# host runs, and a mount namespace in which Debian's cluster directories
+# (/etc/postgresql, /var/lib/postgresql, /var/log/postgresql,
+# /run/postgresql) and the exporter's configuration (/etc/default,
+# /etc/prometheus, /var/log/prometheus) are private copies, so that the
+# cluster 15/mes of the recipe is unique to this run and nothing the host
+# has is changed (the build is installed into the system PostgreSQL, as the
+# recipe says).  Without namespaces (unshare refused) the documented names
+# must be free on the host.
+if (!defined $ENV{ALX_DOCS_NS})
 {
-	if (system('unshare --net true >/dev/null 2>&1') == 0)
+	if (system('unshare --net --mount true >/dev/null 2>&1') == 0)
 	{
-		$ENV{ALX_DOCS_NETNS} = 1;
-		exec('unshare', '--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', $^X, $0, @ARGV);
+		$ENV{ALX_DOCS_NS} = 1;
+		exec('unshare', '--net', '--mount', '--propagation', 'private', '--', $^X, $0, @ARGV);
 		die "exec unshare: $!";
 	}
-	$ENV{ALX_DOCS_NETNS} = 0;
+	$ENV{ALX_DOCS_NS} = 0;
 }
-diag($ENV{ALX_DOCS_NETNS} ? 'in a network namespace of its own'
-	: 'no network namespace (unshare --net refused): the stock ports must be free');
-
 delete @ENV{qw(PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGCLUSTER PGSERVICE PGOPTIONS)};
 $ENV{PATH} = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 $ENV{LC_ALL} = 'C.UTF-8';
@@ -131,6 +139,43 @@ sub wait_for
 
 my $work = tempdir('/tmp/alexandrite-docs.XXXXXX', CLEANUP => 0);
 chmod 0755, $work;
+if ($ENV{ALX_DOCS_NS})
+{
+	system('ip link set lo up') == 0 or BAIL_OUT('ip link set lo up failed');
+	my %copy = ('/etc/default' => 1, '/etc/prometheus' => 1);
+	mkdir "$work/ns" or die;
+	for my $dir ('/etc/postgresql', '/var/lib/postgresql', '/var/log/postgresql', '/run/postgresql',
+		'/etc/default', '/etc/prometheus', '/var/log/prometheus')
+	{
+		next unless -d $dir;
+		my $priv = "$work/ns/" . ($dir =~ s{/}{_}gr);
+		my @st = stat($dir);
+		mkdir $priv or die "mkdir $priv: $!";
+		system('cp', '-a', "$dir/.", "$priv/") == 0 or die "copy $dir" if $copy{$dir};
+		chown($st[4], $st[5], $priv) and chmod($st[2] & 07777, $priv) or die "chown $priv: $!";
+		system('mount', '--bind', $priv, $dir) == 0 or BAIL_OUT("mount --bind $priv $dir failed");
+	}
+	diag('in network and mount namespaces of its own (private cluster directories, stock ports)');
+}
+else
+{
+	diag('no namespaces (unshare refused): the cluster 15/mes and the stock ports must be free on the host');
+}
+# the DBA's clone, where the recipe's make and the README's blocks run
+my $clone = "$work/clone";
+mkdir $clone or die;
+{
+	my ($rc, $files) = (0, '');
+	IPC::Run::run([ 'git', '-c', "safe.directory=$TOP", '-C', $TOP, 'ls-files', '-z', '-co', '--exclude-standard' ],
+		'>', \$files) or BAIL_OUT("git ls-files in $TOP failed (the recipe builds the files git knows)");
+	IPC::Run::run([ 'rsync', '-a', '--from0', '--files-from=-', "$TOP/", "$clone/" ], '<', \$files)
+	  or BAIL_OUT('rsync of the tree failed');
+}
+{
+	open my $fh, '>', "$work/apt.conf" or die;
+	print $fh qq{APT::Get::Simulate "true";\n};
+	close $fh;
+}
 mkdir "$work/postgres" or die;
 system('chown', 'postgres:', "$work/postgres") == 0 or die;
 my $pgwork = "$work/postgres";
@@ -166,7 +211,7 @@ sub cleanup
 	{
 		system("$TOP/test/docs/broker", 'stop', "$work/mq");
 		# the epmd the broker's tools started in this namespace
-		system('epmd -kill >/dev/null 2>&1') if $ENV{ALX_DOCS_NETNS};
+		system('epmd -kill >/dev/null 2>&1') if $ENV{ALX_DOCS_NS};
 	}
 	for my $f (@system_files)
 	{
@@ -295,6 +340,9 @@ is(scalar(@unplanned), 0, 'every marked block is in the plan') or diag("not run:
 		"README's package list is scripts/install-deps' runtime group");
 	is($words->($blocks{$OPS}{'install-packages'}{text}), join(' ', sort(split(' ', "$group{runtime} $group{services}"))),
 		"the recipe's package list is the runtime and services groups");
+	my @missing = grep { system("dpkg-query -W -f='\${Status}' $_ 2>/dev/null | grep -q 'install ok installed'") != 0 }
+	  split ' ', $words->($blocks{$OPS}{'install-packages'}{text});
+	is(scalar(@missing), 0, "every package of the recipe is installed (its apt-get runs simulated)") or diag("missing: @missing");
 }
 
 # ---------------------------------------------------------------------------
@@ -318,7 +366,11 @@ sub runner
 		my @cmd = ('bash', '-e', '-o', 'pipefail', '-c', $text);
 		return (who => $user, cmd => [ 'runuser', '-u', 'postgres', '--', @cmd ], cwd => $pgwork)
 		  if $user eq 'postgres';
-		return (who => 'root', cmd => \@cmd, cwd => $TOP, env => { PGPASSWORD => $PASSWORD });
+		# MAKEFLAGS: the recipe's make, on both cores.  APT_CONFIG: apt-get
+		# simulates (scripts/install-deps installed the packages; a real run
+		# would upgrade the shared machine's packages, or prompt for it)
+		return (who => 'root', cmd => \@cmd, cwd => $clone,
+			env => { PGPASSWORD => $PASSWORD, MAKEFLAGS => '-j2', APT_CONFIG => "$work/apt.conf" });
 	}
 	if ($lang eq 'sql')
 	{
@@ -334,11 +386,11 @@ sub runner
 		  if $role eq 'postgres';
 		return (who => "$role in $db",
 			cmd => [ @psql, "host=127.0.0.1 port=$PORT dbname=$db user=$role", '-f', '-' ],
-			input => $text, cwd => $TOP, env => { PGPASSWORD => $PASSWORD }, sql => 1);
+			input => $text, cwd => $clone, env => { PGPASSWORD => $PASSWORD }, sql => 1);
 	}
 	if ($lang eq 'python')
 	{
-		return (who => 'any user', cmd => [ 'python3', '-' ], input => $text, cwd => $TOP,
+		return (who => 'any user', cmd => [ 'python3', '-' ], input => $text, cwd => $clone,
 			env => { PGPASSWORD => $PASSWORD });
 	}
 	return (error => "no way to run a $lang block");
@@ -484,13 +536,49 @@ exit 0;
 # our own: the recipe's ports only)
 sub check_listeners
 {
-	my (undef, $out) = run([ 'ss', '-ltnH' ]);
+	my (undef, $out) = run([ 'ss', '-ltnpH' ]);
 	my @lines = split /\n/, $out;
-	@lines = grep { /:(5433|5672|15672|25672|9187)\s/ } @lines unless $ENV{ALX_DOCS_NETNS};
-	my @wide = grep { my $local = (split ' ', $_)[3] // ''; $local !~ /^(127\.0\.0\.1|\[::1\]):\d+$/ } @lines;
+	@lines = grep { /:(5433|5672|15672|25672|9187)\s/ } @lines unless $ENV{ALX_DOCS_NS};
+	my @wide = grep { !loopback($_) } @lines;
 	cmp_ok(scalar(@lines), '>=', 3, 'listeners found: ' . scalar(@lines));
-	is(scalar(@wide), 0, 'PostgreSQL, RabbitMQ and the exporter listen on loopback only')
+	is(scalar(@wide), 0, 'PostgreSQL, RabbitMQ (with the management plugin) and the exporter listen on loopback only')
 	  or diag(join("\n", @wide));
+
+	# the project's own broker script, with the plugins that open HTTP ports
+	my @ports = map { free_port() } 1 .. 3;
+	my %env = (RABBITMQ_BASE => "$work/rabbitmq-script", RABBITMQ_PLUGINS => 'rabbitmq_management,rabbitmq_prometheus',
+		RABBITMQ_MANAGEMENT_PORT => $ports[1], RABBITMQ_PROMETHEUS_PORT => $ports[2]);
+	my ($rc, $o, $e) = run([ "$TOP/scripts/rabbitmq", 'start', 'docs', $ports[0] ], env => \%env, timeout => 180);
+	ok($rc == 0, "scripts/rabbitmq starts a node with the management and prometheus plugins") or diag("$o$e");
+	# (the plugins' listeners open after the AMQP port)
+	my @mine;
+	wait_for('plugins', 30, sub {
+		(undef, $out) = run([ 'ss', '-ltnpH' ]);
+		@mine = grep { /:($ports[0]|$ports[1]|$ports[2]|@{[ $ports[0] + 10000 ]})\s/ } split /\n/, $out;
+		@mine >= 4;
+	});
+	is(scalar(@mine), 4, 'scripts/rabbitmq: AMQP, distribution, management and prometheus listeners') or diag($out);
+	is(scalar(grep { !loopback($_) } @mine), 0, 'scripts/rabbitmq listens on loopback only, plugins included')
+	  or diag(join("\n", @mine));
+	run([ "$TOP/scripts/rabbitmq", 'stop', 'docs', $ports[0] ], env => \%env, timeout => 60);
+}
+
+sub loopback
+{
+	my ($line) = @_;
+	my $local = (split ' ', $line)[3] // '';
+	return $local =~ /^(127\.0\.0\.1|\[::1\]):\d+$/;
+}
+
+sub free_port
+{
+	for (1 .. 100)
+	{
+		my $port = 20000 + int(rand(20000));
+		my (undef, $out) = run([ 'ss', '-ltnH', "sport = :$port" ]);
+		return $port if $out !~ /\S/;
+	}
+	die 'no free port';
 }
 
 # the relay published every order event of Getting started to crm.orders
