@@ -866,6 +866,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 		Datum		vals[lengthof(types)];
 		char		nulls[lengthof(types)];
 		int			rc;
+		AlxSavedUser save;
 
 		analyze_bytes(data, format, unit, &hr);
 		stats_values(&hr, sha, sv, sn);
@@ -906,12 +907,18 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 		vals[28] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(data));
 		vals[29] = Int64GetDatum(id);
 
+		/*
+		 * meshes is an internal table, written only by the extension owner:
+		 * the statements below run as the owner, every value a parameter
+		 * (src/privilege.c).  The caller needs EXECUTE on mesh_ingest only.
+		 */
 		if (id != 0)
 		{
 			/*
 			 * Stored by an older analyzer: measure again, keep the id (orders
 			 * and quotes refer to it) and the first file name.
 			 */
+			AlxBecomeOwner(&save);
 			rc = SPI_execute_with_args(
 									   "UPDATE alexandrite.meshes SET (format, triangles, vertices, "
 									   "volume_mm3, area_mm2, size_x_mm, size_y_mm, size_z_mm, shells, "
@@ -925,12 +932,14 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 									   "WHERE id OPERATOR(pg_catalog.=) $30 "
 									   "AND sha256 OPERATOR(pg_catalog.=) $1 AND unit OPERATOR(pg_catalog.=) $2",
 									   lengthof(types), types, vals, nulls, false, 0);
+			AlxRestoreUser(&save);
 			if (rc != SPI_OK_UPDATE)
 				elog(ERROR, "could not update mesh: %s", SPI_result_code_string(rc));
 			SPI_finish();
 			PG_RETURN_INT64(id);
 		}
 
+		AlxBecomeOwner(&save);
 		rc = SPI_execute_with_args(
 								   "INSERT INTO alexandrite.meshes (sha256, unit, filename, format, "
 								   "triangles, vertices, volume_mm3, area_mm2, size_x_mm, size_y_mm, "
@@ -943,6 +952,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 								   "$22, $23, $24, $25, $26, $27, $28, $29) "
 								   "ON CONFLICT (sha256, unit) DO NOTHING RETURNING id",
 								   lengthof(types), types, vals, nulls, false, 1);
+		AlxRestoreUser(&save);
 		if (rc != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not store mesh: %s", SPI_result_code_string(rc));
 		if (SPI_processed > 0)

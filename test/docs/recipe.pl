@@ -59,12 +59,15 @@ if ($> != 0)
 # documented stock ports (5433, 5672, 15672, 9187) are free whatever the
 # host runs, and a mount namespace in which Debian's cluster directories
 # (/etc/postgresql, /var/lib/postgresql, /var/log/postgresql,
-# /run/postgresql) and the exporter's configuration (/etc/default,
-# /etc/prometheus, /var/log/prometheus) are private copies, so that the
-# cluster 15/mes of the recipe is unique to this run and nothing the host
-# has is changed (the build is installed into the system PostgreSQL, as the
-# recipe says).  Without namespaces (unshare refused) the documented names
-# must be free on the host.
+# /run/postgresql), the exporter's configuration (/etc/default,
+# /etc/prometheus, /var/log/prometheus) and the PostgreSQL installation
+# (/usr/lib/postgresql/15, /usr/share/postgresql/15) are private copies: the
+# cluster 15/mes of the recipe is unique to this run, the recipe's
+# `make install` installs into the system PostgreSQL's directories as seen
+# by this run only, and nothing the host has changes (a server of another
+# run keeps its library).  Without namespaces (unshare refused, e.g. an
+# unprivileged container) the recipe installs into the system PostgreSQL
+# itself and the documented names and ports must be free on the host.
 if (!defined $ENV{ALX_DOCS_NS})
 {
 	if (system('unshare --net --mount true >/dev/null 2>&1') == 0)
@@ -142,10 +145,14 @@ chmod 0755, $work;
 if ($ENV{ALX_DOCS_NS})
 {
 	system('ip link set lo up') == 0 or BAIL_OUT('ip link set lo up failed');
-	my %copy = ('/etc/default' => 1, '/etc/prometheus' => 1);
+	# copies: what the recipe changes (the exporter's settings; the
+	# PostgreSQL installation, into which its make install writes)
+	my %copy = map { $_ => 1 } ('/etc/default', '/etc/prometheus',
+		"/usr/lib/postgresql/$VERSION", "/usr/share/postgresql/$VERSION");
 	mkdir "$work/ns" or die;
 	for my $dir ('/etc/postgresql', '/var/lib/postgresql', '/var/log/postgresql', '/run/postgresql',
-		'/etc/default', '/etc/prometheus', '/var/log/prometheus')
+		'/etc/default', '/etc/prometheus', '/var/log/prometheus',
+		"/usr/lib/postgresql/$VERSION", "/usr/share/postgresql/$VERSION")
 	{
 		next unless -d $dir;
 		my $priv = "$work/ns/" . ($dir =~ s{/}{_}gr);
@@ -249,8 +256,10 @@ for my $doc ($OPS, $README)
 	$blocks{$doc}{ $_->[0] } = { lang => $_->[1], line => $_->[2], text => $_->[3] } for DocBlocks::blocks($doc);
 }
 
-# fenced blocks of runnable languages that no marker names, outside the
-# sections other tests own
+# fenced blocks of runnable languages that no marker names: all of
+# operations.md but "High availability" (scripts/ha runs its block), the
+# README's Installation and Getting started (its Quick start and
+# Contributing blocks are the developer's scripts, run by CI anyway)
 sub unmarked
 {
 	my ($file) = @_;
@@ -267,7 +276,8 @@ sub unmarked
 			my $marked = $i > 0 && $lines[ $i - 1 ] =~ /^<!--\s*docblock:/;
 			push @found, "$file:" . ($i + 1) . " ($lang)"
 			  if !$marked && $lang =~ /^(sh|bash|sql|python|console)$/
-			  && ($section // '') ne 'High availability';
+			  && ($section // '') ne 'High availability'
+			  && ($file ne $README || ($section // '') =~ /^(Installation|Getting started)$/);
 			next;
 		}
 		$fence = undef if defined $fence && $lines[$i] =~ /^\Q$fence\E\s*$/;
