@@ -419,6 +419,7 @@ sub run_block
 		return 0;
 	}
 	my $t0 = time;
+	note(sprintf('%s at %.0f s', $label, $t0 - $^T));
 	my ($rc, $out, $err) = run($r{cmd}, input => $r{input} // '', cwd => $r{cwd}, env => $r{env} // {},
 		timeout => $name =~ /install/ ? 1200 : 300);
 	$output{$name} = $out;
@@ -477,6 +478,18 @@ for my $step (@plan)
 		like($out, qr/^$VERSION\s+$CLUSTER\s+$PORT\s+online\s+postgres\s/m,
 			"pg_lsclusters: $VERSION/$CLUSTER on port $PORT, online");
 		BAIL_OUT('no cluster, nothing else can run') unless $ok;
+	}
+	elsif ($name eq 'cluster-createdb')
+	{
+		# "Without shared_preload_libraries everything SQL works" (section 4):
+		# the extension in a database of the cluster not yet preloading it
+		my ($rc, $out, $err) = psql_pg('postgres', q{CREATE DATABASE alx_nopreload});
+		($rc, $out, $err) = psql_pg('alx_nopreload', q{CREATE EXTENSION alexandrite;
+			SELECT alexandrite.create_order('NP-1', 'shop', 'c-1', NULL, NULL) IS NOT NULL;
+			SELECT bool_and(ok) FROM alexandrite.reconcile_dashboards()}) if $rc == 0;
+		ok($rc == 0 && $out =~ /^t\nt$/, 'without shared_preload_libraries, CREATE EXTENSION and the SQL API work')
+		  or diag("rc $rc: $out$err");
+		psql_pg('postgres', q{DROP DATABASE alx_nopreload});
 	}
 	elsif ($name eq 'cluster-restart')
 	{
