@@ -203,6 +203,7 @@ for my $f (@system_files)
 }
 
 my ($broker_up, $cluster_made) = (0, 0);
+my (@script_ports, %script_env);    # the scripts/rabbitmq node of check_listeners
 sub cleanup
 {
 	# the exporter, the way the recipe stops it (also when a test failed)
@@ -213,6 +214,11 @@ sub cleanup
 	if ($cluster_made || -f $MARKER)
 	{
 		system("pg_dropcluster --stop $VERSION $CLUSTER >/dev/null 2>&1");
+	}
+	if (@script_ports)
+	{
+		local @ENV{ keys %script_env } = values %script_env;
+		system("$TOP/scripts/rabbitmq", 'stop', 'docs', $script_ports[0]);
 	}
 	if ($broker_up)
 	{
@@ -449,17 +455,38 @@ sub reconciled
 }
 
 # ---------------------------------------------------------------------------
-# the broker (the recipe's RabbitMQ host)
+# the broker (the recipe's RabbitMQ host), and a node of the project's own
+# scripts/rabbitmq with the plugins that open HTTP ports (check_listeners):
+# both start in the background while the recipe builds
 
+my ($broker_out, $script_out) = ('', '');
+my $broker_h = IPC::Run::start([ "$TOP/test/docs/broker", 'start', "$work/mq" ],
+	'<', '/dev/null', '>&', \$broker_out, IPC::Run::timeout(240));
+$broker_up = 1;
+@script_ports = (free_port(), free_port(), free_port());
+%script_env = (RABBITMQ_BASE => "$work/rabbitmq-script",
+	RABBITMQ_PLUGINS => 'rabbitmq_management,rabbitmq_prometheus',
+	RABBITMQ_MANAGEMENT_PORT => $script_ports[1], RABBITMQ_PROMETHEUS_PORT => $script_ports[2]);
+my $script_h;
 {
-	my ($rc, $out, $err) = run([ "$TOP/test/docs/broker", 'start', "$work/mq" ], timeout => 180);
-	$broker_up = 1;
-	ok($rc == 0, 'the broker runs (Debian\'s rabbitmq-server, as user rabbitmq)') or BAIL_OUT("broker: $out$err");
-	($rc, $out) = run([ "$TOP/test/docs/broker", 'env', "$work/mq" ]);
+	local @ENV{ keys %script_env } = values %script_env;
+	$script_h = IPC::Run::start([ "$TOP/scripts/rabbitmq", 'start', 'docs', $script_ports[0] ],
+		'<', '/dev/null', '>&', \$script_out, IPC::Run::timeout(240));
+}
+{
+	my ($rc, $out) = run([ "$TOP/test/docs/broker", 'env', "$work/mq" ]);
 	for (split /\n/, $out)
 	{
 		$ENV{$1} = $2 =~ s/^'(.*)'$/$1/r if /^export ([A-Z_]+)=(.*)$/;
 	}
+}
+
+# the broker is up before the recipe's first rabbitmqctl
+sub broker_ready
+{
+	my $ok = eval { $broker_h->finish };
+	ok($ok && $broker_h->result == 0, 'the broker runs (Debian\'s rabbitmq-server, as user rabbitmq)')
+	  or BAIL_OUT("broker: $broker_out " . ($@ // ''));
 }
 
 # ---------------------------------------------------------------------------
@@ -469,6 +496,7 @@ my $scheduled_at;
 for my $step (@plan)
 {
 	my ($doc, $name) = @$step;
+	broker_ready() if $name eq 'rabbitmq-user';
 	my $ok = run_block($doc, $name);
 	if ($name eq 'cluster-create')
 	{
@@ -568,11 +596,9 @@ sub check_listeners
 	  or diag(join("\n", @wide));
 
 	# the project's own broker script, with the plugins that open HTTP ports
-	my @ports = map { free_port() } 1 .. 3;
-	my %env = (RABBITMQ_BASE => "$work/rabbitmq-script", RABBITMQ_PLUGINS => 'rabbitmq_management,rabbitmq_prometheus',
-		RABBITMQ_MANAGEMENT_PORT => $ports[1], RABBITMQ_PROMETHEUS_PORT => $ports[2]);
-	my ($rc, $o, $e) = run([ "$TOP/scripts/rabbitmq", 'start', 'docs', $ports[0] ], env => \%env, timeout => 180);
-	ok($rc == 0, "scripts/rabbitmq starts a node with the management and prometheus plugins") or diag("$o$e");
+	my @ports = @script_ports;
+	my $started = eval { $script_h->finish } && $script_h->result == 0;
+	ok($started, "scripts/rabbitmq starts a node with the management and prometheus plugins") or diag($script_out);
 	# (the plugins' listeners open after the AMQP port)
 	my @mine;
 	wait_for('plugins', 30, sub {
@@ -583,7 +609,8 @@ sub check_listeners
 	is(scalar(@mine), 4, 'scripts/rabbitmq: AMQP, distribution, management and prometheus listeners') or diag($out);
 	is(scalar(grep { !loopback($_) } @mine), 0, 'scripts/rabbitmq listens on loopback only, plugins included')
 	  or diag(join("\n", @mine));
-	run([ "$TOP/scripts/rabbitmq", 'stop', 'docs', $ports[0] ], env => \%env, timeout => 60);
+	run([ "$TOP/scripts/rabbitmq", 'stop', 'docs', $ports[0] ], env => \%script_env, timeout => 60);
+	@script_ports = ();
 }
 
 sub loopback
