@@ -461,7 +461,7 @@ sub reconciled
 
 my ($broker_out, $script_out) = ('', '');
 my $broker_h = IPC::Run::start([ "$TOP/test/docs/broker", 'start', "$work/mq" ],
-	'<', '/dev/null', '>&', \$broker_out, IPC::Run::timeout(240));
+	'<', '/dev/null', '>&', \$broker_out);    # (it gives up after 60 s itself)
 $broker_up = 1;
 @script_ports = (free_port(), free_port(), free_port());
 %script_env = (RABBITMQ_BASE => "$work/rabbitmq-script",
@@ -471,7 +471,7 @@ my $script_h;
 {
 	local @ENV{ keys %script_env } = values %script_env;
 	$script_h = IPC::Run::start([ "$TOP/scripts/rabbitmq", 'start', 'docs', $script_ports[0] ],
-		'<', '/dev/null', '>&', \$script_out, IPC::Run::timeout(240));
+		'<', '/dev/null', '>&', \$script_out);    # (RABBITMQ_START_TIMEOUT: 120 s)
 }
 {
 	my ($rc, $out) = run([ "$TOP/test/docs/broker", 'env', "$work/mq" ]);
@@ -598,7 +598,8 @@ sub check_listeners
 	# the project's own broker script, with the plugins that open HTTP ports
 	my @ports = @script_ports;
 	my $started = eval { $script_h->finish } && $script_h->result == 0;
-	ok($started, "scripts/rabbitmq starts a node with the management and prometheus plugins") or diag($script_out);
+	ok($started, "scripts/rabbitmq starts a node with the management and prometheus plugins")
+	  or diag($script_out . ($@ // ''));
 	# (the plugins' listeners open after the AMQP port)
 	my @mine;
 	wait_for('plugins', 30, sub {
