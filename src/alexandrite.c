@@ -184,7 +184,8 @@ alx_define_gucs(void)
 							   NULL,
 							   &alx_database,
 							   "postgres",
-							   PGC_POSTMASTER,
+							   /* (loaded later, by a SQL call: no worker reads it) */
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
 
