@@ -302,7 +302,8 @@ alx_define_gucs(void)
 							"Needs shared_preload_libraries; 0 means no pool.",
 							&alx_mesh_workers,
 							2, 0, 64,
-							PGC_POSTMASTER,
+							/* as alexandrite.database: postmaster only when preloaded */
+							process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 
