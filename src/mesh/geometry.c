@@ -483,53 +483,69 @@ bbox_overlaps(const Shell *a, const Shell *b)
 }
 
 /*
- * Compute every metric.  On error nothing in *st is meaningful.
+ * The scratch arrays of one AlxGeomCompute() run, filled step by step;
+ * geom_work_free() releases whatever is still held.
  */
-int
-AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
+typedef struct GeomWork
 {
-	const uint64_t F = g->ntris;
-	uint8_t    *used = NULL;
-	uint8_t    *skip = NULL;
-	uint64_t   *estart = NULL;
-	uint32_t   *efill = NULL;
-	EdgeUse    *eent = NULL;
-	uint8_t    *open_face = NULL;
-	uint32_t   *parent = NULL;
-	uint32_t   *nb = NULL;
-	uint8_t    *nbsame = NULL;
-	uint8_t    *flip = NULL;
-	uint32_t   *queue = NULL;
-	uint32_t   *face_shell = NULL;
-	uint32_t   *root_shell = NULL;
-	uint32_t   *shell_faces = NULL;
-	uint64_t   *shell_start = NULL;
-	Shell	   *shells = NULL;
-	uint64_t	nshells = 0;
-	double		c[3];
-	KSum		area = {0, 0};
-	KSum		sv[3] = {{0, 0}, {0, 0}, {0, 0}};
-	double		diag;
-	int			rc = ALX_GEOM_OK;
+	uint64_t	F;				/* triangles */
+	uint8_t    *used;			/* per vertex: used by a triangle */
+	uint8_t    *skip;			/* per face: degenerate, out of the topology */
+	uint32_t   *parent;			/* union-find over faces */
+	uint64_t   *estart;			/* edge uses: bucket start per lower vertex */
+	uint32_t   *efill;
+	EdgeUse    *eent;
+	uint8_t    *open_face;		/* per face: has a boundary or non-manifold edge */
+	uint32_t   *nb;				/* per face edge: neighbour over a manifold edge */
+	uint8_t    *nbsame;			/* ... whose use runs the same way */
+	uint8_t    *flip;			/* per face: 1 = reversed for consistency, 2 = unvisited */
+	uint32_t   *queue;
+	uint32_t   *face_shell;		/* per face: shell number */
+	uint32_t   *root_shell;
+	uint32_t   *shell_faces;	/* faces grouped by shell */
+	uint64_t   *shell_start;
+	Shell	   *shells;
+	uint64_t	nshells;
+	double		c[3];			/* bounding-box centre */
+	double		diag;			/* bounding-box diagonal */
+} GeomWork;
 
-	memset(st, 0, sizeof(*st));
-	st->genus = -1;
-	if (g->error != ALX_GEOM_OK)
-		return g->error;
-	if (F == 0)
-	{
-		geom_fail(g, ALX_GEOM_ERR_EMPTY, "mesh contains no triangles");
-		return g->error;
-	}
-	st->triangles = F;
+static void
+geom_work_free(GeomWork *w)
+{
+	free(w->used);
+	free(w->skip);
+	free(w->estart);
+	free(w->efill);
+	free(w->eent);
+	free(w->open_face);
+	free(w->parent);
+	free(w->nb);
+	free(w->nbsame);
+	free(w->flip);
+	free(w->queue);
+	free(w->face_shell);
+	free(w->root_shell);
+	free(w->shell_faces);
+	free(w->shell_start);
+	free(w->shells);
+}
 
-	used = calloc(g->nverts, 1);
-	skip = calloc(F, 1);
-	parent = malloc(F * sizeof(uint32_t));
-	if (!used || !skip || !parent)
-		goto oom;
+/*
+ * Used vertices, bounding box (with its centre and diagonal) and degenerate
+ * faces (two equal ids); sets up the union-find.  false when out of memory.
+ */
+static bool
+scan_faces(const AlxGeom *g, GeomWork *w, AlxMeshStats *st)
+{
+	const uint64_t F = w->F;
 
-	/* used vertices, bounding box, degenerate faces */
+	w->used = calloc(g->nverts, 1);
+	w->skip = calloc(F, 1);
+	w->parent = malloc(F * sizeof(uint32_t));
+	if (!w->used || !w->skip || !w->parent)
+		return false;
+
 	for (int k = 0; k < 3; k++)
 	{
 		st->bbox_min[k] = INFINITY;
@@ -539,19 +555,19 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 	{
 		const uint32_t *t = &g->tri[3 * f];
 
-		parent[f] = (uint32_t) f;
+		w->parent[f] = (uint32_t) f;
 		if (t[0] == t[1] || t[1] == t[2] || t[0] == t[2])
 		{
-			skip[f] = 1;		/* no area, no edges: out of the topology */
+			w->skip[f] = 1;		/* no area, no edges: out of the topology */
 			st->degenerate_triangles++;
 		}
 		for (int j = 0; j < 3; j++)
 		{
-			if (!used[t[j]])
+			if (!w->used[t[j]])
 			{
 				const double *p = &g->pos[3 * (uint64_t) t[j]];
 
-				used[t[j]] = 1;
+				w->used[t[j]] = 1;
 				st->vertices++;
 				for (int k = 0; k < 3; k++)
 				{
@@ -565,151 +581,203 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 	}
 	for (int k = 0; k < 3; k++)
 	{
-		c[k] = 0.5 * (st->bbox_min[k] + st->bbox_max[k]);
+		w->c[k] = 0.5 * (st->bbox_min[k] + st->bbox_max[k]);
 		st->size[k] = st->bbox_max[k] - st->bbox_min[k];
 	}
-	diag = sqrt(st->size[0] * st->size[0] + st->size[1] * st->size[1] +
-				st->size[2] * st->size[2]);
+	w->diag = sqrt(st->size[0] * st->size[0] + st->size[1] * st->size[1] +
+				   st->size[2] * st->size[2]);
+	return true;
+}
 
-	/*
-	 * Edges, grouped by their lower vertex id (a counting sort): the uses of
-	 * one edge end up next to each other, and since neighbouring triangles
-	 * share nearby vertex ids the passes stay cache-friendly, unlike a hash
-	 * table over all edges.
-	 */
-	estart = calloc(g->nverts + 1, sizeof(uint64_t));
-	if (!estart)
-		goto oom;
+/*
+ * Edges, grouped by their lower vertex id (a counting sort): the uses of
+ * one edge end up next to each other, and since neighbouring triangles
+ * share nearby vertex ids the passes stay cache-friendly, unlike a hash
+ * table over all edges.  false when out of memory.
+ */
+static bool
+bucket_edges(const AlxGeom *g, GeomWork *w)
+{
+	const uint64_t F = w->F;
+
+	w->estart = calloc(g->nverts + 1, sizeof(uint64_t));
+	if (!w->estart)
+		return false;
 	for (uint64_t f = 0; f < F; f++)
 	{
 		const uint32_t *t = &g->tri[3 * f];
 
-		if (skip[f])
+		if (w->skip[f])
 			continue;
 		for (int j = 0; j < 3; j++)
 		{
 			uint32_t	a = t[j],
 						b = t[(j + 1) % 3];
 
-			estart[(a < b ? a : b) + 1]++;
+			w->estart[(a < b ? a : b) + 1]++;
 		}
 	}
 	for (uint64_t v = 0; v < g->nverts; v++)
-		estart[v + 1] += estart[v];
-	eent = malloc((estart[g->nverts] + 1) * sizeof(EdgeUse));
-	efill = calloc(g->nverts + 1, sizeof(uint32_t));
-	if (!eent || !efill)
-		goto oom;
+		w->estart[v + 1] += w->estart[v];
+	w->eent = malloc((w->estart[g->nverts] + 1) * sizeof(EdgeUse));
+	w->efill = calloc(g->nverts + 1, sizeof(uint32_t));
+	if (!w->eent || !w->efill)
+		return false;
 	for (uint64_t f = 0; f < F; f++)
 	{
 		const uint32_t *t = &g->tri[3 * f];
 
-		if (skip[f])
+		if (w->skip[f])
 			continue;
 		for (int j = 0; j < 3; j++)
 		{
 			uint32_t	a = t[j],
 						b = t[(j + 1) % 3];
 			uint32_t	lo = a < b ? a : b;
-			EdgeUse    *u = &eent[estart[lo] + efill[lo]++];
+			EdgeUse    *u = &w->eent[w->estart[lo] + w->efill[lo]++];
 
 			u->hi = a < b ? b : a;
 			u->fs = (uint32_t) ((f << 2) | (uint64_t) j);
 		}
 	}
-	free(efill);
-	efill = NULL;
+	free(w->efill);
+	w->efill = NULL;
+	return true;
+}
 
-	nb = malloc(F * 3 * sizeof(uint32_t));
-	nbsame = calloc(F * 3, 1);
-	open_face = calloc(F, 1);
-	if (!nb || !nbsame || !open_face)
-		goto oom;
-	memset(nb, 0xff, F * 3 * sizeof(uint32_t));
+/* Sort the k uses of one vertex's bucket by (other end, face and slot). */
+static void
+sort_edge_bucket(EdgeUse *bucket, uint64_t k)
+{
+	if (k <= 16)
+	{
+		for (uint64_t i = 1; i < k; i++)
+		{
+			EdgeUse		x = bucket[i];
+			uint64_t	j = i;
+
+			while (j > 0 && (bucket[j - 1].hi > x.hi ||
+							 (bucket[j - 1].hi == x.hi && bucket[j - 1].fs > x.fs)))
+			{
+				bucket[j] = bucket[j - 1];
+				j--;
+			}
+			bucket[j] = x;
+		}
+	}
+	else
+		qsort(bucket, k, sizeof(EdgeUse), edgeuse_cmp);
+}
+
+/*
+ * One edge from vertex v, used by bucket[0 .. count-1]: unite its faces
+ * into one shell, count it as boundary, non-manifold or manifold, and link
+ * the two faces of a manifold edge as neighbours (noting whether they run
+ * it the same way, i.e. are inconsistently wound).
+ */
+static void
+classify_edge(const AlxGeom *g, GeomWork *w, AlxMeshStats *st, uint64_t v,
+			  const EdgeUse *bucket, uint64_t count)
+{
+	st->edges++;
+	for (uint64_t j = 1; j < count; j++)
+		uf_union(w->parent, bucket[j].fs >> 2, bucket[0].fs >> 2);
+	if (count == 1)
+	{
+		st->boundary_edges++;
+		w->open_face[bucket[0].fs >> 2] = 1;
+	}
+	else if (count > 2)
+	{
+		st->nonmanifold_edges++;
+		for (uint64_t j = 0; j < count; j++)
+			w->open_face[bucket[j].fs >> 2] = 1;
+	}
+	else
+	{
+		uint32_t	f0 = bucket[0].fs,
+					f1 = bucket[1].fs;
+		uint32_t	fa = f0 >> 2,
+					fb = f1 >> 2;
+
+		/* the direction of a use: does it run from lo to hi? */
+		bool		fwd0 = g->tri[3 * (uint64_t) fa + (f0 & 3)] == (uint32_t) v;
+		bool		fwd1 = g->tri[3 * (uint64_t) fb + (f1 & 3)] == (uint32_t) v;
+		bool		same = (fwd0 == fwd1);
+
+		if (same)
+			st->inconsistent_edges++;
+		if (fa != fb)
+		{
+			w->nb[3 * (uint64_t) fa + (f0 & 3)] = fb;
+			w->nbsame[3 * (uint64_t) fa + (f0 & 3)] = same;
+			w->nb[3 * (uint64_t) fb + (f1 & 3)] = fa;
+			w->nbsame[3 * (uint64_t) fb + (f1 & 3)] = same;
+		}
+	}
+}
+
+/*
+ * Edge topology: every distinct edge classified (classify_edge), faces
+ * united into shells and manifold neighbours linked; releases the edge
+ * buckets.  false when out of memory.
+ */
+static bool
+link_edges(const AlxGeom *g, GeomWork *w, AlxMeshStats *st)
+{
+	const uint64_t F = w->F;
+
+	w->nb = malloc(F * 3 * sizeof(uint32_t));
+	w->nbsame = calloc(F * 3, 1);
+	w->open_face = calloc(F, 1);
+	if (!w->nb || !w->nbsame || !w->open_face)
+		return false;
+	memset(w->nb, 0xff, F * 3 * sizeof(uint32_t));
 	for (uint64_t v = 0; v < g->nverts; v++)
 	{
-		EdgeUse    *bucket = &eent[estart[v]];
-		uint64_t	k = estart[v + 1] - estart[v];
+		EdgeUse    *bucket = &w->eent[w->estart[v]];
+		uint64_t	k = w->estart[v + 1] - w->estart[v];
 
 		if (k == 0)
 			continue;
 		/* group the uses of each edge (sort by the other end) */
-		if (k <= 16)
-		{
-			for (uint64_t i = 1; i < k; i++)
-			{
-				EdgeUse		x = bucket[i];
-				uint64_t	j = i;
-
-				while (j > 0 && (bucket[j - 1].hi > x.hi ||
-								 (bucket[j - 1].hi == x.hi && bucket[j - 1].fs > x.fs)))
-				{
-					bucket[j] = bucket[j - 1];
-					j--;
-				}
-				bucket[j] = x;
-			}
-		}
-		else
-			qsort(bucket, k, sizeof(EdgeUse), edgeuse_cmp);
+		sort_edge_bucket(bucket, k);
 
 		for (uint64_t i = 0; i < k;)
 		{
 			uint64_t	r = i + 1;
-			uint64_t	count;
 
 			while (r < k && bucket[r].hi == bucket[i].hi)
 				r++;
-			count = r - i;
-			st->edges++;
-			for (uint64_t j = i + 1; j < r; j++)
-				uf_union(parent, bucket[j].fs >> 2, bucket[i].fs >> 2);
-			if (count == 1)
-			{
-				st->boundary_edges++;
-				open_face[bucket[i].fs >> 2] = 1;
-			}
-			else if (count > 2)
-			{
-				st->nonmanifold_edges++;
-				for (uint64_t j = i; j < r; j++)
-					open_face[bucket[j].fs >> 2] = 1;
-			}
-			else
-			{
-				uint32_t	f0 = bucket[i].fs,
-							f1 = bucket[i + 1].fs;
-				uint32_t	fa = f0 >> 2,
-							fb = f1 >> 2;
-				/* the direction of a use: does it run from lo to hi? */
-				bool		fwd0 = g->tri[3 * (uint64_t) fa + (f0 & 3)] == (uint32_t) v;
-				bool		fwd1 = g->tri[3 * (uint64_t) fb + (f1 & 3)] == (uint32_t) v;
-				bool		same = (fwd0 == fwd1);
-
-				if (same)
-					st->inconsistent_edges++;
-				if (fa != fb)
-				{
-					nb[3 * (uint64_t) fa + (f0 & 3)] = fb;
-					nbsame[3 * (uint64_t) fa + (f0 & 3)] = same;
-					nb[3 * (uint64_t) fb + (f1 & 3)] = fa;
-					nbsame[3 * (uint64_t) fb + (f1 & 3)] = same;
-				}
-			}
+			classify_edge(g, w, st, v, &bucket[i], r - i);
 			i = r;
 		}
 	}
-	free(eent);
-	eent = NULL;
-	free(estart);
-	estart = NULL;
+	free(w->eent);
+	w->eent = NULL;
+	free(w->estart);
+	w->estart = NULL;
 	st->watertight = (st->boundary_edges == 0 && st->nonmanifold_edges == 0);
+	return true;
+}
 
-	/* orientation: BFS over manifold edges, majority orientation per patch */
-	flip = malloc(F);
-	queue = malloc(F * sizeof(uint32_t));
+/*
+ * Orientation: a breadth-first walk over the manifold edges makes each
+ * connected patch consistently wound, and the majority orientation of the
+ * patch wins (w->flip).  Releases the neighbour links.  false when out of
+ * memory.
+ */
+static bool
+orient_faces(GeomWork *w, AlxMeshStats *st)
+{
+	const uint64_t F = w->F;
+	uint8_t    *flip;
+	uint32_t   *queue;
+
+	flip = w->flip = malloc(F);
+	queue = w->queue = malloc(F * sizeof(uint32_t));
 	if (!flip || !queue)
-		goto oom;
+		return false;
 	memset(flip, 2, F);
 	for (uint64_t seed = 0; seed < F; seed++)
 	{
@@ -717,7 +785,7 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 					qt = 0,
 					nflip = 0;
 
-		if (skip[seed] || flip[seed] != 2)
+		if (w->skip[seed] || flip[seed] != 2)
 			continue;
 		flip[seed] = 0;
 		queue[qt++] = (uint32_t) seed;
@@ -727,12 +795,12 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 
 			for (int j = 0; j < 3; j++)
 			{
-				uint32_t	n = nb[3 * (uint64_t) f + j];
+				uint32_t	n = w->nb[3 * (uint64_t) f + j];
 				uint8_t		want;
 
 				if (n == UINT32_MAX)
 					continue;
-				want = flip[f] ^ nbsame[3 * (uint64_t) f + j];
+				want = flip[f] ^ w->nbsame[3 * (uint64_t) f + j];
 				if (flip[n] == 2)
 				{
 					flip[n] = want;
@@ -752,40 +820,53 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		}
 		st->faces_reoriented += nflip;
 	}
-	free(nb);
-	nb = NULL;
-	free(nbsame);
-	nbsame = NULL;
-	free(queue);
-	queue = NULL;
+	free(w->nb);
+	w->nb = NULL;
+	free(w->nbsame);
+	w->nbsame = NULL;
+	free(w->queue);
+	w->queue = NULL;
+	return true;
+}
 
-	/* shells: number the union-find roots */
-	face_shell = malloc(F * sizeof(uint32_t));
-	root_shell = malloc(F * sizeof(uint32_t));
-	if (!face_shell || !root_shell)
-		goto oom;
-	memset(root_shell, 0xff, F * sizeof(uint32_t));
+/*
+ * Shells: number the union-find roots (face_shell) and set up one Shell
+ * each, closed unless one of its faces has an open edge.  false when out of
+ * memory.
+ */
+static bool
+number_shells(GeomWork *w, AlxMeshStats *st)
+{
+	const uint64_t F = w->F;
+	uint64_t	nshells = 0;
+	Shell	   *shells;
+
+	w->face_shell = malloc(F * sizeof(uint32_t));
+	w->root_shell = malloc(F * sizeof(uint32_t));
+	if (!w->face_shell || !w->root_shell)
+		return false;
+	memset(w->root_shell, 0xff, F * sizeof(uint32_t));
 	for (uint64_t f = 0; f < F; f++)
 	{
 		uint32_t	r;
 
-		if (skip[f])
+		if (w->skip[f])
 		{
-			face_shell[f] = UINT32_MAX;
+			w->face_shell[f] = UINT32_MAX;
 			continue;
 		}
-		r = uf_find(parent, (uint32_t) f);
-		if (root_shell[r] == UINT32_MAX)
-			root_shell[r] = (uint32_t) nshells++;
-		face_shell[f] = root_shell[r];
+		r = uf_find(w->parent, (uint32_t) f);
+		if (w->root_shell[r] == UINT32_MAX)
+			w->root_shell[r] = (uint32_t) nshells++;
+		w->face_shell[f] = w->root_shell[r];
 	}
-	free(root_shell);
-	root_shell = NULL;
-	st->shells = nshells;
+	free(w->root_shell);
+	w->root_shell = NULL;
+	st->shells = w->nshells = nshells;
 
-	shells = calloc(nshells ? nshells : 1, sizeof(Shell));
+	shells = w->shells = calloc(nshells ? nshells : 1, sizeof(Shell));
 	if (!shells)
-		goto oom;
+		return false;
 	for (uint64_t s = 0; s < nshells; s++)
 	{
 		for (int k = 0; k < 3; k++)
@@ -799,11 +880,24 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		shells[s].first_face = UINT32_MAX;
 	}
 	for (uint64_t f = 0; f < F; f++)
-		if (open_face[f])
-			shells[face_shell[f]].closed = false;
+		if (w->open_face[f])
+			shells[w->face_shell[f]].closed = false;
+	return true;
+}
 
-	/* area, vector area and per-shell signed volume in one pass */
-	for (uint64_t f = 0; f < F; f++)
+/*
+ * Area, vector area (hence the volume uncertainty of an open mesh) and the
+ * signed volume, face count and bounding box of every shell, in one pass
+ * over the consistently wound faces.
+ */
+static void
+sum_faces(const AlxGeom *g, GeomWork *w, AlxMeshStats *st)
+{
+	KSum		area = {0, 0};
+	KSum		sv[3] = {{0, 0}, {0, 0}, {0, 0}};
+	const double *c = w->c;
+
+	for (uint64_t f = 0; f < w->F; f++)
 	{
 		const uint32_t *t = &g->tri[3 * f];
 		const double *pa, *pb, *pc;
@@ -812,7 +906,7 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		Shell	   *sh;
 
 		pa = &g->pos[3 * (uint64_t) t[0]];
-		if (flip[f] == 1)
+		if (w->flip[f] == 1)
 		{
 			pb = &g->pos[3 * (uint64_t) t[2]];
 			pc = &g->pos[3 * (uint64_t) t[1]];
@@ -826,7 +920,7 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		sub3(e2, pc, pa);
 		cross3(n, e1, e2);
 		nn = sqrt(dot3(n, n));
-		if (skip[f])
+		if (w->skip[f])
 			continue;
 		if (nn == 0.0)
 			st->degenerate_triangles++;
@@ -839,7 +933,7 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		sub3(b, pb, c);
 		sub3(d, pc, c);
 		cross3(bxd, b, d);
-		sh = &shells[face_shell[f]];
+		sh = &w->shells[w->face_shell[f]];
 		ksum_add(&sh->vol, dot3(a, bxd) / 6.0);
 		sh->faces++;
 		if (sh->first_face == UINT32_MAX)
@@ -864,228 +958,290 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 					s2 = ksum_value(&sv[2]);
 
 		st->volume_uncertainty_mm3 = st->watertight ? 0.0 :
-			sqrt(s0 * s0 + s1 * s1 + s2 * s2) * diag / 3.0;
+			sqrt(s0 * s0 + s1 * s1 + s2 * s2) * w->diag / 3.0;
 	}
+}
 
-	/* nesting and overlap between shells */
+/*
+ * The faces of each shell next to each other (a counting sort), for the
+ * parity tests, and each shell's bounding-box volume.  false when out of
+ * memory.
+ */
+static bool
+group_shell_faces(GeomWork *w)
+{
+	const uint64_t F = w->F;
+	const uint64_t nshells = w->nshells;
+	Shell	   *shells = w->shells;
+	uint64_t   *fill;
+
+	w->shell_start = calloc(nshells + 1, sizeof(uint64_t));
+	w->shell_faces = malloc(F * sizeof(uint32_t));
+	if (!w->shell_start || !w->shell_faces)
+		return false;
+	for (uint64_t f = 0; f < F; f++)
+		if (!w->skip[f])
+			w->shell_start[w->face_shell[f] + 1]++;
+	for (uint64_t s = 0; s < nshells; s++)
+		w->shell_start[s + 1] += w->shell_start[s];
+	fill = calloc(nshells, sizeof(uint64_t));
+	if (!fill)
+		return false;
+	for (uint64_t f = 0; f < F; f++)
+		if (!w->skip[f])
+		{
+			uint32_t	s = w->face_shell[f];
+
+			w->shell_faces[w->shell_start[s] + fill[s]++] = (uint32_t) f;
+		}
+	free(fill);
+
+	for (uint64_t s = 0; s < nshells; s++)
+		shells[s].bbox_vol = (shells[s].bmax[0] - shells[s].bmin[0]) *
+			(shells[s].bmax[1] - shells[s].bmin[1]) *
+			(shells[s].bmax[2] - shells[s].bmin[2]);
+	return true;
+}
+
+/* Is point p inside closed shell b (ray parity over b's faces)? */
+static bool
+inside_shell(const AlxGeom *g, const GeomWork *w, uint64_t b, const double *p,
+			 uint64_t *budget)
+{
+	return point_inside_shell(g, &w->shell_faces[w->shell_start[b]],
+							  w->shell_start[b + 1] - w->shell_start[b],
+							  p, budget);
+}
+
+/*
+ * Partial overlap: does one of a few sampled vertices of shell a lie
+ * strictly inside the bounding box and inside closed shell b?
+ */
+static bool
+shell_overlaps(const AlxGeom *g, const GeomWork *w, uint64_t a, uint64_t b,
+			   uint64_t *budget)
+{
+	const Shell *B = &w->shells[b];
+	uint64_t	na = w->shell_start[a + 1] - w->shell_start[a];
+	uint64_t	step = na / 8 + 1;
+
+	for (uint64_t i = 0; i < na; i += step)
+	{
+		uint64_t	f = w->shell_faces[w->shell_start[a] + i];
+		const double *p;
+
+		p = &g->pos[3 * (uint64_t) g->tri[3 * f]];
+		if (p[0] <= B->bmin[0] || p[0] >= B->bmax[0] ||
+			p[1] <= B->bmin[1] || p[1] >= B->bmax[1] ||
+			p[2] <= B->bmin[2] || p[2] >= B->bmax[2])
+			continue;
+		if (inside_shell(g, w, b, p, budget))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Nesting and overlap between every pair of shells, within a work budget
+ * of ray-triangle tests: each shell's parent is the smallest closed shell
+ * that contains it; partially overlapping shells are flagged.
+ */
+static void
+compare_shells(const AlxGeom *g, GeomWork *w, AlxMeshStats *st)
+{
+	const uint64_t nshells = w->nshells;
+	Shell	   *shells = w->shells;
+	uint64_t	budget = UINT64_C(300000000);
+
+	for (uint64_t a = 0; a < nshells && budget > 0; a++)
+	{
+		for (uint64_t b = 0; b < nshells && budget > 0; b++)
+		{
+			Shell	   *A = &shells[a],
+					   *B = &shells[b];
+			const uint32_t *t;
+
+			if (a == b || !B->closed || !bbox_overlaps(A, B))
+				continue;
+			if (bbox_contains(B, A) && !(bbox_contains(A, B) && a < b))
+			{
+				/* is A inside B?  test its first vertex */
+				t = &g->tri[3 * (uint64_t) A->first_face];
+				if (inside_shell(g, w, b, &g->pos[3 * (uint64_t) t[0]], &budget))
+				{
+					/* the smallest container is the direct parent */
+					if (A->parent < 0 || B->bbox_vol < shells[A->parent].bbox_vol)
+						A->parent = (int) b;
+					continue;
+				}
+			}
+			if (!bbox_contains(B, A) && !bbox_contains(A, B) &&
+				shell_overlaps(g, w, a, b, &budget))
+				st->warnings |= ALX_WARN_OVERLAPPING_SHELLS;
+		}
+	}
+	if (budget == 0)
+		st->warnings |= ALX_WARN_SHELL_CHECK_SKIPPED;
+}
+
+/*
+ * Effective signs: outermost shells count positively; a nested shell
+ * wound against its parent is a void, one wound like its parent is a
+ * solid inside a solid.  Resolve parents before children by depth.  false
+ * when out of memory.
+ */
+static bool
+resolve_shell_signs(GeomWork *w, AlxMeshStats *st)
+{
+	const uint64_t nshells = w->nshells;
+	Shell	   *shells = w->shells;
+	uint64_t	n = 0;
+	int			depth_max = 0;
+	int		   *order;
+	int		   *depth;
+
+	order = malloc(nshells * sizeof(int));
+	if (!order)
+		return false;
+	depth = calloc(nshells, sizeof(int));
+	if (!depth)
+	{
+		free(order);
+		return false;
+	}
+	for (uint64_t s = 0; s < nshells; s++)
+	{
+		int			d = 0;
+		int			p = shells[s].parent;
+
+		while (p >= 0 && d <= (int) nshells)
+		{
+			d++;
+			p = shells[p].parent;
+		}
+		depth[s] = d;
+		if (d > depth_max)
+			depth_max = d;
+	}
+	for (int d = 0; d <= depth_max; d++)
+		for (uint64_t s = 0; s < nshells; s++)
+			if (depth[s] == d)
+				order[n++] = (int) s;
+	for (uint64_t i = 0; i < n; i++)
+	{
+		Shell	   *S = &shells[order[i]];
+		double		vs = ksum_value(&S->vol);
+
+		if (S->parent < 0)
+			S->eff_sign = 1;
+		else
+		{
+			Shell	   *P = &shells[S->parent];
+			bool		same = (vs >= 0) == (ksum_value(&P->vol) >= 0);
+
+			S->eff_sign = same ? P->eff_sign : -P->eff_sign;
+			if (S->eff_sign < 0)
+				st->warnings |= ALX_WARN_INNER_VOID;
+			else
+				st->warnings |= ALX_WARN_NESTED_SHELLS;
+		}
+	}
+	free(depth);
+	free(order);
+	return true;
+}
+
+/*
+ * The volume: with few enough shells, nested shells are found and voids
+ * subtract (the outermost shells count positively, so a mesh wound inside
+ * out as a whole still has a positive volume); with more, the signed shell
+ * volumes are simply added.  false when out of memory.
+ */
+static bool
+sum_volume(const AlxGeom *g, GeomWork *w, AlxMeshStats *st)
+{
+	const uint64_t nshells = w->nshells;
+	KSum		vol = {0, 0};
+
 	if (nshells > 1)
 		st->warnings |= ALX_WARN_MULTIPLE_SHELLS;
 	if (nshells > 1 && nshells <= ALX_GEOM_MAX_SHELL_PAIRS_SHELLS)
 	{
-		uint64_t	budget = UINT64_C(300000000);
-		int		   *order;
-
-		/* faces grouped by shell (counting sort) for the parity tests */
-		shell_start = calloc(nshells + 1, sizeof(uint64_t));
-		shell_faces = malloc(F * sizeof(uint32_t));
-		if (!shell_start || !shell_faces)
-			goto oom;
-		for (uint64_t f = 0; f < F; f++)
-			if (!skip[f])
-				shell_start[face_shell[f] + 1]++;
+		if (!group_shell_faces(w))
+			return false;
+		compare_shells(g, w, st);
+		if (!resolve_shell_signs(w, st))
+			return false;
 		for (uint64_t s = 0; s < nshells; s++)
-			shell_start[s + 1] += shell_start[s];
-		{
-			uint64_t   *fill = calloc(nshells, sizeof(uint64_t));
-
-			if (!fill)
-				goto oom;
-			for (uint64_t f = 0; f < F; f++)
-				if (!skip[f])
-				{
-					uint32_t	s = face_shell[f];
-
-					shell_faces[shell_start[s] + fill[s]++] = (uint32_t) f;
-				}
-			free(fill);
-		}
-
-		for (uint64_t s = 0; s < nshells; s++)
-			shells[s].bbox_vol = (shells[s].bmax[0] - shells[s].bmin[0]) *
-				(shells[s].bmax[1] - shells[s].bmin[1]) *
-				(shells[s].bmax[2] - shells[s].bmin[2]);
-
-		for (uint64_t a = 0; a < nshells && budget > 0; a++)
-		{
-			for (uint64_t b = 0; b < nshells && budget > 0; b++)
-			{
-				Shell	   *A = &shells[a],
-						   *B = &shells[b];
-				const uint32_t *t;
-
-				if (a == b || !B->closed || !bbox_overlaps(A, B))
-					continue;
-				if (bbox_contains(B, A) && !(bbox_contains(A, B) && a < b))
-				{
-					/* is A inside B?  test its first vertex */
-					t = &g->tri[3 * (uint64_t) A->first_face];
-					if (point_inside_shell(g, &shell_faces[shell_start[b]],
-										   shell_start[b + 1] - shell_start[b],
-										   &g->pos[3 * (uint64_t) t[0]], &budget))
-					{
-						/* the smallest container is the direct parent */
-						if (A->parent < 0 || B->bbox_vol < shells[A->parent].bbox_vol)
-							A->parent = (int) b;
-						continue;
-					}
-				}
-				if (!bbox_contains(B, A) && !bbox_contains(A, B))
-				{
-					/* partial overlap: sample a few vertices of A */
-					uint64_t	na = shell_start[a + 1] - shell_start[a];
-					uint64_t	step = na / 8 + 1;
-
-					for (uint64_t i = 0; i < na; i += step)
-					{
-						uint64_t	f = shell_faces[shell_start[a] + i];
-						const double *p;
-
-						p = &g->pos[3 * (uint64_t) g->tri[3 * f]];
-						if (p[0] <= B->bmin[0] || p[0] >= B->bmax[0] ||
-							p[1] <= B->bmin[1] || p[1] >= B->bmax[1] ||
-							p[2] <= B->bmin[2] || p[2] >= B->bmax[2])
-							continue;
-						if (point_inside_shell(g, &shell_faces[shell_start[b]],
-											   shell_start[b + 1] - shell_start[b],
-											   p, &budget))
-						{
-							st->warnings |= ALX_WARN_OVERLAPPING_SHELLS;
-							break;
-						}
-					}
-				}
-			}
-		}
-		if (budget == 0)
-			st->warnings |= ALX_WARN_SHELL_CHECK_SKIPPED;
-
-		/*
-		 * Effective signs: outermost shells count positively; a nested shell
-		 * wound against its parent is a void, one wound like its parent is a
-		 * solid inside a solid.  Resolve parents before children by depth.
-		 */
-		order = malloc(nshells * sizeof(int));
-		if (!order)
-			goto oom;
-		{
-			uint64_t	n = 0;
-			int			depth_max = 0;
-			int		   *depth = calloc(nshells, sizeof(int));
-
-			if (!depth)
-			{
-				free(order);
-				goto oom;
-			}
-			for (uint64_t s = 0; s < nshells; s++)
-			{
-				int			d = 0;
-				int			p = shells[s].parent;
-
-				while (p >= 0 && d <= (int) nshells)
-				{
-					d++;
-					p = shells[p].parent;
-				}
-				depth[s] = d;
-				if (d > depth_max)
-					depth_max = d;
-			}
-			for (int d = 0; d <= depth_max; d++)
-				for (uint64_t s = 0; s < nshells; s++)
-					if (depth[s] == d)
-						order[n++] = (int) s;
-			for (uint64_t i = 0; i < n; i++)
-			{
-				Shell	   *S = &shells[order[i]];
-				double		vs = ksum_value(&S->vol);
-
-				if (S->parent < 0)
-					S->eff_sign = 1;
-				else
-				{
-					Shell	   *P = &shells[S->parent];
-					bool		same = (vs >= 0) == (ksum_value(&P->vol) >= 0);
-
-					S->eff_sign = same ? P->eff_sign : -P->eff_sign;
-					if (S->eff_sign < 0)
-						st->warnings |= ALX_WARN_INNER_VOID;
-					else
-						st->warnings |= ALX_WARN_NESTED_SHELLS;
-				}
-			}
-			free(depth);
-		}
-		free(order);
-		{
-			KSum		vol = {0, 0};
-
-			for (uint64_t s = 0; s < nshells; s++)
-				ksum_add(&vol, shells[s].eff_sign * fabs(ksum_value(&shells[s].vol)));
-			st->volume_mm3 = fabs(ksum_value(&vol));
-		}
+			ksum_add(&vol, w->shells[s].eff_sign * fabs(ksum_value(&w->shells[s].vol)));
 	}
 	else
 	{
-		KSum		vol = {0, 0};
-
 		if (nshells > 1)
 			st->warnings |= ALX_WARN_SHELL_CHECK_SKIPPED;
 		for (uint64_t s = 0; s < nshells; s++)
-			ksum_add(&vol, ksum_value(&shells[s].vol));
-		st->volume_mm3 = fabs(ksum_value(&vol));
+			ksum_add(&vol, ksum_value(&w->shells[s].vol));
 	}
+	st->volume_mm3 = fabs(ksum_value(&vol));
+	return true;
+}
 
-	/*
-	 * Outward orientation of every face, for the wall thickness: the
-	 * patch's consistent winding, turned over when its shell as a whole is
-	 * wound against its role (an outer solid with negative volume, a void
-	 * with positive volume).  2 marks the faces left out of the topology.
-	 */
+/*
+ * Outward orientation of every face, for the wall thickness: the
+ * patch's consistent winding, turned over when its shell as a whole is
+ * wound against its role (an outer solid with negative volume, a void
+ * with positive volume).  2 marks the faces left out of the topology.
+ * false when out of memory.
+ */
+static bool
+orient_outward(AlxGeom *g, const GeomWork *w)
+{
 	free(g->face_out);
-	g->face_out = malloc(F);
+	g->face_out = malloc(w->F);
 	if (!g->face_out)
-		goto oom;
-	for (uint64_t f = 0; f < F; f++)
+		return false;
+	for (uint64_t f = 0; f < w->F; f++)
 	{
 		const Shell *sh;
 		bool		rev;
 
-		if (skip[f])
+		if (w->skip[f])
 		{
 			g->face_out[f] = 2;
 			continue;
 		}
-		sh = &shells[face_shell[f]];
+		sh = &w->shells[w->face_shell[f]];
 		rev = (ksum_value(&sh->vol) >= 0) != (sh->eff_sign > 0);
-		g->face_out[f] = (uint8_t) ((flip[f] & 1) ^ (rev ? 1 : 0));
+		g->face_out[f] = (uint8_t) ((w->flip[f] & 1) ^ (rev ? 1 : 0));
 	}
+	return true;
+}
 
-	/* topology summary */
-	{
-		uint64_t	kept = 0;
+/* Euler characteristic V - E + F, and the genus of a closed orientable mesh. */
+static void
+count_topology(const GeomWork *w, AlxMeshStats *st)
+{
+	uint64_t	kept = 0;
 
-		for (uint64_t f = 0; f < F; f++)
-			kept += !skip[f];
-		st->euler_characteristic = (int64_t) st->vertices -
-			(int64_t) st->edges + (int64_t) kept;
-	}
+	for (uint64_t f = 0; f < w->F; f++)
+		kept += !w->skip[f];
+	st->euler_characteristic = (int64_t) st->vertices -
+		(int64_t) st->edges + (int64_t) kept;
 	if (st->watertight && !(st->warnings & ALX_WARN_NOT_ORIENTABLE))
 	{
-		int64_t		twice = 2 * (int64_t) nshells - st->euler_characteristic;
+		int64_t		twice = 2 * (int64_t) w->nshells - st->euler_characteristic;
 
 		if (twice >= 0 && twice % 2 == 0)
 			st->genus = twice / 2;
 	}
+}
 
-	/* finite coordinates can still overflow a product (|x| > 1e102) */
-	if (!isfinite(st->volume_mm3) || !isfinite(st->area_mm2) ||
-		!isfinite(st->volume_uncertainty_mm3) || !isfinite(diag))
-	{
-		geom_fail(g, ALX_GEOM_ERR_NONFINITE, "mesh coordinates are too large to measure");
-		rc = g->error;
-		goto done;
-	}
+/* The warnings that follow from the counts and the size. */
+static void
+flag_warnings(AlxMeshStats *st)
+{
+	double		m = st->size[0];
+
 	if (st->boundary_edges > 0)
 		st->warnings |= ALX_WARN_OPEN_MESH;
 	if (st->nonmanifold_edges > 0)
@@ -1094,39 +1250,68 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		st->warnings |= ALX_WARN_INCONSISTENT;
 	if (st->degenerate_triangles > 0)
 		st->warnings |= ALX_WARN_DEGENERATE;
-	{
-		double		m = st->size[0];
+	if (st->size[1] > m)
+		m = st->size[1];
+	if (st->size[2] > m)
+		m = st->size[2];
+	if (m < 1.0 || m > 300.0)
+		st->warnings |= ALX_WARN_UNIT_SUSPECT;
+}
 
-		if (st->size[1] > m)
-			m = st->size[1];
-		if (st->size[2] > m)
-			m = st->size[2];
-		if (m < 1.0 || m > 300.0)
-			st->warnings |= ALX_WARN_UNIT_SUSPECT;
+/*
+ * Compute every metric.  On error nothing in *st is meaningful.
+ *
+ * The steps run in order, each releasing the scratch arrays no later step
+ * needs (the helper runs under an address-space limit): faces and bounding
+ * box, edges, orientation, shells, sums, nesting and volume, outward
+ * orientation, topology, warnings.
+ */
+int
+AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
+{
+	GeomWork	w;
+	int			rc = ALX_GEOM_OK;
+
+	memset(st, 0, sizeof(*st));
+	st->genus = -1;
+	if (g->error != ALX_GEOM_OK)
+		return g->error;
+	if (g->ntris == 0)
+	{
+		geom_fail(g, ALX_GEOM_ERR_EMPTY, "mesh contains no triangles");
+		return g->error;
 	}
-	goto done;
+	st->triangles = g->ntris;
+	memset(&w, 0, sizeof(w));
+	w.F = g->ntris;
+
+	if (!scan_faces(g, &w, st) ||
+		!bucket_edges(g, &w) ||
+		!link_edges(g, &w, st) ||
+		!orient_faces(&w, st) ||
+		!number_shells(&w, st))
+		goto oom;
+	sum_faces(g, &w, st);
+	if (!sum_volume(g, &w, st) || !orient_outward(g, &w))
+		goto oom;
+	count_topology(&w, st);
+
+	/* finite coordinates can still overflow a product (|x| > 1e102) */
+	if (!isfinite(st->volume_mm3) || !isfinite(st->area_mm2) ||
+		!isfinite(st->volume_uncertainty_mm3) || !isfinite(w.diag))
+	{
+		geom_fail(g, ALX_GEOM_ERR_NONFINITE, "mesh coordinates are too large to measure");
+		rc = g->error;
+	}
+	else
+		flag_warnings(st);
+	geom_work_free(&w);
+	return rc;
 
 oom:
 	geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while analysing the mesh");
-	rc = g->error;
-done:
-	free(used);
-	free(skip);
-	free(estart);
-	free(efill);
-	free(eent);
-	free(open_face);
-	free(parent);
-	free(nb);
-	free(nbsame);
-	free(flip);
-	free(queue);
-	free(face_shell);
-	free(root_shell);
-	free(shell_faces);
-	free(shell_start);
-	free(shells);
-	return rc;
+	geom_work_free(&w);
+	return g->error;
 }
 
 /* Append formatted text to a bounded buffer, tracking the length. */
