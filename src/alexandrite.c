@@ -175,9 +175,9 @@ bad:
 	return false;
 }
 
-/* Define every alexandrite.* configuration parameter. */
+/* The database and the role of the background workers. */
 static void
-alx_define_gucs(void)
+define_worker_gucs(void)
 {
 	DefineCustomStringVariable("alexandrite.database",
 							   "Sets the database in which the background worker drains the outbox.",
@@ -197,7 +197,12 @@ alx_define_gucs(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+}
 
+/* The outbox relay: broker, exchange, batches, retries, rotation, standbys. */
+static void
+define_outbox_gucs(void)
+{
 	DefineCustomStringVariable("alexandrite.amqp_url",
 							   "Sets the URL of the RabbitMQ broker, or a comma-separated list of URLs for failover.",
 							   "An empty string disables publishing.",
@@ -251,7 +256,12 @@ alx_define_gucs(void)
 							   PGC_SIGHUP,
 							   0,
 							   AlxCheckStandbyFlush, AlxAssignStandbyFlush, NULL);
+}
 
+/* Mesh analysis: input size, time, memory, concurrency and the helper program. */
+static void
+define_mesh_gucs(void)
+{
 	DefineCustomIntVariable("alexandrite.mesh_max_bytes",
 							"Sets the largest mesh file, in bytes, that mesh_analyze accepts.",
 							NULL,
@@ -296,7 +306,12 @@ alx_define_gucs(void)
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+}
 
+/* The mesh job pool: workers, queue size, retries and pause. */
+static void
+define_mesh_job_gucs(void)
+{
 	DefineCustomIntVariable("alexandrite.mesh_workers",
 							"Sets the number of background workers that analyse submitted meshes (mesh_submit).",
 							"Needs shared_preload_libraries; 0 means no pool.",
@@ -342,7 +357,12 @@ alx_define_gucs(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+}
 
+/* Dashboards: the fold interval of the background worker. */
+static void
+define_dashboard_gucs(void)
+{
 	DefineCustomIntVariable("alexandrite.fold_interval",
 							"Sets the delay between dashboard folds by the background worker.",
 							"Zero disables folding in the worker; schedule_refresh() can use pg_cron instead.",
@@ -351,7 +371,12 @@ alx_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+}
 
+/* Order events: the actor and trace context recorded with them. */
+static void
+define_event_gucs(void)
+{
 	DefineCustomStringVariable("alexandrite.actor",
 							   "Sets the actor recorded in order events when a call names none.",
 							   "Empty means the current database user.",
@@ -369,6 +394,21 @@ alx_define_gucs(void)
 							   PGC_USERSET,
 							   0,
 							   check_traceparent, NULL, NULL);
+}
+
+/*
+ * Define every alexandrite.* configuration parameter, capability by
+ * capability, and reserve the prefix.
+ */
+static void
+alx_define_gucs(void)
+{
+	define_worker_gucs();
+	define_outbox_gucs();
+	define_mesh_gucs();
+	define_mesh_job_gucs();
+	define_dashboard_gucs();
+	define_event_gucs();
 
 	MarkGUCPrefixReserved("alexandrite");
 }

@@ -20,6 +20,10 @@
  *   overlapping shells; the outermost shells count positively, so a mesh
  *   wound inside-out as a whole still has the right positive volume.
  *
+ * This file welds the vertices, runs the steps in order and sums the faces;
+ * the edge topology, orientation and shells are in geom_edges.c, the shell
+ * nesting and the volume in geom_shells.c (geom_int.h is their shared state).
+ *
  * Nothing here aborts: allocation failures and invalid input are reported
  * through the return code.
  *
@@ -28,37 +32,12 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "geometry.h"
+#include "geom_int.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Neumaier compensated sum */
-typedef struct KSum
-{
-	double		s;
-	double		c;
-} KSum;
-
-static inline void
-ksum_add(KSum *k, double x)
-{
-	double		t = k->s + x;
-
-	if (fabs(k->s) >= fabs(x))
-		k->c += (k->s - t) + x;
-	else
-		k->c += (x - t) + k->s;
-	k->s = t;
-}
-
-static inline double
-ksum_value(const KSum *k)
-{
-	return k->s + k->c;
-}
 
 static const char *const warning_names[ALX_WARN_COUNT] = {ALX_WARN_NAMES};
 
@@ -330,206 +309,43 @@ AlxGeomAddTriangle(AlxGeom *g, uint64_t a, uint64_t b, uint64_t c)
 	return true;
 }
 
-/* ---------- edges ---------- */
-
-/* one use of an edge by a face, filed under the edge's lower vertex id */
-typedef struct EdgeUse
-{
-	uint32_t	hi;				/* the higher vertex id */
-	uint32_t	fs;				/* face << 2 | slot (edge slot..slot+1) */
-} EdgeUse;
-
-static int
-edgeuse_cmp(const void *a, const void *b)
-{
-	const EdgeUse *x = a,
-			   *y = b;
-
-	if (x->hi != y->hi)
-		return x->hi < y->hi ? -1 : 1;
-	if (x->fs != y->fs)
-		return x->fs < y->fs ? -1 : 1;
-	return 0;
-}
-
-/* ---------- union-find over faces ---------- */
-
-static uint32_t
-uf_find(uint32_t *parent, uint32_t x)
-{
-	uint32_t	r = x;
-
-	while (parent[r] != r)
-		r = parent[r];
-	while (parent[x] != r)
-	{
-		uint32_t	n = parent[x];
-
-		parent[x] = r;
-		x = n;
-	}
-	return r;
-}
-
+/* Release the scratch arrays still held; every step leaves NULL behind. */
 static void
-uf_union(uint32_t *parent, uint32_t a, uint32_t b)
+geom_work_free(GeomWork *w)
 {
-	a = uf_find(parent, a);
-	b = uf_find(parent, b);
-	if (a == b)
-		return;
-	/* keep the smaller id as root: deterministic and cheap */
-	if (a < b)
-		parent[b] = a;
-	else
-		parent[a] = b;
-}
-
-/* per-shell data */
-typedef struct Shell
-{
-	KSum		vol;			/* signed volume about the global centre */
-	double		bmin[3];
-	double		bmax[3];
-	uint64_t	faces;
-	uint32_t	first_face;
-	bool		closed;
-	int			parent;			/* directly containing shell, -1 if none */
-	double		bbox_vol;
-	int			eff_sign;
-} Shell;
-
-static inline void
-sub3(double *r, const double *a, const double *b)
-{
-	r[0] = a[0] - b[0];
-	r[1] = a[1] - b[1];
-	r[2] = a[2] - b[2];
-}
-
-static inline void
-cross3(double *r, const double *a, const double *b)
-{
-	r[0] = a[1] * b[2] - a[2] * b[1];
-	r[1] = a[2] * b[0] - a[0] * b[2];
-	r[2] = a[0] * b[1] - a[1] * b[0];
-}
-
-static inline double
-dot3(const double *a, const double *b)
-{
-	return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+	free(w->used);
+	free(w->skip);
+	free(w->estart);
+	free(w->efill);
+	free(w->eent);
+	free(w->open_face);
+	free(w->parent);
+	free(w->nb);
+	free(w->nbsame);
+	free(w->flip);
+	free(w->queue);
+	free(w->face_shell);
+	free(w->root_shell);
+	free(w->shell_faces);
+	free(w->shell_start);
+	free(w->shells);
 }
 
 /*
- * Ray parity: does the ray from p along a fixed skewed direction cross the
- * faces of shell s an odd number of times?  Uses Moller-Trumbore in double.
+ * Used vertices, bounding box (with its centre and diagonal) and degenerate
+ * faces (two equal ids); sets up the union-find.  false when out of memory.
  */
 static bool
-point_inside_shell(const AlxGeom *g, const uint32_t *faces, uint64_t nfaces,
-				   const double *p, uint64_t *budget)
+scan_faces(const AlxGeom *g, GeomWork *w, AlxMeshStats *st)
 {
-	static const double dir[3] = {0.4801710357, 0.6025703125, 0.6377917321};
-	uint64_t	hits = 0;
+	const uint64_t F = w->F;
 
-	*budget = (*budget > nfaces) ? *budget - nfaces : 0;
-	for (uint64_t i = 0; i < nfaces; i++)
-	{
-		uint64_t	f = faces[i];
-		const double *v0, *v1, *v2;
-		double		e1[3], e2[3], pv[3], tv[3], qv[3];
-		double		det, inv, u, v, t;
-		v0 = &g->pos[3 * (uint64_t) g->tri[3 * f]];
-		v1 = &g->pos[3 * (uint64_t) g->tri[3 * f + 1]];
-		v2 = &g->pos[3 * (uint64_t) g->tri[3 * f + 2]];
-		sub3(e1, v1, v0);
-		sub3(e2, v2, v0);
-		cross3(pv, dir, e2);
-		det = dot3(e1, pv);
-		if (det == 0.0)
-			continue;
-		inv = 1.0 / det;
-		sub3(tv, p, v0);
-		u = dot3(tv, pv) * inv;
-		if (u < 0.0 || u > 1.0)
-			continue;
-		cross3(qv, tv, e1);
-		v = dot3(dir, qv) * inv;
-		if (v < 0.0 || u + v > 1.0)
-			continue;
-		t = dot3(e2, qv) * inv;
-		if (t > 0.0)
-			hits++;
-	}
-	return (hits & 1) != 0;
-}
+	w->used = calloc(g->nverts, 1);
+	w->skip = calloc(F, 1);
+	w->parent = malloc(F * sizeof(uint32_t));
+	if (!w->used || !w->skip || !w->parent)
+		return false;
 
-static bool
-bbox_contains(const Shell *outer, const Shell *inner)
-{
-	for (int k = 0; k < 3; k++)
-		if (inner->bmin[k] < outer->bmin[k] || inner->bmax[k] > outer->bmax[k])
-			return false;
-	return true;
-}
-
-static bool
-bbox_overlaps(const Shell *a, const Shell *b)
-{
-	for (int k = 0; k < 3; k++)
-		if (a->bmax[k] < b->bmin[k] || b->bmax[k] < a->bmin[k])
-			return false;
-	return true;
-}
-
-/*
- * Compute every metric.  On error nothing in *st is meaningful.
- */
-int
-AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
-{
-	const uint64_t F = g->ntris;
-	uint8_t    *used = NULL;
-	uint8_t    *skip = NULL;
-	uint64_t   *estart = NULL;
-	uint32_t   *efill = NULL;
-	EdgeUse    *eent = NULL;
-	uint8_t    *open_face = NULL;
-	uint32_t   *parent = NULL;
-	uint32_t   *nb = NULL;
-	uint8_t    *nbsame = NULL;
-	uint8_t    *flip = NULL;
-	uint32_t   *queue = NULL;
-	uint32_t   *face_shell = NULL;
-	uint32_t   *root_shell = NULL;
-	uint32_t   *shell_faces = NULL;
-	uint64_t   *shell_start = NULL;
-	Shell	   *shells = NULL;
-	uint64_t	nshells = 0;
-	double		c[3];
-	KSum		area = {0, 0};
-	KSum		sv[3] = {{0, 0}, {0, 0}, {0, 0}};
-	double		diag;
-	int			rc = ALX_GEOM_OK;
-
-	memset(st, 0, sizeof(*st));
-	st->genus = -1;
-	if (g->error != ALX_GEOM_OK)
-		return g->error;
-	if (F == 0)
-	{
-		geom_fail(g, ALX_GEOM_ERR_EMPTY, "mesh contains no triangles");
-		return g->error;
-	}
-	st->triangles = F;
-
-	used = calloc(g->nverts, 1);
-	skip = calloc(F, 1);
-	parent = malloc(F * sizeof(uint32_t));
-	if (!used || !skip || !parent)
-		goto oom;
-
-	/* used vertices, bounding box, degenerate faces */
 	for (int k = 0; k < 3; k++)
 	{
 		st->bbox_min[k] = INFINITY;
@@ -539,19 +355,19 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 	{
 		const uint32_t *t = &g->tri[3 * f];
 
-		parent[f] = (uint32_t) f;
+		w->parent[f] = (uint32_t) f;
 		if (t[0] == t[1] || t[1] == t[2] || t[0] == t[2])
 		{
-			skip[f] = 1;		/* no area, no edges: out of the topology */
+			w->skip[f] = 1;		/* no area, no edges: out of the topology */
 			st->degenerate_triangles++;
 		}
 		for (int j = 0; j < 3; j++)
 		{
-			if (!used[t[j]])
+			if (!w->used[t[j]])
 			{
 				const double *p = &g->pos[3 * (uint64_t) t[j]];
 
-				used[t[j]] = 1;
+				w->used[t[j]] = 1;
 				st->vertices++;
 				for (int k = 0; k < 3; k++)
 				{
@@ -565,245 +381,27 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 	}
 	for (int k = 0; k < 3; k++)
 	{
-		c[k] = 0.5 * (st->bbox_min[k] + st->bbox_max[k]);
+		w->c[k] = 0.5 * (st->bbox_min[k] + st->bbox_max[k]);
 		st->size[k] = st->bbox_max[k] - st->bbox_min[k];
 	}
-	diag = sqrt(st->size[0] * st->size[0] + st->size[1] * st->size[1] +
-				st->size[2] * st->size[2]);
+	w->diag = sqrt(st->size[0] * st->size[0] + st->size[1] * st->size[1] +
+				   st->size[2] * st->size[2]);
+	return true;
+}
 
-	/*
-	 * Edges, grouped by their lower vertex id (a counting sort): the uses of
-	 * one edge end up next to each other, and since neighbouring triangles
-	 * share nearby vertex ids the passes stay cache-friendly, unlike a hash
-	 * table over all edges.
-	 */
-	estart = calloc(g->nverts + 1, sizeof(uint64_t));
-	if (!estart)
-		goto oom;
-	for (uint64_t f = 0; f < F; f++)
-	{
-		const uint32_t *t = &g->tri[3 * f];
+/*
+ * Area, vector area (hence the volume uncertainty of an open mesh) and the
+ * signed volume, face count and bounding box of every shell, in one pass
+ * over the consistently wound faces.
+ */
+static void
+sum_faces(const AlxGeom *g, GeomWork *w, AlxMeshStats *st)
+{
+	KSum		area = {0, 0};
+	KSum		sv[3] = {{0, 0}, {0, 0}, {0, 0}};
+	const double *c = w->c;
 
-		if (skip[f])
-			continue;
-		for (int j = 0; j < 3; j++)
-		{
-			uint32_t	a = t[j],
-						b = t[(j + 1) % 3];
-
-			estart[(a < b ? a : b) + 1]++;
-		}
-	}
-	for (uint64_t v = 0; v < g->nverts; v++)
-		estart[v + 1] += estart[v];
-	eent = malloc((estart[g->nverts] + 1) * sizeof(EdgeUse));
-	efill = calloc(g->nverts + 1, sizeof(uint32_t));
-	if (!eent || !efill)
-		goto oom;
-	for (uint64_t f = 0; f < F; f++)
-	{
-		const uint32_t *t = &g->tri[3 * f];
-
-		if (skip[f])
-			continue;
-		for (int j = 0; j < 3; j++)
-		{
-			uint32_t	a = t[j],
-						b = t[(j + 1) % 3];
-			uint32_t	lo = a < b ? a : b;
-			EdgeUse    *u = &eent[estart[lo] + efill[lo]++];
-
-			u->hi = a < b ? b : a;
-			u->fs = (uint32_t) ((f << 2) | (uint64_t) j);
-		}
-	}
-	free(efill);
-	efill = NULL;
-
-	nb = malloc(F * 3 * sizeof(uint32_t));
-	nbsame = calloc(F * 3, 1);
-	open_face = calloc(F, 1);
-	if (!nb || !nbsame || !open_face)
-		goto oom;
-	memset(nb, 0xff, F * 3 * sizeof(uint32_t));
-	for (uint64_t v = 0; v < g->nverts; v++)
-	{
-		EdgeUse    *bucket = &eent[estart[v]];
-		uint64_t	k = estart[v + 1] - estart[v];
-
-		if (k == 0)
-			continue;
-		/* group the uses of each edge (sort by the other end) */
-		if (k <= 16)
-		{
-			for (uint64_t i = 1; i < k; i++)
-			{
-				EdgeUse		x = bucket[i];
-				uint64_t	j = i;
-
-				while (j > 0 && (bucket[j - 1].hi > x.hi ||
-								 (bucket[j - 1].hi == x.hi && bucket[j - 1].fs > x.fs)))
-				{
-					bucket[j] = bucket[j - 1];
-					j--;
-				}
-				bucket[j] = x;
-			}
-		}
-		else
-			qsort(bucket, k, sizeof(EdgeUse), edgeuse_cmp);
-
-		for (uint64_t i = 0; i < k;)
-		{
-			uint64_t	r = i + 1;
-			uint64_t	count;
-
-			while (r < k && bucket[r].hi == bucket[i].hi)
-				r++;
-			count = r - i;
-			st->edges++;
-			for (uint64_t j = i + 1; j < r; j++)
-				uf_union(parent, bucket[j].fs >> 2, bucket[i].fs >> 2);
-			if (count == 1)
-			{
-				st->boundary_edges++;
-				open_face[bucket[i].fs >> 2] = 1;
-			}
-			else if (count > 2)
-			{
-				st->nonmanifold_edges++;
-				for (uint64_t j = i; j < r; j++)
-					open_face[bucket[j].fs >> 2] = 1;
-			}
-			else
-			{
-				uint32_t	f0 = bucket[i].fs,
-							f1 = bucket[i + 1].fs;
-				uint32_t	fa = f0 >> 2,
-							fb = f1 >> 2;
-				/* the direction of a use: does it run from lo to hi? */
-				bool		fwd0 = g->tri[3 * (uint64_t) fa + (f0 & 3)] == (uint32_t) v;
-				bool		fwd1 = g->tri[3 * (uint64_t) fb + (f1 & 3)] == (uint32_t) v;
-				bool		same = (fwd0 == fwd1);
-
-				if (same)
-					st->inconsistent_edges++;
-				if (fa != fb)
-				{
-					nb[3 * (uint64_t) fa + (f0 & 3)] = fb;
-					nbsame[3 * (uint64_t) fa + (f0 & 3)] = same;
-					nb[3 * (uint64_t) fb + (f1 & 3)] = fa;
-					nbsame[3 * (uint64_t) fb + (f1 & 3)] = same;
-				}
-			}
-			i = r;
-		}
-	}
-	free(eent);
-	eent = NULL;
-	free(estart);
-	estart = NULL;
-	st->watertight = (st->boundary_edges == 0 && st->nonmanifold_edges == 0);
-
-	/* orientation: BFS over manifold edges, majority orientation per patch */
-	flip = malloc(F);
-	queue = malloc(F * sizeof(uint32_t));
-	if (!flip || !queue)
-		goto oom;
-	memset(flip, 2, F);
-	for (uint64_t seed = 0; seed < F; seed++)
-	{
-		uint64_t	qh = 0,
-					qt = 0,
-					nflip = 0;
-
-		if (skip[seed] || flip[seed] != 2)
-			continue;
-		flip[seed] = 0;
-		queue[qt++] = (uint32_t) seed;
-		while (qh < qt)
-		{
-			uint32_t	f = queue[qh++];
-
-			for (int j = 0; j < 3; j++)
-			{
-				uint32_t	n = nb[3 * (uint64_t) f + j];
-				uint8_t		want;
-
-				if (n == UINT32_MAX)
-					continue;
-				want = flip[f] ^ nbsame[3 * (uint64_t) f + j];
-				if (flip[n] == 2)
-				{
-					flip[n] = want;
-					nflip += want;
-					queue[qt++] = n;
-				}
-				else if (flip[n] != want)
-					st->warnings |= ALX_WARN_NOT_ORIENTABLE;
-			}
-		}
-		/* keep the majority as it is */
-		if (nflip * 2 > qt)
-		{
-			for (uint64_t i = 0; i < qt; i++)
-				flip[queue[i]] ^= 1;
-			nflip = qt - nflip;
-		}
-		st->faces_reoriented += nflip;
-	}
-	free(nb);
-	nb = NULL;
-	free(nbsame);
-	nbsame = NULL;
-	free(queue);
-	queue = NULL;
-
-	/* shells: number the union-find roots */
-	face_shell = malloc(F * sizeof(uint32_t));
-	root_shell = malloc(F * sizeof(uint32_t));
-	if (!face_shell || !root_shell)
-		goto oom;
-	memset(root_shell, 0xff, F * sizeof(uint32_t));
-	for (uint64_t f = 0; f < F; f++)
-	{
-		uint32_t	r;
-
-		if (skip[f])
-		{
-			face_shell[f] = UINT32_MAX;
-			continue;
-		}
-		r = uf_find(parent, (uint32_t) f);
-		if (root_shell[r] == UINT32_MAX)
-			root_shell[r] = (uint32_t) nshells++;
-		face_shell[f] = root_shell[r];
-	}
-	free(root_shell);
-	root_shell = NULL;
-	st->shells = nshells;
-
-	shells = calloc(nshells ? nshells : 1, sizeof(Shell));
-	if (!shells)
-		goto oom;
-	for (uint64_t s = 0; s < nshells; s++)
-	{
-		for (int k = 0; k < 3; k++)
-		{
-			shells[s].bmin[k] = INFINITY;
-			shells[s].bmax[k] = -INFINITY;
-		}
-		shells[s].closed = true;
-		shells[s].parent = -1;
-		shells[s].eff_sign = 1;
-		shells[s].first_face = UINT32_MAX;
-	}
-	for (uint64_t f = 0; f < F; f++)
-		if (open_face[f])
-			shells[face_shell[f]].closed = false;
-
-	/* area, vector area and per-shell signed volume in one pass */
-	for (uint64_t f = 0; f < F; f++)
+	for (uint64_t f = 0; f < w->F; f++)
 	{
 		const uint32_t *t = &g->tri[3 * f];
 		const double *pa, *pb, *pc;
@@ -812,7 +410,7 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		Shell	   *sh;
 
 		pa = &g->pos[3 * (uint64_t) t[0]];
-		if (flip[f] == 1)
+		if (w->flip[f] == 1)
 		{
 			pb = &g->pos[3 * (uint64_t) t[2]];
 			pc = &g->pos[3 * (uint64_t) t[1]];
@@ -826,7 +424,7 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		sub3(e2, pc, pa);
 		cross3(n, e1, e2);
 		nn = sqrt(dot3(n, n));
-		if (skip[f])
+		if (w->skip[f])
 			continue;
 		if (nn == 0.0)
 			st->degenerate_triangles++;
@@ -839,7 +437,7 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		sub3(b, pb, c);
 		sub3(d, pc, c);
 		cross3(bxd, b, d);
-		sh = &shells[face_shell[f]];
+		sh = &w->shells[w->face_shell[f]];
 		ksum_add(&sh->vol, dot3(a, bxd) / 6.0);
 		sh->faces++;
 		if (sh->first_face == UINT32_MAX)
@@ -864,228 +462,66 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 					s2 = ksum_value(&sv[2]);
 
 		st->volume_uncertainty_mm3 = st->watertight ? 0.0 :
-			sqrt(s0 * s0 + s1 * s1 + s2 * s2) * diag / 3.0;
+			sqrt(s0 * s0 + s1 * s1 + s2 * s2) * w->diag / 3.0;
 	}
+}
 
-	/* nesting and overlap between shells */
-	if (nshells > 1)
-		st->warnings |= ALX_WARN_MULTIPLE_SHELLS;
-	if (nshells > 1 && nshells <= ALX_GEOM_MAX_SHELL_PAIRS_SHELLS)
-	{
-		uint64_t	budget = UINT64_C(300000000);
-		int		   *order;
-
-		/* faces grouped by shell (counting sort) for the parity tests */
-		shell_start = calloc(nshells + 1, sizeof(uint64_t));
-		shell_faces = malloc(F * sizeof(uint32_t));
-		if (!shell_start || !shell_faces)
-			goto oom;
-		for (uint64_t f = 0; f < F; f++)
-			if (!skip[f])
-				shell_start[face_shell[f] + 1]++;
-		for (uint64_t s = 0; s < nshells; s++)
-			shell_start[s + 1] += shell_start[s];
-		{
-			uint64_t   *fill = calloc(nshells, sizeof(uint64_t));
-
-			if (!fill)
-				goto oom;
-			for (uint64_t f = 0; f < F; f++)
-				if (!skip[f])
-				{
-					uint32_t	s = face_shell[f];
-
-					shell_faces[shell_start[s] + fill[s]++] = (uint32_t) f;
-				}
-			free(fill);
-		}
-
-		for (uint64_t s = 0; s < nshells; s++)
-			shells[s].bbox_vol = (shells[s].bmax[0] - shells[s].bmin[0]) *
-				(shells[s].bmax[1] - shells[s].bmin[1]) *
-				(shells[s].bmax[2] - shells[s].bmin[2]);
-
-		for (uint64_t a = 0; a < nshells && budget > 0; a++)
-		{
-			for (uint64_t b = 0; b < nshells && budget > 0; b++)
-			{
-				Shell	   *A = &shells[a],
-						   *B = &shells[b];
-				const uint32_t *t;
-
-				if (a == b || !B->closed || !bbox_overlaps(A, B))
-					continue;
-				if (bbox_contains(B, A) && !(bbox_contains(A, B) && a < b))
-				{
-					/* is A inside B?  test its first vertex */
-					t = &g->tri[3 * (uint64_t) A->first_face];
-					if (point_inside_shell(g, &shell_faces[shell_start[b]],
-										   shell_start[b + 1] - shell_start[b],
-										   &g->pos[3 * (uint64_t) t[0]], &budget))
-					{
-						/* the smallest container is the direct parent */
-						if (A->parent < 0 || B->bbox_vol < shells[A->parent].bbox_vol)
-							A->parent = (int) b;
-						continue;
-					}
-				}
-				if (!bbox_contains(B, A) && !bbox_contains(A, B))
-				{
-					/* partial overlap: sample a few vertices of A */
-					uint64_t	na = shell_start[a + 1] - shell_start[a];
-					uint64_t	step = na / 8 + 1;
-
-					for (uint64_t i = 0; i < na; i += step)
-					{
-						uint64_t	f = shell_faces[shell_start[a] + i];
-						const double *p;
-
-						p = &g->pos[3 * (uint64_t) g->tri[3 * f]];
-						if (p[0] <= B->bmin[0] || p[0] >= B->bmax[0] ||
-							p[1] <= B->bmin[1] || p[1] >= B->bmax[1] ||
-							p[2] <= B->bmin[2] || p[2] >= B->bmax[2])
-							continue;
-						if (point_inside_shell(g, &shell_faces[shell_start[b]],
-											   shell_start[b + 1] - shell_start[b],
-											   p, &budget))
-						{
-							st->warnings |= ALX_WARN_OVERLAPPING_SHELLS;
-							break;
-						}
-					}
-				}
-			}
-		}
-		if (budget == 0)
-			st->warnings |= ALX_WARN_SHELL_CHECK_SKIPPED;
-
-		/*
-		 * Effective signs: outermost shells count positively; a nested shell
-		 * wound against its parent is a void, one wound like its parent is a
-		 * solid inside a solid.  Resolve parents before children by depth.
-		 */
-		order = malloc(nshells * sizeof(int));
-		if (!order)
-			goto oom;
-		{
-			uint64_t	n = 0;
-			int			depth_max = 0;
-			int		   *depth = calloc(nshells, sizeof(int));
-
-			if (!depth)
-			{
-				free(order);
-				goto oom;
-			}
-			for (uint64_t s = 0; s < nshells; s++)
-			{
-				int			d = 0;
-				int			p = shells[s].parent;
-
-				while (p >= 0 && d <= (int) nshells)
-				{
-					d++;
-					p = shells[p].parent;
-				}
-				depth[s] = d;
-				if (d > depth_max)
-					depth_max = d;
-			}
-			for (int d = 0; d <= depth_max; d++)
-				for (uint64_t s = 0; s < nshells; s++)
-					if (depth[s] == d)
-						order[n++] = (int) s;
-			for (uint64_t i = 0; i < n; i++)
-			{
-				Shell	   *S = &shells[order[i]];
-				double		vs = ksum_value(&S->vol);
-
-				if (S->parent < 0)
-					S->eff_sign = 1;
-				else
-				{
-					Shell	   *P = &shells[S->parent];
-					bool		same = (vs >= 0) == (ksum_value(&P->vol) >= 0);
-
-					S->eff_sign = same ? P->eff_sign : -P->eff_sign;
-					if (S->eff_sign < 0)
-						st->warnings |= ALX_WARN_INNER_VOID;
-					else
-						st->warnings |= ALX_WARN_NESTED_SHELLS;
-				}
-			}
-			free(depth);
-		}
-		free(order);
-		{
-			KSum		vol = {0, 0};
-
-			for (uint64_t s = 0; s < nshells; s++)
-				ksum_add(&vol, shells[s].eff_sign * fabs(ksum_value(&shells[s].vol)));
-			st->volume_mm3 = fabs(ksum_value(&vol));
-		}
-	}
-	else
-	{
-		KSum		vol = {0, 0};
-
-		if (nshells > 1)
-			st->warnings |= ALX_WARN_SHELL_CHECK_SKIPPED;
-		for (uint64_t s = 0; s < nshells; s++)
-			ksum_add(&vol, ksum_value(&shells[s].vol));
-		st->volume_mm3 = fabs(ksum_value(&vol));
-	}
-
-	/*
-	 * Outward orientation of every face, for the wall thickness: the
-	 * patch's consistent winding, turned over when its shell as a whole is
-	 * wound against its role (an outer solid with negative volume, a void
-	 * with positive volume).  2 marks the faces left out of the topology.
-	 */
+/*
+ * Outward orientation of every face, for the wall thickness: the
+ * patch's consistent winding, turned over when its shell as a whole is
+ * wound against its role (an outer solid with negative volume, a void
+ * with positive volume).  2 marks the faces left out of the topology.
+ * false when out of memory.
+ */
+static bool
+orient_outward(AlxGeom *g, const GeomWork *w)
+{
 	free(g->face_out);
-	g->face_out = malloc(F);
+	g->face_out = malloc(w->F);
 	if (!g->face_out)
-		goto oom;
-	for (uint64_t f = 0; f < F; f++)
+		return false;
+	for (uint64_t f = 0; f < w->F; f++)
 	{
 		const Shell *sh;
 		bool		rev;
 
-		if (skip[f])
+		if (w->skip[f])
 		{
 			g->face_out[f] = 2;
 			continue;
 		}
-		sh = &shells[face_shell[f]];
+		sh = &w->shells[w->face_shell[f]];
 		rev = (ksum_value(&sh->vol) >= 0) != (sh->eff_sign > 0);
-		g->face_out[f] = (uint8_t) ((flip[f] & 1) ^ (rev ? 1 : 0));
+		g->face_out[f] = (uint8_t) ((w->flip[f] & 1) ^ (rev ? 1 : 0));
 	}
+	return true;
+}
 
-	/* topology summary */
-	{
-		uint64_t	kept = 0;
+/* Euler characteristic V - E + F, and the genus of a closed orientable mesh. */
+static void
+count_topology(const GeomWork *w, AlxMeshStats *st)
+{
+	uint64_t	kept = 0;
 
-		for (uint64_t f = 0; f < F; f++)
-			kept += !skip[f];
-		st->euler_characteristic = (int64_t) st->vertices -
-			(int64_t) st->edges + (int64_t) kept;
-	}
+	for (uint64_t f = 0; f < w->F; f++)
+		kept += !w->skip[f];
+	st->euler_characteristic = (int64_t) st->vertices -
+		(int64_t) st->edges + (int64_t) kept;
 	if (st->watertight && !(st->warnings & ALX_WARN_NOT_ORIENTABLE))
 	{
-		int64_t		twice = 2 * (int64_t) nshells - st->euler_characteristic;
+		int64_t		twice = 2 * (int64_t) w->nshells - st->euler_characteristic;
 
 		if (twice >= 0 && twice % 2 == 0)
 			st->genus = twice / 2;
 	}
+}
 
-	/* finite coordinates can still overflow a product (|x| > 1e102) */
-	if (!isfinite(st->volume_mm3) || !isfinite(st->area_mm2) ||
-		!isfinite(st->volume_uncertainty_mm3) || !isfinite(diag))
-	{
-		geom_fail(g, ALX_GEOM_ERR_NONFINITE, "mesh coordinates are too large to measure");
-		rc = g->error;
-		goto done;
-	}
+/* The warnings that follow from the counts and the size. */
+static void
+flag_warnings(AlxMeshStats *st)
+{
+	double		m = st->size[0];
+
 	if (st->boundary_edges > 0)
 		st->warnings |= ALX_WARN_OPEN_MESH;
 	if (st->nonmanifold_edges > 0)
@@ -1094,39 +530,68 @@ AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
 		st->warnings |= ALX_WARN_INCONSISTENT;
 	if (st->degenerate_triangles > 0)
 		st->warnings |= ALX_WARN_DEGENERATE;
-	{
-		double		m = st->size[0];
+	if (st->size[1] > m)
+		m = st->size[1];
+	if (st->size[2] > m)
+		m = st->size[2];
+	if (m < 1.0 || m > 300.0)
+		st->warnings |= ALX_WARN_UNIT_SUSPECT;
+}
 
-		if (st->size[1] > m)
-			m = st->size[1];
-		if (st->size[2] > m)
-			m = st->size[2];
-		if (m < 1.0 || m > 300.0)
-			st->warnings |= ALX_WARN_UNIT_SUSPECT;
+/*
+ * Compute every metric.  On error nothing in *st is meaningful.
+ *
+ * The steps run in order, each releasing the scratch arrays no later step
+ * needs (the helper runs under an address-space limit): faces and bounding
+ * box, edges, orientation, shells, sums, nesting and volume, outward
+ * orientation, topology, warnings.
+ */
+int
+AlxGeomCompute(AlxGeom *g, AlxMeshStats *st)
+{
+	GeomWork	w;
+	int			rc = ALX_GEOM_OK;
+
+	memset(st, 0, sizeof(*st));
+	st->genus = -1;
+	if (g->error != ALX_GEOM_OK)
+		return g->error;
+	if (g->ntris == 0)
+	{
+		geom_fail(g, ALX_GEOM_ERR_EMPTY, "mesh contains no triangles");
+		return g->error;
 	}
-	goto done;
+	st->triangles = g->ntris;
+	memset(&w, 0, sizeof(w));
+	w.F = g->ntris;
+
+	if (!scan_faces(g, &w, st) ||
+		!AlxGeomBucketEdges(g, &w) ||
+		!AlxGeomLinkEdges(g, &w, st) ||
+		!AlxGeomOrientFaces(&w, st) ||
+		!AlxGeomNumberShells(&w, st))
+		goto oom;
+	sum_faces(g, &w, st);
+	if (!AlxGeomSumVolume(g, &w, st) || !orient_outward(g, &w))
+		goto oom;
+	count_topology(&w, st);
+
+	/* finite coordinates can still overflow a product (|x| > 1e102) */
+	if (!isfinite(st->volume_mm3) || !isfinite(st->area_mm2) ||
+		!isfinite(st->volume_uncertainty_mm3) || !isfinite(w.diag))
+	{
+		geom_fail(g, ALX_GEOM_ERR_NONFINITE, "mesh coordinates are too large to measure");
+		rc = g->error;
+	}
+	else
+		flag_warnings(st);
+	geom_work_free(&w);
+	return rc;
 
 oom:
 	geom_fail(g, ALX_GEOM_ERR_TOO_LARGE, "out of memory while analysing the mesh");
-	rc = g->error;
-done:
-	free(used);
-	free(skip);
-	free(estart);
-	free(efill);
-	free(eent);
-	free(open_face);
-	free(parent);
-	free(nb);
-	free(nbsame);
-	free(flip);
-	free(queue);
-	free(face_shell);
-	free(root_shell);
-	free(shell_faces);
-	free(shell_start);
-	free(shells);
-	return rc;
+	geom_work_free(&w);
+	return g->error;
 }
 
 /* Append formatted text to a bounded buffer, tracking the length. */

@@ -310,49 +310,66 @@ get_u16(const unsigned char *p)
 	return (uint16_t) (p[0] | (p[1] << 8));
 }
 
+/* The exit code of a corrupt archive, with its message in err. */
+static int
+corrupt_3mf(char *err, size_t errlen)
+{
+	snprintf(err, errlen, "3MF archive is corrupt");
+	return ALX_MESHD_EXIT_BAD_FILE;
+}
+
+/* Where the model part is stored, as the central directory declares it. */
+typedef struct ModelPart
+{
+	size_t		local;			/* offset of its local file header */
+	uint32_t	csize;			/* compressed size */
+	uint16_t	method;			/* 0 stored, 8 deflated */
+} ModelPart;
+
 /*
- * Check the archive's declared sizes against the input size and read the
- * <model unit="..."> attribute.  Returns an exit code; *scale is the unit.
+ * Offset of the end-of-central-directory record, searched backwards over
+ * at most its size plus the longest comment (len is at least 22); false if
+ * there is none.
+ */
+static bool
+find_eocd(const unsigned char *buf, size_t len, size_t *eocd)
+{
+	for (size_t i = len - 22;; i--)
+	{
+		if (alx_get_u32(buf + i) == 0x06054b50)
+		{
+			*eocd = i;
+			return true;
+		}
+		if (i == 0 || len - i > 22 + 65535)
+			return false;
+	}
+}
+
+/*
+ * Walk the central directory: refuse an archive whose declared uncompressed
+ * sizes add up to more than 100 times its size (at least 64 MB, at most
+ * ALX_MESHIO_MAX_UNZIPPED), and pick the model part (3D/3dmodel.model if
+ * present, else the first *.model).  Returns an exit code.
  */
 static int
-check_3mf(const unsigned char *buf, size_t len, double *scale,
-		  char *err, size_t errlen)
+scan_3mf_directory(const unsigned char *buf, size_t len, size_t eocd,
+				   ModelPart *model, char *err, size_t errlen)
 {
-	size_t		eocd = 0;
-	bool		found = false;
 	uint32_t	cd_off,
 				cd_size;
 	uint16_t	nentries;
 	unsigned long long total = 0;
 	unsigned long long limit;
 	size_t		p;
-	size_t		model_local = 0;
-	uint32_t	model_csize = 0;
-	uint16_t	model_method = 0;
 	bool		have_model = false;
 	bool		model_is_default = false;
 
-	*scale = 1.0;				/* millimeter is the 3MF default */
-	if (len < 22)
-		goto corrupt;
-	for (size_t i = len - 22;; i--)
-	{
-		if (alx_get_u32(buf + i) == 0x06054b50)
-		{
-			eocd = i;
-			found = true;
-			break;
-		}
-		if (i == 0 || len - i > 22 + 65535)
-			break;
-	}
-	if (!found)
-		goto corrupt;
 	nentries = get_u16(buf + eocd + 10);
 	cd_size = alx_get_u32(buf + eocd + 12);
 	cd_off = alx_get_u32(buf + eocd + 16);
 	if ((uint64_t) cd_off + cd_size > eocd)
-		goto corrupt;
+		return corrupt_3mf(err, errlen);
 
 	limit = (unsigned long long) len * 100;
 	if (limit < 64ULL * 1024 * 1024)
@@ -371,14 +388,14 @@ check_3mf(const unsigned char *buf, size_t len, double *scale,
 		const char *name;
 
 		if (p + 46 > (size_t) cd_off + cd_size || alx_get_u32(buf + p) != 0x02014b50)
-			goto corrupt;
+			return corrupt_3mf(err, errlen);
 		csize = alx_get_u32(buf + p + 20);
 		usize = alx_get_u32(buf + p + 24);
 		namelen = get_u16(buf + p + 28);
 		extralen = get_u16(buf + p + 30);
 		commentlen = get_u16(buf + p + 32);
 		if (p + 46 + (size_t) namelen + extralen + commentlen > (size_t) cd_off + cd_size)
-			goto corrupt;
+			return corrupt_3mf(err, errlen);
 		name = (const char *) buf + p + 46;
 		total += usize;
 		if (total > limit)
@@ -396,9 +413,9 @@ check_3mf(const unsigned char *buf, size_t len, double *scale,
 			{
 				have_model = true;
 				model_is_default = is_default;
-				model_local = alx_get_u32(buf + p + 42);
-				model_csize = csize;
-				model_method = get_u16(buf + p + 10);
+				model->local = alx_get_u32(buf + p + 42);
+				model->csize = csize;
+				model->method = get_u16(buf + p + 10);
 			}
 		}
 		p += 46 + (size_t) namelen + extralen + commentlen;
@@ -408,104 +425,149 @@ check_3mf(const unsigned char *buf, size_t len, double *scale,
 		snprintf(err, errlen, "3MF archive has no model part");
 		return ALX_MESHD_EXIT_BAD_FILE;
 	}
+	return ALX_MESHD_EXIT_OK;
+}
 
-	/* read the first 64 kB of the model part to find its unit */
+/*
+ * The first outsize - 1 bytes (or fewer) of the model part, stored or
+ * deflated, NUL-terminated in out.  Returns an exit code.
+ */
+static int
+read_model_head(const unsigned char *buf, size_t len, const ModelPart *model,
+				unsigned char *out, size_t outsize, char *err, size_t errlen)
+{
+	size_t		outlen = 0;
+	size_t		data;
+
+	if (model->local + 30 > len || alx_get_u32(buf + model->local) != 0x04034b50)
+		return corrupt_3mf(err, errlen);
+	data = model->local + 30 + get_u16(buf + model->local + 26) +
+		get_u16(buf + model->local + 28);
+	if (data > len || model->csize > len - data)
+		return corrupt_3mf(err, errlen);
+	if (model->method == 0)
 	{
-		unsigned char out[65536];
-		size_t		outlen = 0;
-		size_t		data;
-		const char *m,
-				   *u;
+		outlen = model->csize < outsize - 1 ? model->csize : outsize - 1;
+		memcpy(out, buf + data, outlen);
+	}
+	else if (model->method == 8)
+	{
+		z_stream	zs;
+		int			zr;
 
-		if (model_local + 30 > len || alx_get_u32(buf + model_local) != 0x04034b50)
-			goto corrupt;
-		data = model_local + 30 + get_u16(buf + model_local + 26) +
-			get_u16(buf + model_local + 28);
-		if (data > len || model_csize > len - data)
-			goto corrupt;
-		if (model_method == 0)
-		{
-			outlen = model_csize < sizeof(out) - 1 ? model_csize : sizeof(out) - 1;
-			memcpy(out, buf + data, outlen);
-		}
-		else if (model_method == 8)
-		{
-			z_stream	zs;
-			int			zr;
+		memset(&zs, 0, sizeof(zs));
+		if (inflateInit2(&zs, -MAX_WBITS) != Z_OK)
+			return corrupt_3mf(err, errlen);
+		zs.next_in = (Bytef *) (buf + data);
+		zs.avail_in = model->csize;
+		zs.next_out = out;
+		zs.avail_out = outsize - 1;
+		zr = inflate(&zs, Z_SYNC_FLUSH);
+		outlen = outsize - 1 - zs.avail_out;
+		inflateEnd(&zs);
+		if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR)
+			return corrupt_3mf(err, errlen);
+	}
+	else
+	{
+		snprintf(err, errlen, "3MF model part uses an unsupported compression method %u", model->method);
+		return ALX_MESHD_EXIT_BAD_FILE;
+	}
+	out[outlen] = '\0';
+	return ALX_MESHD_EXIT_OK;
+}
 
-			memset(&zs, 0, sizeof(zs));
-			if (inflateInit2(&zs, -MAX_WBITS) != Z_OK)
-				goto corrupt;
-			zs.next_in = (Bytef *) (buf + data);
-			zs.avail_in = model_csize;
-			zs.next_out = out;
-			zs.avail_out = sizeof(out) - 1;
-			zr = inflate(&zs, Z_SYNC_FLUSH);
-			outlen = sizeof(out) - 1 - zs.avail_out;
-			inflateEnd(&zs);
-			if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR)
-				goto corrupt;
-		}
-		else
-		{
-			snprintf(err, errlen, "3MF model part uses an unsupported compression method %u", model_method);
-			return ALX_MESHD_EXIT_BAD_FILE;
-		}
-		out[outlen] = '\0';
-		/* NULs inside would end the search early; that only hides a unit */
-		m = strstr((const char *) out, "<model");
-		if (m == NULL)
-		{
-			snprintf(err, errlen, "3MF model part has no <model> element in its first 64 kB");
-			return ALX_MESHD_EXIT_BAD_FILE;
-		}
-		{
-			const char *end = strchr(m, '>');
-			char		val[32];
-			size_t		vl = 0;
+/* The scale of a 3MF unit name (millimetres per unit); false if unknown. */
+static bool
+unit_scale_3mf(const char *val, double *scale)
+{
+	if (strcmp(val, "micron") == 0)
+		*scale = 0.001;
+	else if (strcmp(val, "millimeter") == 0)
+		*scale = 1.0;
+	else if (strcmp(val, "centimeter") == 0)
+		*scale = 10.0;
+	else if (strcmp(val, "inch") == 0)
+		*scale = 25.4;
+	else if (strcmp(val, "foot") == 0)
+		*scale = 304.8;
+	else if (strcmp(val, "meter") == 0)
+		*scale = 1000.0;
+	else
+		return false;
+	return true;
+}
 
-			u = strstr(m, " unit=");
-			if (u == NULL)
-				u = strstr(m, "\tunit=");
-			if (u == NULL || (end != NULL && u > end))
-				return ALX_MESHD_EXIT_OK;	/* default: millimeter */
-			u += 6;
-			if (*u != '"' && *u != '\'')
-				goto corrupt;
-			{
-				char		q = *u++;
+/*
+ * The unit attribute of the <model> element at the start of the model
+ * part (text); *scale is left alone when there is none (millimetre).
+ * Returns an exit code.
+ */
+static int
+parse_model_unit(const char *text, double *scale, char *err, size_t errlen)
+{
+	const char *m,
+			   *u,
+			   *end;
+	char		val[32];
+	size_t		vl = 0;
+	char		q;
 
-				while (u[vl] && u[vl] != q && vl < sizeof(val) - 1)
-				{
-					val[vl] = u[vl];
-					vl++;
-				}
-			}
-			val[vl] = '\0';
-			if (strcmp(val, "micron") == 0)
-				*scale = 0.001;
-			else if (strcmp(val, "millimeter") == 0)
-				*scale = 1.0;
-			else if (strcmp(val, "centimeter") == 0)
-				*scale = 10.0;
-			else if (strcmp(val, "inch") == 0)
-				*scale = 25.4;
-			else if (strcmp(val, "foot") == 0)
-				*scale = 304.8;
-			else if (strcmp(val, "meter") == 0)
-				*scale = 1000.0;
-			else
-			{
-				snprintf(err, errlen, "3MF model has an unknown unit \"%.31s\"", val);
-				return ALX_MESHD_EXIT_BAD_FILE;
-			}
-		}
+	/* NULs inside would end the search early; that only hides a unit */
+	m = strstr(text, "<model");
+	if (m == NULL)
+	{
+		snprintf(err, errlen, "3MF model part has no <model> element in its first 64 kB");
+		return ALX_MESHD_EXIT_BAD_FILE;
+	}
+	end = strchr(m, '>');
+	u = strstr(m, " unit=");
+	if (u == NULL)
+		u = strstr(m, "\tunit=");
+	if (u == NULL || (end != NULL && u > end))
+		return ALX_MESHD_EXIT_OK;	/* default: millimeter */
+	u += 6;
+	if (*u != '"' && *u != '\'')
+		return corrupt_3mf(err, errlen);
+	q = *u++;
+	while (u[vl] && u[vl] != q && vl < sizeof(val) - 1)
+	{
+		val[vl] = u[vl];
+		vl++;
+	}
+	val[vl] = '\0';
+	if (!unit_scale_3mf(val, scale))
+	{
+		snprintf(err, errlen, "3MF model has an unknown unit \"%.31s\"", val);
+		return ALX_MESHD_EXIT_BAD_FILE;
 	}
 	return ALX_MESHD_EXIT_OK;
+}
 
-corrupt:
-	snprintf(err, errlen, "3MF archive is corrupt");
-	return ALX_MESHD_EXIT_BAD_FILE;
+/*
+ * Check the archive's declared sizes against the input size and read the
+ * <model unit="..."> attribute.  Returns an exit code; *scale is the unit.
+ */
+static int
+check_3mf(const unsigned char *buf, size_t len, double *scale,
+		  char *err, size_t errlen)
+{
+	size_t		eocd = 0;
+	ModelPart	model = {0, 0, 0};
+	unsigned char out[65536];
+	int			rc;
+
+	*scale = 1.0;				/* millimeter is the 3MF default */
+	if (len < 22 || !find_eocd(buf, len, &eocd))
+		return corrupt_3mf(err, errlen);
+	rc = scan_3mf_directory(buf, len, eocd, &model, err, errlen);
+	if (rc != ALX_MESHD_EXIT_OK)
+		return rc;
+	/* the first 64 kB of the model part hold its unit */
+	rc = read_model_head(buf, len, &model, out, sizeof(out), err, errlen);
+	if (rc != ALX_MESHD_EXIT_OK)
+		return rc;
+	return parse_model_unit((const char *) out, scale, err, errlen);
 }
 
 /* ---------- scene walk ---------- */

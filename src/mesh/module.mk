@@ -13,11 +13,13 @@ REGRESS += mesh_formats mesh_defects mesh_ingest mesh_errors mesh_wall mesh_jobs
 MESHD          = src/mesh/alexandrite-meshd
 MESHD_TEST     = src/mesh/meshd-sandbox-test
 MESHD_SRCS     = src/mesh/meshd.c src/mesh/meshio.c src/mesh/geometry.c \
+                 src/mesh/geom_edges.c src/mesh/geom_shells.c \
                  src/mesh/meshout.c src/mesh/prescan.c src/mesh/sandbox.c \
                  src/mesh/memguard.c src/mesh/stlbin.c src/mesh/geomorder.c \
                  src/mesh/pool.c src/mesh/wall.c
-MESHD_HDRS     = src/mesh/geometry.h src/mesh/meshio.h src/mesh/meshrecord.h \
-                 src/mesh/meshout.h src/mesh/prescan.h src/mesh/sandbox.h \
+MESHD_HDRS     = src/mesh/geometry.h src/mesh/geom_int.h src/mesh/meshio.h \
+                 src/mesh/meshrecord.h src/mesh/meshout.h src/mesh/prescan.h \
+                 src/mesh/sandbox.h \
                  src/mesh/stlbin.h src/mesh/pool.h src/mesh/wall.h
 MESHD_LIBS     = $(shell pkg-config --libs assimp zlib libseccomp) -lembree3 -lpthread -lm
 MESHD_CPPFLAGS = $(shell pkg-config --cflags assimp zlib libseccomp)
