@@ -22,9 +22,11 @@
 #include "fmgr.h"
 #include "storage/lock.h"
 
+/* mesh_sql.c: SHA-256 of a file's bytes */
+extern bytea *AlxMeshSha256(const char *data, size_t len);
+
 /* jobs_run.c */
 extern const char *AlxMeshJobCheckUnit(text *unit);
-extern bytea *AlxMeshJobSha256(const char *data, size_t len);
 extern char *AlxMeshJobAttach(int64 order_id, int64 mesh_id);
 extern void AlxMeshJobEvent(int64 job_id, const char *event_type, int64 order_id,
 							int64 mesh_id, const char *filename,

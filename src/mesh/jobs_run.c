@@ -97,22 +97,6 @@ AlxMeshJobCheckUnit(text *unit)
 	return NULL;				/* keep compiler quiet */
 }
 
-/* SHA-256 of the bytes, as a bytea. */
-bytea *
-AlxMeshJobSha256(const char *data, size_t len)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
-		pg_cryptohash_final(ctx, (uint8 *) VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
-		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
-	SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	return out;
-}
-
 /* a step of a job, run in a subtransaction */
 typedef void (*AlxJobStep) (void *arg);
 

@@ -178,7 +178,7 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 	const char *unit = submit_args(fcinfo, &data, &filename, &order_id);
 	int64		len = VARSIZE_ANY_EXHDR(data);
 	char	   *caller = AlxCallerName();
-	bytea	   *sha = AlxMeshJobSha256(VARDATA_ANY(data), len);
+	bytea	   *sha = AlxMeshSha256(VARDATA_ANY(data), len);
 	AlxSavedUser save;
 	Datum		v[9];
 	char		n[9];

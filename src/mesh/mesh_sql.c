@@ -62,6 +62,7 @@
 
 #include "alexandrite.h"
 #include "mesh/geometry.h"
+#include "mesh/jobs.h"
 #include "mesh/meshrecord.h"
 
 static const char *const mesh_warning_names[ALX_WARN_COUNT] = {ALX_WARN_NAMES};
@@ -183,9 +184,9 @@ sha256_result(pg_cryptohash_ctx *ctx)
 	return out;
 }
 
-/* SHA-256 of the bytes, as a bytea. */
-static bytea *
-mesh_sha256(const char *data, size_t len)
+/* SHA-256 of the bytes, as a bytea (meshes.sha256, mesh_jobs.sha256). */
+bytea *
+AlxMeshSha256(const char *data, size_t len)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
@@ -1266,7 +1267,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 	 * misnamed, so the format is always detected from the bytes (the helper
 	 * still pins assimp to the detected format's importer).
 	 */
-	sha = mesh_sha256(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
+	sha = AlxMeshSha256(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 
 	AlxBecomeOwner(&save);
 	if (SPI_connect() != SPI_OK_CONNECT)
