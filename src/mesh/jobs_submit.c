@@ -27,6 +27,9 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
@@ -75,6 +78,38 @@ static AlxPlan note_plan = {
 	"UPDATE alexandrite.mesh_jobs SET note = $2 WHERE id OPERATOR(pg_catalog.=) $1",
 	2, {INT8OID, TEXTOID}
 };
+
+/*
+ * A job attached to an order sets the order's model and prices it, later,
+ * as the worker pool: the caller must hold those rights itself (EXECUTE on
+ * set_order_model and price_order), so that mesh_submit gives no role more
+ * than it was granted.  Checked as the caller, before the owner switch.
+ */
+static void
+check_attach_rights(void)
+{
+	static const char *const fns[] = {"set_order_model", "price_order"};
+	static const int nargs[] = {3, 2};
+	static const Oid types[][3] = {{INT8OID, INT8OID, TEXTOID}, {INT8OID, JSONBOID}};
+	Oid			caller = GetUserId();
+
+	for (int i = 0; i < lengthof(fns); i++)
+	{
+		AlxSavedUser save;
+		Oid			fn;
+
+		AlxBecomeOwner(&save);
+		fn = LookupFuncName(list_make2(makeString(ALX_SCHEMA_NAME), makeString((char *) fns[i])),
+							nargs[i], types[i], false);
+		AlxRestoreUser(&save);
+		if (pg_proc_aclcheck(fn, caller, ACL_EXECUTE) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to attach a model to an order"),
+					 errdetail("mesh_submit with an order sets its model and prices it: the caller needs EXECUTE on %s.%s.",
+							   ALX_SCHEMA_NAME, fns[i])));
+	}
+}
 
 /*
  * The attached order: it must exist and still be new (the state in which
@@ -187,6 +222,8 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 	int64		job_id;
 
 	memset(n, ' ', sizeof(n));
+	if (order_id != 0)
+		check_attach_rights();
 	AlxCoreBegin(&save);
 	if (order_id != 0)
 	{

@@ -107,6 +107,21 @@ SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_m
  WHERE p.pronamespace = 'alexandrite'::regnamespace AND p.proname LIKE 'mesh\_%'
  ORDER BY 1;
 
+-- attaching to an order sets its model and prices it: the caller needs
+-- those rights itself, mesh_submit alone does not give them
+CREATE ROLE alx_mj_uploader;
+GRANT USAGE ON SCHEMA alexandrite TO alx_mj_uploader;
+GRANT EXECUTE ON FUNCTION alexandrite.mesh_submit(bytea, text, text, bigint) TO alx_mj_uploader;
+SELECT alexandrite.create_order('MJ-ACL', 'shop', 'c9', NULL, 'ag925') AS o_acl \gset
+SET ROLE alx_mj_uploader;
+SELECT pg_temp.try(format($q$SELECT alexandrite.mesh_submit(decode(%L, 'base64'), 'acl.stl', 'mm', %s)$q$, :'cube', :o_acl));
+SELECT pg_temp.try(format($q$SELECT alexandrite.mesh_submit(decode(%L, 'base64'), 'acl.stl')$q$, :'cube'));
+RESET ROLE;
+SELECT mesh_id IS NULL AS no_model, price IS NULL AS no_price FROM alexandrite.orders WHERE id = :o_acl;
+REVOKE ALL ON FUNCTION alexandrite.mesh_submit(bytea, text, text, bigint) FROM alx_mj_uploader;
+REVOKE USAGE ON SCHEMA alexandrite FROM alx_mj_uploader;
+DROP ROLE alx_mj_uploader;
+
 -- the figures
 SELECT family, labels->>'state' AS state
   FROM alexandrite.metric_samples(ARRAY['meshes'])
