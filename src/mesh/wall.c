@@ -122,6 +122,7 @@ typedef struct WallBuild
 	double		thr_rel[ALX_WALL_NTHRESH];	/* thresholds, normalised, less WALL_EPS */
 	RTCScene	scene;
 	bool		started;
+	bool		oom;			/* an allocation failed (not: nothing to measure) */
 	int			rc;
 	char		err[160];
 	double		convert_ms;		/* thread CPU times, for --timing */
@@ -389,7 +390,10 @@ vertices_from_mesh(WallBuild *b)
 	/* Embree reads 16 bytes at the last vertex: one float of padding */
 	b->verts = malloc((g->nverts * 3 + 1) * sizeof(float));
 	if (b->verts == NULL)
+	{
+		b->oom = true;
 		return false;
+	}
 	for (uint64_t i = 0; i < g->nverts * 3; i++)
 		b->verts[i] = (float) ((g->pos[i] - b->center[i % 3]) * inv);
 	b->verts[g->nverts * 3] = 0.0f;
@@ -417,7 +421,10 @@ vertices_from_stl(WallBuild *b)
 	b->verts = malloc((n * 9 + 1) * sizeof(float));
 	b->own_index = malloc(n * 3 * sizeof(uint32_t));
 	if (b->verts == NULL || b->own_index == NULL)
+	{
+		b->oom = true;
 		return false;
+	}
 	for (uint64_t i = 0; i < n; i++)
 		for (int k = 0; k < 9; k++)
 		{
@@ -462,7 +469,8 @@ build_job(void *arg, int thread)
 	ok = b->stl ? vertices_from_stl(b) : vertices_from_mesh(b);
 	if (!ok)
 	{
-		if (b->verts == NULL || (b->stl && b->own_index == NULL))
+		/* (a mesh that is a point has nothing to measure: not an error) */
+		if (b->oom)
 		{
 			b->rc = ALX_MESHD_EXIT_TOO_LARGE;
 			snprintf(b->err, sizeof(b->err), "out of memory while preparing the wall thickness");

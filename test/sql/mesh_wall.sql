@@ -111,3 +111,9 @@ SELECT alexandrite.mesh_ingest(decode(:'ring', 'base64'), 'ring-again.stl') = :r
 SELECT analyzer_version, round(min_wall_mm::numeric, 3) AS min_wall, wall_below_1_0_mm2 AS lt_1_0
   FROM alexandrite.meshes WHERE id = :ring_id;
 DELETE FROM alexandrite.materials WHERE code = 'wall_test';
+
+-- A mesh whose vertices are all one point (read by assimp, not by the
+-- native STL reader) has no wall to measure: it is analysed, degenerate,
+-- with no wall (the fuzz run found it reported as out of memory, 54000).
+SELECT triangles, degenerate_triangles, min_wall_mm
+  FROM alexandrite.mesh_analyze(convert_to(E'v 1 2 3\nv 1 2 3\nv 1 2 3\nf 1 2 3\nf 3 2 1\n', 'UTF8'), 'obj');
