@@ -72,7 +72,7 @@
 
 #define IDLE_POLL_MS		1000
 #define BACKOFF_MIN_MS		100
-#define BACKOFF_MAX_MS		30000
+#define BACKOFF_MAX_MS		5000
 
 AlxOutboxShared *AlxOutbox = NULL;
 
