@@ -66,6 +66,7 @@ alx_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	AlxOutboxShmemRequest();
+	AlxMeshPoolShmemRequest();
 }
 
 /* Creates or attaches the shared memory of every capability. */
@@ -75,6 +76,7 @@ alx_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	AlxOutboxShmemStartup();
+	AlxMeshPoolShmemStartup();
 }
 
 /*

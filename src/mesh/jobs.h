@@ -38,5 +38,8 @@ extern void AlxMeshJobRun(int64 job_id, int attempts);
 /* jobs_worker.c */
 extern void AlxMeshJobLockTag(LOCKTAG *tag, int64 job_id);
 extern void AlxMeshRegisterWorkers(void);
+extern void AlxMeshPoolShmemRequest(void);
+extern void AlxMeshPoolShmemStartup(void);
+extern void AlxMeshPoolWakeupAtCommit(void);
 
 #endif							/* ALX_MESH_JOBS_H */

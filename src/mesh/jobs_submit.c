@@ -254,7 +254,10 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 	AlxPlanRun(&insert_plan, 0, v, n, false, 1);
 	job_id = AlxSpiInt8(0, 1, &isnull);
 	if (known == 0)
+	{
 		check_queue_room(len);
+		AlxMeshPoolWakeupAtCommit();
+	}
 	AlxCoreEnd(&save);
 
 	if (known != 0)
@@ -286,18 +289,23 @@ static AlxPlan retry_plan = {
 	1, {INT8OID}
 };
 
+/* (the old state is returned: a queued job discarded is rejected by it) */
+#define MESH_DISCARDED_STATE "57014"
+#define MESH_DISCARDED_MSG "discarded before analysis"
 static AlxPlan discard_plan = {
-	"UPDATE alexandrite.mesh_jobs SET"
-	" error_sqlstate = CASE WHEN state OPERATOR(pg_catalog.=) 'queued' THEN '57014' ELSE error_sqlstate END,"
-	" error_message = CASE WHEN state OPERATOR(pg_catalog.=) 'queued' THEN 'discarded before analysis'"
-	"                      ELSE error_message END,"
+	"UPDATE alexandrite.mesh_jobs j SET"
+	" error_sqlstate = CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' THEN '" MESH_DISCARDED_STATE "'"
+	"                       ELSE j.error_sqlstate END,"
+	" error_message = CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' THEN '" MESH_DISCARDED_MSG "'"
+	"                      ELSE j.error_message END,"
 	" state = 'failed', data = NULL,"
-	" finished_at = COALESCE(finished_at, pg_catalog.clock_timestamp()),"
+	" finished_at = COALESCE(j.finished_at, pg_catalog.clock_timestamp()),"
 	" note = 'discarded by ' OPERATOR(pg_catalog.||) $2"
-	" WHERE id OPERATOR(pg_catalog.=) $1"
-	"   AND state OPERATOR(pg_catalog.=) ANY ('{queued,failed}'::pg_catalog.text[])"
-	"   AND data IS NOT NULL"
-	" RETURNING id",
+	" FROM (SELECT id, state FROM alexandrite.mesh_jobs WHERE id OPERATOR(pg_catalog.=) $1 FOR UPDATE) o"
+	" WHERE j.id OPERATOR(pg_catalog.=) o.id"
+	"   AND o.state OPERATOR(pg_catalog.=) ANY ('{queued,failed}'::pg_catalog.text[])"
+	"   AND j.data IS NOT NULL"
+	" RETURNING j.id, o.state, j.order_id, j.filename",
 	2, {INT8OID, TEXTOID}
 };
 
@@ -350,6 +358,7 @@ alexandrite_mesh_job_retry(PG_FUNCTION_ARGS)
 	AlxPlanRun(&retry_plan, 0, (Datum[]) {Int64GetDatum(job_id)}, NULL, false, 0);
 	if (SPI_processed != 1)
 		refuse(job_id, "retry", false);
+	AlxMeshPoolWakeupAtCommit();
 	AlxCoreEnd(&save);
 	PG_RETURN_VOID();
 }
@@ -378,6 +387,16 @@ alexandrite_mesh_job_discard(PG_FUNCTION_ARGS)
 			   NULL, false, 0);
 	if (SPI_processed != 1)
 		refuse(job_id, "discard", true);
+	else if (strcmp(AlxSpiText(0, 2), "queued") == 0)
+	{
+		bool		isnull;
+		int64		order_id = AlxSpiInt8(0, 3, &isnull);
+		char	   *filename = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+
+		/* never analysed: mesh.rejected, as for a failed analysis */
+		AlxMeshJobEvent(job_id, "mesh.rejected", isnull ? 0 : order_id, 0, filename,
+						MESH_DISCARDED_STATE, MESH_DISCARDED_MSG);
+	}
 	AlxCoreEnd(&save);
 	PG_RETURN_VOID();
 }

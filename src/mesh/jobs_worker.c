@@ -32,6 +32,11 @@
  *
  * alexandrite.mesh_pool_paused stops claiming (running jobs finish).
  *
+ * Waking up: each worker records its PGPROC number in shared memory; a
+ * transaction that queued a job (mesh_submit, mesh_job_retry) sets every
+ * worker's latch when it commits, so a job starts at once.  An idle worker
+ * also looks every MESH_POLL_MS, for jobs whose backoff has passed.
+ *
  * IDENTIFICATION
  *	  src/mesh/jobs_worker.c
  *
@@ -48,6 +53,9 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -62,8 +70,21 @@
 PGDLLEXPORT void AlxMeshWorkerMain(Datum main_arg) pg_attribute_noreturn();
 
 #define MESH_WORKER_NAME "alexandrite mesh worker"
-/* how often an idle worker looks for work */
-#define MESH_POLL_MS 200
+/* how often an idle worker looks for work it was not woken for (retries) */
+#define MESH_POLL_MS 1000
+/* the GUC's maximum of alexandrite.mesh_workers */
+#define MESH_MAX_WORKERS 64
+
+/* the pool's workers, for waking them (procno -1: a free slot) */
+typedef struct AlxMeshPoolShared
+{
+	slock_t		mutex;
+	int			procno[MESH_MAX_WORKERS];
+} AlxMeshPoolShared;
+
+static AlxMeshPoolShared *MeshPool = NULL;
+static bool wakeup_pending = false;
+static bool callback_registered = false;
 /* advisory-lock key of the job locks: 'ALXJ', field 4 = 5 */
 #define MESH_JOB_KEY 0x414C584Au
 
@@ -118,6 +139,96 @@ AlxMeshJobLockTag(LOCKTAG *tag, int64 job_id)
 {
 	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) job_id >> 32),
 						 (uint32) job_id, 5);
+}
+
+void
+AlxMeshPoolShmemRequest(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(AlxMeshPoolShared)));
+}
+
+void
+AlxMeshPoolShmemStartup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	MeshPool = ShmemInitStruct("alexandrite mesh pool", sizeof(AlxMeshPoolShared), &found);
+	if (!found)
+	{
+		SpinLockInit(&MeshPool->mutex);
+		for (int i = 0; i < MESH_MAX_WORKERS; i++)
+			MeshPool->procno[i] = -1;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Sets every pool worker's latch at commit of a transaction that queued a job. */
+static void
+pool_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		if (wakeup_pending && MeshPool != NULL)
+		{
+			int			procnos[MESH_MAX_WORKERS];
+
+			SpinLockAcquire(&MeshPool->mutex);
+			memcpy(procnos, MeshPool->procno, sizeof(procnos));
+			SpinLockRelease(&MeshPool->mutex);
+			for (int i = 0; i < MESH_MAX_WORKERS; i++)
+				if (procnos[i] >= 0)
+					SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
+		}
+		wakeup_pending = false;
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		wakeup_pending = false;
+}
+
+/* Wakes the pool when the current transaction commits (a job was queued). */
+void
+AlxMeshPoolWakeupAtCommit(void)
+{
+	if (MeshPool == NULL)
+		return;					/* not preloaded: there is no pool */
+	if (!callback_registered)
+	{
+		RegisterXactCallback(pool_xact_callback, NULL);
+		callback_registered = true;
+	}
+	wakeup_pending = true;
+}
+
+/* This worker's slot in the pool, freed when it exits. */
+static void
+pool_leave(int code, Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+
+	SpinLockAcquire(&MeshPool->mutex);
+	MeshPool->procno[slot] = -1;
+	SpinLockRelease(&MeshPool->mutex);
+}
+
+static void
+pool_join(void)
+{
+	int			slot = -1;
+
+	if (MeshPool == NULL)
+		return;
+	SpinLockAcquire(&MeshPool->mutex);
+	for (int i = 0; i < MESH_MAX_WORKERS && slot < 0; i++)
+		if (MeshPool->procno[i] < 0)
+		{
+			MeshPool->procno[i] = MyProc->pgprocno;
+			slot = i;
+		}
+	SpinLockRelease(&MeshPool->mutex);
+	if (slot >= 0)
+		before_shmem_exit(pool_leave, Int32GetDatum(slot));
 }
 
 /* Register the pool (from _PG_init, when preloaded). */
@@ -285,6 +396,7 @@ AlxMeshWorkerMain(Datum main_arg)
 	MemoryContext cxt;
 
 	AlxWorkerStart(MESH_WORKER_NAME);
+	pool_join();
 	cxt = AllocSetContextCreate(TopMemoryContext, "alexandrite mesh worker",
 								ALLOCSET_DEFAULT_SIZES);
 	for (;;)

@@ -82,6 +82,10 @@ SELECT state, has_bytes, error_sqlstate, error_message, note = 'discarded by ' |
   FROM alexandrite.mesh_job_status WHERE id = :j2;
 SELECT pg_temp.try(format('SELECT alexandrite.mesh_job_retry(%s)', :j2));
 SELECT pg_temp.try(format('SELECT alexandrite.mesh_job_discard(%s)', :j2));
+-- a queued job discarded was never analysed: one mesh.rejected event (57014);
+-- discarding it again (a no-op, above) adds none
+SELECT event_type, payload ->> 'sqlstate' AS sqlstate, payload ->> 'error' AS error
+  FROM alexandrite.outbox_events WHERE aggregate_type = 'mesh' AND aggregate_id = :'j2';
 -- a failed job that keeps its bytes is queued again with a fresh count
 -- (made failed here by hand: no worker runs in this database)
 SELECT alexandrite.mesh_submit(decode(:'cube', 'base64'), 'cube-in.stl', 'in') AS j5 \gset

@@ -9,7 +9,8 @@
 #    mesh.rejected) while the good ones are done, and no worker dies;
 #  - backpressure: beyond alexandrite.mesh_queue_max_bytes mesh_submit
 #    raises 53400; discarding a job makes room again;
-#  - SIGKILL of a worker in the middle of an analysis, and of the
+#  - SIGKILL of a worker in the middle of a job (analysed, held before its
+#    mesh is stored by a session that locks the meshes table), and of the
 #    postmaster: the job is retried after the restart, done in its second
 #    attempt, and its mesh stored once;
 #  - pg_dump/pg_restore of a database with queued jobs: the jobs, bytes
@@ -174,6 +175,26 @@ wait_idle('the retried hostile file');
 is(sql("SELECT state || ':' || attempts FROM alexandrite.mesh_jobs WHERE id = $job{bad}"), 'failed:1',
 	'and fails again, in one fresh attempt');
 
+# --- woken at commit ------------------------------------------------------------
+# An idle worker looks for work once a second; a submission sets the
+# workers' latches when it commits.  Nine files at random moments: without
+# the wake-up the median wait would be about 500 ms.
+my @wait_ms;
+my $wake = gen('wake.stl', 'cube', 'stl');
+for my $i (1 .. 9)
+{
+	usleep(200_000 + int(rand(900_000)));
+	# a new header each time: new bytes, a new analysis (not a known mesh)
+	my $id = sql("SELECT alexandrite.mesh_submit(overlay(pg_read_binary_file('$wake') placing convert_to('wake $i $$', 'UTF8') from 1),
+	                                             'wake$i.stl')");
+	AlxTest::wait_until($node, $db, "SELECT started_at IS NOT NULL FROM alexandrite.mesh_jobs WHERE id = $id", 30);
+	push @wait_ms, sql("SELECT round(extract(epoch FROM started_at - submitted_at) * 1000, 1) FROM alexandrite.mesh_jobs WHERE id = $id");
+}
+my @sorted = sort { $a <=> $b } @wait_ms;
+cmp_ok($sorted[4], '<', 250, 'a submitted job starts at once: median wait from submission to claim under 250 ms')
+  or diag("waits (ms): @wait_ms");
+note("waits from submission to claim (ms): @wait_ms");
+
 # --- backpressure ------------------------------------------------------------
 set_paused(1);
 sql(q{ALTER SYSTEM SET alexandrite.mesh_queue_max_bytes = '64kB'});
@@ -230,9 +251,18 @@ for my $victim ('worker', 'postmaster')
 {
 	my $unit = $victim eq 'worker' ? 'cm' : 'in';    # another unit: another mesh
 	set_paused(0);
+	# The job is held inside its transaction, analysed but not yet stored,
+	# by a session that keeps the meshes table from being written: the kill
+	# then lands in the job for certain (the analysis alone takes ~0.2 s).
+	my $hold = $node->background_psql($db, on_error_stop => 0);
+	$hold->query_safe('BEGIN');
+	$hold->query_safe('LOCK TABLE alexandrite.meshes IN SHARE ROW EXCLUSIVE MODE');
 	my $id = sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$large'), 'large.stl', '$unit')");
 	ok(AlxTest::wait_until($node, $db, "SELECT state = 'running' FROM alexandrite.mesh_jobs WHERE id = $id", 60),
 		"the large job runs ($victim)");
+	ok(AlxTest::wait_until($node, $db, q{SELECT count(*) = 1 FROM pg_stat_activity
+	                  WHERE backend_type LIKE 'alexandrite mesh worker%' AND wait_event_type = 'Lock'}, 60),
+		"its worker waits to store the mesh ($victim)");
 	my $pid = sql(q{SELECT pid FROM pg_stat_activity WHERE backend_type LIKE 'alexandrite mesh worker%'
 	                  AND state = 'active'});
 	isnt($pid, '', "a worker is busy with it ($victim)");
@@ -255,6 +285,7 @@ for my $victim ('worker', 'postmaster')
 		ok(!grep({ kill 0, $_ } @pids), 'every child exited after the postmaster died');
 		$node->start;
 	}
+	eval { $hold->quit };    # its server process was killed with the others
 	wait_idle("after SIGKILL of the $victim", 180);
 	is(sql("SELECT state || ':' || attempts || ':' || error_sqlstate FROM alexandrite.mesh_jobs WHERE id = $id"),
 		'done:2:57P02', "the interrupted job was done in its second attempt ($victim)");
