@@ -552,6 +552,23 @@ send_all(const char *buf, size_t len, bool more, TimestampTz deadline, char *err
 	return true;
 }
 
+/* the relay's buffer for the frames of one message, kept for the next */
+static char *publish_buf = NULL;
+static size_t publish_cap = 0;
+
+static char *
+publish_buffer(size_t need)
+{
+	if (need > publish_cap)
+	{
+		if (publish_buf != NULL)
+			pfree(publish_buf);
+		publish_buf = MemoryContextAlloc(TopMemoryContext, need);
+		publish_cap = need;
+	}
+	return publish_buf;
+}
+
 /* Writes one frame whose payload is data[0..len) (body frames). */
 static bool
 send_frame(uint8 type, const char *data, size_t len, TimestampTz deadline, char *err, size_t errlen)
@@ -586,6 +603,8 @@ AlxAmqpPublish(AlxMsg *m, const char *exchange, TimestampTz deadline, char *err,
 	char	   *why;
 	char	   *buf;
 	int			len;
+	size_t		pos;
+	bool		one_body;
 	int			frame_max = amqp_get_frame_max(conn);
 	size_t		body_len = strlen(m->payload);
 	size_t		chunk = frame_max - ALX_AMQP_FRAME_OVERHEAD - 1;
@@ -604,8 +623,15 @@ AlxAmqpPublish(AlxMsg *m, const char *exchange, TimestampTz deadline, char *err,
 	/* until the last byte is out, the stream holds a partial message */
 	stream_broken = true;
 
+	/*
+	 * The method frame, the content header frame and (when the payload fits
+	 * in one) the body frame are written with one send: one system call
+	 * per message, and one segment for the broker to read.
+	 */
+	one_body = body_len > 0 && body_len <= chunk;
+	buf = publish_buffer(3 * (size_t) frame_max + 16);
+
 	/* method frame: basic.publish(exchange, routing key, mandatory) */
-	buf = palloc(frame_max);
 	rkey = routing_key(m);
 	memset(&pub, 0, sizeof(pub));
 	pub.exchange = amqp_cstring_bytes(exchange);
@@ -624,25 +650,35 @@ AlxAmqpPublish(AlxMsg *m, const char *exchange, TimestampTz deadline, char *err,
 	put32(buf + 3, len + 4);
 	put32(buf + ALX_AMQP_FRAME_OVERHEAD, AMQP_BASIC_PUBLISH_METHOD);
 	buf[ALX_AMQP_FRAME_OVERHEAD + 4 + len] = (char) AMQP_FRAME_END;
-	if (!send_all(buf, ALX_AMQP_FRAME_OVERHEAD + 4 + len + 1, true, deadline, err, errlen))
-		return false;
+	pos = ALX_AMQP_FRAME_OVERHEAD + 4 + len + 1;
 
 	/* content header frame */
 	build_properties(m, idbuf, &p);
-	len = encode_header_frame(m, &p, buf, frame_max);
+	len = encode_header_frame(m, &p, buf + pos, frame_max);
 	Assert(len > 0);			/* AlxAmqpUnframeable said it fits */
-	if (!send_all(buf, len, body_len > 0, deadline, err, errlen))
+	pos += len;
+
+	/* the body frame, when there is one only */
+	if (one_body)
+	{
+		buf[pos] = AMQP_FRAME_BODY;
+		put16(buf + pos + 1, 1);
+		put32(buf + pos + 3, (uint32) body_len);
+		memcpy(buf + pos + ALX_AMQP_FRAME_OVERHEAD, m->payload, body_len);
+		pos += ALX_AMQP_FRAME_OVERHEAD + body_len;
+		buf[pos++] = (char) AMQP_FRAME_END;
+	}
+	if (!send_all(buf, pos, body_len > 0 && !one_body, deadline, err, errlen))
 		return false;
 
-	/* body frames */
-	for (size_t off = 0; off < body_len; off += chunk)
+	/* body frames of a larger payload */
+	for (size_t off = 0; !one_body && off < body_len; off += chunk)
 	{
 		if (!send_frame(AMQP_FRAME_BODY, m->payload + off, Min(chunk, body_len - off),
 						deadline, err, errlen))
 			return false;
 	}
 	stream_broken = false;
-	pfree(buf);
 	pfree(rkey);
 	pfree(p.headers.entries);
 

@@ -8,7 +8,11 @@
  * outbox_emit() and the order core (produce.c, src/core).  They call
  * AlxOutboxWakeupAtCommit(), which sets a backend-local flag; a transaction
  * callback sets the relay's latch once the commit is visible (XACT_EVENT_COMMIT runs after the transaction left the
- * proc array), as core does for the logical replication launcher.  Abort and
+ * proc array), as core does for the logical replication launcher.  A relay
+ * that is not connected to a broker is not woken: it reads every committed
+ * event once it connects.  Setting the latch signals the relay only while it
+ * sleeps on it; under a stream of commits it does not sleep between its
+ * rounds (relay.c, ROUND_GAP_MS), so most commits signal nobody.  Abort and
  * PREPARE clear the flag: a prepared transaction committed later is found by
  * the relay's fallback timer.
  *
@@ -48,11 +52,14 @@ outbox_xact_callback(XactEvent event, void *arg)
 			if (wakeup_pending && AlxOutbox != NULL)
 			{
 				int			procno;
+				bool		connected;
 
 				SpinLockAcquire(&AlxOutbox->mutex);
 				procno = AlxOutbox->relay_pgprocno;
+				connected = AlxOutbox->connected;
 				SpinLockRelease(&AlxOutbox->mutex);
-				if (procno >= 0)
+				/* a relay without a broker drains everything once it connects */
+				if (procno >= 0 && connected)
 					SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 			}
 			wakeup_pending = false;

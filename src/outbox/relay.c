@@ -71,6 +71,14 @@
 #include "outbox/relay.h"
 
 #define IDLE_POLL_MS		1000
+/*
+ * Under a steady stream of commits a drain round starts at most every
+ * ROUND_GAP_MS (unless the previous one left a backlog): the events of
+ * that gap go out as one batch, and the relay, busy or lingering rather
+ * than asleep on its latch, is not signalled by every commit.  A commit
+ * after an idle spell is still read at once.
+ */
+#define ROUND_GAP_MS		5
 #define BACKOFF_MIN_MS		100
 #define BACKOFF_MAX_MS		5000
 
@@ -245,6 +253,50 @@ AlxRelayExec(const char *sql, int nargs, Oid *types, Datum *values, const char *
 		elog(ERROR, "alexandrite relay: query failed: %s: %s", SPI_result_code_string(ret), sql);
 }
 
+/* the statements of every round, prepared once (AlxRelayExecKept) */
+typedef struct KeptStmt
+{
+	const char *sql;
+	SPIPlanPtr	plan;
+} KeptStmt;
+
+static KeptStmt kept_stmts[16];
+static int	nkept_stmts = 0;
+
+/*
+ * AlxRelayExec for a constant statement (a string literal: it is known by
+ * its address) that runs every round: parsed once and its plan kept, which
+ * the plan cache re-checks against the tables it reads.  cursor_options
+ * CURSOR_OPT_CUSTOM_PLAN plans it anew with every call's values.
+ */
+void
+AlxRelayExecKept(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+				 int expect, int cursor_options)
+{
+	SPIPlanPtr	plan = NULL;
+	int			ret;
+
+	for (int i = 0; i < nkept_stmts && plan == NULL; i++)
+		if (kept_stmts[i].sql == sql)
+			plan = kept_stmts[i].plan;
+	if (plan == NULL)
+	{
+		plan = SPI_prepare_cursor(sql, nargs, types, cursor_options);
+		if (plan == NULL)
+			elog(ERROR, "alexandrite relay: could not prepare: %s: %s",
+				 SPI_result_code_string(SPI_result), sql);
+		if (nkept_stmts < lengthof(kept_stmts) && SPI_keepplan(plan) == 0)
+		{
+			kept_stmts[nkept_stmts].sql = sql;
+			kept_stmts[nkept_stmts].plan = plan;
+			nkept_stmts++;
+		}
+	}
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (ret != expect)
+		elog(ERROR, "alexandrite relay: query failed: %s: %s", SPI_result_code_string(ret), sql);
+}
+
 char *
 AlxRelayGetText(int row, int col)
 {
@@ -266,8 +318,8 @@ AlxRelayOutboxInstalled(void)
 	bool		isnull;
 	Datum		d;
 
-	AlxRelayExec("SELECT pg_catalog.to_regclass('alexandrite.outbox_relay') IS NOT NULL",
-				 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	AlxRelayExecKept("SELECT pg_catalog.to_regclass('alexandrite.outbox_relay') IS NOT NULL",
+					 0, NULL, NULL, NULL, SPI_OK_SELECT, 0);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return !isnull && DatumGetBool(d);
 }
@@ -514,6 +566,29 @@ reload_config(void)
 	backoff_ms = BACKOFF_MIN_MS;
 }
 
+/* start of the last drain round, for round_gap() */
+static TimestampTz last_round_at = 0;
+
+/*
+ * Waits until ROUND_GAP_MS after the start of the previous drain round,
+ * unless that round stopped with more to read (AlxRelayBacklog).  Sleeps
+ * outside WaitLatch: commits meanwhile set the latch without signalling.
+ */
+static void
+round_gap(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz until = TimestampTzPlusMilliseconds(last_round_at, ROUND_GAP_MS);
+
+	if (!AlxRelayBacklog && now >= last_round_at && now < until)
+	{
+		pg_usleep((long) Min(until - now, ROUND_GAP_MS * 1000));
+		CHECK_FOR_INTERRUPTS();
+		now = GetCurrentTimestamp();
+	}
+	last_round_at = now;
+}
+
 /* Entry point of the relay worker. */
 void
 AlxOutboxRelayMain(Datum main_arg)
@@ -549,6 +624,7 @@ AlxOutboxRelayMain(Datum main_arg)
 		}
 
 		(void) AlxRelayEnsureConnected();
+		round_gap();
 		r = AlxRelayDrainStream();
 		if (r > 0)
 			work = 1;

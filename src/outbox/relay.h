@@ -36,6 +36,8 @@ extern void AlxRelayBeginTxn(const char *what);
 extern void AlxRelayEndTxn(void);
 extern void AlxRelayExec(const char *sql, int nargs, Oid *types, Datum *values,
 						 const char *nulls, int expect);
+extern void AlxRelayExecKept(const char *sql, int nargs, Oid *types, Datum *values,
+							 const char *nulls, int expect, int cursor_options);
 extern char *AlxRelayGetText(int row, int col);
 extern int64 AlxRelayGetInt8(int row, int col, bool *isnull);
 extern bool AlxRelayOutboxInstalled(void);
@@ -64,6 +66,7 @@ extern bool AlxRelayPublishRound(AlxMsg *msgs, int n, char *err, size_t errlen);
 /* relay_batch.c: the stream of new events, batch by batch */
 extern AlxMsg *AlxRelayReadMsgs(int *nout, int extra_cols);
 extern int	AlxRelayDrainStream(void);
+extern bool AlxRelayBacklog;
 
 /* relay_retry.c: retries with backoff, dead letters */
 extern void AlxRelayRecordDiverted(AlxMsg *m);

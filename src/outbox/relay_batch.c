@@ -15,6 +15,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "postmaster/interrupt.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -26,6 +27,9 @@
 #include "outbox/relay.h"
 
 static SPIPlanPtr chunk_plan = NULL;
+
+/* the last AlxRelayDrainStream stopped with events left to read */
+bool		AlxRelayBacklog = false;
 
 /* Reads the rows of the SPI result into messages (in AlxRelayRoundCxt). */
 AlxMsg *
@@ -189,8 +193,8 @@ open_batch(Batch *b)
 		AlxRelayEndTxn();
 		return false;
 	}
-	AlxRelayExec("SELECT r.last_snapshot::pg_catalog.text, r.batch_snapshot::pg_catalog.text, r.batch_pos, r.batch_end"
-				 " FROM alexandrite.outbox_relay r", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	AlxRelayExecKept("SELECT r.last_snapshot::pg_catalog.text, r.batch_snapshot::pg_catalog.text, r.batch_pos, r.batch_end"
+					 " FROM alexandrite.outbox_relay r", 0, NULL, NULL, NULL, SPI_OK_SELECT, 0);
 	if (SPI_processed != 1)
 		elog(ERROR, "alexandrite relay: outbox_relay must hold exactly one row");
 	old = MemoryContextSwitchTo(AlxRelayRoundCxt);
@@ -206,17 +210,22 @@ open_batch(Batch *b)
 
 		/*
 		 * One scan of the txid range [xmin(last), xmax(cur)) finds the id
-		 * bounds of the new batch; the chunks then walk the id index.
+		 * bounds of the new batch; the chunks then walk the id index.  The
+		 * OFFSET 0 keeps the planner from turning min() and max() into walks
+		 * of the id index that filter on txid: those read every event still
+		 * in the log, published or not, on every round.
 		 */
 		values[0] = CStringGetTextDatum(b->last_snap);
-		AlxRelayExec("WITH s AS (SELECT pg_catalog.pg_current_snapshot() AS cur)"
+		AlxRelayExecKept("WITH s AS (SELECT pg_catalog.pg_current_snapshot() AS cur)"
 					 " SELECT s.cur::pg_catalog.text, b.lo, b.hi FROM s, LATERAL"
-					 " (SELECT pg_catalog.min(e.id) AS lo, pg_catalog.max(e.id) AS hi FROM alexandrite.outbox_events e"
-					 "   WHERE e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
-					 "     AND e.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(s.cur)"
-					 "     AND pg_catalog.pg_visible_in_snapshot(e.txid, s.cur)"
-					 "     AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)) b",
-					 1, types, values, NULL, SPI_OK_SELECT);
+					 " (SELECT pg_catalog.min(x.id) AS lo, pg_catalog.max(x.id) AS hi"
+					 "    FROM (SELECT e.id FROM alexandrite.outbox_events e"
+					 "           WHERE e.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
+					 "             AND e.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax(s.cur)"
+					 "             AND pg_catalog.pg_visible_in_snapshot(e.txid, s.cur)"
+					 "             AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
+					 "          OFFSET 0) x) b",
+					 1, types, values, NULL, SPI_OK_SELECT, CURSOR_OPT_CUSTOM_PLAN);
 		(void) AlxRelayGetInt8(0, 2, &isnull);
 		if (isnull)
 		{
@@ -232,9 +241,9 @@ open_batch(Batch *b)
 		values[0] = CStringGetTextDatum(b->batch_snap);
 		values[1] = Int64GetDatum(b->pos);
 		values[2] = Int64GetDatum(b->end);
-		AlxRelayExec("UPDATE alexandrite.outbox_relay SET batch_snapshot = $1::pg_catalog.pg_snapshot,"
-					 " batch_pos = $2, batch_end = $3, updated_at = pg_catalog.now()",
-					 3, types, values, NULL, SPI_OK_UPDATE);
+		AlxRelayExecKept("UPDATE alexandrite.outbox_relay SET batch_snapshot = $1::pg_catalog.pg_snapshot,"
+						 " batch_pos = $2, batch_end = $3, updated_at = pg_catalog.now()",
+						 3, types, values, NULL, SPI_OK_UPDATE, 0);
 	}
 	AlxRelayEndTxn();
 	return true;
@@ -284,13 +293,13 @@ record_chunk(Chunk *cur, bool done, HTAB *failed)
 	values[0] = Int64GetDatum(cur->range_end);
 	values[1] = Int64GetDatum((int64) nok);
 	values[2] = BoolGetDatum(done);
-	AlxRelayExec("UPDATE alexandrite.outbox_relay SET"
+	AlxRelayExecKept("UPDATE alexandrite.outbox_relay SET"
 				 " batch_pos = CASE WHEN $3 THEN 0 ELSE $1 END,"
 				 " last_snapshot = CASE WHEN $3 THEN batch_snapshot ELSE last_snapshot END,"
 				 " batch_snapshot = CASE WHEN $3 THEN NULL ELSE batch_snapshot END,"
 				 " published_total = published_total OPERATOR(pg_catalog.+) $2,"
 				 " updated_at = pg_catalog.now()",
-				 3, types, values, NULL, SPI_OK_UPDATE);
+				 3, types, values, NULL, SPI_OK_UPDATE, 0);
 	AlxRelayEndTxn();
 	AlxRelayCount(nok, nfail);
 	AlxRelayCountLatency(cur->msgs, cur->n);
@@ -302,7 +311,8 @@ record_chunk(Chunk *cur, bool done, HTAB *failed)
  * (at most 16 chunks per call, so that retries and rotation get their turn).
  * While the broker confirms one chunk, the next is read from the database.
  * Returns 1 when it did work (call again), 0 when there is nothing to do,
- * -1 when the broker is unavailable.
+ * -1 when the broker is unavailable.  AlxRelayBacklog tells whether it
+ * stopped before the end of the batch (or to reopen it after nacks).
  */
 int
 AlxRelayDrainStream(void)
@@ -316,6 +326,7 @@ AlxRelayDrainStream(void)
 	HTAB	   *failed;
 	HASHCTL		ctl;
 
+	AlxRelayBacklog = false;
 	MemoryContextReset(AlxRelayRoundCxt);
 	if (!open_batch(&b))
 		return 0;
@@ -383,14 +394,16 @@ AlxRelayDrainStream(void)
 		if (record_chunk(&cur, done, failed) > 0)
 		{
 			AlxRelayReopenAfterNacks();
+			AlxRelayBacklog = true;
 			return 1;
 		}
 		if (done)
-			break;
+			return 1;
 		b.pos = cur.range_end;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 			break;
 	}
+	AlxRelayBacklog = true;
 	return 1;
 }

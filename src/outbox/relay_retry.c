@@ -103,7 +103,7 @@ AlxRelayProcessRetries(int *wait_ms)
 		Datum		values[1];
 
 		values[0] = Int32GetDatum(alx_outbox_batch_size);
-		AlxRelayExec("SELECT " ALX_RELAY_EVENT_COLS("h") ","
+		AlxRelayExecKept("SELECT " ALX_RELAY_EVENT_COLS("h") ","
 					 " h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(), h.attempts,"
 					 " (pg_catalog.date_part('epoch', h.next_attempt_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())"
 					 "   OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
@@ -114,7 +114,7 @@ AlxRelayProcessRetries(int *wait_ms)
 					 "                    WHERE d.aggregate_type OPERATOR(pg_catalog.=) h.aggregate_type"
 					 "                      AND d.aggregate_id OPERATOR(pg_catalog.=) h.aggregate_id)"
 					 " ORDER BY h.next_attempt_at, h.id LIMIT $1",
-					 1, types, values, NULL, SPI_OK_SELECT);
+					 1, types, values, NULL, SPI_OK_SELECT, 0);
 		msgs = AlxRelayReadMsgs(&n, 2);
 		for (int i = 0; i < n; i++)
 		{
