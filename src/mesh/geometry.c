@@ -75,8 +75,6 @@ AlxGeomFree(AlxGeom *g)
 	free(g->vhash);
 	free(g->tri);
 	free(g->face_out);
-	free(g->face_src);
-	g->face_src = NULL;
 	g->pos = NULL;
 	g->vhash = NULL;
 	g->tri = NULL;

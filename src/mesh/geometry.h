@@ -113,12 +113,6 @@ typedef struct AlxGeom
 	 */
 	uint8_t    *face_out;
 
-	/*
-	 * after AlxGeomLocalize() reordered the triangles: the index each had
-	 * when it was added (NULL when the order was kept)
-	 */
-	uint32_t   *face_src;
-
 	bool		oom;
 	int			error;
 	char		errmsg[256];

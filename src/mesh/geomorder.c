@@ -167,8 +167,7 @@ renumber_vertices(AlxGeom *g, const uint32_t *order)
 }
 
 /*
- * Stable counting sort of the triangles by their lowest vertex id;
- * g->face_src remembers where each triangle came from.
+ * Stable counting sort of the triangles by their lowest vertex id.
  */
 static bool
 sort_triangles(AlxGeom *g)
@@ -177,13 +176,11 @@ sort_triangles(AlxGeom *g)
 				V = g->nverts;
 	uint64_t   *start = calloc(V + 1, sizeof(uint64_t));
 	uint32_t   *ntri = malloc(F * 3 * sizeof(uint32_t));
-	uint32_t   *src = malloc(F * sizeof(uint32_t));
 
-	if (start == NULL || ntri == NULL || src == NULL)
+	if (start == NULL || ntri == NULL)
 	{
 		free(start);
 		free(ntri);
-		free(src);
 		return false;
 	}
 	for (uint64_t f = 0; f < F; f++)
@@ -196,14 +193,11 @@ sort_triangles(AlxGeom *g)
 		uint64_t	to = start[tri_min(t)]++;
 
 		memcpy(&ntri[3 * to], t, 3 * sizeof(uint32_t));
-		src[to] = (uint32_t) f;
 	}
 	free(start);
 	free(g->tri);
 	g->tri = ntri;
 	g->cap_tris = F;
-	free(g->face_src);
-	g->face_src = src;
 	return true;
 }
 

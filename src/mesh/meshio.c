@@ -927,11 +927,10 @@ geom_rc(const AlxGeom *g, int gr, char *err, size_t errlen)
 /*
  * The metrics of a loaded mesh: ordered for locality, then the wall
  * thickness structure is built on a worker while this thread computes the
- * other metrics (from binary STL it was started before the mesh was even
- * welded), then the rays.
+ * other metrics, then the rays.
  */
 static int
-measure(AlxGeom *g, const AlxMeshOptions *opt, bool built_early, AlxMeshResult *res,
+measure(AlxGeom *g, const AlxMeshOptions *opt, AlxMeshResult *res,
 		char *err, size_t errlen)
 {
 	int			gr;
@@ -940,7 +939,7 @@ measure(AlxGeom *g, const AlxMeshOptions *opt, bool built_early, AlxMeshResult *
 	if (!AlxGeomLocalize(g))
 		return geom_rc(g, g->error, err, errlen);
 	alx_timing_mark("localize");
-	if (opt->wall && AlxWallReady() && !built_early)
+	if (opt->wall && AlxWallReady())
 		AlxWallBuildStart(g);
 	gr = AlxGeomCompute(g, &res->stats);
 	alx_timing_mark("metrics");
@@ -961,8 +960,7 @@ decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
 	const char *fmt = NULL;
 	double		scale = opt->unit_scale;
 	AlxGeom		g;
-	bool		native_stl,
-				early;
+	bool		native_stl;
 	int			rc;
 
 	if (len == 0)
@@ -985,23 +983,12 @@ decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
 
 	AlxGeomInit(&g);
 	native_stl = strcmp(fmt, "stl-binary") == 0 && !opt->stl_via_assimp;
-	early = native_stl && opt->wall && AlxWallReady() && AlxStlRecordsLocal(buf, len);
 	if (native_stl)
-	{
-		/*
-		 * Records in a local order: build the wall-thickness structure from
-		 * them right away, on a worker, while this thread welds.  (Shuffled
-		 * records make a structure whose rays wander all over memory; that
-		 * one is built after the mesh is ordered.)
-		 */
-		if (early)
-			AlxWallBuildStartStl(buf, len, scale);
 		rc = AlxStlBinaryLoad(&g, buf, len, scale, err, errlen);
-	}
 	else
 		rc = import_assimp(&g, buf, len, fmt, scale, err, errlen);
 	if (rc == ALX_MESHD_EXIT_OK)
-		rc = measure(&g, opt, early, res, err, errlen);
+		rc = measure(&g, opt, res, err, errlen);
 	AlxWallRelease();			/* before the mesh it reads is freed */
 	AlxGeomFree(&g);
 	if (rc == ALX_MESHD_EXIT_OK)

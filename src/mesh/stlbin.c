@@ -161,33 +161,6 @@ weld_batch(StlWeld *w, AlxGeom *g, double scale, const uint32_t *k,
 	return true;
 }
 
-/*
- * Do the records come in a local order (as CAD exporters write them:
- * strips and grids, each triangle sharing a corner with the previous one)?
- * Checked on up to 1024 evenly spaced pairs of neighbouring records.
- */
-bool
-AlxStlRecordsLocal(const unsigned char *buf, size_t len)
-{
-	uint64_t	n = len >= 84 ? (len - 84) / 50 : 0;
-	uint64_t	pairs = n > 1 ? (n - 1 < 1024 ? n - 1 : 1024) : 0;
-	uint64_t	shared = 0;
-
-	for (uint64_t s = 0; s < pairs; s++)
-	{
-		uint64_t	i = s * (n - 1) / pairs;
-		const unsigned char *a = buf + 84 + 50 * i + 12,
-				   *b = a + 50;
-		bool		hit = false;
-
-		for (int x = 0; x < 3 && !hit; x++)
-			for (int y = 0; y < 3 && !hit; y++)
-				hit = memcmp(a + 12 * x, b + 12 * y, 12) == 0;
-		shared += hit;
-	}
-	return pairs > 0 && shared * 2 >= pairs;
-}
-
 int
 AlxStlBinaryLoad(AlxGeom *g, const unsigned char *buf, size_t len, double scale,
 				 char *err, size_t errlen)

@@ -24,10 +24,4 @@
 extern int	AlxStlBinaryLoad(AlxGeom *g, const unsigned char *buf, size_t len,
 							 double scale, char *err, size_t errlen);
 
-/*
- * Whether the records of a binary STL come in a local order (most pairs of
- * neighbouring records share a corner), judged on a sample.
- */
-extern bool AlxStlRecordsLocal(const unsigned char *buf, size_t len);
-
 #endif							/* ALX_STLBIN_H */

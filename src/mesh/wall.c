@@ -108,16 +108,12 @@ past_deadline(void)
 /* the build, done on worker 1 */
 typedef struct WallBuild
 {
-	const AlxGeom *g;			/* built from a welded mesh, or */
-	const unsigned char *stl;	/* from binary STL records */
-	uint64_t	stl_n;
-	double		stl_scale;
+	const AlxGeom *g;			/* the welded, ordered mesh */
 	double		center[3];
 	double		diag;
 	float	   *verts;			/* normalised, 3 per vertex (+ padding) */
 	uint64_t	nverts;
-	const uint32_t *index;		/* the mesh's triangles, or own_index */
-	uint32_t   *own_index;
+	const uint32_t *index;		/* the mesh's triangles, shared */
 	uint64_t	nprims;
 	double		thr_rel[ALX_WALL_NTHRESH];	/* thresholds, normalised, less WALL_EPS */
 	RTCScene	scene;
@@ -135,8 +131,7 @@ static WallBuild build;
 typedef struct WallJob
 {
 	const AlxGeom *g;
-	const uint32_t *prim_of;	/* face -> Embree primitive, NULL = same */
-	const uint8_t *out_by_prim; /* face_out indexed by primitive */
+	const uint8_t *out_by_prim; /* face_out (primitive i is face i) */
 	uint8_t    *passes;			/* per primitive: see wall_filter() */
 	uint64_t	nchunks;
 	uint64_t	next_chunk;		/* atomic */
@@ -403,60 +398,6 @@ vertices_from_mesh(WallBuild *b)
 	return true;
 }
 
-/*
- * Normalised float vertices straight from binary STL records, three per
- * triangle, and an identity index buffer: primitive i is record i, which is
- * triangle i of the mesh the native reader welds meanwhile.  Coordinates
- * are scaled exactly as the reader scales them.
- */
-static bool
-vertices_from_stl(WallBuild *b)
-{
-	const unsigned char *rec = b->stl + 84;
-	uint64_t	n = b->stl_n;
-	double		lo[3] = {INFINITY, INFINITY, INFINITY},
-				hi[3] = {-INFINITY, -INFINITY, -INFINITY},
-				inv;
-
-	b->verts = malloc((n * 9 + 1) * sizeof(float));
-	b->own_index = malloc(n * 3 * sizeof(uint32_t));
-	if (b->verts == NULL || b->own_index == NULL)
-	{
-		b->oom = true;
-		return false;
-	}
-	for (uint64_t i = 0; i < n; i++)
-		for (int k = 0; k < 9; k++)
-		{
-			float		f;
-			double		c;
-
-			memcpy(&f, rec + 50 * i + 12 + 4 * k, sizeof(f));
-			c = b->stl_scale * (double) f;
-			b->verts[9 * i + k] = (float) c;	/* normalised below */
-			lo[k % 3] = c < lo[k % 3] ? c : lo[k % 3];
-			hi[k % 3] = c > hi[k % 3] ? c : hi[k % 3];
-		}
-	set_frame(b, lo, hi);
-	if (!(b->diag > 0) || !isfinite(b->diag))
-		return false;			/* NaN, a point: the reader refuses or nothing to measure */
-	inv = 1.0 / b->diag;
-	for (uint64_t i = 0; i < n * 9; i++)
-	{
-		float		f;
-
-		memcpy(&f, rec + 50 * (i / 9) + 12 + 4 * (i % 9), sizeof(f));
-		b->verts[i] = (float) ((b->stl_scale * (double) f - b->center[i % 3]) * inv);
-	}
-	b->verts[n * 9] = 0.0f;
-	for (uint64_t i = 0; i < n * 3; i++)
-		b->own_index[i] = (uint32_t) i;
-	b->nverts = n * 3;
-	b->index = b->own_index;
-	b->nprims = n;
-	return true;
-}
-
 /* The build job: vertices, index buffer, a BVH. */
 static void
 build_job(void *arg, int thread)
@@ -466,7 +407,7 @@ build_job(void *arg, int thread)
 	bool		ok;
 
 	fast_float_mode();
-	ok = b->stl ? vertices_from_stl(b) : vertices_from_mesh(b);
+	ok = vertices_from_mesh(b);
 	if (!ok)
 	{
 		/* (a mesh that is a point has nothing to measure: not an error) */
@@ -478,14 +419,21 @@ build_job(void *arg, int thread)
 		return;
 	}
 	b->scene = rtcNewScene(device);
-	/* compact leaves (indices, not vertex copies): quicker to build */
+	/*
+	 * Compact leaves (indices, not vertex copies) and Embree's Morton-code
+	 * builder (low quality, for the scene and the geometry): on a 1M-face
+	 * mesh the build takes ~95 ms instead of ~275 ms and ~40 MB less memory,
+	 * the rays ~25% more (~130 ms a thread instead of ~100 ms): the build
+	 * is the longer wait, the rays are spread over every thread.
+	 */
 	rtcSetSceneFlags(b->scene, RTC_SCENE_FLAG_ROBUST | RTC_SCENE_FLAG_COMPACT);
-	rtcSetSceneBuildQuality(b->scene, RTC_BUILD_QUALITY_MEDIUM);
+	rtcSetSceneBuildQuality(b->scene, RTC_BUILD_QUALITY_LOW);
 	geom = rtcNewGeometry(device, RTC_GEOMETRY_TYPE_TRIANGLE);
 	rtcSetSharedGeometryBuffer(geom, RTC_BUFFER_TYPE_VERTEX, 0, RTC_FORMAT_FLOAT3,
 							   b->verts, 0, 3 * sizeof(float), b->nverts);
 	rtcSetSharedGeometryBuffer(geom, RTC_BUFFER_TYPE_INDEX, 0, RTC_FORMAT_UINT3,
 							   b->index, 0, 3 * sizeof(uint32_t), b->nprims);
+	rtcSetGeometryBuildQuality(geom, RTC_BUILD_QUALITY_LOW);
 	rtcSetGeometryIntersectFilterFunction(geom, wall_filter);
 	rtcCommitGeometry(geom);
 	rtcAttachGeometry(b->scene, geom);
@@ -514,20 +462,6 @@ AlxWallBuildStart(const AlxGeom *g)
 	AlxPoolRunOne(build_job, &build);
 }
 
-void
-AlxWallBuildStartStl(const unsigned char *buf, size_t len, double scale)
-{
-	memset(&build, 0, sizeof(build));
-	build.rc = ALX_MESHD_EXIT_OK;
-	if (device == NULL || len < 84 + 50 || (len - 84) % 50 != 0)
-		return;
-	build.stl = buf;
-	build.stl_n = (len - 84) / 50;
-	build.stl_scale = scale;
-	build.started = true;
-	AlxPoolRunOne(build_job, &build);
-}
-
 /* Wait for the build if one runs and release what it made. */
 void
 AlxWallRelease(void)
@@ -537,7 +471,6 @@ AlxWallRelease(void)
 	if (build.scene != NULL)
 		rtcReleaseScene(build.scene);
 	free(build.verts);
-	free(build.own_index);
 	memset(&build, 0, sizeof(build));
 }
 
@@ -683,7 +616,7 @@ ray_job(void *arg, int thread)
 			float		tfar = (best.t > thr ? best.t : thr) * 1.0001f;
 
 			if (g->face_out[f] == 2 ||
-				!add_ray(p, g, f, j->prim_of ? j->prim_of[f] : (uint32_t) f, tfar))
+				!add_ray(p, g, f, (uint32_t) f, tfar))
 				continue;
 			rays++;
 			if (p->n == 16)
@@ -741,7 +674,6 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 	WallJob		j;
 	int			rc = ALX_MESHD_EXIT_OK;
 	int			nthreads = AlxPoolSize();
-	uint8_t    *out_prim = NULL;
 
 	memset(ws, 0, sizeof(*ws));
 	if (!build.started)
@@ -770,28 +702,6 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 		if (ray_cap_s > 0 && deadline_cpu_s > ray_cap_s)
 			deadline_cpu_s = ray_cap_s;
 	}
-	if (build.stl != NULL && g->ntris != build.nprims)
-	{
-		AlxWallRelease();
-		snprintf(err, errlen, "wall thickness: %llu triangles but %llu STL records",
-				 (unsigned long long) g->ntris, (unsigned long long) build.nprims);
-		return ALX_MESHD_EXIT_INTERNAL;
-	}
-	if (build.stl != NULL && g->face_src != NULL)
-	{
-		/* built from the records, in file order; the mesh was reordered */
-		out_prim = malloc(g->ntris);
-		if (out_prim == NULL)
-		{
-			AlxWallRelease();
-			snprintf(err, errlen, "out of memory while measuring the wall thickness");
-			return ALX_MESHD_EXIT_TOO_LARGE;
-		}
-		for (uint64_t f = 0; f < g->ntris; f++)
-			out_prim[g->face_src[f]] = g->face_out[f];
-		j.out_by_prim = out_prim;
-		j.prim_of = g->face_src;
-	}
 	j.nchunks = (g->ntris + WALL_CHUNK - 1) / WALL_CHUNK;
 	j.chunk_area = calloc(j.nchunks * ALX_WALL_NTHRESH, sizeof(double));
 	j.chunk_rays = calloc(j.nchunks, sizeof(uint64_t));
@@ -801,7 +711,6 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 		free(j.chunk_area);
 		free(j.chunk_rays);
 		free(j.passes);
-		free(out_prim);
 		AlxWallRelease();
 		snprintf(err, errlen, "out of memory while measuring the wall thickness");
 		return ALX_MESHD_EXIT_TOO_LARGE;
@@ -829,7 +738,6 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 	free(j.chunk_area);
 	free(j.chunk_rays);
 	free(j.passes);
-	free(out_prim);
 	AlxWallRelease();
 	return rc;
 }

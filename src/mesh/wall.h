@@ -65,14 +65,6 @@ extern bool AlxWallReady(void);
 extern void AlxWallBuildStart(const AlxGeom *g);
 
 /*
- * The same from binary STL records (84 + 50 n bytes, scaled like the native
- * reader scales them), started before the mesh is welded: primitive i is
- * record i, which the native reader makes triangle i.  buf must stay valid
- * until AlxWallMeasure() or AlxWallRelease() returns.
- */
-extern void AlxWallBuildStartStl(const unsigned char *buf, size_t len, double scale);
-
-/*
  * Wait for the build, cast one ray per face (g->face_out from
  * AlxGeomCompute() gives the orientation) on every thread.  Returns an
  * ALX_MESHD_EXIT_* code; ws->measured is false when no ray hit anything

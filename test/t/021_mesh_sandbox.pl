@@ -80,6 +80,13 @@ ok(!-e "$victim.renamed", 'and was not renamed');
 	my ($rstatus, $rout) = run_probe(undef, bin => "$AlxTest::TOP/src/mesh/alexandrite-meshd");
 	is($rstatus, 0, 'the helper itself succeeds');
 	is($out, $rout, 'the test program gives the very record of the helper (same code path)');
+	# --stdin --json prints through stdio under the filter (stdio's first
+	# write would fstat() stdout: SIGSYS until the helper set its own buffer)
+	my ($jout, $jerr) = ('', '');
+	IPC::Run::run([ "$AlxTest::TOP/src/mesh/alexandrite-meshd", '--stdin', '--json', '--format=stl' ],
+		'<', \$cube_bytes, '>', \$jout, '2>', \$jerr);
+	is($?, 0, '--stdin --json exits cleanly under the sandbox') or diag($jerr);
+	like($jout, qr/^\{"file":"-",.*"volume_mm3":1000[,.].*\}\n\z/s, '--stdin --json prints one JSON line with the volume');
 }
 {
 	my ($status, $out, $err) = run_probe('abort');
