@@ -7,6 +7,9 @@
 #    unattached ones come last; every order got its model and its price;
 #  - a hostile file among good ones fails its job (22P04, one attempt,
 #    mesh.rejected) while the good ones are done, and no worker dies;
+#  - discard against claim: an uncommitted discard holding a job's row
+#    makes the claim pass it over (never started, one mesh.rejected once the
+#    discard commits); a job claimed first cannot be discarded (55000);
 #  - backpressure: beyond alexandrite.mesh_queue_max_bytes mesh_submit
 #    raises 53400; discarding a job makes room again;
 #  - SIGKILL of a worker in the middle of a job (analysed, held before its
@@ -194,6 +197,51 @@ my @sorted = sort { $a <=> $b } @wait_ms;
 cmp_ok($sorted[4], '<', 250, 'a submitted job starts at once: median wait from submission to claim under 250 ms')
   or diag("waits (ms): @wait_ms");
 note("waits from submission to claim (ms): @wait_ms");
+
+# --- discard against claim ----------------------------------------------------
+# A discard that holds the job's row, not yet committed, is passed over by
+# the claim (FOR UPDATE SKIP LOCKED): the job never starts and, once the
+# discard commits, is failed with one mesh.rejected.  A job claimed first
+# cannot be discarded (55000) and gets only its mesh.analyzed.
+{
+	set_paused(1);
+	my $dc = gen('discard.stl', 'cube', 'stl', '--scale', '7.5');
+	# new bytes for each job: a header of its own (no known mesh to reuse)
+	my $bytes = sub { "overlay(pg_read_binary_file('$dc') placing convert_to('$_[0]', 'UTF8') from 1)" };
+	my $x = sql("SELECT alexandrite.mesh_submit(" . $bytes->('discarded in a race') . ", 'discard-race.stl')");
+	my $h = $node->background_psql($db, on_error_stop => 0);
+	$h->query_safe('BEGIN');
+	$h->query_safe("SELECT alexandrite.mesh_job_discard($x)");
+	set_paused(0);
+	my $y = sql("SELECT alexandrite.mesh_submit(" . $bytes->('submitted after') . ", 'after-discard.stl')");
+	ok(AlxTest::wait_until($node, $db, "SELECT state = 'done' FROM alexandrite.mesh_jobs WHERE id = $y", 60),
+		'discard vs claim: a job submitted later is done (the pool claimed past the held one)');
+	is(sql("SELECT state || ':' || attempts || ':' || (started_at IS NULL) FROM alexandrite.mesh_jobs WHERE id = $x"),
+		'queued:0:true', 'discard vs claim: the job the uncommitted discard holds was passed over, never started');
+	$h->query_safe('COMMIT');
+	$h->quit;
+	is(sql("SELECT state || ':' || error_sqlstate || ':' || attempts || ':' || (data IS NULL) || ':' || (started_at IS NULL)
+	          FROM alexandrite.mesh_jobs WHERE id = $x"),
+		'failed:57014:0:true:true', 'discard vs claim: once the discard commits the job is failed (57014), its bytes dropped');
+	is(sql("SELECT string_agg(event_type, ' ') FROM alexandrite.outbox WHERE aggregate_type = 'mesh' AND aggregate_id = '$x'"),
+		'mesh.rejected', 'discard vs claim: one mesh.rejected for it, no mesh.analyzed');
+
+	# claimed first: the job held running (its worker waits to store the mesh)
+	my $hold = $node->background_psql($db, on_error_stop => 0);
+	$hold->query_safe('BEGIN');
+	$hold->query_safe('LOCK TABLE alexandrite.meshes IN SHARE ROW EXCLUSIVE MODE');
+	my $z = sql("SELECT alexandrite.mesh_submit(" . $bytes->('claimed first') . ", 'claimed-first.stl')");
+	ok(AlxTest::wait_until($node, $db, "SELECT state = 'running' FROM alexandrite.mesh_jobs WHERE id = $z", 60),
+		'claim vs discard: the job is claimed');
+	is(sql("SELECT try('SELECT alexandrite.mesh_job_discard($z)')"), '55000',
+		'claim vs discard: a claimed job cannot be discarded (55000)');
+	$hold->query_safe('COMMIT');
+	$hold->quit;
+	ok(AlxTest::wait_until($node, $db, "SELECT state = 'done' FROM alexandrite.mesh_jobs WHERE id = $z", 60),
+		'claim vs discard: the job is done');
+	is(sql("SELECT string_agg(event_type, ' ') FROM alexandrite.outbox WHERE aggregate_type = 'mesh' AND aggregate_id = '$z'"),
+		'mesh.analyzed', 'claim vs discard: one mesh.analyzed for it, no mesh.rejected');
+}
 
 # --- backpressure ------------------------------------------------------------
 set_paused(1);
