@@ -131,7 +131,6 @@ static WallBuild build;
 typedef struct WallJob
 {
 	const AlxGeom *g;
-	const uint8_t *out_by_prim; /* face_out (primitive i is face i) */
 	uint8_t    *passes;			/* per primitive: see wall_filter() */
 	uint64_t	nchunks;
 	uint64_t	next_chunk;		/* atomic */
@@ -247,6 +246,24 @@ wall_filter(const struct RTCFilterFunctionNArguments *args)
 	}
 }
 
+/*
+ * The settings of every build, the warm-up's included (so that nothing the
+ * real build takes is first set up after the lockdown): compact leaves
+ * (indices, not vertex copies) and Embree's Morton-code builder (low
+ * quality, for the scene and the geometry).  On a 1M-face mesh the build
+ * takes ~95 ms instead of ~275 ms and ~40 MB less memory, the rays ~25%
+ * more (~130 ms a thread instead of ~100 ms): the build is the longer
+ * wait, the rays are spread over every thread.  Robust (watertight)
+ * intersection: a ray through a shared edge cannot slip through the crack.
+ */
+static void
+configure_build(RTCScene s, RTCGeometry geom)
+{
+	rtcSetSceneFlags(s, RTC_SCENE_FLAG_ROBUST | RTC_SCENE_FLAG_COMPACT);
+	rtcSetSceneBuildQuality(s, RTC_BUILD_QUALITY_LOW);
+	rtcSetGeometryBuildQuality(geom, RTC_BUILD_QUALITY_LOW);
+}
+
 /* A unit tetrahedron on every thread: all lazy set-up happens now. */
 static void
 warm_up(void *arg, int thread)
@@ -264,8 +281,8 @@ warm_up(void *arg, int thread)
 
 	fast_float_mode();
 	s = rtcNewScene(device);
-	rtcSetSceneFlags(s, RTC_SCENE_FLAG_ROBUST);
 	geom = rtcNewGeometry(device, RTC_GEOMETRY_TYPE_TRIANGLE);
+	configure_build(s, geom);
 	vb = rtcSetNewGeometryBuffer(geom, RTC_BUFFER_TYPE_VERTEX, 0, RTC_FORMAT_FLOAT3, 12, 4);
 	ib = rtcSetNewGeometryBuffer(geom, RTC_BUFFER_TYPE_INDEX, 0, RTC_FORMAT_UINT3, 12, 4);
 	if (vb == NULL || ib == NULL)
@@ -419,21 +436,12 @@ build_job(void *arg, int thread)
 		return;
 	}
 	b->scene = rtcNewScene(device);
-	/*
-	 * Compact leaves (indices, not vertex copies) and Embree's Morton-code
-	 * builder (low quality, for the scene and the geometry): on a 1M-face
-	 * mesh the build takes ~95 ms instead of ~275 ms and ~40 MB less memory,
-	 * the rays ~25% more (~130 ms a thread instead of ~100 ms): the build
-	 * is the longer wait, the rays are spread over every thread.
-	 */
-	rtcSetSceneFlags(b->scene, RTC_SCENE_FLAG_ROBUST | RTC_SCENE_FLAG_COMPACT);
-	rtcSetSceneBuildQuality(b->scene, RTC_BUILD_QUALITY_LOW);
 	geom = rtcNewGeometry(device, RTC_GEOMETRY_TYPE_TRIANGLE);
+	configure_build(b->scene, geom);
 	rtcSetSharedGeometryBuffer(geom, RTC_BUFFER_TYPE_VERTEX, 0, RTC_FORMAT_FLOAT3,
 							   b->verts, 0, 3 * sizeof(float), b->nverts);
 	rtcSetSharedGeometryBuffer(geom, RTC_BUFFER_TYPE_INDEX, 0, RTC_FORMAT_UINT3,
 							   b->index, 0, 3 * sizeof(uint32_t), b->nprims);
-	rtcSetGeometryBuildQuality(geom, RTC_BUILD_QUALITY_LOW);
 	rtcSetGeometryIntersectFilterFunction(geom, wall_filter);
 	rtcCommitGeometry(geom);
 	rtcAttachGeometry(b->scene, geom);
@@ -525,7 +533,7 @@ trace_packet(Packet *p, const WallContext *ctx, double *area, ThreadBest *best,
 
 /* Put the ray of face f into the packet; false for a face with no ray. */
 static bool
-add_ray(Packet *p, const AlxGeom *g, uint64_t f, uint32_t prim, float tfar)
+add_ray(Packet *p, const AlxGeom *g, uint64_t f, float tfar)
 {
 	const uint32_t *t = &g->tri[3 * f];
 	const double *a = &g->pos[3 * (uint64_t) t[0]],
@@ -562,7 +570,7 @@ add_ray(Packet *p, const AlxGeom *g, uint64_t f, uint32_t prim, float tfar)
 	p->rh.ray.tfar[k] = tfar;
 	p->rh.ray.time[k] = 0.0f;
 	p->rh.ray.mask[k] = ~0u;
-	p->rh.ray.id[k] = prim;	/* the filter drops hits on it */
+	p->rh.ray.id[k] = (uint32_t) f;	/* primitive f is face f: the filter drops hits on it */
 	p->rh.ray.flags[k] = 0;
 	p->rh.hit.geomID[k] = RTC_INVALID_GEOMETRY_ID;
 	p->valid[k] = -1;
@@ -591,7 +599,7 @@ ray_job(void *arg, int thread)
 	fast_float_mode();
 	rtcInitIntersectContext(&ctx.rtc);
 	ctx.rtc.flags = RTC_INTERSECT_CONTEXT_FLAG_COHERENT;
-	ctx.face_out = j->out_by_prim;
+	ctx.face_out = g->face_out;
 	ctx.passes = j->passes;
 	p->n = 0;
 	for (;;)
@@ -616,7 +624,7 @@ ray_job(void *arg, int thread)
 			float		tfar = (best.t > thr ? best.t : thr) * 1.0001f;
 
 			if (g->face_out[f] == 2 ||
-				!add_ray(p, g, f, (uint32_t) f, tfar))
+				!add_ray(p, g, f, tfar))
 				continue;
 			rays++;
 			if (p->n == 16)
@@ -694,7 +702,6 @@ AlxWallMeasure(const AlxGeom *g, AlxWallStats *ws, char *err, size_t errlen)
 	}
 	memset(&j, 0, sizeof(j));
 	j.g = g;
-	j.out_by_prim = g->face_out;
 	deadline_cpu_s = 0;
 	if (ray_share_s > 0)
 	{

@@ -86,7 +86,7 @@ ok(!-e "$victim.renamed", 'and was not renamed');
 	IPC::Run::run([ "$AlxTest::TOP/src/mesh/alexandrite-meshd", '--stdin', '--json', '--format=stl' ],
 		'<', \$cube_bytes, '>', \$jout, '2>', \$jerr);
 	is($?, 0, '--stdin --json exits cleanly under the sandbox') or diag($jerr);
-	like($jout, qr/^\{"file":"-",.*"volume_mm3":1000[,.].*\}\n\z/s, '--stdin --json prints one JSON line with the volume');
+	like($jout, qr/\A\{"file":"-",[^\n]*"volume_mm3":1000[,.][^\n]*\}\n\z/, '--stdin --json prints one JSON line with the volume');
 }
 {
 	my ($status, $out, $err) = run_probe('abort');
