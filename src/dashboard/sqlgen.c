@@ -113,8 +113,16 @@ alx_rows_sql(const AlxDashDef *def, bool with_sums)
 	for (int i = 0; i < def->nkeys; i++)
 		appendStringInfo(&buf, "%s%s AS %s", i ? ", " : "", alx_expr_sql(def, def->keys[i], true),
 						 Q(def->key_names[i]));
+	/*
+	 * Each value is converted to numeric before it is summed, as the capture
+	 * converts it: the deparsed expression leaves out the implicit cast, and
+	 * sum() of a float8 column would add in float8, whose rounding depends on
+	 * the order of the rows (0.1 + 0.2 is 0.30000000000000004 there, 0.3 in
+	 * numeric).
+	 */
 	for (int i = 0; with_sums && i < def->nsums; i++)
-		appendStringInfo(&buf, ", %s AS %s", alx_expr_sql(def, def->sums[i], true), Q(def->sum_names[i]));
+		appendStringInfo(&buf, ", (%s)::pg_catalog.numeric AS %s", alx_expr_sql(def, def->sums[i], true),
+						 Q(def->sum_names[i]));
 	if (def->due != NULL)
 		appendStringInfo(&buf, ", %s AS alx_due", alx_expr_sql(def, def->due, true));
 	appendStringInfo(&buf, " FROM %s b", alx_base_sql(def));

@@ -138,6 +138,25 @@ SELECT dashboard, ok FROM alexandrite.reconcile_dashboards('jobs_kg');
 TRUNCATE public.jobs;
 SELECT count(*) AS groups_after_truncate FROM alexandrite.dashboard_jobs_kg;
 SELECT alexandrite.create_dashboard('bad', 'public.jobs_eu', ARRAY['region']);
+-- a float8 sum: every value is summed as numeric, by the capture, a rebuild
+-- and reconcile alike (float8 addition rounds by row order: 0.1 + 0.2 + 0.3
+-- is 0.6000000000000001 in float8)
+CREATE TABLE public.timings (id serial, step text, ms float8);
+INSERT INTO public.timings (step, ms) VALUES ('cast', 0.1);
+SELECT alexandrite.create_dashboard('timings_ms', 'public.timings', ARRAY['step'], sums => ARRAY['ms']) IS NOT NULL AS created;
+INSERT INTO public.timings (step, ms) VALUES ('cast', 0.2);
+INSERT INTO public.timings (step, ms) VALUES ('cast', 0.3), ('polish', 54.847058);
+INSERT INTO public.timings (step, ms) VALUES ('polish', 65.502001);
+SELECT step, count(*), sum(ms) AS float8_sum, sum(ms::numeric) AS numeric_sum FROM public.timings GROUP BY step ORDER BY step;
+SELECT * FROM alexandrite.dashboard_timings_ms ORDER BY step;
+SELECT dashboard, groups, mismatched_groups, ok FROM alexandrite.reconcile_dashboards('timings_ms');
+SELECT alexandrite.refresh_dashboards() IS NOT NULL AS folded;
+SELECT dashboard, groups, mismatched_groups, ok FROM alexandrite.reconcile_dashboards('timings_ms');
+SELECT alexandrite.rebuild_dashboard('timings_ms') AS groups;
+SELECT * FROM alexandrite.dashboard_timings_ms ORDER BY step;
+SELECT dashboard, ok FROM alexandrite.reconcile_dashboards('timings_ms');
+SELECT alexandrite.drop_dashboard('timings_ms');
+DROP TABLE public.timings;
 SELECT alexandrite.drop_dashboard('jobs_kg');
 DROP TABLE public.jobs;
 
