@@ -31,13 +31,20 @@ sub new
 {
 	my ($class, %opts) = @_;
 	my $port;
-	# the node also needs port+10000 for Erlang distribution
+	# The node also needs port+10000 for Erlang distribution, and both must
+	# lie below the kernel's ephemeral range (32768 and up): an outgoing
+	# connection may take a free ephemeral port before the node binds it
+	# (dist_port_already_used, seen in CI).  get_free_port() walks up from
+	# the last port it assigned: start the walk low enough.
 	for (1 .. 50)
 	{
+		$PostgreSQL::Test::Cluster::last_port_assigned = 10200 + int(rand(12000))
+		  if $PostgreSQL::Test::Cluster::last_port_assigned + 10000 >= 32700;
 		$port = PostgreSQL::Test::Cluster::get_free_port();
-		last if $port + 10000 < 65536
+		last if $port + 10000 < 32768
 		  && PostgreSQL::Test::Cluster::can_bind('127.0.0.1', $port + 10000);
 	}
+	die "no free port pair below 22768 for a RabbitMQ node" unless $port + 10000 < 32768;
 	my $self = bless {
 		name => $opts{name} // sprintf('alxt%d_%d', $$, ++$count),
 		port => $port,
