@@ -10,12 +10,17 @@ alx_bindir() { "$PG_CONFIG" --bindir; }
 alx_log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 alx_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# A TCP port on loopback that nobody listens on.
+# A TCP port on loopback that nobody listens on.  The port and port + 10000
+# (a RabbitMQ node's Erlang distribution port, scripts/rabbitmq) are both
+# free and below the kernel's ephemeral range (32768 and up), where an
+# outgoing connection could take either before the server binds it
+# (dist_port_already_used).
 alx_free_port() {
     local p
     for _ in $(seq 1 200); do
-        p=$(( (RANDOM % 20000) + 30000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        p=$(( (RANDOM % 12000) + 10200 ))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
+           ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null; then
             echo "$p"; return 0
         fi
     done

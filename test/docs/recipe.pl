@@ -621,12 +621,15 @@ sub loopback
 	return $local =~ /^(127\.0\.0\.1|\[::1\]):\d+$/;
 }
 
+# a port that is free with port + 10000 (a RabbitMQ node's distribution
+# port), both below the ephemeral range (32768 and up), where an outgoing
+# connection could take them first: as alx_free_port in scripts/lib.sh
 sub free_port
 {
 	for (1 .. 100)
 	{
-		my $port = 20000 + int(rand(20000));
-		my (undef, $out) = run([ 'ss', '-ltnH', "sport = :$port" ]);
+		my $port = 10200 + int(rand(12000));
+		my (undef, $out) = run([ 'ss', '-ltnH', "( sport = :$port or sport = :" . ($port + 10000) . " )" ]);
 		return $port if $out !~ /\S/;
 	}
 	die 'no free port';
