@@ -99,7 +99,7 @@ for s in $sizes; do
             read -r cpu wall rss < <(measure "$meshd" --no-wall --max-memory-mb=4096 "$f")
             rows+=("| torus $name | stl | alexandrite-meshd CLI --no-wall | $cpu | $wall | $rss | same |")
             read -r ms adm < <(best_pair "$f" "$hint")
-            rows+=("| torus $name | stl | mesh_analyze() via SQL (wall thickness included; spawn+memfd+sha256) | – | $(awk "BEGIN{printf \"%.2f\", $ms/1000}") | – | same |")
+            rows+=("| torus $name | stl | mesh_analyze() via SQL (wall thickness included; spawn+pipe+sha256) | – | $(awk "BEGIN{printf \"%.2f\", $ms/1000}") | – | same |")
             vol=$(admesh "$f" 2>/dev/null | sed -n 's/.*Volume *: *\([0-9.e+-]*\).*/\1/p')
             rows+=("| torus $name | stl | admesh 0.98.4 (default: checks and fixes) | – | $adm | – | $vol |")
             ratios+=("torus $name stl: mesh_analyze/admesh = $(awk "BEGIN{printf \"%.2f\", ($ms/1000)/$adm}") (min wall ${wallmm} mm)")

@@ -6,10 +6,11 @@
  *
  * No mesh is ever parsed inside the backend.  Each call forks and execs the
  * installed helper program alexandrite-meshd (next to the postgres binary,
- * or alexandrite.meshd_path), hands it the file's bytes as its stdin -- a
- * sealed memfd, which the helper maps instead of reading -- and reads one
- * fixed-size record from its stdout and at most a line of text from its
- * stderr.  mesh_analyze() hashes the bytes while the helper works.  The
+ * or alexandrite.meshd_path), feeds it the file's bytes on a pipe as its
+ * stdin -- vmsplice(), so the bytes are copied once, by the helper, into
+ * its own huge-page buffer -- and reads one fixed-size record from its
+ * stdout and at most a line of text from its stderr.  mesh_analyze()
+ * hashes the bytes while the helper works, once they are all fed.  The
  * wait is a poll() loop of at most 100 ms steps with CHECK_FOR_INTERRUPTS(),
  * so statement_timeout, query cancel and backend termination act promptly;
  * alexandrite.mesh_timeout (or less for a small file) bounds the analysis
@@ -37,8 +38,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include "access/htup_details.h"
@@ -98,8 +99,8 @@ enum
 #define ALX_ERRCODE_BAD_MESH ERRCODE_BAD_COPY_FILE_FORMAT
 
 #define HELPER_STDERR_MAX 1024
-/* bytes per write into the helper's input (a memfd) */
-#define INPUT_CHUNK (16 * 1024 * 1024)
+/* the helper's input pipe: its size, as far as an unprivileged user may */
+#define INPUT_PIPE_SIZE (1024 * 1024)
 #define POLL_STEP_MS 100
 
 typedef struct HelperResult
@@ -424,11 +425,14 @@ helper_limits(size_t len, long *cpu_s, long *wall_ms)
 typedef struct Helper
 {
 	pid_t		pid;
-	int			fd_out;			/* our ends */
+	int			fd_in;			/* our ends */
+	int			fd_out;
 	int			fd_err;
-	int			child_in;		/* the child's: stdin (a memfd), stdout, stderr */
+	int			child_in;		/* the child's: stdin, stdout, stderr */
 	int			child_out;
 	int			child_err;
+	size_t		fed;			/* input bytes in the pipe so far */
+	bool		feed_copy;		/* write(), vmsplice() being unavailable */
 	unsigned char rec[ALX_RECORD_SIZE + 1];
 	size_t		reclen;
 	char		err[HELPER_STDERR_MAX + 1];
@@ -443,51 +447,73 @@ typedef struct Helper
 } Helper;
 
 /*
- * The helper's stdin: a sealed memfd holding the bytes.  The helper maps it
- * instead of reading a pipe, so a 50 MB upload is neither copied through
- * pipe buffers nor read into freshly zeroed memory.
+ * The helper's stdin: a pipe we feed from helper_wait().  Its write end is
+ * non-blocking, so the wait loop stays interruptible and bounded by the
+ * timeout however slowly the helper reads.
  */
-static int
-helper_input(const char *data, size_t len)
+static void
+helper_input(Helper *h)
 {
-	int			fd = memfd_create("alexandrite-mesh", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	size_t		done = 0;
+	int			pin[2];
 
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not create the mesh helper's input: %m")));
-	while (done < len)
-	{
-		ssize_t		w = write(fd, data + done, Min(len - done, (size_t) INPUT_CHUNK));
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-		{
-			int			save = errno;
-
-			close(fd);
-			errno = save;
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("could not write the mesh helper's input: %m")));
-		}
-		done += (size_t) w;
-		CHECK_FOR_INTERRUPTS();
-	}
-	(void) fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
-	if (lseek(fd, 0, SEEK_SET) != 0)
-	{
-		int			save = errno;
-
-		close(fd);
-		errno = save;
+	if (pipe2(pin, O_CLOEXEC) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not rewind the mesh helper's input: %m")));
+				 errmsg("could not create pipes for the mesh helper: %m")));
+	h->child_in = pin[0];
+	h->fd_in = pin[1];
+	/* fewer round trips; a smaller pipe (pipe-max-size) only costs more */
+	(void) fcntl(h->fd_in, F_SETPIPE_SZ, INPUT_PIPE_SIZE);
+	set_nonblock(h->fd_in);
+}
+
+/*
+ * Put as much of the input into the pipe as it takes now; closes our end
+ * (end of file for the helper) when all is fed.  vmsplice() maps the
+ * pages of data into the pipe instead of copying them: the helper's read()
+ * is the one copy.  The bytes must not change until the helper has read
+ * them, which holds: data is the call's argument, and the helper is
+ * killed, the pipe closed, before the call returns.  A helper that stops
+ * reading (it failed, or was killed) ends the feed; its exit says why.
+ */
+static void
+helper_feed(Helper *h, const char *data, size_t len)
+{
+	while (h->fd_in >= 0 && h->fed < len)
+	{
+		size_t		want = Min(len - h->fed, (size_t) INPUT_PIPE_SIZE);
+		ssize_t		n;
+
+		if (!h->feed_copy)
+		{
+			struct iovec iov = {(void *) (data + h->fed), want};
+
+			n = vmsplice(h->fd_in, &iov, 1, SPLICE_F_NONBLOCK);
+			if (n < 0 && (errno == EINVAL || errno == ENOSYS))
+			{
+				h->feed_copy = true;
+				continue;
+			}
+		}
+		else
+			n = write(h->fd_in, data + h->fed, want);
+		if (n > 0)
+		{
+			h->fed += (size_t) n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		/* EPIPE and the like: the helper is gone or has stopped reading */
+		break;
 	}
-	return fd;
+	if (h->fd_in >= 0)
+	{
+		close(h->fd_in);
+		h->fd_in = -1;
+	}
 }
 
 /* Pipes, fork, exec; the parent keeps the read ends, non-blocking. */
@@ -622,7 +648,7 @@ helper_wait(Helper *h, instr_time start, long wall_ms, const char *data, size_t 
 {
 	for (;;)
 	{
-		struct pollfd pfd[2];
+		struct pollfd pfd[3];
 		int			n = 0;
 		long		left_ms;
 		instr_time	now;
@@ -641,7 +667,9 @@ helper_wait(Helper *h, instr_time start, long wall_ms, const char *data, size_t 
 			h->timed_out = true;
 			return;
 		}
-		more_hashing = helper_hash_some(h, data, len);
+		/* the helper waits for its input: feed it first, hash once it is fed */
+		helper_feed(h, data, len);
+		more_hashing = h->fd_in < 0 && helper_hash_some(h, data, len);
 
 		if (h->fd_out < 0 && h->fd_err < 0)
 		{
@@ -661,6 +689,11 @@ helper_wait(Helper *h, instr_time start, long wall_ms, const char *data, size_t 
 			if (!more_hashing)
 				pg_usleep(Min(left_ms, 5) * 1000L);
 			continue;
+		}
+		if (h->fd_in >= 0)
+		{
+			pfd[n].fd = h->fd_in;
+			pfd[n++].events = POLLOUT;
 		}
 		if (h->fd_out >= 0)
 		{
@@ -682,8 +715,8 @@ helper_wait(Helper *h, instr_time start, long wall_ms, const char *data, size_t 
 		}
 		for (int i = 0; i < n; i++)
 		{
-			if (pfd[i].revents == 0)
-				continue;
+			if (pfd[i].revents == 0 || pfd[i].fd == h->fd_in)
+				continue;		/* the input is fed at the top of the loop */
 			if (pfd[i].fd == h->fd_out)
 				helper_read_out(h);
 			else if (pfd[i].fd == h->fd_err)
@@ -706,6 +739,8 @@ helper_cleanup(Helper *h)
 	}
 	if (h->child_in >= 0)
 		close(h->child_in);
+	if (h->fd_in >= 0)
+		close(h->fd_in);
 	if (h->child_out >= 0)
 		close(h->child_out);
 	if (h->child_err >= 0)
@@ -714,7 +749,7 @@ helper_cleanup(Helper *h)
 		close(h->fd_out);
 	if (h->fd_err >= 0)
 		close(h->fd_err);
-	h->child_in = h->child_out = h->child_err = h->fd_out = h->fd_err = -1;
+	h->child_in = h->child_out = h->child_err = h->fd_in = h->fd_out = h->fd_err = -1;
 }
 
 /* After a clean wait: every way the run can have failed is an ERROR. */
@@ -775,6 +810,8 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 				now;
 	long		cpu_s,
 				wall_ms;
+	struct sigaction old_pipe,
+				ign;
 
 	helper_limits(len, &cpu_s, &wall_ms);
 	argv[argc++] = "alexandrite-meshd";
@@ -789,18 +826,28 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 
 	memset(&h, 0, sizeof(h));
 	h.pid = -1;
-	h.fd_out = h.fd_err = h.child_in = h.child_out = h.child_err = -1;
+	h.fd_in = h.fd_out = h.fd_err = h.child_in = h.child_out = h.child_err = -1;
 	h.sha = sha;
+	/* a helper gone before it read all its input is EPIPE, not a signal */
+	sigaction(SIGPIPE, NULL, &old_pipe);
+	if (old_pipe.sa_handler != SIG_IGN)
+	{
+		memset(&ign, 0, sizeof(ign));
+		ign.sa_handler = SIG_IGN;
+		sigaction(SIGPIPE, &ign, NULL);
+	}
 	INSTR_TIME_SET_CURRENT(start);
 	PG_TRY();
 	{
-		h.child_in = helper_input(data, len);
+		helper_input(&h);
 		helper_spawn(&h, path, argv, envp);
 		helper_wait(&h, start, wall_ms, data, len);
 	}
 	PG_FINALLY();
 	{
 		helper_cleanup(&h);
+		if (old_pipe.sa_handler != SIG_IGN)
+			sigaction(SIGPIPE, &old_pipe, NULL);
 	}
 	PG_END_TRY();
 	/* a quick helper may leave some hashing to do */

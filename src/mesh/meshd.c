@@ -92,10 +92,10 @@ parse_ull(const char *s, unsigned long long *out)
 }
 
 /*
- * The input of a regular file (the backend hands over a sealed memfd, the
- * CLI opens the file) is mapped, not copied: no read, no page zeroing, the
- * pages already hold the bytes (MAP_POPULATE maps them in one go).  NULL
- * if fd cannot be mapped; exits if the file is over max bytes.
+ * The input of a regular file (the CLI opens the file) is mapped, not
+ * copied: no read, no page zeroing, the pages already hold the bytes
+ * (MAP_POPULATE maps them in one go).  NULL if fd cannot be mapped (the
+ * backend feeds a pipe: read_all()); exits if the file is over max bytes.
  */
 static unsigned char *
 map_input(int fd, unsigned long long max, size_t *lenp)

@@ -183,17 +183,23 @@ my $busy_helper = "$corpus/meshd-spin";
 	print $fh "\0" x (4 * 1024 * 1024);
 	close $fh;
 }
-my $busy_sql = "SET alexandrite.meshd_path = '$busy_helper';\n"
-  . "SELECT alexandrite.mesh_analyze(pg_read_binary_file('$corpus/busy.bin'), 'stl');";
+sub busy_sql
+{
+	my ($helper) = @_;
+	return "SET alexandrite.meshd_path = '$helper';\n"
+	  . "SELECT alexandrite.mesh_analyze(pg_read_binary_file('$corpus/busy.bin'), 'stl');";
+}
+my $busy_sql = busy_sql($busy_helper);
 my $probe = q{SELECT 'fds=' || (SELECT count(*) FROM pg_ls_dir('/proc/self/fd'))
   || ' children=[' || btrim(pg_read_file('/proc/self/task/' || pg_backend_pid() || '/children')) || ']';};
 
 sub busy_case
 {
-	my ($name, $pre, $errpat) = @_;
+	my ($name, $pre, $errpat, $helper) = @_;
+	my $sql = busy_sql($helper // $busy_helper);
 	my $t0 = time;
 	my ($ret, $out, $err) = $node->psql('postgres',
-		"\\set VERBOSITY verbose\n$probe\n$pre\n$busy_sql\n$probe",
+		"\\set VERBOSITY verbose\n$probe\n$pre\n$sql\n$probe",
 		on_error_stop => 0);
 	my $elapsed = time - $t0;
 	like($err, $errpat, "$name: the analysis is stopped with the right error")
@@ -210,6 +216,26 @@ busy_case('alexandrite.mesh_timeout', 'SET alexandrite.mesh_timeout = 500;',
 	qr/ERROR:\s+57014: mesh analysis timed out after 500 ms/);
 busy_case('statement_timeout', 'SET statement_timeout = 500;',
 	qr/ERROR:\s+57014: canceling statement due to statement timeout/);
+
+# The input is fed on a pipe (1 MB) as the helper reads it.  A helper that
+# never reads leaves the feed blocked: the timeout still stops it.  One that
+# exits without reading 4 MB breaks the pipe: an ERROR about its output,
+# not a SIGPIPE for the backend (the probe after it runs in the session).
+my $deaf_helper = "$corpus/meshd-deaf";
+my $gone_helper = "$corpus/meshd-gone";
+{
+	open(my $fh, '>', $deaf_helper) or die;
+	print $fh "#!/bin/sh\nexec sleep 60\n";
+	close $fh;
+	open($fh, '>', $gone_helper) or die;
+	print $fh "#!/bin/sh\nexit 0\n";
+	close $fh;
+	chmod 0755, $deaf_helper, $gone_helper;
+}
+busy_case('a helper that never reads its input', 'SET alexandrite.mesh_timeout = 500;',
+	qr/ERROR:\s+57014: mesh analysis timed out after 500 ms/, $deaf_helper);
+busy_case('a helper gone before it read its input', '',
+	qr/ERROR:\s+XX000: mesh helper returned an invalid result/, $gone_helper);
 
 # query cancel from another session
 {
