@@ -141,8 +141,16 @@ attribute() {
     local a=$1 kind frames first second
     case $(basename "$a") in timeout-*) kind=timeout ;; oom-*) kind=oom ;; *) kind=crash ;; esac
     # full stacks (the fast unwinder stops in libstdc++), the run's limits
-    frames=$(ASAN_OPTIONS=detect_leaks=0:fast_unwind_on_malloc=0:malloc_context_size=64 \
-        timeout 120 "$work/decode_fuzz" $common "$a" 2>&1 | grep -E '^ +#[0-9]+ 0x' | grep -vE "$runtime")
+    local out st
+    out=$(ASAN_OPTIONS=detect_leaks=0:fast_unwind_on_malloc=0:malloc_context_size=64 \
+        timeout 120 "$work/decode_fuzz" $common "$a" 2>&1) && st=0 || st=$?
+    # A timeout that the replay, with the same 10 s limit, runs to the end
+    # was the machine (load), not the input: a real hang times out again.
+    if [ $kind = timeout ] && [ $st = 0 ]; then
+        echo "unreproduced timeout: ran to the end on replay"
+        return
+    fi
+    frames=$(echo "$out" | grep -E '^ +#[0-9]+ 0x' | grep -vE "$runtime")
     first=$(echo "$frames" | sed -n 1p) second=$(echo "$frames" | sed -n 2p)
     if [ $kind = timeout ] && echo "$first" | grep -qE ' in mem_(read|seek|tell|size) .*src/mesh/' &&
         echo "$second" | grep -q 'libassimp\.so'; then
@@ -154,7 +162,7 @@ attribute() {
         *) echo "unknown $kind ${first:-no frame}" ;;
     esac
 }
-ours=0 theirs=0 unknown=0
+ours=0 theirs=0 unknown=0 unreproduced=0
 for a in "$work"/decode.artifacts/*; do
     [ -e "$a" ] || continue
     verdict=$(attribute "$a")
@@ -162,9 +170,10 @@ for a in "$work"/decode.artifacts/*; do
     case $verdict in
         ours*) ours=$((ours + 1)) ;;
         assimp*) theirs=$((theirs + 1)) ;;
+        unreproduced*) unreproduced=$((unreproduced + 1)) ;;
         *) unknown=$((unknown + 1)) ;;
     esac
 done
 check "decode: no crash, out-of-memory or timeout in alexandrite code ($ours; assimp's own: $theirs)" test $ours = 0
-check "decode: every finding attributed to alexandrite or assimp ($unknown unattributed)" test $unknown = 0
+check "decode: every finding attributed to alexandrite or assimp ($unknown unattributed; $unreproduced timeouts not reproduced on replay)" test $unknown = 0
 finish

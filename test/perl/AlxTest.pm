@@ -107,4 +107,30 @@ sub wait_until
 	}
 }
 
+# Polls $query until its value matches $re or $timeout seconds pass;
+# returns the last value (for like()), so a slow machine waits, not fails.
+sub poll_value
+{
+	my ($node, $dbname, $query, $re, $timeout) = @_;
+	my $deadline = time() + ($timeout // 60);
+	while (1)
+	{
+		my $r = $node->safe_psql($dbname, $query);
+		return $r if $r =~ $re || time() > $deadline;
+		select(undef, undef, undef, 0.2);
+	}
+}
+
+# A free TCP port below the kernel's ephemeral range (32768 and up), for a
+# server the test starts itself: get_free_port() picks from 49152 up, where
+# an outgoing connection may take the port between the check and the bind.
+sub low_free_port
+{
+	$PostgreSQL::Test::Cluster::last_port_assigned = 10200 + int(rand(12000))
+	  if $PostgreSQL::Test::Cluster::last_port_assigned >= 32000;
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	die "no free port below 32768" if $port >= 32768;
+	return $port;
+}
+
 1;

@@ -149,7 +149,9 @@ foreach my $f (@files)
 		{
 			is("$kind|$state", "error|$w", "$label fails with $w") or diag($res);
 		}
-		cmp_ok($ms, '<', 1000, "$label is decided in under a second");
+		# bounded, not fast: ~0.1-0.3 s unloaded; 3 s leaves room for a
+		# machine under load and still catches a file that holds a CPU
+		cmp_ok($ms, '<', 3000, "$label is decided in under 3 s");
 		($slowest, $slowest_ms) = ($label, $ms) if $ms > $slowest_ms;
 		if ($res =~ /root:x:0:0|$marker|shared_preload_libraries|cron\.database_name/)
 		{
@@ -255,10 +257,9 @@ busy_case('a helper gone before it read its input', '',
 		select(undef, undef, undef, 0.1) unless $pid;
 	}
 	ok($pid, 'the busy analysis is running');
-	# let the helper get going, then cancel
-	select(undef, undef, undef, 0.3);
-	my $children = $node->safe_psql('postgres',
-		"SELECT btrim(pg_read_file('/proc/$pid/task/$pid/children'))");
+	# wait for the helper to be running (a poll: a loaded machine forks late), then cancel
+	my $children = AlxTest::poll_value($node, 'postgres',
+		"SELECT btrim(pg_read_file('/proc/$pid/task/$pid/children'))", qr/^\d+$/, 30);
 	like($children, qr/^\d+$/, 'the backend has one helper child while it runs');
 	# the only slot is taken: another analysis waits, then gives up
 	my $cube_b64 = encode_base64("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", '');

@@ -190,7 +190,8 @@ for my $i (1 .. 9)
 	# a new header each time: new bytes, a new analysis (not a known mesh)
 	my $id = sql("SELECT alexandrite.mesh_submit(overlay(pg_read_binary_file('$wake') placing convert_to('wake $i $$', 'UTF8') from 1),
 	                                             'wake$i.stl')");
-	AlxTest::wait_until($node, $db, "SELECT started_at IS NOT NULL FROM alexandrite.mesh_jobs WHERE id = $id", 30);
+	AlxTest::wait_until($node, $db, "SELECT started_at IS NOT NULL FROM alexandrite.mesh_jobs WHERE id = $id", 60)
+	  or die "job $id was not claimed within 60 s";
 	push @wait_ms, sql("SELECT round(extract(epoch FROM started_at - submitted_at) * 1000, 1) FROM alexandrite.mesh_jobs WHERE id = $id");
 }
 my @sorted = sort { $a <=> $b } @wait_ms;

@@ -144,9 +144,9 @@ $primary->safe_psql('postgres', 'SET synchronous_commit = local; SELECT produce(
 is(visible_locally($primary, 10, 14), '10', 'A: the cancelled and the local commits are visible on the primary');
 sleep 3;
 is(count_delivered($primary, 10, 14), 0, 'A: the relay publishes none of them while the standby has not confirmed');
-like($primary->safe_psql('postgres', 'SELECT last_error FROM alexandrite.outbox_status'),
-	qr/publishing waits until the synchronous standbys \(synchronous_standby_names = 's1'\) have flushed/,
-	'A: outbox_status says what the relay waits for');
+my $waits_a = qr/publishing waits until the synchronous standbys \(synchronous_standby_names = 's1'\) have flushed/;
+like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_a, 30),
+	$waits_a, 'A: outbox_status says what the relay waits for');
 my $t_back = time;
 $s1->start;
 ok(AlxTest::wait_until($primary, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 30),
@@ -174,9 +174,9 @@ $s1->stop('fast');
 $primary->safe_psql('postgres', 'SELECT produce(23, 25, 2)');
 sleep 3;
 is(count_delivered($primary, 23, 25), 0, 'B: nothing the named standby lacks is published');
-like($primary->safe_psql('postgres', 'SELECT last_error FROM alexandrite.outbox_status'),
-	qr/alexandrite.publish_after_standby_flush = 'ANY 1 \(s1\)' have flushed .* \(0 of 1 have\)/,
-	'B: outbox_status says what the relay waits for');
+my $waits_b = qr/alexandrite.publish_after_standby_flush = 'ANY 1 \(s1\)' have flushed .* \(0 of 1 have\)/;
+like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_b, 30),
+	$waits_b, 'B: outbox_status says what the relay waits for');
 # FIRST: the first listed standby that streams; none streams, so still nothing
 set_conf($primary, 'alexandrite.publish_after_standby_flush' => 'FIRST 1 (nosuch, s1)');
 sleep 2;

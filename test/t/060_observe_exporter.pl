@@ -55,7 +55,7 @@ my $queries = "$AlxTest::TOP/docs/prometheus-postgres-exporter.yml";
 ok(-f $queries, 'the queries file is shipped in docs/');
 
 # the exporter on a free loopback port, connected as the monitoring role
-my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $port = AlxTest::low_free_port();
 my $dsn  = sprintf('host=%s port=%d user=alx_monitor dbname=postgres sslmode=disable', $node->host, $node->port);
 my ($out, $err) = ('', '');
 my $h = IPC::Run::start(

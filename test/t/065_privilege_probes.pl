@@ -531,10 +531,20 @@ ok(AlxTest::wait_until($node, 'postgres', q{
 	SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type IN ('alexandrite relay', 'alexandrite dashboard fold')}, 30),
 	'with alexandrite.worker_role empty the workers leave');
 $node->safe_psql('postgres', q{SELECT alexandrite.outbox_emit('probe', 'p2', 'probe.waiting', '{}')});
-sleep 25;    # two rounds of the workers' 10 s wait loop
+# each worker restarts (after 5 s and 10 s) and says once that it waits:
+# wait for both lines, then two more rounds of their 10 s wait loop
+my ($waits_relay, $waits_fold) = (0, 0);
+for (my $deadline = time() + 90; time() < $deadline; sleep 1)
+{
+	$log = substr(slurp_file($node->logfile), $log_offset);
+	$waits_relay = () = $log =~ /alexandrite relay is waiting for alexandrite\.worker_role/g;
+	$waits_fold = () = $log =~ /alexandrite dashboard fold is waiting for alexandrite\.worker_role/g;
+	last if $waits_relay && $waits_fold;
+}
+sleep 21;
 $log = substr(slurp_file($node->logfile), $log_offset);
-my $waits_relay = () = $log =~ /alexandrite relay is waiting for alexandrite\.worker_role/g;
-my $waits_fold = () = $log =~ /alexandrite dashboard fold is waiting for alexandrite\.worker_role/g;
+$waits_relay = () = $log =~ /alexandrite relay is waiting for alexandrite\.worker_role/g;
+$waits_fold = () = $log =~ /alexandrite dashboard fold is waiting for alexandrite\.worker_role/g;
 is($waits_relay, 1, 'the relay says once that it waits');
 is($waits_fold, 1, 'the fold says once that it waits');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
