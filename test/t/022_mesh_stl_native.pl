@@ -43,6 +43,24 @@ sub cli
 	return $out;
 }
 
+# The backend's way: the bytes on a pipe, their exact size announced with
+# --max-bytes.  A binary STL of that size is then read record by record
+# after the lockdown, as it is welded (1 MB at a time), not into a buffer
+# of the whole file.  Returns the JSON line (file name stripped) or, for a
+# refusal, "error:MESSAGE" (stdin mode reports on stderr) and the exit code.
+sub piped
+{
+	my ($path, $max, @args) = @_;
+	my ($out, $err) = ('', '');
+	my $in = slurp_file($path);    # a scalar: IPC::Run feeds it on a pipe
+	IPC::Run::run([ $meshd, '--stdin', '--json', "--max-bytes=$max", @args ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	my $rc = $? >> 8;
+	$out =~ s/^\{"file":"[^"]*",//;
+	chomp $err;
+	return ($rc == 0 ? $out : "error:$err", $rc);
+}
+
 my @files;
 foreach my $shape (qw(cube ring torus open twoshells overlap void nested inverted
 	flipped degenerate nonmanifold bigcube tinycube far))
@@ -110,12 +128,37 @@ foreach my $f (@files)
 	my $assimp = cli("--unit=$unit", '--format=stl', '--stl-via-assimp', $path);
 	isnt($native, '', "$name: the native path printed a line");
 	is($native, $assimp, "$name: native and assimp paths agree byte for byte");
+	my ($piped) = piped($path, -s $path || 0, "--unit=$unit", '--format=stl');
+	my $want = $native =~ /"error":"(.*)"\}$/ ? "error:$1" : $native;
+	is($piped, $want, "$name: streamed from a pipe, the same result");
 	$cli{$path} = $native if $unit eq 'mm';
 }
 like($cli{"$dir/negzero.stl"}, qr/"triangles":2,"vertices":3,.*"boundary_edges":0,/, '-0 and +0 weld into one vertex');
 like($cli{"$dir/denormal.stl"}, qr/"triangles":2,"vertices":4,.*"boundary_edges":4,/, 'a denormal coordinate does not weld onto 0');
 like($cli{"$dir/solid_header.stl"}, qr/"format":"stl-binary"/, 'a "solid" header of the right size is binary');
 like($cli{"$hostile/nan.stl"}, qr/"error":"mesh has a NaN or infinite vertex coordinate"/, 'NaN refused');
+
+# a pipe that ends early, or goes on past the announced size: refused
+# without reading further (bad file 3, too large 4), as a buffer would be
+{
+	my $path = "$dir/big_grid.stl";
+	my $size = -s $path;
+	my $data = slurp_file($path);
+	open(my $fh, '>:raw', "$dir/cut.stl") or die;
+	print $fh substr($data, 0, $size - 1_000_025);
+	close $fh;
+	open($fh, '>:raw', "$dir/long.stl") or die;
+	print $fh $data . 'more';
+	close $fh;
+	my ($cut, $cut_rc) = piped("$dir/cut.stl", $size, '--format=stl');
+	is("$cut_rc $cut", sprintf('3 error:binary STL is truncated: %d of its %d bytes', $size - 1_000_025, $size),
+		'a pipe that ends before the announced size: truncated, after the records it had');
+	my ($long, $long_rc) = piped("$dir/long.stl", $size, '--format=stl');
+	is("$long_rc $long", "4 error:input is larger than $size bytes",
+		'a pipe with more than the announced size: too large');
+	my ($whole) = piped($path, $size + 1, '--format=stl');
+	is($whole, $cli{$path}, 'a size that is not announced exactly: read whole, the same result');
+}
 
 # ---- through SQL: the same numbers ----
 my $node = AlxTest::new_node('mesh_stl_native');
