@@ -433,6 +433,7 @@ typedef struct Helper
 	int			child_err;
 	size_t		fed;			/* input bytes in the pipe so far */
 	bool		feed_copy;		/* write(), vmsplice() being unavailable */
+	int			feed_errno;		/* why the feed failed (not the helper's doing) */
 	unsigned char rec[ALX_RECORD_SIZE + 1];
 	size_t		reclen;
 	char		err[HELPER_STDERR_MAX + 1];
@@ -489,7 +490,8 @@ helper_feed(Helper *h, const char *data, size_t len)
 			struct iovec iov = {(void *) (data + h->fed), want};
 
 			n = vmsplice(h->fd_in, &iov, 1, SPLICE_F_NONBLOCK);
-			if (n < 0 && (errno == EINVAL || errno == ENOSYS))
+			/* refused here (a policy, an odd kernel): copy instead */
+			if (n < 0 && errno != EAGAIN && errno != EINTR && errno != EPIPE)
 			{
 				h->feed_copy = true;
 				continue;
@@ -506,7 +508,9 @@ helper_feed(Helper *h, const char *data, size_t len)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			return;
-		/* EPIPE and the like: the helper is gone or has stopped reading */
+		/* EPIPE: the helper is gone or has stopped reading; its exit says why */
+		if (n < 0 && errno != EPIPE)
+			h->feed_errno = errno;	/* ours: not a short file's fault */
 		break;
 	}
 	if (h->fd_in >= 0)
@@ -770,6 +774,13 @@ helper_outcome(Helper *h, const char *path, const char *format, long cpu_s,
 			h->err[i] = (h->err[i] == '\n' && i + 1 == h->errlen) ? '\0' : ' ';
 	if (!h->reaped)
 		elog(ERROR, "mesh helper was not reaped");
+	if (h->feed_errno != 0)
+	{
+		errno = h->feed_errno;
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not feed the mesh helper its input: %m")));
+	}
 	if (h->overflow)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -850,13 +861,19 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 			sigaction(SIGPIPE, &old_pipe, NULL);
 	}
 	PG_END_TRY();
-	/* a quick helper may leave some hashing to do */
-	while (helper_hash_some(&h, data, len))
-		;
+	/* a quick helper may leave some hashing to do: only worth it on success */
+	if (!h.timed_out && h.reaped && h.feed_errno == 0 &&
+		WIFEXITED(h.status) && WEXITSTATUS(h.status) == 0)
+	{
+		while (helper_hash_some(&h, data, len))
+			CHECK_FOR_INTERRUPTS();
+	}
 	INSTR_TIME_SET_CURRENT(now);
 	INSTR_TIME_SUBTRACT(now, start);
 	result->elapsed_ms = INSTR_TIME_GET_MILLISEC(now);
 	helper_outcome(&h, path, format, cpu_s, wall_ms, len, result);
+	if (h.sha != NULL && h.sha_done != len)
+		elog(ERROR, "the mesh input was not hashed whole");
 }
 
 /* advisory-lock key of the analysis slots: database 0 (cluster-wide), 'ALXM' */

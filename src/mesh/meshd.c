@@ -240,7 +240,8 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 		size_t		headlen = read_head(fd, head, o->max_bytes > 0 && o->max_bytes < sizeof(head) ?
 										(size_t) o->max_bytes : sizeof(head));
 
-		stream = o->size_hint > 0 && o->size_hint == o->max_bytes &&
+		/* only the backend's stdin: the filter allows read() of fd 0 alone */
+		stream = fd == 0 && o->size_hint > 0 && o->size_hint == o->max_bytes &&
 			AlxMeshStlStreamable(head, headlen, (size_t) o->size_hint, &mo);
 		if (stream)
 			len = (size_t) o->size_hint;
@@ -252,6 +253,7 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	memset(&lim, 0, sizeof(lim));
 	lim.memory_mb = o->max_memory_mb;
 	lim.cpu_s = alx_cpu_budget_s(len, o->max_cpu_s);
+	lim.read_stdin = stream;
 	if (!AlxSandboxLockdown(&lim, err, errlen))
 		return ALX_MESHD_EXIT_INTERNAL;
 	/*

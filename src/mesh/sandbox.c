@@ -127,7 +127,7 @@ allow(scmp_filter_ctx ctx, int *rc, int nr, unsigned int nargs,
  * executable, signals only SIGABRT to this very process.
  */
 static bool
-install_filter(char *err, size_t errlen)
+install_filter(bool read_stdin, char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx;
 	int			rc = 0;
@@ -149,8 +149,9 @@ install_filter(char *err, size_t errlen)
 	 * futex, clock_gettime (Embree, TBB), mremap (glibc's realloc of a
 	 * large block), sysinfo (glibc's qsort asks for the size of physical
 	 * memory before sorting a large array: a vertex shared by thousands of
-	 * triangles), plus mmap, mprotect, write below, and read of stdin (a
-	 * binary STL's records are read as they are welded).  Not seen but kept:
+	 * triangles), plus mmap, mprotect, write below, and, only when the
+	 * input is streamed (a binary STL's records read from the backend's
+	 * pipe as they are welded), read of fd 0.  Not seen but kept:
 	 * sched_yield (a spin-wait's back-off), harmless; and what abort() needs to kill the process with SIGABRT (rt_sigprocmask,
 	 * getpid, gettid, tgkill below), so that a crash stays a crash.  No
 	 * thread ever exits and no signal handler is installed: exit and
@@ -177,7 +178,8 @@ install_filter(char *err, size_t errlen)
 		rc = -1;
 	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
 		allow(ctx, &rc, plain[i], 0, NULL);
-	allow(ctx, &rc, SCMP_SYS(read), 1, fd0);
+	if (read_stdin)
+		allow(ctx, &rc, SCMP_SYS(read), 1, fd0);
 	allow(ctx, &rc, SCMP_SYS(write), 1, fd1);
 	allow(ctx, &rc, SCMP_SYS(write), 1, fd2);
 	allow(ctx, &rc, SCMP_SYS(mmap), 2, mmap_ok);
@@ -212,5 +214,5 @@ AlxSandboxLockdown(const AlxSandboxLimits *lim, char *err, size_t errlen)
 		return false;
 	if (!set_limit(RLIMIT_NPROC, 0, 0, "process", err, errlen))
 		return false;
-	return install_filter(err, errlen);
+	return install_filter(lim->read_stdin, err, errlen);
 }

@@ -164,6 +164,18 @@ AlxSandboxProbe(const char *spec)
 	}
 	else if (strcmp(name, "write_fd") == 0)
 		rc = write(0, "x", 1);
+	else if (strcmp(name, "read_stdin") == 0)
+	{
+		char		c;
+
+		rc = read(0, &c, 1);
+	}
+	else if (strcmp(name, "read_fd") == 0)
+	{
+		char		c;
+
+		rc = read(3, &c, 1);
+	}
 	else if (strcmp(name, "abort") == 0)
 		abort();
 	else if (strcmp(name, "spin") == 0)

@@ -337,10 +337,20 @@ AlxStlBinaryLoadFd(AlxGeom *g, const unsigned char *head, int fd, size_t len,
 		}
 	}
 	/* the size was announced: a byte more is over the limit, as read_all() says */
-	if (rc == ALX_MESHD_EXIT_OK && read_full(fd, &extra, 1) != 0)
+	if (rc == ALX_MESHD_EXIT_OK)
 	{
-		snprintf(err, errlen, "input is larger than %zu bytes", len);
-		rc = ALX_MESHD_EXIT_TOO_LARGE;
+		ssize_t		more = read_full(fd, &extra, 1);
+
+		if (more < 0)
+		{
+			snprintf(err, errlen, "could not read the input");
+			rc = ALX_MESHD_EXIT_INTERNAL;
+		}
+		else if (more > 0)
+		{
+			snprintf(err, errlen, "input is larger than %zu bytes", len);
+			rc = ALX_MESHD_EXIT_TOO_LARGE;
+		}
 	}
 	free(chunk);
 	free(w.slot);
