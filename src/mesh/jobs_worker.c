@@ -95,7 +95,7 @@ static bool callback_registered = false;
  * (LIMIT 1), so that concurrent claims pass each other by one job at most.
  */
 #define MESH_CLAIM_SQL(state, lim) \
-	"SELECT j.id, j.state, j.attempts, j.order_id, j.filename" \
+	"SELECT j.id, j.state, j.attempts, j.order_id, j.filename, pg_catalog.clock_timestamp()" \
 	"  FROM alexandrite.mesh_jobs j" \
 	"  LEFT JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) j.order_id" \
 	" WHERE j.state OPERATOR(pg_catalog.<>) 'done' AND j.state OPERATOR(pg_catalog.=) '" state "'" \
@@ -117,10 +117,10 @@ static AlxPlan queued_plan = {
 
 static AlxPlan start_plan = {
 	"UPDATE alexandrite.mesh_jobs SET state = 'running', attempts = attempts OPERATOR(pg_catalog.+) 1,"
-	" started_at = pg_catalog.clock_timestamp(), next_attempt_at = $2,"
+	" started_at = $5, next_attempt_at = $2,"
 	" error_sqlstate = COALESCE($3, error_sqlstate), error_message = COALESCE($4, error_message)"
 	" WHERE id OPERATOR(pg_catalog.=) $1",
-	4, {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID}
+	5, {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
 };
 
 static AlxPlan interrupted_plan = {
@@ -261,12 +261,15 @@ jobs_installed(void)
  */
 static bool
 start_candidate(int64 job_id, bool interrupted, int attempts, int64 order_id,
-				const char *filename, TimestampTz now)
+				const char *filename, TimestampTz now, TimestampTz claimed_at)
 {
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	values[0] = Int64GetDatum(job_id);
+	/* started_at: when the claim saw the row, not when this UPDATE ran (a
+	 * worker descheduled in between would look as if it claimed late) */
+	values[4] = TimestampTzGetDatum(claimed_at);
 	if (interrupted && attempts >= alx_mesh_job_max_attempts)
 	{
 		values[1] = CStringGetTextDatum(MESH_INTERRUPTED_STATE);
@@ -315,13 +318,14 @@ claim_candidate(TimestampTz now, int *attempt)
 		Datum		ov = SPI_getbinval(t, d, 4, &isnull);
 		int64		order_id = isnull ? 0 : DatumGetInt64(ov);
 		char	   *filename = SPI_getvalue(t, d, 5);
+		TimestampTz claimed_at = DatumGetTimestampTz(SPI_getbinval(t, d, 6, &isnull));
 		LOCKTAG		tag;
 
 		AlxMeshJobLockTag(&tag, id);
 		if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 			continue;			/* a live worker runs it */
 		if (start_candidate(id, strcmp(state, "running") == 0, attempts, order_id,
-							filename, now))
+							filename, now, claimed_at))
 		{
 			*attempt = attempts + 1;
 			return id;
