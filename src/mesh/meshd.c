@@ -126,21 +126,17 @@ map_input(int fd, unsigned long long max, size_t *lenp)
  * neither copied nor grown.
  */
 static unsigned char *
-read_all(int fd, unsigned long long max, unsigned long long hint,
-		 const unsigned char *prefix, size_t prefixlen, size_t *lenp)
+read_all(int fd, unsigned long long max, unsigned long long hint, size_t *lenp)
 {
 	size_t		cap = 1 << 16,
-				len = prefixlen;
+				len = 0;
 	unsigned char *buf;
 
 	if (hint > 0 && hint < ((unsigned long long) 1 << 40))
 		cap = (size_t) hint + 1;	/* +1: end of file is seen without growing */
-	if (cap < prefixlen + 1)
-		cap = prefixlen + 1;
 	buf = malloc(cap);
 	if (!buf)
 		die(ALX_MESHD_EXIT_TOO_LARGE, "out of memory while reading the input");
-	memcpy(buf, prefix, prefixlen);
 	for (;;)
 	{
 		ssize_t		n;
@@ -177,47 +173,17 @@ read_all(int fd, unsigned long long max, unsigned long long hint,
 	return buf;
 }
 
-/* Up to want bytes of fd (fewer at its end); exits on a read error. */
-static size_t
-read_head(int fd, unsigned char *buf, size_t want)
-{
-	size_t		got = 0;
-
-	while (got < want)
-	{
-		ssize_t		n = read(fd, buf + got, want - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			die(ALX_MESHD_EXIT_INTERNAL, "could not read the input");
-		if (n == 0)
-			break;
-		got += (size_t) n;
-	}
-	return got;
-}
-
 /*
  * Read the input from fd, lock down, then decode: the one path every
  * untrusted byte takes.  Returns an exit code; *lenp is the input size.
- *
- * A file is mapped.  A pipe (the backend's) is read whole into memory,
- * except a binary STL of the announced size (--max-bytes, the exact size
- * from the backend): its header is read here, its records are read after
- * the lockdown as they are welded, so no buffer of the whole file is ever
- * filled (48 MB of fresh memory for 1M triangles).  Only the 84 header
- * bytes are looked at before the lockdown, and only to choose the path.
  */
 static int
 confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 				size_t *lenp, char *err, size_t errlen)
 {
-	unsigned char *buf = NULL;
+	unsigned char *buf;
 	size_t		len;
 	bool		mapped;
-	bool		stream = false;
-	unsigned char head[84];			/* a binary STL's header, when streamed */
 	AlxSandboxLimits lim;
 	AlxMeshOptions mo;
 	int			rc;
@@ -227,33 +193,15 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	if (o->wall && !AlxWallPrepare(o->threads, err, errlen))
 		return ALX_MESHD_EXIT_INTERNAL;
 	alx_timing_mark("threads+embree");
-	memset(&mo, 0, sizeof(mo));
-	mo.hint = o->format;
-	mo.unit_scale = unit_scale;
-	mo.stl_via_assimp = o->stl_via_assimp;
-	mo.wall = o->wall;
 	buf = map_input(fd, o->max_bytes, &len);
 	mapped = buf != NULL;
 	if (!mapped)
-	{
-		/* never more than max bytes: read_all() checks what comes after */
-		size_t		headlen = read_head(fd, head, o->max_bytes > 0 && o->max_bytes < sizeof(head) ?
-										(size_t) o->max_bytes : sizeof(head));
-
-		/* only the backend's stdin: the filter allows read() of fd 0 alone */
-		stream = fd == 0 && o->size_hint > 0 && o->size_hint == o->max_bytes &&
-			AlxMeshStlStreamable(head, headlen, (size_t) o->size_hint, &mo);
-		if (stream)
-			len = (size_t) o->size_hint;
-		else
-			buf = read_all(fd, o->max_bytes, o->size_hint, head, headlen, &len);
-	}
-	alx_timing_mark(stream ? "read header" : "read input");
+		buf = read_all(fd, o->max_bytes, o->size_hint, &len);
+	alx_timing_mark("read input");
 	*lenp = len;
 	memset(&lim, 0, sizeof(lim));
 	lim.memory_mb = o->max_memory_mb;
 	lim.cpu_s = alx_cpu_budget_s(len, o->max_cpu_s);
-	lim.read_stdin = stream;
 	if (!AlxSandboxLockdown(&lim, err, errlen))
 		return ALX_MESHD_EXIT_INTERNAL;
 	/*
@@ -266,8 +214,11 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	if (o->try_syscall)
 		AlxSandboxProbe(o->try_syscall);
 #endif
-	if (stream)
-		return AlxMeshDecodeStlStream(head, fd, len, &mo, res, err, errlen);
+	memset(&mo, 0, sizeof(mo));
+	mo.hint = o->format;
+	mo.unit_scale = unit_scale;
+	mo.stl_via_assimp = o->stl_via_assimp;
+	mo.wall = o->wall;
 	rc = AlxMeshDecode(buf, len, &mo, res, err, errlen);
 	if (mapped)
 		munmap(buf, len);

@@ -265,11 +265,11 @@ looks_like_obj(const unsigned char *buf, size_t len)
 }
 
 /*
- * What the first 84 bytes and the size tell: "glb", "3mf", "ply",
- * "stl-binary", or NULL (look further).  Reads no byte past the 84th.
+ * What the bytes are: "stl-binary", "stl-ascii", "obj", "ply", "glb",
+ * "gltf", "3mf", or NULL.
  */
 static const char *
-sniff_head(const unsigned char *buf, size_t len)
+sniff(const unsigned char *buf, size_t len)
 {
 	if (len >= 4 && memcmp(buf, "glTF", 4) == 0)
 		return "glb";
@@ -284,20 +284,6 @@ sniff_head(const unsigned char *buf, size_t len)
 		if (84 + 50 * n == (uint64_t) len)
 			return "stl-binary";
 	}
-	return NULL;
-}
-
-/*
- * What the bytes are: "stl-binary", "stl-ascii", "obj", "ply", "glb",
- * "gltf", "3mf", or NULL.
- */
-static const char *
-sniff(const unsigned char *buf, size_t len)
-{
-	const char *fmt = sniff_head(buf, len);
-
-	if (fmt != NULL)
-		return fmt;
 	if (starts_with_ws(buf, len, "solid"))
 		return "stl-ascii";
 	if (starts_with_ws(buf, len, "{"))
@@ -966,13 +952,9 @@ measure(AlxGeom *g, const AlxMeshOptions *opt, AlxMeshResult *res,
 	return gr;
 }
 
-/*
- * Everything after the format is known: load, measure.  With fd >= 0, buf
- * is the 84-byte header of a binary STL of len bytes (AlxMeshStlStreamable)
- * whose records are read from fd.
- */
+/* Everything after the format is known: load, measure. */
 static int
-decode(const unsigned char *buf, size_t len, int fd, const AlxMeshOptions *opt,
+decode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
 	   AlxMeshResult *res, char *err, size_t errlen)
 {
 	const char *fmt = NULL;
@@ -991,24 +973,17 @@ decode(const unsigned char *buf, size_t len, int fd, const AlxMeshOptions *opt,
 		snprintf(err, errlen, "unit scale must be a positive number");
 		return ALX_MESHD_EXIT_USAGE;
 	}
-	if (fd >= 0)
-		fmt = "stl-binary";		/* no prescan, no unit of its own */
-	else
-	{
-		rc = detect_format(buf, len, opt->hint, &fmt, err, errlen);
-		if (rc == ALX_MESHD_EXIT_OK)
-			rc = prescan(fmt, buf, len, err, errlen);
-		if (rc == ALX_MESHD_EXIT_OK)
-			rc = format_scale(buf, len, fmt, &scale, err, errlen);
-		if (rc != ALX_MESHD_EXIT_OK)
-			return rc;
-	}
+	rc = detect_format(buf, len, opt->hint, &fmt, err, errlen);
+	if (rc == ALX_MESHD_EXIT_OK)
+		rc = prescan(fmt, buf, len, err, errlen);
+	if (rc == ALX_MESHD_EXIT_OK)
+		rc = format_scale(buf, len, fmt, &scale, err, errlen);
+	if (rc != ALX_MESHD_EXIT_OK)
+		return rc;
 
 	AlxGeomInit(&g);
 	native_stl = strcmp(fmt, "stl-binary") == 0 && !opt->stl_via_assimp;
-	if (fd >= 0)
-		rc = AlxStlBinaryLoadFd(&g, buf, fd, len, scale, err, errlen);
-	else if (native_stl)
+	if (native_stl)
 		rc = AlxStlBinaryLoad(&g, buf, len, scale, err, errlen);
 	else
 		rc = import_assimp(&g, buf, len, fmt, scale, err, errlen);
@@ -1024,15 +999,15 @@ decode(const unsigned char *buf, size_t len, int fd, const AlxMeshOptions *opt,
 	return rc;
 }
 
-static int
-decode_entry(const unsigned char *buf, size_t len, int fd, const AlxMeshOptions *opt,
-			 AlxMeshResult *res, char *err, size_t errlen)
+int
+AlxMeshDecode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
+			  AlxMeshResult *res, char *err, size_t errlen)
 {
 	int			rc;
 
 	memset(res, 0, sizeof(*res));
 	err[0] = '\0';
-	rc = decode(buf, len, fd, opt, res, err, errlen);
+	rc = decode(buf, len, opt, res, err, errlen);
 
 	/*
 	 * A failed allocation is the memory limit speaking, whatever error a
@@ -1047,38 +1022,4 @@ decode_entry(const unsigned char *buf, size_t len, int fd, const AlxMeshOptions 
 		rc = ALX_MESHD_EXIT_TOO_LARGE;
 	}
 	return rc;
-}
-
-int
-AlxMeshDecode(const unsigned char *buf, size_t len, const AlxMeshOptions *opt,
-			  AlxMeshResult *res, char *err, size_t errlen)
-{
-	return decode_entry(buf, len, -1, opt, res, err, errlen);
-}
-
-bool
-AlxMeshStlStreamable(const unsigned char *head, size_t headlen, size_t len,
-					 const AlxMeshOptions *opt)
-{
-	const char *fmt;
-
-	if (opt->stl_via_assimp || headlen < 84 || len < 84)
-		return false;
-	if (opt->hint != NULL)
-	{
-		const char *canon = AlxMeshCanonicalHint(opt->hint);
-
-		if (canon == NULL || strcmp(canon, "stl") != 0)
-			return false;		/* decoded from a buffer, which says why */
-	}
-	fmt = sniff_head(head, len);
-	return fmt != NULL && strcmp(fmt, "stl-binary") == 0;
-}
-
-int
-AlxMeshDecodeStlStream(const unsigned char *head, int fd, size_t len,
-					   const AlxMeshOptions *opt, AlxMeshResult *res,
-					   char *err, size_t errlen)
-{
-	return decode_entry(head, len, fd, opt, res, err, errlen);
 }

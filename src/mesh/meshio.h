@@ -61,22 +61,6 @@ extern int	AlxMeshDecode(const unsigned char *buf, size_t len,
 						  char *err, size_t errlen);
 
 /*
- * A binary STL can be decoded as it is read, without a buffer of the whole
- * file: whether head (its first headlen bytes) and the announced size len
- * say it is one, and opt reads it natively.
- */
-extern bool AlxMeshStlStreamable(const unsigned char *head, size_t headlen,
-								 size_t len, const AlxMeshOptions *opt);
-
-/*
- * AlxMeshDecode() of such a file: head is its 84-byte header, the records
- * are read from fd, which must then be at its end (len bytes in all).
- */
-extern int	AlxMeshDecodeStlStream(const unsigned char *head, int fd, size_t len,
-								   const AlxMeshOptions *opt, AlxMeshResult *res,
-								   char *err, size_t errlen);
-
-/*
  * Whether an allocation failed in this process (memguard.c in the helper;
  * a weak default that says no elsewhere).
  */

@@ -127,11 +127,10 @@ allow(scmp_filter_ctx ctx, int *rc, int nr, unsigned int nargs,
  * executable, signals only SIGABRT to this very process.
  */
 static bool
-install_filter(bool read_stdin, char *err, size_t errlen)
+install_filter(char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx;
 	int			rc = 0;
-	struct scmp_arg_cmp fd0[] = {SCMP_A0(SCMP_CMP_EQ, 0)};
 	struct scmp_arg_cmp fd1[] = {SCMP_A0(SCMP_CMP_EQ, 1)};
 	struct scmp_arg_cmp fd2[] = {SCMP_A0(SCMP_CMP_EQ, 2)};
 	struct scmp_arg_cmp mmap_ok[] = {
@@ -149,9 +148,7 @@ install_filter(bool read_stdin, char *err, size_t errlen)
 	 * futex, clock_gettime (Embree, TBB), mremap (glibc's realloc of a
 	 * large block), sysinfo (glibc's qsort asks for the size of physical
 	 * memory before sorting a large array: a vertex shared by thousands of
-	 * triangles), plus mmap, mprotect, write below, and, only when the
-	 * input is streamed (a binary STL's records read from the backend's
-	 * pipe as they are welded), read of fd 0.  Not seen but kept:
+	 * triangles), plus mmap, mprotect and write below.  Not seen but kept:
 	 * sched_yield (a spin-wait's back-off), harmless; and what abort() needs to kill the process with SIGABRT (rt_sigprocmask,
 	 * getpid, gettid, tgkill below), so that a crash stays a crash.  No
 	 * thread ever exits and no signal handler is installed: exit and
@@ -178,8 +175,6 @@ install_filter(bool read_stdin, char *err, size_t errlen)
 		rc = -1;
 	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
 		allow(ctx, &rc, plain[i], 0, NULL);
-	if (read_stdin)
-		allow(ctx, &rc, SCMP_SYS(read), 1, fd0);
 	allow(ctx, &rc, SCMP_SYS(write), 1, fd1);
 	allow(ctx, &rc, SCMP_SYS(write), 1, fd2);
 	allow(ctx, &rc, SCMP_SYS(mmap), 2, mmap_ok);
@@ -214,5 +209,5 @@ AlxSandboxLockdown(const AlxSandboxLimits *lim, char *err, size_t errlen)
 		return false;
 	if (!set_limit(RLIMIT_NPROC, 0, 0, "process", err, errlen))
 		return false;
-	return install_filter(lim->read_stdin, err, errlen);
+	return install_filter(err, errlen);
 }

@@ -31,7 +31,6 @@ typedef struct AlxSandboxLimits
 {
 	unsigned long long memory_mb;	/* address space on top of the baseline; 0 = none */
 	unsigned long long cpu_s;	/* RLIMIT_CPU soft limit; 0 = none */
-	bool		read_stdin;		/* read() of fd 0 stays allowed (a streamed input) */
 } AlxSandboxLimits;
 
 /*

@@ -30,8 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
-#include <unistd.h>
 
 #include "meshrecord.h"
 
@@ -58,7 +56,6 @@ typedef struct StlWeld
 } StlWeld;
 
 #define STL_BATCH	48			/* vertices looked up together: 16 triangles */
-#define STL_CHUNK	20000		/* records read from a descriptor at a time (1 MB) */
 
 static inline uint64_t
 key_hash(const uint32_t *k)
@@ -164,80 +161,70 @@ weld_batch(StlWeld *w, AlxGeom *g, double scale, const uint32_t *k,
 	return true;
 }
 
-/* n, the triangle count of the header, after checking the size against it. */
-static int
-stl_count(const unsigned char *head, size_t len, uint64_t *n, char *err, size_t errlen)
+int
+AlxStlBinaryLoad(AlxGeom *g, const unsigned char *buf, size_t len, double scale,
+				 char *err, size_t errlen)
 {
+	uint64_t	n;
+	StlWeld		w;
+	uint64_t	size = 1024;
+	int			rc = ALX_MESHD_EXIT_OK;
+
 	if (len < 84)
 	{
 		snprintf(err, errlen, "binary STL is shorter than its 84-byte header");
 		return ALX_MESHD_EXIT_BAD_FILE;
 	}
-	*n = alx_get_u32(head + 80);
-	if ((uint64_t) len != 84 + 50 * *n)
+	n = alx_get_u32(buf + 80);
+	if ((uint64_t) len != 84 + 50 * n)
 	{
 		snprintf(err, errlen, "binary STL size %zu does not match its triangle count %llu (expected %llu bytes)",
-				 len, (unsigned long long) *n, (unsigned long long) (84 + 50 * *n));
+				 len, (unsigned long long) n, (unsigned long long) (84 + 50 * n));
 		return ALX_MESHD_EXIT_BAD_FILE;
 	}
-	if (*n == 0)
+	if (n == 0)
 	{
 		snprintf(err, errlen, "binary STL has no triangles");
 		return ALX_MESHD_EXIT_BAD_FILE;
 	}
-	return ALX_MESHD_EXIT_OK;
-}
-
-/* Room for n triangles in g, and the weld table. */
-static int
-stl_begin(AlxGeom *g, uint64_t n, StlWeld *w, char *err, size_t errlen)
-{
-	uint64_t	size = 1024;
-
-	memset(w, 0, sizeof(*w));
 	/* closed meshes have about n/2 distinct vertices: a table half full */
 	if (!AlxGeomReserve(g, n / 2 + 16, n, false))
 		return geom_error(g, err, errlen);
 	while (size < n + 32)
 		size *= 2;
-	if (!weld_resize(w, size))
+	memset(&w, 0, sizeof(w));
+	if (!weld_resize(&w, size))
 	{
 		snprintf(err, errlen, "out of memory while welding vertices");
 		return ALX_MESHD_EXIT_TOO_LARGE;
 	}
-	return ALX_MESHD_EXIT_OK;
-}
 
-/* Weld the count 50-byte records at recs into g, in order. */
-static int
-stl_records(StlWeld *w, AlxGeom *g, double scale, const unsigned char *recs,
-			uint64_t count, char *err, size_t errlen)
-{
-	for (uint64_t t0 = 0; t0 < count; t0 += STL_BATCH / 3)
+	for (uint64_t t0 = 0; t0 < n && rc == ALX_MESHD_EXIT_OK; t0 += STL_BATCH / 3)
 	{
 		uint32_t	k[3 * STL_BATCH];
 		uint64_t	h[STL_BATCH];
 		uint32_t	ids[STL_BATCH];
-		int			nt = (int) ((count - t0) < STL_BATCH / 3 ? (count - t0) : STL_BATCH / 3);
+		int			nt = (int) ((n - t0) < STL_BATCH / 3 ? (n - t0) : STL_BATCH / 3);
 		int			nv = 3 * nt;
 
 		/* keep the table at most half full */
-		if ((w->used + nv) * 2 > w->size && !weld_resize(w, w->size * 2))
+		if ((w.used + nv) * 2 > w.size && !weld_resize(&w, w.size * 2))
 		{
 			snprintf(err, errlen, "out of memory while welding vertices");
-			return ALX_MESHD_EXIT_TOO_LARGE;
+			rc = ALX_MESHD_EXIT_TOO_LARGE;
+			break;
 		}
 		/* the records a few batches ahead: the input streams from memory */
-		if (t0 + 4 * (STL_BATCH / 3) < count)
+		if (t0 + 4 * (STL_BATCH / 3) < n)
 		{
-			const unsigned char *ahead = recs + 50 * (t0 + 4 * (STL_BATCH / 3));
+			const unsigned char *ahead = buf + 84 + 50 * (t0 + 4 * (STL_BATCH / 3));
 
 			for (int b = 0; b < 50 * (STL_BATCH / 3); b += 64)
 				__builtin_prefetch(ahead + b);
 		}
 		for (int j = 0; j < nv; j++)
 		{
-			const unsigned char *v = recs + 50 * (t0 + (uint64_t) (j / 3)) + 12 + 12 * (j % 3);
+			const unsigned char *v = buf + 84 + 50 * (t0 + (uint64_t) (j / 3)) + 12 + 12 * (j % 3);
 
 			for (int c = 0; c < 3; c++)
 			{
@@ -246,113 +233,20 @@ stl_records(StlWeld *w, AlxGeom *g, double scale, const unsigned char *recs,
 				k[3 * j + c] = (u == 0x80000000u) ? 0 : u;	/* -0 is +0 */
 			}
 			h[j] = key_hash(&k[3 * j]);
-			__builtin_prefetch(&w->slot[h[j] & (w->size - 1)]);
+			__builtin_prefetch(&w.slot[h[j] & (w.size - 1)]);
 		}
-		if (!weld_batch(w, g, scale, k, h, nv, ids))
-			return geom_error(g, err, errlen);
+		if (!weld_batch(&w, g, scale, k, h, nv, ids))
+		{
+			rc = geom_error(g, err, errlen);
+			break;
+		}
 		for (int t = 0; t < nt; t++)
 			if (!AlxGeomAddTriangle(g, ids[3 * t], ids[3 * t + 1], ids[3 * t + 2]))
-				return geom_error(g, err, errlen);
+			{
+				rc = geom_error(g, err, errlen);
+				break;
+			}
 	}
-	return ALX_MESHD_EXIT_OK;
-}
-
-int
-AlxStlBinaryLoad(AlxGeom *g, const unsigned char *buf, size_t len, double scale,
-				 char *err, size_t errlen)
-{
-	uint64_t	n;
-	StlWeld		w = {0};
-	int			rc;
-
-	rc = stl_count(buf, len, &n, err, errlen);
-	if (rc == ALX_MESHD_EXIT_OK)
-		rc = stl_begin(g, n, &w, err, errlen);
-	if (rc == ALX_MESHD_EXIT_OK)
-		rc = stl_records(&w, g, scale, buf + 84, n, err, errlen);
-	free(w.slot);
-	return rc;
-}
-
-/* Read exactly want bytes (fewer only at end of file); -1 on an error. */
-static ssize_t
-read_full(int fd, unsigned char *buf, size_t want)
-{
-	size_t		got = 0;
-
-	while (got < want)
-	{
-		ssize_t		r = read(fd, buf + got, want - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0)
-			break;
-		got += (size_t) r;
-	}
-	return (ssize_t) got;
-}
-
-int
-AlxStlBinaryLoadFd(AlxGeom *g, const unsigned char *head, int fd, size_t len,
-				   double scale, char *err, size_t errlen)
-{
-	uint64_t	n;
-	uint64_t	done = 0;
-	StlWeld		w = {0};
-	unsigned char *chunk = NULL;
-	unsigned char extra;
-	int			rc;
-
-	rc = stl_count(head, len, &n, err, errlen);
-	if (rc == ALX_MESHD_EXIT_OK)
-		rc = stl_begin(g, n, &w, err, errlen);
-	if (rc == ALX_MESHD_EXIT_OK && (chunk = malloc(50 * STL_CHUNK)) == NULL)
-	{
-		snprintf(err, errlen, "out of memory while reading the input");
-		rc = ALX_MESHD_EXIT_TOO_LARGE;
-	}
-	while (rc == ALX_MESHD_EXIT_OK && done < n)
-	{
-		uint64_t	count = (n - done) < STL_CHUNK ? (n - done) : STL_CHUNK;
-		ssize_t		got = read_full(fd, chunk, 50 * count);
-
-		if (got < 0)
-		{
-			snprintf(err, errlen, "could not read the input");
-			rc = ALX_MESHD_EXIT_INTERNAL;
-		}
-		else if ((uint64_t) got < 50 * count)
-		{
-			snprintf(err, errlen, "binary STL is truncated: %llu of its %zu bytes",
-					 (unsigned long long) (84 + 50 * done + (uint64_t) got), len);
-			rc = ALX_MESHD_EXIT_BAD_FILE;
-		}
-		else
-		{
-			rc = stl_records(&w, g, scale, chunk, count, err, errlen);
-			done += count;
-		}
-	}
-	/* the size was announced: a byte more is over the limit, as read_all() says */
-	if (rc == ALX_MESHD_EXIT_OK)
-	{
-		ssize_t		more = read_full(fd, &extra, 1);
-
-		if (more < 0)
-		{
-			snprintf(err, errlen, "could not read the input");
-			rc = ALX_MESHD_EXIT_INTERNAL;
-		}
-		else if (more > 0)
-		{
-			snprintf(err, errlen, "input is larger than %zu bytes", len);
-			rc = ALX_MESHD_EXIT_TOO_LARGE;
-		}
-	}
-	free(chunk);
 	free(w.slot);
 	return rc;
 }

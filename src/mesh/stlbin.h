@@ -24,12 +24,4 @@
 extern int	AlxStlBinaryLoad(AlxGeom *g, const unsigned char *buf, size_t len,
 							 double scale, char *err, size_t errlen);
 
-/*
- * The same, streamed: head holds the 84-byte header, the records are read
- * from fd (1 MB at a time) as they are welded, and then fd must be at its
- * end: len is the size the caller announced.  No buffer of the whole file.
- */
-extern int	AlxStlBinaryLoadFd(AlxGeom *g, const unsigned char *head, int fd,
-							   size_t len, double scale, char *err, size_t errlen);
-
 #endif							/* ALX_STLBIN_H */
