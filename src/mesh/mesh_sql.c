@@ -629,13 +629,13 @@ helper_read_err(Helper *h)
 
 /* Hash the next piece of the input while the helper works; true if more is left. */
 static bool
-helper_hash_some(Helper *h, const char *data, size_t len, size_t piece)
+helper_hash_some(Helper *h, const char *data, size_t len)
 {
 	size_t		n;
 
 	if (h->sha == NULL || h->sha_done == len)
 		return false;
-	n = Min(len - h->sha_done, piece);
+	n = Min(len - h->sha_done, (size_t) 4 * 1024 * 1024);
 	if (pg_cryptohash_update(h->sha, (const uint8 *) data + h->sha_done, n) < 0)
 		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(h->sha));
 	h->sha_done += n;
@@ -673,7 +673,7 @@ helper_wait(Helper *h, instr_time start, long wall_ms, const char *data, size_t 
 		}
 		/* the helper waits for its input: feed it first, hash once it is fed */
 		helper_feed(h, data, len);
-		more_hashing = h->fd_in < 0 && helper_hash_some(h, data, len, 4 * 1024 * 1024);
+		more_hashing = h->fd_in < 0 && helper_hash_some(h, data, len);
 
 		if (h->fd_out < 0 && h->fd_err < 0)
 		{
@@ -865,7 +865,7 @@ run_helper(const char *data, size_t len, const char *format, const char *unit,
 	if (!h.timed_out && h.reaped && h.feed_errno == 0 &&
 		WIFEXITED(h.status) && WEXITSTATUS(h.status) == 0)
 	{
-		while (helper_hash_some(&h, data, len, 4 * 1024 * 1024))
+		while (helper_hash_some(&h, data, len))
 			CHECK_FOR_INTERRUPTS();
 	}
 	INSTR_TIME_SET_CURRENT(now);

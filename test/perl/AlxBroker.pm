@@ -17,6 +17,7 @@ use warnings FATAL => 'all';
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use JSON::PP;
+use AlxTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -30,21 +31,11 @@ my @all;
 sub new
 {
 	my ($class, %opts) = @_;
-	my $port;
 	# The node also needs port+10000 for Erlang distribution, and both must
-	# lie below the kernel's ephemeral range (32768 and up): an outgoing
-	# connection may take a free ephemeral port before the node binds it
-	# (dist_port_already_used, seen in CI).  get_free_port() walks up from
-	# the last port it assigned: start the walk low enough.
-	for (1 .. 50)
-	{
-		$PostgreSQL::Test::Cluster::last_port_assigned = 10200 + int(rand(12000))
-		  if $PostgreSQL::Test::Cluster::last_port_assigned + 10000 >= 32700;
-		$port = PostgreSQL::Test::Cluster::get_free_port();
-		last if $port + 10000 < 32768
-		  && PostgreSQL::Test::Cluster::can_bind('127.0.0.1', $port + 10000);
-	}
-	die "no free port pair below 22768 for a RabbitMQ node" unless $port + 10000 < 32768;
+	# lie below the kernel's ephemeral range (an outgoing connection may take
+	# a free ephemeral port before the node binds it: dist_port_already_used,
+	# seen in CI).
+	my $port = AlxTest::low_free_port(pair => 10000);
 	my $self = bless {
 		name => $opts{name} // sprintf('alxt%d_%d', $$, ++$count),
 		port => $port,

@@ -124,13 +124,23 @@ sub poll_value
 # A free TCP port below the kernel's ephemeral range (32768 and up), for a
 # server the test starts itself: get_free_port() picks from 49152 up, where
 # an outgoing connection may take the port between the check and the bind.
+# pair => N: port + N must be free and below that range too (a RabbitMQ
+# node's Erlang distribution port is its AMQP port + 10000).
 sub low_free_port
 {
-	$PostgreSQL::Test::Cluster::last_port_assigned = 10200 + int(rand(12000))
-	  if $PostgreSQL::Test::Cluster::last_port_assigned >= 32000;
-	my $port = PostgreSQL::Test::Cluster::get_free_port();
-	die "no free port below 32768" if $port >= 32768;
-	return $port;
+	my (%opt) = @_;
+	my $pair = $opt{pair} // 0;
+	for (1 .. 50)
+	{
+		# get_free_port() walks up from the last port it assigned: start low
+		$PostgreSQL::Test::Cluster::last_port_assigned = 10200 + int(rand(12000))
+		  if $PostgreSQL::Test::Cluster::last_port_assigned + $pair >= 32700;
+		my $port = PostgreSQL::Test::Cluster::get_free_port();
+		return $port
+		  if $port + $pair < 32768
+		  && ($pair == 0 || PostgreSQL::Test::Cluster::can_bind('127.0.0.1', $port + $pair));
+	}
+	die "no free port" . ($pair ? " pair (+$pair)" : '') . " below 32768";
 }
 
 1;
