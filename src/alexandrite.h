@@ -52,10 +52,12 @@ typedef struct AlxSavedUser
 	Oid			userid;
 	int			sec_context;
 	int			guc_nestlevel;	/* of the pinned search_path; 0: none */
+	bool		pushed;			/* the pinned path is an override (AlxBecomeOwnerInCall) */
 } AlxSavedUser;
 
 extern Oid	AlxExtensionOwner(void);
 extern void AlxBecomeOwner(AlxSavedUser *save);
+extern void AlxBecomeOwnerInCall(AlxSavedUser *save);
 extern bool AlxBecomeOwnerIfInstalled(AlxSavedUser *save);
 extern void AlxRestoreUser(const AlxSavedUser *save);
 

@@ -82,7 +82,7 @@ AlxPlanRun(AlxPlan *plan, int outbox_table, Datum *values, const char *nulls,
 void
 AlxCoreBegin(AlxSavedUser *save)
 {
-	AlxBecomeOwner(save);
+	AlxBecomeOwnerInCall(save);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 }
