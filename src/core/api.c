@@ -188,7 +188,7 @@ AlxOrderRelease(AlxOrderRow *row, const char *actor)
 						row->id, AlxStatusNames[row->status]),
 				 errhint("Only assigned orders go back to the pool; production has started on the others.")));
 	values[0] = Int64GetDatum(row->id);
-	AlxPlanRun(&back_plan, 0, values, NULL, false, 1);
+	AlxPlanRun(&back_plan, values, NULL, false, 1);
 	if (SPI_processed == 1)
 	{
 		char	   *s = AlxSpiText(0, 1);

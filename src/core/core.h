@@ -103,16 +103,15 @@ typedef struct AlxJson
 /* plans.c: statements prepared once per backend, run as the owner */
 typedef struct AlxPlan
 {
-	const char *sql;			/* "%d" (if any) is the outbox table number */
+	const char *sql;
 	int			nargs;
 	Oid			argtypes[32];
-	SPIPlanPtr	plans[3];		/* one per outbox table when sql has %d */
-	int			per_table;		/* 0: not known yet; 1: sql has %d; -1: not */
+	SPIPlanPtr	plan;			/* prepared and kept on first use */
 } AlxPlan;
 
-extern SPIPlanPtr AlxPlanGet(AlxPlan *plan, int outbox_table);
-extern int	AlxPlanRun(AlxPlan *plan, int outbox_table, Datum *values,
-					   const char *nulls, bool read_only, long count);
+extern SPIPlanPtr AlxPlanGet(AlxPlan *plan);
+extern int	AlxPlanRun(AlxPlan *plan, Datum *values, const char *nulls, bool read_only,
+					   long count);
 extern void AlxCoreBegin(AlxSavedUser *save);
 extern void AlxCoreEnd(const AlxSavedUser *save);
 extern char *AlxCallerName(void);

@@ -6,9 +6,10 @@
  * The order's id, times and due date (the SLA policy, from the per-backend
  * cache of src/sla/sla.c) and its order.created event are computed here;
  * one statement inserts the order (ON CONFLICT on external_ref: a retry
- * writes nothing), its first order_events row and the event, and checks in
- * the same statement that the model and alloy exist.  Only when it writes
- * nothing does create_order look further: the order that already exists
+ * writes nothing) and its first order_events row, and checks in the same
+ * statement that the model and alloy exist; when it wrote them, the event
+ * follows (AlxOutboxWrite).  Only when it writes nothing does create_order
+ * look further: the order that already exists
  * (a retry: its id), or the reason (the model, or a concurrent retry).
  *
  * IDENTIFICATION
@@ -33,8 +34,9 @@
 #include "sla/sla.h"
 
 /*
- * The order, its first history row and order.created, in one statement.
- * ON CONFLICT makes a retry (or a concurrent one) write nothing.  An order
+ * The order and its first history row in one statement, then order.created
+ * (AlxOutboxWrite) when the statement wrote them.  ON CONFLICT makes a
+ * retry (or a concurrent one) write nothing.  An order
  * without a model (the usual case) inserts VALUES; with a model the insert
  * checks in the same statement that the mesh exists and the alloy is
  * active, and writes nothing otherwise.
@@ -45,12 +47,10 @@
 	"                   created_at, sla_due_at, updated_at, status_changed_at, event_seq) " \
 	source \
 	"           ON CONFLICT ON CONSTRAINT orders_external_ref_key DO NOTHING" \
-	"           RETURNING o.id)," \
-	"     e AS (INSERT INTO alexandrite.order_events" \
-	"                  (order_id, from_status, to_status, at, actor, traceparent)" \
-	"           SELECT o.id, NULL, 'new', $8, $10, $11 FROM o) " \
-	ALX_OUTBOX_INSERT \
-	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', $12, 1, 'order.created', $13, $14 FROM o"
+	"           RETURNING o.id) " \
+	"INSERT INTO alexandrite.order_events" \
+	"       (order_id, from_status, to_status, at, actor, traceparent) " \
+	"SELECT o.id, NULL, 'new', $8, $10, $11 FROM o"
 #define CREATE_VALUES \
 	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $8, 1)"
 #define CREATE_SELECT(checks) \
@@ -62,13 +62,13 @@
 	"              WHERE m.code OPERATOR(pg_catalog.=) $6 AND m.active)"
 #define CREATE_TYPES \
 	INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID, \
-	TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID
+	TIMESTAMPTZOID, TEXTOID, TEXTOID
 
 static AlxPlan create_plans[4] = {
-	{CREATE_SQL(CREATE_VALUES), 14, {CREATE_TYPES}},
-	{CREATE_SQL(CREATE_SELECT(MESH_CHECK)), 14, {CREATE_TYPES}},
-	{CREATE_SQL(CREATE_SELECT(MATERIAL_CHECK)), 14, {CREATE_TYPES}},
-	{CREATE_SQL(CREATE_SELECT(MESH_CHECK MATERIAL_CHECK)), 14, {CREATE_TYPES}}
+	{CREATE_SQL(CREATE_VALUES), 11, {CREATE_TYPES}},
+	{CREATE_SQL(CREATE_SELECT(MESH_CHECK)), 11, {CREATE_TYPES}},
+	{CREATE_SQL(CREATE_SELECT(MATERIAL_CHECK)), 11, {CREATE_TYPES}},
+	{CREATE_SQL(CREATE_SELECT(MESH_CHECK MATERIAL_CHECK)), 11, {CREATE_TYPES}}
 };
 
 static AlxPlan existing_plan = {
@@ -104,7 +104,7 @@ AlxCheckOrderModel(bool has_mesh, int64 mesh_id, const char *material)
 	if (has_mesh)
 	{
 		values[0] = Int64GetDatum(mesh_id);
-		AlxPlanRun(&mesh_plan, 0, values, NULL, true, 1);
+		AlxPlanRun(&mesh_plan, values, NULL, true, 1);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -114,7 +114,7 @@ AlxCheckOrderModel(bool has_mesh, int64 mesh_id, const char *material)
 	if (material != NULL)
 	{
 		values[0] = CStringGetTextDatum(material);
-		AlxPlanRun(&material_plan, 0, values, NULL, true, 1);
+		AlxPlanRun(&material_plan, values, NULL, true, 1);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -136,7 +136,7 @@ existing_order(const char *external_ref, const char *channel, const char *custom
 	char	   *cu;
 
 	values[0] = CStringGetTextDatum(external_ref);
-	AlxPlanRun(&existing_plan, 0, values, NULL, false, 1);
+	AlxPlanRun(&existing_plan, values, NULL, false, 1);
 	if (SPI_processed == 0)
 		return false;
 	*id = AlxSpiInt8(0, 1, &isnull);
@@ -266,8 +266,8 @@ alexandrite_create_order(PG_FUNCTION_ARGS)
 		Jsonb	   *headers = AlxOutboxHeaders(NULL);
 		Jsonb	   *event;
 		char		idbuf[32];
-		Datum		values[14];
-		char		nulls[14];
+		Datum		values[11];
+		char		nulls[11];
 
 		id = next_order_id();
 		snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, id);
@@ -290,13 +290,14 @@ alexandrite_create_order(PG_FUNCTION_ARGS)
 		values[9] = CStringGetTextDatum(actor);
 		values[10] = (alx_traceparent && alx_traceparent[0]) ? CStringGetTextDatum(alx_traceparent) : (Datum) 0;
 		nulls[10] = (alx_traceparent && alx_traceparent[0]) ? ' ' : 'n';
-		values[11] = CStringGetTextDatum(idbuf);
-		values[12] = JsonbPGetDatum(event);
-		values[13] = JsonbPGetDatum(headers);
-		AlxPlanRun(&create_plans[(has_mesh ? 1 : 0) + (material ? 2 : 0)],
-				   AlxOutboxCurrentTable(), values, nulls, false, 0);
+		AlxPlanRun(&create_plans[(has_mesh ? 1 : 0) + (material ? 2 : 0)], values, nulls, false, 0);
 		if (SPI_processed == 1)
+		{
+			/* the new row is the order's lock: its first event, seq 1 */
+			(void) AlxOutboxWrite(AlxOutboxCurrentTable(), "order", idbuf, 1, "order.created",
+								  event, headers);
 			AlxOutboxWakeupAtCommit();
+		}
 		else if (!existing_order(ext, channel, customer, &id))
 			refuse(CREATE_OK, channel, has_mesh, mesh_id, material, ext);
 	}

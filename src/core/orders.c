@@ -47,25 +47,28 @@ static AlxPlan lock_plan = {
 	1, {INT8OID}
 };
 
-/* the status write: order row, order_events row (u, e) */
+/*
+ * The status write: the order row (u), then the order_events row, the
+ * statement's result (one row when the order was written); its events
+ * follow (AlxOutboxWrite).
+ */
 #define STATUS_WITH \
 	"WITH u AS (UPDATE alexandrite.orders o" \
 	"              SET status = $2::alexandrite.order_status, operator_id = $3, price = $4," \
 	"                  updated_at = $5, status_changed_at = $5, event_seq = $6" \
-	"            WHERE o.id OPERATOR(pg_catalog.=) $1 RETURNING o.id)," \
-	"     e AS (INSERT INTO alexandrite.order_events" \
-	"                  (order_id, from_status, to_status, at, actor, traceparent)" \
-	"           SELECT u.id, $7::alexandrite.order_status, $2::alexandrite.order_status, $5, $8, $9" \
-	"             FROM u)"
+	"            WHERE o.id OPERATOR(pg_catalog.=) $1 RETURNING o.id)"
+#define STATUS_HISTORY \
+	"INSERT INTO alexandrite.order_events" \
+	"       (order_id, from_status, to_status, at, actor, traceparent) " \
+	"SELECT u.id, $7::alexandrite.order_status, $2::alexandrite.order_status, $5, $8, $9" \
+	"  FROM u"
 #define STATUS_TYPES \
 	INT8OID, TEXTOID, TEXTOID, NUMERICOID, TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID, \
-	TEXTOID, TEXTOID, JSONBOID, JSONBOID
+	TEXTOID
 
-/* ... and its order.status_changed event */
 static AlxPlan status_plan = {
-	STATUS_WITH " " ALX_OUTBOX_INSERT
-	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', $10, $6, 'order.status_changed', $11, $12 FROM u",
-	12, {STATUS_TYPES}
+	STATUS_WITH " " STATUS_HISTORY,
+	9, {STATUS_TYPES}
 };
 
 /*
@@ -77,61 +80,52 @@ static AlxPlan status_plan = {
 static AlxPlan status_load_plan = {
 	STATUS_WITH ","
 	"     d AS (INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)"
-	"           SELECT $13, NULL WHERE $13 IS NOT NULL"
+	"           SELECT $10, NULL WHERE $10 IS NOT NULL"
 	"           ON CONFLICT ON CONSTRAINT operator_load_pkey"
 	"           DO UPDATE SET open_orders = CASE WHEN l.open_orders OPERATOR(pg_catalog.>) 0"
 	"                                            THEN l.open_orders OPERATOR(pg_catalog.-) 1 END),"
 	"     i AS (INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)"
-	"           SELECT $14, NULL WHERE $14 IS NOT NULL"
+	"           SELECT $11, NULL WHERE $11 IS NOT NULL"
 	"           ON CONFLICT ON CONSTRAINT operator_load_pkey"
 	"           DO UPDATE SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1) "
-	ALX_OUTBOX_INSERT
-	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', $10, $6, 'order.status_changed', $11, $12 FROM u",
-	14, {STATUS_TYPES, TEXTOID, TEXTOID}
+	STATUS_HISTORY,
+	11, {STATUS_TYPES, TEXTOID, TEXTOID}
 };
 
-/*
- * ... for price_order: with the quote row, and two events, status_changed
- * then priced (the ids are taken after the sort, in seq order)
- */
+/* ... for price_order: with the quote row (two events follow) */
 static AlxPlan priced_plan = {
 	STATUS_WITH ","
 	"     q AS (INSERT INTO alexandrite.quotes"
 	"                  (order_id, mesh_id, mesh_sha256, material, options, price_list_version, total,"
 	"                   currency, metal_weight_g, metal_cost, labour_cost, finishing_cost, needs_review,"
 	"                   breakdown, created_by)"
-	"           SELECT u.id, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27"
+	"           SELECT u.id, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23"
 	"             FROM u) "
-	ALX_OUTBOX_INSERT
-	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', $10, v.seq, v.event_type, v.payload, $12"
-	"  FROM u, (VALUES ($6 OPERATOR(pg_catalog.-) 1, 'order.status_changed', $11),"
-	"                  ($6, 'order.priced', $13)) v(seq, event_type, payload)"
-	" ORDER BY v.seq",
-	27, {STATUS_TYPES, JSONBOID,
+	STATUS_HISTORY,
+	23, {STATUS_TYPES,
 		INT8OID, BYTEAOID, TEXTOID, JSONBOID, INT8OID, NUMERICOID, TEXTOID, NUMERICOID,
 	NUMERICOID, NUMERICOID, NUMERICOID, BOOLOID, JSONBOID, TEXTOID}
 };
 
-/* escalation: the breach row, the order's event_seq, order.sla_breached */
+/* escalation: the breach row and the order's event_seq (order.sla_breached follows) */
 static AlxPlan breach_plan = {
 	"WITH b AS (INSERT INTO alexandrite.sla_breaches AS b"
 	"                  (order_id, sla_due_at, breached_at, status_at_breach, operator_id)"
 	"           VALUES ($1, $2, $3, $4::alexandrite.order_status, $5)"
-	"           ON CONFLICT ON CONSTRAINT sla_breaches_pkey DO NOTHING RETURNING b.order_id),"
-	"     u AS (UPDATE alexandrite.orders o SET event_seq = $6 FROM b"
-	"            WHERE o.id OPERATOR(pg_catalog.=) b.order_id RETURNING o.id) "
-	ALX_OUTBOX_INSERT
-	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', $7, $6, 'order.sla_breached', $8, $9 FROM u",
-	9, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, JSONBOID}
+	"           ON CONFLICT ON CONSTRAINT sla_breaches_pkey DO NOTHING RETURNING b.order_id) "
+	"UPDATE alexandrite.orders o SET event_seq = $6 FROM b"
+	" WHERE o.id OPERATOR(pg_catalog.=) b.order_id",
+	6, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, INT8OID}
 };
 
 /*
  * A status change in one statement (AlxOrderSetStatus): lock the row (p),
  * check the move against the allowed origins ($5, from the cached state
- * machine), update, history row, event (its payload built and checked by
- * the same C code as the two-step write's, order_status_payload).  No row
- * when the order is missing, already in the status, or not allowed to
- * move; the caller then takes the two-step path, which explains.
+ * machine), update, history row; the result is the event's seq and payload
+ * (built and checked by the same C code as the two-step write's,
+ * order_status_payload), which AlxOutboxWrite then writes.  No row when the
+ * order is missing, already in the status, or not allowed to move; the
+ * caller then takes the two-step path, which explains.
  */
 static AlxPlan fast_status_plan = {
 	"WITH p AS (SELECT o.id, o.status, o.external_ref, o.operator_id, o.sla_due_at, o.event_seq"
@@ -151,11 +145,9 @@ static AlxPlan fast_status_plan = {
 	"     e AS (INSERT INTO alexandrite.order_events"
 	"                  (order_id, from_status, to_status, at, actor, traceparent)"
 	"           SELECT u.id, u.from_status, $2::alexandrite.order_status, $4, $7, $8 FROM u) "
-	ALX_OUTBOX_INSERT
-	"SELECT " ALX_OUTBOX_NEXT_ID ", 'order', u.id::pg_catalog.text, u.event_seq, 'order.status_changed',"
+	"SELECT u.event_seq,"
 	"       alexandrite.order_status_payload(u.id, u.external_ref, u.from_status::pg_catalog.text,"
-	"                                        $2, $4, $7, u.operator_id, u.sla_due_at, $9),"
-	"       $9"
+	"                                        $2, $4, $7, u.operator_id, u.sla_due_at, $9)"
 	"  FROM u",
 	9, {INT8OID, TEXTOID, BOOLOID, TIMESTAMPTZOID, TEXTARRAYOID, BOOLOID, TEXTOID,
 	TEXTOID, JSONBOID}
@@ -329,7 +321,7 @@ AlxOrderLock(int64 order_id, AlxOrderRow *row, bool missing_ok)
 	Datum		values[1];
 
 	values[0] = Int64GetDatum(order_id);
-	AlxPlanRun(&lock_plan, 0, values, NULL, false, 1);
+	AlxPlanRun(&lock_plan, values, NULL, false, 1);
 	if (SPI_processed != 1)
 	{
 		if (missing_ok)
@@ -423,11 +415,11 @@ alexandrite_order_status_payload(PG_FUNCTION_ARGS)
  * gcc's -Wclobbered flags PG_FINALLY and a PG_TRY in a long function.
  */
 static void
-run_with_load_mark(AlxCoreLoadMark *mark, int t, Datum *values, char *nulls)
+run_with_load_mark(AlxCoreLoadMark *mark, Datum *values, char *nulls)
 {
 	PG_TRY();
 	{
-		AlxPlanRun(&status_load_plan, t, values, nulls, false, 0);
+		AlxPlanRun(&status_load_plan, values, nulls, false, 0);
 	}
 	PG_CATCH();
 	{
@@ -440,8 +432,8 @@ run_with_load_mark(AlxCoreLoadMark *mark, int t, Datum *values, char *nulls)
 
 /*
  * Changes the status (and holder, and for price_order the price) of a
- * locked order: one UPDATE, one order_events row, order.status_changed
- * (and order.priced when the price is set), in one statement.
+ * locked order: one UPDATE and one order_events row in one statement, then
+ * order.status_changed (and order.priced when the price is set).
  */
 void
 AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
@@ -454,8 +446,8 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	Jsonb	   *changed;
 	Jsonb	   *priced = NULL;
 	AlxJson		j;
-	Datum		values[27];
-	char		nulls[27];
+	Datum		values[23];
+	char		nulls[23];
 	int			t;
 	const char *old_holder;
 	const char *new_holder;
@@ -493,9 +485,6 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	values[7] = CStringGetTextDatum(chg->actor);
 	values[8] = (alx_traceparent && alx_traceparent[0]) ? CStringGetTextDatum(alx_traceparent) : (Datum) 0;
 	nulls[8] = (alx_traceparent && alx_traceparent[0]) ? ' ' : 'n';
-	values[9] = CStringGetTextDatum(idbuf);
-	values[10] = JsonbPGetDatum(changed);
-	values[11] = JsonbPGetDatum(headers);
 
 	t = AlxOutboxCurrentTable();
 	old_holder = ALX_STATUS_OPEN(row->status) ? row->operator_id : NULL;
@@ -506,25 +495,32 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	{
 		AlxCoreLoadMark mark;
 
-		values[12] = old_holder ? CStringGetTextDatum(old_holder) : (Datum) 0;
-		nulls[12] = old_holder ? ' ' : 'n';
-		values[13] = new_holder ? CStringGetTextDatum(new_holder) : (Datum) 0;
-		nulls[13] = new_holder ? ' ' : 'n';
+		values[9] = old_holder ? CStringGetTextDatum(old_holder) : (Datum) 0;
+		nulls[9] = old_holder ? ' ' : 'n';
+		values[10] = new_holder ? CStringGetTextDatum(new_holder) : (Datum) 0;
+		nulls[10] = new_holder ? ' ' : 'n';
 		AlxCoreLoadBegin(&mark, row->id, old_holder, new_holder);
-		run_with_load_mark(&mark, t, values, nulls);
+		run_with_load_mark(&mark, values, nulls);
 	}
 	else if (!chg->set_price)
-		AlxPlanRun(&status_plan, t, values, nulls, false, 0);
+		AlxPlanRun(&status_plan, values, nulls, false, 0);
 	else
 	{
-		values[12] = JsonbPGetDatum(priced);
 		Assert(chg->quote != NULL);
-		memcpy(&values[13], chg->quote->values, sizeof(Datum) * 14);
-		memcpy(&nulls[13], chg->quote->nulls, 14);
-		AlxPlanRun(&priced_plan, t, values, nulls, false, 0);
+		memcpy(&values[9], chg->quote->values, sizeof(Datum) * 14);
+		memcpy(&nulls[9], chg->quote->nulls, 14);
+		AlxPlanRun(&priced_plan, values, nulls, false, 0);
 	}
-	if (SPI_processed != (chg->set_price ? 2 : 1))
+	if (SPI_processed != 1)
 		elog(ERROR, "order " INT64_FORMAT " was not written", row->id);
+	/* the locked row orders them: status_changed, then priced */
+	if (chg->set_price)
+	{
+		(void) AlxOutboxWrite(t, "order", idbuf, seq - 1, "order.status_changed", changed, headers);
+		(void) AlxOutboxWrite(t, "order", idbuf, seq, "order.priced", priced, headers);
+	}
+	else
+		(void) AlxOutboxWrite(t, "order", idbuf, seq, "order.status_changed", changed, headers);
 
 	row->status = chg->to_status;
 	row->operator_id = chg->operator_id ? pstrdup(chg->operator_id) : NULL;
@@ -548,6 +544,7 @@ AlxOrderSetStatus(int64 order_id, AlxStatus to, const char *actor)
 	int			norigins = 0;
 	Datum		values[9];
 	char		nulls[9];
+	int			t;
 	AlxOrderRow row;
 	AlxOrderChange chg;
 
@@ -568,9 +565,18 @@ AlxOrderSetStatus(int64 order_id, AlxStatus to, const char *actor)
 		values[7] = (alx_traceparent && alx_traceparent[0]) ? CStringGetTextDatum(alx_traceparent) : (Datum) 0;
 		nulls[7] = (alx_traceparent && alx_traceparent[0]) ? ' ' : 'n';
 		values[8] = JsonbPGetDatum(headers);
-		AlxPlanRun(&fast_status_plan, AlxOutboxCurrentTable(), values, nulls, false, 0);
+		t = AlxOutboxCurrentTable();
+		AlxPlanRun(&fast_status_plan, values, nulls, false, 0);
 		if (SPI_processed == 1)
 		{
+			bool		isnull;
+			char		idbuf[32];
+			int64		seq = AlxSpiInt8(0, 1, &isnull);
+			Datum		payload = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+			snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, order_id);
+			(void) AlxOutboxWrite(t, "order", idbuf, seq, "order.status_changed",
+								  DatumGetJsonbP(payload), headers);
 			AlxOutboxWakeupAtCommit();
 			return;
 		}
@@ -606,8 +612,8 @@ AlxOrderWriteBreach(AlxOrderRow *row, TimestampTz breached_at)
 	Jsonb	   *headers = AlxOutboxHeaders(NULL);
 	Jsonb	   *payload;
 	AlxJson		j;
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[6];
+	char		nulls[6];
 
 	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, row->id);
 	AlxJsonBegin(&j);
@@ -629,12 +635,11 @@ AlxOrderWriteBreach(AlxOrderRow *row, TimestampTz breached_at)
 	values[4] = row->operator_id ? CStringGetTextDatum(row->operator_id) : (Datum) 0;
 	nulls[4] = row->operator_id ? ' ' : 'n';
 	values[5] = Int64GetDatum(seq);
-	values[6] = CStringGetTextDatum(idbuf);
-	values[7] = JsonbPGetDatum(payload);
-	values[8] = JsonbPGetDatum(headers);
-	AlxPlanRun(&breach_plan, AlxOutboxCurrentTable(), values, nulls, false, 0);
+	AlxPlanRun(&breach_plan, values, nulls, false, 0);
 	if (SPI_processed == 0)
 		return false;
+	(void) AlxOutboxWrite(AlxOutboxCurrentTable(), "order", idbuf, seq, "order.sla_breached",
+						  payload, headers);
 	row->event_seq = seq;
 	AlxOutboxWakeupAtCommit();
 	return true;
@@ -653,7 +658,7 @@ AlxOrderWriteModel(AlxOrderRow *row, bool has_mesh, int64 mesh_id, const char *m
 	values[2] = material ? CStringGetTextDatum(material) : (Datum) 0;
 	nulls[2] = material ? ' ' : 'n';
 	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	AlxPlanRun(&model_plan, 0, values, nulls, false, 0);
+	AlxPlanRun(&model_plan, values, nulls, false, 0);
 	row->has_mesh = has_mesh;
 	row->mesh_id = mesh_id;
 	row->material = material ? pstrdup(material) : NULL;
@@ -670,7 +675,7 @@ AlxOrderNextEventSeq(int64 order_id)
 	bool		isnull;
 
 	values[0] = Int64GetDatum(order_id);
-	AlxPlanRun(&next_seq_plan, 0, values, NULL, false, 0);
+	AlxPlanRun(&next_seq_plan, values, NULL, false, 0);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

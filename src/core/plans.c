@@ -10,8 +10,8 @@
  * it (SPI_prepare_cursor with CURSOR_OPT_GENERIC_PLAN: one generic plan,
  * never re-planned per call) and keeps it (SPI_keepplan); the plan cache
  * re-analyses it by itself when a table it reads changes, including a
- * DROP and CREATE EXTENSION in the same session.  A statement that writes
- * the outbox names its table as "%d" and gets one plan per rotating table.
+ * DROP and CREATE EXTENSION in the same session.  Outbox rows are not
+ * written by statements (src/outbox/write.c).
  *
  * The texts are parsed under the caller's search_path, so every name in
  * them is schema-qualified and every operator is OPERATOR(pg_catalog.x):
@@ -36,30 +36,21 @@
 
 /* Prepares (once per backend) and returns a statement's plan. */
 SPIPlanPtr
-AlxPlanGet(AlxPlan *plan, int outbox_table)
+AlxPlanGet(AlxPlan *plan)
 {
-	int			slot;
-
-	if (plan->per_table == 0)
-		plan->per_table = strstr(plan->sql, "%d") != NULL ? 1 : -1;
-	slot = plan->per_table > 0 ? outbox_table : 0;
-	Assert(slot >= 0 && slot < 3);
-	if (plan->plans[slot] == NULL)
+	if (plan->plan == NULL)
 	{
-		const char *sql = plan->sql;
 		SPIPlanPtr	p;
 
-		if (plan->per_table > 0)
-			sql = psprintf(plan->sql, slot, slot, slot);
-		p = SPI_prepare_cursor(sql, plan->nargs, plan->argtypes, CURSOR_OPT_GENERIC_PLAN);
+		p = SPI_prepare_cursor(plan->sql, plan->nargs, plan->argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (p == NULL)
 			elog(ERROR, "could not prepare an alexandrite statement: %s",
 				 SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(p) != 0)
 			elog(ERROR, "could not keep an alexandrite statement");
-		plan->plans[slot] = p;
+		plan->plan = p;
 	}
-	return plan->plans[slot];
+	return plan->plan;
 }
 
 /*
@@ -67,12 +58,11 @@ AlxPlanGet(AlxPlan *plan, int outbox_table)
  * code: those raise).
  */
 int
-AlxPlanRun(AlxPlan *plan, int outbox_table, Datum *values, const char *nulls,
-		   bool read_only, long count)
+AlxPlanRun(AlxPlan *plan, Datum *values, const char *nulls, bool read_only, long count)
 {
 	int			rc;
 
-	rc = SPI_execute_plan(AlxPlanGet(plan, outbox_table), values, nulls, read_only, count);
+	rc = SPI_execute_plan(AlxPlanGet(plan), values, nulls, read_only, count);
 	if (rc < 0)
 		elog(ERROR, "could not run an alexandrite statement: %s", SPI_result_code_string(rc));
 	return rc;

@@ -88,7 +88,7 @@ load_matrix(void)
 	 * the callback clears the flag again and the next call reloads.
 	 */
 	matrix_valid = true;
-	rc = SPI_execute_snapshot(AlxPlanGet(&load_plan, 0), NULL, NULL,
+	rc = SPI_execute_snapshot(AlxPlanGet(&load_plan), NULL, NULL,
 							  GetLatestSnapshot(), InvalidSnapshot, true, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read alexandrite.status_transitions: %s", SPI_result_code_string(rc));

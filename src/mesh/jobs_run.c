@@ -342,7 +342,7 @@ load_job(int64 job_id, IngestArgs *a, int64 *order_id)
 
 	AlxCoreBegin(&save);
 	values[0] = Int64GetDatum(job_id);
-	AlxPlanRun(&load_plan, 0, values, NULL, true, 1);
+	AlxPlanRun(&load_plan, values, NULL, true, 1);
 	if (SPI_processed == 1)
 	{
 		HeapTuple	t = SPI_tuptable->vals[0];
@@ -383,7 +383,7 @@ record_failure(int64 job_id, int attempts, int64 order_id, const char *filename,
 	values[3] = TimestampTzGetDatum(AlxMeshJobBackoff(GetCurrentTimestamp(), attempts));
 	values[4] = BoolGetDatum(final);
 	AlxCoreBegin(&save);
-	AlxPlanRun(&fail_plan, 0, values, NULL, false, 0);
+	AlxPlanRun(&fail_plan, values, NULL, false, 0);
 	AlxCoreEnd(&save);
 	ereport(LOG,
 			(errmsg("mesh job " INT64_FORMAT " attempt %d failed%s: %s (SQLSTATE %s)",
@@ -457,7 +457,7 @@ AlxMeshJobRun(int64 job_id, int attempts)
 	else
 		nulls[2] = 'n';
 	AlxCoreBegin(&save);
-	AlxPlanRun(&done_plan, 0, values, nulls, false, 0);
+	AlxPlanRun(&done_plan, values, nulls, false, 0);
 	AlxCoreEnd(&save);
 	AlxMeshJobEvent(job_id, "mesh.analyzed", order_id, a.mesh_id, filename, NULL, NULL);
 }

@@ -120,7 +120,7 @@ check_order(int64 order_id, bool *null_priority)
 {
 	char	   *status;
 
-	AlxPlanRun(&order_plan, 0, (Datum[]) {Int64GetDatum(order_id)}, NULL, true, 1);
+	AlxPlanRun(&order_plan, (Datum[]) {Int64GetDatum(order_id)}, NULL, true, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -153,7 +153,7 @@ check_queue_room(int64 len)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, MESH_QUEUE_KEY, 0, 6);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	/* not read-only: a fresh snapshot, which sees every earlier holder's job */
-	AlxPlanRun(&queued_bytes_plan, 0, NULL, NULL, false, 1);
+	AlxPlanRun(&queued_bytes_plan, NULL, NULL, false, 1);
 	queued = AlxSpiInt8(0, 1, &isnull);
 	if (queued > limit)
 		ereport(ERROR,
@@ -234,8 +234,7 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 	}
 	else
 		n[6] = 'n';
-	AlxPlanRun(&known_plan, 0,
-			   (Datum[]) {PointerGetDatum(sha), CStringGetTextDatum(unit),
+	AlxPlanRun(&known_plan, (Datum[]) {PointerGetDatum(sha), CStringGetTextDatum(unit),
 			   Int32GetDatum(ALX_ANALYZER_VERSION)}, NULL, true, 1);
 	if (SPI_processed == 1)
 		known = AlxSpiInt8(0, 1, &isnull);
@@ -251,7 +250,7 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 	v[7] = CStringGetTextDatum(caller);
 	v[8] = Int64GetDatum(known);
 	n[8] = known != 0 ? ' ' : 'n';
-	AlxPlanRun(&insert_plan, 0, v, n, false, 1);
+	AlxPlanRun(&insert_plan, v, n, false, 1);
 	job_id = AlxSpiInt8(0, 1, &isnull);
 	if (known == 0)
 	{
@@ -267,8 +266,7 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 		if (note != NULL)
 		{
 			AlxCoreBegin(&save);
-			AlxPlanRun(&note_plan, 0,
-					   (Datum[]) {Int64GetDatum(job_id), CStringGetTextDatum(note)},
+			AlxPlanRun(&note_plan, (Datum[]) {Int64GetDatum(job_id), CStringGetTextDatum(note)},
 					   NULL, false, 0);
 			AlxCoreEnd(&save);
 		}
@@ -323,7 +321,7 @@ refuse(int64 job_id, const char *verb, bool discard)
 	bool		has_bytes;
 	bool		isnull;
 
-	AlxPlanRun(&job_plan, 0, (Datum[]) {Int64GetDatum(job_id)}, NULL, true, 1);
+	AlxPlanRun(&job_plan, (Datum[]) {Int64GetDatum(job_id)}, NULL, true, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -355,7 +353,7 @@ alexandrite_mesh_job_retry(PG_FUNCTION_ARGS)
 				 errmsg("job_id must not be null")));
 	job_id = PG_GETARG_INT64(0);
 	AlxCoreBegin(&save);
-	AlxPlanRun(&retry_plan, 0, (Datum[]) {Int64GetDatum(job_id)}, NULL, false, 0);
+	AlxPlanRun(&retry_plan, (Datum[]) {Int64GetDatum(job_id)}, NULL, false, 0);
 	if (SPI_processed != 1)
 		refuse(job_id, "retry", false);
 	AlxMeshPoolWakeupAtCommit();
@@ -382,8 +380,7 @@ alexandrite_mesh_job_discard(PG_FUNCTION_ARGS)
 				 errmsg("job_id must not be null")));
 	job_id = PG_GETARG_INT64(0);
 	AlxCoreBegin(&save);
-	AlxPlanRun(&discard_plan, 0,
-			   (Datum[]) {Int64GetDatum(job_id), CStringGetTextDatum(caller)},
+	AlxPlanRun(&discard_plan, (Datum[]) {Int64GetDatum(job_id), CStringGetTextDatum(caller)},
 			   NULL, false, 0);
 	if (SPI_processed != 1)
 		refuse(job_id, "discard", true);

@@ -274,7 +274,7 @@ start_candidate(int64 job_id, bool interrupted, int attempts, int64 order_id,
 	{
 		values[1] = CStringGetTextDatum(MESH_INTERRUPTED_STATE);
 		values[2] = CStringGetTextDatum(MESH_INTERRUPTED_MSG);
-		AlxPlanRun(&interrupted_plan, 0, values, NULL, false, 0);
+		AlxPlanRun(&interrupted_plan, values, NULL, false, 0);
 		ereport(LOG,
 				(errmsg("mesh job " INT64_FORMAT " failed: interrupted in each of its %d attempts",
 						job_id, attempts)));
@@ -293,7 +293,7 @@ start_candidate(int64 job_id, bool interrupted, int attempts, int64 order_id,
 	}
 	else
 		nulls[2] = nulls[3] = 'n';
-	AlxPlanRun(&start_plan, 0, values, nulls, false, 0);
+	AlxPlanRun(&start_plan, values, nulls, false, 0);
 	return true;
 }
 
@@ -351,11 +351,11 @@ claim_job(int *attempt)
 	values[0] = TimestampTzGetDatum(now);
 	/* at most one live job per worker of the cluster, and some interrupted ones */
 	values[1] = Int32GetDatum(Max(alx_mesh_workers, 1) * 2 + 2);
-	AlxPlanRun(&running_plan, 0, values, NULL, false, 0);
+	AlxPlanRun(&running_plan, values, NULL, false, 0);
 	claimed = claim_candidate(now, attempt);
 	if (claimed == 0)
 	{
-		AlxPlanRun(&queued_plan, 0, values, NULL, false, 0);
+		AlxPlanRun(&queued_plan, values, NULL, false, 0);
 		claimed = claim_candidate(now, attempt);
 	}
 	AlxCoreEnd(&save);

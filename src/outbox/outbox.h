@@ -132,13 +132,6 @@ extern void AlxOutboxOrderByWave(AlxMsg *msgs, int n);
 /* payload: the JSON text the relay publishes as the body */
 #define ALX_OUTBOX_PAYLOAD_MAX	(16 * 1024 * 1024)
 
-/* "INSERT INTO alexandrite.outbox_events_%d (...)": an event's columns */
-#define ALX_OUTBOX_INSERT \
-	"INSERT INTO alexandrite.outbox_events_%d (id, aggregate_type, aggregate_id," \
-	" aggregate_seq, event_type, payload, headers) "
-#define ALX_OUTBOX_NEXT_ID \
-	"pg_catalog.nextval('alexandrite.outbox_id_seq'::pg_catalog.regclass)"
-
 extern int	AlxOutboxCurrentTable(void);
 extern Jsonb *AlxOutboxHeaders(Jsonb *given);
 extern void AlxOutboxCheckEvent(const char *aggregate_type, const char *aggregate_id,
@@ -146,6 +139,11 @@ extern void AlxOutboxCheckEvent(const char *aggregate_type, const char *aggregat
 								Jsonb *headers);
 extern void AlxOutboxCheckOwnEvent(const char *aggregate_id, const char *event_type,
 								   Jsonb *payload, Jsonb *headers);
+
+/* write.c: the event row, after the aggregate's lock */
+extern int64 AlxOutboxWrite(int table, const char *aggregate_type, const char *aggregate_id,
+							int64 seq, const char *event_type, Jsonb *payload,
+							Jsonb *headers);
 
 /* emit.c */
 extern void AlxOutboxWakeupAtCommit(void);

@@ -13,8 +13,9 @@
  *   - for an order, the order row itself: orders.event_seq, bumped by the
  *     same UPDATE that changes the order (src/core/orders.c), or here by
  *     outbox_emit('order', id, ...);
- *   - for any other aggregate type, its row in outbox_aggregates (an upsert
- *     in the same statement as the event row).
+ *   - for any other aggregate type, its row in outbox_aggregates (an
+ *     upsert, which locks it).
+ * The row itself is written by AlxOutboxWrite (write.c).
  *
  * Every event is checked against what the relay can publish before it is
  * written: names, a header name of at most 255 bytes (an AMQP short
@@ -56,23 +57,14 @@ static AlxPlan cur_table_plan = {
 	"SELECT r.cur_table FROM alexandrite.outbox_relay r", 0, {InvalidOid}
 };
 
-/* the next seq of a non-order aggregate and its event, in one statement */
-static AlxPlan emit_plan = {
-	"WITH a AS (INSERT INTO alexandrite.outbox_aggregates AS a (aggregate_type, aggregate_id, last_seq)"
-	"           VALUES ($1, $2, 1)"
-	"           ON CONFLICT ON CONSTRAINT outbox_aggregates_pkey"
-	"           DO UPDATE SET last_seq = a.last_seq OPERATOR(pg_catalog.+) 1"
-	"           RETURNING a.last_seq) "
-	ALX_OUTBOX_INSERT
-	"SELECT " ALX_OUTBOX_NEXT_ID ", $1, $2, a.last_seq, $3, $4, $5 FROM a RETURNING id",
-	5, {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID}
-};
-
-/* an event with a known seq (an order's, from orders.event_seq) */
-static AlxPlan insert_plan = {
-	ALX_OUTBOX_INSERT
-	"VALUES (" ALX_OUTBOX_NEXT_ID ", $1, $2, $3, $4, $5, $6) RETURNING id",
-	6, {TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, JSONBOID}
+/* the next seq of a non-order aggregate, its row locked until commit */
+static AlxPlan aggregate_seq_plan = {
+	"INSERT INTO alexandrite.outbox_aggregates AS a (aggregate_type, aggregate_id, last_seq)"
+	" VALUES ($1, $2, 1)"
+	" ON CONFLICT ON CONSTRAINT outbox_aggregates_pkey"
+	" DO UPDATE SET last_seq = a.last_seq OPERATOR(pg_catalog.+) 1"
+	" RETURNING a.last_seq",
+	2, {TEXTOID, TEXTOID}
 };
 
 /* The rotating table that takes new events (inside an SPI connection). */
@@ -86,7 +78,7 @@ AlxOutboxCurrentTable(void)
 		bool		isnull;
 		int64		t;
 
-		AlxPlanRun(&cur_table_plan, 0, NULL, NULL, true, 1);
+		AlxPlanRun(&cur_table_plan, NULL, NULL, true, 1);
 		t = SPI_processed == 1 ? AlxSpiInt8(0, 1, &isnull) : 0;
 		cur_table = (t >= 0 && t < 3) ? (int) t : 0;
 		cur_table_at = now;
@@ -455,6 +447,7 @@ alexandrite_outbox_emit(PG_FUNCTION_ARGS)
 	Jsonb	   *headers;
 	AlxSavedUser save;
 	int64		id;
+	int64		seq;
 	int			t;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
@@ -471,36 +464,20 @@ alexandrite_outbox_emit(PG_FUNCTION_ARGS)
 	AlxCoreBegin(&save);
 	t = AlxOutboxCurrentTable();
 	if (strcmp(agg_type, "order") == 0)
-	{
-		Datum		values[6];
-		int64		seq = AlxOrderNextEventSeq(order_aggregate_id(agg_id));
-
-		values[0] = CStringGetTextDatum(agg_type);
-		values[1] = CStringGetTextDatum(agg_id);
-		values[2] = Int64GetDatum(seq);
-		values[3] = CStringGetTextDatum(event_type);
-		values[4] = JsonbPGetDatum(payload);
-		values[5] = JsonbPGetDatum(headers);
-		AlxPlanRun(&insert_plan, t, values, NULL, false, 0);
-	}
+		seq = AlxOrderNextEventSeq(order_aggregate_id(agg_id));
 	else
 	{
-		Datum		values[5];
+		Datum		values[2];
+		bool		isnull;
 
 		values[0] = CStringGetTextDatum(agg_type);
 		values[1] = CStringGetTextDatum(agg_id);
-		values[2] = CStringGetTextDatum(event_type);
-		values[3] = JsonbPGetDatum(payload);
-		values[4] = JsonbPGetDatum(headers);
-		AlxPlanRun(&emit_plan, t, values, NULL, false, 0);
+		AlxPlanRun(&aggregate_seq_plan, values, NULL, false, 0);
+		if (SPI_processed != 1)
+			elog(ERROR, "outbox aggregate sequence was not advanced");
+		seq = AlxSpiInt8(0, 1, &isnull);
 	}
-	if (SPI_processed != 1)
-		elog(ERROR, "outbox event was not written");
-	{
-		bool		isnull;
-
-		id = AlxSpiInt8(0, 1, &isnull);
-	}
+	id = AlxOutboxWrite(t, agg_type, agg_id, seq, event_type, payload, headers);
 	AlxCoreEnd(&save);
 	AlxOutboxWakeupAtCommit();
 	PG_RETURN_INT64(id);

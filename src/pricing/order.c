@@ -135,7 +135,7 @@ alexandrite_price_order(PG_FUNCTION_ARGS)
 	args[0] = Int64GetDatum(row.mesh_id);
 	args[1] = CStringGetTextDatum(row.material);
 	args[2] = JsonbPGetDatum(opts);
-	AlxPlanRun(&quote_plan, 0, args, NULL, false, 1);
+	AlxPlanRun(&quote_plan, args, NULL, false, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

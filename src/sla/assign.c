@@ -187,7 +187,7 @@ AlxOperatorLock(const char *operator_id, bool must_be_active, int *capacity, boo
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("operator_id must not be null")));
 	values[0] = CStringGetTextDatum(operator_id);
-	AlxPlanRun(&op_lock_plan, 0, values, NULL, false, 1);
+	AlxPlanRun(&op_lock_plan, values, NULL, false, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -215,22 +215,22 @@ AlxOperatorLoad(const char *operator_id)
 	int64		n = 0;
 
 	values[0] = CStringGetTextDatum(operator_id);
-	AlxPlanRun(&load_plan, 0, values, NULL, false, 1);
+	AlxPlanRun(&load_plan, values, NULL, false, 1);
 	if (SPI_processed == 1)
 		n = AlxSpiInt8(0, 1, &isnull);
 	if (!isnull)
 		return (int) n;
 
-	AlxPlanRun(&load_row_plan, 0, values, NULL, false, 0);
-	AlxPlanRun(&load_lock_plan, 0, values, NULL, false, 1);
+	AlxPlanRun(&load_row_plan, values, NULL, false, 0);
+	AlxPlanRun(&load_lock_plan, values, NULL, false, 1);
 	if (SPI_processed == 1)
 		n = AlxSpiInt8(0, 1, &isnull);
 	if (!isnull)
 		return (int) n;
-	AlxPlanRun(&count_plan, 0, values, NULL, false, 1);
+	AlxPlanRun(&count_plan, values, NULL, false, 1);
 	n = AlxSpiInt8(0, 1, &isnull);
 	values[1] = Int32GetDatum((int32) n);
-	AlxPlanRun(&load_set_plan, 0, values, NULL, false, 0);
+	AlxPlanRun(&load_set_plan, values, NULL, false, 0);
 	return (int) n;
 }
 
@@ -256,7 +256,7 @@ claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 	for (;;)
 	{
 		values[2] = Int64GetDatum(lim);
-		AlxPlanRun(&claim_plan, 0, values, NULL, false, 1);
+		AlxPlanRun(&claim_plan, values, NULL, false, 1);
 		if (SPI_processed == 1)
 		{
 			int64		rank = AlxSpiInt8(0, ALX_ORDER_NCOLS + 1, &isnull);
@@ -274,7 +274,7 @@ claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 			/* nothing lockable among the candidates: done unless a list was cut short */
 			cut[0] = TimestampTzGetDatum(due_before);
 			cut[1] = Int64GetDatum(lim);
-			AlxPlanRun(&cut_plan, 0, cut, NULL, false, 1);
+			AlxPlanRun(&cut_plan, cut, NULL, false, 1);
 			if (SPI_processed == 0)
 				return false;
 		}
@@ -342,7 +342,7 @@ give_back(ReturnSetInfo *rsinfo, const char *actor)
 	char	  **ops;
 	int			n;
 
-	AlxPlanRun(&giveback_plan, 0, NULL, NULL, false, 0);
+	AlxPlanRun(&giveback_plan, NULL, NULL, false, 0);
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
 	ops = palloc(sizeof(char *) * Max(n, 1));
@@ -361,7 +361,7 @@ give_back(ReturnSetInfo *rsinfo, const char *actor)
 		values[0] = Int64GetDatum(ids[i]);
 		values[1] = CStringGetTextDatum(ops[i]);
 		/* never wait on an order row while holding the operators */
-		AlxPlanRun(&trylock_plan, 0, values, NULL, false, 1);
+		AlxPlanRun(&trylock_plan, values, NULL, false, 1);
 		if (SPI_processed != 1)
 			continue;
 		AlxOrderFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &row);
@@ -384,7 +384,7 @@ fill(ReturnSetInfo *rsinfo, Interval *horizon)
 	bool	   *unknown;
 	int			n;
 
-	AlxPlanRun(&op_loads_plan, 0, NULL, NULL, false, 0);
+	AlxPlanRun(&op_loads_plan, NULL, NULL, false, 0);
 	n = (int) SPI_processed;
 	ops = palloc(sizeof(char *) * Max(n, 1));
 	cap = palloc(sizeof(int) * Max(n, 1));
@@ -450,7 +450,7 @@ alexandrite_rebalance(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	AlxCoreBegin(&save);
-	AlxPlanRun(&ops_lock_plan, 0, NULL, NULL, false, 0);
+	AlxPlanRun(&ops_lock_plan, NULL, NULL, false, 0);
 	give_back(rsinfo, actor);
 	fill(rsinfo, horizon);
 	AlxCoreEnd(&save);

@@ -101,9 +101,9 @@ alexandrite_escalate_overdue(PG_FUNCTION_ARGS)
 
 	AlxCoreBegin(&save);
 	/* the state row lock also orders us after a concurrent back-dating write */
-	AlxPlanRun(&state_plan, 0, NULL, NULL, false, 1);
+	AlxPlanRun(&state_plan, NULL, NULL, false, 1);
 	if (SPI_processed == 0)
-		AlxPlanRun(&state_row_plan, 0, NULL, NULL, false, 0);
+		AlxPlanRun(&state_row_plan, NULL, NULL, false, 0);
 	else
 	{
 		Datum		f = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -120,7 +120,7 @@ alexandrite_escalate_overdue(PG_FUNCTION_ARGS)
 
 	values[0] = TimestampTzGetDatum(now);
 	values[1] = TimestampTzGetDatum(from);
-	AlxPlanRun(windowed ? &window_plan : &full_plan, 0, values, NULL, false, 0);
+	AlxPlanRun(windowed ? &window_plan : &full_plan, values, NULL, false, 0);
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
 	for (int i = 0; i < n; i++)
@@ -140,7 +140,7 @@ alexandrite_escalate_overdue(PG_FUNCTION_ARGS)
 	}
 
 	values[1] = BoolGetDatum(!windowed);
-	AlxPlanRun(&state_done_plan, 0, values, NULL, false, 0);
+	AlxPlanRun(&state_done_plan, values, NULL, false, 0);
 	AlxCoreEnd(&save);
 	PG_RETURN_INT64(recorded);
 }

@@ -152,7 +152,7 @@ move_load(const char *operator_id, bool up)
 	Datum		values[1];
 
 	values[0] = CStringGetTextDatum(operator_id);
-	AlxPlanRun(up ? &inc_plan : &dec_plan, 0, values, NULL, false, 0);
+	AlxPlanRun(up ? &inc_plan : &dec_plan, values, NULL, false, 0);
 }
 
 /* the load moves the order core's running statement makes itself */
@@ -291,7 +291,7 @@ alexandrite_orders_maintain(PG_FUNCTION_ARGS)
 
 		/* once per window: later rows find scan_from NULL and write nothing */
 		values[0] = TimestampTzGetDatum(due);
-		AlxPlanRun(&backdate_plan, 0, values, NULL, false, 0);
+		AlxPlanRun(&backdate_plan, values, NULL, false, 0);
 	}
 	AlxCoreEnd(&save);
 	return PointerGetDatum(NULL);
@@ -310,7 +310,7 @@ alexandrite_orders_truncated(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("orders_truncated must be called as a trigger")));
 	AlxCoreBegin(&save);
-	AlxPlanRun(&truncate_plan, 0, NULL, NULL, false, 0);
+	AlxPlanRun(&truncate_plan, NULL, NULL, false, 0);
 	AlxCoreEnd(&save);
 	return PointerGetDatum(NULL);
 }
@@ -329,10 +329,10 @@ alexandrite_sla_recount_load(PG_FUNCTION_ARGS)
 	int64		n;
 
 	AlxCoreBegin(&save);
-	AlxPlanRun(&recount_lock_plan, 0, NULL, NULL, false, 0);
-	AlxPlanRun(&recount_table_plan, 0, NULL, NULL, false, 0);
-	AlxPlanRun(&recount_clear_plan, 0, NULL, NULL, false, 0);
-	AlxPlanRun(&recount_fill_plan, 0, NULL, NULL, false, 0);
+	AlxPlanRun(&recount_lock_plan, NULL, NULL, false, 0);
+	AlxPlanRun(&recount_table_plan, NULL, NULL, false, 0);
+	AlxPlanRun(&recount_clear_plan, NULL, NULL, false, 0);
+	AlxPlanRun(&recount_fill_plan, NULL, NULL, false, 0);
 	n = (int64) SPI_processed;
 	AlxCoreEnd(&save);
 	PG_RETURN_INT64(n);

@@ -81,3 +81,45 @@ SELECT has_function_privilege('public', 'alexandrite.outbox_requeue(bigint[])', 
 -- pg_dump keeps the outbox
 SELECT c.relname FROM pg_extension e, unnest(e.extconfig) AS t(oid) JOIN pg_class c ON c.oid = t.oid
  WHERE e.extname = 'alexandrite' AND c.relname LIKE 'outbox%' ORDER BY 1;
+
+-- the event row is written by the library (src/outbox/write.c), not by a
+-- statement: every index of the log table gets its entry, and a log table
+-- that a statement would treat differently (a trigger, a CHECK constraint,
+-- an expression index) is refused rather than written around
+CREATE INDEX outbox_test_agg_idx ON alexandrite.outbox_events_0 (aggregate_id, aggregate_seq);
+CREATE INDEX outbox_test_agg_idx1 ON alexandrite.outbox_events_1 (aggregate_id, aggregate_seq);
+CREATE INDEX outbox_test_agg_idx2 ON alexandrite.outbox_events_2 (aggregate_id, aggregate_seq);
+BEGIN;
+SELECT alexandrite.outbox_emit('test', 'idx-1', 'test.indexed', '{"n": 1}') > 0 AS emitted;
+SET LOCAL enable_seqscan = off;
+SELECT aggregate_seq, event_type, payload, headers, txid = pg_current_xact_id() AS this_txid,
+       created_at = now() AS this_now, id = currval('alexandrite.outbox_id_seq') AS id_from_seq
+  FROM alexandrite.outbox_events WHERE aggregate_id = 'idx-1';
+COMMIT;
+DROP INDEX alexandrite.outbox_test_agg_idx, alexandrite.outbox_test_agg_idx1, alexandrite.outbox_test_agg_idx2;
+CREATE FUNCTION public.outbox_test_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+DO $$ BEGIN FOR t IN 0..2 LOOP
+  EXECUTE format('CREATE TRIGGER outbox_test_trg BEFORE INSERT ON alexandrite.outbox_events_%s FOR EACH ROW EXECUTE FUNCTION public.outbox_test_trg()', t);
+END LOOP; END $$;
+\set VERBOSITY sqlstate
+SELECT alexandrite.outbox_emit('test', 'trg-1', 'test.x', '{}');
+\set VERBOSITY default
+SELECT alexandrite.outbox_emit('test', 'trg-1', 'test.x', '{}');
+DO $$ BEGIN FOR t IN 0..2 LOOP
+  EXECUTE format('DROP TRIGGER outbox_test_trg ON alexandrite.outbox_events_%s', t);
+  EXECUTE format('ALTER TABLE alexandrite.outbox_events_%s ADD CONSTRAINT outbox_test_chk CHECK (aggregate_seq > 0)', t);
+END LOOP; END $$;
+SELECT alexandrite.outbox_emit('test', 'chk-1', 'test.x', '{}');
+DO $$ BEGIN FOR t IN 0..2 LOOP
+  EXECUTE format('ALTER TABLE alexandrite.outbox_events_%s DROP CONSTRAINT outbox_test_chk', t);
+  EXECUTE format('CREATE INDEX outbox_test_expr_idx%s ON alexandrite.outbox_events_%s (lower(event_type))', t, t);
+END LOOP; END $$;
+SELECT alexandrite.outbox_emit('test', 'expr-1', 'test.x', '{}');
+DO $$ BEGIN FOR t IN 0..2 LOOP
+  EXECUTE format('DROP INDEX alexandrite.outbox_test_expr_idx%s', t);
+END LOOP; END $$;
+DROP FUNCTION public.outbox_test_trg();
+-- nothing was written by the refused calls, and the writer works again
+SELECT count(*) FROM alexandrite.outbox_events WHERE aggregate_id IN ('trg-1', 'chk-1', 'expr-1');
+SELECT alexandrite.outbox_emit('test', 'trg-1', 'test.x', '{}') > 0 AS emitted;
+SELECT aggregate_seq FROM alexandrite.outbox_events WHERE aggregate_id = 'trg-1';
