@@ -268,7 +268,19 @@ AlxJsonEnd(AlxJson *j)
 {
 	JsonbValue	obj;
 
-	qsort(j->pairs, j->npairs, sizeof(JsonbPair), json_key_cmp);
+	/* an insertion sort: at most ALX_JSON_MAXPAIRS pairs (qsort cost 6k of a create) */
+	for (int i = 1; i < j->npairs; i++)
+	{
+		JsonbPair	p = j->pairs[i];
+		int			k = i;
+
+		while (k > 0 && json_key_cmp(&j->pairs[k - 1], &p) > 0)
+		{
+			j->pairs[k] = j->pairs[k - 1];
+			k--;
+		}
+		j->pairs[k] = p;
+	}
 	obj.type = jbvObject;
 	obj.val.object.nPairs = j->npairs;
 	obj.val.object.pairs = j->pairs;
