@@ -9,8 +9,8 @@
  * writes nothing) and its first order_events row, and checks in the same
  * statement that the model and alloy exist; when it wrote them, the event
  * follows (AlxOutboxWrite).  Only when it writes nothing does create_order
- * look further: the order that already exists
- * (a retry: its id), or the reason (the model, or a concurrent retry).
+ * look further: the order that already exists (a retry: its id), or the
+ * reason (the model, or a concurrent retry).
  *
  * IDENTIFICATION
  *	  src/core/create.c

@@ -17,7 +17,8 @@
  *
  * So that nothing the executor would have done is skipped, the table must
  * be what the install script creates: a plain table without triggers,
- * rules, row security or CHECK constraints, with plain column indexes.
+ * rules, row security or CHECK constraints, with plain column indexes
+ * (no expression, partial, exclusion or deferrable unique index).
  * Anything else is refused with an ERROR (only the extension owner could
  * add one).  Like the executor, the writer checks that the current user
  * (the owner, under the switch of the order core) may insert into it.
@@ -77,7 +78,8 @@ insert_index_entry(Relation rel, Oid indexoid, HeapTuple tup, Datum *values, boo
 	Datum		ivalues[INDEX_MAX_KEYS];
 	bool		inulls[INDEX_MAX_KEYS];
 
-	if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL || ii->ii_ExclusionOps != NULL)
+	if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL || ii->ii_ExclusionOps != NULL ||
+		(idx->rd_index->indisunique && !idx->rd_index->indimmediate))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("index \"%s\" of outbox table \"%s\" must be a plain index of columns",
