@@ -18,7 +18,7 @@
 # Usage: PG_CONFIG=... bench/writepath.sh
 # Env: SECS (per run, default 10), ROUNDS (default 3), CLIENTS (default 2),
 #      FSYNC (off|on, default off: CPU, not the disk), N (outbox events, 50000),
-#      ONLY (create,status,claim,outbox), RELAY (on|off: off leaves the
+#      ONLY (create,status,claim,outbox; or instructions, below), RELAY (on|off: off leaves the
 #      events unpublished, to see what the relay and the broker cost).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -151,6 +151,57 @@ WITH op AS (SELECT p.id FROM bare.operators p WHERE p.id = 'op' || :client_id FO
 INSERT INTO bare.order_events (order_id, from_status, to_status, actor) SELECT u.id, u.old, 'assigned', u.operator_id FROM u;
 SQL
 
+# ONLY=instructions: instructions per call instead of tps, counted by
+# callgrind in a single-user backend (postgres --single) on a copy of this
+# cluster, restored before every count: (count of 400 prepared executions -
+# count of 100) / 300, each execution its own transaction.  Unlike time on
+# a shared machine, the count does not move between runs.
+if [[ ",$ONLY," == *",instructions,"* ]]; then
+    command -v valgrind >/dev/null || { echo "valgrind is missing (scripts/install-deps installs it)" >&2; exit 1; }
+    alx_as_pg "$bindir/pg_ctl" -D "$work/pg/data" -w stop -m fast >/dev/null
+    cp -a "$work/pg/data" "$work/base"
+    # statements KIND N: the prepared statement of KIND and N executions of it
+    statements() {
+        case $1 in
+            create_a) echo "PREPARE s(text) AS SELECT alexandrite.create_order(\$1, 'shop', 'cust-1', NULL, NULL);" ;;
+            create_b) echo "PREPARE s(text) AS WITH o AS (INSERT INTO bare.orders (external_ref, channel, customer_id, sla_due_at) VALUES (\$1, 'shop', 'cust-1', now() + interval '21 days') RETURNING id) INSERT INTO bare.order_events (order_id, from_status, to_status, actor) SELECT o.id, NULL, 'new', current_user FROM o;" ;;
+            status_a) echo "PREPARE s(bigint, text) AS SELECT alexandrite.set_status(\$1, \$2::alexandrite.order_status);" ;;
+            status_b) echo "PREPARE s(bigint, text) AS WITH p AS (SELECT o.id, o.status FROM bare.orders o WHERE o.id = \$1 FOR NO KEY UPDATE), u AS (UPDATE bare.orders o SET status = \$2::alexandrite.order_status, updated_at = now(), status_changed_at = now() FROM p WHERE o.id = p.id RETURNING o.id, p.status AS old, o.status AS new) INSERT INTO bare.order_events (order_id, from_status, to_status, actor) SELECT u.id, u.old, u.new, current_user FROM u;" ;;
+            claim_a) echo "PREPARE s(text) AS SELECT alexandrite.assign_next(\$1);" ;;
+            claim_b) echo "PREPARE s(text) AS WITH op AS (SELECT p.id FROM bare.operators p WHERE p.id = \$1 FOR NO KEY UPDATE), c AS (SELECT o.id, o.status FROM bare.orders o WHERE o.channel = 'shop' AND o.status < 'assigned' AND o.operator_id IS NULL ORDER BY o.sla_due_at, o.id LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), u AS (UPDATE bare.orders o SET status = 'assigned', operator_id = op.id, updated_at = now(), status_changed_at = now() FROM c, op WHERE o.id = c.id RETURNING o.id, c.status AS old, o.operator_id) INSERT INTO bare.order_events (order_id, from_status, to_status, actor) SELECT u.id, u.old, 'assigned', u.operator_id FROM u;" ;;
+        esac
+        for i in $(seq 1 "$2"); do
+            case $1 in
+                create_*) echo "EXECUTE s('vg-$1-$2-$i');" ;;
+                status_*) echo "EXECUTE s($(( fix0 + i - 1 )), 'quality_check');" ;;
+                claim_*) echo "EXECUTE s('op$(( i % 4 ))');" ;;
+            esac
+        done
+    }
+    count() {
+        rm -rf "$work/vgdata" && cp -a "$work/base" "$work/vgdata"
+        statements "$1" "$2" > "$work/vg.sql"
+        chmod 644 "$work/vg.sql"
+        alx_as_pg valgrind --tool=callgrind --callgrind-out-file="$work/vg.out" \
+            "$bindir/postgres" --single -D "$work/vgdata" -c log_min_messages=fatal alxbench \
+            < "$work/vg.sql" > "$work/vg.log" 2>&1
+        if grep -q "ERROR" "$work/vg.log"; then grep -m3 "ERROR" "$work/vg.log" >&2; exit 1; fi
+        awk '/^(summary|totals):/ {print $2; exit}' "$work/vg.out"
+    }
+    per_call() { local a b; a=$(count "$1" 100); b=$(count "$1" 400); echo $(( (b - a) / 300 )); }
+    echo "## Instructions per call ($(date -u '+%Y-%m-%d %H:%M UTC'), callgrind, postgres --single, from the same data each time)"
+    echo
+    echo "| call | alexandrite | bare SQL peer | bare / alexandrite |"
+    echo "|---|---|---|---|"
+    for w in create status claim; do
+        a=$(per_call ${w}_a); b=$(per_call ${w}_b)
+        echo "| $w | $a | $b | $(echo "$b / $a" | bc -l | xargs printf '%.2f')x |"
+    done
+    rm -rf "$work/vgdata" "$work/base"
+    alx_as_pg "$bindir/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w start >/dev/null
+    ONLY=${ONLY//instructions/}
+fi
+
 # CPU ticks used so far by the cluster (the postmaster, its live children and
 # the children it reaped: backends, relay, fold worker) and the broker.  On a
 # shared machine, CPU per transaction is steadier than transactions per second.
@@ -177,6 +228,7 @@ tps() {
     echo "$tps $(( (t1 - t0) * 1000000 / $(getconf CLK_TCK) / (n > 0 ? n : 1) ))"
 }
 
+if [[ ",$ONLY," =~ ,(create|status|claim|outbox), ]]; then
 echo "## Write path vs bare SQL ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load at start: $(cut -d' ' -f1-3 /proc/loadavg), fsync=$FSYNC, relay $RELAY, $CLIENTS clients, ${SECS}s runs)"
 echo
 echo "| call | round | alexandrite tps | bare SQL tps | tps ratio | alexandrite CPU µs/txn | bare CPU µs/txn | CPU ratio (bare/alexandrite) |"
@@ -202,6 +254,7 @@ done
 echo
 echo "outbox after the runs: $(psql -c "SELECT 'pending ' || pending || ', published ' || published_total || ', dead ' || dead_letters || ', relay_connected ' || relay_connected FROM alexandrite.outbox_status")"
 echo "dashboards: $(psql -c "SELECT string_agg(dashboard || ' ' || ok, ', ') FROM alexandrite.reconcile_dashboards()" 2>/dev/null)"
+fi
 
 # --- outbox end to end: emit until confirmed vs the raw publisher --------------
 if [[ ",$ONLY," == *",outbox,"* ]]; then
