@@ -86,15 +86,20 @@ AlxBecomeOwner(AlxSavedUser *save)
  * The same switch for a section that begins and ends in one call of an SQL
  * function (AlxCoreBegin/AlxCoreEnd: the order core, the SLA engine, the
  * outbox producer), at the same transaction nesting level, with no
- * transaction control in between.  The same path (pg_catalog, then
- * pg_temp) is pushed as an override search path, as PostgreSQL's CREATE
- * SCHEMA does, instead of being SET: a GUC change and its undo cost 13k of
- * the 541k instructions of a create_order (callgrind), the override 4k.
- * An override also wins over a SET search_path clause of a function called
- * inside the section; only the extension's statements, its triggers (and
- * PostgreSQL's foreign key checks) and dashboard expressions run there, and
- * those call built-in and extension functions only (src/dashboard/define.c).
- * Abort of the (sub)transaction pops the override, as it restores the user.
+ * transaction control in between.  The path is pushed as an override
+ * search path, as PostgreSQL's CREATE SCHEMA does, instead of being SET: a
+ * GUC change and its undo cost 13k of the 541k instructions of a
+ * create_order (callgrind), the override 4k.  It is pg_catalog alone: an
+ * override would put the session's temporary schema first (a temporary
+ * table named "text" would then be the type of a ::text cast), and nothing
+ * here needs it.  The override also wins over every SET search_path inside
+ * the section, a function's SET clause or the dashboard parser's own pin
+ * (src/dashboard/define.c), which then resolve names in pg_catalog alone
+ * too; only the extension's statements, its triggers (and PostgreSQL's
+ * foreign key checks) and dashboard expressions run there, and those call
+ * built-in and extension functions only.  There is no creation namespace:
+ * an unqualified CREATE fails.  Abort of the (sub)transaction pops the
+ * override, as it restores the user.
  */
 void
 AlxBecomeOwnerInCall(AlxSavedUser *save)
@@ -106,7 +111,7 @@ AlxBecomeOwnerInCall(AlxSavedUser *save)
 	save->guc_nestlevel = 0;
 	path.schemas = NIL;
 	path.addCatalog = true;
-	path.addTemp = true;
+	path.addTemp = false;
 	path.generation = 0;
 	PushOverrideSearchPath(&path);
 	save->pushed = true;

@@ -18,7 +18,8 @@
  * So that nothing the executor would have done is skipped, the table must
  * be what the install script creates: a plain table without triggers,
  * rules, row security or CHECK constraints, with plain column indexes
- * (no expression, partial, exclusion or deferrable unique index).
+ * (no expression, partial, exclusion or deferrable unique index) and
+ * the columns and types of the install script.
  * Anything else is refused with an ERROR (only the extension owner could
  * add one).  Like the executor, the writer checks that the current user
  * (the owner, under the switch of the order core) may insert into it.
@@ -35,6 +36,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "commands/sequence.h"
@@ -145,35 +147,43 @@ AlxOutboxWrite(int table, const char *aggregate_type, const char *aggregate_id, 
 	{
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 		const char *name = NameStr(a->attname);
+		Oid			type;
 
 		nulls[i] = false;
 		if (a->attisdropped)
 		{
 			values[i] = (Datum) 0;
 			nulls[i] = true;
+			continue;
 		}
 		else if (strcmp(name, "id") == 0)
-			values[i] = Int64GetDatum(id);
+			values[i] = Int64GetDatum(id), type = INT8OID;
 		else if (strcmp(name, "txid") == 0)
-			values[i] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+			values[i] = FullTransactionIdGetDatum(GetTopFullTransactionId()), type = XID8OID;
 		else if (strcmp(name, "aggregate_type") == 0)
-			values[i] = CStringGetTextDatum(aggregate_type);
+			values[i] = CStringGetTextDatum(aggregate_type), type = TEXTOID;
 		else if (strcmp(name, "aggregate_id") == 0)
-			values[i] = CStringGetTextDatum(aggregate_id);
+			values[i] = CStringGetTextDatum(aggregate_id), type = TEXTOID;
 		else if (strcmp(name, "aggregate_seq") == 0)
-			values[i] = Int64GetDatum(seq);
+			values[i] = Int64GetDatum(seq), type = INT8OID;
 		else if (strcmp(name, "event_type") == 0)
-			values[i] = CStringGetTextDatum(event_type);
+			values[i] = CStringGetTextDatum(event_type), type = TEXTOID;
 		else if (strcmp(name, "payload") == 0)
-			values[i] = JsonbPGetDatum(payload);
+			values[i] = JsonbPGetDatum(payload), type = JSONBOID;
 		else if (strcmp(name, "headers") == 0)
-			values[i] = JsonbPGetDatum(headers);
+			values[i] = JsonbPGetDatum(headers), type = JSONBOID;
 		else if (strcmp(name, "created_at") == 0)
-			values[i] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+			values[i] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), type = TIMESTAMPTZOID;
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("outbox table \"%s\" has an unknown column \"%s\"", relname, name)));
+		/* the executor would convert or refuse a value of another type */
+		if (a->atttypid != type)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("column \"%s\" of outbox table \"%s\" has type %s, not %s",
+							name, relname, format_type_be(a->atttypid), format_type_be(type))));
 	}
 
 	tup = heap_form_tuple(desc, values, nulls);
