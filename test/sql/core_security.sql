@@ -74,5 +74,17 @@ SELECT a.grantee::regrole AS schema_usage
   FROM pg_namespace n, aclexplode(n.nspacl) a
  WHERE n.nspname = 'alexandrite' AND a.grantee <> n.nspowner;
 
+-- a temporary object never stands in for a built-in under the owner's
+-- pinned path: a temp table named text while a dashboard over orders casts
+-- to text (its filter is parsed again in each session, inside create_order)
+SELECT alexandrite.create_dashboard('sec_web', 'alexandrite.orders', ARRAY['customer_id'], 'n', NULL,
+                                    $$channel = 'web'$$) IS NOT NULL AS made;
+\c
+CREATE TEMP TABLE text (x int);
+SELECT alexandrite.create_order('SEC-TEMP-1', 'shop', 'c-sec', NULL, NULL) > 0 AS created;
+SELECT alexandrite.set_status(o.id, 'cancelled') FROM alexandrite.orders o WHERE o.external_ref = 'SEC-TEMP-1';
+DISCARD TEMP;
+SELECT alexandrite.drop_dashboard('sec_web');
+
 DROP SCHEMA evil CASCADE;
 DROP ROLE alx_evil;
