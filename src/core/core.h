@@ -7,8 +7,8 @@
  *
  * Every change of an order goes through AlxOrderLock (lock the row and
  * read it) and one of the AlxOrderWrite* routines (check, one UPDATE or
- * INSERT of the order, one history row, the outbox event(s), in one
- * statement).  The SQL entry points (create_order, set_status,
+ * INSERT of the order and one history row in one statement, then the
+ * outbox event(s), src/outbox/write.c).  The SQL entry points (create_order, set_status,
  * assign_order, release_order, set_order_model, price_order, assign_next,
  * rebalance, escalate_overdue) are thin C functions around them that run
  * their compiled statements as the extension owner (privilege.c).

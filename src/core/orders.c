@@ -9,14 +9,15 @@
  *	 2. the transition check against the cached state machine
  *		(transitions.c);
  *	 3. one statement (AlxOrderWriteStatus, AlxOrderWriteBreach): the UPDATE
- *		of the order, its history row, and its outbox event(s), whose
- *		aggregate_seq is the order's event_seq bumped by that same UPDATE.
+ *		of the order and its history row; the UPDATE bumps the order's
+ *		event_seq, the aggregate_seq of its outbox event(s);
+ *	 4. the event(s), written by AlxOutboxWrite (src/outbox/write.c).
  *		The row lock taken in step 1 is what makes the sequence gap-free and
- *		commit-ordered; the event id (nextval) is taken in the statement,
- *		after the lock.
+ *		commit-ordered; the event id (nextval) is taken after the lock.
  * The event payloads are built here, in C, from the locked row and the
  * change, and checked against what the relay can publish before anything
- * is written.  create.c does the same for a new order (one INSERT).
+ * is written.  create.c does the same for a new order (one INSERT, then
+ * its event).
  *
  * Nothing here decides anything from the text of a statement: the events
  * are written because the API was called.  COPY, pg_restore and logical
