@@ -6,9 +6,9 @@
  *
  * The order is locked and checked by the order core; the quote comes from
  * price_quote() (quote.c) with the current price list; then one statement
- * writes the quote row, the price and status of the order (one UPDATE),
+ * writes the quote row, the price and status of the order (one UPDATE) and
  * the order_events row, and the events order.status_changed and
- * order.priced (src/core/orders.c).  order.priced is emitted here and only
+ * order.priced follow (src/core/orders.c).  order.priced is emitted here and only
  * here: it means "a price was set", never merely "the status is priced".
  *
  * IDENTIFICATION
