@@ -148,4 +148,7 @@ extern int64 AlxOutboxWrite(int table, const char *aggregate_type, const char *a
 /* emit.c */
 extern void AlxOutboxWakeupAtCommit(void);
 
+/* aggseq.c */
+extern int64 AlxOutboxAggregateNextSeq(const char *aggregate_type, const char *aggregate_id);
+
 #endif							/* ALX_OUTBOX_H */

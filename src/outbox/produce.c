@@ -14,7 +14,7 @@
  *     same UPDATE that changes the order (src/core/orders.c), or here by
  *     outbox_emit('order', id, ...);
  *   - for any other aggregate type, its row in outbox_aggregates (an
- *     upsert, which locks it).
+ *     upsert, which locks it; written once per transaction, aggseq.c).
  * The row itself is written by AlxOutboxWrite (write.c).
  *
  * Every event is checked against what the relay can publish before it is
@@ -55,16 +55,6 @@ static TimestampTz cur_table_at = 0;
 
 static AlxPlan cur_table_plan = {
 	"SELECT r.cur_table FROM alexandrite.outbox_relay r", 0, {InvalidOid}
-};
-
-/* the next seq of a non-order aggregate, its row locked until commit */
-static AlxPlan aggregate_seq_plan = {
-	"INSERT INTO alexandrite.outbox_aggregates AS a (aggregate_type, aggregate_id, last_seq)"
-	" VALUES ($1, $2, 1)"
-	" ON CONFLICT ON CONSTRAINT outbox_aggregates_pkey"
-	" DO UPDATE SET last_seq = a.last_seq OPERATOR(pg_catalog.+) 1"
-	" RETURNING a.last_seq",
-	2, {TEXTOID, TEXTOID}
 };
 
 /* The rotating table that takes new events (inside an SPI connection). */
@@ -466,17 +456,7 @@ alexandrite_outbox_emit(PG_FUNCTION_ARGS)
 	if (strcmp(agg_type, "order") == 0)
 		seq = AlxOrderNextEventSeq(order_aggregate_id(agg_id));
 	else
-	{
-		Datum		values[2];
-		bool		isnull;
-
-		values[0] = CStringGetTextDatum(agg_type);
-		values[1] = CStringGetTextDatum(agg_id);
-		AlxPlanRun(&aggregate_seq_plan, values, NULL, false, 0);
-		if (SPI_processed != 1)
-			elog(ERROR, "outbox aggregate sequence was not advanced");
-		seq = AlxSpiInt8(0, 1, &isnull);
-	}
+		seq = AlxOutboxAggregateNextSeq(agg_type, agg_id);
 	id = AlxOutboxWrite(t, agg_type, agg_id, seq, event_type, payload, headers);
 	AlxCoreEnd(&save);
 	AlxOutboxWakeupAtCommit();

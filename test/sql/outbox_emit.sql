@@ -25,6 +25,123 @@ SELECT aggregate_seq, event_type FROM alexandrite.outbox
  WHERE aggregate_type = 'invoice' AND aggregate_id = 'inv-1' ORDER BY id;
 SELECT last_seq FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'invoice' ORDER BY aggregate_id;
 
+-- several events of one aggregate in one transaction: counted in memory
+-- under the row lock, the row written once before commit (aggseq.c)
+BEGIN;
+SELECT count(alexandrite.outbox_emit('burst', 'b-' || (g % 3), 'burst.tick', jsonb_build_object('g', g)))
+  FROM generate_series(1, 30) g;
+-- inside the transaction, the events are numbered; the row lags until commit
+SELECT aggregate_id, count(*), min(aggregate_seq), max(aggregate_seq),
+       bool_and(aggregate_seq = rn) AS gap_free
+  FROM (SELECT aggregate_id, aggregate_seq, row_number() OVER (PARTITION BY aggregate_id ORDER BY id) AS rn
+          FROM alexandrite.outbox_events WHERE aggregate_type = 'burst') e
+ GROUP BY 1 ORDER BY 1;
+SELECT aggregate_id, last_seq AS before_commit FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'burst' ORDER BY 1;
+COMMIT;
+SELECT aggregate_id, last_seq FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'burst' ORDER BY 1;
+-- the next transaction goes on from the stored value
+SELECT alexandrite.outbox_emit('burst', 'b-0', 'burst.tick', '{}') IS NOT NULL AS emitted;
+SELECT max(aggregate_seq) FROM alexandrite.outbox_events WHERE aggregate_type = 'burst' AND aggregate_id = 'b-0';
+
+-- savepoints: what a rolled-back level counted is undone, a released one kept
+BEGIN;
+SELECT alexandrite.outbox_emit('sp', 'a', 'sp.x', '{"n": 1}') IS NOT NULL AS a1;
+SELECT alexandrite.outbox_emit('sp', 'a', 'sp.x', '{"n": 2}') IS NOT NULL AS a2;
+SAVEPOINT s1;
+SELECT alexandrite.outbox_emit('sp', 'a', 'sp.x', '{"n": "rolled back"}') IS NOT NULL AS a3_undone;
+SELECT alexandrite.outbox_emit('sp', 'b', 'sp.x', '{"n": "rolled back"}') IS NOT NULL AS b1_undone;
+SAVEPOINT s2;
+SELECT alexandrite.outbox_emit('sp', 'a', 'sp.x', '{"n": "rolled back"}') IS NOT NULL AS a4_undone;
+RELEASE SAVEPOINT s2;
+ROLLBACK TO SAVEPOINT s1;
+SELECT alexandrite.outbox_emit('sp', 'a', 'sp.x', '{"n": 3}') IS NOT NULL AS a3;
+SELECT alexandrite.outbox_emit('sp', 'b', 'sp.x', '{"n": 1}') IS NOT NULL AS b1;
+SAVEPOINT s3;
+SELECT alexandrite.outbox_emit('sp', 'a', 'sp.x', '{"n": 4}') IS NOT NULL AS a4;
+SELECT alexandrite.outbox_emit('sp', 'c', 'sp.x', '{"n": 1}') IS NOT NULL AS c1;
+RELEASE SAVEPOINT s3;
+-- a PL/pgSQL exception block is a subtransaction too
+DO $$
+BEGIN
+  PERFORM alexandrite.outbox_emit('sp', 'a', 'sp.x', '{"n": "rolled back"}');
+  PERFORM alexandrite.outbox_emit('sp', 'd', 'sp.x', '{"n": "rolled back"}');
+  RAISE division_by_zero;
+EXCEPTION WHEN division_by_zero THEN NULL;
+END $$;
+SELECT alexandrite.outbox_emit('sp', 'a', 'sp.x', '{"n": 5}') IS NOT NULL AS a5;
+COMMIT;
+SELECT aggregate_id, aggregate_seq, payload->>'n' AS n FROM alexandrite.outbox_events
+ WHERE aggregate_type = 'sp' ORDER BY id;
+SELECT aggregate_id, last_seq FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'sp' ORDER BY 1;
+
+-- nested levels: a level's count merges into its parent on release and
+-- goes with it on rollback
+BEGIN;
+SELECT alexandrite.outbox_emit('nest', 'outer', 'nest.x', '{"n": 1}') IS NOT NULL AS o1;
+SAVEPOINT n1;
+SELECT alexandrite.outbox_emit('nest', 'inner', 'nest.x', '{"n": "undone"}') IS NOT NULL AS i1_undone;
+SELECT alexandrite.outbox_emit('nest', 'outer', 'nest.x', '{"n": "undone"}') IS NOT NULL AS o2_undone;
+SAVEPOINT n2;
+SELECT alexandrite.outbox_emit('nest', 'inner', 'nest.x', '{"n": "undone"}') IS NOT NULL AS i2_undone;
+SAVEPOINT n3;
+SELECT alexandrite.outbox_emit('nest', 'inner', 'nest.x', '{"n": "undone"}') IS NOT NULL AS i3_undone;
+SELECT alexandrite.outbox_emit('nest', 'outer', 'nest.x', '{"n": "undone"}') IS NOT NULL AS o3_undone;
+RELEASE SAVEPOINT n3;
+RELEASE SAVEPOINT n2;
+ROLLBACK TO SAVEPOINT n1;
+SELECT alexandrite.outbox_emit('nest', 'outer', 'nest.x', '{"n": 2}') IS NOT NULL AS o2;
+SAVEPOINT n4;
+SELECT alexandrite.outbox_emit('nest', 'outer', 'nest.x', '{"n": 3}') IS NOT NULL AS o3;
+SELECT alexandrite.outbox_emit('nest', 'inner', 'nest.x', '{"n": 1}') IS NOT NULL AS i1;
+RELEASE SAVEPOINT n4;
+COMMIT;
+SELECT aggregate_id, aggregate_seq, payload->>'n' AS n FROM alexandrite.outbox_events WHERE aggregate_type = 'nest' ORDER BY id;
+SELECT aggregate_id, last_seq FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'nest' ORDER BY 1;
+
+-- a transaction made read-only after its events cannot store its count:
+-- its COMMIT fails and nothing of it stays
+BEGIN;
+SELECT count(alexandrite.outbox_emit('ro', 'r', 'ro.x', '{}')) FROM generate_series(1, 2);
+SET LOCAL transaction_read_only = on;
+COMMIT;
+SELECT count(*) AS events FROM alexandrite.outbox_events WHERE aggregate_type = 'ro';
+SELECT count(*) AS rows FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'ro';
+
+-- a procedure that commits between its events
+CREATE PROCEDURE public.outbox_test_proc() LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM alexandrite.outbox_emit('proc', 'p', 'proc.x', '{"n": 1}');
+  PERFORM alexandrite.outbox_emit('proc', 'p', 'proc.x', '{"n": 2}');
+  COMMIT;
+  PERFORM alexandrite.outbox_emit('proc', 'p', 'proc.x', '{"n": 3}');
+  ROLLBACK;
+  PERFORM alexandrite.outbox_emit('proc', 'p', 'proc.x', '{"n": 3}');
+END $$;
+CALL public.outbox_test_proc();
+DROP PROCEDURE public.outbox_test_proc();
+SELECT aggregate_seq, payload->>'n' AS n FROM alexandrite.outbox_events WHERE aggregate_type = 'proc' ORDER BY id;
+SELECT last_seq FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'proc';
+
+-- a prepared transaction stores its counts before it is prepared
+BEGIN;
+SELECT count(alexandrite.outbox_emit('twopc', 't', 'twopc.x', '{}')) FROM generate_series(1, 4);
+PREPARE TRANSACTION 'alx_outbox_twopc';
+SELECT count(*) AS before_commit FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'twopc';
+COMMIT PREPARED 'alx_outbox_twopc';
+SELECT last_seq FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'twopc';
+SELECT alexandrite.outbox_emit('twopc', 't', 'twopc.x', '{}') IS NOT NULL AS emitted;
+SELECT max(aggregate_seq) FROM alexandrite.outbox_events WHERE aggregate_type = 'twopc';
+
+-- more aggregates than are counted in memory (4096): the rest upsert every time
+BEGIN;
+SELECT count(alexandrite.outbox_emit('many', (g % 5000)::text, 'many.x', '{}')) FROM generate_series(0, 14999) g;
+COMMIT;
+SELECT count(*), min(last_seq), max(last_seq) FROM alexandrite.outbox_aggregates WHERE aggregate_type = 'many';
+SELECT count(*) AS not_gap_free
+  FROM (SELECT aggregate_seq, row_number() OVER (PARTITION BY aggregate_id ORDER BY id) AS rn
+          FROM alexandrite.outbox_events WHERE aggregate_type = 'many') e
+ WHERE aggregate_seq <> rn;
+
 -- the transaction's traceparent becomes a header (an explicit one wins)
 BEGIN;
 SET LOCAL alexandrite.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
