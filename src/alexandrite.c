@@ -424,6 +424,7 @@ _PG_init(void)
 {
 	alx_define_gucs();
 	AlxDashboardInit();			/* flush points of the dashboard capture */
+	AlxOutboxAggseqInit();		/* aggregate counts stored at commit */
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;

@@ -26,7 +26,11 @@
  *
  * Only outbox_emit writes outbox_aggregates, and nothing reads last_seq but
  * this file, so the row lags only inside the transaction that holds its
- * lock.  At most ALX_AGGSEQ_CACHED aggregates are counted in memory per
+ * lock.  Once the counts are stored the transaction is sealed: an event
+ * of a non-order aggregate written after that (by a commit callback that
+ * runs after this one) is an ERROR, never a number given out twice.  The
+ * callbacks are registered when the library loads, so that every commit
+ * seals.  At most ALX_AGGSEQ_CACHED aggregates are counted in memory per
  * transaction; events of any further aggregate run the upsert every time.
  *
  * IDENTIFICATION
@@ -103,8 +107,7 @@ static HTAB *seqs = NULL;		/* in TopTransactionContext, NULL outside */
 static SeqTouch *touches = NULL;
 static int	ntouches = 0;
 static int	maxtouches = 0;
-static bool callbacks_registered = false;
-static bool storing = false;
+static bool sealed = false;		/* the counts were stored: no more events */
 
 static void
 forget_all(void)
@@ -112,25 +115,50 @@ forget_all(void)
 	seqs = NULL;
 	touches = NULL;
 	ntouches = maxtouches = 0;
-	storing = false;
+	sealed = false;
 }
 
-/* Records that level subid counted e (its frame for subid is new). */
+/* Room for one more pair, taken before anything is linked (out of memory here is harmless). */
+static void
+touch_reserve(void)
+{
+	if (ntouches < maxtouches)
+		return;
+	touches = touches == NULL
+		? MemoryContextAlloc(TopTransactionContext, 16 * sizeof(SeqTouch))
+		: repalloc(touches, maxtouches * 2 * sizeof(SeqTouch));
+	maxtouches = maxtouches == 0 ? 16 : maxtouches * 2;
+}
+
+/* Records that level subid counted e (its frame for subid is new); cannot fail. */
 static void
 touch(SubTransactionId subid, SeqEntry *e)
 {
 	if (subid == TopSubTransactionId)
 		return;
-	if (ntouches == maxtouches)
-	{
-		maxtouches = maxtouches == 0 ? 16 : maxtouches * 2;
-		touches = touches == NULL
-			? MemoryContextAlloc(TopTransactionContext, maxtouches * sizeof(SeqTouch))
-			: repalloc(touches, maxtouches * sizeof(SeqTouch));
-	}
+	Assert(ntouches < maxtouches);
 	touches[ntouches].subid = subid;
 	touches[ntouches].entry = e;
 	ntouches++;
+}
+
+/* Whether some count moved past its row (most transactions: no). */
+static bool
+counts_to_store(void)
+{
+	HASH_SEQ_STATUS it;
+	SeqEntry   *e;
+
+	hash_seq_init(&it, seqs);
+	while ((e = hash_seq_search(&it)) != NULL)
+	{
+		if (e->top->current != e->top->stored)
+		{
+			hash_seq_term(&it);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Writes back every count that moved past its row (inside an SPI connection). */
@@ -167,17 +195,17 @@ aggseq_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			if (seqs != NULL)
+			sealed = true;
+			if (seqs != NULL && counts_to_store())
 			{
 				AlxSavedUser save;
 
-				storing = true;
+				/* SPI needs an outer snapshot; COMMIT has popped the statement's */
 				PushActiveSnapshot(GetTransactionSnapshot());
 				AlxCoreBegin(&save);
 				store_counts();
 				AlxCoreEnd(&save);
 				PopActiveSnapshot();
-				storing = false;
 			}
 			break;
 		case XACT_EVENT_COMMIT:
@@ -204,15 +232,17 @@ aggseq_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
 	int			nparent = 0;
-	SeqEntry  **parents;
+	int			first;
 
 	if (seqs == NULL || ntouches == 0 || touches[ntouches - 1].subid != mySubid ||
 		(event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB))
 		return;
-	parents = palloc(ntouches * sizeof(SeqEntry *));
-	while (ntouches > 0 && touches[ntouches - 1].subid == mySubid)
+	first = ntouches;
+	while (first > 0 && touches[first - 1].subid == mySubid)
+		first--;
+	for (int i = first; i < ntouches; i++)
 	{
-		SeqEntry   *e = touches[--ntouches].entry;
+		SeqEntry   *e = touches[i].entry;
 		SeqFrame   *f = e->top;
 
 		Assert(f->subid == mySubid);
@@ -232,13 +262,17 @@ aggseq_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		}
 		else
 		{
+			/* the frame becomes the parent's: so does its pair (in place, no allocation) */
 			f->subid = parentSubid;
-			parents[nparent++] = e;
+			if (parentSubid != TopSubTransactionId)
+			{
+				touches[first + nparent].subid = parentSubid;
+				touches[first + nparent].entry = e;
+				nparent++;
+			}
 		}
 	}
-	for (int i = 0; i < nparent; i++)
-		touch(parentSubid, parents[i]);
-	pfree(parents);
+	ntouches = first + nparent;
 }
 
 /*
@@ -259,10 +293,10 @@ AlxOutboxAggregateNextSeq(const char *aggregate_type, const char *aggregate_id)
 	bool		found;
 	int64		seq;
 
-	if (storing)
+	if (sealed)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
-				 errmsg("outbox_emit cannot run while its transaction commits")));
+				 errmsg("outbox_emit cannot run once its transaction is committing")));
 	if (typelen + 1 + idlen >= ALX_AGGSEQ_KEYLEN)
 		elog(ERROR, "aggregate name too long for the sequence cache");
 	memset(key, 0, sizeof(key));
@@ -276,8 +310,10 @@ AlxOutboxAggregateNextSeq(const char *aggregate_type, const char *aggregate_id)
 	{
 		if (e->top->subid != cur)
 		{
-			SeqFrame   *f = MemoryContextAlloc(TopTransactionContext, sizeof(SeqFrame));
+			SeqFrame   *f;
 
+			touch_reserve();
+			f = MemoryContextAlloc(TopTransactionContext, sizeof(SeqFrame));
 			*f = *e->top;
 			f->subid = cur;
 			f->prev = e->top;
@@ -295,12 +331,6 @@ AlxOutboxAggregateNextSeq(const char *aggregate_type, const char *aggregate_id)
 		elog(ERROR, "outbox aggregate sequence was not advanced");
 	seq = AlxSpiInt8(0, 1, &isnull);
 
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(aggseq_xact_callback, NULL);
-		RegisterSubXactCallback(aggseq_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
 	if (seqs == NULL)
 	{
 		HASHCTL		ctl;
@@ -313,14 +343,27 @@ AlxOutboxAggregateNextSeq(const char *aggregate_type, const char *aggregate_id)
 	}
 	if (hash_get_num_entries(seqs) < ALX_AGGSEQ_CACHED)
 	{
+		SeqFrame   *f;
+
+		/* everything that can fail first: an entry is never half made */
+		touch_reserve();
+		f = MemoryContextAlloc(TopTransactionContext, sizeof(SeqFrame));
+		f->subid = cur;
+		f->current = seq;
+		f->stored = seq;
+		f->prev = NULL;
 		e = hash_search(seqs, key, HASH_ENTER, &found);
 		e->typelen = typelen;
-		e->top = MemoryContextAlloc(TopTransactionContext, sizeof(SeqFrame));
-		e->top->subid = cur;
-		e->top->current = seq;
-		e->top->stored = seq;
-		e->top->prev = NULL;
+		e->top = f;
 		touch(cur, e);
 	}
 	return seq;
+}
+
+/* From _PG_init: every commit stores the counts and seals the transaction. */
+void
+AlxOutboxAggseqInit(void)
+{
+	RegisterXactCallback(aggseq_xact_callback, NULL);
+	RegisterSubXactCallback(aggseq_subxact_callback, NULL);
 }

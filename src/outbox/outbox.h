@@ -150,5 +150,6 @@ extern void AlxOutboxWakeupAtCommit(void);
 
 /* aggseq.c */
 extern int64 AlxOutboxAggregateNextSeq(const char *aggregate_type, const char *aggregate_id);
+extern void AlxOutboxAggseqInit(void);
 
 #endif							/* ALX_OUTBOX_H */
