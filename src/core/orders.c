@@ -78,19 +78,23 @@ static AlxPlan status_plan = {
  * (upserts: a missing row stays unknown, NULL + 1 too); the maintenance
  * trigger then skips the rows this statement accounted for.
  */
-static AlxPlan status_load_plan = {
-	STATUS_WITH ","
-	"     d AS (INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)"
-	"           SELECT $10, NULL WHERE $10 IS NOT NULL"
-	"           ON CONFLICT ON CONSTRAINT operator_load_pkey"
-	"           DO UPDATE SET open_orders = CASE WHEN l.open_orders OPERATOR(pg_catalog.>) 0"
-	"                                            THEN l.open_orders OPERATOR(pg_catalog.-) 1 END),"
-	"     i AS (INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)"
-	"           SELECT $11, NULL WHERE $11 IS NOT NULL"
-	"           ON CONFLICT ON CONSTRAINT operator_load_pkey"
-	"           DO UPDATE SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1) "
-	STATUS_HISTORY,
-	11, {STATUS_TYPES, TEXTOID, TEXTOID}
+#define LOAD_DEC(param) \
+	"     d AS (INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)" \
+	"           VALUES (" param ", NULL)" \
+	"           ON CONFLICT ON CONSTRAINT operator_load_pkey" \
+	"           DO UPDATE SET open_orders = CASE WHEN l.open_orders OPERATOR(pg_catalog.>) 0" \
+	"                                            THEN l.open_orders OPERATOR(pg_catalog.-) 1 END)"
+#define LOAD_INC(param) \
+	"     i AS (INSERT INTO alexandrite.operator_load AS l (operator_id, open_orders)" \
+	"           VALUES (" param ", NULL)" \
+	"           ON CONFLICT ON CONSTRAINT operator_load_pkey" \
+	"           DO UPDATE SET open_orders = l.open_orders OPERATOR(pg_catalog.+) 1)"
+
+/* [0]: the old holder lets go ($10); [1]: a new holder takes it ($10); [2]: both ($10, $11) */
+static AlxPlan status_load_plans[3] = {
+	{STATUS_WITH "," LOAD_DEC("$10") " " STATUS_HISTORY, 10, {STATUS_TYPES, TEXTOID}},
+	{STATUS_WITH "," LOAD_INC("$10") " " STATUS_HISTORY, 10, {STATUS_TYPES, TEXTOID}},
+	{STATUS_WITH "," LOAD_DEC("$10") "," LOAD_INC("$11") " " STATUS_HISTORY, 11, {STATUS_TYPES, TEXTOID, TEXTOID}}
 };
 
 /* ... for price_order: with the quote row (two events follow) */
@@ -428,11 +432,11 @@ alexandrite_order_status_payload(PG_FUNCTION_ARGS)
  * gcc's -Wclobbered flags PG_FINALLY and a PG_TRY in a long function.
  */
 static void
-run_with_load_mark(AlxCoreLoadMark *mark, Datum *values, char *nulls)
+run_with_load_mark(AlxCoreLoadMark *mark, AlxPlan *plan, Datum *values, char *nulls)
 {
 	PG_TRY();
 	{
-		AlxPlanRun(&status_load_plan, values, nulls, false, 0);
+		AlxPlanRun(plan, values, nulls, false, 0);
 	}
 	PG_CATCH();
 	{
@@ -508,12 +512,15 @@ AlxOrderWriteStatus(AlxOrderRow *row, const AlxOrderChange *chg)
 	{
 		AlxCoreLoadMark mark;
 
-		values[9] = old_holder ? CStringGetTextDatum(old_holder) : (Datum) 0;
-		nulls[9] = old_holder ? ' ' : 'n';
-		values[10] = new_holder ? CStringGetTextDatum(new_holder) : (Datum) 0;
-		nulls[10] = new_holder ? ' ' : 'n';
+		int			k = 0;
+
+		if (old_holder)
+			values[9 + k++] = CStringGetTextDatum(old_holder);
+		if (new_holder)
+			values[9 + k++] = CStringGetTextDatum(new_holder);
 		AlxCoreLoadBegin(&mark, row->id, old_holder, new_holder);
-		run_with_load_mark(&mark, values, nulls);
+		run_with_load_mark(&mark, &status_load_plans[old_holder && new_holder ? 2 : old_holder ? 0 : 1],
+						   values, nulls);
 	}
 	else if (!chg->set_price)
 		AlxPlanRun(&status_plan, values, nulls, false, 0);
