@@ -247,7 +247,7 @@ AlxOperatorLoad(const char *operator_id)
 static bool
 claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 {
-	int64		lim = 8;
+	int64		lim = 4;
 	Datum		values[3];
 	bool		isnull;
 
