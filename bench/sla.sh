@@ -50,36 +50,32 @@ SELECT 'op' || i, 'Operator ' || i, 1000000000 FROM generate_series(1, 8) i;
 VACUUM ANALYZE alexandrite.orders;
 VACUUM ANALYZE alexandrite.operators;
 
--- the peer: the obvious query, with the same operator lock and capacity check
+-- the peer: the obvious query, then the same write as assign_next through
+-- assign_order (operator lock, active and capacity checks, the order's
+-- update, history row and event)
 CREATE FUNCTION public.naive_assign(op text) RETURNS bigint LANGUAGE plpgsql AS \$\$
-DECLARE v_cap int; v_open int; v_id bigint;
+DECLARE v_id bigint;
 BEGIN
-    SELECT l.capacity, l.open_orders INTO v_cap, v_open FROM alexandrite.sla_lock_operator(op, true) l;
-    IF v_open >= v_cap THEN RETURN NULL; END IF;
     SELECT o.id INTO v_id FROM alexandrite.orders o
      WHERE o.status < 'assigned' AND o.operator_id IS NULL
      ORDER BY alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, now()) DESC, o.id
      LIMIT 1 FOR UPDATE SKIP LOCKED;
     IF v_id IS NULL THEN RETURN NULL; END IF;
-    PERFORM alexandrite.sla_give(v_id, op);
+    PERFORM alexandrite.assign_order(v_id, op);
     RETURN v_id;
 END \$\$;
 
--- the floor: what any assignment costs without choosing (operator lock,
--- capacity check, the same write through sla_give: operator, status and the
--- order event in one update), taking
--- an arbitrary pool order near a random id
+-- the floor: what any assignment costs without choosing (the same write
+-- through assign_order), taking an arbitrary pool order near a random id
 CREATE FUNCTION public.floor_assign(op text) RETURNS bigint LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan AS \$\$
-DECLARE v_cap int; v_open int; v_id bigint; v_from bigint := (random() * $N)::bigint;
+DECLARE v_id bigint; v_from bigint := (random() * $N)::bigint;
 BEGIN
-    SELECT l.capacity, l.open_orders INTO v_cap, v_open FROM alexandrite.sla_lock_operator(op, true) l;
-    IF v_open >= v_cap THEN RETURN NULL; END IF;
     SELECT o.id INTO v_id FROM alexandrite.orders o
      WHERE o.id >= v_from AND o.status < 'assigned' AND o.operator_id IS NULL
      ORDER BY o.id LIMIT 1 FOR UPDATE SKIP LOCKED;
     IF v_id IS NULL THEN RETURN NULL; END IF;
-    PERFORM alexandrite.sla_give(v_id, op);
+    PERFORM alexandrite.assign_order(v_id, op);
     RETURN v_id;
 END \$\$;
 SQL
@@ -147,7 +143,7 @@ SELECT count(*) FROM (SELECT b.* FROM (SELECT priority, id FROM alexandrite.orde
 SQL
 cat > "$OUT/board_naive.sql" <<'SQL'
 SELECT count(*) FROM (SELECT id FROM alexandrite.orders WHERE status < 'shipped'
-                       ORDER BY alexandrite.sla_priority(created_at, sla_due_at, channel) DESC, id LIMIT 50) x;
+                       ORDER BY alexandrite.sla_priority(created_at, sla_due_at, channel, now()) DESC, id LIMIT 50) x;
 SQL
 echo
 echo "| order board query | clients | calls/s | p50 ms | p99 ms |"
