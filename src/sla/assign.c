@@ -79,41 +79,52 @@ static AlxPlan load_set_plan = {
 	alias ".status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status" \
 	" AND " alias ".operator_id IS NULL"
 
-static AlxPlan claim_plan = {
-	"SELECT " ALX_ORDER_COLS ", c.rk"
-	"  FROM (SELECT k.id, k.p, pg_catalog.row_number() OVER (ORDER BY k.p DESC, k.id) AS rk"
-	"          FROM (SELECT h.id,"
-	"                       alexandrite.sla_priority(h.created_at, h.sla_due_at, ch.channel, $1) AS p"
-	"                  FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)"
-	"                 CROSS JOIN LATERAL ("
-	"                       SELECT o2.id, o2.sla_due_at, o2.created_at"
-	"                         FROM alexandrite.orders o2"
-	"                        WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel"
-	"                          AND " POOL_QUAL("o2")
-	"                          AND o2.sla_due_at OPERATOR(pg_catalog.<) $2"
-	"                        ORDER BY o2.sla_due_at, o2.id"
-	"                        LIMIT $3) h) k"
-	"         ORDER BY k.p DESC, k.id) c"
-	"  JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) c.id"
-	" WHERE " POOL_QUAL("o")
-	" ORDER BY c.p DESC, c.id"
-	" LIMIT 1"
-	"   FOR NO KEY UPDATE OF o SKIP LOCKED",
-	3, {TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}
+/*
+ * The claim, with the due bound of rebalance ($2) or without one
+ * (assign_next: every pool order).  Without it the index scan of each
+ * channel checks one key per index tuple instead of two; it reads the rest
+ * of the channel head's leaf page either way.
+ */
+#define CLAIM_SQL(due_cond) \
+	"SELECT " ALX_ORDER_COLS ", c.rk" \
+	"  FROM (SELECT k.id, k.p, pg_catalog.row_number() OVER (ORDER BY k.p DESC, k.id) AS rk" \
+	"          FROM (SELECT h.id," \
+	"                       alexandrite.sla_priority(h.created_at, h.sla_due_at, ch.channel, $1) AS p" \
+	"                  FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)" \
+	"                 CROSS JOIN LATERAL (" \
+	"                       SELECT o2.id, o2.sla_due_at, o2.created_at" \
+	"                         FROM alexandrite.orders o2" \
+	"                        WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel" \
+	"                          AND " POOL_QUAL("o2") due_cond \
+	"                        ORDER BY o2.sla_due_at, o2.id" \
+	"                        LIMIT $3) h) k" \
+	"         ORDER BY k.p DESC, k.id) c" \
+	"  JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) c.id" \
+	" WHERE " POOL_QUAL("o") \
+	" ORDER BY c.p DESC, c.id" \
+	" LIMIT 1" \
+	"   FOR NO KEY UPDATE OF o SKIP LOCKED"
+
+/* [0]: due before $2; [1]: any due time ($2 unused) */
+static AlxPlan claim_plans[2] = {
+	{CLAIM_SQL(" AND o2.sla_due_at OPERATOR(pg_catalog.<) $2"), 3, {TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}},
+	{CLAIM_SQL(""), 3, {TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}}
 };
 
-/* does some channel have more than $2 pool orders due before $1? */
-static AlxPlan cut_plan = {
-	"SELECT 1 FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)"
-	" CROSS JOIN LATERAL ("
-	"       SELECT pg_catalog.count(*) AS n"
-	"         FROM (SELECT 1 FROM alexandrite.orders o2"
-	"                WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel"
-	"                  AND " POOL_QUAL("o2")
-	"                  AND o2.sla_due_at OPERATOR(pg_catalog.<) $1"
-	"                LIMIT $2 OPERATOR(pg_catalog.+) 1) x) k"
-	" WHERE k.n OPERATOR(pg_catalog.>) $2 LIMIT 1",
-	2, {TIMESTAMPTZOID, INT8OID}
+/* does some channel have more than $2 pool orders (due before $1)? */
+#define CUT_SQL(due_cond) \
+	"SELECT 1 FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)" \
+	" CROSS JOIN LATERAL (" \
+	"       SELECT pg_catalog.count(*) AS n" \
+	"         FROM (SELECT 1 FROM alexandrite.orders o2" \
+	"                WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel" \
+	"                  AND " POOL_QUAL("o2") due_cond \
+	"                LIMIT $2 OPERATOR(pg_catalog.+) 1) x) k" \
+	" WHERE k.n OPERATOR(pg_catalog.>) $2 LIMIT 1"
+
+static AlxPlan cut_plans[2] = {
+	{CUT_SQL(" AND o2.sla_due_at OPERATOR(pg_catalog.<) $1"), 2, {TIMESTAMPTZOID, INT8OID}},
+	{CUT_SQL(""), 2, {TIMESTAMPTZOID, INT8OID}}
 };
 
 static AlxPlan ops_lock_plan = {
@@ -248,6 +259,7 @@ static bool
 claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 {
 	int64		lim = 4;
+	int			unbounded = due_before == DT_NOEND ? 1 : 0;
 	Datum		values[3];
 	bool		isnull;
 
@@ -256,7 +268,7 @@ claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 	for (;;)
 	{
 		values[2] = Int64GetDatum(lim);
-		AlxPlanRun(&claim_plan, values, NULL, false, 1);
+		AlxPlanRun(&claim_plans[unbounded], values, NULL, false, 1);
 		if (SPI_processed == 1)
 		{
 			int64		rank = AlxSpiInt8(0, ALX_ORDER_NCOLS + 1, &isnull);
@@ -274,7 +286,7 @@ claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 			/* nothing lockable among the candidates: done unless a list was cut short */
 			cut[0] = TimestampTzGetDatum(due_before);
 			cut[1] = Int64GetDatum(lim);
-			AlxPlanRun(&cut_plan, cut, NULL, false, 1);
+			AlxPlanRun(&cut_plans[unbounded], cut, NULL, false, 1);
 			if (SPI_processed == 0)
 				return false;
 		}
