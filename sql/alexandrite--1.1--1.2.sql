@@ -440,6 +440,12 @@ DROP FUNCTION alexandrite.outbox_sla_breach_trigger();
 DROP FUNCTION alexandrite.outbox_restoring();
 -- orders keep their seq in orders.event_seq (core section)
 DELETE FROM alexandrite.outbox_aggregates a WHERE a.aggregate_type OPERATOR(pg_catalog.=) 'order';
+-- byte order for the key: compared on every first event of an aggregate in a
+-- transaction (src/outbox/aggseq.c); equality is the same in every
+-- deterministic collation
+ALTER TABLE alexandrite.outbox_aggregates
+    ALTER COLUMN aggregate_type TYPE text COLLATE pg_catalog."C",
+    ALTER COLUMN aggregate_id TYPE text COLLATE pg_catalog."C";
 COMMENT ON TABLE alexandrite.outbox_aggregates IS 'last aggregate_seq given out per aggregate (orders: orders.event_seq)';
 COMMENT ON FUNCTION alexandrite.outbox_wakeup_at_commit() IS 'wakes the relay when the calling transaction commits (used by outbox_requeue and outbox_discard)';
 -- Writes one event in the calling transaction (C: src/outbox/produce.c).

@@ -56,8 +56,8 @@ COMMENT ON TABLE alexandrite.outbox_events_2 IS 'outbox event log, rotating tabl
 -- aggregate until commit and gives the gap-free aggregate_seq.  Orders have
 -- no row here: the order row is their lock and counter (orders.event_seq).
 CREATE TABLE alexandrite.outbox_aggregates (
-    aggregate_type text   NOT NULL,
-    aggregate_id   text   NOT NULL,
+    aggregate_type text COLLATE pg_catalog."C" NOT NULL,   -- byte order: the key is compared on
+    aggregate_id   text COLLATE pg_catalog."C" NOT NULL,   -- every first event, equality is the same
     last_seq       bigint NOT NULL,
     PRIMARY KEY (aggregate_type, aggregate_id)
 ) WITH (fillfactor = 70);
