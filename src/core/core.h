@@ -112,6 +112,8 @@ typedef struct AlxPlan
 extern SPIPlanPtr AlxPlanGet(AlxPlan *plan);
 extern int	AlxPlanRun(AlxPlan *plan, Datum *values, const char *nulls, bool read_only,
 					   long count);
+extern int	AlxPlanRunSnapshot(AlxPlan *plan, Datum *values, const char *nulls, Snapshot snapshot,
+							   bool read_only, long count);
 extern void AlxCoreBegin(AlxSavedUser *save);
 extern void AlxCoreEnd(const AlxSavedUser *save);
 extern char *AlxCallerName(void);

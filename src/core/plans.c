@@ -68,6 +68,24 @@ AlxPlanRun(AlxPlan *plan, Datum *values, const char *nulls, bool read_only, long
 	return rc;
 }
 
+/*
+ * Runs a prepared statement on the given snapshot, so that two statements
+ * see the same rows (a READ COMMITTED caller would otherwise get a new
+ * snapshot for each).
+ */
+int
+AlxPlanRunSnapshot(AlxPlan *plan, Datum *values, const char *nulls, Snapshot snapshot,
+				   bool read_only, long count)
+{
+	int			rc;
+
+	rc = SPI_execute_snapshot(AlxPlanGet(plan), values, nulls, snapshot, InvalidSnapshot,
+							  read_only, true, count);
+	if (rc < 0)
+		elog(ERROR, "could not run an alexandrite statement: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
 /* Become the extension owner and connect to SPI for an entry point's statements. */
 void
 AlxCoreBegin(AlxSavedUser *save)

@@ -32,6 +32,7 @@
 #include "miscadmin.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "core/core.h"
@@ -74,7 +75,7 @@ static AlxPlan load_set_plan = {
 	2, {TEXTOID, INT4OID}
 };
 
-/* the pool: unheld new or priced orders due before $2 (see sla_claim in 1.1) */
+/* the pool: unheld new or priced orders (see sla_claim in 1.1) */
 #define POOL_QUAL(alias) \
 	alias ".status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status" \
 	" AND " alias ".operator_id IS NULL"
@@ -254,6 +255,10 @@ AlxOperatorLoad(const char *operator_id)
  * so it can precede the claimed row only if lim candidates did; otherwise
  * try again with a larger lim.  A row locked by a failed attempt stays
  * locked until commit, which only makes other claimers skip it meanwhile.
+ * The claim and the check for a cut list read one snapshot: with a new one
+ * for the check, candidates that were locked during the claim and taken
+ * (committed) just after it would be gone from the count, and a cut list
+ * would look complete, so the claim would report an empty pool.
  */
 static bool
 claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
@@ -267,8 +272,11 @@ claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 	values[1] = TimestampTzGetDatum(due_before);
 	for (;;)
 	{
+		/* READ COMMITTED (the callers check): a new snapshot per attempt */
+		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+
 		values[2] = Int64GetDatum(lim);
-		AlxPlanRun(&claim_plans[unbounded], values, NULL, false, 1);
+		AlxPlanRunSnapshot(&claim_plans[unbounded], values, NULL, snap, false, 1);
 		if (SPI_processed == 1)
 		{
 			int64		rank = AlxSpiInt8(0, ALX_ORDER_NCOLS + 1, &isnull);
@@ -276,6 +284,7 @@ claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 			if (rank <= lim)
 			{
 				AlxOrderFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, row);
+				UnregisterSnapshot(snap);
 				return true;
 			}
 		}
@@ -286,10 +295,14 @@ claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 			/* nothing lockable among the candidates: done unless a list was cut short */
 			cut[0] = TimestampTzGetDatum(due_before);
 			cut[1] = Int64GetDatum(lim);
-			AlxPlanRun(&cut_plans[unbounded], cut, NULL, false, 1);
+			AlxPlanRunSnapshot(&cut_plans[unbounded], cut, NULL, snap, true, 1);
 			if (SPI_processed == 0)
+			{
+				UnregisterSnapshot(snap);
 				return false;
+			}
 		}
+		UnregisterSnapshot(snap);
 		CHECK_FOR_INTERRUPTS();
 		lim *= 8;
 	}
