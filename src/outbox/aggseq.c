@@ -142,31 +142,17 @@ touch(SubTransactionId subid, SeqEntry *e)
 	ntouches++;
 }
 
-/* Whether some count moved past its row (most transactions: no). */
-static bool
-counts_to_store(void)
-{
-	HASH_SEQ_STATUS it;
-	SeqEntry   *e;
-
-	hash_seq_init(&it, seqs);
-	while ((e = hash_seq_search(&it)) != NULL)
-	{
-		if (e->top->current != e->top->stored)
-		{
-			hash_seq_term(&it);
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Writes back every count that moved past its row (inside an SPI connection). */
+/*
+ * Writes back every count that moved past its row.  Most transactions have
+ * none: the snapshot, the owner and SPI are set up only at the first.
+ */
 static void
 store_counts(void)
 {
 	HASH_SEQ_STATUS it;
 	SeqEntry   *e;
+	AlxSavedUser save;
+	bool		begun = false;
 
 	hash_seq_init(&it, seqs);
 	while ((e = hash_seq_search(&it)) != NULL)
@@ -180,11 +166,23 @@ store_counts(void)
 					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 					 errmsg("cannot commit outbox events in a transaction that was made read-only after them"),
 					 errdetail("The sequence of aggregate \"%s\" is stored when the transaction commits.", e->key)));
+		if (!begun)
+		{
+			/* SPI needs an outer snapshot; COMMIT has popped the statement's */
+			PushActiveSnapshot(GetTransactionSnapshot());
+			AlxCoreBegin(&save);
+			begun = true;
+		}
 		values[0] = PointerGetDatum(cstring_to_text_with_len(e->key, e->typelen));
 		values[1] = CStringGetTextDatum(e->key + e->typelen + 1);
 		values[2] = Int64GetDatum(e->top->current);
 		AlxPlanRun(&store_plan, values, NULL, false, 0);
 		e->top->stored = e->top->current;
+	}
+	if (begun)
+	{
+		AlxCoreEnd(&save);
+		PopActiveSnapshot();
 	}
 }
 
@@ -196,17 +194,8 @@ aggseq_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
 			sealed = true;
-			if (seqs != NULL && counts_to_store())
-			{
-				AlxSavedUser save;
-
-				/* SPI needs an outer snapshot; COMMIT has popped the statement's */
-				PushActiveSnapshot(GetTransactionSnapshot());
-				AlxCoreBegin(&save);
+			if (seqs != NULL)
 				store_counts();
-				AlxCoreEnd(&save);
-				PopActiveSnapshot();
-			}
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
