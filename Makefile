@@ -35,9 +35,11 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # pg_regress inputs and outputs live in test/sql and test/expected
 REGRESS_OPTS   = --inputdir=test --temp-instance=./tmp_check --temp-config=test/regress.conf \
+                 --temp-config=test/nofold.conf \
                  --create-role=alexandrite_worker
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/output_iso \
                  --temp-instance=./tmp_check_iso --temp-config=test/regress.conf \
+                 --temp-config=test/nofold.conf \
                  --create-role=alexandrite_worker --load-extension=alexandrite
 
 PG_CPPFLAGS += -I$(srcdir)/src -DALX_LIBRARY_VERSION=\"$(EXTVERSION).0\"

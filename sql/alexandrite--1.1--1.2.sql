@@ -767,6 +767,12 @@ COMMENT ON FUNCTION alexandrite.order_timeline(bigint)
     IS 'status history of an order with the time spent in each status, its outbox messages with their delivery state, trace ids, and the mesh jobs of its model';
 
 
+-- price_list_lock() takes a lock of the library's own: any role could take
+-- the advisory lock of 1.1 with pg_advisory_lock() and hold off price changes
+CREATE OR REPLACE FUNCTION alexandrite.price_list_lock() RETURNS void
+    AS 'MODULE_PATHNAME', 'alexandrite_price_list_lock'
+    LANGUAGE C VOLATILE;
+
 ------------------------------------------------------------------------------
 -- privileges (last: covers every routine above)
 ------------------------------------------------------------------------------

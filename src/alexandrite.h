@@ -61,6 +61,18 @@ extern void AlxBecomeOwnerInCall(AlxSavedUser *save);
 extern bool AlxBecomeOwnerIfInstalled(AlxSavedUser *save);
 extern void AlxRestoreUser(const AlxSavedUser *save);
 
+/*
+ * privilege.c: transaction locks of the library's own (one run at a time),
+ * on advisory lock tags whose fourth field no SQL function can set, so that
+ * no role can take them with pg_advisory_lock() to stall a worker or an
+ * administrator.  pg_advisory_* use 1 and 2; the mesh code uses 3 (slots,
+ * cluster-wide), 5 (jobs) and 6 (the queue's room).
+ */
+#define ALX_LOCK_DASH_FOLD		7	/* fold, rebuild and drop of dashboards */
+#define ALX_LOCK_ESCALATE		8	/* escalate_overdue */
+#define ALX_LOCK_PRICE_LIST		9	/* writers of price list versions */
+extern bool AlxLockInternal(uint16 kind, uint32 key1, uint32 key2, bool wait);
+
 /* worker.c: registration and connection of the background workers */
 extern void AlxRegisterWorker(const char *name, const char *function, int restart_secs);
 extern void AlxWorkerStart(const char *name);

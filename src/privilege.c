@@ -29,6 +29,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/guc.h"
 #include "utils/syscache.h"
 
@@ -149,4 +150,20 @@ AlxRestoreUser(const AlxSavedUser *save)
 		PopOverrideSearchPath();
 	if (save->guc_nestlevel > 0)
 		AtEOXact_GUC(true, save->guc_nestlevel);
+}
+
+/*
+ * Takes an exclusive lock of the library's own until the end of the
+ * transaction: kind is one of ALX_LOCK_*, key1 and key2 name the object in
+ * the current database.  With wait false, returns false at once when
+ * another transaction holds it; with wait true, waits (interruptible,
+ * subject to lock_timeout and deadlock detection like any lock).
+ */
+bool
+AlxLockInternal(uint16 kind, uint32 key1, uint32 key2, bool wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, key1, key2, kind);
+	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }

@@ -122,16 +122,12 @@ COMMENT ON FUNCTION alexandrite.check_complexity_tiers(jsonb) IS
     'internal: raises invalid_parameter_value unless the argument is a valid complexity tier list';
 
 -- Serialises the writers of price list versions until the end of the
--- transaction.  An advisory lock (on the table's OID under a fixed
--- alexandrite key) rather than LOCK TABLE, which would need UPDATE rights
--- on a table nobody may update.
+-- transaction, on a lock of the library's own that pg_advisory_lock()
+-- cannot take (so no role can hold off price changes with it), rather than
+-- LOCK TABLE, which would need UPDATE rights on a table nobody may update.
 CREATE FUNCTION alexandrite.price_list_lock() RETURNS void
-    LANGUAGE sql VOLATILE
-    SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT pg_catalog.pg_advisory_xact_lock(1095520336,   -- 'ALXP'
-               'alexandrite.price_list_versions'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int4);
-END;
+    AS 'MODULE_PATHNAME', 'alexandrite_price_list_lock'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION alexandrite.price_list_lock() IS
     'internal: serialises writers of alexandrite.price_list_versions until the end of the transaction';
 

@@ -306,8 +306,7 @@ alexandrite_drop_dashboard(PG_FUNCTION_ARGS)
 	AlxDashCheckReadable(def);
 	alx_check_trigger_privilege(def->base_relid);
 
-	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(ALX_DASH_LOCK_CLASS),
-							   Int32GetDatum(ALX_DASH_LOCK_FOLD));
+	(void) AlxLockInternal(ALX_LOCK_DASH_FOLD, ALX_DASH_LOCK_CLASS, ALX_DASH_LOCK_FOLD, true);
 	AlxDashLockBase(def->base_relid, ShareRowExclusiveLock);
 	AlxDashScopeEnter(&scope);
 	AlxDashboardForget(def->id);

@@ -56,8 +56,9 @@
 #include "alexandrite.h"
 
 /*
- * Advisory lock (two-int form) held by every fold, rebuild and drop:
- * "alxd" and 1.  A fold that cannot get it at once skips its round.
+ * The lock held by every fold, rebuild and drop (AlxLockInternal,
+ * ALX_LOCK_DASH_FOLD): "alxd" and 1.  A fold that cannot get it at once
+ * skips its round.
  */
 #define ALX_DASH_LOCK_CLASS		1634498660
 #define ALX_DASH_LOCK_FOLD		1

@@ -136,6 +136,41 @@ alx_fold_plan(int32 id, Oid base_relid)
 	return p;
 }
 
+/*
+ * Locks a dashboard's state row if nobody else holds it; false when another
+ * transaction does (a missing row is free: there is nothing to wait for).
+ */
+static bool
+alx_fold_state_free(int32 id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			type = INT4OID;
+	Datum		arg = Int32GetDatum(id);
+	bool		isnull;
+	int			ret;
+
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 0"
+									"    OR pg_catalog.count(l.dashboard_id) OPERATOR(pg_catalog.>) 0"
+									"  FROM alexandrite.dashboard_state s"
+									"  LEFT JOIN LATERAL (SELECT x.dashboard_id FROM alexandrite.dashboard_state x"
+									"                      WHERE x.dashboard_id OPERATOR(pg_catalog.=) s.dashboard_id"
+									"                      FOR NO KEY UPDATE SKIP LOCKED) l ON true"
+									" WHERE s.dashboard_id OPERATOR(pg_catalog.=) $1",
+									1, &type);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare the dashboard state lock: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	ret = SPI_execute_plan(plan, &arg, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not lock the dashboard state: %s", SPI_result_code_string(ret));
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /* Records a fold that moved rows (empty folds leave the state row alone). */
 static void
 alx_fold_record(int32 id, int64 folded, TimestampTz start)
@@ -176,6 +211,13 @@ alx_fold_one(int32 id, Oid base_relid, Datum minute)
 		return 0;
 	p = alx_fold_plan(id, base_relid);
 	if (p == NULL)
+		return 0;
+	/*
+	 * a state row that a transaction still open has written (a reconcile or
+	 * a TRUNCATE of the base table not yet committed): next round, rather
+	 * than wait for it holding the fold lock
+	 */
+	if (!alx_fold_state_free(id))
 		return 0;
 	ret = SPI_execute_plan(p->fold, &minute, NULL, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -312,9 +354,7 @@ AlxFoldDashboards(void)
 	int			nestlevel;
 	Datum		minute = TimestampTzGetDatum(AlxDueMinute(GetCurrentTransactionStartTimestamp()));
 
-	if (!DatumGetBool(DirectFunctionCall2(pg_try_advisory_xact_lock_int4,
-										  Int32GetDatum(ALX_DASH_LOCK_CLASS),
-										  Int32GetDatum(ALX_DASH_LOCK_FOLD))))
+	if (!AlxLockInternal(ALX_LOCK_DASH_FOLD, ALX_DASH_LOCK_CLASS, ALX_DASH_LOCK_FOLD, false))
 	{
 		ereport(DEBUG1,
 				(errmsg("dashboard fold skipped: another fold, rebuild or drop is running")));

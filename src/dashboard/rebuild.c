@@ -67,8 +67,7 @@ AlxDashRebuild(const AlxDashDef *def, TimestampTz watermark)
 
 	AlxDashRequireReadCommitted("rebuild_dashboard()");
 	/* no fold in between, no writer in flight: the recompute sees every commit */
-	(void) DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(ALX_DASH_LOCK_CLASS),
-							   Int32GetDatum(ALX_DASH_LOCK_FOLD));
+	(void) AlxLockInternal(ALX_LOCK_DASH_FOLD, ALX_DASH_LOCK_CLASS, ALX_DASH_LOCK_FOLD, true);
 	AlxDashLockBase(def->base_relid, ShareLock);
 	if (def->due != NULL)
 		wm = TimestampTzGetDatum(AlxDueMinute(watermark));

@@ -41,6 +41,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -402,6 +403,14 @@ AlxDashCheckReadable(const AlxDashDef *def)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for schema %s", get_namespace_name(get_rel_namespace(def->base_relid)))));
+	/* a dashboard counts every row, also those the policies hide */
+	if (check_enable_rls(def->base_relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security applies to you on table %s", get_rel_name(def->base_relid)),
+				 errdetail("Dashboard \"%s\" counts every row of that table, also the rows its policies hide from you.",
+						   def->name),
+				 errhint("Its owner, a superuser or a role with BYPASSRLS can manage the dashboard.")));
 	if (pg_class_aclcheck(def->base_relid, user, ACL_SELECT) == ACLCHECK_OK)
 		return;
 	while ((att = bms_next_member(def->attnos, att)) >= 0)

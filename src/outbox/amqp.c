@@ -81,21 +81,25 @@ static int	round_used = 0;
 static uint64 round_base = 1;
 static uint64 next_tag = 1;
 
-/* Copies url into out with the password replaced by "***". */
+/*
+ * Copies url into out with the password replaced by "***": everything
+ * between the first ':' after the scheme and the last '@' of the URL, so
+ * that a password holding an unescaped '@' or '/' (which the URL parser
+ * refuses, and the error then shows the URL) is hidden whole.  A URL
+ * without "://" is masked from its start.
+ */
 void
 AlxMaskUrl(const char *url, char *out, size_t outlen)
 {
 	const char *scheme_end = strstr(url, "://");
-	const char *at;
+	const char *start = scheme_end ? scheme_end + 3 : url;
+	const char *at = strrchr(start, '@');
 	const char *colon;
 
 	strlcpy(out, url, outlen);
-	if (scheme_end == NULL)
-		return;
-	at = strchr(scheme_end + 3, '@');
 	if (at == NULL)
 		return;
-	colon = memchr(scheme_end + 3, ':', at - (scheme_end + 3));
+	colon = memchr(start, ':', at - start);
 	if (colon == NULL)
 		return;
 	snprintf(out, outlen, "%.*s***%s", (int) (colon + 1 - url), url, at);

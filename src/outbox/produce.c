@@ -421,6 +421,29 @@ order_aggregate_id(const char *aggregate_id)
 	return id;
 }
 
+/* the event types the order functions write; nobody else may (outbox_emit) */
+static const char *const order_core_events[] = {
+	"order.created", "order.status_changed", "order.priced", "order.sla_breached"
+};
+
+/*
+ * Refuses an event of an order that would pass for one of the order
+ * core's own: a consumer could not tell it from a real status change.
+ */
+static void
+check_not_core_event(const char *agg_type, const char *event_type)
+{
+	if (strcmp(agg_type, "order") != 0)
+		return;
+	for (int i = 0; i < lengthof(order_core_events); i++)
+		if (strcmp(event_type, order_core_events[i]) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("event type \"%s\" of an order is written only by the order functions",
+							event_type),
+					 errhint("Give events of your own another event_type.")));
+}
+
 PG_FUNCTION_INFO_V1(alexandrite_outbox_emit);
 
 /*
@@ -450,6 +473,7 @@ alexandrite_outbox_emit(PG_FUNCTION_ARGS)
 	payload = PG_GETARG_JSONB_P(3);
 	headers = AlxOutboxHeaders(PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4));
 	AlxOutboxCheckEvent(agg_type, agg_id, event_type, payload, headers);
+	check_not_core_event(agg_type, event_type);
 
 	AlxCoreBegin(&save);
 	t = AlxOutboxCurrentTable();

@@ -626,3 +626,22 @@ alexandrite_price_list_head(PG_FUNCTION_ARGS)
 	PopActiveSnapshot();
 	PG_RETURN_INT64(head);
 }
+
+/* key of the price list writers' lock: 'ALXP' */
+#define ALX_PRICE_LIST_LOCK_KEY	0x414C5850
+
+PG_FUNCTION_INFO_V1(alexandrite_price_list_lock);
+
+/*
+ * price_list_lock(): serialises the writers of price list versions until
+ * the end of the transaction, on a lock of the library's own
+ * (AlxLockInternal) that no role can take with pg_advisory_lock() to hold
+ * off the DBA's price changes.  LOCK TABLE would need UPDATE rights on a
+ * table nobody may update.
+ */
+Datum
+alexandrite_price_list_lock(PG_FUNCTION_ARGS)
+{
+	(void) AlxLockInternal(ALX_LOCK_PRICE_LIST, ALX_PRICE_LIST_LOCK_KEY, 0, true);
+	PG_RETURN_VOID();
+}

@@ -76,6 +76,9 @@ static AlxPlan window_plan = {
 	2, {TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 
+/* key of escalate_overdue's lock (AlxLockInternal): 'ALXE' */
+#define ALX_ESCALATE_LOCK_KEY	0x414C5845
+
 PG_FUNCTION_INFO_V1(alexandrite_escalate_overdue);
 
 /* escalate_overdue(full_scan): the number of orders newly recorded as breached. */
@@ -84,7 +87,6 @@ alexandrite_escalate_overdue(PG_FUNCTION_ARGS)
 {
 	bool		full = !PG_ARGISNULL(0) && PG_GETARG_BOOL(0);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	int64		key;
 	AlxSavedUser save;
 	bool		isnull;
 	TimestampTz from = 0;
@@ -94,9 +96,8 @@ alexandrite_escalate_overdue(PG_FUNCTION_ARGS)
 	int64		recorded = 0;
 	Datum		values[2];
 
-	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID,
-												CStringGetTextDatum("alexandrite.escalate_overdue")));
-	if (!DatumGetBool(DirectFunctionCall1(pg_try_advisory_xact_lock_int8, Int64GetDatum(key))))
+	/* one run at a time: another one in progress makes this one a no-op */
+	if (!AlxLockInternal(ALX_LOCK_ESCALATE, ALX_ESCALATE_LOCK_KEY, 0, false))
 		PG_RETURN_INT64(0);
 
 	AlxCoreBegin(&save);

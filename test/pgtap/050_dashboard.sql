@@ -1,7 +1,7 @@
 -- Catalog contracts of the dashboards: objects, columns, signatures,
 -- privileges, definer status, SQLSTATEs.
 BEGIN;
-SELECT plan(86);
+SELECT plan(90);
 
 -- the contract views and their columns
 SELECT has_view('alexandrite', v, 'view alexandrite.' || v || ' exists')
@@ -150,6 +150,22 @@ RESET ROLE;
 SELECT is((SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'alexandrite.dashboard_t9'::regclass),
           (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'alexandrite'),
           'its objects belong to the extension owner, not to the caller');
+-- row-level security that applies to the caller: a dashboard counts every
+-- row, also those the policies hide, so nothing over such a table
+ALTER TABLE public.tap_dash ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tap_none ON public.tap_dash USING (false);
+SET ROLE tap_dash_admin;
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t10', 'public.tap_dash', ARRAY['label'])$$,
+                 '42501', NULL, 'no dashboard over a table whose row-level security applies to the caller');
+SELECT throws_ok($$SELECT alexandrite.rebuild_dashboard('t9')$$,
+                 '42501', NULL, 'no rebuild of it by such a caller');
+SELECT throws_ok($$SELECT * FROM alexandrite.reconcile_dashboards('t9')$$,
+                 '42501', NULL, 'no reconcile of it by such a caller');
+RESET ROLE;
+SELECT lives_ok($$SELECT alexandrite.rebuild_dashboard('t9')$$,
+                'the table''s owner, whom the policies do not restrict, rebuilds it');
+DROP POLICY tap_none ON public.tap_dash;
+ALTER TABLE public.tap_dash DISABLE ROW LEVEL SECURITY;
 INSERT INTO public.tap_dash VALUES (1, 'a', 2, now()), (2, 'a', 3, now());
 GRANT SELECT ON alexandrite.dashboard_t9 TO tap_dash_admin;
 SET ROLE tap_dash_admin;

@@ -2,9 +2,9 @@
 -- reconcile, lag, TRUNCATE, bad definitions, scheduling and privileges.
 \set VERBOSITY terse
 SET client_min_messages = warning;
--- hold the fold lock for the whole file: the background worker's folds
--- (alexandrite.fold_interval) skip, ours (same session) go through
-SELECT pg_advisory_lock(1634498660, 1) IS NOT NULL AS worker_paused;
+-- the background worker folds nothing in this instance (test/nofold.conf:
+-- alexandrite.fold_interval = 0): only this file's folds run
+SELECT current_setting('alexandrite.fold_interval') = '0' AS worker_paused;
 
 -- the registry holds the three contract dashboards' building blocks
 SELECT name, base_table, key_names, count_name, filter, due_expr, horizons, horizon_names, builtin
@@ -336,6 +336,30 @@ SELECT * FROM alexandrite.dashboard_tickets_open ORDER BY queue, le;
 SELECT * FROM alexandrite.dashboard_tickets_open_delta;
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION alexandrite.is_open(alexandrite.order_status), alexandrite.metric_le_seconds(float8) TO PUBLIC;
+-- row-level security: a dashboard counts every row, so a caller the policies
+-- apply to can neither declare one over the table nor rebuild or reconcile
+-- one (42501), even with SELECT and TRIGGER on it
+CREATE TABLE public.salaries (employee text NOT NULL, salary numeric NOT NULL);
+INSERT INTO public.salaries VALUES ('carol', 98765), ('dave', 50000);
+ALTER TABLE public.salaries ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_row ON public.salaries USING (employee = current_user);
+GRANT SELECT, TRIGGER ON public.salaries TO dash_user;
+GRANT EXECUTE ON FUNCTION alexandrite.create_dashboard, alexandrite.rebuild_dashboard,
+    alexandrite.reconcile_dashboards TO dash_user;
+SET ROLE dash_user;
+SELECT count(*) AS rows_dash_user_sees FROM public.salaries;
+SELECT alexandrite.create_dashboard('salaries', 'public.salaries', ARRAY['employee'], filter => 'salary > 90000');
+RESET ROLE;
+-- its owner (not subject to the policies) may
+SELECT alexandrite.create_dashboard('salaries', 'public.salaries', ARRAY['employee'], filter => 'salary > 90000') IS NOT NULL AS created;
+SET ROLE dash_user;
+SELECT alexandrite.rebuild_dashboard('salaries');
+SELECT * FROM alexandrite.reconcile_dashboards('salaries');
+RESET ROLE;
+SELECT alexandrite.drop_dashboard('salaries');
+REVOKE EXECUTE ON FUNCTION alexandrite.create_dashboard, alexandrite.rebuild_dashboard,
+    alexandrite.reconcile_dashboards FROM dash_user;
+DROP TABLE public.salaries;
 -- the generated objects belong to the extension owner, whoever declared the dashboard
 SELECT c.relname, pg_get_userbyid(c.relowner) = (SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n
                                                   WHERE n.nspname = 'alexandrite') AS owned_by_extension_owner,
@@ -346,5 +370,4 @@ DROP TABLE public.tickets;
 REVOKE ALL ON SCHEMA alexandrite FROM dash_user;
 DROP ROLE dash_user;
 SELECT dashboard, ok FROM alexandrite.reconcile_dashboards() ORDER BY dashboard;
-SELECT pg_advisory_unlock(1634498660, 1) AS worker_resumed;
 RESET client_min_messages;

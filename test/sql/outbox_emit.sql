@@ -170,6 +170,23 @@ SELECT alexandrite.outbox_emit('order', 'x', 'e', '{}', '[1]');
 SELECT alexandrite.outbox_emit('order', 'x', 'e', '{}', '{"aggregate_seq": 7}');
 -- nothing was written by the failed calls
 SELECT count(*) FROM alexandrite.outbox WHERE aggregate_id = 'x';
+-- the order functions' own event types cannot be forged for an order
+-- (42501); other event types of an order, and these names for another
+-- aggregate type, are the caller's own
+-- (the order id is given back at the end: later tests print ids)
+SELECT last_value AS emit_seq_last, is_called AS emit_seq_called FROM alexandrite.orders_id_seq \gset
+SELECT alexandrite.create_order('emit-core-1', 'shop', 'c', NULL, NULL) AS core_o \gset
+SELECT alexandrite.outbox_emit('order', :'core_o', 'order.status_changed', '{"from": "new", "to": "shipped"}');
+SELECT alexandrite.outbox_emit('order', :'core_o', 'order.created', '{}');
+SELECT alexandrite.outbox_emit('order', :'core_o', 'order.priced', '{}');
+SELECT alexandrite.outbox_emit('order', :'core_o', 'order.sla_breached', '{}');
+SELECT alexandrite.outbox_emit('order', :'core_o', 'order.note', '{}') > 0 AS own_event_type;
+SELECT alexandrite.outbox_emit('invoice', 'core-1', 'order.status_changed', '{}') > 0 AS other_aggregate;
+SELECT aggregate_seq, event_type FROM alexandrite.outbox
+ WHERE aggregate_type = 'order' AND aggregate_id = :'core_o' ORDER BY aggregate_seq;
+DELETE FROM alexandrite.outbox_events WHERE aggregate_type = 'order' AND aggregate_id = :'core_o';
+DELETE FROM alexandrite.orders WHERE id = :core_o;
+SELECT pg_catalog.setval('alexandrite.orders_id_seq', :emit_seq_last, :'emit_seq_called'::boolean) IS NOT NULL AS ids_given_back;
 
 -- dead letters: requeue puts them back in line (the aggregate stays blocked
 -- until they are through), discard drops them

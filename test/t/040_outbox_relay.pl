@@ -231,6 +231,17 @@ my ($ret, $out, $err) = $node->psql('postgres', 'SHOW alexandrite.amqp_url', ext
 isnt($ret, 0, 'a non-superuser cannot read alexandrite.amqp_url');
 ok(!grep({ /alexandrite relay/ && /s3cret-pw/ } split /\n/, slurp_file($node->logfile)),
 	'the relay never logs the password');
+# a password with an unescaped '@' (the URL parser refuses it and the error
+# shows the URL): masked whole, up to the last '@'
+my $at_url = "amqp://us\@er:pa\@ss-w0rd\@127.0.0.1:$mq->{port}/";
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '$at_url'");
+$node->reload;
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT last_error LIKE 'amqp://us\@er:***\@127.0.0.1:%' FROM alexandrite.outbox_status", 30),
+	'an URL with an unescaped @ in its password shows as last_error, masked');
+$seen = $node->safe_psql('postgres', 'SELECT last_error || coalesce(broker, \'\') FROM alexandrite.outbox_status',
+	extra_params => [ '-U', 'watcher' ]);
+unlike($seen, qr/ss-w0rd|pa\@ss/, 'no part of a password with an @ is shown');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET alexandrite.amqp_url');
 $node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '" . $mq->url . "'");
 $node->reload;
