@@ -44,6 +44,7 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -70,6 +71,21 @@ static AlxPlan done_plan = {
 	" WHERE id OPERATOR(pg_catalog.=) $1",
 	3, {INT8OID, INT8OID, TEXTOID}
 };
+
+/*
+ * An order that another transaction holds (an open transaction of the MES,
+ * say): the job waits for it, its attempt given back, instead of its
+ * worker waiting on the row (which stalled the pool).
+ */
+static AlxPlan defer_plan = {
+	"UPDATE alexandrite.mesh_jobs SET state = 'queued', attempts = attempts OPERATOR(pg_catalog.-) 1,"
+	" next_attempt_at = $2, note = $3"
+	" WHERE id OPERATOR(pg_catalog.=) $1",
+	3, {INT8OID, TIMESTAMPTZOID, TEXTOID}
+};
+
+/* how long a job's worker waits for its order's row before it defers the job */
+#define MESH_ATTACH_LOCK_TIMEOUT "1s"
 
 static AlxPlan fail_plan = {
 	"UPDATE alexandrite.mesh_jobs SET"
@@ -405,8 +421,34 @@ static void
 attach_step(void *arg)
 {
 	AttachArgs *a = (AttachArgs *) arg;
+	int			nest = NewGUCNestLevel();
 
+	(void) set_config_option("lock_timeout", MESH_ATTACH_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	a->note = AlxMeshJobAttach(a->order_id, a->mesh_id);
+	AtEOXact_GUC(true, nest);
+}
+
+/*
+ * Puts a job whose order is held by another transaction back in the queue,
+ * its attempt given back, to try again after the retry delay; its bytes
+ * stay, and its mesh (stored by this attempt) is found again by its hash.
+ */
+static void
+defer_job(int64 job_id, int64 order_id)
+{
+	Datum		values[3];
+	AlxSavedUser save;
+	char	   *note = psprintf("waiting for order " INT64_FORMAT ", which another transaction holds", order_id);
+
+	values[0] = Int64GetDatum(job_id);
+	values[1] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																alx_mesh_job_retry_delay_ms));
+	values[2] = CStringGetTextDatum(note);
+	AlxCoreBegin(&save);
+	AlxPlanRun(&defer_plan, values, NULL, false, 0);
+	AlxCoreEnd(&save);
+	ereport(LOG, (errmsg("mesh job " INT64_FORMAT ": %s; will try again", job_id, note)));
 }
 
 /*
@@ -446,6 +488,11 @@ AlxMeshJobRun(int64 job_id, int attempts)
 		AttachArgs	att = {order_id, a.mesh_id, NULL};
 
 		err = run_step(attach_step, &att);
+		if (err != NULL && err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			defer_job(job_id, order_id);
+			return;
+		}
 		note = err != NULL ?
 			psprintf("order " INT64_FORMAT " was not changed: %s", order_id, err->message) :
 			att.note;

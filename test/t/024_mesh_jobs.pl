@@ -10,6 +10,9 @@
 #  - discard against claim: an uncommitted discard holding a job's row
 #    makes the claim pass it over (never started, one mesh.rejected once the
 #    discard commits); a job claimed first cannot be discarded (55000);
+#  - orders held by other transactions: the jobs of two held orders wait in
+#    the queue (their attempts given back) while a free order's job is done
+#    by the same two workers; once the holder commits they attach;
 #  - backpressure: beyond alexandrite.mesh_queue_max_bytes mesh_submit
 #    raises 53400; discarding a job makes room again;
 #  - SIGKILL of a worker in the middle of a job (analysed, held before its
@@ -242,6 +245,49 @@ note("waits from submission to claim (ms): @wait_ms");
 		'claim vs discard: the job is done');
 	is(sql("SELECT string_agg(event_type, ' ') FROM alexandrite.outbox WHERE aggregate_type = 'mesh' AND aggregate_id = '$z'"),
 		'mesh.analyzed', 'claim vs discard: one mesh.analyzed for it, no mesh.rejected');
+}
+
+# --- orders held by other transactions ---------------------------------------
+# A job whose order another transaction holds (an MES transaction left
+# open) does not hold up the pool: its worker gives the row up after a
+# second and puts the job back, its attempt given back.  With both workers'
+# orders held, the job of a free order is done; once the holder commits,
+# the held jobs attach their models.  (Before, both workers waited on the
+# rows and the free order's job stayed queued.)
+{
+	set_paused(1);
+	my $hf = gen('held.stl', 'cube', 'stl', '--scale', '6.5');
+	my $bytes = sub { "overlay(pg_read_binary_file('$hf') placing convert_to('$_[0]', 'UTF8') from 1)" };
+	my ($o1, $o2, $o3) = split /\n/,
+	  sql("SELECT alexandrite.create_order('held-' || g, 'shop', 'c', NULL, NULL) FROM generate_series(1, 3) g ORDER BY 1");
+	my $hold = $node->background_psql($db, on_error_stop => 0);
+	$hold->query_safe('BEGIN');
+	$hold->query_safe("SELECT id FROM alexandrite.orders WHERE id IN ($o1, $o2) FOR NO KEY UPDATE");
+	my $j1 = sql("SELECT alexandrite.mesh_submit(" . $bytes->('held order one') . ", 'held-1.stl', 'mm', $o1)");
+	my $j2 = sql("SELECT alexandrite.mesh_submit(" . $bytes->('held order two') . ", 'held-2.stl', 'mm', $o2)");
+	set_paused(0);
+	ok(AlxTest::wait_until($node, $db,
+			"SELECT count(*) = 2 FROM alexandrite.mesh_jobs WHERE id IN ($j1, $j2) AND note LIKE 'waiting for order %'", 60),
+		'held orders: both jobs found their orders held and wait');
+	my $j3 = sql("SELECT alexandrite.mesh_submit(" . $bytes->('free order') . ", 'free-3.stl', 'mm', $o3)");
+	ok(AlxTest::wait_until($node, $db, "SELECT state = 'done' FROM alexandrite.mesh_jobs WHERE id = $j3", 60),
+		'held orders: the job of a free order is done meanwhile');
+	is(sql("SELECT mesh_id IS NOT NULL FROM alexandrite.orders WHERE id = $o3"), 't',
+		'held orders: the free order has its model');
+	sleep(3);
+	like(sql("SELECT string_agg(state || ':' || (attempts <= 1), ' ' ORDER BY id) FROM alexandrite.mesh_jobs WHERE id IN ($j1, $j2)"),
+		qr/^(queued|running):true (queued|running):true$/,
+		'held orders: three seconds later both still wait, neither failed, each attempt given back');
+	$hold->query_safe('COMMIT');
+	$hold->quit;
+	ok(AlxTest::wait_until($node, $db,
+			"SELECT bool_and(state = 'done') FROM alexandrite.mesh_jobs WHERE id IN ($j1, $j2)", 60),
+		'held orders: once the holder commits, their jobs are done');
+	is(sql("SELECT count(*) FROM alexandrite.orders WHERE id IN ($o1, $o2) AND mesh_id IS NOT NULL"), '2',
+		'held orders: and their orders have their models');
+	is(sql("SELECT string_agg(event_type, ' ') FROM alexandrite.outbox
+	         WHERE aggregate_type = 'mesh' AND aggregate_id IN ('$j1', '$j2')"),
+		'mesh.analyzed mesh.analyzed', 'held orders: one mesh.analyzed each, no mesh.rejected');
 }
 
 # --- backpressure ------------------------------------------------------------
