@@ -767,6 +767,13 @@ COMMENT ON FUNCTION alexandrite.order_timeline(bigint)
     IS 'status history of an order with the time spent in each status, its outbox messages with their delivery state, trace ids, and the mesh jobs of its model';
 
 
+-- an SLA weight must be finite: with 'Infinity' or 'NaN' (which passed
+-- "weight > 0") the channel's orders could not be ranked, so they were left
+-- off the board and never claimed
+ALTER TABLE alexandrite.sla_policies DROP CONSTRAINT sla_policies_weight_check,
+    ADD CONSTRAINT sla_policies_weight_check
+    CHECK (weight OPERATOR(pg_catalog.>) 0 AND weight OPERATOR(pg_catalog.<) 'Infinity'::pg_catalog.float8);
+
 -- price_list_lock() takes a lock of the library's own: any role could take
 -- the advisory lock of 1.1 with pg_advisory_lock() and hold off price changes
 CREATE OR REPLACE FUNCTION alexandrite.price_list_lock() RETURNS void

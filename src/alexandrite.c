@@ -325,7 +325,7 @@ define_mesh_job_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("alexandrite.mesh_queue_max_bytes",
-							"Sets the bytes that mesh jobs may hold (queued, running, failed) before mesh_submit refuses more.",
+							"Sets the bytes that queued and running mesh jobs may hold before mesh_submit refuses more.",
 							"mesh_submit raises SQLSTATE 53400 beyond it.",
 							&alx_mesh_queue_max_kb,
 							1024 * 1024, 16, INT_MAX,

@@ -125,7 +125,10 @@ CREATE TABLE alexandrite.sla_policies (
     channel     text NOT NULL CHECK (channel OPERATOR(pg_catalog.~) '^[a-z0-9_]{1,63}$'),
     customer_id text,                      -- NULL: the channel's default
     target      interval NOT NULL CHECK (target OPERATOR(pg_catalog.>) '0'::interval),
-    weight      float8 NOT NULL DEFAULT 1 CHECK (weight OPERATOR(pg_catalog.>) 0),
+    -- finite and positive ('NaN' compares greater than 'Infinity')
+    weight      float8 NOT NULL DEFAULT 1
+                CONSTRAINT sla_policies_weight_check
+                CHECK (weight OPERATOR(pg_catalog.>) 0 AND weight OPERATOR(pg_catalog.<) 'Infinity'::pg_catalog.float8),
     note        text,
     seeded      boolean NOT NULL DEFAULT false,   -- installed by the extension, never changed since
     UNIQUE NULLS NOT DISTINCT (channel, customer_id)

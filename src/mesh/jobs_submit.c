@@ -9,9 +9,10 @@
  * the pool (jobs_worker.c).  When the same bytes in the same unit were
  * already analysed by this analyzer version, the job is done at once with
  * that mesh (and an attached order gets it and its price, in the caller's
- * transaction).  The queue is bounded: the bytes of the jobs that still
- * hold them (queued, running, failed) may not exceed
- * alexandrite.mesh_queue_max_bytes, else ERROR 53400 -- "try later".  The
+ * transaction).  The queue is bounded: the bytes of the queued and
+ * running jobs may not exceed alexandrite.mesh_queue_max_bytes, else ERROR
+ * 53400 -- "try later"; a failed job's bytes do not count, so that
+ * uploads that fail cannot lock out the others.  The
  * check runs after the row is written, under a transaction-level lock
  * that every submit takes, with a fresh snapshot: concurrent submits
  * cannot both pass on the same room.
@@ -58,7 +59,8 @@ static AlxPlan known_plan = {
 
 static AlxPlan queued_bytes_plan = {
 	"SELECT COALESCE(pg_catalog.sum(j.bytes), 0)::pg_catalog.int8 FROM alexandrite.mesh_jobs j"
-	" WHERE j.state OPERATOR(pg_catalog.<>) 'done' AND j.data IS NOT NULL",
+	" WHERE j.state OPERATOR(pg_catalog.=) ANY ('{queued,running}'::pg_catalog.text[])"
+	"   AND j.data IS NOT NULL",
 	0, {InvalidOid}
 };
 

@@ -98,13 +98,44 @@ typedef struct Chunk
 	AlxMsg	   *msgs;
 	int			n;
 	int64		range_end;		/* the chunk covers ids up to here */
+	int64		bytes;			/* msg_bytes of its events */
 } Chunk;
 
 /*
+ * At most this much payload and header text per chunk (but at least one
+ * event): a chunk of events near the 16 MB limit is read in well under a
+ * second, so that the broker's heartbeats are answered in time, and the
+ * relay's memory stays bounded whatever the batch size.
+ */
+#define ALX_RELAY_CHUNK_MAX_BYTES	(32 * 1024 * 1024)
+
+/*
+ * ... and per call of AlxRelayDrainStream, whose chunks all live in the
+ * round's memory until the next call: it returns (to be called again)
+ * once it has read this much.
+ */
+#define ALX_RELAY_ROUND_MAX_BYTES	(2 * ALX_RELAY_CHUNK_MAX_BYTES)
+
+/* rows per fetch of the chunk cursor */
+#define ALX_RELAY_FETCH_MAX	64
+
+/* the text the relay sends for a message, roughly: payload and headers */
+static int64
+msg_bytes(const AlxMsg *m)
+{
+	int64		n = strlen(m->payload) + 256;
+
+	for (int j = 0; j < m->nheaders; j++)
+		n += strlen(m->hkeys[j]) + strlen(m->hvalues[j]);
+	return n;
+}
+
+/*
  * Reads the batch events with ids in (pos, pos + limit] (or up to the next
- * batch event after an empty stretch of ids) into c, in its own transaction.
- * Bounding the id range keeps each read proportional to the chunk, whatever
- * plan the planner picks for the never-analyzed log tables.
+ * batch event after an empty stretch of ids) into c, in its own transaction,
+ * stopping early after ALX_RELAY_CHUNK_MAX_BYTES (the chunk then ends at its
+ * last event).  Bounding the id range keeps each read proportional to the
+ * chunk, whatever plan the planner picks for the never-analyzed log tables.
  */
 static void
 read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
@@ -123,6 +154,12 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 	/* a kept plan: the query is planned once, not once per chunk */
 	if (chunk_plan == NULL)
 	{
+		/*
+		 * The rows are put in id order first and converted to text only as
+		 * they are fetched (OFFSET 0 keeps the planner from merging the
+		 * two): a sort of the converted rows would hold the whole id range's
+		 * payloads in memory before the first fetch.
+		 */
 		SPIPlanPtr	plan = SPI_prepare("SELECT " ALX_RELAY_EVENT_COLS("e") ","
 									   " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
 									   "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
@@ -130,10 +167,13 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 									   "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
 									   "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
 									   "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
-									   " FROM alexandrite.outbox_events e"
-									   " WHERE e.id OPERATOR(pg_catalog.>) $3 AND e.id OPERATOR(pg_catalog.<=) $4"
-									   "   AND pg_catalog.pg_visible_in_snapshot(e.txid, $2::pg_catalog.pg_snapshot)"
-									   "   AND NOT pg_catalog.pg_visible_in_snapshot(e.txid, $1::pg_catalog.pg_snapshot)"
+									   " FROM (SELECT o.id, o.aggregate_type, o.aggregate_id, o.aggregate_seq,"
+									   "              o.event_type, o.payload, o.headers, o.created_at"
+									   "         FROM alexandrite.outbox_events o"
+									   "        WHERE o.id OPERATOR(pg_catalog.>) $3 AND o.id OPERATOR(pg_catalog.<=) $4"
+									   "          AND pg_catalog.pg_visible_in_snapshot(o.txid, $2::pg_catalog.pg_snapshot)"
+									   "          AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, $1::pg_catalog.pg_snapshot)"
+									   "        ORDER BY o.id OFFSET 0) e"
 									   " ORDER BY e.id", 4, types);
 
 		if (plan == NULL)
@@ -143,12 +183,52 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 		chunk_plan = plan;
 	}
 	{
-		int			ret = SPI_execute_plan(chunk_plan, values, NULL, true, 0);
+		Portal		portal = SPI_cursor_open(NULL, chunk_plan, values, NULL, true);
+		int64		bytes = 0;
+		int			cap = 0;
+		long		fetch = 1;		/* then as many as fit, from the average */
 
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "alexandrite relay: chunk query failed: %s", SPI_result_code_string(ret));
+		c->msgs = NULL;
+		c->n = 0;
+		c->bytes = 0;
+		for (;;)
+		{
+			AlxMsg	   *got;
+			int			ngot;
+
+			SPI_cursor_fetch(portal, true, fetch);
+			got = AlxRelayReadMsgs(&ngot, 1);
+			SPI_freetuptable(SPI_tuptable);
+			if (ngot == 0)
+				break;
+			if (c->n + ngot > cap)
+			{
+				MemoryContext old = MemoryContextSwitchTo(AlxRelayRoundCxt);
+
+				cap = Max(cap * 2, c->n + ngot);
+				c->msgs = c->msgs ? repalloc(c->msgs, sizeof(AlxMsg) * cap) : palloc(sizeof(AlxMsg) * cap);
+				MemoryContextSwitchTo(old);
+			}
+			for (int i = 0; i < ngot; i++)
+			{
+				c->msgs[c->n++] = got[i];
+				bytes += msg_bytes(&got[i]);
+			}
+			c->bytes = bytes;
+			if (bytes >= ALX_RELAY_CHUNK_MAX_BYTES)
+			{
+				/* the chunk ends at its last event; the rest is the next chunk's */
+				c->range_end = c->msgs[c->n - 1].id;
+				break;
+			}
+			/* fetch about as many rows as still fit, from the average so far */
+			fetch = (long) Min((int64) ALX_RELAY_FETCH_MAX,
+							   Max((int64) 1, (ALX_RELAY_CHUNK_MAX_BYTES - bytes) / Max(bytes / c->n, (int64) 1)));
+		}
+		SPI_cursor_close(portal);
+		if (c->msgs == NULL)
+			c->msgs = MemoryContextAllocZero(AlxRelayRoundCxt, sizeof(AlxMsg));
 	}
-	c->msgs = AlxRelayReadMsgs(&c->n, 1);
 	if (c->n == 0 && c->range_end < batch_end)
 	{
 		/* an empty stretch of ids (other batches' events): jump over it */
@@ -325,6 +405,7 @@ AlxRelayDrainStream(void)
 	char		err[ALX_OUTBOX_ERRLEN];
 	HTAB	   *failed;
 	HASHCTL		ctl;
+	int64		round_bytes = 0;
 
 	AlxRelayBacklog = false;
 	MemoryContextReset(AlxRelayRoundCxt);
@@ -352,6 +433,7 @@ AlxRelayDrainStream(void)
 		else
 			read_chunk(&cur, b.last_snap, b.batch_snap, b.pos, b.end, limit);
 		have_next = false;
+		round_bytes += cur.bytes;
 
 		/* nothing is published before every commit it depends on is durable */
 		if (!AlxRelayFlushWal())
@@ -372,7 +454,7 @@ AlxRelayDrainStream(void)
 		AlxOutboxOrderByWave(cur.msgs, cur.n);	/* publish_order.c */
 		ok = AlxRelayPublishAll(cur.msgs, cur.n, deadline, err, sizeof(err));
 		MemoryContextSwitchTo(old);
-		if (ok && cur.range_end < b.end)
+		if (ok && cur.range_end < b.end && round_bytes < ALX_RELAY_ROUND_MAX_BYTES)
 		{
 			read_chunk(&next, b.last_snap, b.batch_snap, cur.range_end, b.end, limit);
 			have_next = true;
@@ -401,7 +483,7 @@ AlxRelayDrainStream(void)
 			return 1;
 		b.pos = cur.range_end;
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
+		if (ConfigReloadPending || round_bytes >= ALX_RELAY_ROUND_MAX_BYTES)
 			break;
 	}
 	AlxRelayBacklog = true;

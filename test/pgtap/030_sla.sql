@@ -1,7 +1,7 @@
 -- Catalog contracts of the SLA capability: functions, signatures,
 -- volatility, privileges, indexes, triggers, SQLSTATEs.
 BEGIN;
-SELECT plan(66);
+SELECT plan(69);
 
 -- the contract functions and their signatures
 SELECT function_returns('alexandrite', 'sla_priority', ARRAY['timestamp with time zone', 'timestamp with time zone', 'text', 'timestamp with time zone'],
@@ -144,5 +144,13 @@ SELECT results_eq($$SELECT o.external_ref, r.from_operator, r.to_operator
 SELECT is((SELECT count(*) FROM alexandrite.orders WHERE operator_id IS NOT NULL), 0::bigint,
     'nobody holds an order');
 
+-- an SLA weight is finite and positive: 'NaN' (greater than every number
+-- in PostgreSQL) and 'Infinity' would leave the channel's orders unranked
+SELECT throws_ok($$UPDATE alexandrite.sla_policies SET weight = 'NaN' WHERE channel = 'shop' AND customer_id IS NULL$$,
+                 '23514', NULL, 'a NaN weight is refused (check_violation)');
+SELECT throws_ok($$UPDATE alexandrite.sla_policies SET weight = 'Infinity' WHERE channel = 'shop' AND customer_id IS NULL$$,
+                 '23514', NULL, 'an infinite weight is refused (check_violation)');
+SELECT throws_ok($$UPDATE alexandrite.sla_policies SET weight = 0 WHERE channel = 'shop' AND customer_id IS NULL$$,
+                 '23514', NULL, 'a zero weight is refused (check_violation)');
 SELECT * FROM finish();
 ROLLBACK;

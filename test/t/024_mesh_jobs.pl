@@ -14,7 +14,8 @@
 #    the queue (their attempts given back) while a free order's job is done
 #    by the same two workers; once the holder commits they attach;
 #  - backpressure: beyond alexandrite.mesh_queue_max_bytes mesh_submit
-#    raises 53400; discarding a job makes room again;
+#    raises 53400 (failed jobs' bytes do not count); discarding a queued job
+#    makes room again;
 #  - SIGKILL of a worker in the middle of a job (analysed, held before its
 #    mesh is stored by a session that locks the meshes table), and of the
 #    postmaster: the job is retried after the restart, done in its second
@@ -294,7 +295,8 @@ note("waits from submission to claim (ms): @wait_ms");
 set_paused(1);
 sql(q{ALTER SYSTEM SET alexandrite.mesh_queue_max_bytes = '64kB'});
 sql('SELECT pg_reload_conf()');
-# the two failed jobs hold about 6 kB; 20 kB files
+# the two failed jobs hold about 6 kB, which do not count (the queue's room
+# is for the jobs still to run: failed uploads cannot lock others out); 20 kB files
 my @fill = map { gen("fill$_.stl", 'cube', 'stl', '--scale', 10 + $_) } 1 .. 4;
 my @outcomes;
 for my $f (@fill)
@@ -303,11 +305,15 @@ for my $f (@fill)
 	push @outcomes, sql("SELECT try(\$\$SELECT alexandrite.mesh_submit(pg_read_binary_file('$f')
 	                        || decode(repeat('00', 20000), 'hex'), 'fill.stl')\$\$)");
 }
-is(join(' ', @outcomes), 'ok ok 53400 53400', 'beyond mesh_queue_max_bytes mesh_submit raises 53400');
-is(sql(q{SELECT count(*) FROM alexandrite.mesh_jobs WHERE state = 'queued'}), '2', 'the refused files left no job');
+is(join(' ', @outcomes), 'ok ok ok 53400',
+	'beyond mesh_queue_max_bytes mesh_submit raises 53400 (the failed jobs\' bytes do not count)');
+is(sql(q{SELECT count(*) FROM alexandrite.mesh_jobs WHERE state = 'queued'}), '3', 'the refused file left no job');
+is(sql(q{SELECT try($$SELECT alexandrite.mesh_submit(decode(repeat('01', 10000), 'hex'), 'small.stl')$$)}), '53400',
+	'the queue is full');
+sql("SELECT alexandrite.mesh_job_discard(max(id)) FROM alexandrite.mesh_jobs WHERE state = 'queued'");
 sql("SELECT alexandrite.mesh_job_discard($job{bad}), alexandrite.mesh_job_discard($job{junk})");
 is(sql(q{SELECT try($$SELECT alexandrite.mesh_submit(decode(repeat('01', 10000), 'hex'), 'small.stl')$$)}), 'ok',
-	'discarding failed jobs makes room');
+	'discarding a queued job makes room');
 like(sql(q{SELECT alexandrite.metrics()}), qr/^alexandrite_mesh_jobs\{state="queued"\} 3$/m, 'metrics show the queue');
 sql(q{ALTER SYSTEM RESET alexandrite.mesh_queue_max_bytes});
 sql('SELECT pg_reload_conf()');
@@ -331,8 +337,8 @@ ok(AlxTest::wait_until($node2, $db,
 	'the restored cluster\'s pool finishes them');
 is($node2->safe_psql($db, q{SELECT string_agg(state || ':' || coalesce(error_sqlstate, '-'), ' ' ORDER BY id)
                               FROM alexandrite.mesh_jobs WHERE filename IN ('fill.stl', 'small.stl', 'ring-cm.stl')}),
-	'failed:22P04 failed:22P04 failed:22P04 done:-',
-	'each restored job ran to its outcome (zero-padded STL files are invalid)');
+	'failed:22P04 failed:22P04 failed:57014 failed:22P04 done:-',
+	'each restored job ran to its outcome (zero-padded STL files are invalid; the third fill was discarded before the dump)');
 is($node2->safe_psql($db, q{SELECT count(*) FROM alexandrite.meshes m JOIN alexandrite.mesh_jobs j
                               ON j.mesh_id = m.id AND j.filename = 'ring-cm.stl' AND m.unit = 'cm'}), '1',
 	'the restored valid job stored its mesh');
