@@ -774,6 +774,13 @@ ALTER TABLE alexandrite.sla_policies DROP CONSTRAINT sla_policies_weight_check,
     ADD CONSTRAINT sla_policies_weight_check
     CHECK (weight OPERATOR(pg_catalog.>) 0 AND weight OPERATOR(pg_catalog.<) 'Infinity'::pg_catalog.float8);
 
+-- an operator id is 1 to 200 characters: a longer one overflowed the
+-- indexes it is a key of (operator_load, the dashboards), and rebalance()
+-- failed for everyone while that operator was active
+ALTER TABLE alexandrite.operators DROP CONSTRAINT operators_id_check,
+    ADD CONSTRAINT operators_id_check
+    CHECK (id OPERATOR(pg_catalog.<>) '' AND pg_catalog.length(id) OPERATOR(pg_catalog.<=) 200);
+
 -- price_list_lock() takes a lock of the library's own: any role could take
 -- the advisory lock of 1.1 with pg_advisory_lock() and hold off price changes
 CREATE OR REPLACE FUNCTION alexandrite.price_list_lock() RETURNS void

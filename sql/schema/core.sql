@@ -170,7 +170,11 @@ CREATE TRIGGER sla_policies_seed_guard BEFORE INSERT OR UPDATE ON alexandrite.sl
     FOR EACH ROW EXECUTE FUNCTION alexandrite.seed_guard();
 
 CREATE TABLE alexandrite.operators (
-    id         text PRIMARY KEY CHECK (id OPERATOR(pg_catalog.<>) ''),
+    -- 1 to 200 characters: it is a key of several indexes (operator_load,
+    -- the dashboards), which a longer one would overflow
+    id         text PRIMARY KEY
+               CONSTRAINT operators_id_check
+               CHECK (id OPERATOR(pg_catalog.<>) '' AND pg_catalog.length(id) OPERATOR(pg_catalog.<=) 200),
     name       text NOT NULL,
     capacity   integer NOT NULL DEFAULT 10 CHECK (capacity OPERATOR(pg_catalog.>=) 0),
     active     boolean NOT NULL DEFAULT true,

@@ -1,7 +1,7 @@
 -- Catalog contracts of the SLA capability: functions, signatures,
 -- volatility, privileges, indexes, triggers, SQLSTATEs.
 BEGIN;
-SELECT plan(69);
+SELECT plan(71);
 
 -- the contract functions and their signatures
 SELECT function_returns('alexandrite', 'sla_priority', ARRAY['timestamp with time zone', 'timestamp with time zone', 'text', 'timestamp with time zone'],
@@ -152,5 +152,10 @@ SELECT throws_ok($$UPDATE alexandrite.sla_policies SET weight = 'Infinity' WHERE
                  '23514', NULL, 'an infinite weight is refused (check_violation)');
 SELECT throws_ok($$UPDATE alexandrite.sla_policies SET weight = 0 WHERE channel = 'shop' AND customer_id IS NULL$$,
                  '23514', NULL, 'a zero weight is refused (check_violation)');
+-- an operator id is 1 to 200 characters (a key of several indexes)
+SELECT throws_ok($$INSERT INTO alexandrite.operators (id, name) VALUES (repeat('o', 201), 'long')$$,
+                 '23514', NULL, 'an operator id over 200 characters is refused (check_violation)');
+SELECT lives_ok($$INSERT INTO alexandrite.operators (id, name) VALUES (repeat('o', 200), 'long enough')$$,
+                'an operator id of 200 characters is accepted');
 SELECT * FROM finish();
 ROLLBACK;
