@@ -136,41 +136,6 @@ alx_fold_plan(int32 id, Oid base_relid)
 	return p;
 }
 
-/*
- * Locks a dashboard's state row if nobody else holds it; false when another
- * transaction does (a missing row is free: there is nothing to wait for).
- */
-static bool
-alx_fold_state_free(int32 id)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			type = INT4OID;
-	Datum		arg = Int32GetDatum(id);
-	bool		isnull;
-	int			ret;
-
-	if (plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare("SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 0"
-									"    OR pg_catalog.count(l.dashboard_id) OPERATOR(pg_catalog.>) 0"
-									"  FROM alexandrite.dashboard_state s"
-									"  LEFT JOIN LATERAL (SELECT x.dashboard_id FROM alexandrite.dashboard_state x"
-									"                      WHERE x.dashboard_id OPERATOR(pg_catalog.=) s.dashboard_id"
-									"                      FOR NO KEY UPDATE SKIP LOCKED) l ON true"
-									" WHERE s.dashboard_id OPERATOR(pg_catalog.=) $1",
-									1, &type);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare the dashboard state lock: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
-	}
-	ret = SPI_execute_plan(plan, &arg, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not lock the dashboard state: %s", SPI_result_code_string(ret));
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
 /* Records a fold that moved rows (empty folds leave the state row alone). */
 static void
 alx_fold_record(int32 id, int64 folded, TimestampTz start)
@@ -195,6 +160,9 @@ alx_fold_record(int32 id, int64 folded, TimestampTz start)
 		elog(ERROR, "could not update the dashboard state: %s", SPI_result_code_string(ret));
 }
 
+/* how long a fold waits for a row lock before it skips the dashboard for the round */
+#define ALX_FOLD_LOCK_TIMEOUT "200ms"
+
 /* Folds one dashboard; returns the delta rows folded (0 when skipped). */
 static int64
 alx_fold_one(int32 id, Oid base_relid, Datum minute)
@@ -211,13 +179,6 @@ alx_fold_one(int32 id, Oid base_relid, Datum minute)
 		return 0;
 	p = alx_fold_plan(id, base_relid);
 	if (p == NULL)
-		return 0;
-	/*
-	 * a state row that a transaction still open has written (a reconcile or
-	 * a TRUNCATE of the base table not yet committed): next round, rather
-	 * than wait for it holding the fold lock
-	 */
-	if (!alx_fold_state_free(id))
 		return 0;
 	ret = SPI_execute_plan(p->fold, &minute, NULL, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -249,7 +210,18 @@ alx_fold_guarded(int32 id, Oid base_relid, Datum minute)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
+		int			nest = NewGUCNestLevel();
+
+		/*
+		 * A row the fold writes that a transaction still open holds (the
+		 * state row after a reconcile or a TRUNCATE not yet committed): give
+		 * up this dashboard for the round rather than wait holding the fold
+		 * lock, which would stop every fold.
+		 */
+		(void) set_config_option("lock_timeout", ALX_FOLD_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		folded = alx_fold_one(id, base_relid, minute);
+		AtEOXact_GUC(true, nest);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -264,17 +236,26 @@ alx_fold_guarded(int32 id, Oid base_relid, Datum minute)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
-		ereport(WARNING,
-				(errmsg("dashboard %d was not folded: %s", id, edata->message)));
-		FreeErrorData(edata);
-		/* its prepared statements may be the cause: prepare them again next time */
-		if (alx_fold_plans != NULL)
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 		{
-			AlxFoldPlan *p = hash_search(alx_fold_plans, &id, HASH_FIND, NULL);
-
-			if (p != NULL)
-				p->valid = false;
+			/* held by a transaction still open: the next round folds it */
+			ereport(DEBUG1,
+					(errmsg("dashboard %d skipped this round: %s", id, edata->message)));
 		}
+		else
+		{
+			ereport(WARNING,
+					(errmsg("dashboard %d was not folded: %s", id, edata->message)));
+			/* its prepared statements may be the cause: prepare them again next time */
+			if (alx_fold_plans != NULL)
+			{
+				AlxFoldPlan *p = hash_search(alx_fold_plans, &id, HASH_FIND, NULL);
+
+				if (p != NULL)
+					p->valid = false;
+			}
+		}
+		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 	return folded;

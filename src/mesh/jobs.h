@@ -27,7 +27,7 @@ extern bytea *AlxMeshSha256(const char *data, size_t len);
 
 /* jobs_run.c */
 extern const char *AlxMeshJobCheckUnit(text *unit);
-extern char *AlxMeshJobAttach(int64 order_id, int64 mesh_id);
+extern char *AlxMeshJobAttach(int64 order_id, int64 mesh_id, bool bounded_wait);
 extern void AlxMeshJobEvent(int64 job_id, const char *event_type, int64 order_id,
 							int64 mesh_id, const char *filename,
 							const char *sqlstate, const char *message);

@@ -90,10 +90,11 @@ static AlxPlan defer_plan = {
 static AlxPlan fail_plan = {
 	"UPDATE alexandrite.mesh_jobs SET"
 	" state = CASE WHEN $5 THEN 'failed' ELSE 'queued' END,"
+	" data = CASE WHEN $6 THEN NULL ELSE data END,"
 	" error_sqlstate = $2, error_message = $3, next_attempt_at = $4,"
 	" finished_at = CASE WHEN $5 THEN pg_catalog.clock_timestamp() END"
 	" WHERE id OPERATOR(pg_catalog.=) $1",
-	5, {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID}
+	6, {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID, BOOLOID}
 };
 
 /* Normalise and check a unit argument; returns a static string. */
@@ -176,18 +177,28 @@ price_step(void *arg)
  * done.  An error of the model write propagates; a refused price is a note.
  */
 char *
-AlxMeshJobAttach(int64 order_id, int64 mesh_id)
+AlxMeshJobAttach(int64 order_id, int64 mesh_id, bool bounded_wait)
 {
 	AlxSavedUser save;
 	AlxOrderRow row;
 	AlxStatus	status;
 	bool		has_material;
 	ErrorData  *err;
+	int			nest = NewGUCNestLevel();
 
+	/*
+	 * a worker waits at most MESH_ATTACH_LOCK_TIMEOUT for the order's row
+	 * (55P03 then: the caller defers the job); the pricing below waits as
+	 * it always did
+	 */
+	if (bounded_wait)
+		(void) set_config_option("lock_timeout", MESH_ATTACH_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	AlxCoreBegin(&save);
 	if (!AlxOrderLock(order_id, &row, true))
 	{
 		AlxCoreEnd(&save);
+		AtEOXact_GUC(true, nest);
 		return psprintf("order " INT64_FORMAT " does not exist", order_id);
 	}
 	status = row.status;
@@ -198,6 +209,7 @@ AlxMeshJobAttach(int64 order_id, int64 mesh_id)
 		AlxOrderWriteModel(&row, true, mesh_id, row.material);
 	}
 	AlxCoreEnd(&save);
+	AtEOXact_GUC(true, nest);
 	if (status != ALX_ST_NEW)
 		return psprintf("order " INT64_FORMAT " was not changed: it is %s",
 						order_id, AlxStatusNames[status]);
@@ -388,9 +400,9 @@ record_failure(int64 job_id, int attempts, int64 order_id, const char *filename,
 			   ErrorData *err)
 {
 	const char *sqlstate = unpack_sql_state(err->sqlerrcode);
-	bool		final = !AlxMeshJobRetryable(err->sqlerrcode) ||
-		attempts >= alx_mesh_job_max_attempts;
-	Datum		values[5];
+	bool		file_error = !AlxMeshJobRetryable(err->sqlerrcode);
+	bool		final = file_error || attempts >= alx_mesh_job_max_attempts;
+	Datum		values[6];
 	AlxSavedUser save;
 
 	values[0] = Int64GetDatum(job_id);
@@ -398,6 +410,12 @@ record_failure(int64 job_id, int attempts, int64 order_id, const char *filename,
 	values[2] = CStringGetTextDatum(err->message ? err->message : "");
 	values[3] = TimestampTzGetDatum(AlxMeshJobBackoff(GetCurrentTimestamp(), attempts));
 	values[4] = BoolGetDatum(final);
+	/*
+	 * a file refused for what it is would be refused again: its bytes are
+	 * dropped (a job failed after its attempts keeps them for
+	 * mesh_job_retry, outside the queue's room)
+	 */
+	values[5] = BoolGetDatum(file_error);
 	AlxCoreBegin(&save);
 	AlxPlanRun(&fail_plan, values, NULL, false, 0);
 	AlxCoreEnd(&save);
@@ -421,12 +439,8 @@ static void
 attach_step(void *arg)
 {
 	AttachArgs *a = (AttachArgs *) arg;
-	int			nest = NewGUCNestLevel();
 
-	(void) set_config_option("lock_timeout", MESH_ATTACH_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	a->note = AlxMeshJobAttach(a->order_id, a->mesh_id);
-	AtEOXact_GUC(true, nest);
+	a->note = AlxMeshJobAttach(a->order_id, a->mesh_id, true);
 }
 
 /*

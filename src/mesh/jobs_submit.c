@@ -163,7 +163,7 @@ check_queue_room(int64 len)
 				 errmsg("mesh job queue is full"),
 				 errdetail("The queued files would take " INT64_FORMAT " bytes with this one of " INT64_FORMAT " bytes; alexandrite.mesh_queue_max_bytes allows " INT64_FORMAT ".",
 						   queued, len, limit),
-				 errhint("Try again later, or use mesh_job_discard() on failed jobs that keep their bytes.")));
+				 errhint("Try again later, or use mesh_job_discard() on queued jobs.")));
 }
 
 /* Checks the arguments of mesh_submit; returns the unit. */
@@ -263,7 +263,7 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 
 	if (known != 0)
 	{
-		char	   *note = order_id != 0 ? AlxMeshJobAttach(order_id, known) : NULL;
+		char	   *note = order_id != 0 ? AlxMeshJobAttach(order_id, known, false) : NULL;
 
 		if (note != NULL)
 		{
@@ -285,7 +285,7 @@ static AlxPlan retry_plan = {
 	" next_attempt_at = pg_catalog.now(), started_at = NULL, finished_at = NULL"
 	" WHERE id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'failed'"
 	"   AND data IS NOT NULL"
-	" RETURNING id",
+	" RETURNING bytes",
 	1, {INT8OID}
 };
 
@@ -358,6 +358,8 @@ alexandrite_mesh_job_retry(PG_FUNCTION_ARGS)
 	AlxPlanRun(&retry_plan, (Datum[]) {Int64GetDatum(job_id)}, NULL, false, 0);
 	if (SPI_processed != 1)
 		refuse(job_id, "retry", false);
+	/* queued again, its bytes count against the queue's room */
+	check_queue_room(AlxSpiInt8(0, 1, &(bool) {false}));
 	AlxMeshPoolWakeupAtCommit();
 	AlxCoreEnd(&save);
 	PG_RETURN_VOID();

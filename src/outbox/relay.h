@@ -21,10 +21,23 @@
 /* the columns of an event read by the relay (see AlxRelayReadMsgs) */
 #define ALX_RELAY_EVENT_COLS(alias) \
 	alias ".id, " alias ".aggregate_type, " alias ".aggregate_id, " alias ".aggregate_seq, " \
-	alias ".event_type, " alias ".payload::pg_catalog.text, " \
+	alias ".event_type, " alias ".payload, " \
 	"(SELECT pg_catalog.array_agg(kv.key ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
 	"(SELECT pg_catalog.array_agg(kv.value ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
 	"(pg_catalog.date_part('epoch', " alias ".created_at) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
+
+/*
+ * At most this much payload and header text per chunk, and per read of the
+ * retry heads (but at least one event; relay_batch.c, relay_retry.c): a
+ * chunk of events near the 16 MB limit is read in well under a second, so
+ * that the broker's heartbeats are answered in time, and the relay's memory
+ * stays bounded whatever the batch size.  Sized from the payloads as
+ * stored, before they are detoasted or converted to text.
+ */
+#define ALX_RELAY_CHUNK_MAX_BYTES	(32 * 1024 * 1024)
+
+/* what a message costs besides its payload and headers, for the budget */
+#define ALX_RELAY_MSG_OVERHEAD		256
 
 /* relay.c: per-round memory, configuration, state, transactions, broker */
 extern MemoryContext AlxRelayRoundCxt;
@@ -64,7 +77,7 @@ extern bool AlxRelaySettleAll(AlxMsg *msgs, int n, TimestampTz deadline, char *e
 extern bool AlxRelayPublishRound(AlxMsg *msgs, int n, char *err, size_t errlen);
 
 /* relay_batch.c: the stream of new events, batch by batch */
-extern AlxMsg *AlxRelayReadMsgs(int *nout, int extra_cols);
+extern AlxMsg *AlxRelayReadMsgs(int *nout, int extra_cols, int64 *budget);
 extern int	AlxRelayDrainStream(void);
 extern bool AlxRelayBacklog;
 

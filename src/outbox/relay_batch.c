@@ -17,8 +17,10 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "postmaster/interrupt.h"
+#include "access/detoast.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -31,11 +33,18 @@ static SPIPlanPtr chunk_plan = NULL;
 /* the last AlxRelayDrainStream stopped with events left to read */
 bool		AlxRelayBacklog = false;
 
-/* Reads the rows of the SPI result into messages (in AlxRelayRoundCxt). */
+/*
+ * Reads the rows of the SPI result into messages (in AlxRelayRoundCxt), in
+ * order.  With a budget, stops before a row once *budget is spent (so the
+ * first row is always read): each row costs the size of its payload as
+ * stored, before it is detoasted or converted to text, plus its headers.
+ * *nout is the number of rows read.
+ */
 AlxMsg *
-AlxRelayReadMsgs(int *nout, int extra_cols)
+AlxRelayReadMsgs(int *nout, int extra_cols, int64 *budget)
 {
 	int			n = (int) SPI_processed;
+	int			nread = 0;
 	AlxMsg	   *msgs;
 	MemoryContext old = MemoryContextSwitchTo(AlxRelayRoundCxt);
 
@@ -45,13 +54,27 @@ AlxRelayReadMsgs(int *nout, int extra_cols)
 		AlxMsg	   *m = &msgs[i];
 		bool		isnull;
 		Datum		d;
+		Datum		raw;
+		Jsonb	   *jb;
 
+		raw = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 6, &isnull);
+		if (budget != NULL)
+		{
+			if (*budget <= 0)
+				break;
+			*budget -= (int64) toast_raw_datum_size(raw) + ALX_RELAY_MSG_OVERHEAD;
+		}
+		nread++;
 		m->id = AlxRelayGetInt8(i, 1, &isnull);
 		m->aggregate_type = AlxRelayGetText(i, 2);
 		m->aggregate_id = AlxRelayGetText(i, 3);
 		m->aggregate_seq = AlxRelayGetInt8(i, 4, &isnull);
 		m->event_type = AlxRelayGetText(i, 5);
-		m->payload = AlxRelayGetText(i, 6);
+		/* the JSON text, as payload::text gives it (jsonb_out) */
+		jb = DatumGetJsonbP(raw);
+		m->payload = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+		if ((Pointer) jb != DatumGetPointer(raw))
+			pfree(jb);
 		m->created_at = AlxRelayGetInt8(i, 9, &isnull);
 		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 7, &isnull);
 		if (!isnull)
@@ -75,6 +98,8 @@ AlxRelayReadMsgs(int *nout, int extra_cols)
 			{
 				m->hkeys[j] = TextDatumGetCString(keys[j]);
 				m->hvalues[j] = vnulls[j] ? pstrdup("") : TextDatumGetCString(vals[j]);
+				if (budget != NULL)
+					*budget -= (int64) strlen(m->hkeys[j]) + strlen(m->hvalues[j]);
 			}
 		}
 		if (extra_cols >= 1)
@@ -89,7 +114,7 @@ AlxRelayReadMsgs(int *nout, int extra_cols)
 		}
 	}
 	MemoryContextSwitchTo(old);
-	*nout = n;
+	*nout = nread;
 	return msgs;
 }
 
@@ -98,16 +123,8 @@ typedef struct Chunk
 	AlxMsg	   *msgs;
 	int			n;
 	int64		range_end;		/* the chunk covers ids up to here */
-	int64		bytes;			/* msg_bytes of its events */
+	int64		bytes;			/* payload and header bytes read (the budget spent) */
 } Chunk;
-
-/*
- * At most this much payload and header text per chunk (but at least one
- * event): a chunk of events near the 16 MB limit is read in well under a
- * second, so that the broker's heartbeats are answered in time, and the
- * relay's memory stays bounded whatever the batch size.
- */
-#define ALX_RELAY_CHUNK_MAX_BYTES	(32 * 1024 * 1024)
 
 /*
  * ... and per call of AlxRelayDrainStream, whose chunks all live in the
@@ -116,19 +133,8 @@ typedef struct Chunk
  */
 #define ALX_RELAY_ROUND_MAX_BYTES	(2 * ALX_RELAY_CHUNK_MAX_BYTES)
 
-/* rows per fetch of the chunk cursor */
-#define ALX_RELAY_FETCH_MAX	64
-
-/* the text the relay sends for a message, roughly: payload and headers */
-static int64
-msg_bytes(const AlxMsg *m)
-{
-	int64		n = strlen(m->payload) + 256;
-
-	for (int j = 0; j < m->nheaders; j++)
-		n += strlen(m->hkeys[j]) + strlen(m->hvalues[j]);
-	return n;
-}
+/* rows per fetch of the chunk cursor (payloads stay as stored until read) */
+#define ALX_RELAY_FETCH_ROWS	64
 
 /*
  * Reads the batch events with ids in (pos, pos + limit] (or up to the next
@@ -184,20 +190,20 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 	}
 	{
 		Portal		portal = SPI_cursor_open(NULL, chunk_plan, values, NULL, true);
-		int64		bytes = 0;
+		int64		budget = ALX_RELAY_CHUNK_MAX_BYTES;
 		int			cap = 0;
-		long		fetch = 1;		/* then as many as fit, from the average */
 
 		c->msgs = NULL;
 		c->n = 0;
-		c->bytes = 0;
 		for (;;)
 		{
 			AlxMsg	   *got;
 			int			ngot;
+			int			nfetched;
 
-			SPI_cursor_fetch(portal, true, fetch);
-			got = AlxRelayReadMsgs(&ngot, 1);
+			SPI_cursor_fetch(portal, true, ALX_RELAY_FETCH_ROWS);
+			nfetched = (int) SPI_processed;
+			got = AlxRelayReadMsgs(&ngot, 1, &budget);
 			SPI_freetuptable(SPI_tuptable);
 			if (ngot == 0)
 				break;
@@ -210,22 +216,16 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 				MemoryContextSwitchTo(old);
 			}
 			for (int i = 0; i < ngot; i++)
-			{
 				c->msgs[c->n++] = got[i];
-				bytes += msg_bytes(&got[i]);
-			}
-			c->bytes = bytes;
-			if (bytes >= ALX_RELAY_CHUNK_MAX_BYTES)
+			if (ngot < nfetched || budget <= 0)
 			{
-				/* the chunk ends at its last event; the rest is the next chunk's */
+				/* the chunk ends at its last event read; the rest is the next chunk's */
 				c->range_end = c->msgs[c->n - 1].id;
 				break;
 			}
-			/* fetch about as many rows as still fit, from the average so far */
-			fetch = (long) Min((int64) ALX_RELAY_FETCH_MAX,
-							   Max((int64) 1, (ALX_RELAY_CHUNK_MAX_BYTES - bytes) / Max(bytes / c->n, (int64) 1)));
 		}
 		SPI_cursor_close(portal);
+		c->bytes = ALX_RELAY_CHUNK_MAX_BYTES - budget;
 		if (c->msgs == NULL)
 			c->msgs = MemoryContextAllocZero(AlxRelayRoundCxt, sizeof(AlxMsg));
 	}

@@ -115,7 +115,8 @@ AlxRelayProcessRetries(int *wait_ms)
 					 "                      AND d.aggregate_id OPERATOR(pg_catalog.=) h.aggregate_id)"
 					 " ORDER BY h.next_attempt_at, h.id LIMIT $1",
 					 1, types, values, NULL, SPI_OK_SELECT, 0);
-		msgs = AlxRelayReadMsgs(&n, 2);
+		/* at most ALX_RELAY_CHUNK_MAX_BYTES of heads per round: the rest wait */
+		msgs = AlxRelayReadMsgs(&n, 2, &(int64) {ALX_RELAY_CHUNK_MAX_BYTES});
 		for (int i = 0; i < n; i++)
 		{
 			bool		isnull;

@@ -89,8 +89,8 @@ is($got{'edge-3'}{nheaders}, $n + 4, "the $n headers arrived");
 is(length($got{'edge-4'}{body}), length('{"blob": ""}') + 2000000, 'the 2 MB body arrived');
 
 # --- one transaction of large events does not stall the relay ----------------
-# 40 events of 15 MB (600 MB of payload) in one transaction, then a small
-# event of another aggregate.  The relay reads them in chunks of at most
+# A small event and 40 events of 15 MB (600 MB of payload) in one
+# transaction, then a small event of another aggregate.  The relay reads them in chunks of at most
 # 32 MB: it answers the broker's heartbeats (5 s) and its memory stays
 # bounded.  Before, it read the whole id range at once (more than 15 s and
 # 2.2 times the payload in memory), the broker closed the connection for
@@ -100,8 +100,13 @@ $mq->declare('tbig', 'big.#');
 my $log_connects = sub { my @c = (slurp_file($node->logfile) =~ /alexandrite relay: connected to/g); scalar @c };
 my $connects = $log_connects->();
 my $rpid = $node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status');
-$node->safe_psql('postgres', "SELECT count(alexandrite.outbox_emit('big', 'big-' || (g % 4), 'blob',
-	jsonb_build_object('g', g, 'blob', repeat('b', 15000000)))) FROM generate_series(1, 40) g");
+# a small event first in the same transaction: the reader must not size the
+# rest of the chunk from it
+$node->safe_psql('postgres', "BEGIN;
+	SELECT alexandrite.outbox_emit('lim', 'small-before', 'lim.before', '{}');
+	SELECT count(alexandrite.outbox_emit('big', 'big-' || (g % 4), 'blob',
+	  jsonb_build_object('g', g, 'blob', repeat('b', 15000000)))) FROM generate_series(1, 40) g;
+	COMMIT");
 $node->safe_psql('postgres', "SELECT alexandrite.outbox_emit('lim', 'small-after', 'lim.after', '{}')");
 my $peak = 0;
 my $deadline = time() + 240;
@@ -117,7 +122,7 @@ while (time() < $deadline)
 	last if $drained;
 	select(undef, undef, undef, 0.5);
 }
-ok($drained, 'large events: the 40 events of 15 MB and the small one after them are published');
+ok($drained, 'large events: the 40 events of 15 MB and the small ones before and after them are published');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM alexandrite.outbox_dead'), '0', 'large events: no dead letters');
 is($log_connects->(), $connects, 'large events: the relay never lost its connection (no missed heartbeats)');
 cmp_ok($peak, '<', 400 * 1024, "large events: the relay's peak memory stayed under 400 MB (${peak} kB; the payload is 600 MB)");

@@ -11,6 +11,8 @@
 #     into it (deltas committed after the truncating snapshot);
 #   - rebuild_dashboard() and the fold worker (every 50 ms) and clients that
 #     fold, all the while;
+#   - then a reconcile left open: the worker folds the other dashboards and
+#     that one once it commits;
 # and readers at READ COMMITTED, REPEATABLE READ and SERIALIZABLE compare each
 # view with the GROUP BY of its table in one snapshot, twice per transaction.
 use strict;
@@ -189,6 +191,27 @@ is($node->safe_psql('postgres', 'SELECT public.ok()'), '1', 'exact after the fol
 is($node->safe_psql('postgres', 'SELECT count(*) FROM alexandrite.reconcile_dashboards() WHERE NOT ok'), '0',
 	'reconcile_dashboards() agrees for every dashboard');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM public.jobs_us WHERE region <> 'us'}), '0', 'the partitions hold their rows');
+
+# A reconcile left open holds its dashboard's state row.  The worker waits
+# at most 200 ms for it each round, leaves that dashboard for later and folds
+# the others; once the reconcile commits, it folds that one too.  (Before,
+# the worker waited on the row holding the fold lock: nothing folded.)
+my $h = $node->background_psql('postgres', on_error_stop => 0);
+$h->query_safe('BEGIN');
+$h->query_safe(q{SELECT ok FROM alexandrite.reconcile_dashboards('jobs_kind')});
+$node->safe_psql('postgres', q{INSERT INTO public.jobs (id, region, kind, qty, due)
+                               VALUES (-1, 'us', 'held', 1, now() + interval '1 hour')});
+ok(AlxTest::wait_until($node, 'postgres',
+		q{SELECT pending_changes = 0 FROM alexandrite.dashboard_lag WHERE dashboard = 'jobs_due'}, 30),
+	'reconcile left open: the worker folds the other dashboards of the table');
+is($node->safe_psql('postgres', q{SELECT pending_changes > 0 FROM alexandrite.dashboard_lag WHERE dashboard = 'jobs_kind'}),
+	't', 'reconcile left open: the held dashboard\'s changes wait');
+$h->query_safe('COMMIT');
+$h->quit;
+ok(AlxTest::wait_until($node, 'postgres',
+		q{SELECT pending_changes = 0 FROM alexandrite.dashboard_lag WHERE dashboard = 'jobs_kind'}, 30),
+	'reconcile committed: the worker folds the held dashboard');
+is($node->safe_psql('postgres', 'SELECT public.ok()'), '1', 'exact after it');
 
 $node->stop;
 done_testing();
