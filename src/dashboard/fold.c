@@ -61,6 +61,7 @@ typedef struct AlxFoldPlan
 	char		name[NAMEDATALEN];
 	SPIPlanPtr	fold;
 	SPIPlanPtr	cleanup;
+	bool		writes_state;	/* the fold statement moves the watermark (due) */
 } AlxFoldPlan;
 
 static HTAB *alx_fold_plans = NULL;
@@ -123,6 +124,7 @@ alx_fold_plan(int32 id, Oid base_relid)
 	(void) AlxDashObjectRelid(def, ALX_DASH_SUMMARY, true);
 	(void) AlxDashObjectRelid(def, ALX_DASH_DELTA, true);
 	strlcpy(p->name, def->name, NAMEDATALEN);
+	p->writes_state = def->due != NULL;
 	p->fold = SPI_prepare(AlxDashSqlFold(def), 1, &type);
 	p->cleanup = SPI_prepare(psprintf("DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) 0",
 									  AlxDashQualified(def, ALX_DASH_SUMMARY), quote_identifier(def->count_name)),
@@ -160,8 +162,23 @@ alx_fold_record(int32 id, int64 folded, TimestampTz start)
 		elog(ERROR, "could not update the dashboard state: %s", SPI_result_code_string(ret));
 }
 
-/* how long a fold waits for a row lock before it skips the dashboard for the round */
+/*
+ * How long a fold waits for a dashboard's state row (which a reconcile or a
+ * TRUNCATE not yet committed holds) before it leaves the dashboard for the
+ * next round: it never waits for it holding the fold lock, which would stop
+ * every fold.  Set around the statements that write the state row only.
+ */
 #define ALX_FOLD_LOCK_TIMEOUT "200ms"
+
+static int
+alx_fold_bounded_wait(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("lock_timeout", ALX_FOLD_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
 
 /* Folds one dashboard; returns the delta rows folded (0 when skipped). */
 static int64
@@ -172,6 +189,7 @@ alx_fold_one(int32 id, Oid base_relid, Datum minute)
 	int64		folded;
 	bool		isnull;
 	int			ret;
+	int			nest;
 
 	/* a base table that is gone, or locked against readers: next round */
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(base_relid)) ||
@@ -180,16 +198,21 @@ alx_fold_one(int32 id, Oid base_relid, Datum minute)
 	p = alx_fold_plan(id, base_relid);
 	if (p == NULL)
 		return 0;
+	nest = p->writes_state ? alx_fold_bounded_wait() : 0;
 	ret = SPI_execute_plan(p->fold, &minute, NULL, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "fold of dashboard \"%s\" failed: %s", p->name, SPI_result_code_string(ret));
 	folded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (nest > 0)
+		AtEOXact_GUC(true, nest);
 	if (folded > 0)
 	{
 		ret = SPI_execute_plan(p->cleanup, NULL, NULL, false, 0);
 		if (ret != SPI_OK_DELETE)
 			elog(ERROR, "fold of dashboard \"%s\" failed: %s", p->name, SPI_result_code_string(ret));
+		nest = alx_fold_bounded_wait();
 		alx_fold_record(id, folded, start);
+		AtEOXact_GUC(true, nest);
 	}
 	return folded;
 }
@@ -210,18 +233,7 @@ alx_fold_guarded(int32 id, Oid base_relid, Datum minute)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		int			nest = NewGUCNestLevel();
-
-		/*
-		 * A row the fold writes that a transaction still open holds (the
-		 * state row after a reconcile or a TRUNCATE not yet committed): give
-		 * up this dashboard for the round rather than wait holding the fold
-		 * lock, which would stop every fold.
-		 */
-		(void) set_config_option("lock_timeout", ALX_FOLD_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
 		folded = alx_fold_one(id, base_relid, minute);
-		AtEOXact_GUC(true, nest);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
