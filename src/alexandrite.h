@@ -65,9 +65,10 @@ extern void AlxRestoreUser(const AlxSavedUser *save);
  * privilege.c: transaction locks of the library's own (one run at a time),
  * on advisory lock tags whose fourth field no SQL function can set, so that
  * no role can take them with pg_advisory_lock() to stall a worker or an
- * administrator.  pg_advisory_* use 1 and 2; the mesh code uses 3 (slots,
- * cluster-wide), 5 (jobs) and 6 (the queue's room).
+ * administrator.  pg_advisory_* use 1 and 2; the mesh code also uses 3
+ * (slots, cluster-wide) and 5 (jobs), as session locks of its own.
  */
+#define ALX_LOCK_MESH_QUEUE		6	/* the room of the mesh job queue */
 #define ALX_LOCK_DASH_FOLD		7	/* fold, rebuild and drop of dashboards */
 #define ALX_LOCK_ESCALATE		8	/* escalate_overdue */
 #define ALX_LOCK_PRICE_LIST		9	/* writers of price list versions */

@@ -40,7 +40,7 @@
 
 /* the longest file name a job keeps (it goes into events) */
 #define MESH_FILENAME_MAX 1024
-/* advisory-lock key of the queue's room: 'ALXQ', field 4 = 6 */
+/* key of the lock on the queue's room (AlxLockInternal, ALX_LOCK_MESH_QUEUE): 'ALXQ' */
 #define MESH_QUEUE_KEY 0x414C5851u
 
 static AlxPlan order_plan = {
@@ -147,13 +147,11 @@ check_order(int64 order_id, bool *null_priority)
 static void
 check_queue_room(int64 len)
 {
-	LOCKTAG		tag;
 	int64		queued;
 	int64		limit = (int64) alx_mesh_queue_max_kb * 1024;
 	bool		isnull;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, MESH_QUEUE_KEY, 0, 6);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	(void) AlxLockInternal(ALX_LOCK_MESH_QUEUE, MESH_QUEUE_KEY, 0, true);
 	/* not read-only: a fresh snapshot, which sees every earlier holder's job */
 	AlxPlanRun(&queued_bytes_plan, NULL, NULL, false, 1);
 	queued = AlxSpiInt8(0, 1, &isnull);
