@@ -189,6 +189,8 @@ confined_decode(const Options *o, int fd, double unit_scale, AlxMeshResult *res,
 	int			rc;
 
 	alx_timing_mark("start");
+	/* assimp's failed checks and runaway recursion become refusals */
+	AlxFaultGuardInstall();
 	/* every thread the helper will have, before the lockdown */
 	if (o->wall && !AlxWallPrepare(o->threads, err, errlen))
 		return ALX_MESHD_EXIT_INTERNAL;

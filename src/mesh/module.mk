@@ -16,7 +16,7 @@ MESHD_SRCS     = src/mesh/meshd.c src/mesh/meshio.c src/mesh/geometry.c \
                  src/mesh/geom_edges.c src/mesh/geom_shells.c \
                  src/mesh/meshout.c src/mesh/prescan.c src/mesh/sandbox.c \
                  src/mesh/memguard.c src/mesh/stlbin.c src/mesh/geomorder.c \
-                 src/mesh/pool.c src/mesh/wall.c
+                 src/mesh/pool.c src/mesh/wall.c src/mesh/faultguard.c
 MESHD_HDRS     = src/mesh/geometry.h src/mesh/geom_int.h src/mesh/meshio.h \
                  src/mesh/meshrecord.h src/mesh/meshout.h src/mesh/prescan.h \
                  src/mesh/sandbox.h \

@@ -149,17 +149,21 @@ install_filter(char *err, size_t errlen)
 	 * large block), sysinfo (glibc's qsort asks for the size of physical
 	 * memory before sorting a large array: a vertex shared by thousands of
 	 * triangles), plus mmap, mprotect and write below.  Not seen but kept:
-	 * sched_yield (a spin-wait's back-off), harmless; and what abort() needs to kill the process with SIGABRT (rt_sigprocmask,
-	 * getpid, gettid, tgkill below), so that a crash stays a crash.  No
-	 * thread ever exits and no signal handler is installed: exit and
-	 * rt_sigreturn are not on the list.
+	 * sched_yield (a spin-wait's back-off), harmless; what abort() needs to
+	 * kill the process with SIGABRT (rt_sigprocmask, getpid, gettid, tgkill
+	 * below), so that a crash stays a crash; and rt_sigreturn, so that the
+	 * one-shot SIGSEGV handler of faultguard.c can return from a fault that
+	 * is not a stack overflow and let the process die by the signal (it
+	 * only restores registers: every later call still meets this filter).
+	 * No thread ever exits: exit is not on the list.
 	 */
 	static const int plain[] = {
 		SCMP_SYS(exit_group),
 		SCMP_SYS(brk), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
 		SCMP_SYS(futex), SCMP_SYS(sched_yield), SCMP_SYS(clock_gettime),
 		SCMP_SYS(sysinfo),
-		SCMP_SYS(rt_sigprocmask), SCMP_SYS(getpid), SCMP_SYS(gettid),
+		SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn), SCMP_SYS(getpid),
+		SCMP_SYS(gettid),
 	};
 
 	ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);

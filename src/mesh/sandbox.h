@@ -51,6 +51,13 @@ extern bool AlxSandboxLockdown(const AlxSandboxLimits *lim, char *err, size_t er
 extern void AlxSandboxProbe(const char *spec);
 #endif
 
+/*
+ * faultguard.c: a failed ai_assert() of assimp and a main-thread stack
+ * overflow exit with a message (22P04, or 54000 when the memory limit
+ * stopped the stack); any other fault still kills the process.
+ */
+extern void AlxFaultGuardInstall(void);
+
 /* Current address-space size of the process in bytes (0 if unknown). */
 extern unsigned long long AlxSandboxAddressSpace(void);
 

@@ -15,7 +15,10 @@
  * rename, kill, io_uring_setup, x32, ptrace, mmap_exec, mprotect_exec,
  * setrlimit, write_fd (a write to a descriptor other than 1 and 2).
  * Controls: "none" (the analysis proceeds and succeeds), "abort" (abort()
- * still kills with SIGABRT, not SIGSYS), "spin" (burn CPU until the CPU
+ * still kills with SIGABRT, not SIGSYS), "segv" (a write to an unmapped
+ * address still kills with SIGSEGV: faultguard.c lets every fault but a
+ * stack overflow through), "recurse" (unbounded recursion in the main
+ * thread ends in faultguard.c's clean refusal, exit 3), "spin" (burn CPU until the CPU
  * budget stops the process with SIGXCPU; meanwhile the test reads the
  * process's limits and seccomp state from /proc).
  *
@@ -31,6 +34,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +83,21 @@ returned(const char *what, long rc)
 	if (n > 0)
 		(void) write(2, line, (size_t) n);
 	_exit(PROBE_RETURNED);
+}
+
+/* Recursion that no compiler may turn into a loop: a frame of 1 kB each. */
+static volatile int recurse_stop = -1;	/* never reached */
+
+static int
+recurse(int depth)
+{
+	volatile char frame[1024];
+
+	if (depth == recurse_stop)
+		return 0;
+	frame[0] = (char) depth;
+	frame[sizeof(frame) - 1] = (char) (depth >> 8);
+	return recurse(depth + 1) + frame[0] + frame[sizeof(frame) - 1];
 }
 
 /* name[:path]; returns only for the control "none". */
@@ -178,6 +197,14 @@ AlxSandboxProbe(const char *spec)
 	}
 	else if (strcmp(name, "abort") == 0)
 		abort();
+	else if (strcmp(name, "segv") == 0)
+	{
+		volatile uintptr_t unmapped = 64;	/* the first page is never mapped */
+
+		*(volatile int *) unmapped = 1;
+	}
+	else if (strcmp(name, "recurse") == 0)
+		rc = recurse(0);
 	else if (strcmp(name, "spin") == 0)
 	{
 		volatile unsigned long long x = 0;

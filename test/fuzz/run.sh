@@ -64,7 +64,7 @@ if [ -z "$srcs" ]; then
     srcs="src/mesh/meshio.c src/mesh/geometry.c"
     cppflags=$(pkg-config --cflags assimp zlib) libs="$(pkg-config --libs assimp zlib) -lm"
 fi
-srcs=$(for s in $srcs; do case $s in */meshd.c|*/memguard.c|*/sandbox_probe.c) ;; *) echo "$top/$s" ;; esac; done)
+srcs=$(for s in $srcs; do case $s in */meshd.c|*/memguard.c|*/faultguard.c|*/sandbox_probe.c) ;; *) echo "$top/$s" ;; esac; done)
 san="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 build() {   # build NAME SOURCES... -- LIBS...
     local name=$1; shift

@@ -522,6 +522,44 @@ def hostile_cases(datadir=None, want=None):
     cases["glb_chunk_overrun.glb"] = glb_pack(doc, buf)[:12] + struct.pack("<I", 0x7FFFFFF0) + glb_pack(doc, buf)[16:]
     cases["deep_xml.3mf"] = zip_bytes([("[Content_Types].xml", CT), ("_rels/.rels", RELS),
                                        ("3D/3dmodel.model", model.replace("<resources>", "<resources>" + "<x>" * 100000 + "</x>" * 100000))], True)
+    # Files assimp gives up on by itself (faultguard.c): a failed ai_assert()
+    # and a recursion that runs the stack out must both be refusals (22P04),
+    # never a crash.  A PLY face with an empty index list; a 3MF whose model
+    # part fails its CRC-32 (one digit changed); a 3MF relationship to a
+    # part the archive does not have; a glTF 1.0 accessor larger than its
+    # buffer view; 3MF components and glTF 1.0 nodes that contain themselves.
+    cases["ply_list_zero.ply"] = (b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+                                  b"property float z\nelement face 2\nproperty list uchar int vertex_indices\nend_header\n"
+                                  b"0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n0\n")
+    crc = bytearray(threemf(cube))
+    at = crc.find(b'<vertex x="') + len(b'<vertex x="')
+    crc[at] = ord("9") if crc[at] != ord("9") else ord("8")
+    cases["3mf_bad_crc.3mf"] = bytes(crc)
+    cases["3mf_rels_missing_part.3mf"] = zip_bytes([("[Content_Types].xml", CT),
+                                                    ("_rels/.rels", RELS.replace("/3D/3dmodel.model", "/3D/missing.model")),
+                                                    ("3D/3dmodel.model", model)], False)
+    head3 = model.split("<resources>", 1)[0] + "<resources>"
+    cases["3mf_component_self.3mf"] = zip_bytes([("[Content_Types].xml", CT), ("_rels/.rels", RELS), ("3D/3dmodel.model",
+        head3 + '<object id="2" type="model"><components><component objectid="2"/></components></object>'
+        '</resources><build><item objectid="2"/></build></model>')], False)
+    cases["3mf_component_cycle.3mf"] = zip_bytes([("[Content_Types].xml", CT), ("_rels/.rels", RELS), ("3D/3dmodel.model",
+        head3 + '<object id="2" type="model"><components><component objectid="3"/></components></object>'
+        '<object id="3" type="model"><components><component objectid="2"/></components></object>'
+        '</resources><build><item objectid="2"/></build></model>')], False)
+    g1 = {"asset": {"version": "1.0"}, "scene": "s", "scenes": {"s": {"nodes": ["n"]}},
+          "nodes": {"n": {"meshes": ["m"]}},
+          "meshes": {"m": {"primitives": [{"attributes": {"POSITION": "a"}, "indices": "i", "mode": 4}]}},
+          "accessors": {"a": {"bufferView": "bv", "componentType": 5126, "count": 3, "type": "VEC3", "byteOffset": 0},
+                        "i": {"bufferView": "bv", "componentType": 5123, "count": 3, "type": "SCALAR", "byteOffset": 0}},
+          "bufferViews": {"bv": {"buffer": "b", "byteOffset": 0, "byteLength": 36}},
+          "buffers": {"b": {"byteLength": 36, "uri": "data:application/octet-stream;base64,"
+                            + base64.b64encode(b"\0" * 36).decode()}}}
+    d = json.loads(json.dumps(g1))
+    d["nodes"]["n"]["children"] = ["n"]
+    cases["gltf1_self_child.gltf"] = json.dumps(d).encode()
+    d = json.loads(json.dumps(g1))
+    d["accessors"]["a"]["count"] = 1000000000
+    cases["gltf1_accessor_overrun.gltf"] = json.dumps(d).encode()
     return cases
 
 

@@ -91,6 +91,17 @@ ok(!-e "$victim.renamed", 'and was not renamed');
 {
 	my ($status, $out, $err) = run_probe('abort');
 	is($status & 127, $signo{ABRT}, 'abort() still dies by SIGABRT, not SIGSYS') or diag($err);
+	# faultguard.c: a fault that is not a stack overflow is still a crash ...
+	($status, $out, $err) = run_probe('segv');
+	is($status & 127, $signo{SEGV}, 'a write to an unmapped address still dies by SIGSEGV')
+	  or diag("status $status, stderr: $err");
+	unlike($err, qr/nests too deeply|out of memory/, 'segv: not taken for a stack overflow');
+	# ... and a stack overflow of the main thread is a clean refusal
+	($status, $out, $err) = run_probe('recurse');
+	is($status, 3 << 8, 'unbounded recursion: the helper exits with code 3 (invalid file), no signal')
+	  or diag("status $status, stderr: $err");
+	like($err, qr/nests too deeply or in a cycle: the parser ran out of stack/, 'recurse: and says why');
+	is($out, '', 'recurse: no record was written');
 }
 
 # a busy loop: limits and filter visible in /proc, then SIGXCPU at ~1 s of CPU
@@ -163,6 +174,11 @@ sub via_sql
 	like($err, qr/ERROR:\s+XX000: mesh helper was stopped by its sandbox/, 'through SQL: socket too');
 	($ret, $out, $err) = via_sql('abort');
 	like($err, qr/ERROR:\s+XX000: mesh helper crashed/, 'through SQL: a crash is XX000 "crashed", not 22P04');
+	($ret, $out, $err) = via_sql('segv');
+	like($err, qr/ERROR:\s+XX000: mesh helper crashed/, 'through SQL: a segfault is XX000 "crashed"');
+	like($err, qr/signal 11|Segmentation fault/, 'through SQL: the detail names SIGSEGV');
+	($ret, $out, $err) = via_sql('recurse');
+	like($err, qr/ERROR:\s+22P04: invalid mesh file/, 'through SQL: a stack overflow is 22P04');
 	my $elapsed;
 	($ret, $out, $err, $elapsed) = via_sql('spin');
 	like($err, qr/ERROR:\s+54000: mesh analysis exceeded its CPU budget of 1 s/,
