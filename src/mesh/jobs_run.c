@@ -54,9 +54,9 @@
 
 #include "core/core.h"
 #include "mesh/jobs.h"
+#include "outbox/outbox.h"
 
 extern PGDLLEXPORT Datum alexandrite_mesh_ingest(PG_FUNCTION_ARGS);
-extern PGDLLEXPORT Datum alexandrite_outbox_emit(PG_FUNCTION_ARGS);
 
 static AlxPlan load_plan = {
 	"SELECT j.data, j.filename, j.unit, j.order_id FROM alexandrite.mesh_jobs j"
@@ -225,7 +225,9 @@ AlxMeshJobAttach(int64 order_id, int64 mesh_id, bool bounded_wait)
 
 typedef struct EventArgs
 {
-	Datum		args[5];
+	const char *agg_id;
+	const char *event_type;
+	Jsonb	   *payload;
 } EventArgs;
 
 static void
@@ -233,8 +235,8 @@ event_step(void *arg)
 {
 	EventArgs  *e = (EventArgs *) arg;
 
-	(void) DirectFunctionCall5(alexandrite_outbox_emit, e->args[0], e->args[1],
-							   e->args[2], e->args[3], e->args[4]);
+	(void) AlxOutboxEmit("mesh", e->agg_id, e->event_type, e->payload,
+						 AlxOutboxHeaders(NULL));
 }
 
 static void
@@ -288,11 +290,9 @@ AlxMeshJobEvent(int64 job_id, const char *event_type, int64 order_id,
 	}
 	appendStringInfoChar(&s, '}');
 
-	e.args[0] = CStringGetTextDatum("mesh");
-	e.args[1] = CStringGetTextDatum(psprintf(INT64_FORMAT, job_id));
-	e.args[2] = CStringGetTextDatum(event_type);
-	e.args[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
-	e.args[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	e.agg_id = psprintf(INT64_FORMAT, job_id);
+	e.event_type = event_type;
+	e.payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
 	err = run_step(event_step, &e);
 	if (err != NULL)
 		ereport(WARNING,

@@ -140,6 +140,10 @@ extern void AlxOutboxCheckEvent(const char *aggregate_type, const char *aggregat
 extern void AlxOutboxCheckOwnEvent(const char *aggregate_id, const char *event_type,
 								   Jsonb *payload, Jsonb *headers);
 
+/* produce.c: outbox_emit() without its refusal of the extension's own event types */
+extern int64 AlxOutboxEmit(const char *aggregate_type, const char *aggregate_id,
+						   const char *event_type, Jsonb *payload, Jsonb *headers);
+
 /* write.c: the event row, after the aggregate's lock */
 extern int64 AlxOutboxWrite(int table, const char *aggregate_type, const char *aggregate_id,
 							int64 seq, const char *event_type, Jsonb *payload,

@@ -421,26 +421,35 @@ order_aggregate_id(const char *aggregate_id)
 	return id;
 }
 
-/* the event types the order functions write; nobody else may (outbox_emit) */
-static const char *const order_core_events[] = {
-	"order.created", "order.status_changed", "order.priced", "order.sla_breached"
+/*
+ * The events the extension itself writes, by aggregate type; nobody else
+ * may write them through outbox_emit(): a consumer could not tell a forged
+ * status change or analysis result from a real one.
+ */
+static const struct
+{
+	const char *aggregate_type;
+	const char *event_type;
+	const char *writer;
+}			own_events[] = {
+	{"order", "order.created", "the order functions"},
+	{"order", "order.status_changed", "the order functions"},
+	{"order", "order.priced", "the order functions"},
+	{"order", "order.sla_breached", "the order functions"},
+	{"mesh", "mesh.analyzed", "the mesh analysis jobs"},
+	{"mesh", "mesh.rejected", "the mesh analysis jobs"},
 };
 
-/*
- * Refuses an event of an order that would pass for one of the order
- * core's own: a consumer could not tell it from a real status change.
- */
 static void
-check_not_core_event(const char *agg_type, const char *event_type)
+check_not_own_event(const char *agg_type, const char *event_type)
 {
-	if (strcmp(agg_type, "order") != 0)
-		return;
-	for (int i = 0; i < lengthof(order_core_events); i++)
-		if (strcmp(event_type, order_core_events[i]) == 0)
+	for (int i = 0; i < lengthof(own_events); i++)
+		if (strcmp(agg_type, own_events[i].aggregate_type) == 0 &&
+			strcmp(event_type, own_events[i].event_type) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("event type \"%s\" of an order is written only by the order functions",
-							event_type),
+					 errmsg("event type \"%s\" of aggregate type \"%s\" is written only by %s",
+							event_type, agg_type, own_events[i].writer),
 					 errhint("Give events of your own another event_type.")));
 }
 
@@ -458,10 +467,6 @@ alexandrite_outbox_emit(PG_FUNCTION_ARGS)
 	char	   *event_type;
 	Jsonb	   *payload;
 	Jsonb	   *headers;
-	AlxSavedUser save;
-	int64		id;
-	int64		seq;
-	int			t;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -472,9 +477,26 @@ alexandrite_outbox_emit(PG_FUNCTION_ARGS)
 	event_type = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	payload = PG_GETARG_JSONB_P(3);
 	headers = AlxOutboxHeaders(PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4));
-	AlxOutboxCheckEvent(agg_type, agg_id, event_type, payload, headers);
-	check_not_core_event(agg_type, event_type);
+	check_not_own_event(agg_type, event_type);
+	PG_RETURN_INT64(AlxOutboxEmit(agg_type, agg_id, event_type, payload, headers));
+}
 
+/*
+ * The body of outbox_emit() for the extension's own producers (the mesh
+ * jobs), which may write their own event types: checks the event, takes
+ * the aggregate's next sequence number and writes it as the extension
+ * owner.  headers must be an object (AlxOutboxHeaders).
+ */
+int64
+AlxOutboxEmit(const char *agg_type, const char *agg_id, const char *event_type,
+			  Jsonb *payload, Jsonb *headers)
+{
+	AlxSavedUser save;
+	int64		id;
+	int64		seq;
+	int			t;
+
+	AlxOutboxCheckEvent(agg_type, agg_id, event_type, payload, headers);
 	AlxCoreBegin(&save);
 	t = AlxOutboxCurrentTable();
 	if (strcmp(agg_type, "order") == 0)
@@ -484,5 +506,5 @@ alexandrite_outbox_emit(PG_FUNCTION_ARGS)
 	id = AlxOutboxWrite(t, agg_type, agg_id, seq, event_type, payload, headers);
 	AlxCoreEnd(&save);
 	AlxOutboxWakeupAtCommit();
-	PG_RETURN_INT64(id);
+	return id;
 }

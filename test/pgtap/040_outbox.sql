@@ -1,6 +1,6 @@
 -- Catalog contracts of the outbox: objects, signatures, privileges, SQLSTATEs.
 BEGIN;
-SELECT plan(53);
+SELECT plan(55);
 
 SELECT has_view('alexandrite', v, 'view alexandrite.' || v || ' exists')
   FROM unnest(ARRAY['outbox', 'outbox_status', 'outbox_blocked']) AS v;
@@ -58,6 +58,9 @@ SELECT throws_ok($$SELECT alexandrite.outbox_emit('order', '-1', 'e', '{}')$$,
 SELECT throws_ok(format($$SELECT alexandrite.outbox_emit('order', '1', %L, '{}')$$, t), '42501', NULL,
                  format('%s of an order is the order functions'' own: insufficient_privilege', t))
   FROM unnest(ARRAY['order.created', 'order.status_changed', 'order.priced', 'order.sla_breached']) t;
+SELECT throws_ok(format($$SELECT alexandrite.outbox_emit('mesh', '1', %L, '{}')$$, t), '42501', NULL,
+                 format('%s of a mesh is the mesh jobs'' own: insufficient_privilege', t))
+  FROM unnest(ARRAY['mesh.analyzed', 'mesh.rejected']) t;
 SELECT ok((SELECT bool_and(reloptions @> ARRAY['autovacuum_enabled=false']) FROM pg_class
             WHERE oid IN ('alexandrite.outbox_events_0'::regclass, 'alexandrite.outbox_events_1'::regclass,
                           'alexandrite.outbox_events_2'::regclass)),

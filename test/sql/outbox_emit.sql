@@ -182,6 +182,9 @@ SELECT alexandrite.outbox_emit('order', :'core_o', 'order.priced', '{}');
 SELECT alexandrite.outbox_emit('order', :'core_o', 'order.sla_breached', '{}');
 SELECT alexandrite.outbox_emit('order', :'core_o', 'order.note', '{}') > 0 AS own_event_type;
 SELECT alexandrite.outbox_emit('invoice', 'core-1', 'order.status_changed', '{}') > 0 AS other_aggregate;
+-- the mesh jobs' results cannot be forged either
+SELECT alexandrite.outbox_emit('mesh', '1', 'mesh.analyzed', '{"order_id": 1, "mesh_id": 1}');
+SELECT alexandrite.outbox_emit('mesh', '1', 'mesh.rejected', '{}');
 SELECT aggregate_seq, event_type FROM alexandrite.outbox
  WHERE aggregate_type = 'order' AND aggregate_id = :'core_o' ORDER BY aggregate_seq;
 DELETE FROM alexandrite.outbox_events WHERE aggregate_type = 'order' AND aggregate_id = :'core_o';
