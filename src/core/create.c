@@ -24,6 +24,7 @@
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -241,6 +242,11 @@ alexandrite_create_order(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("external_ref must not be empty")));
+	/* the table's CHECK would say 23514: the caller's argument is what is wrong */
+	if (strlen(ext) > 200 && pg_mbstrlen(ext) > 200)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("external_ref must be at most 200 characters")));
 	if (customer == NULL || customer[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
