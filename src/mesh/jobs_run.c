@@ -75,13 +75,21 @@ static AlxPlan done_plan = {
 /*
  * An order that another transaction holds (an open transaction of the MES,
  * say): the job waits for it, its attempt given back, instead of its
- * worker waiting on the row (which stalled the pool).
+ * worker waiting on the row (which stalled the pool).  It waits half as
+ * long as it has waited since its submission, at least the retry delay
+ * ($2 seconds), at most a minute: each try costs a worker up to a second
+ * on the row, so jobs of orders held for long must not keep the pool busy.
  */
 static AlxPlan defer_plan = {
 	"UPDATE alexandrite.mesh_jobs SET state = 'queued', attempts = attempts OPERATOR(pg_catalog.-) 1,"
-	" next_attempt_at = $2, note = $3"
+	" next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+)"
+	"   GREATEST(pg_catalog.make_interval(secs => $2),"
+	"            LEAST((pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) submitted_at)"
+	"                  OPERATOR(pg_catalog./) 2::pg_catalog.float8,"
+	"                  '1 min'::pg_catalog.interval)),"
+	" note = $3"
 	" WHERE id OPERATOR(pg_catalog.=) $1",
-	3, {INT8OID, TIMESTAMPTZOID, TEXTOID}
+	3, {INT8OID, FLOAT8OID, TEXTOID}
 };
 
 /* how long a job's worker waits for its order's row before it defers the job */
@@ -445,7 +453,7 @@ attach_step(void *arg)
 
 /*
  * Puts a job whose order is held by another transaction back in the queue,
- * its attempt given back, to try again after the retry delay; its bytes
+ * its attempt given back, to try again later (defer_plan); its bytes
  * stay, and its mesh (stored by this attempt) is found again by its hash.
  */
 static void
@@ -456,8 +464,7 @@ defer_job(int64 job_id, int64 order_id)
 	char	   *note = psprintf("waiting for order " INT64_FORMAT ", which another transaction holds", order_id);
 
 	values[0] = Int64GetDatum(job_id);
-	values[1] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																alx_mesh_job_retry_delay_ms));
+	values[1] = Float8GetDatum(alx_mesh_job_retry_delay_ms / 1000.0);
 	values[2] = CStringGetTextDatum(note);
 	AlxCoreBegin(&save);
 	AlxPlanRun(&defer_plan, values, NULL, false, 0);

@@ -277,6 +277,17 @@ note("waits from submission to claim (ms): @wait_ms");
 	like(sql("SELECT string_agg(state || ':' || (attempts <= 1), ' ' ORDER BY id) FROM alexandrite.mesh_jobs WHERE id IN ($j1, $j2)"),
 		qr/^(queued|running):true (queued|running):true$/,
 		'held orders: three seconds later both still wait, neither failed, each attempt given back');
+	# the wait grows with the time waited (half of it, at most a minute): a
+	# job submitted an hour ago waits a minute, the other a few seconds
+	sql("UPDATE alexandrite.mesh_jobs SET submitted_at = now() - interval '1 hour' WHERE id = $j1");
+	ok(AlxTest::wait_until($node, $db,
+			"SELECT next_attempt_at > clock_timestamp() + interval '40 s' FROM alexandrite.mesh_jobs WHERE id = $j1", 30),
+		'held orders: a job that has waited an hour is put back for about a minute');
+	is(sql("SELECT next_attempt_at <= clock_timestamp() + interval '61 s' FROM alexandrite.mesh_jobs WHERE id = $j1"),
+		't', 'held orders: never more than a minute');
+	is(sql("SELECT next_attempt_at < clock_timestamp() + interval '30 s' FROM alexandrite.mesh_jobs WHERE id = $j2"),
+		't', 'held orders: the job submitted seconds ago is tried again within seconds');
+	sql("UPDATE alexandrite.mesh_jobs SET next_attempt_at = now() WHERE id = $j1");
 	$hold->query_safe('COMMIT');
 	$hold->quit;
 	ok(AlxTest::wait_until($node, $db,
