@@ -74,6 +74,7 @@ CREATE TABLE alexandrite.mesh_jobs (
     error_sqlstate  text,
     error_message   text,
     note            text,
+    waiting_since   timestamptz,
     CONSTRAINT mesh_jobs_state_check
         CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'done', 'failed']::text[])),
     CONSTRAINT mesh_jobs_unit_check
@@ -97,6 +98,7 @@ COMMENT ON COLUMN alexandrite.mesh_jobs.priority IS 'SLA priority of the order w
 COMMENT ON COLUMN alexandrite.mesh_jobs.attempts IS 'analyses started; an attempt interrupted by a crash counts';
 COMMENT ON COLUMN alexandrite.mesh_jobs.next_attempt_at IS 'not claimed before this time (backoff after a failed or interrupted attempt)';
 COMMENT ON COLUMN alexandrite.mesh_jobs.error_sqlstate IS 'SQLSTATE of the last failed attempt';
+COMMENT ON COLUMN alexandrite.mesh_jobs.waiting_since IS 'when an attempt first found the attached order held by another transaction (the job waits longer the longer it has waited); NULL if never or since mesh_job_retry';
 COMMENT ON COLUMN alexandrite.mesh_jobs.note IS 'what happened to the attached order when the job was done, if not the obvious (not priced: why)';
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs_id_seq', '');
@@ -106,7 +108,7 @@ CREATE VIEW alexandrite.mesh_job_status AS
 SELECT j.id, j.state, j.order_id, j.filename, j.unit, j.bytes, j.sha256, j.priority,
        j.submitted_by, j.submitted_at, j.started_at, j.finished_at, j.attempts,
        j.next_attempt_at, j.mesh_id, j.error_sqlstate, j.error_message, j.note,
-       j.data IS NOT NULL AS has_bytes
+       j.waiting_since, j.data IS NOT NULL AS has_bytes
   FROM alexandrite.mesh_jobs j;
 COMMENT ON VIEW alexandrite.mesh_job_status IS 'mesh jobs without their bytes (owner''s rights: readers need SELECT on the view only)';
 
@@ -766,6 +768,36 @@ $$;
 COMMENT ON FUNCTION alexandrite.order_timeline(bigint)
     IS 'status history of an order with the time spent in each status, its outbox messages with their delivery state, trace ids, and the mesh jobs of its model';
 
+
+-- the two constraints below would fail on rows 1.1 accepted with a bare
+-- check violation: name the rows and what to do first
+DO $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('(%s, %s): %s', p.channel,
+               COALESCE(p.customer_id, 'default'), p.weight), ', ')
+      INTO bad
+      FROM alexandrite.sla_policies p
+     WHERE NOT (p.weight OPERATOR(pg_catalog.>) 0
+                AND p.weight OPERATOR(pg_catalog.<) 'Infinity'::pg_catalog.float8);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'alexandrite 1.2 needs a finite SLA weight: %', bad
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Set a finite positive weight on these policies (UPDATE alexandrite.sla_policies SET weight = ...), then run ALTER EXTENSION alexandrite UPDATE again.';
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s... (%s characters)',
+               pg_catalog."left"(o.id, 40), pg_catalog.length(o.id)), ', ')
+      INTO bad
+      FROM alexandrite.operators o
+     WHERE pg_catalog.length(o.id) OPERATOR(pg_catalog.>) 200;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'alexandrite 1.2 needs operator ids of at most 200 characters: %', bad
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Rename or delete these operators first, then run ALTER EXTENSION alexandrite UPDATE again.';
+    END IF;
+END
+$$;
 
 -- an SLA weight must be finite: with 'Infinity' or 'NaN' (which passed
 -- "weight > 0") the channel's orders could not be ranked, so they were left

@@ -26,11 +26,21 @@
  *	 prescan's own nesting limits), anywhere else the address-space limit
  *	 stopped it (54000).
  *
+ * Both apply only while assimp parses (alx_mesh_in_assimp, set by
+ * meshio.c around its import call): a stack overflow or a wild access in
+ * our own code (the weld, the metrics, the scene walk, Embree's build on
+ * the main thread) is a bug, not a property of the file.  And when an
+ * allocation has failed (memguard.c), both are the memory limit speaking,
+ * whatever check failed afterwards: 54000, as meshio.c reports it.
+ *
  * Any other SIGSEGV -- a bug in our code or in assimp -- is not ours to
  * explain: the handler is one-shot (SA_RESETHAND) and returns, the faulting
  * instruction runs again, and the process dies by the signal, which the
  * backend reports as XX000 "mesh helper crashed" and every test counts as a
  * failure.  An abort() outside ai_assert() stays a SIGABRT the same way.
+ *
+ * The reason goes where the mode's errors go: a line on stderr for the
+ * backend (--stdin), the file's JSON line on stdout for the CLI.
  *
  * Linked only into the helper, never into the fuzz target: there both
  * failures are for the sanitizer to report.
@@ -44,10 +54,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
+#include "meshio.h"
+#include "meshout.h"
 #include "meshrecord.h"
 #include "sandbox.h"
 
@@ -62,12 +76,61 @@ static uintptr_t stack_hi;
 /* A stack larger than this is lowered to it, so an overflow ends at a known place. */
 #define STACK_MAX	((rlim_t) 64 << 20)
 
+/* CLI mode: the start of the file's JSON line, {"file":"...","error":" */
+static char cli_prefix[1200];
+
+/* the line being built, written at once (async-signal-safe: no stdio) */
+static char line[2048];
+static size_t line_len;
+
 static void
 say(const char *s)
 {
-	ssize_t		r = write(2, s, strlen(s));
+	for (; *s && line_len + 8 < sizeof(line); s++)
+	{
+		unsigned char ch = (unsigned char) *s;
 
+		if (cli_prefix[0] != '\0' && (ch == '"' || ch == '\\'))
+			line[line_len++] = '\\';
+		if (cli_prefix[0] != '\0' && ch < 0x20)
+		{
+			static const char hex[] = "0123456789abcdef";
+
+			memcpy(line + line_len, "\\u00", 4);
+			line[line_len + 4] = hex[ch >> 4];
+			line[line_len + 5] = hex[ch & 15];
+			line_len += 6;
+			continue;
+		}
+		line[line_len++] = (char) ch;
+	}
+}
+
+/* Writes the reason (begun with say()) and exits with code. */
+static void
+give_up(int code)
+{
+	const char *tail = cli_prefix[0] != '\0' ? "\"}\n" : "\n";
+	int			fd = cli_prefix[0] != '\0' ? 1 : 2;
+	ssize_t		r;
+
+	if (cli_prefix[0] != '\0')
+		r = write(fd, cli_prefix, strlen(cli_prefix));
+	r = write(fd, line, line_len);
+	r = write(fd, tail, strlen(tail));
 	(void) r;
+	_exit(code);
+}
+
+/* The memory limit, if an allocation failed: 54000 whatever broke next. */
+static void
+give_up_if_out_of_memory(void)
+{
+	if (!AlxMeshAllocFailed())
+		return;
+	line_len = 0;
+	say("out of memory under the helper's memory limit (then assimp failed)");
+	give_up(ALX_MESHD_EXIT_TOO_LARGE);
 }
 
 /*
@@ -84,6 +147,9 @@ alx_ai_assert(const char *expr, const char *file, int line)
 	int			i = sizeof(num) - 1;
 	unsigned int u = line < 0 ? 0 : (unsigned int) line;
 
+	if (!alx_mesh_in_assimp)
+		abort();				/* not while parsing: a crash, as before */
+	give_up_if_out_of_memory();
 	num[i] = '\0';
 	do
 	{
@@ -96,8 +162,8 @@ alx_ai_assert(const char *expr, const char *file, int line)
 	say(file ? file : "?");
 	say(":");
 	say(num + i);
-	say(")\n");
-	_exit(ALX_MESHD_EXIT_BAD_FILE);
+	say(")");
+	give_up(ALX_MESHD_EXIT_BAD_FILE);
 }
 
 static void
@@ -107,18 +173,34 @@ on_segv(int sig, siginfo_t *si, void *uc)
 
 	(void) sig;
 	(void) uc;
-	if (si->si_code == SEGV_MAPERR && stack_hi != 0 &&
+	if (alx_mesh_in_assimp && si->si_code == SEGV_MAPERR && stack_hi != 0 &&
 		a >= stack_lo - STACK_GAP && a < stack_hi)
 	{
+		give_up_if_out_of_memory();
 		if (a < stack_lo + STACK_END)
 		{
-			say("mesh file nests too deeply or in a cycle: the parser ran out of stack\n");
-			_exit(ALX_MESHD_EXIT_BAD_FILE);
+			say("mesh file nests too deeply or in a cycle: the parser ran out of stack");
+			give_up(ALX_MESHD_EXIT_BAD_FILE);
 		}
-		say("out of memory: the parser's stack could not grow within the memory limit\n");
-		_exit(ALX_MESHD_EXIT_TOO_LARGE);
+		say("out of memory: the parser's stack could not grow within the memory limit");
+		give_up(ALX_MESHD_EXIT_TOO_LARGE);
 	}
 	/* not a stack overflow: return, fault again, die by SIGSEGV */
+}
+
+/* CLI mode: report as the JSON line of file (NULL: the backend's stderr line). */
+void
+AlxFaultGuardCliFile(const char *file)
+{
+	char		name[1024];
+
+	if (file == NULL)
+	{
+		cli_prefix[0] = '\0';
+		return;
+	}
+	AlxMeshJsonString(name, sizeof(name), file);
+	snprintf(cli_prefix, sizeof(cli_prefix), "{\"file\":%s,\"error\":\"", name);
 }
 
 void

@@ -26,7 +26,8 @@
  * so the quote's actor is the worker's role.  A refusal (the order is no
  * longer new, the model needs review) does not undo the analysis: it is the
  * job's note.  Events: mesh.analyzed or mesh.rejected (aggregate "mesh",
- * the job id), through outbox_emit().
+ * the job id), through AlxOutboxEmit() (outbox_emit() refuses them to
+ * everyone else).
  *
  * IDENTIFICATION
  *	  src/mesh/jobs_run.c
@@ -76,15 +77,18 @@ static AlxPlan done_plan = {
  * An order that another transaction holds (an open transaction of the MES,
  * say): the job waits for it, its attempt given back, instead of its
  * worker waiting on the row (which stalled the pool).  It waits half as
- * long as it has waited since its submission, at least the retry delay
- * ($2 seconds), at most a minute: each try costs a worker up to a second
- * on the row, so jobs of orders held for long must not keep the pool busy.
+ * long as it has waited for the order so far (waiting_since, set by its
+ * first such attempt), at least the retry delay ($2 seconds), at most a
+ * minute: each try costs a worker up to a second on the row, so the jobs
+ * of orders held for long must not keep the pool busy.
  */
 static AlxPlan defer_plan = {
 	"UPDATE alexandrite.mesh_jobs SET state = 'queued', attempts = attempts OPERATOR(pg_catalog.-) 1,"
+	" waiting_since = COALESCE(waiting_since, pg_catalog.clock_timestamp()),"
 	" next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+)"
 	"   GREATEST(pg_catalog.make_interval(secs => $2),"
-	"            LEAST((pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) submitted_at)"
+	"            LEAST((pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+	"                   COALESCE(waiting_since, pg_catalog.clock_timestamp()))"
 	"                  OPERATOR(pg_catalog./) 2::pg_catalog.float8,"
 	"                  '1 min'::pg_catalog.interval)),"
 	" note = $3"

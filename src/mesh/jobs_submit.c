@@ -280,7 +280,8 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 
 static AlxPlan retry_plan = {
 	"UPDATE alexandrite.mesh_jobs SET state = 'queued', attempts = 0,"
-	" next_attempt_at = pg_catalog.now(), started_at = NULL, finished_at = NULL"
+	" next_attempt_at = pg_catalog.now(), started_at = NULL, finished_at = NULL,"
+	" waiting_since = NULL"
 	" WHERE id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'failed'"
 	"   AND data IS NOT NULL"
 	" RETURNING bytes",

@@ -273,6 +273,7 @@ run_one_file(const Options *o, double unit_scale, const char *file)
 	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
 		fo.size_hint = (unsigned long long) sb.st_size;
 	AlxSandboxPrepare();
+	AlxFaultGuardCliFile(file);
 	rc = confined_decode(&fo, fd, unit_scale, &res, &len, err, sizeof(err));
 	AlxMeshPrintJson(file, rc == ALX_MESHD_EXIT_OK ? &res : NULL,
 					 rc == ALX_MESHD_EXIT_OK ? NULL : err);

@@ -43,6 +43,9 @@
 #include "stlbin.h"
 #include "timing.h"
 
+/* set around assimp's import call: see faultguard.c */
+volatile sig_atomic_t alx_mesh_in_assimp = 0;
+
 /* phase timings on stderr (alexandrite-meshd --timing) */
 bool		alx_timing = false;
 double		alx_timing_wall = 0,
@@ -884,10 +887,12 @@ import_assimp(AlxGeom *g, const unsigned char *buf, size_t len, const char *fmt,
 	props = aiCreatePropertyStore();
 	aiSetImportPropertyInteger(props, AI_CONFIG_PP_SBP_REMOVE,
 							   aiPrimitiveType_POINT | aiPrimitiveType_LINE);
+	alx_mesh_in_assimp = 1;
 	sc = aiImportFileExWithProperties(fs.name,
 									  aiProcess_Triangulate | aiProcess_SortByPType |
 									  aiProcess_ValidateDataStructure,
 									  &io, props);
+	alx_mesh_in_assimp = 0;
 	aiReleasePropertyStore(props);
 	if (sc == NULL)
 	{

@@ -66,4 +66,8 @@ extern int	AlxMeshDecode(const unsigned char *buf, size_t len,
  */
 extern bool AlxMeshAllocFailed(void);
 
+/* Non-zero while assimp parses (faultguard.c explains only its failures). */
+#include <signal.h>
+extern volatile sig_atomic_t alx_mesh_in_assimp;
+
 #endif							/* ALX_MESHIO_H */

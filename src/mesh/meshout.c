@@ -41,8 +41,8 @@ write_all(int fd, const void *p, size_t n)
 }
 
 /* JSON string escaping into a bounded buffer. */
-static void
-json_str(char *out, size_t outsize, const char *s)
+void
+AlxMeshJsonString(char *out, size_t outsize, const char *s)
 {
 	size_t		o = 0;
 
@@ -124,12 +124,12 @@ AlxMeshPrintJson(const char *file, const AlxMeshResult *res, const char *error)
 	char		name[1024];
 	char		body[4096];
 
-	json_str(name, sizeof(name), file ? file : "-");
+	AlxMeshJsonString(name, sizeof(name), file ? file : "-");
 	if (error)
 	{
 		char		e[1024];
 
-		json_str(e, sizeof(e), error);
+		AlxMeshJsonString(e, sizeof(e), error);
 		printf("{\"file\":%s,\"error\":%s}\n", name, e);
 	}
 	else

@@ -52,11 +52,13 @@ extern void AlxSandboxProbe(const char *spec);
 #endif
 
 /*
- * faultguard.c: a failed ai_assert() of assimp and a main-thread stack
- * overflow exit with a message (22P04, or 54000 when the memory limit
- * stopped the stack); any other fault still kills the process.
+ * faultguard.c: while assimp parses, a failed ai_assert() and a
+ * main-thread stack overflow exit with their reason (22P04, or 54000 when
+ * the memory limit is why); any other fault still kills the process.  In
+ * CLI mode the reason is the file's JSON line.
  */
 extern void AlxFaultGuardInstall(void);
+extern void AlxFaultGuardCliFile(const char *file);
 
 /* Current address-space size of the process in bytes (0 if unknown). */
 extern unsigned long long AlxSandboxAddressSpace(void);

@@ -16,9 +16,13 @@
  * setrlimit, write_fd (a write to a descriptor other than 1 and 2).
  * Controls: "none" (the analysis proceeds and succeeds), "abort" (abort()
  * still kills with SIGABRT, not SIGSYS), "segv" (a write to an unmapped
- * address still kills with SIGSEGV: faultguard.c lets every fault but a
- * stack overflow through), "recurse" (unbounded recursion in the main
- * thread ends in faultguard.c's clean refusal, exit 3), "spin" (burn CPU until the CPU
+ * address still kills with SIGSEGV, even while assimp parses: faultguard.c
+ * lets every fault but a stack overflow through), "recurse" (unbounded
+ * recursion in the main thread while assimp parses ends in faultguard.c's
+ * clean refusal, exit 3), "recurse_outside" (the same in our own code is a
+ * crash, SIGSEGV), "assert" (assimp's ai_assert() handler while it parses:
+ * exit 3 with the expression), "assert_outside" (the handler outside the
+ * parse: SIGABRT), "spin" (burn CPU until the CPU
  * budget stops the process with SIGXCPU; meanwhile the test reads the
  * process's limits and seccomp state from /proc).
  *
@@ -28,6 +32,7 @@
  *-------------------------------------------------------------------------
  */
 #include "sandbox.h"
+#include "meshio.h"
 #include "pool.h"
 
 #include <errno.h>
@@ -99,6 +104,10 @@ recurse(int depth)
 	frame[sizeof(frame) - 1] = (char) (depth >> 8);
 	return recurse(depth + 1) + frame[0] + frame[sizeof(frame) - 1];
 }
+
+/* libassimp's ai_assert() handler, which the helper defines (faultguard.c) */
+extern void assimp_assert_violation(const char *expr, const char *file, int line)
+			__asm__("_ZN6Assimp17aiAssertViolationEPKcS1_i");
 
 /* name[:path]; returns only for the control "none". */
 void
@@ -201,10 +210,23 @@ AlxSandboxProbe(const char *spec)
 	{
 		volatile uintptr_t unmapped = 64;	/* the first page is never mapped */
 
+		alx_mesh_in_assimp = 1;
 		*(volatile int *) unmapped = 1;
 	}
 	else if (strcmp(name, "recurse") == 0)
+	{
+		alx_mesh_in_assimp = 1;
 		rc = recurse(0);
+	}
+	else if (strcmp(name, "recurse_outside") == 0)
+		rc = recurse(0);
+	else if (strcmp(name, "assert") == 0)
+	{
+		alx_mesh_in_assimp = 1;
+		assimp_assert_violation("probe \"quoted\" != nullptr", "./code/Probe.cpp", 42);
+	}
+	else if (strcmp(name, "assert_outside") == 0)
+		assimp_assert_violation("probe != nullptr", "./code/Probe.cpp", 42);
 	else if (strcmp(name, "spin") == 0)
 	{
 		volatile unsigned long long x = 0;

@@ -166,6 +166,22 @@ SELECT external_ref, status FROM alexandrite.orders WHERE id = :upg;
 SELECT to_status, actor FROM alexandrite.order_events WHERE order_id = :upg ORDER BY id;
 SELECT alexandrite.set_status(:upg, 'cancelled', 'after-upgrade');
 
+-- 4. Rows 1.1 accepted that 1.2 refuses (a weight of NaN, an operator id of
+-- 250 characters) stop the upgrade with a message that names them and what
+-- to do, not a bare check violation; once fixed, the upgrade goes through.
+DROP EXTENSION alexandrite;
+CREATE EXTENSION alexandrite VERSION '1.1';
+UPDATE alexandrite.sla_policies SET weight = 'NaN' WHERE channel = 'crm' AND customer_id IS NULL;
+INSERT INTO alexandrite.operators (id, name) VALUES (repeat('o', 250), 'long');
+\set SHOW_CONTEXT never
+ALTER EXTENSION alexandrite UPDATE;
+UPDATE alexandrite.sla_policies SET weight = 1.5 WHERE channel = 'crm' AND customer_id IS NULL;
+ALTER EXTENSION alexandrite UPDATE;
+DELETE FROM alexandrite.operators WHERE length(id) > 200;
+ALTER EXTENSION alexandrite UPDATE;
+\set SHOW_CONTEXT errors
+SELECT extversion FROM pg_extension WHERE extname = 'alexandrite';
+
 -- leave a fresh installation for the tests that follow
 DROP EXTENSION alexandrite;
 CREATE EXTENSION alexandrite;

@@ -306,14 +306,21 @@ unlike($log, qr/terminated by signal|exited with exit code|terminating any other
 my $cube = "$corpus/cli_cube.stl";
 system('python3', $gen, 'cube', 'stl', '--out', $cube) == 0 or die;
 my ($cli_out, $cli_err) = ('', '');
-IPC::Run::run([ "$bindir/alexandrite-meshd", $cube, "$corpus/nan.stl", "$corpus/uri_passwd.gltf" ],
+IPC::Run::run([ "$bindir/alexandrite-meshd", $cube, "$corpus/nan.stl", "$corpus/uri_passwd.gltf",
+		"$corpus/3mf_bad_crc.3mf", "$corpus/gltf1_self_child.gltf" ],
 	'>', \$cli_out, '2>', \$cli_err);
 my @lines = split /\n/, $cli_out;
-is(scalar(@lines), 3, 'the CLI prints one line per file');
+is(scalar(@lines), 5, 'the CLI prints one line per file');
 like($lines[0], qr/"format":"stl-binary".*"triangles":12,"vertices":8,"volume_mm3":1000,"area_mm2":600/,
 	'the CLI reports the cube');
 like($lines[1], qr/"error":"mesh has a NaN or infinite vertex coordinate"/, 'the CLI reports an error per file');
 like($lines[2], qr/"error":".*could not open referenced file/, 'the CLI refuses referenced files too');
+# faultguard.c's reasons come as the file's JSON line too (escaped: the
+# failed expression is C++ text)
+like($lines[3], qr/\A\{"file":"[^"]*3mf_bad_crc\.3mf","error":"assimp found the file inconsistent: unzCloseCurrentFile\(zip_handle\) == UNZ_OK \([^"]*\)"\}\z/,
+	'the CLI reports a failed assimp check as the file\'s JSON line');
+like($lines[4], qr/\A\{"file":"[^"]*gltf1_self_child\.gltf","error":"mesh file nests too deeply or in a cycle: the parser ran out of stack"\}\z/,
+	'the CLI reports a stack overflow as the file\'s JSON line');
 
 $node->stop;
 done_testing();

@@ -96,12 +96,25 @@ ok(!-e "$victim.renamed", 'and was not renamed');
 	is($status & 127, $signo{SEGV}, 'a write to an unmapped address still dies by SIGSEGV')
 	  or diag("status $status, stderr: $err");
 	unlike($err, qr/nests too deeply|out of memory/, 'segv: not taken for a stack overflow');
-	# ... and a stack overflow of the main thread is a clean refusal
+	# ... and a stack overflow of the main thread while assimp parses is a
+	# clean refusal
 	($status, $out, $err) = run_probe('recurse');
-	is($status, 3 << 8, 'unbounded recursion: the helper exits with code 3 (invalid file), no signal')
+	is($status, 3 << 8, 'unbounded recursion while parsing: the helper exits with code 3 (invalid file), no signal')
 	  or diag("status $status, stderr: $err");
 	like($err, qr/nests too deeply or in a cycle: the parser ran out of stack/, 'recurse: and says why');
 	is($out, '', 'recurse: no record was written');
+	# ... but in our own code it is a crash
+	($status, $out, $err) = run_probe('recurse_outside');
+	is($status & 127, $signo{SEGV}, 'unbounded recursion outside the parser: a crash (SIGSEGV)')
+	  or diag("status $status, stderr: $err");
+	# assimp's failed check: a refusal with the expression while it parses,
+	# a crash (SIGABRT) anywhere else
+	($status, $out, $err) = run_probe('assert');
+	is($status, 3 << 8, 'a failed ai_assert() while parsing: exit code 3') or diag("status $status, stderr: $err");
+	like($err, qr/^assimp found the file inconsistent: probe "quoted" != nullptr \(\.\/code\/Probe\.cpp:42\)$/m,
+		'assert: the expression, file and line on one line of stderr');
+	($status, $out, $err) = run_probe('assert_outside');
+	is($status & 127, $signo{ABRT}, 'a failed ai_assert() outside the parse: SIGABRT') or diag("status $status, stderr: $err");
 }
 
 # a busy loop: limits and filter visible in /proc, then SIGXCPU at ~1 s of CPU

@@ -277,19 +277,28 @@ note("waits from submission to claim (ms): @wait_ms");
 	like(sql("SELECT string_agg(state || ':' || (attempts <= 1), ' ' ORDER BY id) FROM alexandrite.mesh_jobs WHERE id IN ($j1, $j2)"),
 		qr/^(queued|running):true (queued|running):true$/,
 		'held orders: three seconds later both still wait, neither failed, each attempt given back');
-	# the wait grows with the time waited (half of it, at most a minute): a
-	# job submitted an hour ago waits a minute, the other a few seconds
-	sql("UPDATE alexandrite.mesh_jobs SET submitted_at = now() - interval '1 hour' WHERE id = $j1");
+	# the wait grows with the time waited for the order (half of it, at
+	# least the retry delay, at most a minute): a job that has waited an
+	# hour (waiting_since moved back, and tried at once) waits a minute; the
+	# other, waiting for seconds, half of that at most
+	is(sql("SELECT count(*) FROM alexandrite.mesh_jobs WHERE id IN ($j1, $j2) AND waiting_since IS NOT NULL"),
+		'2', 'held orders: both jobs record since when they wait');
+	# (whether queued or in an attempt: a deferral re-reads the row)
+	sql("UPDATE alexandrite.mesh_jobs SET waiting_since = now() - interval '1 hour', next_attempt_at = now()
+	      WHERE id = $j1");
 	ok(AlxTest::wait_until($node, $db,
-			"SELECT next_attempt_at > clock_timestamp() + interval '40 s' FROM alexandrite.mesh_jobs WHERE id = $j1", 30),
+			"SELECT next_attempt_at > clock_timestamp() + interval '40 s' FROM alexandrite.mesh_jobs WHERE id = $j1", 60),
 		'held orders: a job that has waited an hour is put back for about a minute');
 	is(sql("SELECT next_attempt_at <= clock_timestamp() + interval '61 s' FROM alexandrite.mesh_jobs WHERE id = $j1"),
 		't', 'held orders: never more than a minute');
-	is(sql("SELECT next_attempt_at < clock_timestamp() + interval '30 s' FROM alexandrite.mesh_jobs WHERE id = $j2"),
-		't', 'held orders: the job submitted seconds ago is tried again within seconds');
-	sql("UPDATE alexandrite.mesh_jobs SET next_attempt_at = now() WHERE id = $j1");
+	is(sql("SELECT next_attempt_at <= clock_timestamp() + interval '2 s'
+	               + least(interval '1 min', (clock_timestamp() - waiting_since) / 2)
+	          FROM alexandrite.mesh_jobs WHERE id = $j2"),
+		't', 'held orders: the other waits at most half the time it has waited');
 	$hold->query_safe('COMMIT');
 	$hold->quit;
+	# (the jobs would wait out their backoff, up to a minute for j1: tried at once)
+	sql("UPDATE alexandrite.mesh_jobs SET next_attempt_at = now() WHERE id IN ($j1, $j2) AND state = 'queued'");
 	ok(AlxTest::wait_until($node, $db,
 			"SELECT bool_and(state = 'done') FROM alexandrite.mesh_jobs WHERE id IN ($j1, $j2)", 60),
 		'held orders: once the holder commits, their jobs are done');

@@ -134,6 +134,20 @@ sub wait_leader
 	die 'no leader';
 }
 
+# A leader other than $old, and when it was first seen (undef: none in time).
+sub wait_new_leader
+{
+	my ($old, $timeout) = @_;
+	my $deadline = time + $timeout;
+	while (time < $deadline)
+	{
+		my $l = leader();
+		return ($l, time) if $l && $l != $old;
+		usleep(100_000);
+	}
+	return (undef, undef);
+}
+
 # there is no leader election on the open internet here: every address is loopback
 my ($ss) = ('');
 run([ 'ss', '-Hltnp' ], '>', \$ss);
@@ -395,15 +409,30 @@ for my $n (0 .. $#schedule)
 	}
 	else
 	{
-		my $t_new = wait_publishing($t_kill, 60);
+		# After a kill of the leader's postmaster alone, its backends and the
+		# relay live on until they notice (the postmaster's death is polled):
+		# for a second or two they still commit and publish, and Patroni
+		# still names the old leader.  So for a leader the new events are
+		# those begun once a new leader is seen, and the failover is waited
+		# for, not sampled (a run under load once read the old leader 2 s
+		# after the kill, while orphaned backends still published).
+		my $t_from = $t_kill;
+		my ($nl, $t_fo);
+		if ($kind =~ /^leader/)
+		{
+			($nl, $t_fo) = wait_new_leader($l, 60);
+			$t_from = $t_fo if defined $t_fo;
+		}
+		my $t_new = wait_publishing($t_from, 60);
 		my $dt = defined $t_new ? $t_new - $t_kill : undef;
-		push @report, sprintf('%s: kill -> first new event delivered %s', $what, defined $dt ? sprintf('%.1f s', $dt) : 'never');
+		push @report, sprintf('%s: kill -> first new event delivered %s%s', $what,
+			defined $dt ? sprintf('%.1f s', $dt) : 'never',
+			defined $t_fo ? sprintf(' (new leader seen after %.1f s)', $t_fo - $t_kill) : '');
 		ok(defined $dt && $dt < $target_s{$kind},
 			"$what: publishing again " . (defined $dt ? sprintf('%.1f s', $dt) : 'never') . " after the kill (target < $target_s{$kind} s)");
 		if ($kind =~ /^leader/)
 		{
-			my $nl = wait_leader();
-			isnt($nl, $l, "$what: Patroni failed over from pg$l to pg$nl");
+			ok(defined $nl, "$what: Patroni failed over from pg$l to pg" . ($nl // '(none within 60 s)'));
 		}
 		elsif ($kind eq 'broker')
 		{
