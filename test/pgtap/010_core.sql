@@ -86,10 +86,12 @@ SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', NULL, 'wo
     'unknown material: invalid_parameter_value');
 SELECT throws_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', -1, NULL)$$, '22023', NULL,
     'unknown mesh: invalid_parameter_value');
-SELECT throws_ok($$SELECT alexandrite.create_order(repeat('é', 201), 'shop', 'c', NULL, NULL)$$, '22023',
+SELECT throws_ok($$SELECT alexandrite.create_order(repeat('x', 201), 'shop', 'c', NULL, NULL)$$, '22023',
     'external_ref must be at most 200 characters', 'an external_ref over 200 characters: invalid_parameter_value');
-SELECT lives_ok($$SELECT alexandrite.create_order(repeat('é', 200), 'shop', 'c', NULL, NULL)$$,
-    'an external_ref of 200 two-byte characters is accepted');
+-- characters, not bytes (in a UTF8 database 'é' is two bytes; in another it is what the encoding says)
+SELECT lives_ok(format($$SELECT alexandrite.create_order(%L, 'shop', 'c', NULL, NULL)$$,
+                       repeat(CASE WHEN getdatabaseencoding() = 'UTF8' THEN 'é' ELSE 'x' END, 200)),
+    'an external_ref of 200 characters is accepted');
 SELECT lives_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', NULL, NULL)$$, 'a valid order is created');
 SELECT results_eq($$SELECT channel, customer_id, status::text FROM alexandrite.orders WHERE external_ref = 'T-1'$$,
     $$VALUES ('shop', 'c', 'new')$$, 'it is stored as new, with its channel and customer');
