@@ -137,19 +137,18 @@ give_up_if_out_of_memory(void)
  * Replaces assimp's default handler (print, then abort()).  Called instead
  * of it by every ai_assert() of libassimp; must not return.
  */
-void		alx_ai_assert(const char *expr, const char *file, int line)
+void		alx_ai_assert(const char *expr, const char *file, int lineno)
 			__asm__("_ZN6Assimp17aiAssertViolationEPKcS1_i");
 
 void
-alx_ai_assert(const char *expr, const char *file, int line)
+alx_ai_assert(const char *expr, const char *file, int lineno)
 {
 	char		num[16];
 	int			i = sizeof(num) - 1;
-	unsigned int u = line < 0 ? 0 : (unsigned int) line;
+	unsigned int u = lineno < 0 ? 0 : (unsigned int) lineno;
 
-	if (!alx_mesh_in_assimp)
-		abort();				/* not while parsing: a crash, as before */
-	give_up_if_out_of_memory();
+	if (alx_mesh_in_assimp)
+		give_up_if_out_of_memory();
 	num[i] = '\0';
 	do
 	{
@@ -163,6 +162,16 @@ alx_ai_assert(const char *expr, const char *file, int line)
 	say(":");
 	say(num + i);
 	say(")");
+	if (!alx_mesh_in_assimp)
+	{
+		/* not while parsing: a crash, as with assimp's own handler, which
+		 * also prints the failed check first */
+		ssize_t		r = write(2, line, line_len);
+
+		r = write(2, "\n", 1);
+		(void) r;
+		abort();
+	}
 	give_up(ALX_MESHD_EXIT_BAD_FILE);
 }
 

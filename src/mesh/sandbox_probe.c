@@ -22,7 +22,9 @@
  * clean refusal, exit 3), "recurse_outside" (the same in our own code is a
  * crash, SIGSEGV), "assert" (assimp's ai_assert() handler while it parses:
  * exit 3 with the expression), "assert_outside" (the handler outside the
- * parse: SIGABRT), "spin" (burn CPU until the CPU
+ * parse: SIGABRT, the expression on stderr), "assert_after_oom" (the
+ * handler after an allocation failed under RLIMIT_AS: exit 4, the memory
+ * limit), "spin" (burn CPU until the CPU
  * budget stops the process with SIGXCPU; meanwhile the test reads the
  * process's limits and seccomp state from /proc).
  *
@@ -227,6 +229,19 @@ AlxSandboxProbe(const char *spec)
 	}
 	else if (strcmp(name, "assert_outside") == 0)
 		assimp_assert_violation("probe != nullptr", "./code/Probe.cpp", 42);
+	else if (strcmp(name, "assert_after_oom") == 0)
+	{
+		/* 32 TB: beyond any RLIMIT_AS, so malloc() fails (memguard.c notes it) */
+		void	   *volatile p = malloc((size_t) 1 << 45);
+
+		if (p != NULL)
+		{
+			fprintf(stderr, "sandbox probe: a 32 TB allocation succeeded\n");
+			_exit(PROBE_RETURNED);
+		}
+		alx_mesh_in_assimp = 1;
+		assimp_assert_violation("mRootStream != nullptr", "./code/Probe.cpp", 43);
+	}
 	else if (strcmp(name, "spin") == 0)
 	{
 		volatile unsigned long long x = 0;

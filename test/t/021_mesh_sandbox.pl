@@ -115,6 +115,13 @@ ok(!-e "$victim.renamed", 'and was not renamed');
 		'assert: the expression, file and line on one line of stderr');
 	($status, $out, $err) = run_probe('assert_outside');
 	is($status & 127, $signo{ABRT}, 'a failed ai_assert() outside the parse: SIGABRT') or diag("status $status, stderr: $err");
+	like($err, qr/^assimp found the file inconsistent: probe != nullptr/m,
+		'assert_outside: the failed check is still printed before the abort');
+	# a check that fails after an allocation failed is the memory limit's doing
+	($status, $out, $err) = run_probe('assert_after_oom');
+	is($status, 4 << 8, 'a failed ai_assert() after a failed allocation: exit code 4 (too large)')
+	  or diag("status $status, stderr: $err");
+	like($err, qr/^out of memory under the helper's memory limit/m, 'assert_after_oom: and says so');
 }
 
 # a busy loop: limits and filter visible in /proc, then SIGXCPU at ~1 s of CPU
