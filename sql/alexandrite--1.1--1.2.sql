@@ -75,6 +75,8 @@ CREATE TABLE alexandrite.mesh_jobs (
     error_message   text,
     note            text,
     waiting_since   timestamptz,
+    order_mesh_id   bigint,
+    gave_model      boolean NOT NULL DEFAULT false,
     CONSTRAINT mesh_jobs_state_check
         CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'done', 'failed']::text[])),
     CONSTRAINT mesh_jobs_unit_check
@@ -98,7 +100,9 @@ COMMENT ON COLUMN alexandrite.mesh_jobs.priority IS 'SLA priority of the order w
 COMMENT ON COLUMN alexandrite.mesh_jobs.attempts IS 'analyses started; an attempt interrupted by a crash counts';
 COMMENT ON COLUMN alexandrite.mesh_jobs.next_attempt_at IS 'not claimed before this time (backoff after a failed or interrupted attempt)';
 COMMENT ON COLUMN alexandrite.mesh_jobs.error_sqlstate IS 'SQLSTATE of the last failed attempt';
-COMMENT ON COLUMN alexandrite.mesh_jobs.waiting_since IS 'when an attempt first found the attached order held by another transaction (the job waits longer the longer it has waited); NULL if never or since mesh_job_retry';
+COMMENT ON COLUMN alexandrite.mesh_jobs.waiting_since IS 'when an attempt first found the attached order held by another transaction, or a later job of the order not done (the job waits longer the longer it has waited); NULL if never or since mesh_job_retry';
+COMMENT ON COLUMN alexandrite.mesh_jobs.order_mesh_id IS 'the model the attached order had when the job was submitted: the job gives the order its mesh only if the order still has that one (or one an earlier job gave it) and no later job of the order is done (it waits for one queued or running)';
+COMMENT ON COLUMN alexandrite.mesh_jobs.gave_model IS 'the job gave its order this mesh';
 COMMENT ON COLUMN alexandrite.mesh_jobs.note IS 'what happened to the attached order when the job was done, if not the obvious (not priced: why)';
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs_id_seq', '');
@@ -108,7 +112,7 @@ CREATE VIEW alexandrite.mesh_job_status AS
 SELECT j.id, j.state, j.order_id, j.filename, j.unit, j.bytes, j.sha256, j.priority,
        j.submitted_by, j.submitted_at, j.started_at, j.finished_at, j.attempts,
        j.next_attempt_at, j.mesh_id, j.error_sqlstate, j.error_message, j.note,
-       j.waiting_since, j.data IS NOT NULL AS has_bytes
+       j.waiting_since, j.order_mesh_id, j.gave_model, j.data IS NOT NULL AS has_bytes
   FROM alexandrite.mesh_jobs j;
 COMMENT ON VIEW alexandrite.mesh_job_status IS 'mesh jobs without their bytes (owner''s rights: readers need SELECT on the view only)';
 
@@ -375,6 +379,23 @@ CREATE OR REPLACE FUNCTION alexandrite.outbox_discard(ids bigint[]) RETURNS bigi
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 ALTER FUNCTION alexandrite.outbox_discard(bigint[]) RESET ALL;
 
+-- dead letters dropped by outbox_discard are remembered (without payload),
+-- so the outbox view says "discarded" rather than "published"
+CREATE TABLE alexandrite.outbox_discarded (
+    id             bigint      PRIMARY KEY,
+    aggregate_type text        NOT NULL,
+    aggregate_id   text        NOT NULL,
+    aggregate_seq  bigint      NOT NULL,
+    event_type     text        NOT NULL,
+    created_at     timestamptz NOT NULL,
+    attempts       int         NOT NULL,
+    reason         text        NOT NULL,
+    discarded_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    discarded_by   name        NOT NULL
+);
+COMMENT ON TABLE alexandrite.outbox_discarded IS 'dead letters dropped by outbox_discard, without their payload: which event, why it was dead, who dropped it and when (consumers see a gap in aggregate_seq)';
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_discarded', '');
+
 -- the reading views are the privilege boundary (owner's rights), with the
 -- handled test inlined instead of a function the reader would need
 ALTER VIEW alexandrite.outbox RESET (security_invoker);
@@ -383,17 +404,19 @@ SELECT e.id, e.aggregate_type, e.aggregate_id, e.aggregate_seq, e.event_type, e.
        e.created_at,
        CASE WHEN d.id IS NOT NULL THEN 'dead'
             WHEN q.id IS NOT NULL THEN 'retrying'
+            WHEN x.id IS NOT NULL THEN 'discarded'
             WHEN pg_catalog.pg_visible_in_snapshot(e.txid, r.last_snapshot)
                  OR (r.batch_snapshot IS NOT NULL
                      AND pg_catalog.pg_visible_in_snapshot(e.txid, r.batch_snapshot)
                      AND e.id OPERATOR(pg_catalog.<=) r.batch_pos) THEN 'published'
             ELSE 'pending' END AS state,
-       COALESCE(d.attempts, q.attempts, 0) AS attempts,
-       COALESCE(d.reason, q.last_error) AS last_error
+       COALESCE(d.attempts, q.attempts, x.attempts, 0) AS attempts,
+       COALESCE(d.reason, q.last_error, x.reason) AS last_error
   FROM alexandrite.outbox_events e
  CROSS JOIN alexandrite.outbox_relay r
   LEFT JOIN alexandrite.outbox_retry q ON q.id OPERATOR(pg_catalog.=) e.id
   LEFT JOIN alexandrite.outbox_dead d ON d.id OPERATOR(pg_catalog.=) e.id
+  LEFT JOIN alexandrite.outbox_discarded x ON x.id OPERATOR(pg_catalog.=) e.id
 UNION ALL
 SELECT q.id, q.aggregate_type, q.aggregate_id, q.aggregate_seq, q.event_type, q.payload, q.headers,
        q.created_at, 'retrying', q.attempts, q.last_error
@@ -404,6 +427,7 @@ SELECT d.id, d.aggregate_type, d.aggregate_id, d.aggregate_seq, d.event_type, d.
        d.created_at, 'dead', d.attempts, d.reason
   FROM alexandrite.outbox_dead d
  WHERE NOT EXISTS (SELECT 1 FROM alexandrite.outbox_events e WHERE e.id OPERATOR(pg_catalog.=) d.id);
+COMMENT ON VIEW alexandrite.outbox IS 'outbox events still retained, with their delivery state (pending, published, retrying, dead, discarded)';
 ALTER VIEW alexandrite.outbox_blocked RESET (security_invoker);
 ALTER VIEW alexandrite.outbox_status RESET (security_invoker);
 CREATE OR REPLACE VIEW alexandrite.outbox_status AS

@@ -98,6 +98,15 @@ AlxWorkerStart(const char *name)
 	pgstat_report_appname(name);
 
 	/*
+	 * The workers' transactions read what committed before each statement
+	 * (a lock wait, then a fresh read) and write: a default isolation level
+	 * or read-only default set for the role or the database does not apply
+	 * to them.
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
 	 * superuser() may read pg_authid (its cache is reset by any role change
 	 * since the login, e.g. the DBA's GRANTs): a catalog lookup needs a
 	 * transaction.

@@ -162,6 +162,8 @@ CREATE TABLE alexandrite.mesh_jobs (
     error_message   text,
     note            text,
     waiting_since   timestamptz,
+    order_mesh_id   bigint,
+    gave_model      boolean NOT NULL DEFAULT false,
     CONSTRAINT mesh_jobs_state_check
         CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'done', 'failed']::text[])),
     CONSTRAINT mesh_jobs_unit_check
@@ -185,7 +187,9 @@ COMMENT ON COLUMN alexandrite.mesh_jobs.priority IS 'SLA priority of the order w
 COMMENT ON COLUMN alexandrite.mesh_jobs.attempts IS 'analyses started; an attempt interrupted by a crash counts';
 COMMENT ON COLUMN alexandrite.mesh_jobs.next_attempt_at IS 'not claimed before this time (backoff after a failed or interrupted attempt)';
 COMMENT ON COLUMN alexandrite.mesh_jobs.error_sqlstate IS 'SQLSTATE of the last failed attempt';
-COMMENT ON COLUMN alexandrite.mesh_jobs.waiting_since IS 'when an attempt first found the attached order held by another transaction (the job waits longer the longer it has waited); NULL if never or since mesh_job_retry';
+COMMENT ON COLUMN alexandrite.mesh_jobs.waiting_since IS 'when an attempt first found the attached order held by another transaction, or a later job of the order not done (the job waits longer the longer it has waited); NULL if never or since mesh_job_retry';
+COMMENT ON COLUMN alexandrite.mesh_jobs.order_mesh_id IS 'the model the attached order had when the job was submitted: the job gives the order its mesh only if the order still has that one (or one an earlier job gave it) and no later job of the order is done (it waits for one queued or running)';
+COMMENT ON COLUMN alexandrite.mesh_jobs.gave_model IS 'the job gave its order this mesh';
 COMMENT ON COLUMN alexandrite.mesh_jobs.note IS 'what happened to the attached order when the job was done, if not the obvious (not priced: why)';
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.mesh_jobs_id_seq', '');
@@ -195,7 +199,7 @@ CREATE VIEW alexandrite.mesh_job_status AS
 SELECT j.id, j.state, j.order_id, j.filename, j.unit, j.bytes, j.sha256, j.priority,
        j.submitted_by, j.submitted_at, j.started_at, j.finished_at, j.attempts,
        j.next_attempt_at, j.mesh_id, j.error_sqlstate, j.error_message, j.note,
-       j.waiting_since, j.data IS NOT NULL AS has_bytes
+       j.waiting_since, j.order_mesh_id, j.gave_model, j.data IS NOT NULL AS has_bytes
   FROM alexandrite.mesh_jobs j;
 COMMENT ON VIEW alexandrite.mesh_job_status IS 'mesh jobs without their bytes (owner''s rights: readers need SELECT on the view only)';
 

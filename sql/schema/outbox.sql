@@ -116,6 +116,20 @@ CREATE TABLE alexandrite.outbox_dead (
 CREATE INDEX outbox_dead_aggregate_idx ON alexandrite.outbox_dead (aggregate_type, aggregate_id, id);
 COMMENT ON TABLE alexandrite.outbox_dead IS 'outbox events that exhausted alexandrite.outbox_max_attempts; their aggregate stays blocked until outbox_requeue or outbox_discard';
 
+CREATE TABLE alexandrite.outbox_discarded (
+    id             bigint      PRIMARY KEY,
+    aggregate_type text        NOT NULL,
+    aggregate_id   text        NOT NULL,
+    aggregate_seq  bigint      NOT NULL,
+    event_type     text        NOT NULL,
+    created_at     timestamptz NOT NULL,
+    attempts       int         NOT NULL,
+    reason         text        NOT NULL,
+    discarded_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    discarded_by   name        NOT NULL
+);
+COMMENT ON TABLE alexandrite.outbox_discarded IS 'dead letters dropped by outbox_discard, without their payload: which event, why it was dead, who dropped it and when (consumers see a gap in aggregate_seq)';
+
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_events_0', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_events_1', '');
@@ -123,6 +137,7 @@ SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_events_2', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_aggregates', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_retry', '');
 SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_dead', '');
+SELECT pg_catalog.pg_extension_config_dump('alexandrite.outbox_discarded', '');
 
 ------------------------------------------------------------------------------
 -- Producing
@@ -162,17 +177,19 @@ SELECT e.id, e.aggregate_type, e.aggregate_id, e.aggregate_seq, e.event_type, e.
        e.created_at,
        CASE WHEN d.id IS NOT NULL THEN 'dead'
             WHEN q.id IS NOT NULL THEN 'retrying'
+            WHEN x.id IS NOT NULL THEN 'discarded'
             WHEN pg_catalog.pg_visible_in_snapshot(e.txid, r.last_snapshot)
                  OR (r.batch_snapshot IS NOT NULL
                      AND pg_catalog.pg_visible_in_snapshot(e.txid, r.batch_snapshot)
                      AND e.id OPERATOR(pg_catalog.<=) r.batch_pos) THEN 'published'
             ELSE 'pending' END AS state,
-       COALESCE(d.attempts, q.attempts, 0) AS attempts,
-       COALESCE(d.reason, q.last_error) AS last_error
+       COALESCE(d.attempts, q.attempts, x.attempts, 0) AS attempts,
+       COALESCE(d.reason, q.last_error, x.reason) AS last_error
   FROM alexandrite.outbox_events e
  CROSS JOIN alexandrite.outbox_relay r
   LEFT JOIN alexandrite.outbox_retry q ON q.id OPERATOR(pg_catalog.=) e.id
   LEFT JOIN alexandrite.outbox_dead d ON d.id OPERATOR(pg_catalog.=) e.id
+  LEFT JOIN alexandrite.outbox_discarded x ON x.id OPERATOR(pg_catalog.=) e.id
 UNION ALL
 SELECT q.id, q.aggregate_type, q.aggregate_id, q.aggregate_seq, q.event_type, q.payload, q.headers,
        q.created_at, 'retrying', q.attempts, q.last_error
@@ -183,7 +200,7 @@ SELECT d.id, d.aggregate_type, d.aggregate_id, d.aggregate_seq, d.event_type, d.
        d.created_at, 'dead', d.attempts, d.reason
   FROM alexandrite.outbox_dead d
  WHERE NOT EXISTS (SELECT 1 FROM alexandrite.outbox_events e WHERE e.id OPERATOR(pg_catalog.=) d.id);
-COMMENT ON VIEW alexandrite.outbox IS 'outbox events still retained, with their delivery state (pending, published, retrying, dead)';
+COMMENT ON VIEW alexandrite.outbox IS 'outbox events still retained, with their delivery state (pending, published, retrying, dead, discarded)';
 
 CREATE FUNCTION alexandrite.outbox_relay_info(
     OUT relay_pid int, OUT relay_connected boolean, OUT broker text, OUT last_error text,

@@ -251,6 +251,11 @@ alexandrite_create_order(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("customer_id must not be empty")));
+	/* an index entry must fit a third of a page: 54000 from deep inside otherwise */
+	if (strlen(customer) > 200 && pg_mbstrlen(customer) > 200)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("customer_id must be at most 200 characters")));
 
 	AlxCoreBegin(&save);
 	if (channel == NULL || !AlxSlaPolicyTarget(channel, customer, &target))

@@ -159,9 +159,10 @@ static AlxPlan fast_status_plan = {
 };
 
 static AlxPlan model_plan = {
-	"UPDATE alexandrite.orders o SET mesh_id = $2, material = $3, updated_at = $4"
+	"UPDATE alexandrite.orders o SET mesh_id = $2, material = $3, updated_at = $4,"
+	"       price = CASE WHEN $5 THEN NULL ELSE o.price END"
 	" WHERE o.id OPERATOR(pg_catalog.=) $1",
-	4, {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID}
+	5, {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, BOOLOID}
 };
 
 static AlxPlan next_seq_plan = {
@@ -665,12 +666,22 @@ AlxOrderWriteBreach(AlxOrderRow *row, TimestampTz breached_at)
 	return true;
 }
 
-/* Sets the mesh and material of a locked order (no status change, no event). */
+/*
+ * Sets the mesh and material of a locked order (no status change, no
+ * event).  A price belongs to the model and alloy it was computed for: an
+ * order sent back to new keeps its price until either changes, then loses
+ * it (else a later move to priced would carry the old model's price).
+ */
 void
 AlxOrderWriteModel(AlxOrderRow *row, bool has_mesh, int64 mesh_id, const char *material)
 {
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		changed;
+
+	changed = has_mesh != row->has_mesh || (has_mesh && mesh_id != row->mesh_id) ||
+		(material == NULL) != (row->material == NULL) ||
+		(material != NULL && strcmp(material, row->material) != 0);
 
 	values[0] = Int64GetDatum(row->id);
 	values[1] = Int64GetDatum(mesh_id);
@@ -678,10 +689,13 @@ AlxOrderWriteModel(AlxOrderRow *row, bool has_mesh, int64 mesh_id, const char *m
 	values[2] = material ? CStringGetTextDatum(material) : (Datum) 0;
 	nulls[2] = material ? ' ' : 'n';
 	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[4] = BoolGetDatum(changed);
 	AlxPlanRun(&model_plan, values, nulls, false, 0);
 	row->has_mesh = has_mesh;
 	row->mesh_id = mesh_id;
 	row->material = material ? pstrdup(material) : NULL;
+	if (changed)
+		row->price = NULL;
 }
 
 /*

@@ -202,6 +202,7 @@ alexandrite_create_dashboard(PG_FUNCTION_ARGS)
 	int			ret;
 
 	alx_create_args(fcinfo, &args);
+	args.execute_for = GetUserId();
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(args.base_relid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),

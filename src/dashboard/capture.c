@@ -35,6 +35,7 @@
 #include "postgres.h"
 
 #include "access/attmap.h"
+#include "access/detoast.h"
 #include "nodes/makefuncs.h"
 #include "access/table.h"
 #include "access/tupconvert.h"
@@ -276,6 +277,50 @@ alx_capture_changed(AlxCaptureEntry *e, TupleTableSlot *oldslot, TupleTableSlot 
 	return false;
 }
 
+/* The group key expressions of def, for a message. */
+static char *
+alx_capture_key_list(const AlxDashDef *def)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < def->nkeys; i++)
+		appendStringInfo(&buf, "%s%s", i ? ", " : "", def->key_sql[i]);
+	return buf.data;
+}
+
+/*
+ * Refuses a group key too long for the summary's unique index
+ * (ALX_DASH_KEYS_MAX): the delta row would be written, but every fold of the
+ * dashboard would then fail on it, for every writer and reader.  Sizes are
+ * uncompressed, so the limit does not depend on how well a value compresses.
+ */
+static void
+alx_capture_check_keys(const AlxDashDef *def, Datum *keys, bool *knulls)
+{
+	Size		total = 0;
+
+	for (int i = 0; i < def->nkeys; i++)
+	{
+		if (knulls[i])
+			continue;
+		if (def->key_typlen[i] > 0)
+			total += def->key_typlen[i];
+		else if (def->key_typlen[i] == -1)
+			total += toast_raw_datum_size(keys[i]) - VARHDRSZ;
+		else
+			total += strlen(DatumGetCString(keys[i])) + 1;
+	}
+	if (total > ALX_DASH_KEYS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("group key of dashboard \"%s\" is too long: %zu bytes, at most %d",
+						def->name, total, ALX_DASH_KEYS_MAX),
+				 errdetail("The dashboard groups rows of %s by (%s).",
+						   get_rel_name(def->base_relid), alx_capture_key_list(def)),
+				 errhint("Shorten the value, or define the dashboard on a shorter expression such as left(column, 100).")));
+}
+
 /* One dashboard, one row: evaluate and add to the pending group. */
 static void
 alx_capture_one(AlxCaptureDash *cd, ExprContext *econtext, int sign)
@@ -292,6 +337,11 @@ alx_capture_one(AlxCaptureDash *cd, ExprContext *econtext, int sign)
 		return;
 	for (int i = 0; i < def->nkeys; i++)
 		keys[i] = ExecEvalExpr(cd->keys[i], econtext, &knulls[i]);
+	/* new row images only: an existing row with a longer key (written before
+	 * the limit, or present when the dashboard was created) can still be
+	 * deleted or given a shorter key */
+	if (sign > 0)
+		alx_capture_check_keys(def, keys, knulls);
 	for (int i = 0; i < def->nsums; i++)
 		sums[i] = ExecEvalExpr(cd->sums[i], econtext, &snulls[i]);
 	if (cd->due != NULL)

@@ -66,6 +66,17 @@
 /* names: 1 to 40 of [a-z0-9_], starting with a letter */
 #define ALX_DASH_NAME_MAX		40
 
+/*
+ * The most bytes a group's keys may take together: the summary's unique
+ * index holds them, and a btree entry must fit in a third of a page (2704
+ * bytes).  A longer key would be captured but fail every later fold of the
+ * dashboard, so the write that carries it is refused instead.
+ */
+#define ALX_DASH_KEYS_MAX		2000
+
+/* the longest horizon, either way: now() + horizon must stay a timestamp */
+#define ALX_DASH_HORIZON_MAX_HOURS	87600
+
 /* reserved column names of the delta table */
 #define ALX_DASH_DUE_BUCKET		"alx_due_bucket"
 #define ALX_DASH_LOGGED_AT		"logged_at"
@@ -124,6 +135,12 @@ typedef struct AlxDashArgs
 	int			nhorizons;
 	Interval   *horizons;
 	char	  **horizon_names;	/* entries may be NULL: derived */
+	/*
+	 * create_dashboard: the caller, who must hold EXECUTE on every function
+	 * the expressions call (the capture evaluates them as the extension
+	 * owner); InvalidOid when a stored definition is loaded again.
+	 */
+	Oid			execute_for;
 } AlxDashArgs;
 
 /* define.c: parse and validate a definition (errors for anything else) */

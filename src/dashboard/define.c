@@ -51,6 +51,7 @@
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "parser/parser.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -69,7 +70,11 @@ typedef struct AlxExprCtx
 	const char *what;			/* e.g. group key "status" */
 	char	   *sql;			/* SELECT <expr>, the text parsed */
 	Oid			extoid;
+	Oid			execute_for;	/* AlxDashArgs.execute_for */
 } AlxExprCtx;
+
+/* AlxDashArgs.execute_for of the definition being validated (set by every AlxDashDefine) */
+static Oid	define_execute_for = InvalidOid;
 
 static const char *const alx_search_path = "pg_catalog, pg_temp";
 
@@ -185,6 +190,12 @@ alx_check_function(Oid funcid, AlxExprCtx *cx)
 				 errmsg("function %s is not allowed in a dashboard expression", format_procedure(funcid)),
 				 errdetail("Dashboard expressions may call only built-in functions and those of extension \"%s\": every writer of the table evaluates them.",
 						   ALX_EXTENSION_NAME)));
+	if (OidIsValid(cx->execute_for) &&
+		pg_proc_aclcheck(funcid, cx->execute_for, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", format_procedure(funcid)),
+				 errdetail("A dashboard expression may call only functions its creator may execute.")));
 	if (func_volatile(funcid) != PROVOLATILE_IMMUTABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
@@ -392,6 +403,7 @@ alx_define_expr(AlxDashDef *def, Relation rel, const char *text, char kind,
 	cx.what = what;
 	cx.sql = NULL;
 	cx.extoid = AlxExtensionOid();
+	cx.execute_for = define_execute_for;
 	errcb.callback = alx_expr_errcontext;
 	errcb.arg = &cx;
 	errcb.previous = error_context_stack;
@@ -507,6 +519,19 @@ alx_check_horizons(const AlxDashArgs *args)
 					 errmsg("invalid horizon \"%s\"",
 							DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(h)))),
 					 errhint("Give horizons in whole minutes or hours, e.g. '24 hours', not days or months.")));
+		/*
+		 * now() + h is computed at every read and fold, for ever.  New
+		 * definitions only: one stored by 1.1 must still load (capture
+		 * and drop_dashboard load it).
+		 */
+		if (OidIsValid(define_execute_for) &&
+			(h->time > ALX_DASH_HORIZON_MAX_HOURS * USECS_PER_HOUR ||
+			 h->time < -ALX_DASH_HORIZON_MAX_HOURS * USECS_PER_HOUR))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("horizon \"%s\" is out of range",
+							DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(h)))),
+					 errdetail("Horizons are at most %d hours (ten years) either way.", ALX_DASH_HORIZON_MAX_HOURS)));
 	}
 }
 
@@ -522,6 +547,7 @@ AlxDashDefine(const AlxDashArgs *args)
 	Relation	rel;
 	int			nestlevel;
 
+	define_execute_for = args->execute_for;
 	AlxDashCheckName(args->name);
 	def->name = pstrdup(args->name);
 	if (args->nkeys < 1)

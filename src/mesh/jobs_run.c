@@ -25,7 +25,16 @@
  * run as the worker's role (their writes switch to the owner themselves),
  * so the quote's actor is the worker's role.  A refusal (the order is no
  * longer new, the model needs review) does not undo the analysis: it is the
- * job's note.  Events: mesh.analyzed or mesh.rejected (aggregate "mesh",
+ * job's note.  The latest request for the order's model wins: under the
+ * order's lock, a job gives the order its mesh only if the order still has
+ * the model it had when the job was submitted (or one that an earlier job
+ * of the order gave it: gave_model) and no later job of the order is done;
+ * while a later job of the order is queued or running, the job waits for it
+ * (deferred, as for a held order), so that a later job that fails leaves
+ * the order to this one.  Else the note says why.  Nothing but the worker
+ * writes a job's row for this, so set_order_model and mesh_submit take no
+ * lock on jobs.
+ * Events: mesh.analyzed or mesh.rejected (aggregate "mesh",
  * the job id), through AlxOutboxEmit() (outbox_emit() refuses them to
  * everyone else).
  *
@@ -66,16 +75,38 @@ static AlxPlan load_plan = {
 	1, {INT8OID}
 };
 
+/*
+ * Whether job $1 may still give its order the mesh, read under the order's
+ * lock ($2: the order's model now, NULL if none): the model the order had
+ * when the job was submitted; the latest later job of the order that is
+ * done, and one that is queued or running; whether an earlier job of the
+ * order gave it the model it has now.
+ */
+static AlxPlan latest_plan = {
+	"SELECT j.order_mesh_id,"
+	"       (SELECT pg_catalog.max(k.id) FROM alexandrite.mesh_jobs k"
+	"         WHERE k.order_id OPERATOR(pg_catalog.=) j.order_id AND k.id OPERATOR(pg_catalog.>) j.id"
+	"           AND k.state OPERATOR(pg_catalog.=) 'done'),"
+	"       (SELECT pg_catalog.max(k.id) FROM alexandrite.mesh_jobs k"
+	"         WHERE k.order_id OPERATOR(pg_catalog.=) j.order_id AND k.id OPERATOR(pg_catalog.>) j.id"
+	"           AND k.state OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']::pg_catalog.text[])),"
+	"       EXISTS (SELECT FROM alexandrite.mesh_jobs e"
+	"                WHERE e.order_id OPERATOR(pg_catalog.=) j.order_id AND e.id OPERATOR(pg_catalog.<) j.id"
+	"                  AND e.gave_model AND e.mesh_id OPERATOR(pg_catalog.=) $2)"
+	"  FROM alexandrite.mesh_jobs j WHERE j.id OPERATOR(pg_catalog.=) $1",
+	2, {INT8OID, INT8OID}
+};
+
 static AlxPlan done_plan = {
 	"UPDATE alexandrite.mesh_jobs SET state = 'done', mesh_id = $2, data = NULL,"
-	" finished_at = pg_catalog.clock_timestamp(), note = $3"
+	" finished_at = pg_catalog.clock_timestamp(), note = $3, gave_model = $4"
 	" WHERE id OPERATOR(pg_catalog.=) $1",
-	3, {INT8OID, INT8OID, TEXTOID}
+	4, {INT8OID, INT8OID, TEXTOID, BOOLOID}
 };
 
 /*
  * An order that another transaction holds (an open transaction of the MES,
- * say): the job waits for it, its attempt given back, instead of its
+ * say), or a later job of the order not done yet: the job waits for it, its attempt given back, instead of its
  * worker waiting on the row (which stalled the pool).  It waits half as
  * long as it has waited for the order so far (waiting_since, set by its
  * first such attempt), at least the retry delay ($2 seconds), at most a
@@ -185,11 +216,16 @@ price_step(void *arg)
 /*
  * Sets the model of an order that is still new (the order core's lock,
  * check and write, as set_order_model does) and prices it when it has a
- * material.  Runs as its caller; returns NULL or a note on what was not
- * done.  An error of the model write propagates; a refused price is a note.
+ * material, if job job_id is still the latest request for the order's
+ * model (latest_plan; *gave tells whether the model was written).  A worker
+ * (bounded_wait) whose job has a later job of the order queued or running
+ * gets *wait_for, that job's id, and the order unchanged: it defers the
+ * job.  Runs as its caller; returns NULL or a note on what was not done.  An error of the model write
+ * propagates; a refused price is a note.
  */
 char *
-AlxMeshJobAttach(int64 order_id, int64 mesh_id, bool bounded_wait)
+AlxMeshJobAttach(int64 job_id, int64 order_id, int64 mesh_id, bool bounded_wait,
+				 bool *gave, int64 *wait_for)
 {
 	AlxSavedUser save;
 	AlxOrderRow row;
@@ -197,6 +233,10 @@ AlxMeshJobAttach(int64 order_id, int64 mesh_id, bool bounded_wait)
 	bool		has_material;
 	ErrorData  *err;
 	int			nest = NewGUCNestLevel();
+	MemoryContext cxt = CurrentMemoryContext;
+
+	*gave = false;
+	*wait_for = 0;
 
 	/*
 	 * a worker waits at most MESH_ATTACH_LOCK_TIMEOUT for the order's row
@@ -213,12 +253,57 @@ AlxMeshJobAttach(int64 order_id, int64 mesh_id, bool bounded_wait)
 		AtEOXact_GUC(true, nest);
 		return psprintf("order " INT64_FORMAT " does not exist", order_id);
 	}
+	/*
+	 * a later request for the model, committed before the lock was ours:
+	 * read with a new snapshot (not read-only), as the lock was
+	 */
+	AlxPlanRun(&latest_plan, (Datum[]) {Int64GetDatum(job_id), Int64GetDatum(row.mesh_id)},
+			   row.has_mesh ? NULL : " n", false, 1);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		bool		no_model;
+		int64		then = AlxSpiInt8(0, 1, &no_model);
+		int64		later_done = AlxSpiInt8(0, 2, &isnull);
+		int64		later_open = AlxSpiInt8(0, 3, &isnull);
+		bool		by_earlier_job = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 4, &isnull));
+		char	   *note = NULL;
+
+		if (later_done == 0 && later_open > 0 && bounded_wait)
+		{
+			AlxCoreEnd(&save);
+			AtEOXact_GUC(true, nest);
+			*wait_for = later_open;
+			return NULL;
+		}
+		/*
+		 * (mesh_submit's known mesh, not a worker, does not wait: a later
+		 * job still queued will find the model this one gives, gave_model)
+		 */
+		if (later_done > 0)
+			note = psprintf("order " INT64_FORMAT " was not changed: job " INT64_FORMAT
+							", submitted later for the order, replaces this one", order_id,
+							later_done);
+		else if ((no_model ? row.has_mesh : (!row.has_mesh || row.mesh_id != then)) && !by_earlier_job)
+			note = psprintf("order " INT64_FORMAT " was not changed: its model was changed after this job was submitted",
+							order_id);
+		if (note != NULL)
+		{
+			/* SPI's memory goes with AlxCoreEnd */
+			note = MemoryContextStrdup(cxt, note);
+			AlxCoreEnd(&save);
+			AtEOXact_GUC(true, nest);
+			return note;
+		}
+	}
 	status = row.status;
 	has_material = row.material != NULL;
 	if (status == ALX_ST_NEW)
 	{
 		AlxCheckOrderModel(true, mesh_id, row.material);
 		AlxOrderWriteModel(&row, true, mesh_id, row.material);
+		*gave = true;
 	}
 	AlxCoreEnd(&save);
 	AtEOXact_GUC(true, nest);
@@ -442,9 +527,12 @@ record_failure(int64 job_id, int attempts, int64 order_id, const char *filename,
 
 typedef struct AttachArgs
 {
+	int64		job_id;
 	int64		order_id;
 	int64		mesh_id;
 	char	   *note;			/* out */
+	bool		gave;			/* out */
+	int64		wait_for;		/* out */
 } AttachArgs;
 
 static void
@@ -452,7 +540,7 @@ attach_step(void *arg)
 {
 	AttachArgs *a = (AttachArgs *) arg;
 
-	a->note = AlxMeshJobAttach(a->order_id, a->mesh_id, true);
+	a->note = AlxMeshJobAttach(a->job_id, a->order_id, a->mesh_id, true, &a->gave, &a->wait_for);
 }
 
 /*
@@ -461,11 +549,10 @@ attach_step(void *arg)
  * stay, and its mesh (stored by this attempt) is found again by its hash.
  */
 static void
-defer_job(int64 job_id, int64 order_id)
+defer_job(int64 job_id, const char *note)
 {
 	Datum		values[3];
 	AlxSavedUser save;
-	char	   *note = psprintf("waiting for order " INT64_FORMAT ", which another transaction holds", order_id);
 
 	values[0] = Int64GetDatum(job_id);
 	values[1] = Float8GetDatum(alx_mesh_job_retry_delay_ms / 1000.0);
@@ -489,8 +576,9 @@ AlxMeshJobRun(int64 job_id, int attempts)
 	char	   *filename;
 	char	   *note = NULL;
 	ErrorData  *err;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	bool		gave = false;
 	AlxSavedUser save;
 
 	memset(&a, 0, sizeof(a));
@@ -510,14 +598,22 @@ AlxMeshJobRun(int64 job_id, int attempts)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (order_id > 0)
 	{
-		AttachArgs	att = {order_id, a.mesh_id, NULL};
+		AttachArgs	att = {job_id, order_id, a.mesh_id, NULL, false, 0};
 
 		err = run_step(attach_step, &att);
 		if (err != NULL && err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 		{
-			defer_job(job_id, order_id);
+			defer_job(job_id, psprintf("waiting for order " INT64_FORMAT ", which another transaction holds",
+									   order_id));
 			return;
 		}
+		if (err == NULL && att.wait_for > 0)
+		{
+			defer_job(job_id, psprintf("waiting for job " INT64_FORMAT ", submitted later for order " INT64_FORMAT,
+									   att.wait_for, order_id));
+			return;
+		}
+		gave = err == NULL && att.gave;
 		note = err != NULL ?
 			psprintf("order " INT64_FORMAT " was not changed: %s", order_id, err->message) :
 			att.note;
@@ -528,6 +624,7 @@ AlxMeshJobRun(int64 job_id, int attempts)
 		values[2] = CStringGetTextDatum(note);
 	else
 		nulls[2] = 'n';
+	values[3] = BoolGetDatum(gave);
 	AlxCoreBegin(&save);
 	AlxPlanRun(&done_plan, values, nulls, false, 0);
 	AlxCoreEnd(&save);

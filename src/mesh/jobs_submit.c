@@ -32,6 +32,7 @@
 #include "parser/parse_func.h"
 #include "utils/acl.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 
 #include "core/core.h"
@@ -45,7 +46,8 @@
 
 static AlxPlan order_plan = {
 	"SELECT o.status::pg_catalog.text,"
-	"       alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, pg_catalog.now())"
+	"       alexandrite.sla_priority(o.created_at, o.sla_due_at, o.channel, pg_catalog.now()),"
+	"       o.mesh_id"
 	"  FROM alexandrite.orders o WHERE o.id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
@@ -67,18 +69,18 @@ static AlxPlan queued_bytes_plan = {
 /* $9: the mesh when it is known (the job is done), else NULL */
 static AlxPlan insert_plan = {
 	"INSERT INTO alexandrite.mesh_jobs (state, order_id, filename, unit, data, bytes, sha256,"
-	" priority, submitted_by, mesh_id, started_at, finished_at)"
+	" priority, submitted_by, mesh_id, started_at, finished_at, order_mesh_id)"
 	" VALUES (CASE WHEN $9 IS NULL THEN 'queued' ELSE 'done' END, $1, $2, $3,"
 	"         CASE WHEN $9 IS NULL THEN $4 END, $5, $6, $7, $8, $9,"
 	"         CASE WHEN $9 IS NOT NULL THEN pg_catalog.now() END,"
-	"         CASE WHEN $9 IS NOT NULL THEN pg_catalog.now() END)"
+	"         CASE WHEN $9 IS NOT NULL THEN pg_catalog.now() END, $10)"
 	" RETURNING id",
-	9, {INT8OID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, BYTEAOID, FLOAT8OID, TEXTOID, INT8OID}
+	10, {INT8OID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, BYTEAOID, FLOAT8OID, TEXTOID, INT8OID, INT8OID}
 };
 
 static AlxPlan note_plan = {
-	"UPDATE alexandrite.mesh_jobs SET note = $2 WHERE id OPERATOR(pg_catalog.=) $1",
-	2, {INT8OID, TEXTOID}
+	"UPDATE alexandrite.mesh_jobs SET note = $2, gave_model = $3 WHERE id OPERATOR(pg_catalog.=) $1",
+	3, {INT8OID, TEXTOID, BOOLOID}
 };
 
 /*
@@ -115,10 +117,11 @@ check_attach_rights(void)
 
 /*
  * The attached order: it must exist and still be new (the state in which
- * set_order_model takes a model).  Returns its current SLA priority.
+ * set_order_model takes a model).  Returns its current SLA priority and
+ * sets *model to its model (0: none), which the job records.
  */
 static double
-check_order(int64 order_id, bool *null_priority)
+check_order(int64 order_id, bool *null_priority, int64 *model)
 {
 	char	   *status;
 
@@ -138,6 +141,10 @@ check_order(int64 order_id, bool *null_priority)
 		bool		isnull;
 		Datum		p = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 
+		bool		no_model;
+		int64		m = AlxSpiInt8(0, 3, &no_model);
+
+		*model = no_model ? 0 : m;
 		*null_priority = isnull;
 		return isnull ? 0 : DatumGetFloat8(p);
 	}
@@ -210,17 +217,22 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 	bytea	   *data;
 	text	   *filename;
 	int64		order_id;
-	const char *unit = submit_args(fcinfo, &data, &filename, &order_id);
-	int64		len = VARSIZE_ANY_EXHDR(data);
+	const char *unit;
+	int64		len;
 	char	   *caller = AlxCallerName();
-	bytea	   *sha = AlxMeshSha256(VARDATA_ANY(data), len);
+	bytea	   *sha;
 	AlxSavedUser save;
-	Datum		v[9];
-	char		n[9];
+	Datum		v[10];
+	char		n[10];
 	bool		isnull;
 	int64		known = 0;
 	int64		job_id;
 
+	/* a job is a write: say so before any internal statement does */
+	PreventCommandIfReadOnly("mesh_submit()");
+	unit = submit_args(fcinfo, &data, &filename, &order_id);
+	len = VARSIZE_ANY_EXHDR(data);
+	sha = AlxMeshSha256(VARDATA_ANY(data), len);
 	memset(n, ' ', sizeof(n));
 	if (order_id != 0)
 		check_attach_rights();
@@ -228,12 +240,15 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 	if (order_id != 0)
 	{
 		bool		null_priority;
+		int64		model;
 
-		v[6] = Float8GetDatum(check_order(order_id, &null_priority));
+		v[6] = Float8GetDatum(check_order(order_id, &null_priority, &model));
 		n[6] = null_priority ? 'n' : ' ';
+		v[9] = Int64GetDatum(model);
+		n[9] = model != 0 ? ' ' : 'n';
 	}
 	else
-		n[6] = 'n';
+		n[6] = n[9] = 'n';
 	AlxPlanRun(&known_plan, (Datum[]) {PointerGetDatum(sha), CStringGetTextDatum(unit),
 			   Int32GetDatum(ALX_ANALYZER_VERSION)}, NULL, true, 1);
 	if (SPI_processed == 1)
@@ -261,18 +276,23 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 
 	if (known != 0)
 	{
-		char	   *note = order_id != 0 ? AlxMeshJobAttach(order_id, known, false) : NULL;
+		bool		gave = false;
+		int64		wait_for;
+		char	   *note = order_id != 0 ?
+			AlxMeshJobAttach(job_id, order_id, known, false, &gave, &wait_for) : NULL;
 
-		if (note != NULL)
+		if (note != NULL || gave)
 		{
 			AlxCoreBegin(&save);
-			AlxPlanRun(&note_plan, (Datum[]) {Int64GetDatum(job_id), CStringGetTextDatum(note)},
-					   NULL, false, 0);
+			AlxPlanRun(&note_plan, (Datum[]) {Int64GetDatum(job_id),
+					   note ? CStringGetTextDatum(note) : (Datum) 0, BoolGetDatum(gave)},
+					   note ? NULL : " n ", false, 0);
 			AlxCoreEnd(&save);
 		}
 		AlxMeshJobEvent(job_id, "mesh.analyzed", order_id, known,
 						filename ? text_to_cstring(filename) : NULL, NULL, NULL);
 	}
+
 	PG_RETURN_INT64(job_id);
 }
 
@@ -348,6 +368,7 @@ alexandrite_mesh_job_retry(PG_FUNCTION_ARGS)
 	int64		job_id;
 	AlxSavedUser save;
 
+	PreventCommandIfReadOnly("mesh_job_retry()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -377,6 +398,7 @@ alexandrite_mesh_job_discard(PG_FUNCTION_ARGS)
 	char	   *caller = AlxCallerName();
 	AlxSavedUser save;
 
+	PreventCommandIfReadOnly("mesh_job_discard()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

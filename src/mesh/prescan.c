@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "meshrecord.h"
@@ -420,65 +421,311 @@ AlxPrescanPly(const unsigned char *buf, size_t len, char *err, size_t errlen)
 	return ply_binary_body(buf, len, &h, err, errlen);
 }
 
-/* No face line may list more than ALX_PRESCAN_MAX_FACE_VERTICES vertices. */
+/* assimp's IsLineEnd(): an OBJ line ends at any of these */
+static inline bool
+obj_line_end(unsigned char c)
+{
+	return c == '\n' || c == '\r' || c == '\0' || c == '\f';
+}
+
+/*
+ * What assimp 5.2's OBJ face parser (ObjFileParser::getFace) stores from one
+ * face line line[0..n) (the keyword first; line[n] stands for the '\n' the
+ * reader puts after it): *nv, the vertex indices it keeps.  It skips the
+ * keyword and the blanks after it, then walks the bytes: '/' moves to the
+ * next part of a vertex (position, texture, normal), a blank back to the
+ * position, and anything else is read with atoi() and stepped over by the
+ * number of digits (and sign) of the value read, not of the text: "0001"
+ * is four indices and "1-32000-31999" three.  Returns a reason when the
+ * parser would run past the line into the bytes of earlier lines that its
+ * buffer still holds (a fourth part after a third "/", an index whose
+ * value has more digits than its text, a vertical tab that atoi() skips
+ * like a blank): such faces are refused, NULL otherwise.
+ */
+static const char *
+obj_face_vertices(const unsigned char *line, size_t n, size_t *nv)
+{
+	size_t		i = 0;
+	int			part = 0;
+
+	*nv = 0;
+	while (i < n && line[i] != ' ' && line[i] != '\t' && !obj_line_end(line[i]))
+		i++;
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	while (i < n)
+	{
+		unsigned char c = line[i];
+		size_t		step = 1;
+
+		if (obj_line_end(c))
+			break;
+		if (c == '/')
+		{
+			if (++part > 2)
+				return "has a vertex of more than three parts";
+		}
+		else if (c == ' ' || c == '\t')
+			part = 0;
+		else if (c == '\v')
+			return "has a vertical tab";
+		else
+		{
+			/* atoi(): (int) strtol(), which clamps to the range of long */
+			size_t		j = i;
+			bool		neg = false;
+			uint64_t	mag = 0;
+			int64_t		lv;
+			int32_t		v;
+
+			if (line[j] == '+' || line[j] == '-')
+				neg = line[j++] == '-';
+			for (; j < n && line[j] >= '0' && line[j] <= '9'; j++)
+				mag = mag > (UINT64_MAX - 9) / 10 ? UINT64_MAX : mag * 10 + (line[j] - '0');
+			if (mag > (uint64_t) INT64_MAX)
+				lv = neg ? INT64_MIN : INT64_MAX;
+			else
+				lv = neg ? -(int64_t) mag : (int64_t) mag;
+			v = (int32_t) (uint32_t) (uint64_t) lv;
+			if (v == 0)
+				return NULL;	/* assimp refuses the file: "Invalid face index" */
+			if (v < 0)
+				step++;
+			for (int32_t t = v / 10; t != 0; t /= 10)
+				step++;
+			if (part == 0)
+				(*nv)++;
+		}
+		i += step;
+		if (i > n)
+			return "has an index out of range";
+	}
+	return NULL;
+}
+
+/*
+ * No face may list more than ALX_PRESCAN_MAX_FACE_VERTICES vertices, counted
+ * as assimp 5.2 counts them (obj_face_vertices).  Lines are split as its OBJ
+ * reader splits them (IOStreamBuffer::getNextDataLine), or a face could slip
+ * past: a line ends at LF, CR, NUL or FF (a file with CR line ends is one
+ * "line" to a reader that looks for LF only); a backslash right before a
+ * line end continues the line: the reader skips through the next LF and
+ * takes the byte after it as data, whatever it is.  A line whose first
+ * byte is 'f' is a face.
+ */
 int
 AlxPrescanObj(const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
 	size_t		p = 0;
-	uint64_t	lineno = 0;
+	unsigned char *line = NULL;
+	size_t		cap = 0;
+	int			rc = ALX_MESHD_EXIT_OK;
 
-	while (p < len)
+	while (p < len && rc == ALX_MESHD_EXIT_OK)
 	{
-		const unsigned char *nl = memchr(buf + p, '\n', len - p);
-		size_t		end = nl ? (size_t) (nl - buf) : len;
-		size_t		q = p;
+		size_t		start = p;
+		size_t		n = 0;
+		bool		face = false;
+		bool		first = true;
 
-		lineno++;
-		while (q < end && (buf[q] == ' ' || buf[q] == '\t'))
-			q++;
-		if (q + 1 < end && buf[q] == 'f' && (buf[q + 1] == ' ' || buf[q + 1] == '\t'))
+		while (p < len)
 		{
-			size_t		n = 0;
+			unsigned char c = buf[p];
 
-			q++;
-			while (q < end)
+			if (c == '\\' && p + 1 < len && obj_line_end(buf[p + 1]))
 			{
-				while (q < end && is_space(buf[q]))
-					q++;
-				if (q == end)
+				p++;
+				while (p < len && buf[p] != '\n')
+					p++;
+				if (++p >= len)
 					break;
-				n++;
-				while (q < end && !is_space(buf[q]))
-					q++;
+				c = buf[p];		/* taken as data, unchecked */
 			}
-			if (n > ALX_PRESCAN_MAX_FACE_VERTICES)
+			else if (obj_line_end(c))
+				break;
+			p++;
+			if (first)
 			{
-				snprintf(err, errlen, "OBJ face on line %llu has %zu vertices (at most %d are accepted)",
-						 (unsigned long long) lineno, n, ALX_PRESCAN_MAX_FACE_VERTICES);
-				return ALX_MESHD_EXIT_BAD_FILE;
+				face = (c == 'f');
+				first = false;
+			}
+			if (!face)
+				continue;
+			if (n == cap)
+			{
+				size_t		ncap = cap ? cap * 2 : 4096;
+				unsigned char *nl = realloc(line, ncap);
+
+				if (nl == NULL)
+				{
+					free(line);
+					return fail(err, errlen, ALX_MESHD_EXIT_TOO_LARGE, "out of memory");
+				}
+				line = nl;
+				cap = ncap;
+			}
+			line[n++] = c;
+		}
+		p++;					/* past the line end */
+		if (face)
+		{
+			size_t		nv;
+			const char *why = obj_face_vertices(line, n, &nv);
+
+			if (why != NULL || nv > ALX_PRESCAN_MAX_FACE_VERTICES)
+			{
+				/* the line number, as an editor counts (LF, CRLF or a lone CR) */
+				uint64_t	lineno = 1;
+
+				for (size_t i = 0; i < start; i++)
+					if (buf[i] == '\n' || (buf[i] == '\r' && (i + 1 >= len || buf[i + 1] != '\n')))
+						lineno++;
+				if (why != NULL)
+					snprintf(err, errlen, "OBJ face on line %llu %s",
+							 (unsigned long long) lineno, why);
+				else
+					snprintf(err, errlen, "OBJ face on line %llu has %zu vertices (at most %d are accepted)",
+							 (unsigned long long) lineno, nv, ALX_PRESCAN_MAX_FACE_VERTICES);
+				rc = ALX_MESHD_EXIT_BAD_FILE;
 			}
 		}
-		p = end + 1;
 	}
-	return ALX_MESHD_EXIT_OK;
+	free(line);
+	return rc;
 }
 
-/* JSON nesting depth of buf[0..len), strings skipped; -1 if unbalanced. */
+/*
+ * The string between buf[s] and buf[e] (the quotes excluded), decoded into
+ * out when it is at most outlen - 1 ASCII characters; false when it is not
+ * (too long, not ASCII, a bad escape).  Keys are compared decoded, since
+ * the JSON parser decodes "byte\u004fffset" to byteOffset too.
+ */
+static bool
+json_short_string(const unsigned char *buf, size_t s, size_t e, char *out, size_t outlen)
+{
+	size_t		n = 0;
+
+	for (size_t i = s; i < e;)
+	{
+		unsigned int c = buf[i];
+
+		if (c == '\\')
+		{
+			if (i + 1 >= e)
+				return false;
+			c = buf[i + 1];
+			if (c == 'u')
+			{
+				unsigned int v = 0;
+
+				if (i + 6 > e)
+					return false;
+				for (int k = 2; k < 6; k++)
+				{
+					unsigned int h = buf[i + k];
+
+					v <<= 4;
+					if (h >= '0' && h <= '9')
+						v |= h - '0';
+					else if ((h | 0x20) >= 'a' && (h | 0x20) <= 'f')
+						v |= (h | 0x20) - 'a' + 10;
+					else
+						return false;
+				}
+				c = v;
+				i += 6;
+			}
+			else
+			{
+				/* \" \\ \/ stand for themselves; \b \f \n \r \t for control characters */
+				switch (c)
+				{
+					case 'b':
+						c = '\b';
+						break;
+					case 'f':
+						c = '\f';
+						break;
+					case 'n':
+						c = '\n';
+						break;
+					case 'r':
+						c = '\r';
+						break;
+					case 't':
+						c = '\t';
+						break;
+				}
+				i += 2;
+			}
+		}
+		else
+			i++;
+		if (c == 0 || c >= 128 || n + 1 >= outlen)
+			return false;
+		out[n++] = (char) c;
+	}
+	out[n] = '\0';
+	return true;
+}
+
+/*
+ * Walks glTF JSON (buf[0..len)): returns its nesting depth (stopping past
+ * limit), or -1 if its brackets do not balance.  Also refuses, through
+ * *bad (the key, and the value in *badval), a "byteOffset" or "byteLength"
+ * whose integer value exceeds file_len: no buffer can extend beyond the
+ * file that holds or embeds it, and assimp checks offset + length against
+ * the buffer in 64-bit arithmetic that wraps, so an offset just below 2^64
+ * passes its check and points before the buffer.
+ */
 static int
-json_depth(const unsigned char *buf, size_t len, int limit)
+json_walk(const unsigned char *buf, size_t len, int limit, size_t file_len,
+		  const char **bad, uint64_t *badval)
 {
 	int			depth = 0,
 				max = 0;
 	size_t		i = 0;
 
+	*bad = NULL;
 	while (i < len)
 	{
 		unsigned char c = buf[i++];
 
 		if (c == '"')
 		{
+			size_t		s = i;
+			char		key[16];
+
 			while (i < len && buf[i] != '"')
 				i += (buf[i] == '\\') ? 2 : 1;
+			if (i <= len && json_short_string(buf, s, i < len ? i : len, key, sizeof(key)) &&
+				(strcmp(key, "byteOffset") == 0 || strcmp(key, "byteLength") == 0))
+			{
+				size_t		j = i + 1;
+				uint64_t	v = 0;
+				bool		digits = false;
+
+				while (j < len && is_space(buf[j]))
+					j++;
+				if (j < len && buf[j] == ':')
+				{
+					j++;
+					while (j < len && is_space(buf[j]))
+						j++;
+					for (; j < len && buf[j] >= '0' && buf[j] <= '9'; j++)
+					{
+						digits = true;
+						v = (v > (UINT64_MAX - 9) / 10) ? UINT64_MAX : v * 10 + (buf[j] - '0');
+					}
+					/* an integer (a fraction or exponent makes it a double, not a size) */
+					if (digits && !(j < len && (buf[j] == '.' || buf[j] == 'e' || buf[j] == 'E')) &&
+						v > file_len && *bad == NULL)
+					{
+						*bad = strcmp(key, "byteOffset") == 0 ? "byteOffset" : "byteLength";
+						*badval = v;
+					}
+				}
+			}
 			i++;
 		}
 		else if (c == '{' || c == '[')
@@ -498,9 +745,11 @@ json_depth(const unsigned char *buf, size_t len, int limit)
 }
 
 static int
-check_json(const unsigned char *buf, size_t len, const char *what, char *err, size_t errlen)
+check_json(const unsigned char *buf, size_t len, size_t file_len, const char *what, char *err, size_t errlen)
 {
-	int			d = json_depth(buf, len, ALX_PRESCAN_MAX_JSON_DEPTH);
+	const char *bad;
+	uint64_t	badval = 0;
+	int			d = json_walk(buf, len, ALX_PRESCAN_MAX_JSON_DEPTH, file_len, &bad, &badval);
 
 	if (d < 0)
 	{
@@ -512,13 +761,19 @@ check_json(const unsigned char *buf, size_t len, const char *what, char *err, si
 		snprintf(err, errlen, "%s JSON is nested deeper than %d levels", what, ALX_PRESCAN_MAX_JSON_DEPTH);
 		return ALX_MESHD_EXIT_BAD_FILE;
 	}
+	if (bad != NULL)
+	{
+		snprintf(err, errlen, "%s %s %llu is beyond the end of the file (%zu bytes)",
+				 what, bad, (unsigned long long) badval, file_len);
+		return ALX_MESHD_EXIT_BAD_FILE;
+	}
 	return ALX_MESHD_EXIT_OK;
 }
 
 int
 AlxPrescanGltf(const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
-	return check_json(buf, len, "glTF", err, errlen);
+	return check_json(buf, len, len, "glTF", err, errlen);
 }
 
 int
@@ -558,5 +813,5 @@ AlxPrescanGlb(const unsigned char *buf, size_t len, char *err, size_t errlen)
 		if ((uint64_t) l1 > len - b - 8)
 			return fail(err, errlen, ALX_MESHD_EXIT_BAD_FILE, "GLB binary chunk runs past the end of the file");
 	}
-	return check_json(buf + 20, l0, "GLB", err, errlen);
+	return check_json(buf + 20, l0, len, "GLB", err, errlen);
 }

@@ -35,6 +35,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
@@ -272,14 +273,21 @@ alx_wanted(ArrayType *names)
 	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (int j = 0; j < n; j++)
 	{
-		char	   *name = nulls[j] ? NULL : TextDatumGetCString(elems[j]);
+		char	   *name;
 		bool		found = false;
 
-		for (int i = 0; name != NULL && i < ALX_NCOLLECTORS; i++)
+		if (nulls[j])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a metrics collector name must not be null"),
+					 errhint("The collectors are server, orders, sla, assignment, outbox, dashboards, meshes and quotes; NULL instead of the array asks for all of them.")));
+		name = TextDatumGetCString(elems[j]);
+
+		for (int i = 0; i < ALX_NCOLLECTORS; i++)
 			if (strcmp(name, alx_collectors[i].name) == 0)
 				found = want[i] = true;
 		if (!found)
-			appendStringInfo(&unknown, "%s\"%s\"", unknown.len ? ", " : "", name ? name : "(null)");
+			appendStringInfo(&unknown, "%s\"%s\"", unknown.len ? ", " : "", name);
 	}
 	if (unknown.len > 0)
 		ereport(ERROR,
@@ -387,40 +395,75 @@ alx_render_value(StringInfo buf, const AlxSample *s)
 		appendStringInfoString(buf, DatumGetCString(DirectFunctionCall1(float8out, Float8GetDatum(s->value))));
 }
 
+/* A sample and its place: in the input, and of its family's first sample. */
+typedef struct AlxSlot
+{
+	AlxSample  *s;
+	int			idx;
+	int			first;
+} AlxSlot;
+
+static int
+alx_slot_by_family(const void *a, const void *b)
+{
+	const AlxSlot *x = a;
+	const AlxSlot *y = b;
+	int			c = strcmp(x->s->family, y->s->family);
+
+	return c != 0 ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int
+alx_slot_by_first(const void *a, const void *b)
+{
+	const AlxSlot *x = a;
+	const AlxSlot *y = b;
+
+	if (x->first != y->first)
+		return (x->first > y->first) - (x->first < y->first);
+	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
 /*
  * Prometheus text exposition format 0.0.4: per family, in the order of its
- * first sample, HELP and TYPE (from that sample), then its samples.
+ * first sample, HELP and TYPE (from that sample), then its samples in their
+ * order.  Two sorts, so n samples cost O(n log n) whatever their families.
  */
 static text *
 alx_render(List *samples)
 {
 	StringInfoData buf;
 	int			n = list_length(samples);
-	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
+	AlxSlot    *slots = palloc(sizeof(AlxSlot) * Max(n, 1));
+	int			i;
 
 	initStringInfo(&buf);
-	for (int i = 0; i < n; i++)
+	for (i = 0; i < n; i++)
 	{
-		AlxSample  *first = (AlxSample *) list_nth(samples, i);
+		slots[i].s = (AlxSample *) list_nth(samples, i);
+		slots[i].idx = i;
+	}
+	qsort(slots, n, sizeof(AlxSlot), alx_slot_by_family);
+	for (i = 0; i < n; i++)
+		slots[i].first = (i > 0 && strcmp(slots[i].s->family, slots[i - 1].s->family) == 0)
+			? slots[i - 1].first : slots[i].idx;
+	qsort(slots, n, sizeof(AlxSlot), alx_slot_by_first);
+	for (i = 0; i < n; i++)
+	{
+		const AlxSample *s = slots[i].s;
 
-		if (done[i])
-			continue;
-		appendStringInfo(&buf, "# HELP %s ", first->family);
-		alx_escape(&buf, first->help, false);
-		appendStringInfo(&buf, "\n# TYPE %s %s\n", first->family, first->type);
-		for (int j = i; j < n; j++)
+		CHECK_FOR_INTERRUPTS();
+		if (i == 0 || slots[i].first != slots[i - 1].first)
 		{
-			AlxSample  *s = (AlxSample *) list_nth(samples, j);
-
-			if (done[j] || strcmp(s->family, first->family) != 0)
-				continue;
-			done[j] = true;
-			appendStringInfo(&buf, "%s%s", s->family, s->suffix);
-			alx_render_labels(&buf, s->labels);
-			appendStringInfoChar(&buf, ' ');
-			alx_render_value(&buf, s);
-			appendStringInfoChar(&buf, '\n');
+			appendStringInfo(&buf, "# HELP %s ", s->family);
+			alx_escape(&buf, s->help, false);
+			appendStringInfo(&buf, "\n# TYPE %s %s\n", s->family, s->type);
 		}
+		appendStringInfo(&buf, "%s%s", s->family, s->suffix);
+		alx_render_labels(&buf, s->labels);
+		appendStringInfoChar(&buf, ' ');
+		alx_render_value(&buf, s);
+		appendStringInfoChar(&buf, '\n');
 	}
 	return cstring_to_text_with_len(buf.data, buf.len);
 }
@@ -469,6 +512,99 @@ alx_field(HeapTupleHeader rec, int attno, bool *isnull)
 	return *isnull ? pstrdup("") : TextDatumGetCString(d);
 }
 
+/*
+ * metrics_render() takes samples from anyone: each part that is printed
+ * outside quotes must be what the text format allows there, or one sample
+ * could add lines of its own to the exposition.
+ */
+static bool
+alx_name_ok(const char *s, bool colon, bool empty_ok)
+{
+	if (*s == '\0')
+		return empty_ok;
+	for (const char *p = s; *p; p++)
+	{
+		char		c = *p;
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+			  (colon && c == ':') || (p > s && c >= '0' && c <= '9')))
+			return false;
+	}
+	return true;
+}
+
+static void
+alx_bad_sample(int i, const char *what, const char *value, const char *hint)
+{
+	int			len = strlen(value);
+	int			clip = pg_mbcliplen(value, len, 64);
+	StringInfoData shown;
+
+	/* at most 64 bytes of it, whole characters, control characters escaped */
+	initStringInfo(&shown);
+	for (int k = 0; k < clip; k++)
+	{
+		unsigned char c = (unsigned char) value[k];
+
+		if (c == '\n')
+			appendStringInfoString(&shown, "\\n");
+		else if (c < 0x20 || c == 0x7f)
+			appendStringInfo(&shown, "\\x%02x", c);
+		else
+			appendStringInfoChar(&shown, (char) c);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid %s \"%s\"%s in metric sample %d", what,
+					shown.data, clip < len ? "..." : "", i),
+			 errhint("%s", hint)));
+}
+
+static void
+alx_check_sample(const AlxSample *s, int i)
+{
+	static const char *const types[] = {"counter", "gauge", "histogram", "summary", "untyped"};
+	bool		type_ok = false;
+
+	if (!alx_name_ok(s->family, true, false))
+		alx_bad_sample(i, "metric family name", s->family,
+					   "A family name matches [a-zA-Z_:][a-zA-Z0-9_:]*.");
+	/* the suffix continues the name: digits may come first (_bucket, 2) */
+	for (const char *p = s->suffix; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' || *p == ':' ||
+			  (*p >= '0' && *p <= '9')))
+			alx_bad_sample(i, "metric suffix", s->suffix,
+						   "A suffix is made of [a-zA-Z0-9_:], such as _total, _bucket, _sum or _count.");
+	for (int k = 0; k < lengthof(types); k++)
+		type_ok |= strcmp(s->type, types[k]) == 0;
+	if (!type_ok)
+		alx_bad_sample(i, "metric type", s->type,
+					   "The types are counter, gauge, histogram, summary and untyped.");
+	if (s->labels != NULL && !(JB_ROOT_IS_OBJECT(s->labels) && !JB_ROOT_IS_SCALAR(s->labels)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the labels of metric sample %d are not a JSON object", i),
+				 errhint("Labels are an object of label names and values, such as {\"le\": \"0.5\"}.")));
+	if (s->labels != NULL)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&s->labels->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			char	   *key;
+
+			if (tok != WJB_KEY)
+				continue;
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (!alx_name_ok(key, false, false) || strncmp(key, "__", 2) == 0)
+				alx_bad_sample(i, "label name", key,
+							   "A label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not begin with __.");
+		}
+	}
+}
+
 /* alexandrite.metrics_render(samples alexandrite.metric_sample[]) RETURNS text */
 Datum
 alexandrite_metrics_render(PG_FUNCTION_ARGS)
@@ -499,7 +635,16 @@ alexandrite_metrics_render(PG_FUNCTION_ARGS)
 		rec = DatumGetHeapTupleHeader(elems[i]);
 		s = palloc0(sizeof(AlxSample));
 		s->family = alx_field(rec, 1, &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("metric sample %d has no family name", i + 1)));
 		s->type = alx_field(rec, 2, &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("metric sample %d has no type", i + 1),
+					 errhint("The types are counter, gauge, histogram, summary and untyped.")));
 		s->help = alx_field(rec, 3, &isnull);
 		s->suffix = alx_field(rec, 4, &isnull);
 		d = GetAttributeByNum(rec, 5, &isnull);
@@ -507,6 +652,7 @@ alexandrite_metrics_render(PG_FUNCTION_ARGS)
 		d = GetAttributeByNum(rec, 6, &isnull);
 		s->value_null = isnull;
 		s->value = isnull ? 0 : DatumGetFloat8(d);
+		alx_check_sample(s, i + 1);
 		samples = lappend(samples, s);
 	}
 	PG_RETURN_TEXT_P(alx_render(samples));

@@ -28,6 +28,7 @@
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/pg_bswap.h"
@@ -49,6 +50,23 @@ static amqp_connection_state_t conn = NULL;
 
 /* a frame may be half written: the connection can only be dropped */
 static bool stream_broken = false;
+
+/*
+ * RabbitMQ's max_message_size as the broker stated it when it refused a
+ * message (0: not known, ALX_AMQP_MESSAGE_MAX applies).  The broker does not
+ * announce it; it closes the channel with 406 PRECONDITION_FAILED "message
+ * size N is larger than [configured] max size M".  Without this, the relay
+ * would reconnect and send the same event for ever: a refused round records
+ * no outcome.  Kept for the reconnect that the refusal caused; forgotten on
+ * any other reconnect (a broker restart may have changed the limit) and on a
+ * configuration reload (AlxAmqpForgetLimits).  So each oversized event costs
+ * at most one broken round, after which it is a dead letter.
+ */
+static uint64 broker_message_max = 0;
+static bool closed_by_refusal = false;
+/* the broker it was learned from, and the one connected (hashes of their URLs) */
+static uint32 learned_url_hash = 0;
+static uint32 conn_url_hash = 0;
 
 static inline void
 put16(char *buf, uint16 v)
@@ -98,7 +116,34 @@ AlxMaskUrl(const char *url, char *out, size_t outlen)
 
 	strlcpy(out, url, outlen);
 	if (at == NULL)
+	{
+		/*
+		 * No "@": "host:port", or a user and password whose "@host" is
+		 * missing (a typo must not show the password).  The first colon
+		 * outside an IPv6 "[...]" is kept with what follows only when a
+		 * port follows (1-5 digits, at most 65535, then "/" or the end);
+		 * otherwise everything after it is masked.
+		 */
+		const char *p = start;
+		int			digits = 0;
+		long		port = 0;
+
+		if (*p == '[')
+		{
+			p = strchr(p, ']');
+			if (p == NULL)
+				p = start;
+		}
+		colon = strchr(p, ':');
+		if (colon == NULL)
+			return;
+		for (p = colon + 1; *p >= '0' && *p <= '9' && digits < 6; p++, digits++)
+			port = port * 10 + (*p - '0');
+		if (digits >= 1 && digits <= 5 && port <= 65535 && (*p == '\0' || *p == '/'))
+			return;
+		snprintf(out, outlen, "%.*s***", (int) (colon + 1 - url), url);
 		return;
+	}
 	colon = memchr(start, ':', at - start);
 	if (colon == NULL)
 		return;
@@ -139,6 +184,74 @@ reply_error(amqp_rpc_reply_t r, const char *what, char *err, size_t errlen)
 				snprintf(err, errlen, "%s: unexpected server method 0x%08X", what, r.reply.id);
 			break;
 	}
+}
+
+/* The number right after the first label in text (*rest: the text after it); 0 when none. */
+static unsigned long long
+number_after(const char *text, const char *label, const char **rest)
+{
+	const char *p = strstr(text, label);
+	char	   *end;
+	unsigned long long v;
+
+	if (p == NULL)
+		return 0;
+	p += strlen(label);
+	if (*p < '0' || *p > '9')
+		return 0;
+	errno = 0;
+	v = strtoull(p, &end, 10);
+	if (errno != 0)
+		return 0;
+	*rest = end;
+	return v;
+}
+
+/*
+ * Learns the broker's max_message_size from a channel.close reply: RabbitMQ
+ * (rabbit_channel:check_msg_size) says "PRECONDITION_FAILED - message size
+ * N is larger than configured max size M" (or "max size M" at its default).
+ * Other 406s are ignored.
+ */
+static void
+learn_message_max(const amqp_channel_close_t *c)
+{
+	char		text[256];
+	const char *rest = "";
+	unsigned long long n;
+	unsigned long long m;
+
+	if (c->reply_code != AMQP_PRECONDITION_FAILED)
+		return;
+	snprintf(text, sizeof(text), "%.*s", (int) c->reply_text.len, (char *) c->reply_text.bytes);
+	n = number_after(text, "message size ", &rest);
+	if (n == 0 || strncmp(rest, " is larger than ", strlen(" is larger than ")) != 0)
+		return;
+	m = number_after(rest, "max size ", &rest);
+	/* a limit below the refused size, and below ours (else nothing to learn) */
+	if (m == 0 || m >= n || m >= ALX_AMQP_MESSAGE_MAX)
+		return;
+	closed_by_refusal = true;
+	learned_url_hash = conn_url_hash;
+	broker_message_max = m;
+	ereport(LOG,
+			(errmsg("alexandrite relay: the broker accepts messages of at most %llu bytes (its max_message_size)", m),
+			 errdetail("Events with a larger payload become dead letters without being sent, until the relay reconnects for another reason or the configuration is reloaded.")));
+}
+
+/* True when the broker refused a message too large for it: reconnect to the same one. */
+bool
+AlxAmqpClosedByRefusal(void)
+{
+	return closed_by_refusal;
+}
+
+/* Forgets what the broker's refusals taught (a reload: the operator may have raised the limit). */
+void
+AlxAmqpForgetLimits(void)
+{
+	broker_message_max = 0;
+	closed_by_refusal = false;
 }
 
 bool
@@ -251,6 +364,9 @@ AlxAmqpConnect(const char *url, const char *exchange, char *err, size_t errlen)
 	const char *vhost;
 
 	AlxAmqpDisconnect();
+	/* the limit holds for the broker that refused, on the reconnect it caused */
+	if (!closed_by_refusal || hash_bytes((const unsigned char *) url, strlen(url)) != learned_url_hash)
+		broker_message_max = 0;
 
 	amqp_default_connection_info(&ci);
 	if (amqp_parse_url(copy, &ci) != AMQP_STATUS_OK)
@@ -326,6 +442,8 @@ AlxAmqpConnect(const char *url, const char *exchange, char *err, size_t errlen)
 	}
 	next_tag = 1;
 	round_used = 0;
+	closed_by_refusal = false;
+	conn_url_hash = hash_bytes((const unsigned char *) url, strlen(url));
 	pfree(copy);
 	return true;
 
@@ -360,17 +478,23 @@ AlxAmqpEndRound(void)
 }
 
 /*
- * The routing key of m: "<aggregate_type>.<event_type>", without repeating a
- * prefix already there.
+ * The routing key of an event: "<aggregate_type>.<event_type>", without
+ * repeating a prefix already there.  outbox_emit checks it too (produce.c).
  */
+char *
+AlxOutboxRoutingKey(const char *aggregate_type, const char *event_type)
+{
+	size_t		tl = strlen(aggregate_type);
+
+	if (strncmp(event_type, aggregate_type, tl) == 0 && event_type[tl] == '.')
+		return pstrdup(event_type);
+	return psprintf("%s.%s", aggregate_type, event_type);
+}
+
 static char *
 routing_key(const AlxMsg *m)
 {
-	size_t		tl = strlen(m->aggregate_type);
-
-	if (strncmp(m->event_type, m->aggregate_type, tl) == 0 && m->event_type[tl] == '.')
-		return pstrdup(m->event_type);
-	return psprintf("%s.%s", m->aggregate_type, m->event_type);
+	return AlxOutboxRoutingKey(m->aggregate_type, m->event_type);
 }
 
 /* true when the user header key k is one the relay sets itself */
@@ -492,6 +616,9 @@ AlxAmqpUnframeable(const AlxMsg *m, int frame_max)
 	if (payload_len > ALX_AMQP_MESSAGE_MAX)
 		return psprintf("cannot be framed: the payload is %zu bytes, more than the %d a message may carry",
 						payload_len, ALX_AMQP_MESSAGE_MAX);
+	if (broker_message_max > 0 && payload_len > broker_message_max)
+		return psprintf("cannot be framed: the payload is %zu bytes, more than the %llu the broker accepts (its max_message_size)",
+						payload_len, (unsigned long long) broker_message_max);
 	build_properties(m, idbuf, &p);
 	buf = palloc(frame_max);
 	len = encode_header_frame(m, &p, buf, frame_max);
@@ -863,6 +990,7 @@ AlxAmqpPump(int timeout_ms, char *err, size_t errlen)
 
 					snprintf(err, errlen, "server closed the channel: %u %.*s",
 							 c->reply_code, (int) c->reply_text.len, (char *) c->reply_text.bytes);
+					learn_message_max(c);
 					(void) amqp_send_method(conn, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
 					return false;
 				}

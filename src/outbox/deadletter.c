@@ -22,7 +22,9 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 
 #include "alexandrite.h"
 #include "outbox/outbox.h"
@@ -33,7 +35,12 @@ typedef enum DeadAction
 	DEAD_DISCARD
 } DeadAction;
 
-/* the statements, by action: requeue moves the rows, discard deletes them */
+/*
+ * The statements, by action: requeue moves the rows back into line; discard
+ * moves them to outbox_discarded without their payload (which event, why it
+ * was dead, who dropped it), so that the outbox view says "discarded".  An
+ * event discarded, requeued from a restore and discarded again keeps one row.
+ */
 static const char *const dead_sql[] = {
 	[DEAD_REQUEUE] =
 	"WITH moved AS (DELETE FROM alexandrite.outbox_dead d"
@@ -44,7 +51,15 @@ static const char *const dead_sql[] = {
 	"        m.created_at, 0, pg_catalog.now(), 'requeued after: ' OPERATOR(pg_catalog.||) m.reason"
 	"   FROM moved m",
 	[DEAD_DISCARD] =
-	"DELETE FROM alexandrite.outbox_dead d WHERE d.id OPERATOR(pg_catalog.=) ANY ($1)",
+	"WITH dropped AS (DELETE FROM alexandrite.outbox_dead d"
+	"                  WHERE d.id OPERATOR(pg_catalog.=) ANY ($1) RETURNING d.*)"
+	" INSERT INTO alexandrite.outbox_discarded (id, aggregate_type, aggregate_id, aggregate_seq, event_type,"
+	"                                           created_at, attempts, reason, discarded_by)"
+	" SELECT m.id, m.aggregate_type, m.aggregate_id, m.aggregate_seq, m.event_type,"
+	"        m.created_at, m.attempts, m.reason, $2"
+	"   FROM dropped m"
+	" ON CONFLICT (id) DO UPDATE SET attempts = excluded.attempts, reason = excluded.reason,"
+	"        discarded_at = excluded.discarded_at, discarded_by = excluded.discarded_by",
 };
 
 static SPIPlanPtr dead_plan[lengthof(dead_sql)];
@@ -60,8 +75,9 @@ static int64
 dead_letters_act(FunctionCallInfo fcinfo, DeadAction action)
 {
 	ArrayType  *ids;
-	Datum		values[1];
-	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[2];
+	Oid			types[2] = {INT8ARRAYOID, NAMEOID};
+	NameData	caller;
 	AlxSavedUser save;
 	int			ret;
 	int64		n;
@@ -76,13 +92,16 @@ dead_letters_act(FunctionCallInfo fcinfo, DeadAction action)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ids must be a one-dimensional array of outbox event ids")));
 	values[0] = PointerGetDatum(ids);
+	/* the role that called, before the switch to the extension owner */
+	namestrcpy(&caller, GetUserNameFromId(GetUserId(), false));
+	values[1] = NameGetDatum(&caller);
 
 	AlxBecomeOwner(&save);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 	if (dead_plan[action] == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(dead_sql[action], 1, types);
+		SPIPlanPtr	plan = SPI_prepare(dead_sql[action], action == DEAD_REQUEUE ? 1 : 2, types);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the dead letter statement: %s",
@@ -91,7 +110,7 @@ dead_letters_act(FunctionCallInfo fcinfo, DeadAction action)
 		dead_plan[action] = plan;
 	}
 	ret = SPI_execute_plan(dead_plan[action], values, NULL, false, 0);
-	if (ret != (action == DEAD_REQUEUE ? SPI_OK_INSERT : SPI_OK_DELETE))
+	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "dead letter statement failed: %s", SPI_result_code_string(ret));
 	n = (int64) SPI_processed;
 	SPI_finish();

@@ -105,6 +105,9 @@ extern void AlxAmqpDisconnect(void);
 extern void AlxAmqpBeginRound(AlxMsg *msgs, int nmsgs);
 extern void AlxAmqpEndRound(void);
 extern char *AlxAmqpUnframeable(const AlxMsg *m, int frame_max);
+extern void AlxAmqpForgetLimits(void);
+extern char *AlxOutboxRoutingKey(const char *aggregate_type, const char *event_type);
+extern bool AlxAmqpClosedByRefusal(void);
 extern bool AlxAmqpPublish(AlxMsg *msg, const char *exchange, TimestampTz deadline,
 						   char *err, size_t errlen);
 extern bool AlxAmqpPump(int timeout_ms, char *err, size_t errlen);

@@ -440,17 +440,31 @@ static const struct
 	{"mesh", "mesh.rejected", "the mesh analysis jobs"},
 };
 
+/*
+ * Refuses an event that a consumer could not tell from one of the library's
+ * own.  Consumers dispatch on the routing key or on the event type (the
+ * AMQP "type" property and the event_type header): so no event type of the
+ * library's, under any aggregate type, and no routing key of the library's
+ * for its aggregate type.  The relay routes by
+ * "<aggregate_type>.<event_type>", or by the event type alone when it
+ * already starts with "<aggregate_type>." (amqp.c, routing_key), so
+ * ('order', 'created') would go out as order.created too.
+ */
 static void
 check_not_own_event(const char *agg_type, const char *event_type)
 {
+	char	   *rkey = AlxOutboxRoutingKey(agg_type, event_type);
+
+	/* an own event type is its own routing key: "<aggregate_type>.<x>" */
 	for (int i = 0; i < lengthof(own_events); i++)
-		if (strcmp(agg_type, own_events[i].aggregate_type) == 0 &&
+		if (strcmp(rkey, own_events[i].event_type) == 0 ||
 			strcmp(event_type, own_events[i].event_type) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("event type \"%s\" of aggregate type \"%s\" is written only by %s",
 							event_type, agg_type, own_events[i].writer),
 					 errhint("Give events of your own another event_type.")));
+	pfree(rkey);
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_outbox_emit);

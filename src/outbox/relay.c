@@ -436,7 +436,9 @@ AlxRelayConnectionBroken(const char *err)
 	AlxAmqpDisconnect();
 	set_connected(false, NULL);
 	AlxRelaySetError(msg);
-	url_index++;
+	/* a broker that refused one message too large for it is still the one to use */
+	if (!AlxAmqpClosedByRefusal())
+		url_index++;
 	next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BACKOFF_MIN_MS);
 }
 
@@ -539,6 +541,8 @@ reload_config(void)
 	bool		changed;
 
 	AlxWorkerReloadConfig("alexandrite relay");
+	/* the operator may have raised the broker's max_message_size */
+	AlxAmqpForgetLimits();
 	changed = conf_url == NULL || strcmp(conf_url, alx_amqp_url ? alx_amqp_url : "") != 0 ||
 		strcmp(AlxRelayExchange, alx_amqp_exchange ? alx_amqp_exchange : "") != 0;
 	if (!changed)

@@ -506,6 +506,20 @@ def hostile_cases(datadir=None, want=None):
     cases["random.bin"] = bytes((i * 7919 + 13) % 256 for i in range(4096))
     cases["zeros.stl"] = b"\0" * 4096
     cases["star_polygon.obj"] = star_polygon(32000)
+    # the same face hidden from a check that splits lines at LF only: CR line
+    # ends (assimp ends a line at CR too), and the face written over 320
+    # lines joined by backslash continuations (assimp joins them)
+    cases["star_polygon_cr.obj"] = star_polygon(32000).replace(b"\n", b"\r")
+    cases["star_polygon_continued.obj"] = star_polygon(32000, per_line=100)
+    # and in 4000 words: assimp's face parser reads "1-32000-31999..." as one
+    # absolute index followed by relative ones, 8 vertices per word; the
+    # prescan counts them as that parser does
+    cases["star_polygon_chained.obj"] = star_polygon(32000, chained=8)
+    # legitimate files written that way parse: the cube with CR line ends,
+    # and with every face continued over two lines
+    cases["cube_cr.obj"] = obj(cube).replace(b"\n", b"\r")
+    cases["cube_continued.obj"] = b"\n".join(
+        (l[:4] + b"\\\n" + l[4:]) if l.startswith(b"f ") else l for l in obj(cube).split(b"\n"))
     # headers that lie, cut short, or nest too deep (refused before assimp)
     cases["ply_header_cut.ply"] = b"ply\nformat binary_littl"
     cases["ply_4e9_vertices.ply"] = (b"ply\nformat binary_little_endian 1.0\nelement vertex 4000000000\n"
@@ -560,20 +574,44 @@ def hostile_cases(datadir=None, want=None):
     d = json.loads(json.dumps(g1))
     d["accessors"]["a"]["count"] = 1000000000
     cases["gltf1_accessor_overrun.gltf"] = json.dumps(d).encode()
+    # assimp checks offset + length against the buffer in 64-bit arithmetic
+    # that wraps: an offset just below 2^64 passes and points before the
+    # buffer (it read 16 bytes of the heap into the vertices).  The key may
+    # be written with an escape, which the JSON parser decodes.
+    doc, buf = gltf_parts(cube)
+    d = json.loads(json.dumps(doc))
+    d["bufferViews"][0]["byteOffset"] = 2 ** 64 - 16
+    cases["glb_view_offset_wrap.glb"] = glb_pack(d, buf)
+    d = json.loads(gltf(cube).decode())
+    d["accessors"][0]["byteOffset"] = 2 ** 64 - 12
+    cases["gltf_accessor_offset_wrap.gltf"] = json.dumps(d).replace(
+        '"byteOffset": 18446744073709551604', '"byte\\u004fffset": 18446744073709551604').encode()
     return cases
 
 
-def star_polygon(n):
+def star_polygon(n, per_line=None, chained=None):
     """One concave polygon of n vertices: assimp's ear clipping is O(n^2),
     so 32,000 vertices (1.3 MB, below the 32,767 indices per face that
     assimp validates) would keep the parser busy for about 5 s of CPU; the
-    helper refuses faces of more than 4096 vertices before assimp runs."""
+    helper refuses faces of more than 4096 vertices before assimp runs.
+    With per_line, the face statement continues over lines of that many
+    indices, each but the last ending in a backslash; with chained, each
+    word holds that many indices (one absolute, then relative ones written
+    without spaces, as assimp's face parser reads them)."""
     out = []
     for k in range(n):
         t = 2 * math.pi * k / n
         r = 10 if k % 2 == 0 else 5
         out.append("v %.9g %.9g 0" % (r * math.cos(t), r * math.sin(t)))
-    out.append("f " + " ".join(str(i + 1) for i in range(n)))
+    idx = [str(i + 1) for i in range(n)]
+    if chained:
+        # vertex v (1-based) as a relative index: -(n + 1 - v)
+        idx = [str(i) + "".join("-%d" % (n + 1 - (i + d)) for d in range(1, chained))
+               for i in range(1, n + 1, chained)]
+    if per_line:
+        out.append("f " + " \\\n".join(" ".join(idx[i:i + per_line]) for i in range(0, n, per_line)))
+    else:
+        out.append("f " + " ".join(idx))
     return ("\n".join(out) + "\n").encode()
 
 

@@ -1,7 +1,7 @@
 -- Catalog contracts of the order core: objects, signatures, privileges,
 -- SQLSTATEs.
 BEGIN;
-SELECT plan(61);
+SELECT plan(64);
 
 SELECT has_schema('alexandrite', 'schema alexandrite exists');
 SELECT enum_has_labels('alexandrite', 'order_status',
@@ -92,6 +92,12 @@ SELECT throws_ok($$SELECT alexandrite.create_order(repeat('x', 201), 'shop', 'c'
 SELECT lives_ok(format($$SELECT alexandrite.create_order(%L, 'shop', 'c', NULL, NULL)$$,
                        repeat(CASE WHEN getdatabaseencoding() = 'UTF8' THEN 'é' ELSE 'x' END, 200)),
     'an external_ref of 200 characters is accepted');
+SELECT throws_ok($$SELECT alexandrite.create_order('T-long-c', 'shop', repeat('c', 201), NULL, NULL)$$, '22023',
+    'customer_id must be at most 200 characters', 'a customer_id over 200 characters: invalid_parameter_value (not 54000 from an index)');
+SELECT throws_ok($$SELECT alexandrite.create_order('T-huge-c', 'shop', repeat('c', 3000), NULL, NULL)$$, '22023',
+    'customer_id must be at most 200 characters', 'a 3000-character customer_id too');
+SELECT lives_ok($$SELECT alexandrite.create_order('T-200-c', 'shop', repeat('c', 200), NULL, NULL)$$,
+    'a customer_id of 200 characters is accepted');
 SELECT lives_ok($$SELECT alexandrite.create_order('T-1', 'shop', 'c', NULL, NULL)$$, 'a valid order is created');
 SELECT results_eq($$SELECT channel, customer_id, status::text FROM alexandrite.orders WHERE external_ref = 'T-1'$$,
     $$VALUES ('shop', 'c', 'new')$$, 'it is stored as new, with its channel and customer');

@@ -1,7 +1,7 @@
 -- Catalog contracts of the dashboards: objects, columns, signatures,
 -- privileges, definer status, SQLSTATEs.
 BEGIN;
-SELECT plan(90);
+SELECT plan(99);
 
 -- the contract views and their columns
 SELECT has_view('alexandrite', v, 'view alexandrite.' || v || ' exists')
@@ -101,6 +101,10 @@ SELECT throws_ok($$SELECT alexandrite.create_dashboard('x3', 'alexandrite.dashbo
 SELECT throws_ok($$SELECT alexandrite.schedule_refresh('5 seconds')$$, '22023', NULL, 'sub-minute schedules are refused');
 SELECT throws_ok($$SELECT alexandrite.create_dashboard('x4', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at', horizons => ARRAY['1 day'::interval])$$,
                  '22023', NULL, 'a horizon in days is refused (time-zone dependent)');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x6', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at', horizons => ARRAY['87601 hours'::interval])$$,
+                 '22023', 'horizon "87601:00:00" is out of range', 'a horizon over ten years is refused (now() + horizon must stay a timestamp)');
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('x7', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at', horizons => ARRAY['-2561811567:30:00'::interval])$$,
+                 '22023', NULL, 'and so is a negative one');
 SELECT throws_ok($$SELECT alexandrite.create_dashboard('x5', 'alexandrite.orders', ARRAY['channel'], due => 'sla_due_at')$$,
                  '22023', NULL, 'a due expression without horizons is refused');
 SELECT throws_ok($$SELECT alexandrite.dashboard_capture()$$, '39P01', NULL, 'the capture function only runs as a trigger');
@@ -146,6 +150,12 @@ SELECT lives_ok($$SELECT alexandrite.create_dashboard('t9', 'public.tap_dash', A
                 'a caller who may read the table and add triggers to it declares a dashboard');
 SELECT throws_ok($$SELECT * FROM alexandrite.dashboard_t9$$, '42501', NULL,
                  'and reads it only once granted');
+-- its expressions are evaluated as the extension owner: they may call only
+-- functions the creator may execute (metric_le_seconds is not granted)
+SELECT throws_ok($$SELECT alexandrite.create_dashboard('t11', 'public.tap_dash', ARRAY['alexandrite.metric_le_seconds(qty)'])$$,
+                 '42501', NULL, 'no dashboard expression calling a function the creator may not execute');
+SELECT throws_matching($$SELECT alexandrite.create_dashboard('t11', 'public.tap_dash', ARRAY['alexandrite.metric_le_seconds(qty)'])$$,
+                       'permission denied for function .*metric_le_seconds', 'and the error names the function');
 RESET ROLE;
 SELECT is((SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'alexandrite.dashboard_t9'::regclass),
           (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'alexandrite'),
@@ -172,6 +182,20 @@ SET ROLE tap_dash_admin;
 SELECT results_eq($$SELECT label, count, sum_qty FROM alexandrite.dashboard_t9$$,
                   $$VALUES ('a'::text, 2::bigint, 5::numeric)$$, 'SELECT on the view is all a reader needs');
 RESET ROLE;
+-- a group key too long for the summary's unique index is refused by the
+-- write that carries it (54000), instead of breaking every later fold
+SELECT throws_ok($$INSERT INTO public.tap_dash SELECT 3, string_agg(md5(i::text), ''), 1, now() FROM generate_series(1, 32768) i$$,
+                 '54000', 'group key of dashboard "t9" is too long: 1048576 bytes, at most 2000',
+                 'a write with a 1 MiB group key is refused with 54000');
+SELECT throws_ok($$INSERT INTO public.tap_dash VALUES (3, repeat('k', 2001), 1, now())$$,
+                 '54000', 'group key of dashboard "t9" is too long: 2001 bytes, at most 2000',
+                 'one byte over the limit is refused');
+SELECT lives_ok($$INSERT INTO public.tap_dash VALUES (4, repeat('k', 2000), 1, now())$$,
+                'a 2000-byte group key is accepted');
+SELECT cmp_ok(alexandrite.refresh_dashboards(), '>', 0::bigint, 'and the fold takes it');
+SELECT set_eq($$SELECT label, count, sum_qty FROM alexandrite.dashboard_t9$$,
+              $$SELECT label, count(*), sum(qty)::numeric FROM public.tap_dash GROUP BY label$$,
+              'the dashboard stays exact');
 
 -- with pg_cron in this database: one job, upserted by name
 SELECT is(alexandrite.schedule_refresh(), alexandrite.schedule_refresh('*/2 * * * *'),

@@ -95,6 +95,34 @@ SELECT alexandrite.mesh_job_retry(:j5);
 SELECT state, attempts, has_bytes, finished_at, next_attempt_at <= now() AS due, error_sqlstate
   FROM alexandrite.mesh_job_status WHERE id = :j5;
 
+-- the latest request for an order's model wins (the workers' side: TAP
+-- 024): a job records the model its order had when it was submitted
+SELECT alexandrite.create_order('MJ-LATER', 'shop', 'c7', NULL, NULL) AS o_later \gset
+SELECT alexandrite.mesh_submit(decode(:'cube', 'base64'), 'first.stl', 'cm', :o_later) AS jl1 \gset
+SELECT alexandrite.set_order_model(:o_later, :cube_id, NULL);
+SELECT alexandrite.mesh_submit(decode(:'cube', 'base64'), 'second.stl', 'm', :o_later) AS jl2 \gset
+SELECT id = :jl1 AS first, state, order_id = :o_later AS attached,
+       order_mesh_id IS NULL AS had_none, order_mesh_id = :cube_id AS had_cube
+  FROM alexandrite.mesh_jobs WHERE id IN (:jl1, :jl2) ORDER BY id;
+-- a mesh known at once is the latest request: given at once, no note
+SELECT alexandrite.create_order('MJ-LATER-2', 'shop', 'c8', NULL, NULL) AS o_later2 \gset
+SELECT alexandrite.mesh_submit(decode(:'cube', 'base64'), 'third.stl', 'in', :o_later2) AS jl3 \gset
+SELECT alexandrite.mesh_submit(decode(:'cube', 'base64'), 'fourth.stl', 'mm', :o_later2) AS jl4 \gset
+SELECT j.state, j.note, o.mesh_id = :cube_id AS order_has_it
+  FROM alexandrite.mesh_jobs j, alexandrite.orders o WHERE j.id = :jl4 AND o.id = :o_later2;
+
+-- a job is a write: a read-only transaction (or a standby) is told so by
+-- the function, not by one of its internal statements (no CONTEXT)
+BEGIN READ ONLY;
+SELECT alexandrite.mesh_submit(decode(:'cube', 'base64'), 'ro.stl');
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT alexandrite.mesh_job_retry(:j5);
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT alexandrite.mesh_job_discard(:j5);
+ROLLBACK;
+
 -- the queue limit is the DBA's: not settable in a session
 SELECT pg_temp.try($$SET alexandrite.mesh_queue_max_bytes = '1GB'$$);
 SELECT pg_temp.try($$SET alexandrite.mesh_workers = 4$$);

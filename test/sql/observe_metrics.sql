@@ -130,6 +130,8 @@ SELECT value FROM pg_temp.scrape()
 -- one collector, and an unknown one
 SELECT DISTINCT family FROM alexandrite.metric_samples(ARRAY['sla']) ORDER BY 1;
 SELECT * FROM alexandrite.metric_samples(ARRAY['sla', 'nope', 'neither']);
+SELECT * FROM alexandrite.metric_samples(ARRAY['sla', NULL]);
+SELECT count(*) FROM alexandrite.metric_samples(ARRAY[]::text[]);
 
 -- rendering: escaping, special values, histogram families
 SELECT alexandrite.metrics_render(ARRAY[
@@ -142,6 +144,39 @@ SELECT alexandrite.metrics_render(ARRAY[
     alexandrite.metric('v', 'gauge', 'v', '-Infinity'),
     alexandrite.metric('w', 'gauge', 'w', 1e300)]);
 SELECT alexandrite.metrics_render('{}') = '' AS empty_renders_empty;
+
+-- a family's samples are grouped wherever they are in the array, families in
+-- the order of their first sample
+SELECT alexandrite.metrics_render(ARRAY[
+    alexandrite.metric('b', 'gauge', 'b help', 1),
+    alexandrite.metric('a', 'counter', 'a help', 2, '{}', '_total'),
+    alexandrite.metric('b', 'gauge', 'ignored', 3, '{"k": "2"}'),
+    alexandrite.metric('a', 'counter', 'ignored', 4, '{"k": "1"}', '_total'),
+    alexandrite.metric('b', 'gauge', 'ignored', 5, '{"k": "3"}')]);
+-- samples from anyone: nothing outside quotes may carry a line of its own
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric(E'x 1\nevil_metric', 'gauge', 'h', 1)]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('x', 'gauge', 'h', 1),
+                                        alexandrite.metric('2x', 'gauge', 'h', 1)]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('x', E'gauge\nevil 1', 'h', 1)]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('x', NULL, 'h', 1)]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric(NULL, 'gauge', 'h', 1)]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('x', 'gauge', 'h', 1, '{}', E'_total 1\nevil')]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('x', 'gauge', 'h', 1, jsonb_build_object(E'a="1"} 1\nevil{b', 'v'))]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('x', 'gauge', 'h', 1, '{"__name__": "y"}')]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('x', 'gauge', 'h', 1, '["a", "b"]')]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('x', 'gauge', 'h', 1, '"a"')]);
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric(repeat('y', 100) || '-', 'gauge', 'h', 1)]);
+-- names with colons, suffixes with digits, NULL labels: accepted
+SELECT alexandrite.metrics_render(ARRAY[alexandrite.metric('job:rate5m', 'untyped', 'h', 1, NULL, '_2')]);
+SET statement_timeout = '20s';
+-- 200,000 samples of 100,000 families render in time proportional to them
+-- (was quadratic: each family scanned every sample; b68a095 hit the 20 s)
+SELECT length(alexandrite.metrics_render(array_agg(alexandrite.metric('f' || (i % 100000), 'gauge', 'h', i))))
+  FROM generate_series(1, 200000) i;
+RESET statement_timeout;
+-- the library's own samples render as metrics() does
+SELECT alexandrite.metrics_render(array_agg(s)) IS NOT NULL AS own_samples_render
+  FROM alexandrite.metric_samples() s;
 
 -- privileges: pg_monitor members read the figures but no order; a role
 -- with EXECUTE on metrics() alone reads them too; others nothing

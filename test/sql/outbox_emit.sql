@@ -181,10 +181,19 @@ SELECT alexandrite.outbox_emit('order', :'core_o', 'order.created', '{}');
 SELECT alexandrite.outbox_emit('order', :'core_o', 'order.priced', '{}');
 SELECT alexandrite.outbox_emit('order', :'core_o', 'order.sla_breached', '{}');
 SELECT alexandrite.outbox_emit('order', :'core_o', 'order.note', '{}') > 0 AS own_event_type;
-SELECT alexandrite.outbox_emit('invoice', 'core-1', 'order.status_changed', '{}') > 0 AS other_aggregate;
+SELECT alexandrite.outbox_emit('invoice', 'core-1', 'order.note', '{}') > 0 AS other_aggregate;
 -- the mesh jobs' results cannot be forged either
 SELECT alexandrite.outbox_emit('mesh', '1', 'mesh.analyzed', '{"order_id": 1, "mesh_id": 1}');
 SELECT alexandrite.outbox_emit('mesh', '1', 'mesh.rejected', '{}');
+-- nor under a short name that the relay routes the same way
+-- (<aggregate_type>.<event_type>: order.created, mesh.rejected)
+SELECT alexandrite.outbox_emit('order', :'core_o', 'created', '{}');
+SELECT alexandrite.outbox_emit('order', :'core_o', 'sla_breached', '{}');
+SELECT alexandrite.outbox_emit('mesh', '1', 'rejected', '{}');
+-- nor under another aggregate type: consumers dispatch on the type too
+SELECT alexandrite.outbox_emit('invoice', 'core-1', 'order.status_changed', '{}');
+SELECT alexandrite.outbox_emit('invoice', '1', 'mesh.analyzed', '{}');
+SELECT alexandrite.outbox_emit('order', :'core_o', 'order.order.created', '{}') > 0 AS routed_elsewhere;
 SELECT aggregate_seq, event_type FROM alexandrite.outbox
  WHERE aggregate_type = 'order' AND aggregate_id = :'core_o' ORDER BY aggregate_seq;
 DELETE FROM alexandrite.outbox_events WHERE aggregate_type = 'order' AND aggregate_id = :'core_o';
@@ -208,6 +217,10 @@ SELECT aggregate_id, dead FROM alexandrite.outbox_blocked WHERE aggregate_type =
 ROLLBACK;
 SELECT alexandrite.outbox_discard(ARRAY[-2, -1]);
 SELECT count(*) FROM alexandrite.outbox_dead WHERE id < 0;
+-- a discarded dead letter leaves a record, without its payload, naming who dropped it
+SELECT id, aggregate_id, aggregate_seq, event_type, attempts, reason, discarded_by = current_user AS by_caller
+  FROM alexandrite.outbox_discarded WHERE id < 0 ORDER BY id;
+DELETE FROM alexandrite.outbox_discarded WHERE id < 0;
 SELECT alexandrite.outbox_requeue(NULL);
 SELECT alexandrite.outbox_discard(NULL);
 

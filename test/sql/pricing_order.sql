@@ -60,3 +60,21 @@ SELECT o.external_ref, o.status, o.price, q.total = o.price AS same
 -- a failed pricing leaves nothing behind
 SELECT count(*) AS quotes FROM alexandrite.quotes WHERE order_id IN (:o2, :o5);
 SELECT status, price FROM alexandrite.orders WHERE id IN (:o2, :o5) ORDER BY id;
+
+-- a price belongs to the model and alloy it was computed for: an order sent
+-- back to new keeps it until its model or material changes, then loses it
+-- (else a move to priced would carry the old model's price)
+INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('price-op', 'Pia', 3);
+SELECT alexandrite.assign_order(:o1, 'price-op');
+SELECT alexandrite.set_status(:o1, 'new');
+SELECT status, price IS NOT NULL AS has_price FROM alexandrite.orders WHERE id = :o1;
+SELECT alexandrite.set_order_model(:o1, NULL, 'au750_yellow');
+SELECT status, price IS NOT NULL AS has_price FROM alexandrite.orders WHERE id = :o1;
+SELECT alexandrite.set_order_model(:o1, NULL, 'ag925');
+SELECT status, price FROM alexandrite.orders WHERE id = :o1;
+SELECT total > 0 AS priced_again FROM alexandrite.price_order(:o1);
+SELECT status, price = (SELECT total FROM alexandrite.quotes WHERE order_id = :o1 ORDER BY id DESC LIMIT 1) AS new_quote
+  FROM alexandrite.orders WHERE id = :o1;
+SELECT alexandrite.set_status(:o1, 'cancelled');
+DELETE FROM alexandrite.operators WHERE id = 'price-op';
+DELETE FROM alexandrite.operator_load WHERE operator_id = 'price-op';

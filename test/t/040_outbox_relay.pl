@@ -242,6 +242,23 @@ ok(AlxTest::wait_until($node, 'postgres',
 $seen = $node->safe_psql('postgres', 'SELECT last_error || coalesce(broker, \'\') FROM alexandrite.outbox_status',
 	extra_params => [ '-U', 'watcher' ]);
 unlike($seen, qr/ss-w0rd|pa\@ss/, 'no part of a password with an @ is shown');
+# a user and password whose "@host" is missing (a typo): the URL is invalid
+# and shown in the error, without the password; a port stays readable
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = 'amqp://alexandrite:s3cret-pw127.0.0.1/mes'");
+$node->reload;
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT last_error LIKE 'amqp://alexandrite:***: %' FROM alexandrite.outbox_status", 30),
+	'an URL whose @host is missing shows as last_error, its password masked');
+$seen = $node->safe_psql('postgres', 'SELECT last_error || coalesce(broker, \'\') FROM alexandrite.outbox_status',
+	extra_params => [ '-U', 'watcher' ]);
+unlike($seen, qr/s3cret-pw/, 'and no part of that password is shown');
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = 'amqp://127.0.0.1:1/novhost'");
+$node->reload;
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT last_error LIKE 'amqp://127.0.0.1:1/novhost:%' FROM alexandrite.outbox_status", 30),
+	'a host:port URL is shown whole');
+ok(!grep({ /alexandrite relay/ && /s3cret-pw/ } split /\n/, slurp_file($node->logfile)),
+	'the relay never logs these passwords');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET alexandrite.amqp_url');
 $node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.amqp_url = '" . $mq->url . "'");
 $node->reload;

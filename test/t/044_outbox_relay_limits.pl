@@ -6,6 +6,9 @@
 #    written behind outbox_emit's back as a restore or an older version
 #    would, are dead-lettered with their reason while the events around them
 #    are published, on the same connection;
+#  - a broker whose max_message_size is lower than the relay's limit refuses
+#    a large event by closing the channel: that event alone is dead-lettered,
+#    after one reconnect, and goes through once the limit is raised;
 #  - with RabbitMQ in a memory alarm (publishers blocked, the relay stuck
 #    writing), `pg_ctl stop -m fast` finishes within seconds, and nothing is
 #    lost once the alarm clears.
@@ -139,13 +142,100 @@ ok(!(grep { ($_->{aggregate_type} // '') eq 'odd' } $mq->deliveries), 'nothing o
 
 # discarding the dead letters lets their aggregates through
 $node->safe_psql('postgres', 'SELECT alexandrite.outbox_discard(array_agg(id)) FROM alexandrite.outbox_dead');
+my $bad_ids = join(',', map { $bad_id{$_} } sort keys %bad);
+is($node->safe_psql('postgres', "SELECT string_agg(state, ',') FROM alexandrite.outbox WHERE id IN ($bad_ids)"),
+	'discarded,discarded,discarded', 'the outbox view shows the discarded events as discarded, not published');
+is($node->safe_psql('postgres', "SELECT count(*) FROM alexandrite.outbox_discarded WHERE id IN ($bad_ids) AND reason LIKE 'cannot be framed:%'"),
+	3, 'outbox_discarded records them with the reason they died');
 my $t0 = time;
 usleep(100_000) while (grep { ($_->{aggregate_type} // '') eq 'odd' } $mq->deliveries) < 3 && time - $t0 < 30;
 is(scalar(grep { ($_->{aggregate_type} // '') eq 'odd' } $mq->deliveries), 3,
 	'after outbox_discard the waiting events of the three aggregates are delivered');
 
 # ---------------------------------------------------------------------------
-# 3. memory alarm: publishing blocks, pg_ctl stop -m fast still works
+# 3. a broker whose max_message_size is below the relay's limits
+# ---------------------------------------------------------------------------
+# RabbitMQ refuses a larger message by closing the channel (406
+# PRECONDITION_FAILED "message size N is larger than configured max size M"),
+# and does not announce M beforehand.  Each channel reads the setting when it
+# opens: set it, then make the relay reconnect.
+sub max_message_size
+{
+	my ($n) = @_;
+	$mq->_script('ctl', 'eval', "application:set_env(rabbit, max_message_size, $n).")
+	  or die 'could not set max_message_size';
+	return;
+}
+# closes every connection and waits until the relay has made a new one
+sub close_connections
+{
+	my $n = $node->safe_psql('postgres', 'SELECT reconnects FROM alexandrite.outbox_relay_info()');
+	$mq->_script('ctl', 'close_all_connections', 'test 044')
+	  or die 'could not close the connections';
+	return AlxTest::wait_until($node, 'postgres',
+		"SELECT reconnects > $n AND relay_connected FROM alexandrite.outbox_relay_info()", 60);
+}
+max_message_size(1048576);
+ok(close_connections(), 'the relay reconnects to the broker limited to 1 MiB messages');
+my $limit_log = -s $node->logfile;
+my $before = $node->safe_psql('postgres', 'SELECT max(id) FROM ledger');
+my $reconnects_limit = $node->safe_psql('postgres', 'SELECT reconnects FROM alexandrite.outbox_relay_info()');
+# a 2 MiB event of aggregate big/over-limit between good events of 40 other
+# aggregates, then a later event of big/over-limit
+$node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT produce(61, 80, 1);
+	SELECT alexandrite.outbox_emit('big', 'over-limit', 'big.blob', jsonb_build_object('blob', repeat('x', 2097152)));
+	SELECT produce(81, 100, 1);
+	SELECT alexandrite.outbox_emit('big', 'over-limit', 'big.after', '{"n": 2}');
+	COMMIT;
+});
+my ($big_id, $after_id) = split /\n/, $node->safe_psql('postgres',
+	"SELECT id FROM alexandrite.outbox_events WHERE aggregate_id = 'over-limit' ORDER BY aggregate_seq");
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60, where => "id > $before", only_ledger => 1);
+AlxBroker::ledger_ok($r, 'good events around one the broker refuses');
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT count(*) = 1 FROM alexandrite.outbox_dead WHERE id = $big_id", 30),
+	'the refused event is a dead letter');
+my ($attempts, $reason) = split /\|/, $node->safe_psql('postgres',
+	"SELECT attempts, reason FROM alexandrite.outbox_dead WHERE id = $big_id");
+like($reason // '', qr/^cannot be framed: the payload is 2097164 bytes, more than the 1048576 the broker accepts \(its max_message_size\)$/,
+	'its reason gives its size and the broker\'s limit');
+is($attempts, 1, 'dead after one attempt, not outbox_max_attempts');
+is($node->safe_psql('postgres', "SELECT state FROM alexandrite.outbox WHERE id = $after_id"),
+	'retrying', 'the next event of its aggregate waits behind it');
+like(substr(slurp_file($node->logfile), $limit_log),
+	qr/alexandrite relay: the broker accepts messages of at most 1048576 bytes \(its max_message_size\)/,
+	'the relay logs the limit it learned');
+# one refusal costs one reconnect, and the relay does not keep trying: the
+# count stays put over a further 3 s of normal traffic
+my $reconnects_after = $node->safe_psql('postgres', 'SELECT reconnects FROM alexandrite.outbox_relay_info()');
+cmp_ok($reconnects_after - $reconnects_limit, '<=', 1, 'the refusal cost at most one reconnect ('
+	  . ($reconnects_after - $reconnects_limit) . ')');
+$before = $node->safe_psql('postgres', 'SELECT max(id) FROM ledger');
+$node->safe_psql('postgres', 'SELECT produce(1, 20, 1)');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60, where => "id > $before", only_ledger => 1);
+AlxBroker::ledger_ok($r, 'events after the refusal');
+sleep 3;
+is($node->safe_psql('postgres', 'SELECT reconnects FROM alexandrite.outbox_relay_info()'), $reconnects_after,
+	'no further reconnects: the relay does not resend the refused event');
+ok(!(grep { ($_->{aggregate_id} // '') eq 'over-limit' } $mq->deliveries), 'nothing of big/over-limit was delivered');
+
+# the operator raises the limit; the relay reconnects (the broker closed its
+# connection, as a broker restart would), forgets what it learned, and the
+# requeued event goes through with the one behind it
+max_message_size(134217728);
+ok(close_connections(), 'the relay reconnects to the broker with the default limit');
+is($node->safe_psql('postgres', "SELECT alexandrite.outbox_requeue(ARRAY[$big_id])"), 1,
+	'outbox_requeue takes the dead letter back');
+$t0 = time;
+usleep(100_000) while (grep { ($_->{aggregate_id} // '') eq 'over-limit' } $mq->deliveries) < 2 && time - $t0 < 60;
+is(join(',', map { $_->{event_type} } grep { ($_->{aggregate_id} // '') eq 'over-limit' } $mq->deliveries),
+	'big.blob,big.after', 'then the 2 MiB event and the one behind it are delivered, in order');
+$node->safe_psql('postgres', "INSERT INTO ledger SELECT id, aggregate_id, aggregate_seq FROM alexandrite.outbox_events WHERE aggregate_id = 'over-limit'");
+
+# ---------------------------------------------------------------------------
+# 4. memory alarm: publishing blocks, pg_ctl stop -m fast still works
 # ---------------------------------------------------------------------------
 sub alarms
 {

@@ -108,25 +108,60 @@ $node->safe_psql('postgres', "BEGIN;
 	  jsonb_build_object('g', g, 'blob', repeat('b', 15000000)))) FROM generate_series(1, 40) g;
 	COMMIT");
 $node->safe_psql('postgres', "SELECT alexandrite.outbox_emit('lim', 'small-after', 'lim.after', '{}')");
-my $peak = 0;
-my $deadline = time() + 240;
-my $drained = 0;
-while (time() < $deadline)
+# Polls until $done_sql is true (at most 240 s); returns whether it became
+# true and the relay's peak resident memory (VmHWM, kB) seen meanwhile.
+sub drain_watching_memory
 {
-	if (open(my $st, '<', "/proc/$rpid/status"))
+	my ($pid, $done_sql) = @_;
+	my ($peak, $done) = (0, 0);
+	my $deadline = time() + 240;
+	while (time() < $deadline)
 	{
-		for (<$st>) { $peak = $1 if /^VmHWM:\s+(\d+) kB/ && $1 > $peak; }
-		close $st;
+		if (open(my $st, '<', "/proc/$pid/status"))
+		{
+			for (<$st>) { $peak = $1 if /^VmHWM:\s+(\d+) kB/ && $1 > $peak; }
+			close $st;
+		}
+		$done = $node->safe_psql('postgres', $done_sql) eq 't';
+		last if $done;
+		select(undef, undef, undef, 0.5);
 	}
-	$drained = $node->safe_psql('postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status') eq 't';
-	last if $drained;
-	select(undef, undef, undef, 0.5);
+	return ($done, $peak);
 }
+my ($drained, $peak) = drain_watching_memory($rpid, 'SELECT pending = 0 FROM alexandrite.outbox_status');
 ok($drained, 'large events: the 40 events of 15 MB and the small ones before and after them are published');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM alexandrite.outbox_dead'), '0', 'large events: no dead letters');
 is($log_connects->(), $connects, 'large events: the relay never lost its connection (no missed heartbeats)');
 cmp_ok($peak, '<', 400 * 1024, "large events: the relay's peak memory stayed under 400 MB (${peak} kB; the payload is 600 MB)");
 note("relay peak memory: $peak kB");
+
+# --- the retry path reads its heads in bounded chunks too ---------------------
+# 40 aggregates, each with one event of 4 MB that the broker returned (no
+# queue bound to "late.#" yet), wait in outbox_retry.  Once a queue is bound,
+# their heads are due together; the retry reader takes at most 32 MB of
+# heads per round and leaves the rest for the next, so the relay's memory
+# stays bounded (reading all 160 MB of heads at once would take more than
+# twice that) and its connection alive.
+$node->safe_psql('postgres', "SELECT count(alexandrite.outbox_emit('late', 'late-' || g, 'blob',
+	  jsonb_build_object('g', g, 'blob', repeat('r', 4000000)))) FROM generate_series(1, 40) g");
+ok(AlxTest::wait_until($node, 'postgres',
+		"SELECT count(*) = 40 FROM alexandrite.outbox_retry WHERE aggregate_type = 'late'", 120),
+	'retry path: the 40 returned events of 4 MB wait in outbox_retry');
+$rpid = $node->safe_psql('postgres', 'SELECT relay_pid FROM alexandrite.outbox_status');
+$connects = $log_connects->();
+# the peak so far was the 600 MB scenario: start the high-water mark afresh
+open(my $clear, '>', "/proc/$rpid/clear_refs") or die "cannot reset the relay's peak memory: $!";
+print $clear "5\n";
+close $clear;
+$mq->declare('tlate', 'late.#');
+($drained, $peak) = drain_watching_memory($rpid,
+	"SELECT count(*) = 0 FROM alexandrite.outbox_retry WHERE aggregate_type = 'late'");
+ok($drained, 'retry path: the 40 heads are published once their queue is bound');
+is($node->safe_psql('postgres', "SELECT count(*) FROM alexandrite.outbox_dead WHERE aggregate_type = 'late'"), '0',
+	'retry path: no dead letters');
+is($log_connects->(), $connects, 'retry path: the relay never lost its connection');
+cmp_ok($peak, '<', 200 * 1024, "retry path: the relay's peak memory stayed under 200 MB (${peak} kB; the heads are 160 MB)");
+note("relay peak memory on the retry path: $peak kB");
 
 $node->stop;
 $mq->stop;

@@ -95,6 +95,7 @@ cannot('mes', q{SELECT alexandrite.metrics()}, 'read the metrics');
 cannot('mes', q{SELECT alexandrite.rebalance()}, 'rebalance');
 cannot('mes', q{SELECT alexandrite.outbox_requeue('{}')}, 'requeue dead letters');
 cannot('mes', q{SELECT * FROM alexandrite.outbox_dead}, 'read dead letters');
+cannot('mes', q{SELECT * FROM alexandrite.outbox_discarded}, 'read the record of discarded dead letters');
 cannot('mes', q{DELETE FROM alexandrite.orders}, 'delete orders');
 cannot('mes', q{UPDATE alexandrite.orders SET price = 0}, 'update orders directly');
 cannot('mes', q{INSERT INTO alexandrite.operators (id, name) VALUES ('x', 'x')}, 'add operators');
@@ -133,6 +134,7 @@ can('alice', q{SELECT alexandrite.rebalance()}, 'rebalance');
 can('alice', q{SELECT alexandrite.sla_recount_load()}, 'recount the operator load');
 can('alice', q{SELECT alexandrite.outbox_requeue('{}'), alexandrite.outbox_discard('{}')}, 'requeue and discard dead letters');
 can('alice', q{SELECT * FROM alexandrite.outbox_dead; SELECT * FROM alexandrite.outbox_blocked}, 'read dead letters');
+can('alice', q{SELECT * FROM alexandrite.outbox_discarded}, 'read the record of discarded dead letters');
 can('alice', q{INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('op2', 'Bo', 3);
                UPDATE alexandrite.operators SET capacity = 4, active = false WHERE id = 'op2'}, 'add an operator and change it');
 can('alice', q{SELECT alexandrite.create_order('A-1', 'crm', 'c3', NULL, NULL)}, 'do what the MES does');
@@ -144,7 +146,20 @@ cannot('alice', q{SELECT alexandrite.metric_samples()}, 'run the collectors');
 cannot('alice', q{UPDATE alexandrite.operators SET created_at = now()}, 'rewrite when an operator was created');
 cannot('alice', q{UPDATE alexandrite.price_rules SET margin_pct = 1}, 'change the price list');
 cannot('alice', q{DELETE FROM alexandrite.outbox_dead}, 'delete dead letters directly');
+cannot('alice', q{DELETE FROM alexandrite.outbox_discarded}, 'erase the record of discarded dead letters');
 cannot('alice', q{TRUNCATE alexandrite.operator_load}, 'truncate an internal table');
+
+# docs/mesh.md's grants for a role that only uploads models, as written
+my $upload = DocBlocks::block("$AlxTest::TOP/docs/mesh.md", 'mesh-upload-grants');
+$node->safe_psql('postgres', 'CREATE ROLE mes_upload LOGIN');
+$node->safe_psql('postgres', $upload);
+(my $upload_hex = $stl_hex) =~ s/^(..)/fd/;
+like(can('mes_upload', "SELECT alexandrite.mesh_ingest('\\x$upload_hex'::bytea, 'tet-3.stl', 'mm')", 'ingest a model'),
+	qr/^\d+$/, 'mes_upload: mesh_ingest returns the mesh id');
+can('mes_upload', q{SELECT count(*) FROM alexandrite.meshes}, 'read the meshes back');
+cannot('mes_upload', q{INSERT INTO alexandrite.meshes (filename) VALUES ('forged.stl')}, 'insert a mesh row directly');
+cannot('mes_upload', q{SELECT nextval('alexandrite.meshes_id_seq')}, 'take mesh ids');
+cannot('mes_upload', q{SELECT alexandrite.create_order('U-1', 'shop', 'c', NULL, NULL)}, 'create orders');
 
 $node->stop;
 done_testing();
