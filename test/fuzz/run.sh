@@ -81,8 +81,27 @@ check "decode_fuzz builds (test/fuzz/mesh_fuzz.c $(echo $srcs | sed "s|$top/||g"
     || sed 's/^/# /' "$work/decode_fuzz.build.log"
 [ -x "$work/geom_fuzz" ] && [ -x "$work/decode_fuzz" ] || finish
 
+
 common="-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=65536"
-export UBSAN_OPTIONS=print_stacktrace=1
+# A crash by a signal the sanitizer handles (SIGSEGV, SIGBUS, SIGFPE) exits
+# with the sanitizer's "exitcode", 1 unless set: 77 here, libFuzzer's
+# -error_exitcode, so that a fork-mode run whose last job crashed is told
+# from a failure of the fuzzer itself (see exit_probe.c).
+sanexit=exitcode=77
+export UBSAN_OPTIONS=print_stacktrace=1:$sanexit
+
+# The exit statuses the decode check below relies on: a crash by signal
+# ends with 77 (exit_probe.c; before exitcode=77 it ended with 1).
+probe_exit() {
+    local st
+    build exit_probe "$top/test/fuzz/exit_probe.c" || { sed 's/^/# /' "$work/exit_probe.build.log"; return 1; }
+    printf BUS > "$work/exit_probe.in"
+    ASAN_OPTIONS=detect_leaks=0:$sanexit "$work/exit_probe" -error_exitcode=77 "$work/exit_probe.in" \
+        > "$work/exit_probe.log" 2>&1 && st=0 || st=$?
+    grep -q 'AddressSanitizer: BUS' "$work/exit_probe.log" && [ "$st" = 77 ] ||
+        { echo "# exit status $st"; grep -E 'ERROR|SUMMARY' "$work/exit_probe.log" | sed 's/^/# /'; return 1; }
+}
+check "a crash by signal under the sanitizer exits with status 77 (test/fuzz/exit_probe.c)" probe_exit
 
 # replay TARGET ENV_ASAN: every seed once, nothing may fail
 replay() {
@@ -99,14 +118,14 @@ replay() {
         grep -E 'ERROR|SUMMARY|Running|^ +#[0-9]' "$work/$t.replay.log" | tail -40 | sed 's/^/# /'
     fi
 }
-replay geom detect_leaks=1
-replay decode detect_leaks=0
+replay geom detect_leaks=1:$sanexit
+replay decode detect_leaks=0:$sanexit
 
 # --- geom: strict ---------------------------------------------------------
 gsecs=$(( secs / 3 )); [ $gsecs -lt 1 ] && gsecs=1
 dsecs=$(( secs - gsecs )); [ $dsecs -lt 1 ] && dsecs=1
 mkdir -p "$work/geom.new" "$work/geom.artifacts"
-ASAN_OPTIONS=detect_leaks=1 "$work/geom_fuzz" $common -max_len=4096 -max_total_time="$gsecs" \
+ASAN_OPTIONS=detect_leaks=1:$sanexit "$work/geom_fuzz" $common -max_len=4096 -max_total_time="$gsecs" \
     -print_final_stats=1 -artifact_prefix="$work/geom.artifacts/" \
     "$work/geom.new" "$corpus/geom" > "$work/geom.log" 2>&1
 rc=$?
@@ -121,13 +140,13 @@ check "geom: the fuzzer ran inputs (${runs:-no} executions)" test "${runs:-0}" -
 
 # --- decode: fork mode, findings attributed -----------------------------------
 mkdir -p "$work/decode.new" "$work/decode.artifacts"
-ASAN_OPTIONS=detect_leaks=0 "$work/decode_fuzz" $common -error_exitcode=77 -timeout_exitcode=70 -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
+ASAN_OPTIONS=detect_leaks=0:$sanexit "$work/decode_fuzz" $common -error_exitcode=77 -timeout_exitcode=70 -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
     -max_total_time="$dsecs" -artifact_prefix="$work/decode.artifacts/" \
     "$work/decode.new" "$corpus/decode" > "$work/decode.log" 2>&1
 rc=$?
 runs=$(grep -oE '^#[0-9]+' "$work/decode.log" | tr -d '#' | sort -n | tail -1)
 # In fork mode libFuzzer exits with the status of its last job: 70
-# (timeout), 71 (out-of-memory) or 77 (crash) when that job ended on a
+# (timeout), 71 (out-of-memory) or 77 (crash, by a signal too: exitcode=77 above) when that job ended on a
 # finding, which the artifacts below account for; anything else, or no
 # "fuzzed for" line, means the fuzzer itself failed.
 fork_ok() { grep -q '^INFO: fuzzed for ' "$work/decode.log" && case $rc in 0|70|71|77) true ;; *) false ;; esac; }
