@@ -575,5 +575,34 @@ for my $victim ('worker', 'postmaster')
 		"one event for it ($victim)");
 }
 
+# --- the workers' role defaults do not reach their transactions ---------------
+# A DBA may give the workers' role (or the database) a default isolation level
+# or a read-only default.  The workers set read committed and read-write for
+# themselves (src/worker.c): before that, a read-only default failed every
+# job with 25006 and a repeatable-read default could fail an attach with
+# 40001.  The defaults are set on the role, the server restarted so that the
+# workers connect again, and a job for an order must be done and attached.
+sql(q{ALTER ROLE alexandrite_worker SET default_transaction_read_only = on});
+sql(q{ALTER ROLE alexandrite_worker SET default_transaction_isolation = 'serializable'});
+$node->restart;
+set_paused(0);
+ok(AlxTest::wait_until($node, $db, q{SELECT count(*) = 2 FROM pg_stat_activity
+                                      WHERE backend_type LIKE 'alexandrite mesh worker%'}, 60),
+	'the mesh workers run again after the restart (role defaults: read only, serializable)');
+is($node->safe_psql($db, q{SELECT current_setting('default_transaction_read_only') || ':' ||
+                                  current_setting('default_transaction_isolation')},
+		extra_params => [ '-U', 'alexandrite_worker' ]),
+	'on:serializable', 'a session of the workers\' role gets the role defaults');
+my $dorder = sql("SELECT alexandrite.create_order('defaults-1', 'shop', 'c', NULL, NULL)");
+my $dfile = gen('defaults.stl', 'cube', 'stl', '--scale', '7.25');    # bytes no job has seen
+my $djob = sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$dfile'), 'defaults.stl', 'cm', $dorder)");
+wait_idle('under the role defaults', 120);
+is(sql("SELECT state || ':' || attempts || ':' || coalesce(error_sqlstate, '') || ':' || gave_model
+          FROM alexandrite.mesh_jobs WHERE id = $djob"),
+	'done:1::true', 'a job under a read-only, serializable role default is done in one attempt');
+is(sql("SELECT o.mesh_id = j.mesh_id FROM alexandrite.orders o JOIN alexandrite.mesh_jobs j ON j.order_id = o.id
+         WHERE j.id = $djob"), 't', 'and its order has its mesh');
+sql(q{ALTER ROLE alexandrite_worker RESET ALL});
+
 $node->stop;
 done_testing();
