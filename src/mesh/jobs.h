@@ -29,7 +29,7 @@ extern bytea *AlxMeshSha256(const char *data, size_t len);
 extern const char *AlxMeshJobCheckUnit(text *unit);
 extern char *AlxMeshJobAttach(int64 job_id, int64 order_id, int64 mesh_id, bool bounded_wait,
 							  bool *gave, int64 *wait_for);
-extern void AlxMeshJobEvent(int64 job_id, const char *event_type, int64 order_id,
+extern void AlxMeshJobEvent(int64 job_id, const char *event_type, int64 order_id, int attached,
 							int64 mesh_id, const char *filename,
 							const char *sqlstate, const char *message);
 extern bool AlxMeshJobRetryable(int sqlerrcode);

@@ -347,12 +347,13 @@ json_key(StringInfo s, const char *key)
 
 /*
  * Writes mesh.analyzed or mesh.rejected (aggregate "mesh", the job id) in
- * the current transaction.  An event the outbox refuses is logged, never
+ * the current transaction.  attached (0 or 1) says whether the job's order
+ * took the mesh, -1 leaves the key out (no order, or a rejection).  An event the outbox refuses is logged, never
  * an error of the job.
  */
 void
 AlxMeshJobEvent(int64 job_id, const char *event_type, int64 order_id,
-				int64 mesh_id, const char *filename,
+				int attached, int64 mesh_id, const char *filename,
 				const char *sqlstate, const char *message)
 {
 	StringInfoData s;
@@ -368,6 +369,11 @@ AlxMeshJobEvent(int64 job_id, const char *event_type, int64 order_id,
 		appendStringInfo(&s, INT64_FORMAT, order_id);
 	else
 		appendStringInfoString(&s, "null");
+	if (attached >= 0)
+	{
+		json_key(&s, "attached");
+		appendStringInfoString(&s, attached ? "true" : "false");
+	}
 	if (mesh_id > 0)
 	{
 		json_key(&s, "mesh_id");
@@ -521,7 +527,7 @@ record_failure(int64 job_id, int attempts, int64 order_id, const char *filename,
 					job_id, attempts, final ? ", job failed" : ", will retry",
 					err->message ? err->message : "", sqlstate)));
 	if (final)
-		AlxMeshJobEvent(job_id, "mesh.rejected", order_id, 0, filename,
+		AlxMeshJobEvent(job_id, "mesh.rejected", order_id, -1, 0, filename,
 						sqlstate, err->message);
 }
 
@@ -628,5 +634,6 @@ AlxMeshJobRun(int64 job_id, int attempts)
 	AlxCoreBegin(&save);
 	AlxPlanRun(&done_plan, values, nulls, false, 0);
 	AlxCoreEnd(&save);
-	AlxMeshJobEvent(job_id, "mesh.analyzed", order_id, a.mesh_id, filename, NULL, NULL);
+	AlxMeshJobEvent(job_id, "mesh.analyzed", order_id, order_id > 0 ? gave : -1,
+					a.mesh_id, filename, NULL, NULL);
 }

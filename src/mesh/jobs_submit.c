@@ -289,7 +289,7 @@ alexandrite_mesh_submit(PG_FUNCTION_ARGS)
 					   note ? NULL : " n ", false, 0);
 			AlxCoreEnd(&save);
 		}
-		AlxMeshJobEvent(job_id, "mesh.analyzed", order_id, known,
+		AlxMeshJobEvent(job_id, "mesh.analyzed", order_id, order_id != 0 ? gave : -1, known,
 						filename ? text_to_cstring(filename) : NULL, NULL, NULL);
 	}
 
@@ -416,7 +416,7 @@ alexandrite_mesh_job_discard(PG_FUNCTION_ARGS)
 		char	   *filename = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 
 		/* never analysed: mesh.rejected, as for a failed analysis */
-		AlxMeshJobEvent(job_id, "mesh.rejected", isnull ? 0 : order_id, 0, filename,
+		AlxMeshJobEvent(job_id, "mesh.rejected", isnull ? 0 : order_id, -1, 0, filename,
 						MESH_DISCARDED_STATE, MESH_DISCARDED_MSG);
 	}
 	AlxCoreEnd(&save);

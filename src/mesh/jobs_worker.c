@@ -278,7 +278,7 @@ start_candidate(int64 job_id, bool interrupted, int attempts, int64 order_id,
 		ereport(LOG,
 				(errmsg("mesh job " INT64_FORMAT " failed: interrupted in each of its %d attempts",
 						job_id, attempts)));
-		AlxMeshJobEvent(job_id, "mesh.rejected", order_id, 0, filename,
+		AlxMeshJobEvent(job_id, "mesh.rejected", order_id, -1, 0, filename,
 						MESH_INTERRUPTED_STATE, MESH_INTERRUPTED_MSG);
 		return false;
 	}

@@ -451,6 +451,18 @@ note("waits from submission to claim (ms): @wait_ms");
 	is(sql("SELECT (o.mesh_id = r.mesh_id) || ' ' || s.note FROM alexandrite.orders o, alexandrite.mesh_jobs r, alexandrite.mesh_jobs s
 	         WHERE o.id = $ot AND r.id = $jr AND s.id = $js"), "true order $ot $changed",
 		'later model: it leaves the order the mesh the MES chose');
+	# each job's mesh.analyzed says whether its order took the mesh
+	my @ids = ($ja, $jb, $jc, $jd, $je, $jf, $jg, $jh, $jx, $jr, $jk, $js);
+	is(sql("SELECT string_agg(aggregate_id || ':' || coalesce(payload->>'attached', '-'), ' ' ORDER BY aggregate_id::bigint)
+	          FROM alexandrite.outbox WHERE aggregate_type = 'mesh' AND event_type = 'mesh.analyzed'
+	           AND aggregate_id IN (" . join(',', map { "'$_'" } @ids) . ")"),
+		join(' ', map { "$_->[0]:$_->[1]" } sort { $a->[0] <=> $b->[0] }
+			[ $ja, 'false' ], [ $jb, 'false' ], [ $jc, 'false' ], [ $jd, 'true' ], [ $je, 'false' ], [ $jf, 'true' ],
+			[ $jg, 'true' ], [ $jh, 'true' ], [ $jx, 'true' ], [ $jr, 'false' ], [ $jk, 'true' ], [ $js, 'false' ]),
+		'later model: each mesh.analyzed says whether its order took the mesh ("attached")');
+	is(sql("SELECT payload ? 'attached' FROM alexandrite.outbox WHERE aggregate_type = 'mesh'
+	         AND event_type = 'mesh.analyzed' AND aggregate_id = '$jm'"), 'f',
+		'later model: a job for no order has no "attached" key');
 }
 
 # --- backpressure ------------------------------------------------------------
