@@ -221,15 +221,23 @@ named_standbys_flushed(const SyncRepConfigData *conf, XLogRecPtr lsn, int *have)
 	return result;
 }
 
-/* Reports (once per wait) what the relay waits for, in last_error and the log. */
+/* the setting the reported wait is for: a wait under another setting (after a reload) is reported again */
+static char waiting_setting[ALX_OUTBOX_ERRLEN];
+
+/*
+ * Reports what the relay waits for, in last_error and the log: once per
+ * wait and setting (setting: the value of the parameter that makes it wait,
+ * prefixed by its kind), not for every new position.
+ */
 static void
-report_waiting(const char *what)
+report_waiting(const char *setting, const char *what)
 {
 	char		msg[ALX_OUTBOX_ERRLEN];
 
-	if (waiting_reported)
+	if (waiting_reported && strcmp(setting, waiting_setting) == 0)
 		return;
 	waiting_reported = true;
+	strlcpy(waiting_setting, setting, sizeof(waiting_setting));
 	snprintf(msg, sizeof(msg), "publishing waits until %s", what);
 	AlxRelaySetError(msg);		/* outbox_status.last_error, logged once */
 }
@@ -272,7 +280,10 @@ AlxOutboxWaitDurable(XLogRecPtr lsn)
 		if (now >= deadline || ConfigReloadPending)
 		{
 			char		what[ALX_OUTBOX_ERRLEN];
+			char		setting[ALX_OUTBOX_ERRLEN];
+			const char *value = sync_ok ? alx_publish_after_standby_flush : SyncRepStandbyNames;
 
+			snprintf(setting, sizeof(setting), "%c%s", sync_ok ? 'a' : 's', value ? value : "");
 			if (!sync_ok)
 				snprintf(what, sizeof(what),
 						 "the synchronous standbys (synchronous_standby_names = '%s') have flushed %X/%X",
@@ -283,7 +294,7 @@ AlxOutboxWaitDurable(XLogRecPtr lsn)
 						 alx_publish_after_standby_flush, LSN_FORMAT_ARGS(lsn), have,
 						 standby_flush_config->num_sync);
 			if (now - waiting_since >= ALX_DURABLE_SLICE_MS * 1000L)
-				report_waiting(what);
+				report_waiting(setting, what);
 			return false;
 		}
 		(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ALX_DURABLE_POLL_MS,

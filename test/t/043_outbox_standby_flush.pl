@@ -142,11 +142,12 @@ $s1->stop('fast');
 cancelled_commit($primary, 10, 12);
 $primary->safe_psql('postgres', 'SET synchronous_commit = local; SELECT produce(13, 14, 2)');
 is(visible_locally($primary, 10, 14), '10', 'A: the cancelled and the local commits are visible on the primary');
-sleep 3;
-is(count_delivered($primary, 10, 14), 0, 'A: the relay publishes none of them while the standby has not confirmed');
+# the relay has the events in hand and says it waits; 3 s more, nothing arrives
 my $waits_a = qr/publishing waits until the synchronous standbys \(synchronous_standby_names = 's1'\) have flushed/;
 like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_a, 30),
 	$waits_a, 'A: outbox_status says what the relay waits for');
+sleep 3;
+is(count_delivered($primary, 10, 14), 0, 'A: the relay publishes none of them while the standby has not confirmed');
 my $t_back = time;
 $s1->start;
 ok(AlxTest::wait_until($primary, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 30),
@@ -172,13 +173,16 @@ ok(AlxTest::wait_until($primary, 'postgres', 'SELECT pending = 0 FROM alexandrit
 	'B: with the named standby streaming the relay publishes');
 $s1->stop('fast');
 $primary->safe_psql('postgres', 'SELECT produce(23, 25, 2)');
-sleep 3;
-is(count_delivered($primary, 23, 25), 0, 'B: nothing the named standby lacks is published');
 my $waits_b = qr/alexandrite.publish_after_standby_flush = 'ANY 1 \(s1\)' have flushed .* \(0 of 1 have\)/;
 like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_b, 30),
 	$waits_b, 'B: outbox_status says what the relay waits for');
+sleep 3;
+is(count_delivered($primary, 23, 25), 0, 'B: nothing the named standby lacks is published');
 # FIRST: the first listed standby that streams; none streams, so still nothing
 set_conf($primary, 'alexandrite.publish_after_standby_flush' => 'FIRST 1 (nosuch, s1)');
+my $waits_first = qr/alexandrite.publish_after_standby_flush = 'FIRST 1 \(nosuch, s1\)' have flushed/;
+like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_first, 30),
+	$waits_first, "B: the relay waits under 'FIRST 1 (nosuch, s1)'");
 sleep 2;
 is(count_delivered($primary, 23, 25), 0, "B: 'FIRST 1 (nosuch, s1)' without s1 publishes nothing either");
 $s1->start;
@@ -187,6 +191,9 @@ ok(AlxTest::wait_until($primary, 'postgres', 'SELECT pending = 0 FROM alexandrit
 # more standbys than there are: the relay waits; back to one, it goes on
 set_conf($primary, 'alexandrite.publish_after_standby_flush' => 'ANY 2 (*)');
 $primary->safe_psql('postgres', 'SELECT produce(26, 26, 2)');
+my $waits_any2 = qr/alexandrite.publish_after_standby_flush = 'ANY 2 \(\*\)' have flushed .* \([01] of 2 have\)/;
+like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_any2, 30),
+	$waits_any2, "B: the relay waits under 'ANY 2 (*)', two needed, one exists");
 sleep 2;
 is(count_delivered($primary, 26, 26), 0, "B: 'ANY 2 (*)' with one standby publishes nothing");
 set_conf($primary, 'alexandrite.publish_after_standby_flush' => 'ANY 1 (*)');
@@ -224,6 +231,10 @@ $s2->stop('fast');
 cancelled_commit($s1, 43, 45);
 $s1->safe_psql('postgres', 'SET synchronous_commit = local; SELECT produce(46, 47, 2)');
 is(visible_locally($s1, 43, 47), '10', 'D: the cancelled and the local commits are visible on the primary');
+# the relay has them in hand and waits for s2 when the primary dies
+my $waits_d = qr/publishing waits until the synchronous standbys \(synchronous_standby_names = 's2'\) have flushed/;
+like(AlxTest::poll_value($s1, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_d, 30),
+	$waits_d, 'D: outbox_status says the relay waits for s2');
 sleep 3;
 $s1->stop('immediate');
 $s2->start;
