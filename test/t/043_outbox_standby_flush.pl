@@ -254,6 +254,9 @@ ok(AlxTest::wait_until($s2, 'postgres', 'SELECT pending = 0 FROM alexandrite.out
 $s2->wait_for_catchup($s3, 'flush');
 $s3->stop('fast');
 $s2->safe_psql('postgres', 'SELECT produce(53, 55, 2)');
+my $waits_e = qr/alexandrite.publish_after_standby_flush = 'ANY 1 \(s3\)' have flushed .* \(0 of 1 have\)/;
+like(AlxTest::poll_value($s2, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_e, 30),
+	$waits_e, 'E: outbox_status says the relay waits for s3');
 sleep 3;
 $s2->stop('immediate');
 $s3->start;
