@@ -54,6 +54,20 @@ sub new_standby
 	return $s;
 }
 
+# the server's clock, to tell a wait the relay reports from here on from an
+# earlier one (outbox_status keeps the last message until another replaces it)
+sub server_now { return $_[0]->safe_psql('postgres', 'SELECT clock_timestamp()'); }
+
+# the relay says, after $since, that it waits for what $re describes
+sub relay_waits
+{
+	my ($node, $since, $re, $name) = @_;
+	like(AlxTest::poll_value($node, 'postgres',
+			"SELECT last_error FROM alexandrite.outbox_status WHERE last_error_at > '$since'", $re, 30),
+		$re, $name);
+	return;
+}
+
 sub set_conf
 {
 	my ($node, %kv) = @_;
@@ -139,13 +153,13 @@ $primary->safe_psql('postgres', 'SELECT produce(1, 5, 2)');
 ok(AlxTest::wait_until($primary, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 30),
 	'A: with a synchronous standby the relay publishes');
 $s1->stop('fast');
+my $since = server_now($primary);
 cancelled_commit($primary, 10, 12);
 $primary->safe_psql('postgres', 'SET synchronous_commit = local; SELECT produce(13, 14, 2)');
 is(visible_locally($primary, 10, 14), '10', 'A: the cancelled and the local commits are visible on the primary');
 # the relay has the events in hand and says it waits; 3 s more, nothing arrives
 my $waits_a = qr/publishing waits until the synchronous standbys \(synchronous_standby_names = 's1'\) have flushed/;
-like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_a, 30),
-	$waits_a, 'A: outbox_status says what the relay waits for');
+relay_waits($primary, $since, $waits_a, 'A: outbox_status says what the relay waits for');
 sleep 3;
 is(count_delivered($primary, 10, 14), 0, 'A: the relay publishes none of them while the standby has not confirmed');
 my $t_back = time;
@@ -172,17 +186,17 @@ $primary->safe_psql('postgres', 'SELECT produce(20, 22, 2)');
 ok(AlxTest::wait_until($primary, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 30),
 	'B: with the named standby streaming the relay publishes');
 $s1->stop('fast');
+$since = server_now($primary);
 $primary->safe_psql('postgres', 'SELECT produce(23, 25, 2)');
 my $waits_b = qr/alexandrite.publish_after_standby_flush = 'ANY 1 \(s1\)' have flushed .* \(0 of 1 have\)/;
-like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_b, 30),
-	$waits_b, 'B: outbox_status says what the relay waits for');
+relay_waits($primary, $since, $waits_b, 'B: outbox_status says what the relay waits for');
 sleep 3;
 is(count_delivered($primary, 23, 25), 0, 'B: nothing the named standby lacks is published');
 # FIRST: the first listed standby that streams; none streams, so still nothing
+$since = server_now($primary);
 set_conf($primary, 'alexandrite.publish_after_standby_flush' => 'FIRST 1 (nosuch, s1)');
 my $waits_first = qr/alexandrite.publish_after_standby_flush = 'FIRST 1 \(nosuch, s1\)' have flushed/;
-like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_first, 30),
-	$waits_first, "B: the relay waits under 'FIRST 1 (nosuch, s1)'");
+relay_waits($primary, $since, $waits_first, "B: the relay waits under 'FIRST 1 (nosuch, s1)'");
 sleep 2;
 is(count_delivered($primary, 23, 25), 0, "B: 'FIRST 1 (nosuch, s1)' without s1 publishes nothing either");
 $s1->start;
@@ -190,10 +204,10 @@ ok(AlxTest::wait_until($primary, 'postgres', 'SELECT pending = 0 FROM alexandrit
 	"B: s1 back: 'FIRST 1 (nosuch, s1)' is satisfied by s1");
 # more standbys than there are: the relay waits; back to one, it goes on
 set_conf($primary, 'alexandrite.publish_after_standby_flush' => 'ANY 2 (*)');
+$since = server_now($primary);
 $primary->safe_psql('postgres', 'SELECT produce(26, 26, 2)');
 my $waits_any2 = qr/alexandrite.publish_after_standby_flush = 'ANY 2 \(\*\)' have flushed .* \([01] of 2 have\)/;
-like(AlxTest::poll_value($primary, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_any2, 30),
-	$waits_any2, "B: the relay waits under 'ANY 2 (*)', two needed, one exists");
+relay_waits($primary, $since, $waits_any2, "B: the relay waits under 'ANY 2 (*)', two needed, one exists");
 sleep 2;
 is(count_delivered($primary, 26, 26), 0, "B: 'ANY 2 (*)' with one standby publishes nothing");
 set_conf($primary, 'alexandrite.publish_after_standby_flush' => 'ANY 1 (*)');
@@ -228,13 +242,13 @@ $s1->safe_psql('postgres', 'SELECT produce(40, 42, 2)');
 ok(AlxTest::wait_until($s1, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 30), 'D: published');
 $s1->wait_for_catchup($s2, 'flush');
 $s2->stop('fast');
+$since = server_now($s1);
 cancelled_commit($s1, 43, 45);
 $s1->safe_psql('postgres', 'SET synchronous_commit = local; SELECT produce(46, 47, 2)');
 is(visible_locally($s1, 43, 47), '10', 'D: the cancelled and the local commits are visible on the primary');
 # the relay has them in hand and waits for s2 when the primary dies
 my $waits_d = qr/publishing waits until the synchronous standbys \(synchronous_standby_names = 's2'\) have flushed/;
-like(AlxTest::poll_value($s1, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_d, 30),
-	$waits_d, 'D: outbox_status says the relay waits for s2');
+relay_waits($s1, $since, $waits_d, 'D: outbox_status says the relay waits for s2');
 sleep 3;
 $s1->stop('immediate');
 $s2->start;
@@ -253,10 +267,10 @@ $s2->safe_psql('postgres', 'SELECT produce(50, 52, 2)');
 ok(AlxTest::wait_until($s2, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 30), 'E: published');
 $s2->wait_for_catchup($s3, 'flush');
 $s3->stop('fast');
+$since = server_now($s2);
 $s2->safe_psql('postgres', 'SELECT produce(53, 55, 2)');
 my $waits_e = qr/alexandrite.publish_after_standby_flush = 'ANY 1 \(s3\)' have flushed .* \(0 of 1 have\)/;
-like(AlxTest::poll_value($s2, 'postgres', 'SELECT last_error FROM alexandrite.outbox_status', $waits_e, 30),
-	$waits_e, 'E: outbox_status says the relay waits for s3');
+relay_waits($s2, $since, $waits_e, 'E: outbox_status says the relay waits for s3');
 sleep 3;
 $s2->stop('immediate');
 $s3->start;
