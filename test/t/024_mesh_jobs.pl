@@ -593,7 +593,11 @@ for my $victim ('worker', 'postmaster')
 # themselves (src/worker.c): before that, a read-only default failed every
 # job with 25006 and a repeatable-read default could fail an attach with
 # 40001.  The defaults are set on the role, the server restarted so that the
-# workers connect again, and a job for an order must be done and attached.
+# workers connect again, and a job for an order must be done and attached
+# although its order was updated (committed) after the job's transaction
+# began: the worker is held before it stores the mesh (a session keeps the
+# meshes table from being written) while the order's row is updated, so that
+# at serializable or repeatable read its lock of the row would fail with 40001.
 sql(q{ALTER ROLE alexandrite_worker SET default_transaction_read_only = on});
 sql(q{ALTER ROLE alexandrite_worker SET default_transaction_isolation = 'serializable'});
 $node->restart;
@@ -607,13 +611,22 @@ is($node->safe_psql($db, q{SELECT current_setting('default_transaction_read_only
 	'on:serializable', 'a session of the workers\' role gets the role defaults');
 my $dorder = sql("SELECT alexandrite.create_order('defaults-1', 'shop', 'c', NULL, NULL)");
 my $dfile = gen('defaults.stl', 'cube', 'stl', '--scale', '7.25');    # bytes no job has seen
+my $dhold = $node->background_psql($db, on_error_stop => 0);
+$dhold->query_safe('BEGIN');
+$dhold->query_safe('LOCK TABLE alexandrite.meshes IN SHARE ROW EXCLUSIVE MODE');
 my $djob = sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$dfile'), 'defaults.stl', 'cm', $dorder)");
+ok(AlxTest::wait_until($node, $db, qq{SELECT (SELECT state = 'running' FROM alexandrite.mesh_jobs WHERE id = $djob)
+                  AND (SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'alexandrite.meshes'::regclass) = 1}, 60),
+	'role defaults: the job runs, its worker held before it stores the mesh');
+sql("UPDATE alexandrite.orders SET updated_at = clock_timestamp() WHERE id = $dorder");
+$dhold->query_safe('COMMIT');
+$dhold->quit;
 wait_idle('under the role defaults', 120);
-is(sql("SELECT state || ':' || attempts || ':' || coalesce(error_sqlstate, '') || ':' || gave_model
+is(sql("SELECT state || ':' || attempts || ':' || coalesce(error_sqlstate, '') || ':' || gave_model || ':' || coalesce(note, '-')
           FROM alexandrite.mesh_jobs WHERE id = $djob"),
-	'done:1::true', 'a job under a read-only, serializable role default is done in one attempt');
+	'done:1::true:-', 'role defaults: the job is done in one attempt and gives its order the mesh');
 is(sql("SELECT o.mesh_id = j.mesh_id FROM alexandrite.orders o JOIN alexandrite.mesh_jobs j ON j.order_id = o.id
-         WHERE j.id = $djob"), 't', 'and its order has its mesh');
+         WHERE j.id = $djob"), 't', 'role defaults: its order has its mesh');
 sql(q{ALTER ROLE alexandrite_worker RESET ALL});
 
 $node->stop;
