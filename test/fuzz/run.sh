@@ -90,18 +90,22 @@ common="-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=65536"
 sanexit=exitcode=77
 export UBSAN_OPTIONS=print_stacktrace=1:$sanexit
 
-# The exit statuses the decode check below relies on: a crash by signal
-# ends with 77 (exit_probe.c; before exitcode=77 it ended with 1).
+# The exit statuses the decode check below relies on: a fork-mode run, with
+# the decode run's flags, whose last job died by SIGBUS ends with 77, runs
+# to its end and leaves an artifact (exit_probe.c; before exitcode=77 it
+# ended with 1).  2 s.
 probe_exit() {
     local st
     build exit_probe "$top/test/fuzz/exit_probe.c" || { sed 's/^/# /' "$work/exit_probe.build.log"; return 1; }
-    printf BUS > "$work/exit_probe.in"
-    ASAN_OPTIONS=detect_leaks=0:$sanexit "$work/exit_probe" -error_exitcode=77 "$work/exit_probe.in" \
-        > "$work/exit_probe.log" 2>&1 && st=0 || st=$?
-    grep -q 'AddressSanitizer: BUS' "$work/exit_probe.log" && [ "$st" = 77 ] ||
-        { echo "# exit status $st"; grep -E 'ERROR|SUMMARY' "$work/exit_probe.log" | sed 's/^/# /'; return 1; }
+    mkdir -p "$work/exit_probe.corpus" "$work/exit_probe.artifacts"
+    EXIT_PROBE_CRASH=1 ASAN_OPTIONS=detect_leaks=0:$sanexit "$work/exit_probe" $common -error_exitcode=77 \
+        -timeout_exitcode=70 -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 -max_total_time=2 \
+        -artifact_prefix="$work/exit_probe.artifacts/" "$work/exit_probe.corpus" > "$work/exit_probe.log" 2>&1 && st=0 || st=$?
+    grep -q 'AddressSanitizer: BUS' "$work/exit_probe.log" && grep -q '^INFO: fuzzed for ' "$work/exit_probe.log" &&
+        [ "$st" = 77 ] && ls "$work"/exit_probe.artifacts/crash-* >/dev/null 2>&1 ||
+        { echo "# exit status $st"; grep -E 'ERROR|SUMMARY|INFO: (fuzzed|exiting)' "$work/exit_probe.log" | tail -5 | sed 's/^/# /'; return 1; }
 }
-check "a crash by signal under the sanitizer exits with status 77 (test/fuzz/exit_probe.c)" probe_exit
+check "a fork-mode run whose last job died by SIGBUS exits 77 and leaves its artifact (test/fuzz/exit_probe.c)" probe_exit
 
 # replay TARGET ENV_ASAN: every seed once, nothing may fail
 replay() {
@@ -149,7 +153,15 @@ runs=$(grep -oE '^#[0-9]+' "$work/decode.log" | tr -d '#' | sort -n | tail -1)
 # (timeout), 71 (out-of-memory) or 77 (crash, by a signal too: exitcode=77 above) when that job ended on a
 # finding, which the artifacts below account for; anything else, or no
 # "fuzzed for" line, means the fuzzer itself failed.
-fork_ok() { grep -q '^INFO: fuzzed for ' "$work/decode.log" && case $rc in 0|70|71|77) true ;; *) false ;; esac; }
+# A finding's status needs its artifact.
+fork_ok() {
+    grep -q '^INFO: fuzzed for ' "$work/decode.log" &&
+        case $rc in
+            0) true ;;
+            70|71|77) ls "$work"/decode.artifacts/* >/dev/null 2>&1 ;;
+            *) false ;;
+        esac
+}
 check "decode: the fork-mode fuzzer ran its ${dsecs} s to the end (exit status $rc)" fork_ok ||
     grep -vE 'NEW_FUNC' "$work/decode.log" | tail -20 | sed 's/^/# /'
 check "decode: the fuzzer ran inputs (${runs:-no} executions in ${dsecs} s)" test "${runs:-0}" -gt 0
