@@ -36,6 +36,7 @@ char	   *alx_database = NULL;
 char	   *alx_amqp_url = NULL;
 char	   *alx_amqp_exchange = NULL;
 int			alx_outbox_batch_size = 500;
+int			alx_outbox_max_waves = 16;
 int			alx_outbox_max_attempts = 10;
 int			alx_outbox_rotate_interval_s = 60;
 char	   *alx_publish_after_standby_flush = NULL;
@@ -228,6 +229,15 @@ define_outbox_gucs(void)
 							NULL,
 							&alx_outbox_batch_size,
 							500, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("alexandrite.outbox_max_waves",
+							"Sets how many events of one aggregate the relay publishes per chunk.",
+							NULL,
+							&alx_outbox_max_waves,
+							16, 0, 100000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

@@ -22,6 +22,7 @@ extern char *alx_database;
 extern char *alx_amqp_url;
 extern char *alx_amqp_exchange;
 extern int	alx_outbox_batch_size;
+extern int	alx_outbox_max_waves;
 extern int	alx_outbox_max_attempts;
 extern int	alx_outbox_rotate_interval_s;
 extern char *alx_publish_after_standby_flush;

@@ -225,13 +225,18 @@ SELECT b.aggregate_type, b.aggregate_id, pg_catalog.min(b.id) AS head_id,
        pg_catalog.bool_or(b.dead) AS dead,
        pg_catalog.min(b.created_at) AS oldest_created_at,
        (pg_catalog.array_agg(b.error ORDER BY b.id))[1] AS head_error
-  FROM (SELECT q.id, q.aggregate_type, q.aggregate_id, false AS dead, q.created_at, q.last_error AS error
+  FROM (SELECT q.id, q.aggregate_type, q.aggregate_id, false AS dead, q.created_at, q.last_error AS error,
+               q.attempts OPERATOR(pg_catalog.>) 0 OR q.last_error IS NOT NULL AS failed
           FROM alexandrite.outbox_retry q
         UNION ALL
-        SELECT d.id, d.aggregate_type, d.aggregate_id, true, d.created_at, d.reason
+        SELECT d.id, d.aggregate_type, d.aggregate_id, true, d.created_at, d.reason, true
           FROM alexandrite.outbox_dead d) b
- GROUP BY b.aggregate_type, b.aggregate_id;
-COMMENT ON VIEW alexandrite.outbox_blocked IS 'aggregates whose events wait behind a failed one (retrying, or dead until requeued)';
+ GROUP BY b.aggregate_type, b.aggregate_id
+-- an aggregate whose first waiting event has neither failed nor been
+-- requeued is not blocked: its events past a chunk's wave bound
+-- (alexandrite.outbox_max_waves) wait there
+HAVING pg_catalog.bool_or(b.dead) OR (pg_catalog.array_agg(b.failed ORDER BY b.id))[1];
+COMMENT ON VIEW alexandrite.outbox_blocked IS 'aggregates whose events wait behind a failed one (retrying, or dead until requeued); events deferred past a chunk''s wave bound do not count';
 
 CREATE VIEW alexandrite.outbox_status AS
 SELECT p.pending OPERATOR(pg_catalog.+) q.retrying AS pending,

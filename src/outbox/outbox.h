@@ -117,7 +117,7 @@ extern bool AlxAmqpWritable(void);
 extern void AlxMaskUrl(const char *url, char *out, size_t outlen);
 
 /* publish_order.c: a chunk's messages in waves of one per aggregate */
-extern void AlxOutboxOrderByWave(AlxMsg *msgs, int n);
+extern void AlxOutboxOrderByWave(AlxMsg *msgs, int n, int max_waves);
 /*
  * produce.c: writing events, for outbox_emit() and the order core.
  *

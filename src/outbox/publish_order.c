@@ -16,6 +16,13 @@
  * still goes out only after its predecessor is confirmed, so the ordering
  * argument of docs/outbox.md is unchanged.
  *
+ * The waves of a chunk are bounded (alexandrite.outbox_max_waves): one
+ * aggregate with hundreds of events in a chunk would otherwise make the
+ * chunk, and every aggregate behind it, wait hundreds of round trips.  Its
+ * events past the bound are diverted: the relay records them (with every
+ * later event of the aggregate) in outbox_retry, not as failures, and the
+ * retry rounds send them in order, up to the bound per aggregate per round.
+ *
  * IDENTIFICATION
  *	  src/outbox/publish_order.c
  *
@@ -35,9 +42,13 @@ typedef struct WaveCount
 	int			seen;
 } WaveCount;
 
-/* Reorders msgs[0..n) into waves of one event per aggregate (stable). */
+/*
+ * Reorders msgs[0..n) into waves of one event per aggregate (stable); with
+ * max_waves > 0, marks the events past wave max_waves to be diverted (they
+ * end up last, each aggregate's in id order).
+ */
 void
-AlxOutboxOrderByWave(AlxMsg *msgs, int n)
+AlxOutboxOrderByWave(AlxMsg *msgs, int n, int max_waves)
 {
 	HASHCTL		ctl;
 	HTAB	   *aggs;
@@ -67,6 +78,8 @@ AlxOutboxOrderByWave(AlxMsg *msgs, int n)
 			c->seen = 0;
 		wave[i] = c->seen++;
 		waves = Max(waves, wave[i] + 1);
+		if (max_waves > 0 && wave[i] >= max_waves)
+			msgs[i].divert = true;
 	}
 	hash_destroy(aggs);
 	if (waves == 1)

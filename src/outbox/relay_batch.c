@@ -331,9 +331,10 @@ open_batch(Batch *b)
 
 /*
  * Records the outcome of a settled chunk and advances the cursor past it,
- * in one transaction: failed and held-back events go to retry (their
- * aggregates are remembered in failed, so that later chunks hold them back
- * too).
+ * in one transaction: failed, held-back and diverted events go to retry
+ * (their aggregates are remembered in failed, so that later chunks of this
+ * drain hold them back too: the next chunk was read before this one's
+ * retry rows were written, so its own check cannot see them).
  */
 static int
 record_chunk(Chunk *cur, bool done, HTAB *failed)
@@ -348,6 +349,7 @@ record_chunk(Chunk *cur, bool done, HTAB *failed)
 	for (int i = 0; i < cur->n; i++)
 	{
 		AlxMsg	   *m = &cur->msgs[i];
+		char		key[ALX_RELAY_AGGKEY_LEN];
 
 		if (m->state == ALX_MSG_CONFIRMED)
 		{
@@ -357,7 +359,6 @@ record_chunk(Chunk *cur, bool done, HTAB *failed)
 		if (m->state == ALX_MSG_FAILED)
 		{
 			char		msg[ALX_OUTBOX_ERRLEN];
-			char		key[ALX_RELAY_AGGKEY_LEN];
 
 			nfail++;
 			nnacked += ALX_RELAY_NACKED(m);
@@ -365,9 +366,9 @@ record_chunk(Chunk *cur, bool done, HTAB *failed)
 					 (long long) m->id, m->aggregate_type, m->aggregate_id,
 					 (long long) m->aggregate_seq, m->error ? m->error : "failed");
 			AlxRelaySetError(msg);
-			AlxRelayAggKey(m, key);
-			(void) hash_search(failed, key, HASH_ENTER, NULL);
 		}
+		AlxRelayAggKey(m, key);
+		(void) hash_search(failed, key, HASH_ENTER, NULL);
 		AlxRelayRecordDiverted(m);
 	}
 	values[0] = Int64GetDatum(cur->range_end);
@@ -451,7 +452,7 @@ AlxRelayDrainStream(void)
 
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ALX_RELAY_CONFIRM_TIMEOUT_MS);
 		old = MemoryContextSwitchTo(AlxRelayRoundCxt);
-		AlxOutboxOrderByWave(cur.msgs, cur.n);	/* publish_order.c */
+		AlxOutboxOrderByWave(cur.msgs, cur.n, alx_outbox_max_waves);	/* publish_order.c */
 		ok = AlxRelayPublishAll(cur.msgs, cur.n, deadline, err, sizeof(err));
 		MemoryContextSwitchTo(old);
 		if (ok && cur.range_end < b.end && round_bytes < ALX_RELAY_ROUND_MAX_BYTES)

@@ -4,7 +4,10 @@
  *	  The relay's retry and dead-letter policy: an event that failed, and every
  *	  later event of its aggregate, waits in outbox_retry and is tried again
  *	  with exponential backoff; after alexandrite.outbox_max_attempts it
- *	  moves to outbox_dead.
+ *	  moves to outbox_dead.  The events of an aggregate past the chunk's wave
+ *	  bound (alexandrite.outbox_max_waves, publish_order.c) wait there too,
+ *	  without an attempt counted or a delay: a round sends each aggregate's
+ *	  first events up to the bound, in order, when its first one is due.
  *
  * IDENTIFICATION
  *	  src/outbox/relay_retry.c
@@ -75,10 +78,15 @@ AlxRelayRecordDiverted(AlxMsg *m)
 					 4, types, values, nulls, SPI_OK_INSERT);
 }
 
+/* events per aggregate in a retry round, as in a chunk of the stream */
+#define RETRY_WAVES() (alx_outbox_max_waves > 0 ? alx_outbox_max_waves : 16)
+
 /*
- * Retries the head event of every blocked aggregate that is due.  Sets
- * *wait_ms to the time until the next head is due.  Same return values as
- * AlxRelayDrainStream().
+ * Publishes the first events (up to the wave bound) of every aggregate in
+ * outbox_retry whose first event is due, in waves.  Whether an event is due
+ * is its aggregate's first event's next_attempt_at: a failed head has a
+ * later one than the events held behind it.  Sets *wait_ms to the time until
+ * the next head is due.  Same return values as AlxRelayDrainStream().
  */
 int
 AlxRelayProcessRetries(int *wait_ms)
@@ -99,22 +107,26 @@ AlxRelayProcessRetries(int *wait_ms)
 		return 0;
 	}
 	{
-		Oid			types[1] = {INT4OID};
-		Datum		values[1];
+		Oid			types[2] = {INT4OID, INT8OID};
+		Datum		values[2];
 
 		values[0] = Int32GetDatum(alx_outbox_batch_size);
+		values[1] = Int64GetDatum((int64) RETRY_WAVES());
 		AlxRelayExecKept("SELECT " ALX_RELAY_EVENT_COLS("h") ","
-					 " h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(), h.attempts,"
-					 " (pg_catalog.date_part('epoch', h.next_attempt_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())"
+					 " h.head_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(), h.attempts,"
+					 " (pg_catalog.date_part('epoch', h.head_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())"
 					 "   OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
-					 " FROM (SELECT DISTINCT ON (q.aggregate_type, q.aggregate_id) q.*"
+					 " FROM (SELECT q.*, pg_catalog.first_value(q.next_attempt_at) OVER w AS head_at,"
+					 "              pg_catalog.first_value(q.id) OVER w AS head_id,"
+					 "              pg_catalog.row_number() OVER w AS rn"
 					 "         FROM alexandrite.outbox_retry q"
-					 "        ORDER BY q.aggregate_type, q.aggregate_id, q.id) h"
-					 " WHERE NOT EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
+					 "       WINDOW w AS (PARTITION BY q.aggregate_type, q.aggregate_id ORDER BY q.id)) h"
+					 " WHERE h.rn OPERATOR(pg_catalog.<=) $2"
+					 "   AND NOT EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
 					 "                    WHERE d.aggregate_type OPERATOR(pg_catalog.=) h.aggregate_type"
 					 "                      AND d.aggregate_id OPERATOR(pg_catalog.=) h.aggregate_id)"
-					 " ORDER BY h.next_attempt_at, h.id LIMIT $1",
-					 1, types, values, NULL, SPI_OK_SELECT, 0);
+					 " ORDER BY h.head_at, h.head_id, h.id LIMIT $1",
+					 2, types, values, NULL, SPI_OK_SELECT, 0);
 		/* at most ALX_RELAY_CHUNK_MAX_BYTES of heads per round: the rest wait */
 		msgs = AlxRelayReadMsgs(&n, 2, &(int64) {ALX_RELAY_CHUNK_MAX_BYTES});
 		for (int i = 0; i < n; i++)
@@ -140,7 +152,11 @@ AlxRelayProcessRetries(int *wait_ms)
 
 	{
 		MemoryContext old = MemoryContextSwitchTo(AlxRelayRoundCxt);
-		bool		ok = AlxRelayPublishRound(msgs, n, err, sizeof(err));
+		bool		ok;
+
+		/* each aggregate's events in order, one wave after the other */
+		AlxOutboxOrderByWave(msgs, n, 0);
+		ok = AlxRelayPublishRound(msgs, n, err, sizeof(err));
 
 		MemoryContextSwitchTo(old);
 		AlxAmqpEndRound();
@@ -208,6 +224,7 @@ AlxRelayProcessRetries(int *wait_ms)
 	}
 	AlxRelayEndTxn();
 	AlxRelayCount(nok, nfail);
+	AlxRelayCountLatency(msgs, n);
 	if (nnacked > 0)
 		AlxRelayReopenAfterNacks();
 	return nok > 0 ? 1 : 0;
