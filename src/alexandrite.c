@@ -445,6 +445,7 @@ _PG_init(void)
 	shmem_request_hook = alx_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = alx_shmem_startup;
+	AlxWorkerInstallGate();		/* DROP/ALTER EXTENSION vs the workers (worker.c) */
 
 	AlxOutboxRegisterWorker();
 	AlxDashboardRegisterWorker();	/* dashboard fold loop (fold_interval) */

@@ -79,6 +79,8 @@ extern bool AlxLockInternal(uint16 kind, uint32 key1, uint32 key2, bool wait);
 extern void AlxRegisterWorker(const char *name, const char *function, int restart_secs);
 extern void AlxWorkerStart(const char *name);
 extern void AlxWorkerReloadConfig(const char *name);
+extern void AlxWorkerLockGate(void);
+extern void AlxWorkerInstallGate(void);
 
 /* invalidate.c: the statement trigger of a cached table */
 extern Datum AlxInvalidateTrigger(FunctionCallInfo fcinfo, const char *name);

@@ -14,6 +14,18 @@
  * a warning: that is the DBA's explicit choice.  When the GUC later names
  * another role, the worker exits and is restarted as that role.
  *
+ * The gate.  DROP EXTENSION alexandrite and ALTER EXTENSION alexandrite
+ * UPDATE lock the extension's tables one after the other, in an order of
+ * their own; a worker's transaction locks some of them in another order, so
+ * the two could deadlock (soak run of daf91a3: DROP EXTENSION against the
+ * relay reading the outbox and the mesh workers claiming a job).  Both sides
+ * therefore take the same lock first: the workers a share lock on
+ * alexandrite.orders (a table of every version) at the start of each
+ * transaction (AlxWorkerLockGate), the two commands an exclusive one before
+ * anything else (the ProcessUtility hook below; preloaded only, like the
+ * workers).  The command then waits for the workers' running transactions
+ * and the workers wait for the command.
+ *
  * IDENTIFICATION
  *	  src/worker.c
  *
@@ -22,13 +34,17 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -135,4 +151,74 @@ AlxWorkerReloadConfig(const char *name)
 				(errmsg("%s exits to reconnect: alexandrite.worker_role changed", name)));
 		proc_exit(1);
 	}
+}
+
+/* ---- the gate ------------------------------------------------------------ */
+
+static ProcessUtility_hook_type prev_utility_hook = NULL;
+
+/* alexandrite.orders, or InvalidOid when the extension is not installed */
+static Oid
+gate_relid(void)
+{
+	Oid			nsp = get_namespace_oid("alexandrite", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("orders", nsp) : InvalidOid;
+}
+
+/*
+ * Takes the gate's share lock; call first in every transaction of a worker
+ * (after StartTransactionCommand), before anything locks an extension table.
+ */
+void
+AlxWorkerLockGate(void)
+{
+	Oid			relid = gate_relid();
+
+	if (OidIsValid(relid))
+		LockRelationOid(relid, AccessShareLock);
+}
+
+/* Is this DROP EXTENSION or ALTER EXTENSION ... UPDATE of alexandrite? */
+static bool
+gate_command(Node *stmt)
+{
+	if (IsA(stmt, AlterExtensionStmt))
+		return strcmp(((AlterExtensionStmt *) stmt)->extname, "alexandrite") == 0;
+	if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) stmt)->objects)
+			if (strcmp(strVal(lfirst(lc)), "alexandrite") == 0)
+				return true;
+	}
+	return false;
+}
+
+static void
+alx_gate_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				 ProcessUtilityContext context, ParamListInfo params,
+				 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (gate_command(pstmt->utilityStmt))
+	{
+		Oid			relid = gate_relid();
+
+		/* DROP EXTENSION IF EXISTS of a missing extension: nothing to lock */
+		if (OidIsValid(relid))
+			LockRelationOid(relid, AccessExclusiveLock);
+	}
+	if (prev_utility_hook)
+		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+/* Installs the gate's ProcessUtility hook (_PG_init, preloaded). */
+void
+AlxWorkerInstallGate(void)
+{
+	prev_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = alx_gate_utility;
 }

@@ -234,8 +234,10 @@ SELECT b.aggregate_type, b.aggregate_id, pg_catalog.min(b.id) AS head_id,
  GROUP BY b.aggregate_type, b.aggregate_id
 -- an aggregate whose first waiting event has neither failed nor been
 -- requeued is not blocked: its events past a chunk's wave bound
--- (alexandrite.outbox_max_waves) wait there
-HAVING pg_catalog.bool_or(b.dead) OR (pg_catalog.array_agg(b.failed ORDER BY b.id))[1];
+-- (alexandrite.outbox_max_waves) wait there.  Only the first waiting event
+-- of an aggregate can have failed or been requeued (the relay sends none
+-- behind it), so any() is the first one's.
+HAVING pg_catalog.bool_or(b.dead) OR pg_catalog.bool_or(b.failed);
 COMMENT ON VIEW alexandrite.outbox_blocked IS 'aggregates whose events wait behind a failed one (retrying, or dead until requeued); events deferred past a chunk''s wave bound do not count';
 
 CREATE VIEW alexandrite.outbox_status AS

@@ -117,6 +117,7 @@ alx_vacuum_deltas(List *rels)
 		stmt->is_vacuumcmd = true;
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		AlxWorkerLockGate();	/* before any table of the extension (worker.c) */
 		pgstat_report_activity(STATE_RUNNING, "alexandrite: vacuuming dashboard deltas");
 		/* the delta tables belong to the extension owner */
 		AlxBecomeOwner(&save);
@@ -155,6 +156,7 @@ AlxDashboardWorkerMain(Datum main_arg)
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		AlxWorkerLockGate();	/* before any table of the extension (worker.c) */
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "alexandrite: folding dashboards");
 		{

@@ -372,6 +372,7 @@ mesh_round(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	AlxWorkerLockGate();		/* before any table of the extension (worker.c) */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (jobs_installed())
 		job_id = claim_job(&attempt);
@@ -383,6 +384,7 @@ mesh_round(void)
 	pgstat_report_activity(STATE_RUNNING, "alexandrite: analysing a mesh job");
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	AlxWorkerLockGate();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	AlxMeshJobRun(job_id, attempt);
 	PopActiveSnapshot();

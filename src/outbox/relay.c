@@ -226,6 +226,7 @@ AlxRelayBeginTxn(const char *what)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	AlxWorkerLockGate();		/* before any table of the extension (worker.c) */
 	/* the outbox tables belong to the extension owner (src/privilege.c) */
 	(void) AlxBecomeOwnerIfInstalled(&txn_user);
 	SPI_connect();

@@ -112,20 +112,33 @@ AlxRelayProcessRetries(int *wait_ms)
 
 		values[0] = Int32GetDatum(alx_outbox_batch_size);
 		values[1] = Int64GetDatum((int64) RETRY_WAVES());
-		AlxRelayExecKept("SELECT " ALX_RELAY_EVENT_COLS("h") ","
-					 " h.head_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(), h.attempts,"
-					 " (pg_catalog.date_part('epoch', h.head_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())"
+		/*
+		 * The heads (first events) of at most $1 aggregates, the soonest
+		 * due first; then up to $2 events of each, in id order, when its
+		 * head has neither failed nor been requeued (a failed head goes
+		 * alone: the events behind it would wait for it anyway).
+		 */
+		AlxRelayExecKept("WITH h AS (SELECT DISTINCT ON (q.aggregate_type, q.aggregate_id)"
+					 "                  q.aggregate_type, q.aggregate_id, q.id AS head_id,"
+					 "                  q.next_attempt_at AS head_at,"
+					 "                  q.attempts OPERATOR(pg_catalog.>) 0 OR q.last_error IS NOT NULL AS failed"
+					 "             FROM alexandrite.outbox_retry q"
+					 "            ORDER BY q.aggregate_type, q.aggregate_id, q.id),"
+					 "     heads AS (SELECT h.* FROM h"
+					 "                WHERE NOT EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
+					 "                                   WHERE d.aggregate_type OPERATOR(pg_catalog.=) h.aggregate_type"
+					 "                                     AND d.aggregate_id OPERATOR(pg_catalog.=) h.aggregate_id)"
+					 "                ORDER BY h.head_at, h.head_id LIMIT $1) "
+					 "SELECT " ALX_RELAY_EVENT_COLS("e") ","
+					 " heads.head_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(), e.attempts,"
+					 " (pg_catalog.date_part('epoch', heads.head_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())"
 					 "   OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
-					 " FROM (SELECT q.*, pg_catalog.first_value(q.next_attempt_at) OVER w AS head_at,"
-					 "              pg_catalog.first_value(q.id) OVER w AS head_id,"
-					 "              pg_catalog.row_number() OVER w AS rn"
-					 "         FROM alexandrite.outbox_retry q"
-					 "       WINDOW w AS (PARTITION BY q.aggregate_type, q.aggregate_id ORDER BY q.id)) h"
-					 " WHERE h.rn OPERATOR(pg_catalog.<=) $2"
-					 "   AND NOT EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
-					 "                    WHERE d.aggregate_type OPERATOR(pg_catalog.=) h.aggregate_type"
-					 "                      AND d.aggregate_id OPERATOR(pg_catalog.=) h.aggregate_id)"
-					 " ORDER BY h.head_at, h.head_id, h.id LIMIT $1",
+					 " FROM heads CROSS JOIN LATERAL"
+					 "      (SELECT q.* FROM alexandrite.outbox_retry q"
+					 "        WHERE q.aggregate_type OPERATOR(pg_catalog.=) heads.aggregate_type"
+					 "          AND q.aggregate_id OPERATOR(pg_catalog.=) heads.aggregate_id"
+					 "        ORDER BY q.id LIMIT CASE WHEN heads.failed THEN 1 ELSE $2 END) e"
+					 " ORDER BY heads.head_at, heads.head_id, e.id",
 					 2, types, values, NULL, SPI_OK_SELECT, 0);
 		/* at most ALX_RELAY_CHUNK_MAX_BYTES of heads per round: the rest wait */
 		msgs = AlxRelayReadMsgs(&n, 2, &(int64) {ALX_RELAY_CHUNK_MAX_BYTES});
