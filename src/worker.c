@@ -35,6 +35,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -44,6 +45,7 @@
 #include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -204,9 +206,16 @@ alx_gate_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	if (gate_command(pstmt->utilityStmt))
 	{
 		Oid			relid = gate_relid();
+		Oid			extoid = get_extension_oid("alexandrite", true);
 
-		/* DROP EXTENSION IF EXISTS of a missing extension: nothing to lock */
-		if (OidIsValid(relid))
+		/*
+		 * Only for whom the command may run (the extension's owner or a
+		 * superuser): anyone else gets the command's own "must be owner"
+		 * error at once, not a place in the queue for an exclusive lock on
+		 * the orders table, which would stall every writer behind it.  DROP
+		 * EXTENSION IF EXISTS of a missing extension: nothing to lock.
+		 */
+		if (OidIsValid(relid) && OidIsValid(extoid) && pg_extension_ownercheck(extoid, GetUserId()))
 			LockRelationOid(relid, AccessExclusiveLock);
 	}
 	if (prev_utility_hook)

@@ -69,6 +69,25 @@ for my $round (1 .. $rounds)
 }
 is(scalar(@errors), 0, "$rounds rounds of CREATE, ALTER EXTENSION UPDATE and DROP EXTENSION beside busy workers")
   or diag(join("\n", @errors));
+
+# The gate is the owner's: a role that may not drop the extension gets the
+# command's own error at once, without queueing for the exclusive lock on
+# alexandrite.orders (which would stall every writer behind it) while a
+# transaction reads the table.
+$node->safe_psql('postgres', 'CREATE EXTENSION alexandrite');
+$node->safe_psql('postgres', 'CREATE ROLE intruder LOGIN');
+my $reader = $node->background_psql('postgres');
+$reader->query_safe('BEGIN');
+$reader->query_safe('SELECT count(*) FROM alexandrite.orders');
+my ($rc, $out, $err) = $node->psql('postgres', "SET lock_timeout = '3s'; DROP EXTENSION alexandrite",
+	extra_params => [ '-U', 'intruder' ]);
+like($err, qr/must be owner of extension alexandrite/,
+	'a non-owner\'s DROP EXTENSION fails at once with its own error, not after queueing for the gate');
+($rc, $out, $err) = $node->psql('postgres', "SET lock_timeout = '3s'; ALTER EXTENSION alexandrite UPDATE",
+	extra_params => [ '-U', 'intruder' ]);
+like($err, qr/must be owner of extension alexandrite/, 'so does a non-owner\'s ALTER EXTENSION UPDATE');
+$reader->query_safe('COMMIT');
+$reader->quit;
 unlike(slurp_file($node->logfile), qr/deadlock detected/, 'no deadlock in the server log');
 $node->stop;
 done_testing();
