@@ -15,13 +15,14 @@
  * another role, the worker exits and is restarted as that role.
  *
  * The gate.  DROP EXTENSION alexandrite and ALTER EXTENSION alexandrite
- * UPDATE lock the extension's tables one after the other, in an order of
- * their own; a worker's transaction locks some of them in another order, so
- * the two could deadlock (soak run of daf91a3: DROP EXTENSION against the
- * relay reading the outbox and the mesh workers claiming a job).  Both sides
+ * UPDATE (and DROP OWNED or REASSIGN OWNED BY the extension's owner) lock
+ * the extension's tables one after the other, in an order of their own; a
+ * worker's transaction locks some of them in another order, so the two
+ * could deadlock (soak run of daf91a3: DROP EXTENSION against the relay
+ * reading the outbox and the mesh workers claiming a job).  Both sides
  * therefore take the same lock first: the workers a share lock on
  * alexandrite.orders (a table of every version) at the start of each
- * transaction (AlxWorkerLockGate), the two commands an exclusive one before
+ * transaction (AlxWorkerLockGate), the commands an exclusive one before
  * anything else (the ProcessUtility hook below; preloaded only, like the
  * workers).  The command then waits for the workers' running transactions
  * and the workers wait for the command.
@@ -33,8 +34,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/catalog.h"
+#include "catalog/pg_authid.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -46,6 +54,7 @@
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -181,9 +190,93 @@ AlxWorkerLockGate(void)
 		LockRelationOid(relid, AccessShareLock);
 }
 
-/* Is this DROP EXTENSION or ALTER EXTENSION ... UPDATE of alexandrite? */
+/* The role that owns the extension (pg_extension.extowner). */
+static Oid
+gate_extension_owner(Oid extoid)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+/*
+ * Are these roles all valid, and has the caller the privileges of each (the
+ * check of DROP OWNED and REASSIGN OWNED)?  *has_owner: one of them owns the
+ * extension.
+ */
 static bool
-gate_command(Node *stmt)
+gate_roles_allowed(List *roles, Oid owner, bool *has_owner)
+{
+	ListCell   *lc;
+
+	foreach(lc, roles)
+	{
+		Oid			role = get_rolespec_oid(lfirst(lc), true);
+
+		if (!OidIsValid(role) || !has_privs_of_role(GetUserId(), role))
+			return false;
+		if (role == owner)
+			*has_owner = true;
+	}
+	return true;
+}
+
+/*
+ * Does this command drop, update or re-own the extension, and will it get
+ * as far as locking its tables?  DROP EXTENSION alexandrite and ALTER
+ * EXTENSION alexandrite UPDATE, for the extension's owner or a superuser
+ * (pg_extension_ownercheck); DROP OWNED and REASSIGN OWNED BY the
+ * extension's owner (the first drops the extension, the second locks and
+ * re-owns each of its tables, both in an order of their own), when the
+ * caller has the privileges of every role named (their own check) and the
+ * owner is not a role of the system itself (whose objects neither command
+ * touches).  Never in a read-only transaction or on a standby, where the
+ * command fails on its own.  DROP SCHEMA alexandrite CASCADE needs no gate:
+ * the schema is a member of the extension, so PostgreSQL refuses to drop it
+ * on its own.
+ */
+static bool
+gate_command(Node *stmt, Oid extoid)
+{
+	Oid			owner;
+	bool		has_owner = false;
+
+	if (XactReadOnly || RecoveryInProgress())
+		return false;
+	if (IsA(stmt, AlterExtensionStmt) || IsA(stmt, DropStmt))
+		return pg_extension_ownercheck(extoid, GetUserId());
+	owner = gate_extension_owner(extoid);
+	if (!OidIsValid(owner) || IsPinnedObject(AuthIdRelationId, owner))
+		return false;
+	if (IsA(stmt, DropOwnedStmt))
+		return gate_roles_allowed(((DropOwnedStmt *) stmt)->roles, owner, &has_owner) && has_owner;
+	if (IsA(stmt, ReassignOwnedStmt))
+	{
+		ReassignOwnedStmt *r = (ReassignOwnedStmt *) stmt;
+		Oid			newrole = get_rolespec_oid(r->newrole, true);
+
+		return gate_roles_allowed(r->roles, owner, &has_owner) && has_owner &&
+			OidIsValid(newrole) && has_privs_of_role(GetUserId(), newrole);
+	}
+	return false;
+}
+
+/* Might this command need the gate (before any catalog lookup)? */
+static bool
+gate_candidate(Node *stmt)
 {
 	if (IsA(stmt, AlterExtensionStmt))
 		return strcmp(((AlterExtensionStmt *) stmt)->extname, "alexandrite") == 0;
@@ -194,8 +287,9 @@ gate_command(Node *stmt)
 		foreach(lc, ((DropStmt *) stmt)->objects)
 			if (strcmp(strVal(lfirst(lc)), "alexandrite") == 0)
 				return true;
+		return false;
 	}
-	return false;
+	return IsA(stmt, DropOwnedStmt) || IsA(stmt, ReassignOwnedStmt);
 }
 
 static void
@@ -203,19 +297,21 @@ alx_gate_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				 ProcessUtilityContext context, ParamListInfo params,
 				 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	if (gate_command(pstmt->utilityStmt))
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (gate_candidate(stmt))
 	{
 		Oid			relid = gate_relid();
 		Oid			extoid = get_extension_oid("alexandrite", true);
 
 		/*
-		 * Only for whom the command may run (the extension's owner or a
-		 * superuser): anyone else gets the command's own "must be owner"
-		 * error at once, not a place in the queue for an exclusive lock on
-		 * the orders table, which would stall every writer behind it.  DROP
-		 * EXTENSION IF EXISTS of a missing extension: nothing to lock.
+		 * Only for whom the command may run: anyone else gets the command's
+		 * own "must be owner" or "permission denied" error at once, not a
+		 * place in the queue for an exclusive lock on the orders table,
+		 * which would stall every writer behind it.  DROP EXTENSION IF
+		 * EXISTS of a missing extension: nothing to lock.
 		 */
-		if (OidIsValid(relid) && OidIsValid(extoid) && pg_extension_ownercheck(extoid, GetUserId()))
+		if (OidIsValid(relid) && OidIsValid(extoid) && gate_command(stmt, extoid))
 			LockRelationOid(relid, AccessExclusiveLock);
 	}
 	if (prev_utility_hook)
