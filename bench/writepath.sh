@@ -19,7 +19,10 @@
 # Env: SECS (per run, default 10), ROUNDS (default 3), CLIENTS (default 2),
 #      FSYNC (off|on, default off: CPU, not the disk), N (outbox events, 50000),
 #      ONLY (create,status,claim,outbox; or instructions, below), RELAY (on|off: off leaves the
-#      events unpublished, to see what the relay and the broker cost).
+#      events unpublished, to see what the relay and the broker cost),
+#      CALLS (the calls ONLY=instructions counts, default "create status
+#      claim"), KEEP (keep the work directory, with the callgrind profiles
+#      callgrind.KIND.N of ONLY=instructions, for callgrind_annotate).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 SECS=${SECS:-10} ROUNDS=${ROUNDS:-3} CLIENTS=${CLIENTS:-2} FSYNC=${FSYNC:-off} N=${N:-50000}
@@ -186,6 +189,7 @@ if [[ ",$ONLY," == *",instructions,"* ]]; then
             "$bindir/postgres" --single -D "$work/vgdata" -c log_min_messages=fatal alxbench \
             < "$work/vg.sql" > "$work/vg.log" 2>&1
         if grep -q "ERROR" "$work/vg.log"; then grep -m3 "ERROR" "$work/vg.log" >&2; exit 1; fi
+        [ -n "${KEEP:-}" ] && cp "$work/vg.out" "$work/callgrind.$1.$2"
         awk '/^(summary|totals):/ {print $2; exit}' "$work/vg.out"
     }
     per_call() { local a b; a=$(count "$1" 100); b=$(count "$1" 400); echo $(( (b - a) / 300 )); }
@@ -193,7 +197,7 @@ if [[ ",$ONLY," == *",instructions,"* ]]; then
     echo
     echo "| call | alexandrite | bare SQL peer | bare / alexandrite |"
     echo "|---|---|---|---|"
-    for w in create status claim; do
+    for w in ${CALLS:-create status claim}; do
         a=$(per_call ${w}_a); b=$(per_call ${w}_b)
         echo "| $w | $a | $b | $(echo "$b / $a" | bc -l | xargs printf '%.2f')x |"
     done

@@ -39,6 +39,7 @@
 #include "outbox/outbox.h"
 
 static bool wakeup_pending = false;
+static bool retry_poke_pending = false;
 static bool callback_registered = false;
 
 /* Sets the relay's latch at commit of a transaction that emitted. */
@@ -57,17 +58,21 @@ outbox_xact_callback(XactEvent event, void *arg)
 				SpinLockAcquire(&AlxOutbox->mutex);
 				procno = AlxOutbox->relay_pgprocno;
 				connected = AlxOutbox->connected;
+				if (retry_poke_pending)
+					AlxOutbox->retry_poke = true;
 				SpinLockRelease(&AlxOutbox->mutex);
 				/* a relay without a broker drains everything once it connects */
 				if (procno >= 0 && connected)
 					SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 			}
 			wakeup_pending = false;
+			retry_poke_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wakeup_pending = false;
+			retry_poke_pending = false;
 			break;
 		default:
 			break;
@@ -88,11 +93,17 @@ AlxOutboxWakeupAtCommit(void)
 
 PG_FUNCTION_INFO_V1(alexandrite_outbox_wakeup_at_commit);
 
-/* SQL: wake the relay when the calling transaction commits. */
+/*
+ * SQL: wake the relay when the calling transaction commits, for a retry
+ * round at once (outbox_requeue and outbox_discard change outbox_retry;
+ * the relay otherwise looks there at most once per second while nothing
+ * it knows of is due).
+ */
 Datum
 alexandrite_outbox_wakeup_at_commit(PG_FUNCTION_ARGS)
 {
 	AlxOutboxWakeupAtCommit();
+	retry_poke_pending = true;
 	PG_RETURN_VOID();
 }
 

@@ -29,6 +29,7 @@ typedef struct AlxOutboxShared
 	int			relay_pid;		/* 0 when no relay runs */
 	int			relay_pgprocno; /* -1 when no relay runs */
 	bool		connected;
+	bool		retry_poke;		/* outbox_retry changed by another backend */
 	char		broker[ALX_OUTBOX_BROKERLEN];	/* masked URL */
 	char		last_error[ALX_OUTBOX_ERRLEN];	/* never holds a password */
 	TimestampTz last_error_at;
@@ -96,6 +97,7 @@ typedef struct AlxMsg
 	bool		unframeable;	/* failed because it cannot be framed: dead at once */
 	/* relay bookkeeping */
 	bool		divert;			/* goes to retry without publishing */
+	bool		wave_held;		/* diverted by the wave bound (publish_order.c) */
 	int			attempts;
 } AlxMsg;
 

@@ -78,8 +78,8 @@ AlxOutboxOrderByWave(AlxMsg *msgs, int n, int max_waves)
 			c->seen = 0;
 		wave[i] = c->seen++;
 		waves = Max(waves, wave[i] + 1);
-		if (max_waves > 0 && wave[i] >= max_waves)
-			msgs[i].divert = true;
+		if (max_waves > 0 && wave[i] >= max_waves && !msgs[i].divert)
+			msgs[i].divert = msgs[i].wave_held = true;
 	}
 	hash_destroy(aggs);
 	if (waves == 1)

@@ -409,6 +409,7 @@ AlxRelayEnsureConnected(void)
 			url_index = (url_index + i) % n;
 			set_connected(true, masked);
 			backoff_ms = BACKOFF_MIN_MS;
+			AlxRelayRetryNow = true;	/* what waited for the broker is due */
 			ereport(LOG, (errmsg("alexandrite relay: connected to %s", masked)));
 			last_logged[0] = '\0';
 			return true;
@@ -603,6 +604,7 @@ AlxOutboxRelayMain(Datum main_arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+
 	AlxRelayRoundCxt = AllocSetContextCreate(TopMemoryContext, "alexandrite relay round",
 									  ALLOCSET_DEFAULT_SIZES);
 	SpinLockAcquire(&AlxOutbox->mutex);
@@ -635,9 +637,42 @@ AlxOutboxRelayMain(Datum main_arg)
 			work = 1;
 		if (r >= 0)
 		{
-			r = AlxRelayProcessRetries(&wait_ms);
-			if (r > 0)
-				work = 1;
+			TimestampTz now = GetCurrentTimestamp();
+
+			/*
+			 * A retry round when one may have work: the stream held back
+			 * events by the wave bound, the last round sent some, the
+			 * soonest first event it saw (or one the stream saw fail) is
+			 * due, or outbox_requeue/outbox_discard committed (a poke);
+			 * else once per IDLE_POLL_MS (a clock set back counts as
+			 * due).  Not at every turn of a busy stream: a round reads the
+			 * first event of every waiting aggregate, and thousands of
+			 * aggregates blocked for a minute by a failing route, their
+			 * producers writing on, would cost each turn that much.
+			 */
+			SpinLockAcquire(&AlxOutbox->mutex);
+			if (AlxOutbox->retry_poke)
+				AlxRelayRetryNow = true;
+			AlxOutbox->retry_poke = false;
+			SpinLockRelease(&AlxOutbox->mutex);
+			if (AlxRelayRetryNow || now >= AlxRelayRetryDueAt ||
+				AlxRelayRetryDueAt - now > (TimestampTz) IDLE_POLL_MS * 1000)
+			{
+				int			retry_wait = IDLE_POLL_MS;
+
+				r = AlxRelayProcessRetries(&retry_wait);
+				if (r > 0)
+					work = 1;
+				/* sent some: again at once; no broker: after the wait, not in a loop */
+				AlxRelayRetryDueAt = r > 0 ? now :
+					TimestampTzPlusMilliseconds(GetCurrentTimestamp(), retry_wait);
+				/* not before the next try to connect (at most a poll away) */
+				if (r < 0 && next_connect_at > AlxRelayRetryDueAt)
+					AlxRelayRetryDueAt = Min(next_connect_at,
+											 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), IDLE_POLL_MS));
+			}
+			wait_ms = (int) Min((int64) wait_ms,
+								Max((int64) 0, (AlxRelayRetryDueAt - GetCurrentTimestamp()) / 1000 + 1));
 		}
 		maybe_rotate();
 		MemoryContextReset(AlxRelayRoundCxt);

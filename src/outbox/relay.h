@@ -83,6 +83,12 @@ extern bool AlxRelayBacklog;
 
 /* relay_retry.c: retries with backoff, dead letters */
 extern void AlxRelayRecordDiverted(AlxMsg *m);
+typedef struct AlxAggregateProbe AlxAggregateProbe;
+extern AlxAggregateProbe *AlxRelayProbeBegin(void);
+extern bool AlxRelayProbeWaits(AlxAggregateProbe *p, const char *aggregate_type, const char *aggregate_id);
+extern void AlxRelayProbeEnd(AlxAggregateProbe *p);
 extern int	AlxRelayProcessRetries(int *wait_ms);
+extern bool AlxRelayRetryNow;
+extern TimestampTz AlxRelayRetryDueAt;
 
 #endif							/* ALX_RELAY_H */

@@ -153,6 +153,7 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 
 	c->range_end = Min(pos + limit, batch_end);
 	AlxRelayBeginTxn("alexandrite relay: reading the outbox");
+
 	values[0] = CStringGetTextDatum(last_snap);
 	values[1] = CStringGetTextDatum(batch_snap);
 	values[2] = Int64GetDatum(pos);
@@ -164,15 +165,10 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 		 * The rows are put in id order first and converted to text only as
 		 * they are fetched (OFFSET 0 keeps the planner from merging the
 		 * two): a sort of the converted rows would hold the whole id range's
-		 * payloads in memory before the first fetch.
+		 * payloads in memory before the first fetch.  Whether an event's
+		 * aggregate waits is found after the read, by AlxRelayProbeWaits.
 		 */
-		SPIPlanPtr	plan = SPI_prepare("SELECT " ALX_RELAY_EVENT_COLS("e") ","
-									   " (EXISTS (SELECT 1 FROM alexandrite.outbox_retry q"
-									   "           WHERE q.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
-									   "             AND q.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id)"
-									   "  OR EXISTS (SELECT 1 FROM alexandrite.outbox_dead d"
-									   "           WHERE d.aggregate_type OPERATOR(pg_catalog.=) e.aggregate_type"
-									   "             AND d.aggregate_id OPERATOR(pg_catalog.=) e.aggregate_id))"
+		SPIPlanPtr	plan = SPI_prepare("SELECT " ALX_RELAY_EVENT_COLS("e")
 									   " FROM (SELECT o.id, o.aggregate_type, o.aggregate_id, o.aggregate_seq,"
 									   "              o.event_type, o.payload, o.headers, o.created_at"
 									   "         FROM alexandrite.outbox_events o"
@@ -203,7 +199,7 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 
 			SPI_cursor_fetch(portal, true, ALX_RELAY_FETCH_ROWS);
 			nfetched = (int) SPI_processed;
-			got = AlxRelayReadMsgs(&ngot, 1, &budget);
+			got = AlxRelayReadMsgs(&ngot, 0, &budget);
 			SPI_freetuptable(SPI_tuptable);
 			if (ngot == 0)
 				break;
@@ -226,6 +222,22 @@ read_chunk(Chunk *c, const char *last_snap, const char *batch_snap, int64 pos,
 		}
 		SPI_cursor_close(portal);
 		c->bytes = ALX_RELAY_CHUNK_MAX_BYTES - budget;
+
+		/*
+		 * An event whose aggregate waits in outbox_retry or outbox_dead goes
+		 * there too, behind the events of its aggregate already waiting,
+		 * seen in the chunk query's snapshot: one descent of each index per
+		 * aggregate of the chunk.
+		 */
+		if (c->n > 0)
+		{
+			AlxAggregateProbe *probe = AlxRelayProbeBegin();
+
+			for (int i = 0; i < c->n; i++)
+				c->msgs[i].divert = AlxRelayProbeWaits(probe, c->msgs[i].aggregate_type,
+													   c->msgs[i].aggregate_id);
+			AlxRelayProbeEnd(probe);
+		}
 		if (c->msgs == NULL)
 			c->msgs = MemoryContextAllocZero(AlxRelayRoundCxt, sizeof(AlxMsg));
 	}

@@ -16,7 +16,13 @@
 #    outbox_retry loses nothing and keeps the order;
 #  - a failing first event still blocks its aggregate, and the events
 #    deferred behind it follow it once it goes through;
-#  - control (0: no bound): the 200 others arrive only after all 2000.
+#  - the retry rounds read outbox_retry per aggregate, not all of it per
+#    round: draining 5000 events of one aggregate read 157k of its entries,
+#    not 1.6M; and a round runs when it may have work (or once a second),
+#    not at every turn of the relay;
+#  - control (0: no bound): the 200 others arrive only after all 2000;
+#  - an aggregate index that is not valid is not used: the relay warns and
+#    reads the table instead.
 # Real RabbitMQ node and an independent consumer; the ledger is written in
 # the producing transactions.
 use strict;
@@ -155,7 +161,119 @@ $r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
 AlxBroker::ledger_ok($r, 'failing first event');
 
 # ---------------------------------------------------------------------------
-# 4. control: no bound, the others wait for all 2000
+# 4. the retry rounds read per aggregate, not per waiting event
+# ---------------------------------------------------------------------------
+# 5000 events of one aggregate drain in about 625 retry rounds of 8.  Each
+# round used to find the heads with a DISTINCT ON over all of outbox_retry,
+# so the drain read about 5000^2 / 16 = 1.56M entries of it (1,638,061
+# measured on 2026-12-04); with a skip scan over the aggregates it read
+# 156,609, mostly index entries of the last rounds' deleted rows that are
+# not yet known dead to everyone (the relay commits asynchronously, so their
+# hint bits wait for the WAL writer).  That is per event, not per event and
+# round: the bound is 80 per event.  The figure is the table's own
+# statistics (every index and sequential read of outbox_retry), read once
+# the relay has flushed them (stable for two polls).
+# "reads inserted": entries read from outbox_retry (index entries and rows
+# of sequential scans), and rows inserted into it
+sub retry_reads
+{
+	return sql(q{SELECT pg_stat_clear_snapshot();
+	             SELECT COALESCE((SELECT sum(idx_tup_read) FROM pg_stat_user_indexes
+	                               WHERE relid = 'alexandrite.outbox_retry'::regclass), 0)
+	                  + COALESCE((SELECT seq_tup_read FROM pg_stat_user_tables
+	                               WHERE relid = 'alexandrite.outbox_retry'::regclass), 0)
+	                  || ' ' || (SELECT n_tup_ins FROM pg_stat_user_tables
+	                              WHERE relid = 'alexandrite.outbox_retry'::regclass)});
+}
+sub stable_retry_reads
+{
+	my ($prev, $now) = ('', retry_reads());
+	my $deadline = time + 30;
+	while ($now ne $prev && time < $deadline)
+	{
+		usleep(1_500_000);    # the relay flushes its statistics at most once a second
+		($prev, $now) = ($now, retry_reads());
+	}
+	return split / /, $now;
+}
+# Nothing but the relay reads outbox_retry meanwhile: the wait polls the
+# relay's confirm count (shared memory).
+my ($reads0, $ins0) = stable_retry_reads();
+my $c4 = confirmed();
+sql('BEGIN; SELECT produce(501, 501, 5000); COMMIT');
+ok(AlxTest::wait_until($node, 'postgres', "SELECT max(confirmed) >= $c4 + 5000 FROM alexandrite.outbox_latency()", 300),
+	'reads: 5000 events of one aggregate confirmed');
+my ($reads1, $ins1) = stable_retry_reads();
+my ($reads, $ins) = ($reads1 - $reads0, $ins1 - $ins0);
+cmp_ok($ins, '>=', 4000, "reads: most of them waited in outbox_retry ($ins)");
+cmp_ok($reads, '<', 400_000, "reads: the drain read $reads entries of outbox_retry (80 per event at most; all of it per round: 1.6M)");
+is(sql('SELECT count(*) FROM alexandrite.outbox_retry'), '0', 'reads: outbox_retry drained');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+AlxBroker::ledger_ok($r, 'one aggregate of 5000 events');
+
+# ---------------------------------------------------------------------------
+# 5. a retry round runs when it may have work, not at every turn
+# ---------------------------------------------------------------------------
+# 600 aggregates wait behind dead letters: their first events were returned
+# (no queue is bound to gone.#) and, with outbox_max_attempts = 1, went
+# dead at once; their second events sit in outbox_retry and are never due.
+# Each retry round reads the heads of all 600 (about 1000 entries: more
+# aggregates than a sixteenth of the rows, so the skip scan gives up after
+# 65 descents and the round reads the table once).
+# Then 300 transactions, each a turn of the relay, each with an event of a
+# new aggregate (one each: a relay that falls behind on a loaded machine
+# must not divert them by the wave bound, which would give the retry
+# rounds work) and one of a blocked aggregate (diverted behind its dead
+# letter: that changes no first waiting event, so it calls for no round).
+# A round at every turn would read about 300 * 1000 = 300k entries; rounds
+# at most once a second read about 1000 per second of the window.  Measured on
+# 2026-12-04: 5,206 entries in 6.5 s.  With a round at every turn (the
+# throttle disabled, before the blocked producers were added) 444,804 in
+# 5.5 s; with a round at every diverted event, 16.9M in 8.7 s; and while
+# the stream's chunk query still used EXISTS (the generic plan hashed all
+# of outbox_retry for every chunk), 274,933 in 5.9 s.
+sql(q{ALTER SYSTEM SET alexandrite.outbox_max_attempts = 1});
+sql('SELECT pg_reload_conf()');
+ok(AlxTest::wait_until($node, 'postgres', q{SELECT current_setting('alexandrite.outbox_max_attempts') = '1'}, 30),
+	'rounds: outbox_max_attempts = 1');
+# part 4 left 5000 deleted rows in outbox_retry; until a vacuum, each
+# descent into them reads their index entries again (a vacuum's business,
+# not the rounds' count)
+sql('VACUUM alexandrite.outbox_retry');
+sql(q{BEGIN; SELECT produce(2001, 2600, 2, 'gone'); COMMIT});
+ok(AlxTest::wait_until($node, 'postgres',
+		q{SELECT (SELECT count(*) FROM alexandrite.outbox_dead) = 600
+		     AND (SELECT count(*) FROM alexandrite.outbox_retry) = 600}, 120),
+	'rounds: 600 dead letters, 600 events waiting behind them');
+my ($rreads0) = split / /, retry_reads();
+my ($c5, $t0) = (confirmed(), time);
+$node->safe_psql('postgres', join("\n", map {
+		'BEGIN; SELECT produce(' . (2700 + $_) . ', ' . (2700 + $_) . ', 1); SELECT produce(' . (2000 + $_) . ', '
+		  . (2000 + $_) . ", 1, 'gone'); COMMIT;"
+		  . ' SELECT pg_sleep(0.01);' } 1 .. 300));
+ok(AlxTest::wait_until($node, 'postgres', "SELECT max(confirmed) >= $c5 + 300 FROM alexandrite.outbox_latency()", 60),
+	'rounds: the 300 events of unblocked aggregates went out');
+usleep(1_500_000);    # the relay's statistics of the window
+my ($rreads1) = split / /, retry_reads();
+my $secs = time - $t0;
+my $rreads = $rreads1 - $rreads0;
+cmp_ok($rreads, '<', 1100 * ($secs + 3) * 2,
+	sprintf('rounds: %d entries of outbox_retry read in %.1f s of 300 turns (about one round a second: at every turn, 330k)',
+		$rreads, $secs));
+# back to normal: the route exists, the dead letters are requeued (the
+# requeue pokes the relay for a retry round), and everything goes out
+$mq->declare('t047', 'test.#', 'gone.#');
+sql(q{ALTER SYSTEM RESET alexandrite.outbox_max_attempts});
+sql('SELECT pg_reload_conf()');
+is(sql('SELECT alexandrite.outbox_requeue(ARRAY(SELECT id FROM alexandrite.outbox_dead))'), '600',
+	'rounds: the 600 dead letters requeued');
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 120),
+	'rounds: and everything went out');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+AlxBroker::ledger_ok($r, 'dead letters requeued');
+
+# ---------------------------------------------------------------------------
+# 6. control: no bound, the others wait for all 2000
 # ---------------------------------------------------------------------------
 sql(q{ALTER SYSTEM SET alexandrite.outbox_max_waves = 0});
 sql('SELECT pg_reload_conf()');
@@ -168,6 +286,36 @@ $r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
 AlxBroker::ledger_ok($r, 'control');
 ($before, $any) = busy_before_others('agg-1001', { map { ("agg-$_" => 1) } 1002 .. 1201 });
 cmp_ok($before, '>=', 1990, "control: without the bound $before of agg-1001's 2000 events came first");
+
+# ---------------------------------------------------------------------------
+# 7. the stream asks the aggregate indexes of outbox_retry and outbox_dead
+#    directly (no plan); an index it cannot trust to hold every waiting
+#    event (here marked invalid, as a failed CREATE INDEX CONCURRENTLY
+#    leaves one) is not used: the relay says so (a WARNING) and reads the
+#    table instead, and the events still go out, in order
+# ---------------------------------------------------------------------------
+my $logstart = -s $node->logfile;
+sql(q{UPDATE pg_catalog.pg_index SET indisvalid = false
+	   WHERE indexrelid = 'alexandrite.outbox_retry_aggregate_idx'::regclass});
+sql('SELECT produce(1301, 1303, 3)');
+my $warned = 0;
+for (1 .. 600)
+{
+	if (substr(slurp_file($node->logfile), $logstart) =~
+		/WARNING: .*index alexandrite.outbox_retry_aggregate_idx is missing or not a valid btree .* reading the table instead/)
+	{
+		$warned = 1;
+		last;
+	}
+	usleep(100_000);
+}
+ok($warned, 'probe: the relay does not trust an aggregate index that is not valid, and says so');
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 120),
+	'probe: reading the table instead, the 9 events go out');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+AlxBroker::ledger_ok($r, 'aggregate index not valid');
+sql(q{UPDATE pg_catalog.pg_index SET indisvalid = true
+	   WHERE indexrelid = 'alexandrite.outbox_retry_aggregate_idx'::regclass});
 
 $node->stop;
 done_testing();
