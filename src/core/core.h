@@ -24,6 +24,7 @@
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "storage/lock.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
@@ -125,6 +126,7 @@ extern int64 AlxSpiInt8(int row, int col, bool *isnull);
 extern bool AlxTransitionAllowed(AlxStatus from, AlxStatus to);
 extern char *AlxTransitionTargets(AlxStatus from);
 extern AlxStatus AlxStatusFromName(const char *name);
+extern ArrayType *AlxTransitionOrigins(AlxStatus to, int *n);
 
 /* orders.c: the write routine */
 extern bool AlxOrderLock(int64 order_id, AlxOrderRow *row, bool missing_ok);

@@ -143,7 +143,7 @@ static AlxPlan fast_status_plan = {
 	"                  event_seq = p.event_seq OPERATOR(pg_catalog.+) 1"
 	"             FROM p"
 	"            WHERE o.id OPERATOR(pg_catalog.=) p.id"
-	"              AND p.status OPERATOR(pg_catalog.=) ANY ($5::alexandrite.order_status[])"
+	"              AND p.status::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($5)"
 	"              AND (p.operator_id IS NOT NULL OR NOT $6)"
 	"           RETURNING o.id, o.operator_id, o.event_seq, p.status AS from_status,"
 	"                     p.external_ref, p.sla_due_at),"
@@ -561,17 +561,13 @@ AlxOrderSetStatus(int64 order_id, AlxStatus to, const char *actor)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Jsonb	   *headers = AlxOutboxHeaders(NULL);
-	Datum		origins[ALX_NSTATUS];
 	int			norigins = 0;
+	ArrayType  *origins = AlxTransitionOrigins(to, &norigins);
 	Datum		values[9];
 	char		nulls[9];
 	int			t;
 	AlxOrderRow row;
 	AlxOrderChange chg;
-
-	for (int s = 0; s < ALX_NSTATUS; s++)
-		if (s != to && AlxTransitionAllowed((AlxStatus) s, to))
-			origins[norigins++] = CStringGetTextDatum(AlxStatusNames[s]);
 
 	if (norigins > 0)
 	{
@@ -580,7 +576,7 @@ AlxOrderSetStatus(int64 order_id, AlxStatus to, const char *actor)
 		values[1] = CStringGetTextDatum(AlxStatusNames[to]);
 		values[2] = BoolGetDatum(to < ALX_ST_ASSIGNED);
 		values[3] = TimestampTzGetDatum(now);
-		values[4] = PointerGetDatum(construct_array(origins, norigins, TEXTOID, -1, false, TYPALIGN_INT));
+		values[4] = PointerGetDatum(origins);
 		values[5] = BoolGetDatum(to == ALX_ST_ASSIGNED);
 		values[6] = CStringGetTextDatum(actor);
 		values[7] = (alx_traceparent && alx_traceparent[0]) ? CStringGetTextDatum(alx_traceparent) : (Datum) 0;

@@ -20,10 +20,13 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
@@ -35,6 +38,7 @@ const char *const AlxStatusNames[ALX_NSTATUS] = {
 
 static bool allowed[ALX_NSTATUS][ALX_NSTATUS];
 static bool matrix_valid = false;
+static uint64 matrix_generation = 0;	/* bumped at each load (AlxTransitionOrigins) */
 static bool callback_registered = false;
 static Oid	transitions_relid = InvalidOid;
 
@@ -101,6 +105,7 @@ load_matrix(void)
 		m[AlxStatusFromName(from)][AlxStatusFromName(to)] = true;
 	}
 	memcpy(allowed, m, sizeof(allowed));
+	matrix_generation++;
 }
 
 /* May an order go from one status to another?  (Needs an SPI connection.) */
@@ -110,6 +115,41 @@ AlxTransitionAllowed(AlxStatus from, AlxStatus to)
 	if (!matrix_valid)
 		load_matrix();
 	return allowed[from][to];
+}
+
+/*
+ * The statuses an order may come to "to" from (other than "to"), as a text
+ * array for a statement's parameter, and their number: built once per
+ * loaded matrix, in the matrix's own memory.  (Needs an SPI connection.)
+ */
+ArrayType *
+AlxTransitionOrigins(AlxStatus to, int *n)
+{
+	static ArrayType *origins[ALX_NSTATUS];
+	static int	norigins[ALX_NSTATUS];
+	static uint64 built_at[ALX_NSTATUS];
+
+	if (!matrix_valid)
+		load_matrix();
+	if (origins[to] == NULL || built_at[to] != matrix_generation)
+	{
+		Datum		elems[ALX_NSTATUS];
+		int			k = 0;
+		MemoryContext old;
+
+		for (int s = 0; s < ALX_NSTATUS; s++)
+			if (s != to && allowed[s][to])
+				elems[k++] = CStringGetTextDatum(AlxStatusNames[s]);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		if (origins[to] != NULL)
+			pfree(origins[to]);
+		origins[to] = construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT);
+		MemoryContextSwitchTo(old);
+		norigins[to] = k;
+		built_at[to] = matrix_generation;
+	}
+	*n = norigins[to];
+	return origins[to];
 }
 
 /* "assigned, cancelled": where an order may go from a status, in enum order. */

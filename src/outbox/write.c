@@ -44,6 +44,7 @@
 #include "nodes/execnodes.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/xid8.h"
@@ -105,6 +106,128 @@ insert_index_entry(Relation rel, Oid indexoid, HeapTuple tup, Datum *values, boo
 	index_close(idx, NoLock);
 }
 
+/* the columns of an event row (cols[] maps attribute numbers to them) */
+typedef enum
+{
+	EV_DROPPED, EV_ID, EV_TXID, EV_AGGREGATE_TYPE, EV_AGGREGATE_ID, EV_AGGREGATE_SEQ,
+	EV_EVENT_TYPE, EV_PAYLOAD, EV_HEADERS, EV_CREATED_AT
+} EventCol;
+
+static const char *const event_col_names[] = {
+	NULL, "id", "txid", "aggregate_type", "aggregate_id", "aggregate_seq",
+	"event_type", "payload", "headers", "created_at"
+};
+static const Oid event_col_types[] = {
+	InvalidOid, INT8OID, XID8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, JSONBOID, JSONBOID,
+	TIMESTAMPTZOID
+};
+
+/*
+ * Per backend, the log tables met so far: their OIDs, the sequence's and
+ * the column map, forgotten by any invalidation of one of them (or of the
+ * sequence).  Looking them up for every event cost more than the row.
+ */
+#define WRITE_NCACHED 8
+typedef struct WriteTarget
+{
+	int			table;
+	Oid			relid;
+	Oid			seqid;
+	int			natts;
+	EventCol	cols[32];
+} WriteTarget;
+
+static WriteTarget targets[WRITE_NCACHED];
+static int	ntargets = 0;
+static bool write_callback_registered = false;
+
+static void
+write_relcache_callback(Datum arg, Oid relid)
+{
+	for (int i = 0; i < ntargets; i++)
+		if (relid == InvalidOid || targets[i].relid == relid || targets[i].seqid == relid)
+		{
+			ntargets = 0;
+			return;
+		}
+}
+
+/* The log table number table: its OIDs and column map (looked up once). */
+static const WriteTarget *
+write_target(int table, Relation *rel_out)
+{
+	Oid			nsp;
+	char		relname[NAMEDATALEN];
+	WriteTarget t;
+	TupleDesc	desc;
+	Relation	rel;
+
+	for (int i = 0; i < ntargets; i++)
+		if (targets[i].table == table)
+		{
+			rel = table_open(targets[i].relid, RowExclusiveLock);
+			/* opening it processed invalidations: still known? */
+			if (i < ntargets && targets[i].table == table && targets[i].relid == RelationGetRelid(rel))
+			{
+				*rel_out = rel;
+				return &targets[i];
+			}
+			table_close(rel, RowExclusiveLock);
+			break;
+		}
+
+	if (!write_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(write_relcache_callback, (Datum) 0);
+		write_callback_registered = true;
+	}
+	nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);
+	snprintf(relname, sizeof(relname), "outbox_events_%d", table);
+	t.table = table;
+	t.relid = get_relname_relid(relname, nsp);
+	t.seqid = get_relname_relid("outbox_id_seq", nsp);
+	if (!OidIsValid(t.relid) || !OidIsValid(t.seqid))
+		elog(ERROR, "alexandrite.%s or alexandrite.outbox_id_seq does not exist", relname);
+	rel = table_open(t.relid, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	if (desc->natts > lengthof(t.cols))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("outbox table \"%s\" has too many columns", relname)));
+	t.natts = desc->natts;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+		const char *name = NameStr(a->attname);
+		int			c;
+
+		t.cols[i] = EV_DROPPED;
+		if (a->attisdropped)
+			continue;
+		for (c = EV_ID; c <= EV_CREATED_AT; c++)
+			if (strcmp(name, event_col_names[c]) == 0)
+				break;
+		if (c > EV_CREATED_AT)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("outbox table \"%s\" has an unknown column \"%s\"", relname, name)));
+		/* the executor would convert or refuse a value of another type */
+		if (a->atttypid != event_col_types[c])
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("column \"%s\" of outbox table \"%s\" has type %s, not %s",
+							name, relname, format_type_be(a->atttypid),
+							format_type_be(event_col_types[c]))));
+		t.cols[i] = (EventCol) c;
+	}
+	*rel_out = rel;
+	/* table_open processed any pending invalidation: the entry is current */
+	if (ntargets == WRITE_NCACHED)
+		ntargets = 0;
+	targets[ntargets] = t;
+	return &targets[ntargets++];
+}
+
 /*
  * Writes one event into outbox_events_<table> and returns its id.  The
  * caller holds the aggregate's lock and has checked the event
@@ -115,10 +238,7 @@ int64
 AlxOutboxWrite(int table, const char *aggregate_type, const char *aggregate_id, int64 seq,
 			   const char *event_type, Jsonb *payload, Jsonb *headers)
 {
-	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);
-	char		relname[NAMEDATALEN];
-	Oid			relid;
-	Oid			seqid;
+	const WriteTarget *t;
 	Relation	rel;
 	TupleDesc	desc;
 	Datum	   *values;
@@ -128,62 +248,54 @@ AlxOutboxWrite(int table, const char *aggregate_type, const char *aggregate_id, 
 	ListCell   *lc;
 	int64		id;
 
-	snprintf(relname, sizeof(relname), "outbox_events_%d", table);
-	relid = get_relname_relid(relname, nsp);
-	seqid = get_relname_relid("outbox_id_seq", nsp);
-	if (!OidIsValid(relid) || !OidIsValid(seqid))
-		elog(ERROR, "alexandrite.%s or alexandrite.outbox_id_seq does not exist", relname);
-
-	rel = table_open(relid, RowExclusiveLock);
+	t = write_target(table, &rel);
 	check_log_table(rel);
 	desc = RelationGetDescr(rel);
+	if (desc->natts != t->natts)
+		elog(ERROR, "outbox table \"%s\" changed while in use", RelationGetRelationName(rel));
 
 	/* after the aggregate's lock: ids follow the order of the locks */
-	id = nextval_internal(seqid, true);
+	id = nextval_internal(t->seqid, true);
 
 	values = palloc(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);
 	for (int i = 0; i < desc->natts; i++)
 	{
-		Form_pg_attribute a = TupleDescAttr(desc, i);
-		const char *name = NameStr(a->attname);
-		Oid			type;
-
 		nulls[i] = false;
-		if (a->attisdropped)
+		switch (t->cols[i])
 		{
-			values[i] = (Datum) 0;
-			nulls[i] = true;
-			continue;
+			case EV_DROPPED:
+				values[i] = (Datum) 0;
+				nulls[i] = true;
+				break;
+			case EV_ID:
+				values[i] = Int64GetDatum(id);
+				break;
+			case EV_TXID:
+				values[i] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+				break;
+			case EV_AGGREGATE_TYPE:
+				values[i] = CStringGetTextDatum(aggregate_type);
+				break;
+			case EV_AGGREGATE_ID:
+				values[i] = CStringGetTextDatum(aggregate_id);
+				break;
+			case EV_AGGREGATE_SEQ:
+				values[i] = Int64GetDatum(seq);
+				break;
+			case EV_EVENT_TYPE:
+				values[i] = CStringGetTextDatum(event_type);
+				break;
+			case EV_PAYLOAD:
+				values[i] = JsonbPGetDatum(payload);
+				break;
+			case EV_HEADERS:
+				values[i] = JsonbPGetDatum(headers);
+				break;
+			case EV_CREATED_AT:
+				values[i] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+				break;
 		}
-		else if (strcmp(name, "id") == 0)
-			values[i] = Int64GetDatum(id), type = INT8OID;
-		else if (strcmp(name, "txid") == 0)
-			values[i] = FullTransactionIdGetDatum(GetTopFullTransactionId()), type = XID8OID;
-		else if (strcmp(name, "aggregate_type") == 0)
-			values[i] = CStringGetTextDatum(aggregate_type), type = TEXTOID;
-		else if (strcmp(name, "aggregate_id") == 0)
-			values[i] = CStringGetTextDatum(aggregate_id), type = TEXTOID;
-		else if (strcmp(name, "aggregate_seq") == 0)
-			values[i] = Int64GetDatum(seq), type = INT8OID;
-		else if (strcmp(name, "event_type") == 0)
-			values[i] = CStringGetTextDatum(event_type), type = TEXTOID;
-		else if (strcmp(name, "payload") == 0)
-			values[i] = JsonbPGetDatum(payload), type = JSONBOID;
-		else if (strcmp(name, "headers") == 0)
-			values[i] = JsonbPGetDatum(headers), type = JSONBOID;
-		else if (strcmp(name, "created_at") == 0)
-			values[i] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), type = TIMESTAMPTZOID;
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("outbox table \"%s\" has an unknown column \"%s\"", relname, name)));
-		/* the executor would convert or refuse a value of another type */
-		if (a->atttypid != type)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("column \"%s\" of outbox table \"%s\" has type %s, not %s",
-							name, relname, format_type_be(a->atttypid), format_type_be(type))));
 	}
 
 	tup = heap_form_tuple(desc, values, nulls);

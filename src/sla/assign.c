@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * assign.c
- *	  Assignment: operators and their load, the claim of the most urgent
- *	  pool order, assign_next and rebalance.
+ *	  Assignment: operators and their load, assign_next and rebalance
+ *	  (the claim itself is claim.c).
  *
  * Every assignment (assign_next, assign_order, rebalance) locks the
  * operator's row first and reads the operator's load (operator_load) with
@@ -12,12 +12,9 @@
  * which errs on the safe side.  So capacity is never exceeded through the
  * API, whichever path assigns.
  *
- * The claim (claim_order) is the ranking of docs/sla.md: the first lim
- * candidates of each channel's pool index (orders_pool_due_idx), merged by
- * (sla_priority desc, id), and the first one nobody else holds locked in
- * the same statement (SKIP LOCKED).  The claimed row comes back with the
- * columns of the order core's lock (ALX_ORDER_COLS) and goes straight into
- * the core's write.
+ * The claim (AlxClaimOrder, claim.c) locks the most urgent pool order in
+ * the ranking of docs/sla.md and reads it with the columns of the order
+ * core's lock; it goes straight into the core's write.
  *
  * IDENTIFICATION
  *	  src/sla/assign.c
@@ -26,12 +23,24 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -73,59 +82,6 @@ static AlxPlan load_set_plan = {
 	"UPDATE alexandrite.operator_load l SET open_orders = $2"
 	" WHERE l.operator_id OPERATOR(pg_catalog.=) $1",
 	2, {TEXTOID, INT4OID}
-};
-
-/* the pool: unheld new or priced orders (see sla_claim in 1.1) */
-#define POOL_QUAL(alias) \
-	alias ".status OPERATOR(pg_catalog.<) 'assigned'::alexandrite.order_status" \
-	" AND " alias ".operator_id IS NULL"
-
-/*
- * The claim, with the due bound of rebalance ($2) or without one
- * (assign_next: every pool order).  Without it the index scan of each
- * channel checks one key per index tuple instead of two; it reads the rest
- * of the channel head's leaf page either way.
- */
-#define CLAIM_SQL(due_cond) \
-	"SELECT " ALX_ORDER_COLS ", c.rk" \
-	"  FROM (SELECT k.id, k.p, pg_catalog.row_number() OVER (ORDER BY k.p DESC, k.id) AS rk" \
-	"          FROM (SELECT h.id," \
-	"                       alexandrite.sla_priority(h.created_at, h.sla_due_at, ch.channel, $1) AS p" \
-	"                  FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)" \
-	"                 CROSS JOIN LATERAL (" \
-	"                       SELECT o2.id, o2.sla_due_at, o2.created_at" \
-	"                         FROM alexandrite.orders o2" \
-	"                        WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel" \
-	"                          AND " POOL_QUAL("o2") due_cond \
-	"                        ORDER BY o2.sla_due_at, o2.id" \
-	"                        LIMIT $3) h) k" \
-	"         ORDER BY k.p DESC, k.id) c" \
-	"  JOIN alexandrite.orders o ON o.id OPERATOR(pg_catalog.=) c.id" \
-	" WHERE " POOL_QUAL("o") \
-	" ORDER BY c.p DESC, c.id" \
-	" LIMIT 1" \
-	"   FOR NO KEY UPDATE OF o SKIP LOCKED"
-
-/* [0]: due before $2; [1]: any due time ($2 unused) */
-static AlxPlan claim_plans[2] = {
-	{CLAIM_SQL(" AND o2.sla_due_at OPERATOR(pg_catalog.<) $2"), 3, {TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}},
-	{CLAIM_SQL(""), 3, {TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}}
-};
-
-/* does some channel have more than $2 pool orders (due before $1)? */
-#define CUT_SQL(due_cond) \
-	"SELECT 1 FROM pg_catalog.unnest(alexandrite.sla_channels()) ch(channel)" \
-	" CROSS JOIN LATERAL (" \
-	"       SELECT pg_catalog.count(*) AS n" \
-	"         FROM (SELECT 1 FROM alexandrite.orders o2" \
-	"                WHERE o2.channel OPERATOR(pg_catalog.=) ch.channel" \
-	"                  AND " POOL_QUAL("o2") due_cond \
-	"                LIMIT $2 OPERATOR(pg_catalog.+) 1) x) k" \
-	" WHERE k.n OPERATOR(pg_catalog.>) $2 LIMIT 1"
-
-static AlxPlan cut_plans[2] = {
-	{CUT_SQL(" AND o2.sla_due_at OPERATOR(pg_catalog.<) $1"), 2, {TIMESTAMPTZOID, INT8OID}},
-	{CUT_SQL(""), 2, {TIMESTAMPTZOID, INT8OID}}
 };
 
 static AlxPlan ops_lock_plan = {
@@ -183,29 +139,170 @@ AlxRequireReadCommitted(const char *what)
 				 errhint("Call it in a READ COMMITTED transaction: capacity is checked under the operator's row lock with a fresh snapshot.")));
 }
 
+/*------------------------------------------------------------------------
+ * Rows by their text key, without a statement
+ *
+ * The operator lock and the load read are the two statements every
+ * assignment runs before its claim; as statements they cost more than a
+ * third of an assign_next's own work (planning is cached, executor setup
+ * is not).  They read the row through the table's primary key index
+ * directly, when it is a valid plain btree on the key column; otherwise
+ * (or with row security on the table) the statements run instead.
+ *------------------------------------------------------------------------
+ */
+
+/* the table, its key index (NULL: use the statement) and the slot */
+typedef struct KeyedRow
+{
+	Relation	rel;
+	Relation	idx;
+	TupleTableSlot *slot;
+} KeyedRow;
+
+/* the attribute number of a column of rel (ERROR when missing) */
+static AttrNumber
+column_of(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	elog(ERROR, "alexandrite.%s has no column \"%s\"", RelationGetRelationName(rel), name);
+	return InvalidAttrNumber;	/* keep the compiler quiet */
+}
+
+/*
+ * Opens alexandrite.<table> with lockmode and its primary key index, if it
+ * is a valid btree of text_ops on key alone (kr->idx NULL otherwise).
+ */
+static void
+keyed_open(KeyedRow *kr, const char *table, const char *key, LOCKMODE lockmode)
+{
+	Oid			relid = get_relname_relid(table, get_namespace_oid("alexandrite", false));
+	Oid			idxid;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "alexandrite.%s is missing", table);
+	kr->rel = table_open(relid, lockmode);
+	kr->idx = NULL;
+	kr->slot = NULL;
+	idxid = RelationGetPrimaryKeyIndex(kr->rel);
+	if (!OidIsValid(idxid) || kr->rel->rd_rel->relrowsecurity)
+		return;
+	kr->idx = index_open(idxid, AccessShareLock);
+	if (!kr->idx->rd_index->indisvalid || !kr->idx->rd_index->indisready ||
+		!kr->idx->rd_index->indislive || !kr->idx->rd_index->indisunique ||
+		kr->idx->rd_rel->relam != BTREE_AM_OID ||
+		IndexRelationGetNumberOfKeyAttributes(kr->idx) != 1 ||
+		kr->idx->rd_index->indkey.values[0] != column_of(kr->rel, key) ||
+		kr->idx->rd_opfamily[0] != TEXT_BTREE_FAM_OID)
+	{
+		index_close(kr->idx, NoLock);
+		kr->idx = NULL;
+		return;
+	}
+	kr->slot = table_slot_create(kr->rel, NULL);
+}
+
+/* the locks are kept to the end of the transaction */
+static void
+keyed_close(KeyedRow *kr)
+{
+	if (kr->slot != NULL)
+		ExecDropSingleTupleTableSlot(kr->slot);
+	if (kr->idx != NULL)
+		index_close(kr->idx, NoLock);
+	table_close(kr->rel, NoLock);
+}
+
+/* Reads the row of key visible in snap into kr->slot; false when none. */
+static bool
+keyed_fetch(KeyedRow *kr, const char *key, Snapshot snap)
+{
+	ScanKeyData sk;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyEntryInitialize(&sk, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   kr->idx->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(key));
+	scan = index_beginscan(kr->rel, kr->idx, snap, 1, 0);
+	index_rescan(scan, &sk, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, kr->slot);
+	index_endscan(scan);
+	return found;
+}
+
 /*
  * Locks an operator row until commit (one assignment per operator at a
- * time; NO KEY UPDATE leaves foreign-key checks unblocked).  P0002 for an
- * unknown operator, 55000 for an inactive one when must_be_active.
+ * time; NO KEY UPDATE leaves foreign-key checks unblocked), waiting for
+ * another holder as SELECT ... FOR NO KEY UPDATE does, and reads the
+ * locked (newest) version.  P0002 for an unknown operator (or one renamed
+ * meanwhile), 55000 for an inactive one when must_be_active.
  */
 void
 AlxOperatorLock(const char *operator_id, bool must_be_active, int *capacity, bool *active)
 {
 	Datum		values[1];
 	bool		isnull;
+	bool		found = false;
+	KeyedRow	kr;
 
 	if (operator_id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("operator_id must not be null")));
-	values[0] = CStringGetTextDatum(operator_id);
-	AlxPlanRun(&op_lock_plan, values, NULL, false, 1);
-	if (SPI_processed != 1)
+	keyed_open(&kr, "operators", "id", RowShareLock);
+	if (kr.idx != NULL)
+	{
+		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+
+		if (keyed_fetch(&kr, operator_id, snap))
+		{
+			ItemPointerData tid = kr.slot->tts_tid;
+			TM_FailureData tmfd;
+			TM_Result	r;
+
+			r = table_tuple_lock(kr.rel, &tid, snap, kr.slot, GetCurrentCommandId(true),
+								 LockTupleNoKeyExclusive, LockWaitBlock,
+								 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+			if (r == TM_Ok)
+			{
+				Datum		id = slot_getattr(kr.slot, column_of(kr.rel, "id"), &isnull);
+
+				/* the re-check of the newest version: still this operator? */
+				found = !isnull && strcmp(TextDatumGetCString(id), operator_id) == 0;
+				if (found)
+				{
+					*capacity = DatumGetInt32(slot_getattr(kr.slot, column_of(kr.rel, "capacity"), &isnull));
+					*active = DatumGetBool(slot_getattr(kr.slot, column_of(kr.rel, "active"), &isnull));
+				}
+			}
+			else if (r != TM_Deleted && r != TM_SelfModified)
+				elog(ERROR, "unexpected result %d locking operator \"%s\"", (int) r, operator_id);
+		}
+		UnregisterSnapshot(snap);
+	}
+	else
+	{
+		values[0] = CStringGetTextDatum(operator_id);
+		AlxPlanRun(&op_lock_plan, values, NULL, false, 1);
+		found = SPI_processed == 1;
+		if (found)
+		{
+			*capacity = (int) AlxSpiInt8(0, 1, &isnull);
+			*active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		}
+	}
+	keyed_close(&kr);
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("operator \"%s\" does not exist", operator_id)));
-	*capacity = (int) AlxSpiInt8(0, 1, &isnull);
-	*active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (must_be_active && !*active)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -215,9 +312,10 @@ AlxOperatorLock(const char *operator_id, bool must_be_active, int *capacity, boo
 
 /*
  * The open orders an operator holds, for a caller that holds the operator's
- * lock.  A missing row or a NULL count is "unknown": the load row is locked,
- * the orders counted and the count recorded, so a concurrent change either
- * committed before the count (and is in it) or applies its delta after.
+ * lock, read in a snapshot taken after it.  A missing row or a NULL count is
+ * "unknown": the load row is locked, the orders counted and the count
+ * recorded, so a concurrent change either committed before the count (and
+ * is in it) or applies its delta after.
  */
 int
 AlxOperatorLoad(const char *operator_id)
@@ -225,11 +323,25 @@ AlxOperatorLoad(const char *operator_id)
 	Datum		values[2];
 	bool		isnull = true;
 	int64		n = 0;
+	KeyedRow	kr;
 
 	values[0] = CStringGetTextDatum(operator_id);
-	AlxPlanRun(&load_plan, values, NULL, false, 1);
-	if (SPI_processed == 1)
-		n = AlxSpiInt8(0, 1, &isnull);
+	keyed_open(&kr, "operator_load", "operator_id", AccessShareLock);
+	if (kr.idx != NULL)
+	{
+		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+
+		if (keyed_fetch(&kr, operator_id, snap))
+			n = DatumGetInt32(slot_getattr(kr.slot, column_of(kr.rel, "open_orders"), &isnull));
+		UnregisterSnapshot(snap);
+	}
+	else
+	{
+		AlxPlanRun(&load_plan, values, NULL, false, 1);
+		if (SPI_processed == 1)
+			n = AlxSpiInt8(0, 1, &isnull);
+	}
+	keyed_close(&kr);
 	if (!isnull)
 		return (int) n;
 
@@ -244,68 +356,6 @@ AlxOperatorLoad(const char *operator_id)
 	values[1] = Int32GetDatum((int32) n);
 	AlxPlanRun(&load_set_plan, values, NULL, false, 0);
 	return (int) n;
-}
-
-/*
- * Locks the most urgent pool order due before due_before, ranked at "at",
- * and reads it into row; false when every such order is taken or locked.
- *
- * Exact when fewer than lim candidates were skipped: a cut list's last
- * candidate ranks after all of that list's others (docs/sla.md, Lemma 1),
- * so it can precede the claimed row only if lim candidates did; otherwise
- * try again with a larger lim.  A row locked by a failed attempt stays
- * locked until commit, which only makes other claimers skip it meanwhile.
- * The claim and the check for a cut list read one snapshot: with a new one
- * for the check, candidates that were locked during the claim and taken
- * (committed) just after it would be gone from the count, and a cut list
- * would look complete, so the claim would report an empty pool.
- */
-static bool
-claim_order(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
-{
-	int64		lim = 4;
-	int			unbounded = due_before == DT_NOEND ? 1 : 0;
-	Datum		values[3];
-	bool		isnull;
-
-	values[0] = TimestampTzGetDatum(at);
-	values[1] = TimestampTzGetDatum(due_before);
-	for (;;)
-	{
-		/* READ COMMITTED (the callers check): a new snapshot per attempt */
-		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
-
-		values[2] = Int64GetDatum(lim);
-		AlxPlanRunSnapshot(&claim_plans[unbounded], values, NULL, snap, false, 1);
-		if (SPI_processed == 1)
-		{
-			int64		rank = AlxSpiInt8(0, ALX_ORDER_NCOLS + 1, &isnull);
-
-			if (rank <= lim)
-			{
-				AlxOrderFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, row);
-				UnregisterSnapshot(snap);
-				return true;
-			}
-		}
-		else
-		{
-			Datum		cut[2];
-
-			/* nothing lockable among the candidates: done unless a list was cut short */
-			cut[0] = TimestampTzGetDatum(due_before);
-			cut[1] = Int64GetDatum(lim);
-			AlxPlanRunSnapshot(&cut_plans[unbounded], cut, NULL, snap, true, 1);
-			if (SPI_processed == 0)
-			{
-				UnregisterSnapshot(snap);
-				return false;
-			}
-		}
-		UnregisterSnapshot(snap);
-		CHECK_FOR_INTERRUPTS();
-		lim *= 8;
-	}
 }
 
 PG_FUNCTION_INFO_V1(alexandrite_assign_next);
@@ -335,7 +385,7 @@ alexandrite_assign_next(PG_FUNCTION_ARGS)
 	AlxCoreBegin(&save);
 	AlxOperatorLock(op, true, &capacity, &active);
 	if (AlxOperatorLoad(op) < capacity &&
-		claim_order(GetCurrentTransactionStartTimestamp(), DT_NOEND, &row))
+		AlxClaimOrder(GetCurrentTransactionStartTimestamp(), DT_NOEND, &row))
 	{
 		AlxOrderGive(&row, op, NULL);
 		got = true;
@@ -441,7 +491,7 @@ fill(ReturnSetInfo *rsinfo, Interval *horizon)
 		}
 		if (best < 0)
 			break;				/* nobody has room */
-		if (!claim_order(now, until, &row))
+		if (!AlxClaimOrder(now, until, &row))
 			break;				/* nothing urgent left */
 		AlxOrderGive(&row, ops[best], NULL);
 		open[best]++;

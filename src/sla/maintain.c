@@ -40,6 +40,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -95,9 +96,35 @@ static AlxPlan recount_fill_plan = {
 	0, {InvalidOid}
 };
 
-/* the OID of order_status 'shipped' (open = sorts before it), per enum type */
+/*
+ * Per backend: the OID of order_status 'shipped' (open = sorts before it),
+ * the openness of the labels met so far, and the columns the trigger reads
+ * of its table.  An invalidation of pg_enum forgets the labels, one of the
+ * table forgets its columns.
+ */
 static Oid	shipped_type = InvalidOid;
 static float4 shipped_order;
+#define MAINT_NLABELS 16
+static Oid	label_oid[MAINT_NLABELS];
+static bool label_open[MAINT_NLABELS];
+static int	nlabels = 0;
+static Oid	maint_relid = InvalidOid;
+static int	maint_att[4];		/* operator_id, status, sla_due_at, id */
+static bool maint_callbacks = false;
+
+static void
+maint_enum_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	shipped_type = InvalidOid;
+	nlabels = 0;
+}
+
+static void
+maint_rel_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == maint_relid)
+		maint_relid = InvalidOid;
+}
 
 /* Is an order_status value an open status (before 'shipped')? */
 static bool
@@ -105,6 +132,7 @@ status_open(Oid typid, Datum value)
 {
 	HeapTuple	tup;
 	float4		order;
+	bool		open;
 
 	if (typid != shipped_type)
 	{
@@ -114,13 +142,23 @@ status_open(Oid typid, Datum value)
 		shipped_order = ((Form_pg_enum) GETSTRUCT(tup))->enumsortorder;
 		ReleaseSysCache(tup);
 		shipped_type = typid;
+		nlabels = 0;
 	}
+	for (int i = 0; i < nlabels; i++)
+		if (label_oid[i] == DatumGetObjectId(value))
+			return label_open[i];
 	tup = SearchSysCache1(ENUMOID, value);
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "invalid order_status value %u", DatumGetObjectId(value));
 	order = ((Form_pg_enum) GETSTRUCT(tup))->enumsortorder;
 	ReleaseSysCache(tup);
-	return order < shipped_order;
+	open = order < shipped_order;
+	if (nlabels < MAINT_NLABELS)
+	{
+		label_oid[nlabels] = DatumGetObjectId(value);
+		label_open[nlabels++] = open;
+	}
+	return open;
 }
 
 /* The operator holding an order row, if it is an open order; else NULL. */
@@ -224,12 +262,26 @@ alexandrite_orders_maintain(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("orders_maintain must be called as an AFTER ROW trigger")));
 	desc = RelationGetDescr(td->tg_relation);
-	att_op = SPI_fnumber(desc, "operator_id");
-	att_status = SPI_fnumber(desc, "status");
-	att_due = SPI_fnumber(desc, "sla_due_at");
-	att_id = SPI_fnumber(desc, "id");
-	if (att_op <= 0 || att_status <= 0 || att_due <= 0 || att_id <= 0)
-		elog(ERROR, "orders_maintain fired on a table without operator_id, status and sla_due_at");
+	if (RelationGetRelid(td->tg_relation) != maint_relid)
+	{
+		if (!maint_callbacks)
+		{
+			CacheRegisterRelcacheCallback(maint_rel_callback, (Datum) 0);
+			CacheRegisterSyscacheCallback(ENUMOID, maint_enum_callback, (Datum) 0);
+			maint_callbacks = true;
+		}
+		maint_att[0] = SPI_fnumber(desc, "operator_id");
+		maint_att[1] = SPI_fnumber(desc, "status");
+		maint_att[2] = SPI_fnumber(desc, "sla_due_at");
+		maint_att[3] = SPI_fnumber(desc, "id");
+		if (maint_att[0] <= 0 || maint_att[1] <= 0 || maint_att[2] <= 0 || maint_att[3] <= 0)
+			elog(ERROR, "orders_maintain fired on a table without operator_id, status and sla_due_at");
+		maint_relid = RelationGetRelid(td->tg_relation);
+	}
+	att_op = maint_att[0];
+	att_status = maint_att[1];
+	att_due = maint_att[2];
+	att_id = maint_att[3];
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{

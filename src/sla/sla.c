@@ -497,6 +497,29 @@ sla_clamp_timestamp(double t)
 	return (TimestampTz) rint(t);
 }
 
+/*
+ * A due time no channel order scoring at least p at "at" is due after: the
+ * inverse of sla_priority in the due time plus a margin of one second for
+ * rounding (an index bound; the caller compares the scores exactly).
+ * DT_NOEND when every due time scores at least p (p <= 0) or the bound is
+ * past the timestamp range.  ERROR for a channel without policy.
+ */
+TimestampTz
+AlxSlaDueBound(double p, const char *channel, int channel_len, TimestampTz at)
+{
+	const AlxSlaChannel *c = sla_find_channel(channel, channel_len);
+	double		x;
+
+	if (c == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no SLA policy for channel \"%.*s\"", channel_len, channel),
+				 errhint("Add a row for the channel to alexandrite.sla_policies.")));
+	if (TIMESTAMP_NOT_FINITE(at) || !sla_inverse(p, c, &x))
+		return DT_NOEND;
+	return sla_clamp_timestamp((double) at - x * c->target_us + (double) USECS_PER_SEC);
+}
+
 /* The cached policy of a channel given as text; ERROR when there is none. */
 static const AlxSlaChannel *
 sla_require_channel(text *channel)
@@ -633,6 +656,24 @@ AlxSlaPolicyTarget(const char *channel, const char *customer, Interval *target)
 		return false;
 	*target = found->target;
 	return true;
+}
+
+/*
+ * The channels that have a policy, sorted by name: copies in the current
+ * memory context (a reload of the cache does not move them).
+ */
+char	  **
+AlxSlaChannelNames(int *n)
+{
+	char	  **names;
+
+	if (!sla_cache_valid)
+		sla_load_cache();
+	*n = sla_nchannels;
+	names = palloc(sizeof(char *) * Max(sla_nchannels, 1));
+	for (int i = 0; i < sla_nchannels; i++)
+		names[i] = pnstrdup(sla_channels[i].name, sla_channels[i].name_len);
+	return names;
 }
 
 /* "b2b_api, crm, shop": the channels that have a policy, for error hints. */

@@ -17,15 +17,23 @@
 /* the score of an order of "channel" due at "due", evaluated at "at" */
 extern double AlxSlaPriority(TimestampTz due, const char *channel,
 							 int channel_len, TimestampTz at);
+/* a due time after which every order of "channel" scores below p at "at" */
+extern TimestampTz AlxSlaDueBound(double p, const char *channel, int channel_len,
+								  TimestampTz at);
 
 /* the SLA target of a new order; false for a channel without policy */
 extern bool AlxSlaPolicyTarget(const char *channel, const char *customer, Interval *target);
 extern char *AlxSlaChannelList(void);
+extern char **AlxSlaChannelNames(int *n);
 
-/* assign.c: operators, their load, the claim */
+/* assign.c: operators and their load */
 extern void AlxOperatorLock(const char *operator_id, bool must_be_active,
 							int *capacity, bool *active);
 extern int	AlxOperatorLoad(const char *operator_id);
 extern void AlxRequireReadCommitted(const char *what);
+
+/* claim.c: the claim of the most urgent pool order (AlxOrderRow: core/core.h) */
+struct AlxOrderRow;
+extern bool AlxClaimOrder(TimestampTz at, TimestampTz due_before, struct AlxOrderRow *row);
 
 #endif							/* ALX_SLA_H */

@@ -1,0 +1,160 @@
+# The claim is exact (docs/sla.md, "The claim"): assign_next takes the pool
+# order first in (sla_priority desc, id) among those no other transaction
+# holds, and rebalance takes them in that order within its horizon, however
+# many of the best are held by another transaction and in whichever channels
+# they are.  Checked against the naive ORDER BY over the pool in the same
+# transaction (same "now"), with 900 orders of three channels whose due times
+# share values within and across channels, in rounds where another session
+# holds a random part of the best 60 candidates, or every order of one
+# channel (the merge's lead channel runs out), or all but the last few; the
+# claims come from one session, whose claims start reading where its last
+# one ended (the lead channel's window, src/sla/claim.c).
+# Then the same with the pool index marked invalid: the claim reads the
+# table instead, with a WARNING, and is still exact.
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use AlxTest;
+
+my $node = AlxTest::new_node('claim');
+$node->start;
+AlxTest::install($node, 'postgres');
+
+sub q1 { return $node->safe_psql('postgres', $_[0]); }
+
+# due times on a 6-hour grid from 10 days late to 20 days ahead: many ties
+q1(q{
+	SELECT setseed(0.32);
+	INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('r1', 'rebalance', 7);
+	INSERT INTO alexandrite.orders (external_ref, channel, customer_id, status, created_at, sla_due_at)
+	SELECT 'X-' || g, (ARRAY['shop', 'b2b_api', 'crm'])[1 + floor(random() * 3)::int], 'c',
+	       (ARRAY['new', 'priced'])[1 + floor(random() * 2)::int]::alexandrite.order_status,
+	       now() - interval '30 days',
+	       date_trunc('hour', now()) + (floor(random() * 120) - 40) * interval '6 hours'
+	  FROM generate_series(1, 900) g;
+});
+
+my $POOL = "status < 'assigned' AND operator_id IS NULL";
+my $RANK = "alexandrite.sla_priority(created_at, sla_due_at, channel, now()) DESC, id";
+
+# the best $n pool orders (due before now() + $horizon), skipping @held
+sub expected
+{
+	my ($n, $horizon, @held) = @_;
+	my $held = @held ? 'AND id <> ALL (ARRAY[' . join(',', @held) . ']::bigint[])' : '';
+	my $due = $horizon ? "AND sla_due_at < now() + interval '$horizon'" : '';
+	return "SELECT string_agg(id::text, ',') FROM (SELECT id FROM alexandrite.orders"
+	  . " WHERE $POOL $held $due ORDER BY $RANK LIMIT $n) x";
+}
+
+# another session holds @ids (FOR UPDATE) until release()
+my $bg = $node->background_psql('postgres', on_error_stop => 1);
+sub hold
+{
+	my (@ids) = @_;
+	$bg->query_safe('BEGIN');
+	$bg->query_safe('SELECT count(*) FROM (SELECT 1 FROM alexandrite.orders WHERE id = ANY (ARRAY['
+		  . join(',', @ids, 0) . ']::bigint[]) FOR UPDATE) x');
+	return;
+}
+sub release { $bg->query_safe('COMMIT'); return; }
+
+sub best_ids
+{
+	my ($n, $where) = @_;
+	$where //= 'true';
+	return split /\n/, q1("SELECT id FROM alexandrite.orders WHERE $POOL AND $where ORDER BY $RANK LIMIT $n");
+}
+
+srand(7);
+
+# --- rebalance: the bounded claim, in rank order within the horizon ----------
+{
+	my @top = best_ids(40, "sla_due_at < now() + interval '2 days'");
+	my @held = grep { rand() < 0.5 } @top;
+	hold(@held);
+	my ($want, $got) = split /\n/, q1('BEGIN;' . expected(7, '2 days', @held) . ';'
+		  . "SELECT string_agg(order_id::text, ',') FROM alexandrite.rebalance(interval '2 days'); COMMIT;");
+	release();
+	is($got, $want, 'rebalance gives the operator the 7 best unheld pool orders due within its horizon, in rank order ('
+		  . scalar(@held) . ' of the best 40 held)');
+}
+
+# --- assign_next: 60 claims under different holdings ----------------------------
+q1("INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('x1', 'claims', 100000)");
+my @bad;
+my $claims = 0;
+my $cl = $node->background_psql('postgres', on_error_stop => 1);
+for my $round (1 .. 60)
+{
+	my @held;
+	if ($round % 10 == 0)
+	{
+		# every pool order of one channel: the lead may run out
+		my $ch = (qw(shop b2b_api crm))[ ($round / 10) % 3 ];
+		@held = split /\n/, q1("SELECT id FROM alexandrite.orders WHERE $POOL AND channel = '$ch'");
+	}
+	elsif ($round % 10 == 5)
+	{
+		# all but the last 3 of the best 200
+		my @top = best_ids(200);
+		@held = @top[ 0 .. $#top - 3 ];
+	}
+	else
+	{
+		@held = grep { rand() < 0.6 } best_ids(60);
+	}
+	# now and then a new order more urgent than any: before every window
+	if ($round % 7 == 3)
+	{
+		q1("INSERT INTO alexandrite.orders (external_ref, channel, customer_id, sla_due_at) VALUES ('U-$round', '"
+			  . (qw(shop b2b_api crm))[ $round % 3 ] . "', 'c', now() - interval '15 days')");
+	}
+	hold(@held);
+	# one claiming session throughout: its claims start where its last one was
+	$cl->query_safe('BEGIN');
+	my $want = $cl->query_safe(expected(1, undef, @held));
+	my $got = $cl->query_safe("SELECT alexandrite.assign_next('x1')");
+	$cl->query_safe('COMMIT');
+	release();
+	$claims++;
+	push @bad, "round $round: expected $want, got $got (" . scalar(@held) . ' held)' if ($want // '') ne ($got // '');
+}
+is(join('; ', @bad), '', "$claims claims of assign_next each took the best unheld pool order");
+
+# nothing held: the next ten follow the ranking
+{
+	my $want = join(',', best_ids(10));
+	my $got = q1("SELECT string_agg(alexandrite.assign_next('x1')::text, ',') FROM generate_series(1, 10)");
+	is($got, $want, 'ten claims in one statement follow the ranking');
+}
+
+# --- an index the claim cannot trust: the table is read instead ------------------
+{
+	q1(q{UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'alexandrite.orders_pool_due_idx'::regclass});
+	my $log_at = -s $node->logfile;
+	my @held = grep { rand() < 0.6 } best_ids(30);
+	hold(@held);
+	my ($want, $got) = split /\n/, q1('BEGIN;' . expected(1, undef, @held) . ";SELECT alexandrite.assign_next('x1'); COMMIT;");
+	release();
+	is($got, $want, 'with the pool index marked invalid, the claim still takes the best unheld pool order');
+	like(slurp_file($node->logfile, $log_at), qr/WARNING:.*orders_pool_due_idx is missing or not the pool index/,
+		'and a WARNING says the pool index is not used');
+	q1(q{UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'alexandrite.orders_pool_due_idx'::regclass});
+	my $want2 = join(',', best_ids(3));
+	is(q1("SELECT string_agg(alexandrite.assign_next('x1')::text, ',') FROM generate_series(1, 3)"), $want2,
+		'with the index valid again, the claims follow the ranking');
+}
+
+# capacity and the pool after it all
+is(q1("SELECT count(*) FROM alexandrite.orders WHERE operator_id IS NOT NULL AND status < 'assigned'"), '0',
+	'no pool order has an operator');
+is(q1("SELECT count(*) FROM alexandrite.orders WHERE operator_id = 'r1'"), '7', 'rebalance assigned exactly its 7 places');
+
+$bg->quit;
+$cl->quit;
+$node->stop;
+done_testing();
