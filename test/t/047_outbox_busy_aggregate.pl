@@ -22,7 +22,8 @@
 #    not at every turn of the relay;
 #  - control (0: no bound): the 200 others arrive only after all 2000;
 #  - an aggregate index that is not valid is not used: the relay warns and
-#    reads the table instead.
+#    reads the table instead, and still holds back the new events of an
+#    aggregate that waits.
 # Real RabbitMQ node and an independent consumer; the ledger is written in
 # the producing transactions.
 use strict;
@@ -314,6 +315,26 @@ ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 FROM alexandrite.o
 	'probe: reading the table instead, the 9 events go out');
 $r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
 AlxBroker::ledger_ok($r, 'aggregate index not valid');
+# ... and reading the table, it still holds back the new events of an
+# aggregate that waits: agg-1401's first event fails (no queue bound), then
+# five more of it are written; they must wait behind it in outbox_retry
+# untried, not be sent ahead of it (sent, they would fail and count attempts)
+$mq->unbind('t047', 'test.#');
+sql('SELECT produce(1401, 1401, 1)');
+ok(AlxTest::wait_until($node, 'postgres',
+		q{SELECT max(attempts) >= 1 FROM alexandrite.outbox_retry WHERE aggregate_id = 'agg-1401'}, 60),
+	'probe: with the table read, agg-1401 waits behind its failed first event');
+sql('SELECT produce(1401, 1401, 5)');
+ok(AlxTest::wait_until($node, 'postgres',
+		q{SELECT count(*) = 6 FROM alexandrite.outbox_retry WHERE aggregate_id = 'agg-1401'}, 60),
+	'probe: its five new events are held back in outbox_retry');
+is(sql(q{SELECT count(*) FILTER (WHERE attempts > 0) || '/' || count(*) FROM alexandrite.outbox_retry
+          WHERE aggregate_id = 'agg-1401'}), '1/6', 'probe: none of the five was tried ahead of the first');
+$mq->declare('t047', 'test.#');    # bound again
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 AND blocked_aggregates = 0 FROM alexandrite.outbox_status', 120),
+	'probe: once the queue is back, agg-1401 goes through');
+$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+AlxBroker::ledger_ok($r, 'aggregate index not valid, a waiting aggregate');
 sql(q{UPDATE pg_catalog.pg_index SET indisvalid = true
 	   WHERE indexrelid = 'alexandrite.outbox_retry_aggregate_idx'::regclass});
 
