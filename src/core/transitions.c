@@ -140,9 +140,8 @@ AlxTransitionOrigins(AlxStatus to, int *n)
 		for (int s = 0; s < ALX_NSTATUS; s++)
 			if (s != to && allowed[s][to])
 				elems[k++] = CStringGetTextDatum(AlxStatusNames[s]);
+		/* the old array is left: a statement up the stack may still use it */
 		old = MemoryContextSwitchTo(TopMemoryContext);
-		if (origins[to] != NULL)
-			pfree(origins[to]);
 		origins[to] = construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT);
 		MemoryContextSwitchTo(old);
 		norigins[to] = k;

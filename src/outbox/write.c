@@ -165,14 +165,17 @@ write_target(int table, Relation *rel_out)
 	for (int i = 0; i < ntargets; i++)
 		if (targets[i].table == table)
 		{
-			rel = table_open(targets[i].relid, RowExclusiveLock);
+			rel = try_table_open(targets[i].relid, RowExclusiveLock);
 			/* opening it processed invalidations: still known? */
-			if (i < ntargets && targets[i].table == table && targets[i].relid == RelationGetRelid(rel))
+			if (rel != NULL && i < ntargets && targets[i].table == table &&
+				targets[i].relid == RelationGetRelid(rel))
 			{
 				*rel_out = rel;
 				return &targets[i];
 			}
-			table_close(rel, RowExclusiveLock);
+			if (rel != NULL)
+				table_close(rel, RowExclusiveLock);
+			ntargets = 0;		/* dropped or changed: look everything up again */
 			break;
 		}
 
@@ -189,6 +192,17 @@ write_target(int table, Relation *rel_out)
 	if (!OidIsValid(t.relid) || !OidIsValid(t.seqid))
 		elog(ERROR, "alexandrite.%s or alexandrite.outbox_id_seq does not exist", relname);
 	rel = table_open(t.relid, RowExclusiveLock);
+	/*
+	 * Locked: the names must still be these objects' (a DROP and CREATE
+	 * committed before the lock would have left the OIDs looked up above
+	 * stale, and nothing would invalidate an entry stored after it).
+	 */
+	if (get_relname_relid(relname, nsp) != t.relid ||
+		get_relname_relid("outbox_id_seq", nsp) != t.seqid)
+	{
+		table_close(rel, RowExclusiveLock);
+		return write_target(table, rel_out);
+	}
 	desc = RelationGetDescr(rel);
 	if (desc->natts > lengthof(t.cols))
 		ereport(ERROR,

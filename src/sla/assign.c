@@ -256,6 +256,8 @@ AlxOperatorLock(const char *operator_id, bool must_be_active, int *capacity, boo
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("operator_id must not be null")));
+	/* see the caller's own earlier writes, as a statement would */
+	CommandCounterIncrement();
 	keyed_open(&kr, "operators", "id", RowShareLock);
 	if (kr.idx != NULL)
 	{
@@ -326,6 +328,8 @@ AlxOperatorLoad(const char *operator_id)
 	KeyedRow	kr;
 
 	values[0] = CStringGetTextDatum(operator_id);
+	/* a snapshot after the lock and after this transaction's last load move */
+	CommandCounterIncrement();
 	keyed_open(&kr, "operator_load", "operator_id", AccessShareLock);
 	if (kr.idx != NULL)
 	{

@@ -10,23 +10,25 @@
  * order is its priority order; the global order is the merge of the
  * channels by (priority desc, id).
  *
- * AlxClaimOrder reads the first lim + 1 entries of each channel straight
- * from the index, in C (no statement: the planner and executor setup of
- * the ranking query cost more than the rest of an assign_next), merges the
- * first lim of each by priority, and locks the candidates in that order
- * with SKIP LOCKED until one that is still in the pool is locked:
+ * AlxClaimOrder merges the channels' index scans lazily, in C (no
+ * statement: the planner and executor setup of the ranking query cost more
+ * than the rest of an assign_next), and locks the heads in the merged order,
+ * SKIP LOCKED, until one that is still in the pool is locked (claim_merge
+ * below has the details and the argument):
  *
- *	 - exact when the locked candidate ranks within the first lim: a cut
- *	   list's last candidate ranks after all of that list's others (Lemma 1
- *	   of docs/sla.md), so only lim skipped candidates can hide a better
- *	   one; otherwise, and when every candidate was locked or taken while a
- *	   channel had more than lim entries, it tries again with 8 × lim;
+ *	 - every scan is bounded while a bound is known to suffice, since a
+ *	   btree scan reads a whole leaf page unless one stops it: the lead
+ *	   channel (this backend's last) by a window after its last claimed due
+ *	   time, the others by the lead head's score;
  *	 - a candidate updated since the snapshot is locked in its newest
  *	   version (READ COMMITTED, as SELECT ... FOR NO KEY UPDATE does) and
  *	   taken only if that version is still in the pool; a row locked and
  *	   found taken stays locked to commit, which only makes other claimers
  *	   skip it meanwhile;
- *	 - the index scans and the "was a list cut" check read one snapshot.
+ *	 - all scans read one snapshot, taken after the caller's own earlier
+ *	   writes (a command counter increment, as a statement would), and every
+ *	   score comes from one copy of the SLA policies, whatever reloads them
+ *	   meanwhile.
  *
  * The index is used only when it is what the claim needs: a valid, ready
  * btree of orders on (channel, sla_due_at, id) with exactly the pool
@@ -149,6 +151,8 @@ typedef struct ClaimRels
 	Relation	idx;
 	AttrNumber	att[C_NCOLS];
 	Oid			assigned;		/* the enum value 'assigned' */
+	Oid			label_new;		/* the pool's statuses: 'new' and 'priced' */
+	Oid			label_priced;
 } ClaimRels;
 
 /* (priority desc, id): the ranking of docs/sla.md */
@@ -242,6 +246,20 @@ pool_columns(Relation idx, const ClaimRels *cr)
 	return true;
 }
 
+/* the OID of a label of order_status (resolved before any scan) */
+static Oid
+label_oid(Oid typid, const char *label)
+{
+	HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(typid), CStringGetDatum(label));
+	Oid			oid;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "alexandrite.order_status has no label \"%s\"", label);
+	oid = ((Form_pg_enum) GETSTRUCT(tup))->oid;
+	ReleaseSysCache(tup);
+	return oid;
+}
+
 /*
  * Opens orders (RowShareLock, as SELECT ... FOR NO KEY UPDATE takes) and
  * its pool index if the claim can trust it; idx is NULL otherwise.
@@ -254,7 +272,6 @@ claim_open(ClaimRels *cr)
 	Oid			relid = get_relname_relid("orders", nsp);
 	Oid			idxid = get_relname_relid("orders_pool_due_idx", nsp);
 	TupleDesc	desc;
-	HeapTuple	tup;
 
 	if (!OidIsValid(relid))
 		elog(ERROR, "alexandrite.orders is missing");
@@ -276,13 +293,9 @@ claim_open(ClaimRels *cr)
 		if (cr->att[c] == InvalidAttrNumber)
 			elog(ERROR, "alexandrite.orders has no column \"%s\"", claim_col_names[c]);
 	}
-	tup = SearchSysCache2(ENUMTYPOIDNAME,
-						  ObjectIdGetDatum(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid),
-						  CStringGetDatum("assigned"));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "alexandrite.order_status has no label \"assigned\"");
-	cr->assigned = ((Form_pg_enum) GETSTRUCT(tup))->oid;
-	ReleaseSysCache(tup);
+	cr->assigned = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "assigned");
+	cr->label_new = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "new");
+	cr->label_priced = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "priced");
 
 	cr->idx = OidIsValid(idxid) ? try_relation_open(idxid, AccessShareLock) : NULL;
 	if (cr->idx != NULL)
@@ -294,7 +307,11 @@ claim_open(ClaimRels *cr)
 			get_relname_relid("orders_pool_due_idx", nsp) != idxid ||
 			ind->indrelid != relid || !ind->indisvalid || !ind->indisready || !ind->indislive ||
 			cr->idx->rd_rel->relam != BTREE_AM_OID ||
-			!pool_columns(cr->idx, cr) || !pool_predicate(cr->idx, cr))
+			!pool_columns(cr->idx, cr) || !pool_predicate(cr->idx, cr) ||
+			/* texteq under the column's own collation, as the statement compares */
+			cr->idx->rd_indcollation[0] != TupleDescAttr(desc, cr->att[C_CHANNEL] - 1)->attcollation ||
+			/* the statement would apply row security: so must the claim */
+			cr->rel->rd_rel->relrowsecurity)
 		{
 			relation_close(cr->idx, NoLock);
 			cr->idx = NULL;
@@ -329,20 +346,6 @@ slot_text(TupleTableSlot *slot, AttrNumber att)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
-/* the status of an order_status value */
-static AlxStatus
-status_of(Oid label)
-{
-	HeapTuple	tup = SearchSysCache1(ENUMOID, ObjectIdGetDatum(label));
-	AlxStatus	s;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "invalid order_status value %u", label);
-	s = AlxStatusFromName(NameStr(((Form_pg_enum) GETSTRUCT(tup))->enumlabel));
-	ReleaseSysCache(tup);
-	return s;
-}
-
 /*
  * The locked version of a candidate, if it is still in the pool: read into
  * row (the columns of ALX_ORDER_COLS).
@@ -355,11 +358,14 @@ row_from_slot(const ClaimRels *cr, TupleTableSlot *slot, AlxOrderRow *row)
 
 	slot_getallattrs(slot);
 	d = slot_getattr(slot, cr->att[C_STATUS], &isnull);
-	if (isnull || DatumGetObjectId(d) == cr->assigned)
+	if (isnull)
 		return false;
-	row->status = status_of(DatumGetObjectId(d));
-	if (row->status >= ALX_ST_ASSIGNED)
-		return false;
+	if (DatumGetObjectId(d) == cr->label_new)
+		row->status = ALX_ST_NEW;
+	else if (DatumGetObjectId(d) == cr->label_priced)
+		row->status = ALX_ST_PRICED;
+	else
+		return false;			/* assigned or later: not in the pool */
 	(void) slot_getattr(slot, cr->att[C_OPERATOR_ID], &isnull);
 	if (!isnull)
 		return false;
@@ -388,8 +394,7 @@ row_from_slot(const ClaimRels *cr, TupleTableSlot *slot, AlxOrderRow *row)
  */
 typedef struct ClaimCursor
 {
-	char	   *name;
-	int			len;
+	const AlxSlaPolicyCopy *pol;	/* the channel and its policy at the start */
 	Datum		name_text;
 	IndexScanDesc scan;			/* NULL until first read */
 	TimestampTz scanned_to;		/* entries due up to here are read or queued */
@@ -440,7 +445,7 @@ cursor_next(ClaimRels *cr, ClaimCursor *cc, TupleTableSlot *slot, TimestampTz at
 		return;
 	cc->head.id = DatumGetInt64(slot_getattr(slot, cr->att[C_ID], &isnull));
 	cc->head.due = DatumGetTimestampTz(slot_getattr(slot, cr->att[C_SLA_DUE_AT], &isnull));
-	cc->head.p = AlxSlaPriority(cc->head.due, cc->name, cc->len, at);
+	cc->head.p = AlxSlaScore(cc->pol, cc->head.due, at);
 	cc->head.tid = slot->tts_tid;
 	ExecClearTuple(slot);
 }
@@ -456,6 +461,7 @@ static int64 lead_window;
 
 #define LEAD_WINDOW_MIN USECS_PER_SEC
 #define LEAD_WINDOW_START (60 * USECS_PER_SEC)
+#define LEAD_WINDOW_MAX (30 * USECS_PER_DAY)
 
 /* t + w, DT_NOEND past the timestamp range */
 static TimestampTz
@@ -477,7 +483,7 @@ due_plus(TimestampTz t, int64 w)
  *	   and read further until it holds a head or the channel is read to its
  *	   end; a window that sufficed at once shrinks by a quarter;
  *	 - every other channel is read only down to the lead head's score
- *	   (AlxSlaDueBound), which is usually nothing, and further whenever
+ *	   (AlxSlaBound), which is usually nothing, and further whenever
  *	   the lead's head moves on; without a bound once the lead has none.
  * Whenever the merge picks a head, the lead's is its channel's best and
  * every other channel has been read down to the lead head's score, so no
@@ -493,18 +499,18 @@ claim_merge(ClaimRels *cr, TimestampTz at, TimestampTz due_before, Snapshot snap
 			AlxOrderRow *row)
 {
 	int			nch;
-	char	  **chans = AlxSlaChannelNames(&nch);
+	AlxSlaPolicyCopy *pols = AlxSlaPolicies(&nch);
 	ClaimCursor *cur = palloc0(sizeof(ClaimCursor) * Max(nch, 1));
+	int			widened = 0;
 	TupleTableSlot *slot = table_slot_create(cr->rel, NULL);
 	ClaimCursor *lead = NULL;
 	bool		got = false;
 
 	for (int c = 0; c < nch; c++)
 	{
-		cur[c].name = chans[c];
-		cur[c].len = strlen(chans[c]);
-		cur[c].name_text = PointerGetDatum(cstring_to_text_with_len(chans[c], cur[c].len));
-		if (strcmp(chans[c], lead_name) == 0)
+		cur[c].pol = &pols[c];
+		cur[c].name_text = PointerGetDatum(cstring_to_text_with_len(pols[c].name, pols[c].len));
+		if (strcmp(pols[c].name, lead_name) == 0)
 			lead = &cur[c];
 	}
 	if (nch == 0)
@@ -526,12 +532,26 @@ claim_merge(ClaimRels *cr, TimestampTz at, TimestampTz due_before, Snapshot snap
 		TM_FailureData tmfd;
 		TM_Result	r;
 
-		/* the lead's head: read further until there is one, or the channel ends */
+		/*
+		 * The lead's head: read further until there is one, or the channel
+		 * ends: twice in a doubled window, then to the end (one scan that
+		 * stops at its first entry), and not past the claim's own bound.
+		 */
 		while (!lead->has_head && lead->scanned_to != DT_NOEND)
 		{
-			lead_window = Max(LEAD_WINDOW_MIN, lead_window * 2);
-			cursor_scan(cr, lead, snap, lead->scanned_to, due_plus(lead->scanned_to, lead_window),
-						due_before);
+			TimestampTz upto = DT_NOEND;
+
+			if (due_before != DT_NOEND && lead->scanned_to >= due_before)
+			{
+				lead->scanned_to = DT_NOEND;	/* nothing further qualifies */
+				break;
+			}
+			if (widened++ < 2)
+			{
+				lead_window = Min(LEAD_WINDOW_MAX, Max(LEAD_WINDOW_MIN, lead_window * 2));
+				upto = due_plus(lead->scanned_to, lead_window);
+			}
+			cursor_scan(cr, lead, snap, lead->scanned_to, upto, due_before);
 			cursor_next(cr, lead, slot, at);
 			CHECK_FOR_INTERRUPTS();
 		}
@@ -544,7 +564,7 @@ claim_merge(ClaimRels *cr, TimestampTz at, TimestampTz due_before, Snapshot snap
 
 			if (cc == lead || cc->has_head || (cc->scan != NULL && cc->scanned_to == DT_NOEND))
 				continue;
-			upto = lead->has_head ? AlxSlaDueBound(lead->head.p, cc->name, cc->len, at) : DT_NOEND;
+			upto = lead->has_head ? AlxSlaBound(cc->pol, lead->head.p, at) : DT_NOEND;
 			if (cc->scan == NULL)
 				cursor_scan(cr, cc, snap, DT_NOBEGIN, upto, due_before);
 			else if (upto > cc->scanned_to)
@@ -569,9 +589,9 @@ claim_merge(ClaimRels *cr, TimestampTz at, TimestampTz due_before, Snapshot snap
 		if (r == TM_Ok && row_from_slot(cr, slot, row))
 		{
 			got = true;
-			if (strcmp(lead_name, best->name) != 0 || lead_window == 0)
+			if (strcmp(lead_name, best->pol->name) != 0 || lead_window == 0)
 				lead_window = LEAD_WINDOW_START;
-			strlcpy(lead_name, best->name, sizeof(lead_name));
+			strlcpy(lead_name, best->pol->name, sizeof(lead_name));
 			lead_due = best->head.due;
 			break;
 		}
@@ -635,6 +655,8 @@ AlxClaimOrder(TimestampTz at, TimestampTz due_before, AlxOrderRow *row)
 	int64		lim = 4;
 	int			r;
 
+	/* see the caller's own earlier writes, as a statement would */
+	CommandCounterIncrement();
 	claim_open(&cr);
 	if (cr.idx != NULL)
 	{

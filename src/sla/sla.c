@@ -497,29 +497,6 @@ sla_clamp_timestamp(double t)
 	return (TimestampTz) rint(t);
 }
 
-/*
- * A due time no channel order scoring at least p at "at" is due after: the
- * inverse of sla_priority in the due time plus a margin of one second for
- * rounding (an index bound; the caller compares the scores exactly).
- * DT_NOEND when every due time scores at least p (p <= 0) or the bound is
- * past the timestamp range.  ERROR for a channel without policy.
- */
-TimestampTz
-AlxSlaDueBound(double p, const char *channel, int channel_len, TimestampTz at)
-{
-	const AlxSlaChannel *c = sla_find_channel(channel, channel_len);
-	double		x;
-
-	if (c == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("no SLA policy for channel \"%.*s\"", channel_len, channel),
-				 errhint("Add a row for the channel to alexandrite.sla_policies.")));
-	if (TIMESTAMP_NOT_FINITE(at) || !sla_inverse(p, c, &x))
-		return DT_NOEND;
-	return sla_clamp_timestamp((double) at - x * c->target_us + (double) USECS_PER_SEC);
-}
-
 /* The cached policy of a channel given as text; ERROR when there is none. */
 static const AlxSlaChannel *
 sla_require_channel(text *channel)
@@ -659,21 +636,59 @@ AlxSlaPolicyTarget(const char *channel, const char *customer, Interval *target)
 }
 
 /*
- * The channels that have a policy, sorted by name: copies in the current
- * memory context (a reload of the cache does not move them).
+ * The channels that have a policy, sorted by name, with their weight and
+ * default target: copies in the current memory context, which a reload of
+ * the cache leaves alone (a claim scores every candidate with one policy).
  */
-char	  **
-AlxSlaChannelNames(int *n)
+AlxSlaPolicyCopy *
+AlxSlaPolicies(int *n)
 {
-	char	  **names;
+	AlxSlaPolicyCopy *c;
 
 	if (!sla_cache_valid)
 		sla_load_cache();
 	*n = sla_nchannels;
-	names = palloc(sizeof(char *) * Max(sla_nchannels, 1));
+	c = palloc(sizeof(AlxSlaPolicyCopy) * Max(sla_nchannels, 1));
 	for (int i = 0; i < sla_nchannels; i++)
-		names[i] = pnstrdup(sla_channels[i].name, sla_channels[i].name_len);
-	return names;
+	{
+		c[i].name = pnstrdup(sla_channels[i].name, sla_channels[i].name_len);
+		c[i].len = sla_channels[i].name_len;
+		c[i].weight = sla_channels[i].weight;
+		c[i].target_us = sla_channels[i].target_us;
+	}
+	return c;
+}
+
+/* sla_priority of an order of the copied channel due at "due", at "at" */
+double
+AlxSlaScore(const AlxSlaPolicyCopy *c, TimestampTz due, TimestampTz at)
+{
+	if (TIMESTAMP_NOT_FINITE(due) || TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("sla_priority requires finite timestamps")));
+	return c->weight * sla_phi(((double) at - (double) due) / c->target_us);
+}
+
+/*
+ * A due time after which every order of the copied channel scores below p
+ * at "at": the inverse of its score in the due time plus a margin of one
+ * second for rounding (an index bound; the caller compares the scores
+ * exactly).  DT_NOEND when every due time scores at least p (p <= 0) or
+ * the bound is past the timestamp range.
+ */
+TimestampTz
+AlxSlaBound(const AlxSlaPolicyCopy *c, double p, TimestampTz at)
+{
+	AlxSlaChannel ch;
+	double		x;
+
+	memset(&ch, 0, sizeof(ch));
+	ch.weight = c->weight;
+	ch.target_us = c->target_us;
+	if (TIMESTAMP_NOT_FINITE(at) || !sla_inverse(p, &ch, &x))
+		return DT_NOEND;
+	return sla_clamp_timestamp((double) at - x * c->target_us + (double) USECS_PER_SEC);
 }
 
 /* "b2b_api, crm, shop": the channels that have a policy, for error hints. */

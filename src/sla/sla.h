@@ -17,14 +17,22 @@
 /* the score of an order of "channel" due at "due", evaluated at "at" */
 extern double AlxSlaPriority(TimestampTz due, const char *channel,
 							 int channel_len, TimestampTz at);
-/* a due time after which every order of "channel" scores below p at "at" */
-extern TimestampTz AlxSlaDueBound(double p, const char *channel, int channel_len,
-								  TimestampTz at);
+/* a channel's policy as of one moment (AlxSlaPolicies), for a claim */
+typedef struct AlxSlaPolicyCopy
+{
+	char	   *name;
+	int			len;
+	double		weight;
+	double		target_us;
+} AlxSlaPolicyCopy;
+
+extern AlxSlaPolicyCopy *AlxSlaPolicies(int *n);
+extern double AlxSlaScore(const AlxSlaPolicyCopy *c, TimestampTz due, TimestampTz at);
+extern TimestampTz AlxSlaBound(const AlxSlaPolicyCopy *c, double p, TimestampTz at);
 
 /* the SLA target of a new order; false for a channel without policy */
 extern bool AlxSlaPolicyTarget(const char *channel, const char *customer, Interval *target);
 extern char *AlxSlaChannelList(void);
-extern char **AlxSlaChannelNames(int *n);
 
 /* assign.c: operators and their load */
 extern void AlxOperatorLock(const char *operator_id, bool must_be_active,

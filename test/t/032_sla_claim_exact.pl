@@ -149,6 +149,26 @@ is(join('; ', @bad), '', "$claims claims of assign_next each took the best unhel
 		'with the index valid again, the claims follow the ranking');
 }
 
+# a claim in the same statement as a change of the best order sees the
+# change: the most urgent order, priced by the call before, is still the
+# best and is taken (its version before the change, updated by the claim's
+# own transaction, must not be what the claim reads and skips)
+q1("INSERT INTO alexandrite.orders (external_ref, channel, customer_id, sla_due_at) VALUES ('W-1', 'shop', 'c', now() - interval '60 days')");
+{
+	my $w = q1("SELECT id FROM alexandrite.orders WHERE external_ref = 'W-1'");
+	is(q1("SELECT alexandrite.set_status($w, 'priced')::text, alexandrite.assign_next('x1') = $w"), '|t',
+		'set_status then assign_next in one statement: the claim takes the order just priced, the best');
+}
+
+# several calls in one statement, with no foreign-key check between them
+# (replica role): each call sees the previous one's claim and load move
+q1("INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('cap2', 'two places', 2)");
+is(q1("SET session_replication_role = replica;
+       SELECT count(alexandrite.assign_next('cap2')) FROM generate_series(1, 5)"), '2',
+	'five claims in one statement under the replica role: two, the capacity');
+is(q1("SELECT count(*) || '/' || count(DISTINCT id) FROM alexandrite.orders WHERE operator_id = 'cap2'"), '2/2',
+	'the operator holds two different orders');
+
 # capacity and the pool after it all
 is(q1("SELECT count(*) FROM alexandrite.orders WHERE operator_id IS NOT NULL AND status < 'assigned'"), '0',
 	'no pool order has an operator');
