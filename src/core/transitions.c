@@ -19,6 +19,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -122,12 +123,27 @@ AlxTransitionAllowed(AlxStatus from, AlxStatus to)
  * array for a statement's parameter, and their number: built once per
  * loaded matrix, in the matrix's own memory.  (Needs an SPI connection.)
  */
+static ArrayType *origins[ALX_NSTATUS];
+static int	norigins[ALX_NSTATUS];
+static uint64 built_at[ALX_NSTATUS];
+static List *replaced_origins = NIL;	/* freed when the transaction ends */
+static bool origins_callback_registered = false;
+
+static void
+origins_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		list_free_deep(replaced_origins);
+		replaced_origins = NIL;
+	}
+}
+
 ArrayType *
 AlxTransitionOrigins(AlxStatus to, int *n)
 {
-	static ArrayType *origins[ALX_NSTATUS];
-	static int	norigins[ALX_NSTATUS];
-	static uint64 built_at[ALX_NSTATUS];
 
 	if (!matrix_valid)
 		load_matrix();
@@ -140,8 +156,15 @@ AlxTransitionOrigins(AlxStatus to, int *n)
 		for (int s = 0; s < ALX_NSTATUS; s++)
 			if (s != to && allowed[s][to])
 				elems[k++] = CStringGetTextDatum(AlxStatusNames[s]);
-		/* the old array is left: a statement up the stack may still use it */
+		/* the old array may be a parameter of a statement up the stack: freed at the transaction's end */
 		old = MemoryContextSwitchTo(TopMemoryContext);
+		if (!origins_callback_registered)
+		{
+			RegisterXactCallback(origins_xact_callback, NULL);
+			origins_callback_registered = true;
+		}
+		if (origins[to] != NULL)
+			replaced_origins = lappend(replaced_origins, origins[to]);
 		origins[to] = construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT);
 		MemoryContextSwitchTo(old);
 		norigins[to] = k;

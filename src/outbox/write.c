@@ -191,7 +191,9 @@ write_target(int table, Relation *rel_out)
 	t.seqid = get_relname_relid("outbox_id_seq", nsp);
 	if (!OidIsValid(t.relid) || !OidIsValid(t.seqid))
 		elog(ERROR, "alexandrite.%s or alexandrite.outbox_id_seq does not exist", relname);
-	rel = table_open(t.relid, RowExclusiveLock);
+	rel = try_table_open(t.relid, RowExclusiveLock);
+	if (rel == NULL)
+		return write_target(table, rel_out);	/* dropped before the lock: look again */
 	/*
 	 * Locked: the names must still be these objects' (a DROP and CREATE
 	 * committed before the lock would have left the OIDs looked up above

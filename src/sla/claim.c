@@ -151,6 +151,7 @@ typedef struct ClaimRels
 	Relation	idx;
 	AttrNumber	att[C_NCOLS];
 	Oid			assigned;		/* the enum value 'assigned' */
+	float4		assigned_order;	/* and its sort order */
 	Oid			label_new;		/* the pool's statuses: 'new' and 'priced' */
 	Oid			label_priced;
 } ClaimRels;
@@ -246,9 +247,9 @@ pool_columns(Relation idx, const ClaimRels *cr)
 	return true;
 }
 
-/* the OID of a label of order_status (resolved before any scan) */
+/* the OID (and sort order) of a label of order_status, resolved before any scan */
 static Oid
-label_oid(Oid typid, const char *label)
+label_oid(Oid typid, const char *label, float4 *order)
 {
 	HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(typid), CStringGetDatum(label));
 	Oid			oid;
@@ -256,6 +257,8 @@ label_oid(Oid typid, const char *label)
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "alexandrite.order_status has no label \"%s\"", label);
 	oid = ((Form_pg_enum) GETSTRUCT(tup))->oid;
+	if (order != NULL)
+		*order = ((Form_pg_enum) GETSTRUCT(tup))->enumsortorder;
 	ReleaseSysCache(tup);
 	return oid;
 }
@@ -293,10 +296,23 @@ claim_open(ClaimRels *cr)
 		if (cr->att[c] == InvalidAttrNumber)
 			elog(ERROR, "alexandrite.orders has no column \"%s\"", claim_col_names[c]);
 	}
-	cr->assigned = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "assigned");
-	cr->label_new = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "new");
-	cr->label_priced = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "priced");
+	cr->assigned = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "assigned",
+							 &cr->assigned_order);
+	cr->label_new = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "new", NULL);
+	cr->label_priced = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "priced", NULL);
 
+	/* the statement would apply row security: so must the claim */
+	if (cr->rel->rd_rel->relrowsecurity)
+	{
+		if (TimestampDifferenceExceeds(warned_at, GetCurrentTimestamp(), 60000))
+		{
+			warned_at = GetCurrentTimestamp();
+			ereport(WARNING,
+					(errmsg("alexandrite.orders has row-level security: claims read it with a query")));
+		}
+		cr->idx = NULL;
+		return;
+	}
 	cr->idx = OidIsValid(idxid) ? try_relation_open(idxid, AccessShareLock) : NULL;
 	if (cr->idx != NULL)
 	{
@@ -309,9 +325,7 @@ claim_open(ClaimRels *cr)
 			cr->idx->rd_rel->relam != BTREE_AM_OID ||
 			!pool_columns(cr->idx, cr) || !pool_predicate(cr->idx, cr) ||
 			/* texteq under the column's own collation, as the statement compares */
-			cr->idx->rd_indcollation[0] != TupleDescAttr(desc, cr->att[C_CHANNEL] - 1)->attcollation ||
-			/* the statement would apply row security: so must the claim */
-			cr->rel->rd_rel->relrowsecurity)
+			cr->idx->rd_indcollation[0] != TupleDescAttr(desc, cr->att[C_CHANNEL] - 1)->attcollation)
 		{
 			relation_close(cr->idx, NoLock);
 			cr->idx = NULL;
@@ -322,7 +336,7 @@ claim_open(ClaimRels *cr)
 		warned_at = GetCurrentTimestamp();
 		ereport(WARNING,
 				(errmsg("index alexandrite.orders_pool_due_idx is missing or not the pool index: claims read the table with a query instead"),
-				 errdetail("The claim needs a valid btree on alexandrite.orders (channel, sla_due_at, id) WHERE status < 'assigned' AND operator_id IS NULL."),
+				 errdetail("The claim needs a valid btree on alexandrite.orders (channel, sla_due_at, id) WHERE status < 'assigned' AND operator_id IS NULL, with the default operator classes and the column's collation."),
 				 errhint("REINDEX INDEX alexandrite.orders_pool_due_idx as the extension's owner, or reinstall the extension.")));
 	}
 }
@@ -365,7 +379,23 @@ row_from_slot(const ClaimRels *cr, TupleTableSlot *slot, AlxOrderRow *row)
 	else if (DatumGetObjectId(d) == cr->label_priced)
 		row->status = ALX_ST_PRICED;
 	else
+	{
+		HeapTuple	tup = SearchSysCache1(ENUMOID, d);
+		bool		pool;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "invalid order_status value %u", DatumGetObjectId(d));
+		pool = ((Form_pg_enum) GETSTRUCT(tup))->enumsortorder < cr->assigned_order;
+		ReleaseSysCache(tup);
+		/* a label added before 'assigned' would be a pool status the order core does not know */
+		if (pool)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("order %s has an order_status the claim does not know",
+							DatumGetCString(DirectFunctionCall1(int8out,
+																slot_getattr(slot, cr->att[C_ID], &isnull))))));
 		return false;			/* assigned or later: not in the pool */
+	}
 	(void) slot_getattr(slot, cr->att[C_OPERATOR_ID], &isnull);
 	if (!isnull)
 		return false;
