@@ -13,7 +13,7 @@ EXTVERSION = 1.2
 # the default goal, declared before any module.mk can add a rule
 all:
 
-OBJS       = src/alexandrite.o src/privilege.o src/worker.o src/invalidate.o
+OBJS       = src/alexandrite.o src/privilege.o src/worker.o src/invalidate.o src/relations.o
 REGRESS    =
 ISOLATION  =
 

@@ -13,6 +13,8 @@
 #define ALEXANDRITE_H
 
 #include "fmgr.h"
+#include "storage/lockdefs.h"
+#include "utils/relcache.h"
 
 #define ALX_EXTENSION_NAME	"alexandrite"
 #define ALX_SCHEMA_NAME		"alexandrite"
@@ -81,6 +83,12 @@ extern void AlxWorkerStart(const char *name);
 extern void AlxWorkerReloadConfig(const char *name);
 extern void AlxWorkerLockGate(void);
 extern void AlxWorkerInstallGate(void);
+
+/* relations.c: the extension's relations by name (cached), and trusted indexes */
+extern Oid	AlxRelid(const char *relname, bool missing_ok);
+extern Relation AlxRelationOpen(const char *relname, LOCKMODE lockmode, bool missing_ok);
+extern bool AlxIndexTrusted(Relation rel, Relation idx, int nkeys, const AttrNumber *cols,
+							const Oid *opclasses, bool partial_ok);
 
 /* invalidate.c: the statement trigger of a cached table */
 extern Datum AlxInvalidateTrigger(FunctionCallInfo fcinfo, const char *name);

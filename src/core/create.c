@@ -160,12 +160,7 @@ existing_order(const char *external_ref, const char *channel, const char *custom
 static int64
 next_order_id(void)
 {
-	Oid			nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);
-	Oid			seq = get_relname_relid("orders_id_seq", nsp);
-
-	if (!OidIsValid(seq))
-		elog(ERROR, "sequence alexandrite.orders_id_seq does not exist");
-	return nextval_internal(seq, true);
+	return nextval_internal(AlxRelid("orders_id_seq", false), true);
 }
 
 /* The order.created payload of the order create_order is about to write. */

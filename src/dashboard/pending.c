@@ -5,9 +5,9 @@
  *
  * The capture adds each changed row's signed contribution (-old +new) to a
  * pending group: one per dashboard, subtransaction and group key (and due
- * minute), in TopTransactionContext.  A flush writes the groups of the
- * current subtransaction whose net change is not zero as one delta row
- * each, and forgets them.  So an UPDATE that touches none of a dashboard's
+ * minute), in memory emptied when the transaction ends.  A flush writes the
+ * groups of the current subtransaction whose net change is not zero as one
+ * delta row each, and forgets them.  So an UPDATE that touches none of a dashboard's
  * keys or measures writes nothing, and a statement writes one delta row per
  * group it changed, however many rows it touched.
  *
@@ -84,6 +84,7 @@ typedef struct AlxGroup
 	Datum	   *sums;
 } AlxGroup;
 
+static MemoryContext alx_cxt = NULL;	/* the tables and the targets: the backend's life */
 static HTAB *alx_targets = NULL;
 static HTAB *alx_groups = NULL;
 static MemoryContext alx_group_cxt = NULL;	/* keys and sums; reset when no group is left */
@@ -112,18 +113,26 @@ alx_group_match(const void *key1, const void *key2, Size keysize)
 	return memcmp(a->data, b->data, a->len);
 }
 
-/* The hash tables of this transaction, created on first use. */
+/*
+ * The hash tables, created on first use and kept for the backend's life
+ * (creating them for every transaction cost as much as a capture): the
+ * targets stay valid across transactions, the groups and their values are
+ * emptied when each transaction ends.
+ */
 static void
 alx_pending_init(void)
 {
 	HASHCTL		ctl;
+	MemoryContext old;
 
 	if (alx_groups != NULL)
 		return;
+	alx_cxt = AllocSetContextCreate(TopMemoryContext, "alexandrite dashboard pending",
+									ALLOCSET_SMALL_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int32);
 	ctl.entrysize = sizeof(AlxPendingTarget);
-	ctl.hcxt = TopTransactionContext;
+	ctl.hcxt = alx_cxt;
 	alx_targets = hash_create("alexandrite dashboard targets", 16, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	memset(&ctl, 0, sizeof(ctl));
@@ -131,12 +140,14 @@ alx_pending_init(void)
 	ctl.entrysize = sizeof(AlxGroup);
 	ctl.hash = alx_group_hash;
 	ctl.match = alx_group_match;
-	ctl.hcxt = TopTransactionContext;
+	ctl.hcxt = alx_cxt;
 	alx_groups = hash_create("alexandrite dashboard pending groups", 64, &ctl,
 							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	alx_group_cxt = AllocSetContextCreate(TopTransactionContext, "alexandrite dashboard pending values",
+	alx_group_cxt = AllocSetContextCreate(alx_cxt, "alexandrite dashboard pending values",
 										  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(alx_cxt);
 	alx_zero = NumericGetDatum(int64_to_numeric(0));
+	MemoryContextSwitchTo(old);
 	alx_ngroups = 0;
 }
 
@@ -149,15 +160,34 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 
 	alx_pending_init();
 	t = hash_search(alx_targets, &def->id, HASH_ENTER, &found);
-	if (!found || t->delta_relid != delta_relid)
+	/* a rebuilt dashboard has another delta table: look again */
+	if (!found || t->delta_relid != delta_relid || t->nkeys != def->nkeys ||
+		t->nsums != def->nsums || t->has_due != (def->due != NULL) ||
+		strcmp(t->name, def->name) != 0 ||
+		memcmp(t->typlen, def->key_typlen, sizeof(int16) * def->nkeys) != 0 ||
+		memcmp(t->byval, def->key_byval, sizeof(bool) * def->nkeys) != 0)
 	{
-		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+		MemoryContext old = MemoryContextSwitchTo(alx_cxt);
 
+		/* an error below leaves an entry that can match nothing */
+		if (found)
+		{
+			t->delta_relid = InvalidOid;
+			if (t->name != NULL)
+				pfree(t->name);
+			if (t->typlen != NULL)
+				pfree(t->typlen);
+			if (t->byval != NULL)
+				pfree(t->byval);
+		}
+		t->name = NULL;
+		t->typlen = NULL;
+		t->byval = NULL;
 		t->name = pstrdup(def->name);
 		t->delta_relid = delta_relid;
 		t->nkeys = def->nkeys;
-		t->typlen = palloc(sizeof(int16) * def->nkeys);
-		t->byval = palloc(sizeof(bool) * def->nkeys);
+		t->typlen = palloc(sizeof(int16) * Max(def->nkeys, 1));
+		t->byval = palloc(sizeof(bool) * Max(def->nkeys, 1));
 		memcpy(t->typlen, def->key_typlen, sizeof(int16) * def->nkeys);
 		memcpy(t->byval, def->key_byval, sizeof(bool) * def->nkeys);
 		t->has_due = def->due != NULL;
@@ -456,10 +486,21 @@ alx_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* the tables lived in TopTransactionContext */
-			alx_groups = NULL;
-			alx_targets = NULL;
-			alx_group_cxt = NULL;
+			/* an aborted transaction's groups go with it */
+			if (alx_ngroups > 0)
+			{
+				HASH_SEQ_STATUS status;
+				AlxGroup   *g;
+
+				hash_seq_init(&status, alx_groups);
+				while ((g = hash_seq_search(&status)) != NULL)
+				{
+					AlxGroupKey key = g->key;
+
+					(void) hash_search(alx_groups, &key, HASH_REMOVE, NULL);
+				}
+				MemoryContextReset(alx_group_cxt);
+			}
 			alx_ngroups = 0;
 			alx_busy = 0;
 			break;

@@ -27,6 +27,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_opclass.h"
 #include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "pgstat.h"
@@ -174,46 +175,31 @@ probe_key_match(const void *key1, const void *key2, Size keysize)
  * Opens table and its index, which must be a valid, complete btree on
  * (aggregate_type, aggregate_id, ...) of every row: a probe of anything else
  * could miss a waiting event and publish its successor ahead of it.  An
- * index it cannot trust (not valid or not ready, as CREATE INDEX
- * CONCURRENTLY leaves one that failed, dropped under the name, not a btree
- * on those columns) is not used: the probes then read the table (correct,
+ * index it cannot trust (AlxIndexTrusted: not valid or not ready, as CREATE
+ * INDEX CONCURRENTLY leaves one that failed, dropped under the name, partial,
+ * not a btree on those columns in text_ops under their collations) is not used: the probes then read the table (correct,
  * slower), with a WARNING at most once a minute.
  */
 static void
-probe_open(ProbeIndex *pi, Oid nsp, const char *table, const char *index)
+probe_open(ProbeIndex *pi, const char *table, const char *index)
 {
+	static const Oid text_ops[2] = {TEXT_BTREE_OPS_OID, TEXT_BTREE_OPS_OID};
 	static TimestampTz warned_at = 0;
-	Oid			relid = get_relname_relid(table, nsp);
-	Oid			idxid = get_relname_relid(index, nsp);
 	TupleDesc	desc;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "alexandrite relay: alexandrite.%s is missing", table);
-	pi->rel = table_open(relid, AccessShareLock);
+	pi->rel = AlxRelationOpen(table, AccessShareLock, false);
 	desc = RelationGetDescr(pi->rel);
-	pi->attno[0] = get_attnum(relid, "aggregate_type");
-	pi->attno[1] = get_attnum(relid, "aggregate_id");
+	pi->attno[0] = get_attnum(RelationGetRelid(pi->rel), "aggregate_type");
+	pi->attno[1] = get_attnum(RelationGetRelid(pi->rel), "aggregate_id");
 	if (pi->attno[0] <= 0 || pi->attno[1] <= 0)
 		elog(ERROR, "alexandrite relay: alexandrite.%s has no aggregate_type or aggregate_id", table);
 	pi->coll[0] = TupleDescAttr(desc, pi->attno[0] - 1)->attcollation;
 	pi->coll[1] = TupleDescAttr(desc, pi->attno[1] - 1)->attcollation;
-	pi->idx = OidIsValid(idxid) ? try_relation_open(idxid, AccessShareLock) : NULL;
-	if (pi->idx != NULL)
+	pi->idx = AlxRelationOpen(index, AccessShareLock, true);
+	if (pi->idx != NULL && !AlxIndexTrusted(pi->rel, pi->idx, 2, pi->attno, text_ops, false))
 	{
-		Form_pg_index ind = pi->idx->rd_index;
-
-		/* locked: the name must still be this index's (a concurrent swap) */
-		if (pi->idx->rd_rel->relkind != RELKIND_INDEX || ind == NULL ||
-			get_relname_relid(index, nsp) != idxid ||
-			ind->indrelid != relid || !ind->indisvalid || !ind->indisready || !ind->indislive ||
-			pi->idx->rd_rel->relam != BTREE_AM_OID ||
-			IndexRelationGetNumberOfKeyAttributes(pi->idx) < 2 ||
-			ind->indkey.values[0] != pi->attno[0] || ind->indkey.values[1] != pi->attno[1] ||
-			!heap_attisnull(pi->idx->rd_indextuple, Anum_pg_index_indpred, NULL))
-		{
-			relation_close(pi->idx, NoLock);
-			pi->idx = NULL;
-		}
+		relation_close(pi->idx, NoLock);
+		pi->idx = NULL;
 	}
 	pi->slot = table_slot_create(pi->rel, NULL);
 	if (pi->idx != NULL)
@@ -287,11 +273,10 @@ AlxAggregateProbe *
 AlxRelayProbeBegin(void)
 {
 	AlxAggregateProbe *p = palloc0(sizeof(AlxAggregateProbe));
-	Oid			nsp = get_namespace_oid("alexandrite", false);
 	HASHCTL		ctl;
 
-	probe_open(&p->t[0], nsp, "outbox_retry", "outbox_retry_aggregate_idx");
-	probe_open(&p->t[1], nsp, "outbox_dead", "outbox_dead_aggregate_idx");
+	probe_open(&p->t[0], "outbox_retry", "outbox_retry_aggregate_idx");
+	probe_open(&p->t[1], "outbox_dead", "outbox_dead_aggregate_idx");
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(ProbeKey);
 	ctl.entrysize = sizeof(ProbeEntry);
@@ -351,8 +336,7 @@ AlxRelayProbeEnd(AlxAggregateProbe *p)
 static int64
 retry_skip_cap(void)
 {
-	Oid			nsp = get_namespace_oid("alexandrite", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("outbox_retry", nsp) : InvalidOid;
+	Oid			relid = AlxRelid("outbox_retry", true);
 	PgStat_StatTabEntry *st = OidIsValid(relid) ? pgstat_fetch_stat_tabentry(relid) : NULL;
 	int64		rows = st != NULL ? (int64) st->n_live_tuples : 0;
 

@@ -123,16 +123,15 @@ static const Oid event_col_types[] = {
 };
 
 /*
- * Per backend, the log tables met so far: their OIDs, the sequence's and
- * the column map, forgotten by any invalidation of one of them (or of the
- * sequence).  Looking them up for every event cost more than the row.
+ * Per backend, the column maps of the log tables met so far, forgotten when
+ * the table's relcache entry is invalidated.  The tables and the sequence
+ * are found by name through AlxRelid's cache: looking them up for every
+ * event cost more than the row.
  */
 #define WRITE_NCACHED 8
 typedef struct WriteTarget
 {
-	int			table;
 	Oid			relid;
-	Oid			seqid;
 	int			natts;
 	EventCol	cols[32];
 } WriteTarget;
@@ -145,38 +144,34 @@ static void
 write_relcache_callback(Datum arg, Oid relid)
 {
 	for (int i = 0; i < ntargets; i++)
-		if (relid == InvalidOid || targets[i].relid == relid || targets[i].seqid == relid)
+		if (relid == InvalidOid || targets[i].relid == relid)
 		{
 			ntargets = 0;
 			return;
 		}
 }
 
-/* The log table number table: its OIDs and column map (looked up once). */
+/* Opens (RowExclusiveLock) log table number table; its column map. */
 static const WriteTarget *
 write_target(int table, Relation *rel_out)
 {
-	Oid			nsp;
 	char		relname[NAMEDATALEN];
 	WriteTarget t;
 	TupleDesc	desc;
 	Relation	rel;
 
+	snprintf(relname, sizeof(relname), "outbox_events_%d", table);
+	/* locked, and the name checked after the lock: invalidations are in */
+	rel = AlxRelationOpen(relname, RowExclusiveLock, false);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s.%s\" is not a table", ALX_SCHEMA_NAME, relname)));
 	for (int i = 0; i < ntargets; i++)
-		if (targets[i].table == table)
+		if (targets[i].relid == RelationGetRelid(rel))
 		{
-			rel = try_table_open(targets[i].relid, RowExclusiveLock);
-			/* opening it processed invalidations: still known? */
-			if (rel != NULL && i < ntargets && targets[i].table == table &&
-				targets[i].relid == RelationGetRelid(rel))
-			{
-				*rel_out = rel;
-				return &targets[i];
-			}
-			if (rel != NULL)
-				table_close(rel, RowExclusiveLock);
-			ntargets = 0;		/* dropped or changed: look everything up again */
-			break;
+			*rel_out = rel;
+			return &targets[i];
 		}
 
 	if (!write_callback_registered)
@@ -184,27 +179,7 @@ write_target(int table, Relation *rel_out)
 		CacheRegisterRelcacheCallback(write_relcache_callback, (Datum) 0);
 		write_callback_registered = true;
 	}
-	nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);
-	snprintf(relname, sizeof(relname), "outbox_events_%d", table);
-	t.table = table;
-	t.relid = get_relname_relid(relname, nsp);
-	t.seqid = get_relname_relid("outbox_id_seq", nsp);
-	if (!OidIsValid(t.relid) || !OidIsValid(t.seqid))
-		elog(ERROR, "alexandrite.%s or alexandrite.outbox_id_seq does not exist", relname);
-	rel = try_table_open(t.relid, RowExclusiveLock);
-	if (rel == NULL)
-		return write_target(table, rel_out);	/* dropped before the lock: look again */
-	/*
-	 * Locked: the names must still be these objects' (a DROP and CREATE
-	 * committed before the lock would have left the OIDs looked up above
-	 * stale, and nothing would invalidate an entry stored after it).
-	 */
-	if (get_relname_relid(relname, nsp) != t.relid ||
-		get_relname_relid("outbox_id_seq", nsp) != t.seqid)
-	{
-		table_close(rel, RowExclusiveLock);
-		return write_target(table, rel_out);
-	}
+	t.relid = RelationGetRelid(rel);
 	desc = RelationGetDescr(rel);
 	if (desc->natts > lengthof(t.cols))
 		ereport(ERROR,
@@ -237,7 +212,7 @@ write_target(int table, Relation *rel_out)
 		t.cols[i] = (EventCol) c;
 	}
 	*rel_out = rel;
-	/* table_open processed any pending invalidation: the entry is current */
+	/* the open processed any pending invalidation: the entry is current */
 	if (ntargets == WRITE_NCACHED)
 		ntargets = 0;
 	targets[ntargets] = t;
@@ -271,7 +246,7 @@ AlxOutboxWrite(int table, const char *aggregate_type, const char *aggregate_id, 
 		elog(ERROR, "outbox table \"%s\" changed while in use", RelationGetRelationName(rel));
 
 	/* after the aggregate's lock: ids follow the order of the locks */
-	id = nextval_internal(t->seqid, true);
+	id = nextval_internal(AlxRelid("outbox_id_seq", false), true);
 
 	values = palloc(sizeof(Datum) * desc->natts);
 	nulls = palloc(sizeof(bool) * desc->natts);

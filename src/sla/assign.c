@@ -30,7 +30,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
-#include "catalog/pg_opfamily.h"
+#include "catalog/pg_opclass.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -183,24 +183,21 @@ column_of(Relation rel, const char *name)
 static void
 keyed_open(KeyedRow *kr, const char *table, const char *key, LOCKMODE lockmode)
 {
-	Oid			relid = get_relname_relid(table, get_namespace_oid("alexandrite", false));
+	static const Oid text_ops[1] = {TEXT_BTREE_OPS_OID};
+	AttrNumber	col[1];
 	Oid			idxid;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "alexandrite.%s is missing", table);
-	kr->rel = table_open(relid, lockmode);
+	kr->rel = AlxRelationOpen(table, lockmode, false);
 	kr->idx = NULL;
 	kr->slot = NULL;
 	idxid = RelationGetPrimaryKeyIndex(kr->rel);
 	if (!OidIsValid(idxid) || kr->rel->rd_rel->relrowsecurity)
 		return;
 	kr->idx = index_open(idxid, AccessShareLock);
-	if (!kr->idx->rd_index->indisvalid || !kr->idx->rd_index->indisready ||
-		!kr->idx->rd_index->indislive || !kr->idx->rd_index->indisunique ||
-		kr->idx->rd_rel->relam != BTREE_AM_OID ||
+	col[0] = column_of(kr->rel, key);
+	if (!kr->idx->rd_index->indisunique ||
 		IndexRelationGetNumberOfKeyAttributes(kr->idx) != 1 ||
-		kr->idx->rd_index->indkey.values[0] != column_of(kr->rel, key) ||
-		kr->idx->rd_opfamily[0] != TEXT_BTREE_FAM_OID)
+		!AlxIndexTrusted(kr->rel, kr->idx, 1, col, text_ops, false))
 	{
 		index_close(kr->idx, NoLock);
 		kr->idx = NULL;

@@ -223,30 +223,6 @@ pool_predicate(Relation idx, const ClaimRels *cr)
 	return saw_status && saw_null;
 }
 
-/* are the key columns of idx (channel, sla_due_at, id) with the default btree classes? */
-static bool
-pool_columns(Relation idx, const ClaimRels *cr)
-{
-	static const Oid opclasses[3] = {TEXT_BTREE_OPS_OID, TIMESTAMPTZ_BTREE_OPS_OID, INT8_BTREE_OPS_OID};
-	const AttrNumber atts[3] = {cr->att[C_CHANNEL], cr->att[C_SLA_DUE_AT], cr->att[C_ID]};
-	Form_pg_index ind = idx->rd_index;
-	oidvector  *cls;
-	Datum		d;
-	bool		isnull;
-
-	if (IndexRelationGetNumberOfKeyAttributes(idx) < 3)
-		return false;
-	d = SysCacheGetAttr(INDEXRELID, idx->rd_indextuple, Anum_pg_index_indclass, &isnull);
-	if (isnull)
-		return false;
-	cls = (oidvector *) DatumGetPointer(d);
-	for (int i = 0; i < 3; i++)
-		if (ind->indkey.values[i] != atts[i] || cls->values[i] != opclasses[i] ||
-			idx->rd_indoption[i] != 0)	/* ascending, nulls last */
-			return false;
-	return true;
-}
-
 /* the OID (and sort order) of a label of order_status, resolved before any scan */
 static Oid
 label_oid(Oid typid, const char *label, float4 *order)
@@ -270,15 +246,12 @@ label_oid(Oid typid, const char *label, float4 *order)
 static void
 claim_open(ClaimRels *cr)
 {
+	static const Oid opclasses[3] = {TEXT_BTREE_OPS_OID, TIMESTAMPTZ_BTREE_OPS_OID, INT8_BTREE_OPS_OID};
 	static TimestampTz warned_at = 0;
-	Oid			nsp = get_namespace_oid("alexandrite", false);
-	Oid			relid = get_relname_relid("orders", nsp);
-	Oid			idxid = get_relname_relid("orders_pool_due_idx", nsp);
+	AttrNumber	keys[3];
 	TupleDesc	desc;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "alexandrite.orders is missing");
-	cr->rel = table_open(relid, RowShareLock);
+	cr->rel = AlxRelationOpen("orders", RowShareLock, false);
 	desc = RelationGetDescr(cr->rel);
 	for (int c = 0; c < C_NCOLS; c++)
 	{
@@ -313,23 +286,16 @@ claim_open(ClaimRels *cr)
 		cr->idx = NULL;
 		return;
 	}
-	cr->idx = OidIsValid(idxid) ? try_relation_open(idxid, AccessShareLock) : NULL;
-	if (cr->idx != NULL)
+	/* (channel, sla_due_at, id) in the default classes, texteq under channel's collation */
+	keys[0] = cr->att[C_CHANNEL];
+	keys[1] = cr->att[C_SLA_DUE_AT];
+	keys[2] = cr->att[C_ID];
+	cr->idx = AlxRelationOpen("orders_pool_due_idx", AccessShareLock, true);
+	if (cr->idx != NULL &&
+		(!AlxIndexTrusted(cr->rel, cr->idx, 3, keys, opclasses, true) || !pool_predicate(cr->idx, cr)))
 	{
-		Form_pg_index ind = cr->idx->rd_index;
-
-		/* locked: the name must still be this index's (a concurrent swap) */
-		if (cr->idx->rd_rel->relkind != RELKIND_INDEX || ind == NULL ||
-			get_relname_relid("orders_pool_due_idx", nsp) != idxid ||
-			ind->indrelid != relid || !ind->indisvalid || !ind->indisready || !ind->indislive ||
-			cr->idx->rd_rel->relam != BTREE_AM_OID ||
-			!pool_columns(cr->idx, cr) || !pool_predicate(cr->idx, cr) ||
-			/* texteq under the column's own collation, as the statement compares */
-			cr->idx->rd_indcollation[0] != TupleDescAttr(desc, cr->att[C_CHANNEL] - 1)->attcollation)
-		{
-			relation_close(cr->idx, NoLock);
-			cr->idx = NULL;
-		}
+		relation_close(cr->idx, NoLock);
+		cr->idx = NULL;
 	}
 	if (cr->idx == NULL && TimestampDifferenceExceeds(warned_at, GetCurrentTimestamp(), 60000))
 	{

@@ -9,8 +9,11 @@
 # channel (the merge's lead channel runs out), or all but the last few; the
 # claims come from one session, whose claims start reading where its last
 # one ended (the lead channel's window, src/sla/claim.c).
-# Then the same with the pool index marked invalid: the claim reads the
-# table instead, with a WARNING, and is still exact.
+# Then the same with the pool index marked invalid, replaced by one of
+# another collation, and with row security on orders: the claim reads the
+# table with its query instead, with a WARNING, and is still exact.  And the
+# operator lock, which reads operators_pkey in C, runs its statement when
+# that index is marked invalid and still refuses and counts as it should.
 use strict;
 use warnings FATAL => 'all';
 
@@ -147,6 +150,65 @@ is(join('; ', @bad), '', "$claims claims of assign_next each took the best unhel
 	my $want2 = join(',', best_ids(3));
 	is(q1("SELECT string_agg(alexandrite.assign_next('x1')::text, ',') FROM generate_series(1, 3)"), $want2,
 		'with the index valid again, the claims follow the ranking');
+}
+
+# --- an index of another collation under the name: not trusted either -------------
+# (equality under a nondeterministic collation could match other channels)
+{
+	q1(q{ALTER INDEX alexandrite.orders_pool_due_idx RENAME TO orders_pool_due_saved;
+	     CREATE INDEX orders_pool_due_idx ON alexandrite.orders (channel COLLATE "C", sla_due_at, id)
+	      WHERE status < 'assigned' AND operator_id IS NULL});
+	my $log_at = -s $node->logfile;
+	my @held = grep { rand() < 0.6 } best_ids(30);
+	hold(@held);
+	my ($want, $got) = split /\n/, q1('BEGIN;' . expected(1, undef, @held) . ";SELECT alexandrite.assign_next('x1'); COMMIT;");
+	release();
+	is($got, $want, 'with a pool index of another collation under the name, the claim still takes the best unheld pool order');
+	like(slurp_file($node->logfile, $log_at), qr/WARNING:.*orders_pool_due_idx is missing or not the pool index/,
+		'and a WARNING says that index is not used');
+	q1(q{DROP INDEX alexandrite.orders_pool_due_idx;
+	     ALTER INDEX alexandrite.orders_pool_due_saved RENAME TO orders_pool_due_idx});
+}
+
+# --- row security on orders: the claim reads with the query, which applies it ---
+{
+	q1(q{ALTER TABLE alexandrite.orders ENABLE ROW LEVEL SECURITY});
+	my $log_at = -s $node->logfile;
+	my @held = grep { rand() < 0.6 } best_ids(30);
+	hold(@held);
+	my ($want, $got) = split /\n/, q1('BEGIN;' . expected(1, undef, @held) . ";SELECT alexandrite.assign_next('x1'); COMMIT;");
+	release();
+	is($got, $want, 'with row security enabled on orders, the claim still takes the best unheld pool order');
+	like(slurp_file($node->logfile, $log_at), qr/WARNING:.*alexandrite.orders has row-level security: claims read it with a query/,
+		'and a WARNING says why the pool index is not used');
+	q1(q{ALTER TABLE alexandrite.orders DISABLE ROW LEVEL SECURITY});
+}
+
+# --- the operator lock through the primary key, and its statement fallback -------
+# In the claim's own transaction, pg_stat_get_xact_numscans counts the scans
+# of operators_pkey: the C lock reads it; marked invalid, nothing may (the
+# statements run instead, and the planner never uses an invalid index), and
+# the lock still refuses an unknown or inactive operator and keeps capacity.
+{
+	my $scans = "SELECT pg_stat_get_xact_numscans('alexandrite.operators_pkey'::regclass)";
+	q1("INSERT INTO alexandrite.operators (id, name, capacity) VALUES ('k1', 'keyed', 1), ('k2', 'inactive', 5)");
+	q1("UPDATE alexandrite.operators SET active = false WHERE id = 'k2'");
+	my ($id, $n) = split /\n/, q1("BEGIN; SELECT alexandrite.assign_next('x1'); $scans; COMMIT;");
+	ok($id =~ /^\d+$/ && $n > 0, "with operators_pkey valid, the operator lock reads it (order $id, $n scans)");
+
+	q1(q{UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'alexandrite.operators_pkey'::regclass});
+	my $want = q1(expected(1));
+	($id, $n) = split /\n/, q1("BEGIN; SELECT alexandrite.assign_next('k1'); $scans; COMMIT;");
+	is("$id/$n", "$want/0", 'with operators_pkey marked invalid, assign_next takes the best order without reading that index');
+	my ($got2) = q1("SELECT coalesce(alexandrite.assign_next('k1')::text, 'none')");
+	is($got2, 'none', 'and an operator at capacity gets nothing');
+	my ($rc, $out, $err) = $node->psql('postgres', "SELECT alexandrite.assign_next('nobody')",
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/ERROR:\s+P0002/, 'an unknown operator is P0002');
+	($rc, $out, $err) = $node->psql('postgres', "SELECT alexandrite.assign_next('k2')",
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/ERROR:\s+55000/, 'an inactive operator is 55000');
+	q1(q{UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'alexandrite.operators_pkey'::regclass});
 }
 
 # a claim in the same statement as a change of the best order sees the

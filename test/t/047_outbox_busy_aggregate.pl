@@ -97,6 +97,27 @@ sub drain_watch
 	return ($max_deferred, $max_blocked, 1);
 }
 
+# "tried/all" of the events of aggregate $agg waiting in outbox_retry
+sub tried_of
+{
+	my ($agg) = @_;
+	return sql(qq{SELECT count(*) FILTER (WHERE attempts > 0) || '/' || count(*) FROM alexandrite.outbox_retry
+	               WHERE aggregate_id = '$agg'});
+}
+
+# binds the queue again (a failure was made by unbinding it: a mandatory
+# message with no queue comes back and fails); then everything must go
+# through, and the ledger must hold
+sub rebind_and_drain
+{
+	my ($name, $ledger) = @_;
+	$mq->declare('t047', 'test.#');
+	ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 AND blocked_aggregates = 0 FROM alexandrite.outbox_status', 120),
+		"$name: once the queue is back, everything goes through");
+	AlxBroker::ledger_ok(AlxBroker::check($node, 'postgres', $mq, timeout => 60), $ledger);
+	return;
+}
+
 # ---------------------------------------------------------------------------
 # 1. bounded: agg-1 with 2000 events, then agg-2..agg-201 with one each
 # ---------------------------------------------------------------------------
@@ -153,13 +174,8 @@ is(sql(q{SELECT aggregate_id || ':' || (head_error IS NOT NULL) FROM alexandrite
 ok(AlxTest::wait_until($node, 'postgres',
 		q{SELECT max(attempts) >= 2 FROM alexandrite.outbox_retry WHERE aggregate_id = 'agg-401'}, 60),
 	'failing: its first event fails again in a retry round (attempts counted)');
-is(sql(q{SELECT count(*) FILTER (WHERE attempts > 0) || '/' || count(*) FROM alexandrite.outbox_retry
-          WHERE aggregate_id = 'agg-401'}), '1/100', 'failing: only the first of its 100 events has attempts');
-$mq->declare('t047', 'test.#');    # bound again
-ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 AND blocked_aggregates = 0 FROM alexandrite.outbox_status', 120),
-	'failing: once the queue is back, everything goes through');
-$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
-AlxBroker::ledger_ok($r, 'failing first event');
+is(tried_of('agg-401'), '1/100', 'failing: only the first of its 100 events has attempts');
+rebind_and_drain('failing', 'failing first event');
 
 # ---------------------------------------------------------------------------
 # 4. the retry rounds read per aggregate, not per waiting event
@@ -328,13 +344,8 @@ sql('SELECT produce(1401, 1401, 5)');
 ok(AlxTest::wait_until($node, 'postgres',
 		q{SELECT count(*) = 6 FROM alexandrite.outbox_retry WHERE aggregate_id = 'agg-1401'}, 60),
 	'probe: its five new events are held back in outbox_retry');
-is(sql(q{SELECT count(*) FILTER (WHERE attempts > 0) || '/' || count(*) FROM alexandrite.outbox_retry
-          WHERE aggregate_id = 'agg-1401'}), '1/6', 'probe: none of the five was tried ahead of the first');
-$mq->declare('t047', 'test.#');    # bound again
-ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 AND blocked_aggregates = 0 FROM alexandrite.outbox_status', 120),
-	'probe: once the queue is back, agg-1401 goes through');
-$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
-AlxBroker::ledger_ok($r, 'aggregate index not valid, a waiting aggregate');
+is(tried_of('agg-1401'), '1/6', 'probe: none of the five was tried ahead of the first');
+rebind_and_drain('probe (agg-1401 waiting)', 'aggregate index not valid, a waiting aggregate');
 sql(q{UPDATE pg_catalog.pg_index SET indisvalid = true
 	   WHERE indexrelid = 'alexandrite.outbox_retry_aggregate_idx'::regclass});
 
