@@ -85,6 +85,7 @@ extern void AlxWorkerLockGate(void);
 extern void AlxWorkerInstallGate(void);
 
 /* relations.c: the extension's relations by name (cached), and trusted indexes */
+extern void AlxRegisterRelcacheCallback(void (*func) (Datum arg, Oid relid), Datum arg);
 extern Oid	AlxRelid(const char *relname, bool missing_ok);
 extern Relation AlxRelationOpen(const char *relname, LOCKMODE lockmode, bool missing_ok);
 extern bool AlxIndexTrusted(Relation rel, Relation idx, int nkeys, const AttrNumber *cols,

@@ -7,13 +7,20 @@
  *
  * AlxRelid: the OID of alexandrite.<name>, cached per backend.  An entry is
  * forgotten when its relation's relcache entry is invalidated (dropped,
- * altered), and every entry is forgotten when any pg_class row changes
- * (a rename, a DROP and CREATE under the name) or any schema does.  So a
- * hit is exactly as current as the syscache lookups it replaces (both
- * learn of other sessions' DDL when invalidations are accepted, at the
- * next lock).  Before a lock both may be stale: AlxRelationOpen locks,
+ * altered), when a pg_class row under its name and schema changes (a
+ * rename to or from it, a DROP and CREATE under the name), and every entry
+ * when any schema changes; a look-up during which invalidations arrived is
+ * not kept.  So a hit is exactly as current as the syscache look-ups it
+ * replaces (both learn of other sessions' DDL when invalidations are
+ * accepted, at the next lock).  Before a lock both may be stale: AlxRelationOpen locks,
  * then checks that the name still names what it locked, and looks again
  * if not.
+ *
+ * AlxRegisterRelcacheCallback: the extension's per-backend caches each
+ * watch tables through one relcache callback of PostgreSQL's, dispatched
+ * here: PostgreSQL has ten slots per backend (MAX_RELCACHE_CALLBACKS), two
+ * of them its own, and a backend that ran out would die (FATAL) when some
+ * other code registered one.
  *
  * AlxIndexTrusted: an index stands in for a statement only if it holds
  * every row it should and orders them as the statement compares: a valid,
@@ -37,6 +44,8 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "miscadmin.h"
+#include "storage/sinval.h"
+#include "utils/snapmgr.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/builtins.h"
@@ -45,12 +54,46 @@
 
 #include "alexandrite.h"
 
+/* ---- one relcache callback for the whole extension ---------------------- */
+
+#define ALX_RELCACHE_HANDLERS 16
+
+static struct
+{
+	RelcacheCallbackFunction func;
+	Datum		arg;
+}			handlers[ALX_RELCACHE_HANDLERS];
+static int	nhandlers = 0;
+
+static void
+relcache_dispatch(Datum arg, Oid relid)
+{
+	for (int i = 0; i < nhandlers; i++)
+		handlers[i].func(handlers[i].arg, relid);
+}
+
+/* Registers func(arg, relid) for every relcache invalidation (once per backend). */
+void
+AlxRegisterRelcacheCallback(RelcacheCallbackFunction func, Datum arg)
+{
+	if (nhandlers == ALX_RELCACHE_HANDLERS)
+		elog(FATAL, "out of alexandrite relcache callback slots");
+	if (nhandlers == 0)
+		CacheRegisterRelcacheCallback(relcache_dispatch, (Datum) 0);
+	handlers[nhandlers].func = func;
+	handlers[nhandlers].arg = arg;
+	nhandlers++;
+}
+
+/* ---- relation OIDs by name ------------------------------------------------ */
+
 #define RELID_NCACHED 32
 
 typedef struct RelidEntry
 {
 	NameData	name;
 	Oid			relid;
+	uint32		hash;			/* of (name, schema) in RELNAMENSP */
 } RelidEntry;
 
 static RelidEntry relids[RELID_NCACHED];
@@ -58,25 +101,33 @@ static int	nrelids = 0;
 static bool callbacks_registered = false;
 
 static void
+relid_forget(int i)
+{
+	relids[i] = relids[--nrelids];
+}
+
+/* a schema changed: forget everything */
+static void
 relid_forget_all(Datum arg, int cacheid, uint32 hashvalue)
 {
 	nrelids = 0;
 }
 
+/* a pg_class row of this name and schema changed (0: any) */
+static void
+relid_name_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	for (int i = nrelids - 1; i >= 0; i--)
+		if (hashvalue == 0 || relids[i].hash == hashvalue)
+			relid_forget(i);
+}
+
 static void
 relid_relcache_callback(Datum arg, Oid relid)
 {
-	if (!OidIsValid(relid))
-	{
-		nrelids = 0;
-		return;
-	}
-	for (int i = 0; i < nrelids; i++)
-		if (relids[i].relid == relid)
-		{
-			relids[i] = relids[--nrelids];
-			i--;
-		}
+	for (int i = nrelids - 1; i >= 0; i--)
+		if (!OidIsValid(relid) || relids[i].relid == relid)
+			relid_forget(i);
 }
 
 /*
@@ -86,6 +137,8 @@ relid_relcache_callback(Datum arg, Oid relid)
 Oid
 AlxRelid(const char *relname, bool missing_ok)
 {
+	uint64		inval_count;
+	NameData	name;
 	Oid			nsp;
 	Oid			relid;
 
@@ -95,11 +148,13 @@ AlxRelid(const char *relname, bool missing_ok)
 
 	if (!callbacks_registered)
 	{
-		CacheRegisterRelcacheCallback(relid_relcache_callback, (Datum) 0);
-		CacheRegisterSyscacheCallback(RELNAMENSP, relid_forget_all, (Datum) 0);
+		AlxRegisterRelcacheCallback(relid_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(RELNAMENSP, relid_name_callback, (Datum) 0);
 		CacheRegisterSyscacheCallback(NAMESPACEOID, relid_forget_all, (Datum) 0);
 		callbacks_registered = true;
 	}
+	/* an invalidation during the lookup may concern what it found: not kept */
+	inval_count = SharedInvalidMessageCounter;
 	nsp = get_namespace_oid(ALX_SCHEMA_NAME, missing_ok);
 	relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
 	if (!OidIsValid(relid))
@@ -111,10 +166,15 @@ AlxRelid(const char *relname, bool missing_ok)
 					 errhint("Reinstall the extension alexandrite.")));
 		return InvalidOid;		/* absence is not cached */
 	}
+	if (inval_count != SharedInvalidMessageCounter)
+		return relid;
 	if (nrelids == RELID_NCACHED)
 		nrelids = 0;
-	namestrcpy(&relids[nrelids].name, relname);
+	namestrcpy(&name, relname);
+	relids[nrelids].name = name;
 	relids[nrelids].relid = relid;
+	relids[nrelids].hash = GetSysCacheHashValue2(RELNAMENSP, NameGetDatum(&name),
+												 ObjectIdGetDatum(nsp));
 	nrelids++;
 	return relid;
 }
@@ -141,7 +201,7 @@ AlxRelationOpen(const char *relname, LOCKMODE lockmode, bool missing_ok)
 		if (rel != NULL)
 			relation_close(rel, lockmode);
 		else
-			relid_relcache_callback((Datum) 0, relid);
+			relid_relcache_callback((Datum) 0, relid);	/* dropped: forget it */
 		/* dropped before the lock, or renamed: look again */
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -171,6 +231,10 @@ AlxIndexTrusted(Relation rel, Relation idx, int nkeys, const AttrNumber *cols,
 		IndexRelationGetNumberOfKeyAttributes(idx) < nkeys)
 		return false;
 	if (!partial_ok && !heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL))
+		return false;
+	/* built over broken HOT chains: not for snapshots older than its row (as the planner) */
+	if (ind->indcheckxmin &&
+		!TransactionIdPrecedes(HeapTupleHeaderGetXmin(idx->rd_indextuple->t_data), TransactionXmin))
 		return false;
 	d = SysCacheGetAttr(INDEXRELID, idx->rd_indextuple, Anum_pg_index_indclass, &isnull);
 	if (isnull)

@@ -82,7 +82,7 @@ load_matrix(void)
 
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(transitions_callback, (Datum) 0);
+		AlxRegisterRelcacheCallback(transitions_callback, (Datum) 0);
 		callback_registered = true;
 	}
 	nsp = get_namespace_oid(ALX_SCHEMA_NAME, false);

@@ -221,7 +221,7 @@ alx_capture_lookup(Oid relid)
 		ctl.hcxt = CacheMemoryContext;
 		alx_capture_cache = hash_create("alexandrite dashboard capture", 16, &ctl,
 										HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		CacheRegisterRelcacheCallback(alx_capture_inval, (Datum) 0);
+		AlxRegisterRelcacheCallback(alx_capture_inval, (Datum) 0);
 		CacheRegisterSyscacheCallback(NAMESPACEOID, alx_capture_inval_all, (Datum) 0);
 	}
 	e = hash_search(alx_capture_cache, &relid, HASH_ENTER, &found);

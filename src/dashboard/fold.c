@@ -101,7 +101,7 @@ alx_fold_plan(int32 id, Oid base_relid)
 		ctl.hcxt = CacheMemoryContext;
 		alx_fold_plans = hash_create("alexandrite dashboard folds", 16, &ctl,
 									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		CacheRegisterRelcacheCallback(alx_fold_inval, (Datum) 0);
+		AlxRegisterRelcacheCallback(alx_fold_inval, (Datum) 0);
 	}
 	p = hash_search(alx_fold_plans, &id, HASH_ENTER, &found);
 	if (found && p->valid && p->base_relid == base_relid)

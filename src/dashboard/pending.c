@@ -169,10 +169,10 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 	{
 		MemoryContext old = MemoryContextSwitchTo(alx_cxt);
 
-		/* an error below leaves an entry that can match nothing */
+		/* until the end, an entry that can match nothing (an error between) */
+		t->delta_relid = InvalidOid;
 		if (found)
 		{
-			t->delta_relid = InvalidOid;
 			if (t->name != NULL)
 				pfree(t->name);
 			if (t->typlen != NULL)
@@ -184,7 +184,6 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 		t->typlen = NULL;
 		t->byval = NULL;
 		t->name = pstrdup(def->name);
-		t->delta_relid = delta_relid;
 		t->nkeys = def->nkeys;
 		t->typlen = palloc(sizeof(int16) * Max(def->nkeys, 1));
 		t->byval = palloc(sizeof(bool) * Max(def->nkeys, 1));
@@ -192,6 +191,7 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 		memcpy(t->byval, def->key_byval, sizeof(bool) * def->nkeys);
 		t->has_due = def->due != NULL;
 		t->nsums = def->nsums;
+		t->delta_relid = delta_relid;
 		MemoryContextSwitchTo(old);
 	}
 	return t;
@@ -268,7 +268,6 @@ alx_group_fill(AlxGroup *g, AlxPendingTarget *t, SubTransactionId subid,
 	for (int i = 0; i < t->nsums; i++)
 		g->sums[i] = NumericGetDatum(int64_to_numeric(0));
 	MemoryContextSwitchTo(old);
-	alx_ngroups++;
 }
 
 /*
@@ -306,7 +305,21 @@ AlxPendingAdd(AlxPendingTarget *t, Datum *keys, bool *knulls, Datum due_bucket, 
 
 	g = hash_search(alx_groups, &key, HASH_ENTER, &found);
 	if (!found)
+	{
+		/*
+		 * Counted and marked as this subtransaction's before anything can
+		 * fail, so that an error in the fill leaves an entry that the
+		 * (sub)transaction's end removes, not one a later transaction finds.
+		 */
+		g->target = t;
+		g->subid = subid;
+		g->vals = NULL;
+		g->nulls = NULL;
+		g->sums = NULL;
+		g->cnt = 0;
+		alx_ngroups++;
 		alx_group_fill(g, t, subid, keys, knulls, due_bucket, due_null);
+	}
 	g->cnt += sign;
 	for (int i = 0; i < t->nsums; i++)
 	{
@@ -486,8 +499,8 @@ alx_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* an aborted transaction's groups go with it */
-			if (alx_ngroups > 0)
+			/* an aborted transaction's groups go with it (counted or not) */
+			if (alx_groups != NULL && hash_get_num_entries(alx_groups) > 0)
 			{
 				HASH_SEQ_STATUS status;
 				AlxGroup   *g;

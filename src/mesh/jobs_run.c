@@ -4,12 +4,13 @@
  *	  One mesh job, claimed by a worker of the pool: analyse, store, attach
  *	  to the order, price, tell; or retry, or fail.
  *
- * The analysis is mesh_ingest() itself (mesh_sql.c), called as a C
- * function as the extension owner: the same helper, the same limits, the
- * same slots (alexandrite.mesh_max_concurrent), the same row in
- * alexandrite.meshes for the same bytes and unit.  It runs in a
- * subtransaction: whatever the file does to the helper ends as an error
- * that the job records, never as an error of the worker.
+ * The analysis is mesh_ingest()'s (mesh_sql.c: AlxMeshFind, AlxMeshAnalyse,
+ * AlxMeshStore): the same helper, the same limits, the same slots
+ * (alexandrite.mesh_max_concurrent), the same row in alexandrite.meshes for
+ * the same bytes and unit.  Each step runs in a subtransaction: whatever the
+ * file does to the helper ends as an error that the job records, never as
+ * an error of the worker.  The helper runs in a transaction of its own,
+ * without a snapshot or the workers' gate (AlxMeshJobLoad, below).
  *
  * An error of the file itself (class 22: not a valid mesh, format; class
  * 54: over a limit) fails the job at once.  Any other error (the helper
@@ -66,7 +67,6 @@
 #include "mesh/jobs.h"
 #include "outbox/outbox.h"
 
-extern PGDLLEXPORT Datum alexandrite_mesh_ingest(PG_FUNCTION_ARGS);
 
 static AlxPlan load_plan = {
 	"SELECT j.data, j.filename, j.unit, j.order_id FROM alexandrite.mesh_jobs j"
@@ -429,50 +429,42 @@ AlxMeshJobBackoff(TimestampTz from, int attempts)
 	return TimestampTzPlusMilliseconds(from, delay_ms);
 }
 
-typedef struct IngestArgs
-{
-	bytea	   *data;
-	text	   *filename;		/* NULL: none */
-	const char *unit;
-	int64		mesh_id;		/* out */
-} IngestArgs;
-
-/* mesh_ingest(data, filename, unit) as the extension owner */
+/* mesh_ingest's steps for a job, in a subtransaction (run_step) */
 static void
-ingest_step(void *arg)
+find_step(void *arg)
 {
-	IngestArgs *a = (IngestArgs *) arg;
-	AlxSavedUser save;
-	Datum		r;
+	AlxMeshJob *job = (AlxMeshJob *) arg;
 
-	LOCAL_FCINFO(fcinfo, 3);
-
-	InitFunctionCallInfoData(*fcinfo, NULL, 3, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = PointerGetDatum(a->data);
-	fcinfo->args[0].isnull = false;
-	fcinfo->args[1].value = PointerGetDatum(a->filename);
-	fcinfo->args[1].isnull = a->filename == NULL;
-	fcinfo->args[2].value = CStringGetTextDatum(a->unit);
-	fcinfo->args[2].isnull = false;
-	AlxBecomeOwner(&save);
-	r = alexandrite_mesh_ingest(fcinfo);
-	AlxRestoreUser(&save);
-	if (fcinfo->isnull)
-		elog(ERROR, "mesh_ingest returned NULL");
-	a->mesh_id = DatumGetInt64(r);
+	job->mesh_id = AlxMeshFind(job->sha, job->unit, &job->current);
 }
 
-/* Reads the claimed job's input; false when it is no longer there. */
-static bool
-load_job(int64 job_id, IngestArgs *a, int64 *order_id)
+static void
+analyse_step(void *arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
+	AlxMeshJob *job = (AlxMeshJob *) arg;
+
+	job->analysis = AlxMeshAnalyse(job->data, job->unit);
+}
+
+static void
+store_step(void *arg)
+{
+	AlxMeshJob *job = (AlxMeshJob *) arg;
+
+	job->mesh_id = AlxMeshStore(job->sha, job->unit, job->filename, job->data,
+								job->analysis, job->mesh_id);
+}
+
+/* Reads the claimed job's input into job->cxt; false when it is no longer there. */
+static bool
+load_job(AlxMeshJob *job)
+{
 	AlxSavedUser save;
 	Datum		values[1];
 	bool		found = false;
 
 	AlxCoreBegin(&save);
-	values[0] = Int64GetDatum(job_id);
+	values[0] = Int64GetDatum(job->job_id);
 	AlxPlanRun(&load_plan, values, NULL, true, 1);
 	if (SPI_processed == 1)
 	{
@@ -480,16 +472,17 @@ load_job(int64 job_id, IngestArgs *a, int64 *order_id)
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		v;
-		MemoryContext old = MemoryContextSwitchTo(cxt);
+		MemoryContext old = MemoryContextSwitchTo(job->cxt);
 
-		/* detoasted into the transaction's memory, outliving SPI */
-		a->data = DatumGetByteaPCopy(SPI_getbinval(t, d, 1, &isnull));
+		/* detoasted into the job's memory, outliving SPI and the transaction */
+		job->data = DatumGetByteaPCopy(SPI_getbinval(t, d, 1, &isnull));
 		v = SPI_getbinval(t, d, 2, &isnull);
-		a->filename = isnull ? NULL : DatumGetTextPCopy(v);
+		job->filename = isnull ? NULL : DatumGetTextPCopy(v);
+		job->filename_str = job->filename ? text_to_cstring(job->filename) : NULL;
 		v = SPI_getbinval(t, d, 3, &isnull);
-		a->unit = pstrdup(TextDatumGetCString(v));
+		job->unit = pstrdup(TextDatumGetCString(v));
 		v = SPI_getbinval(t, d, 4, &isnull);
-		*order_id = isnull ? 0 : DatumGetInt64(v);
+		job->order_id = isnull ? 0 : DatumGetInt64(v);
 		MemoryContextSwitchTo(old);
 		found = true;
 	}
@@ -570,16 +563,64 @@ defer_job(int64 job_id, const char *note)
 }
 
 /*
- * Runs a job the caller has claimed (state running, its lock held), in the
- * caller's transaction, as the worker's role; replaces the active snapshot
- * (the caller pops it).
+ * A job the caller has claimed (state running, its lock held) runs in three
+ * of the caller's transactions (jobs_worker.c): AlxMeshJobLoad and
+ * AlxMeshJobFinish with a snapshot and the workers' gate, AlxMeshJobAnalyse
+ * in between with neither, so the helper's run (up to
+ * alexandrite.mesh_timeout) holds back no vacuum and no DROP EXTENSION.
+ * The job stays 'running' under its lock throughout; a worker that dies in
+ * between leaves it to the reaper, as before.
+ */
+
+/*
+ * Step 1: reads the job into cxt and looks for a stored row of its bytes.
+ * False when there is nothing more to do: the job is gone, or the look-up
+ * failed (recorded as a failed attempt).
+ */
+bool
+AlxMeshJobLoad(AlxMeshJob *job, int64 job_id, int attempts, MemoryContext cxt)
+{
+	MemoryContext old;
+
+	memset(job, 0, sizeof(*job));
+	job->job_id = job_id;
+	job->attempts = attempts;
+	job->cxt = cxt;
+	if (!load_job(job))
+		return false;
+	old = MemoryContextSwitchTo(cxt);
+	job->sha = AlxMeshSha256(VARDATA_ANY(job->data), VARSIZE_ANY_EXHDR(job->data));
+	job->err = run_step(find_step, job);
+	MemoryContextSwitchTo(old);
+	if (job->err != NULL)
+	{
+		record_failure(job_id, attempts, job->order_id, job->filename_str, job->err);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Step 2, in a transaction without a snapshot: the helper's analysis, unless
+ * a row of this analyzer already holds it.  Its error is kept for step 3.
  */
 void
-AlxMeshJobRun(int64 job_id, int attempts)
+AlxMeshJobAnalyse(AlxMeshJob *job)
 {
-	IngestArgs	a;
-	int64		order_id = 0;
-	char	   *filename;
+	MemoryContext old;
+
+	if (job->mesh_id != 0 && job->current)
+		return;
+	old = MemoryContextSwitchTo(job->cxt);
+	job->err = run_step(analyse_step, job);
+	MemoryContextSwitchTo(old);
+}
+
+/* Step 3: store the analysis (or record its failure), attach, tell. */
+void
+AlxMeshJobFinish(AlxMeshJob *job)
+{
+	int64		order_id = job->order_id;
 	char	   *note = NULL;
 	ErrorData  *err;
 	Datum		values[4];
@@ -587,36 +628,32 @@ AlxMeshJobRun(int64 job_id, int attempts)
 	bool		gave = false;
 	AlxSavedUser save;
 
-	memset(&a, 0, sizeof(a));
-	if (!load_job(job_id, &a, &order_id))
-		return;
-	filename = a.filename ? text_to_cstring(a.filename) : NULL;
-	err = run_step(ingest_step, &a);
-	if (err != NULL)
+	if (job->err == NULL && !(job->mesh_id != 0 && job->current))
+		job->err = run_step(store_step, job);
+	if (job->err != NULL)
 	{
-		record_failure(job_id, attempts, order_id, filename, err);
+		record_failure(job->job_id, job->attempts, order_id, job->filename_str, job->err);
 		return;
 	}
-	pfree(a.data);
 	/* the order core's read-only checks must see the new mesh row */
 	CommandCounterIncrement();
 	PopActiveSnapshot();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (order_id > 0)
 	{
-		AttachArgs	att = {job_id, order_id, a.mesh_id, NULL, false, 0};
+		AttachArgs	att = {job->job_id, order_id, job->mesh_id, NULL, false, 0};
 
 		err = run_step(attach_step, &att);
 		if (err != NULL && err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 		{
-			defer_job(job_id, psprintf("waiting for order " INT64_FORMAT ", which another transaction holds",
-									   order_id));
+			defer_job(job->job_id, psprintf("waiting for order " INT64_FORMAT ", which another transaction holds",
+											order_id));
 			return;
 		}
 		if (err == NULL && att.wait_for > 0)
 		{
-			defer_job(job_id, psprintf("waiting for job " INT64_FORMAT ", submitted later for order " INT64_FORMAT,
-									   att.wait_for, order_id));
+			defer_job(job->job_id, psprintf("waiting for job " INT64_FORMAT ", submitted later for order " INT64_FORMAT,
+											att.wait_for, order_id));
 			return;
 		}
 		gave = err == NULL && att.gave;
@@ -624,8 +661,8 @@ AlxMeshJobRun(int64 job_id, int attempts)
 			psprintf("order " INT64_FORMAT " was not changed: %s", order_id, err->message) :
 			att.note;
 	}
-	values[0] = Int64GetDatum(job_id);
-	values[1] = Int64GetDatum(a.mesh_id);
+	values[0] = Int64GetDatum(job->job_id);
+	values[1] = Int64GetDatum(job->mesh_id);
 	if (note != NULL)
 		values[2] = CStringGetTextDatum(note);
 	else
@@ -634,6 +671,6 @@ AlxMeshJobRun(int64 job_id, int attempts)
 	AlxCoreBegin(&save);
 	AlxPlanRun(&done_plan, values, nulls, false, 0);
 	AlxCoreEnd(&save);
-	AlxMeshJobEvent(job_id, "mesh.analyzed", order_id, order_id > 0 ? gave : -1,
-					a.mesh_id, filename, NULL, NULL);
+	AlxMeshJobEvent(job->job_id, "mesh.analyzed", order_id, order_id > 0 ? gave : -1,
+					job->mesh_id, job->filename_str, NULL, NULL);
 }

@@ -362,12 +362,21 @@ claim_job(int *attempt)
 	return claimed;
 }
 
-/* One round: claim and run one job.  Returns whether there was one. */
+/*
+ * One round: claim and run one job.  Returns whether there was one.  The
+ * job is read, analysed, and stored in three transactions (jobs_run.c):
+ * the analysis, which may take alexandrite.mesh_timeout, holds no snapshot
+ * and no lock but the job's and its analysis slot.  CurrentMemoryContext
+ * (reset by the caller after the round) holds the job between them.
+ */
 static bool
 mesh_round(void)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	int64		job_id = 0;
 	int			attempt = 0;
+	AlxMeshJob	job;
+	bool		more = false;
 	LOCKTAG		tag;
 
 	SetCurrentStatementStartTimestamp();
@@ -381,14 +390,37 @@ mesh_round(void)
 	if (job_id == 0)
 		return false;
 
-	pgstat_report_activity(STATE_RUNNING, "alexandrite: analysing a mesh job");
+	pgstat_report_activity(STATE_RUNNING, "alexandrite: reading a mesh job");
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	AlxWorkerLockGate();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	AlxMeshJobRun(job_id, attempt);
+	if (jobs_installed())
+		more = AlxMeshJobLoad(&job, job_id, attempt, cxt);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	if (more)
+	{
+		/* no snapshot, no gate: the analysis reads no table */
+		pgstat_report_activity(STATE_RUNNING, "alexandrite: analysing a mesh job");
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		AlxMeshJobAnalyse(&job);
+		CommitTransactionCommand();
+
+		pgstat_report_activity(STATE_RUNNING, "alexandrite: storing a mesh job");
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		AlxWorkerLockGate();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		/* a DROP EXTENSION in between: nothing left to store into */
+		if (jobs_installed())
+			AlxMeshJobFinish(&job);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	MemoryContextSwitchTo(cxt);
 	AlxMeshJobLockTag(&tag, job_id);
 	LockRelease(&tag, ExclusiveLock, true);
 	pgstat_report_stat(false);

@@ -103,11 +103,13 @@ enum
 #define INPUT_PIPE_SIZE (1024 * 1024)
 #define POLL_STEP_MS 100
 
-typedef struct HelperResult
+/* what one run of the helper measured (AlxMeshAnalysis to jobs.h) */
+struct AlxMeshAnalysis
 {
 	AlxMeshRecord rec;
 	double		elapsed_ms;
-} HelperResult;
+};
+typedef struct AlxMeshAnalysis HelperResult;
 
 /* Path of the helper program: the GUC, or next to the postgres binary. */
 static pg_noinline char *
@@ -1286,6 +1288,60 @@ store_mesh(bytea *sha, const char *unit, text *filename, bytea *data,
 	return id;
 }
 
+/*
+ * mesh_ingest's three steps, which mesh_ingest runs in its caller's
+ * transaction and a mesh worker in three transactions of its own (jobs.h):
+ * the analysis reads no table and needs neither a snapshot nor the
+ * workers' gate, so a worker holds neither while the helper runs.
+ */
+
+/* The stored row for these bytes and unit, or 0 (as the extension owner). */
+int64
+AlxMeshFind(bytea *sha, const char *unit, bool *current)
+{
+	AlxSavedUser save;
+	int64		id;
+
+	AlxBecomeOwner(&save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	id = find_mesh(sha, unit, current);
+	SPI_finish();
+	AlxRestoreUser(&save);
+	return id;
+}
+
+/* The helper's measurements of data, in CurrentMemoryContext. */
+AlxMeshAnalysis *
+AlxMeshAnalyse(bytea *data, const char *unit)
+{
+	HelperResult *hr = palloc0(sizeof(HelperResult));
+
+	analyze_bytes(data, NULL, unit, NULL, hr);
+	return hr;
+}
+
+/*
+ * Stores an analysis: measures row known_id again (an older analyzer's), or
+ * inserts a row (or finds the one a concurrent ingest inserted).  As the
+ * extension owner; returns the mesh id.
+ */
+int64
+AlxMeshStore(bytea *sha, const char *unit, text *filename, bytea *data,
+			 const AlxMeshAnalysis *an, int64 known_id)
+{
+	AlxSavedUser save;
+	int64		id;
+
+	AlxBecomeOwner(&save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	id = store_mesh(sha, unit, filename, data, an, known_id);
+	SPI_finish();
+	AlxRestoreUser(&save);
+	return id;
+}
+
 PG_FUNCTION_INFO_V1(alexandrite_mesh_ingest);
 
 /*
@@ -1308,9 +1364,7 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 	const char *unit = "mm";
 	bytea	   *sha;
 	int64		id;
-	HelperResult hr;
 	bool		current;
-	AlxSavedUser save;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -1332,23 +1386,8 @@ alexandrite_mesh_ingest(PG_FUNCTION_ARGS)
 	 * still pins assimp to the detected format's importer).
 	 */
 	sha = AlxMeshSha256(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
-
-	AlxBecomeOwner(&save);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
-	id = find_mesh(sha, unit, &current);
-	SPI_finish();
-	AlxRestoreUser(&save);
+	id = AlxMeshFind(sha, unit, &current);
 	if (id != 0 && current)
 		PG_RETURN_INT64(id);
-
-	analyze_bytes(data, NULL, unit, NULL, &hr);
-
-	AlxBecomeOwner(&save);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
-	id = store_mesh(sha, unit, filename, data, &hr, id);
-	SPI_finish();
-	AlxRestoreUser(&save);
-	PG_RETURN_INT64(id);
+	PG_RETURN_INT64(AlxMeshStore(sha, unit, filename, data, AlxMeshAnalyse(data, unit), id));
 }

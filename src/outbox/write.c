@@ -176,7 +176,7 @@ write_target(int table, Relation *rel_out)
 
 	if (!write_callback_registered)
 	{
-		CacheRegisterRelcacheCallback(write_relcache_callback, (Datum) 0);
+		AlxRegisterRelcacheCallback(write_relcache_callback, (Datum) 0);
 		write_callback_registered = true;
 	}
 	t.relid = RelationGetRelid(rel);

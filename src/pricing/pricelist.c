@@ -108,7 +108,7 @@ register_callbacks(void)
 {
 	if (callbacks_registered)
 		return;
-	CacheRegisterRelcacheCallback(pricing_relcache_callback, (Datum) 0);
+	AlxRegisterRelcacheCallback(pricing_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, pricing_authmem_callback, (Datum) 0);
 	callbacks_registered = true;
 }

@@ -266,7 +266,7 @@ alexandrite_orders_maintain(PG_FUNCTION_ARGS)
 	{
 		if (!maint_callbacks)
 		{
-			CacheRegisterRelcacheCallback(maint_rel_callback, (Datum) 0);
+			AlxRegisterRelcacheCallback(maint_rel_callback, (Datum) 0);
 			CacheRegisterSyscacheCallback(ENUMOID, maint_enum_callback, (Datum) 0);
 			maint_callbacks = true;
 		}

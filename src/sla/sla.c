@@ -331,7 +331,7 @@ sla_load_cache(void)
 
 	if (!sla_callback_registered)
 	{
-		CacheRegisterRelcacheCallback(sla_relcache_callback, (Datum) 0);
+		AlxRegisterRelcacheCallback(sla_relcache_callback, (Datum) 0);
 		sla_callback_registered = true;
 	}
 	if (sla_cache_cxt == NULL)

@@ -20,6 +20,8 @@
 #    mesh is stored by a session that locks the meshes table), and of the
 #    postmaster: the job is retried after the restart, done in its second
 #    attempt, and its mesh stored once;
+#  - while the helper runs, the worker holds no snapshot, no xid and no
+#    table lock (the analysis is a transaction of its own, outside the gate);
 #  - pg_dump/pg_restore of a database with queued jobs: the jobs, bytes
 #    included, arrive, and the restored cluster's pool analyses them.
 use strict;
@@ -585,6 +587,54 @@ for my $victim ('worker', 'postmaster')
 	         WHERE j.id = $id AND m.sha256 = j.sha256 AND m.unit = '$unit'"), '1', "its mesh stored once ($victim)");
 	is(sql("SELECT count(*) FROM alexandrite.outbox WHERE aggregate_type = 'mesh' AND aggregate_id = '$id'"), '1',
 		"one event for it ($victim)");
+}
+
+# --- the helper's run holds no snapshot and no table lock -----------------------
+# A job is read, analysed and stored in three transactions of its worker
+# (src/mesh/jobs_run.c): while the helper runs (up to mesh_timeout), the
+# worker must hold back no vacuum (no xmin, no xid) and no DROP EXTENSION
+# (no lock on a table: the workers' gate is a lock on alexandrite.orders).
+# A session samples pg_stat_activity and pg_locks every 2 ms while the
+# worker says it is analysing, until a second after it last said so.
+{
+	sql(q{CREATE TABLE public.t024_watch (seen int, with_xmin int, with_locks int);
+	      CREATE FUNCTION public.t024_watch(secs float8) RETURNS void LANGUAGE plpgsql AS $$
+	      DECLARE
+	        seen int := 0; with_xmin int := 0; with_locks int := 0; quiet int := 0;
+	        t0 timestamptz := clock_timestamp(); r record;
+	      BEGIN
+	        WHILE clock_timestamp() < t0 + make_interval(secs => secs) AND quiet < 500 LOOP
+	          PERFORM pg_stat_clear_snapshot();
+	          IF seen > 0 THEN quiet := quiet + 1; END IF;
+	          FOR r IN SELECT a.pid, a.backend_xmin, a.backend_xid FROM pg_stat_activity a
+	                    WHERE a.backend_type LIKE 'alexandrite mesh worker%' AND a.state = 'active'
+	                      AND a.query = 'alexandrite: analysing a mesh job' LOOP
+	            seen := seen + 1;
+	            quiet := 0;
+	            IF r.backend_xmin IS NOT NULL OR r.backend_xid IS NOT NULL THEN
+	              with_xmin := with_xmin + 1;
+	            END IF;
+	            IF EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = r.pid AND l.locktype = 'relation') THEN
+	              with_locks := with_locks + 1;
+	            END IF;
+	          END LOOP;
+	          PERFORM pg_sleep(0.002);
+	        END LOOP;
+	        INSERT INTO public.t024_watch VALUES (seen, with_xmin, with_locks);
+	      END $$});
+	set_paused(0);
+	my $watch = $node->background_psql($db, on_error_stop => 1);
+	$watch->query_until(qr/watching/, "\\echo watching\nSELECT public.t024_watch(150);\n");
+	my $id = sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$large'), 'large.stl', 'mm')");
+	ok(AlxTest::wait_until($node, $db, 'SELECT count(*) = 1 FROM public.t024_watch', 180),
+		'the watch of the analysis ended');
+	wait_idle('the watched job');
+	my ($seen, $xmin, $locks) = split /\|/, sql('SELECT seen, with_xmin, with_locks FROM public.t024_watch');
+	ok($seen > 0, "the worker was seen analysing the job ($seen samples)");
+	is("$xmin/$locks", '0/0', 'while it analysed, it held no snapshot, no xid and no table lock');
+	is(sql("SELECT state || ':' || (mesh_id IS NOT NULL) FROM alexandrite.mesh_jobs WHERE id = $id"), 'done:true',
+		'and the job stored its mesh');
+	$watch->quit;
 }
 
 # --- the workers' role defaults do not reach their transactions ---------------
