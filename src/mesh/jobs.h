@@ -37,6 +37,7 @@ typedef struct AlxMeshJob
 {
 	int64		job_id;
 	int			attempts;		/* this one included */
+	Oid			jobs_relid;		/* alexandrite.mesh_jobs when the job was read */
 	MemoryContext cxt;			/* what follows lives here */
 	bytea	   *data;
 	text	   *filename;		/* NULL: none */

@@ -100,7 +100,7 @@ static AlxPlan latest_plan = {
 static AlxPlan done_plan = {
 	"UPDATE alexandrite.mesh_jobs SET state = 'done', mesh_id = $2, data = NULL,"
 	" finished_at = pg_catalog.clock_timestamp(), note = $3, gave_model = $4"
-	" WHERE id OPERATOR(pg_catalog.=) $1",
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'running'",
 	4, {INT8OID, INT8OID, TEXTOID, BOOLOID}
 };
 
@@ -123,7 +123,7 @@ static AlxPlan defer_plan = {
 	"                  OPERATOR(pg_catalog./) 2::pg_catalog.float8,"
 	"                  '1 min'::pg_catalog.interval)),"
 	" note = $3"
-	" WHERE id OPERATOR(pg_catalog.=) $1",
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'running'",
 	3, {INT8OID, FLOAT8OID, TEXTOID}
 };
 
@@ -136,7 +136,7 @@ static AlxPlan fail_plan = {
 	" data = CASE WHEN $6 THEN NULL ELSE data END,"
 	" error_sqlstate = $2, error_message = $3, next_attempt_at = $4,"
 	" finished_at = CASE WHEN $5 THEN pg_catalog.clock_timestamp() END"
-	" WHERE id OPERATOR(pg_catalog.=) $1",
+	" WHERE id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'running'",
 	6, {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID, BOOLOID}
 };
 
@@ -435,6 +435,7 @@ find_step(void *arg)
 {
 	AlxMeshJob *job = (AlxMeshJob *) arg;
 
+	job->sha = AlxMeshSha256(VARDATA_ANY(job->data), VARSIZE_ANY_EXHDR(job->data));
 	job->mesh_id = AlxMeshFind(job->sha, job->unit, &job->current);
 }
 
@@ -588,8 +589,8 @@ AlxMeshJobLoad(AlxMeshJob *job, int64 job_id, int attempts, MemoryContext cxt)
 	job->cxt = cxt;
 	if (!load_job(job))
 		return false;
+	job->jobs_relid = AlxRelid("mesh_jobs", false);
 	old = MemoryContextSwitchTo(cxt);
-	job->sha = AlxMeshSha256(VARDATA_ANY(job->data), VARSIZE_ANY_EXHDR(job->data));
 	job->err = run_step(find_step, job);
 	MemoryContextSwitchTo(old);
 	if (job->err != NULL)
@@ -628,6 +629,18 @@ AlxMeshJobFinish(AlxMeshJob *job)
 	bool		gave = false;
 	AlxSavedUser save;
 
+	/*
+	 * The analysis held no gate: the extension may have been dropped and
+	 * created again meanwhile, and job ids started again.  The job read is
+	 * not this table's (the state checks of the plans guard the rest).
+	 */
+	if (AlxRelid("mesh_jobs", true) != job->jobs_relid)
+	{
+		ereport(LOG,
+				(errmsg("mesh job " INT64_FORMAT ": the extension was installed again during its analysis; its result is dropped",
+						job->job_id)));
+		return;
+	}
 	if (job->err == NULL && !(job->mesh_id != 0 && job->current))
 		job->err = run_step(store_step, job);
 	if (job->err != NULL)

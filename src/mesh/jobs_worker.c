@@ -6,7 +6,7 @@
  *
  * Each worker connects to alexandrite.database as alexandrite.worker_role
  * (src/worker.c) and runs its compiled statements as the extension owner.
- * A round is two transactions:
+ * A round is four transactions:
  *
  *	 1. the claim: a due job (next_attempt_at) found running without a
  *		worker (below), else the first queued job in the pool's order, locked
@@ -14,8 +14,11 @@
  *		session-level advisory lock, held until the job is over), is marked
  *		running, its attempt counted and its next_attempt_at set to the
  *		backoff of that attempt; this commits before the analysis;
- *	 2. the run: analysis, mesh, order, price, events, the job's new state,
- *		in one transaction; then the job lock is released.
+ *	 2-4. the run (jobs_run.c): read the job; the helper's analysis, with
+ *		no snapshot and no gate; the mesh, order, price, events and the
+ *		job's new state, under the gate and only if the extension the job
+ *		was read from is still the installed one; then the job lock is
+ *		released.
  *
  * The pool's order: jobs attached to an order first, by the order's
  * current SLA priority (alexandrite.sla_priority at the claim, so B2B
@@ -390,8 +393,9 @@ mesh_round(void)
 	if (job_id == 0)
 		return false;
 
-	pgstat_report_activity(STATE_RUNNING, "alexandrite: reading a mesh job");
+	/* each step's own start time: query_start tells the steps apart */
 	SetCurrentStatementStartTimestamp();
+	pgstat_report_activity(STATE_RUNNING, "alexandrite: reading a mesh job");
 	StartTransactionCommand();
 	AlxWorkerLockGate();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -403,18 +407,19 @@ mesh_round(void)
 	if (more)
 	{
 		/* no snapshot, no gate: the analysis reads no table */
-		pgstat_report_activity(STATE_RUNNING, "alexandrite: analysing a mesh job");
 		SetCurrentStatementStartTimestamp();
+		pgstat_report_activity(STATE_RUNNING, "alexandrite: analysing a mesh job");
 		StartTransactionCommand();
 		AlxMeshJobAnalyse(&job);
 		CommitTransactionCommand();
 
-		pgstat_report_activity(STATE_RUNNING, "alexandrite: storing a mesh job");
 		SetCurrentStatementStartTimestamp();
+		pgstat_report_activity(STATE_RUNNING, "alexandrite: storing a mesh job");
 		StartTransactionCommand();
 		AlxWorkerLockGate();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		/* a DROP EXTENSION in between: nothing left to store into */
+		/* a DROP EXTENSION in between: nothing left to store into (and after
+		 * a CREATE, job ids start again: AlxMeshJobFinish checks the table) */
 		if (jobs_installed())
 			AlxMeshJobFinish(&job);
 		PopActiveSnapshot();

@@ -601,23 +601,31 @@ for my $victim ('worker', 'postmaster')
 	      CREATE FUNCTION public.t024_watch(secs float8) RETURNS void LANGUAGE plpgsql AS $$
 	      DECLARE
 	        seen int := 0; with_xmin int := 0; with_locks int := 0; quiet int := 0;
-	        t0 timestamptz := clock_timestamp(); r record;
+	        t0 timestamptz := clock_timestamp(); r record; locked bool;
 	      BEGIN
 	        WHILE clock_timestamp() < t0 + make_interval(secs => secs) AND quiet < 500 LOOP
 	          PERFORM pg_stat_clear_snapshot();
 	          IF seen > 0 THEN quiet := quiet + 1; END IF;
-	          FOR r IN SELECT a.pid, a.backend_xmin, a.backend_xid FROM pg_stat_activity a
-	                    WHERE a.backend_type LIKE 'alexandrite mesh worker%' AND a.state = 'active'
-	                      AND a.query = 'alexandrite: analysing a mesh job' LOOP
-	            seen := seen + 1;
-	            quiet := 0;
-	            IF r.backend_xmin IS NOT NULL OR r.backend_xid IS NOT NULL THEN
-	              with_xmin := with_xmin + 1;
+	          SELECT a.pid, a.backend_xmin, a.backend_xid, a.query_start INTO r FROM pg_stat_activity a
+	           WHERE a.backend_type LIKE 'alexandrite mesh worker%' AND a.state = 'active'
+	             AND a.query = 'alexandrite: analysing a mesh job' LIMIT 1;
+	          IF FOUND THEN
+	            locked := EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = r.pid AND l.locktype = 'relation');
+	            -- a sample counts only if the worker still analyses the same
+	            -- job after both reads (its next step takes a snapshot and locks)
+	            PERFORM pg_stat_clear_snapshot();
+	            IF EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid
+	                          AND a.query = 'alexandrite: analysing a mesh job' AND a.query_start = r.query_start) THEN
+	              seen := seen + 1;
+	              quiet := 0;
+	              IF r.backend_xmin IS NOT NULL OR r.backend_xid IS NOT NULL THEN
+	                with_xmin := with_xmin + 1;
+	              END IF;
+	              IF locked THEN
+	                with_locks := with_locks + 1;
+	              END IF;
 	            END IF;
-	            IF EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = r.pid AND l.locktype = 'relation') THEN
-	              with_locks := with_locks + 1;
-	            END IF;
-	          END LOOP;
+	          END IF;
 	          PERFORM pg_sleep(0.002);
 	        END LOOP;
 	        INSERT INTO public.t024_watch VALUES (seen, with_xmin, with_locks);
