@@ -57,12 +57,27 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/memutils.h"
 
 #include "alexandrite.h"
 
 /* the role this worker connected as (NULL before connecting) */
 static char *connected_role = NULL;
+
+/*
+ * The server's values of the settings a session may change (user-settable
+ * and superuser-settable), taken before connecting: what the worker runs
+ * with in place of its role's and its database's settings.
+ */
+typedef struct ServerSetting
+{
+	const char *name;
+	char	   *value;
+} ServerSetting;
+
+static ServerSetting *server_settings = NULL;
+static int	n_server_settings = 0;
 
 /* Registers a worker of this library: primary only, restarted after restart_secs. */
 void
@@ -85,6 +100,93 @@ static bool
 worker_role_set(void)
 {
 	return alx_worker_role != NULL && alx_worker_role[0] != '\0';
+}
+
+static bool
+session_settable(struct config_generic *gconf)
+{
+	return gconf->context == PGC_USERSET || gconf->context == PGC_SUSET;
+}
+
+/* Copies the server's value of every setting a session may change. */
+static void
+keep_server_settings(void)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			n = GetNumConfigOptions();
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	server_settings = palloc0(sizeof(ServerSetting) * n);
+	for (int i = 0; i < n; i++)
+	{
+		const char *value;
+
+		if (!session_settable(vars[i]))
+			continue;
+		value = GetConfigOption(vars[i]->name, true, false);
+		if (value == NULL)
+			continue;
+		server_settings[n_server_settings].name = pstrdup(vars[i]->name);
+		server_settings[n_server_settings].value = pstrdup(value);
+		n_server_settings++;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The role's and the database's settings (ALTER ROLE ... SET, ALTER
+ * DATABASE ... SET, pg_db_role_setting) were applied when the worker
+ * connected.  Anyone who can log in as the worker role can set the role's
+ * own (a statement_timeout that cancels every fold, a search_path, a role),
+ * so the worker puts back the server's value of each, at a priority above
+ * those sources (a SET or a function's SET clause still applies), and says
+ * once which it ignored.  Settings given to every role (ALTER ROLE ALL SET)
+ * are the superuser's and stay, like the configuration files.  Runs in a
+ * transaction: some settings' checks read the catalogs.
+ */
+static void
+restore_server_settings(const char *name)
+{
+	StringInfoData ignored;
+
+	struct config_generic **vars = get_guc_variables();
+	int			n = GetNumConfigOptions();
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	/* first the names (setting one may add a variable and move the array) */
+	for (int i = 0; i < n; i++)
+	{
+		struct config_generic *gconf = vars[i];
+
+		if (session_settable(gconf) &&
+			(gconf->source == PGC_S_DATABASE || gconf->source == PGC_S_USER ||
+			 gconf->source == PGC_S_DATABASE_USER))
+			names = lappend(names, pstrdup(gconf->name));
+	}
+	initStringInfo(&ignored);
+	foreach(lc, names)
+	{
+		const char *setting = lfirst(lc);
+
+		for (int i = 0; i < n_server_settings; i++)
+		{
+			if (strcmp(server_settings[i].name, setting) != 0)
+				continue;
+			(void) set_config_option(setting, server_settings[i].value,
+									 PGC_SUSET, PGC_S_OVERRIDE, GUC_ACTION_SET,
+									 true, ERROR, false);
+			appendStringInfo(&ignored, "%s%s", ignored.len > 0 ? ", " : "", setting);
+			break;
+		}
+	}
+	if (ignored.len > 0)
+		ereport(LOG,
+				(errmsg("%s ignores the settings of role \"%s\" and of its database: %s",
+						name, connected_role, ignored.data),
+				 errdetail("The workers run with the server's configuration (postgresql.conf, ALTER SYSTEM)."),
+				 errhint("Set what the workers need in the configuration files; see RESET in ALTER ROLE and ALTER DATABASE.")));
+	pfree(ignored.data);
 }
 
 /*
@@ -121,6 +223,7 @@ AlxWorkerStart(const char *name)
 		}
 	}
 	connected_role = MemoryContextStrdup(TopMemoryContext, alx_worker_role);
+	keep_server_settings();
 	BackgroundWorkerInitializeConnection(alx_database, connected_role, 0);
 	pgstat_report_appname(name);
 
@@ -139,6 +242,7 @@ AlxWorkerStart(const char *name)
 	 * transaction.
 	 */
 	StartTransactionCommand();
+	restore_server_settings(name);
 	is_super = superuser();
 	CommitTransactionCommand();
 	if (is_super)

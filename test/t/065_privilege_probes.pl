@@ -569,6 +569,76 @@ like($log, qr/WARNING:  alexandrite relay runs as superuser "\Q$su\E" because al
 like($log, qr/WARNING:  alexandrite dashboard fold runs as superuser "\Q$su\E"/, 'and from the fold');
 unlike($log, qr/terminated by signal|all server processes terminated/, 'no worker crashed while logging in');
 
+# ---------------------------------------------------------------------------
+# 7. The worker role's own settings do not reach the workers
+# ---------------------------------------------------------------------------
+# Whoever can log in as alexandrite_worker can set the role's defaults
+# (ALTER ROLE ... SET needs no privilege for one's own role): a 1 ms
+# lock_timeout fails a worker's round at its first lock wait, planner
+# settings or a tiny work_mem slow it, a search_path puts the attacker's
+# schema first.  The workers put back the server's values (src/worker.c) and
+# say which they ignored.  Below, a session holds the workers' gate (a lock
+# on alexandrite.orders) for 3 s while they have work: without the restore,
+# the relay and the fold fail with "lock timeout" at once.
+$node->safe_psql('postgres', "ALTER SYSTEM SET alexandrite.worker_role = 'alexandrite_worker'");
+$node->reload;
+ok(AlxTest::wait_until($node, 'postgres', q{
+	SELECT count(*) = 2 FROM pg_stat_activity
+	 WHERE backend_type IN ('alexandrite relay', 'alexandrite dashboard fold') AND usename = 'alexandrite_worker'}, 60),
+	'the workers run as alexandrite_worker again');
+($rc, $out, $err) = $node->psql('postgres', q{
+	ALTER ROLE alexandrite_worker SET statement_timeout = '1ms';
+	ALTER ROLE alexandrite_worker SET lock_timeout = '1ms';
+	ALTER ROLE alexandrite_worker IN DATABASE postgres SET search_path = probe, public;
+	ALTER ROLE alexandrite_worker IN DATABASE postgres SET idle_in_transaction_session_timeout = '1ms'},
+	extra_params => [ '-U', 'alexandrite_worker' ]);
+is($rc, 0, 'alexandrite_worker sets its own defaults, logged in as itself') or diag($err);
+$node->safe_psql('postgres', q{ALTER DATABASE postgres SET work_mem = '64kB'});
+is($node->safe_psql('postgres', q{SELECT string_agg(s, ',' ORDER BY s) FROM pg_db_role_setting, unnest(setconfig) s
+	 WHERE setrole IN (0, 'alexandrite_worker'::regrole) AND setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = 'postgres'))}),
+	'idle_in_transaction_session_timeout=1ms,lock_timeout=1ms,search_path=probe, public,statement_timeout=1ms,work_mem=64kB',
+	'a session of alexandrite_worker would get them');
+$log_offset = -s $node->logfile;
+$node->restart;
+ok(AlxTest::wait_until($node, 'postgres', q{
+	SELECT count(*) = 2 FROM pg_stat_activity
+	 WHERE backend_type IN ('alexandrite relay', 'alexandrite dashboard fold') AND usename = 'alexandrite_worker'}, 60),
+	'the workers connect again as alexandrite_worker');
+my $folded0 = $node->safe_psql('postgres', 'SELECT coalesce(sum(folded_total), 0) FROM alexandrite.dashboard_lag');
+$node->safe_psql('postgres', q{
+	SELECT alexandrite.create_order('ROLESET-' || i, 'shop', 'c' || i, NULL, 'ag925') FROM generate_series(1, 3000) i;
+	SELECT alexandrite.outbox_emit('probe', 'r' || i, 'probe.roleset', jsonb_build_object('i', i, 'pad', repeat('x', 500)))
+	  FROM generate_series(1, 3000) i});
+my $gate = $node->background_psql('postgres', on_error_stop => 0);
+$gate->query_safe('BEGIN');
+$gate->query_safe('LOCK TABLE alexandrite.orders IN ACCESS EXCLUSIVE MODE');
+ok(AlxTest::wait_until($node, 'postgres', q{SELECT count(*) = 2 FROM pg_stat_activity
+	 WHERE backend_type IN ('alexandrite relay', 'alexandrite dashboard fold') AND wait_event_type = 'Lock'}, 30),
+	'the relay and the fold wait for the gate (role lock_timeout 1 ms)');
+sleep 3;
+$gate->query_safe('COMMIT');
+$gate->quit;
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 AND relay_connected FROM alexandrite.outbox_status', 120),
+	'the relay publishes the 6000 events');
+ok(AlxTest::wait_until($node, 'postgres', qq{SELECT coalesce(sum(pending_changes), 0) = 0
+	AND coalesce(sum(folded_total), 0) >= $folded0 + 3000 FROM alexandrite.dashboard_lag}, 120),
+	'the fold folds the 3000 orders\' changes');
+$log = substr(slurp_file($node->logfile), $log_offset);
+unlike($log, qr/canceling statement due to (statement|lock) timeout|idle-in-transaction timeout/,
+	'no worker statement was cancelled');
+for my $w ('alexandrite relay', 'alexandrite dashboard fold')
+{
+	like($log, qr/LOG:  \Q$w\E ignores the settings of role "alexandrite_worker" and of its database: ([a-z_, ]+)/,
+		"the $w says it ignores the role's settings");
+	my ($names) = $log =~ /LOG:  \Q$w\E ignores the settings of role "alexandrite_worker" and of its database: ([a-z_, ]+)/;
+	is(join(',', sort split /, /, $names // ''),
+		'idle_in_transaction_session_timeout,lock_timeout,search_path,statement_timeout,work_mem',
+		"the $w names each of them");
+}
+$node->safe_psql('postgres', q{ALTER ROLE alexandrite_worker RESET ALL;
+	ALTER ROLE alexandrite_worker IN DATABASE postgres RESET ALL;
+	ALTER DATABASE postgres RESET ALL});
+
 $node->stop;
 $mq->stop_consumers;
 done_testing();
