@@ -60,7 +60,9 @@
 #include "miscadmin.h"
 #include "nodes/primnodes.h"
 #include "utils/builtins.h"
+#include "storage/sinval.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -240,6 +242,87 @@ label_oid(Oid typid, const char *label, float4 *order)
 }
 
 /*
+ * What claim_open finds out about orders and its pool index, kept for the
+ * backend: the columns' numbers, the labels' OIDs and the index's verdict.
+ * Forgotten on a relcache invalidation of either relation (ALTER TABLE,
+ * REINDEX, a change of indisvalid) and on any change of pg_enum; a look-up
+ * during which an invalidation arrived is not kept.  The verdict of an
+ * index with indcheckxmin depends on the snapshot: it is never kept.
+ */
+typedef struct ClaimShape
+{
+	bool		valid;			/* relid, att and the labels */
+	Oid			relid;
+	AttrNumber	att[C_NCOLS];
+	Oid			assigned;
+	float4		assigned_order;
+	Oid			label_new;
+	Oid			label_priced;
+	Oid			idxid;			/* the index the verdict is about, or InvalidOid */
+	bool		idx_trusted;
+} ClaimShape;
+
+static ClaimShape shape;
+
+static void
+shape_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == shape.relid || relid == shape.idxid)
+	{
+		shape.valid = false;
+		shape.idxid = InvalidOid;
+	}
+}
+
+static void
+shape_enum_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	shape.valid = false;
+	shape.idxid = InvalidOid;
+}
+
+/* the columns and labels of orders, into shape */
+static void
+shape_compute(Relation rel)
+{
+	static bool registered = false;
+	TupleDesc	desc = RelationGetDescr(rel);
+	uint64		inval_count = SharedInvalidMessageCounter;
+	Oid			status_type;
+
+	if (!registered)
+	{
+		AlxRegisterRelcacheCallback(shape_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(ENUMTYPOIDNAME, shape_enum_callback, (Datum) 0);
+		registered = true;
+	}
+	shape.valid = false;
+	shape.idxid = InvalidOid;
+	for (int c = 0; c < C_NCOLS; c++)
+	{
+		shape.att[c] = InvalidAttrNumber;
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), claim_col_names[c]) == 0)
+			{
+				shape.att[c] = att->attnum;
+				break;
+			}
+		}
+		if (shape.att[c] == InvalidAttrNumber)
+			elog(ERROR, "alexandrite.orders has no column \"%s\"", claim_col_names[c]);
+	}
+	status_type = TupleDescAttr(desc, shape.att[C_STATUS] - 1)->atttypid;
+	shape.assigned = label_oid(status_type, "assigned", &shape.assigned_order);
+	shape.label_new = label_oid(status_type, "new", NULL);
+	shape.label_priced = label_oid(status_type, "priced", NULL);
+	shape.relid = RelationGetRelid(rel);
+	shape.valid = (inval_count == SharedInvalidMessageCounter);
+}
+
+/*
  * Opens orders (RowShareLock, as SELECT ... FOR NO KEY UPDATE takes) and
  * its pool index if the claim can trust it; idx is NULL otherwise.
  */
@@ -249,30 +332,15 @@ claim_open(ClaimRels *cr)
 	static const Oid opclasses[3] = {TEXT_BTREE_OPS_OID, TIMESTAMPTZ_BTREE_OPS_OID, INT8_BTREE_OPS_OID};
 	static TimestampTz warned_at = 0;
 	AttrNumber	keys[3];
-	TupleDesc	desc;
 
 	cr->rel = AlxRelationOpen("orders", RowShareLock, false);
-	desc = RelationGetDescr(cr->rel);
-	for (int c = 0; c < C_NCOLS; c++)
-	{
-		cr->att[c] = InvalidAttrNumber;
-		for (int a = 0; a < desc->natts; a++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, a);
-
-			if (!att->attisdropped && strcmp(NameStr(att->attname), claim_col_names[c]) == 0)
-			{
-				cr->att[c] = att->attnum;
-				break;
-			}
-		}
-		if (cr->att[c] == InvalidAttrNumber)
-			elog(ERROR, "alexandrite.orders has no column \"%s\"", claim_col_names[c]);
-	}
-	cr->assigned = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "assigned",
-							 &cr->assigned_order);
-	cr->label_new = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "new", NULL);
-	cr->label_priced = label_oid(TupleDescAttr(desc, cr->att[C_STATUS] - 1)->atttypid, "priced", NULL);
+	if (!shape.valid || shape.relid != RelationGetRelid(cr->rel))
+		shape_compute(cr->rel);
+	memcpy(cr->att, shape.att, sizeof(cr->att));
+	cr->assigned = shape.assigned;
+	cr->assigned_order = shape.assigned_order;
+	cr->label_new = shape.label_new;
+	cr->label_priced = shape.label_priced;
 
 	/* the statement would apply row security: so must the claim */
 	if (cr->rel->rd_rel->relrowsecurity)
@@ -291,11 +359,30 @@ claim_open(ClaimRels *cr)
 	keys[1] = cr->att[C_SLA_DUE_AT];
 	keys[2] = cr->att[C_ID];
 	cr->idx = AlxRelationOpen("orders_pool_due_idx", AccessShareLock, true);
-	if (cr->idx != NULL &&
-		(!AlxIndexTrusted(cr->rel, cr->idx, 3, keys, opclasses, true) || !pool_predicate(cr->idx, cr)))
+	if (cr->idx != NULL)
 	{
-		relation_close(cr->idx, NoLock);
-		cr->idx = NULL;
+		bool		trusted;
+
+		if (shape.valid && shape.idxid == RelationGetRelid(cr->idx))
+			trusted = shape.idx_trusted;
+		else
+		{
+			uint64		inval_count = SharedInvalidMessageCounter;
+
+			trusted = AlxIndexTrusted(cr->rel, cr->idx, 3, keys, opclasses, true) &&
+				pool_predicate(cr->idx, cr);
+			if (shape.valid && !cr->idx->rd_index->indcheckxmin &&
+				inval_count == SharedInvalidMessageCounter)
+			{
+				shape.idxid = RelationGetRelid(cr->idx);
+				shape.idx_trusted = trusted;
+			}
+		}
+		if (!trusted)
+		{
+			relation_close(cr->idx, NoLock);
+			cr->idx = NULL;
+		}
 	}
 	if (cr->idx == NULL && TimestampDifferenceExceeds(warned_at, GetCurrentTimestamp(), 60000))
 	{

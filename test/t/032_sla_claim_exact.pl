@@ -138,25 +138,55 @@ is(join('; ', @bad), '', "$claims claims of assign_next each took the best unhel
 # --- the statement form instead of the pool index --------------------------------
 # One claim while another session holds a random part of the best 30: it
 # must take the best unheld pool order, and the log must give the reason.
+# A session keeps what it learnt of orders and its pool index for its life
+# (src/sla/claim.c, ClaimShape): a long-lived session claims through the
+# trusted index first, then $setup changes the index or the table, and its
+# next claim must notice: exact, with the WARNING on its own stderr (each
+# case has a session of its own: the WARNING comes once a minute per
+# session).
+sub cl_claim
+{
+	my ($session, @held) = @_;
+	hold(@held);
+	$session->query_safe('BEGIN');
+	my $want = $session->query_safe(expected(1, undef, @held));
+	# the claim may WARN: query, not query_safe
+	$session->{stderr} = '';
+	my $got = $session->query("SELECT alexandrite.assign_next('x1')");
+	my $warned = $session->{stderr};
+	$session->{stderr} = '';
+	$session->query_safe('COMMIT');
+	release();
+	return ($want, $got, $warned);
+}
 sub fallback_claim
 {
-	my ($what, $warning) = @_;
+	my ($what, $warning, $setup, $teardown) = @_;
+	my $long = $node->background_psql('postgres', on_error_stop => 1);
+	my ($want, $got, $warned) = cl_claim($long);
+	ok($got eq $want && $warned eq '', "$what: before, a long-lived session claims with no WARNING");
+	q1($setup);
 	my $log_at = -s $node->logfile;
 	my @held = grep { rand() < 0.6 } best_ids(30);
 	hold(@held);
-	my ($want, $got) = split /\n/, q1('BEGIN;' . expected(1, undef, @held) . ";SELECT alexandrite.assign_next('x1'); COMMIT;");
+	($want, $got) = split /\n/, q1('BEGIN;' . expected(1, undef, @held) . ";SELECT alexandrite.assign_next('x1'); COMMIT;");
 	release();
 	is($got, $want, "$what: the claim still takes the best unheld pool order");
 	like(slurp_file($node->logfile, $log_at), $warning, "$what: a WARNING says why the pool index is not used");
+	($want, $got, $warned) = cl_claim($long, grep { rand() < 0.6 } best_ids(30));
+	is($got, $want, "$what: the long-lived session's claim is exact too");
+	like($warned, $warning, "$what: and the long-lived session noticed the change (its WARNING)");
+	q1($teardown);
+	$long->quit;
 	return;
 }
 my $not_pool = qr/WARNING:.*orders_pool_due_idx is missing or not the pool index/;
 
 # an index the claim cannot trust: marked invalid
+fallback_claim('the pool index marked invalid', $not_pool,
+	q{UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'alexandrite.orders_pool_due_idx'::regclass},
+	q{UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'alexandrite.orders_pool_due_idx'::regclass});
 {
-	q1(q{UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'alexandrite.orders_pool_due_idx'::regclass});
-	fallback_claim('the pool index marked invalid', $not_pool);
-	q1(q{UPDATE pg_index SET indisvalid = true WHERE indexrelid = 'alexandrite.orders_pool_due_idx'::regclass});
 	my $want2 = join(',', best_ids(3));
 	is(q1("SELECT string_agg(alexandrite.assign_next('x1')::text, ',') FROM generate_series(1, 3)"), $want2,
 		'with the index valid again, the claims follow the ranking');
@@ -164,22 +194,18 @@ my $not_pool = qr/WARNING:.*orders_pool_due_idx is missing or not the pool index
 
 # an index of another collation under the name: not trusted either
 # (equality under a nondeterministic collation could match other channels)
-{
-	q1(q{ALTER INDEX alexandrite.orders_pool_due_idx RENAME TO orders_pool_due_saved;
-	     CREATE INDEX orders_pool_due_idx ON alexandrite.orders (channel COLLATE "C", sla_due_at, id)
-	      WHERE status < 'assigned' AND operator_id IS NULL});
-	fallback_claim('a pool index of another collation under the name', $not_pool);
-	q1(q{DROP INDEX alexandrite.orders_pool_due_idx;
-	     ALTER INDEX alexandrite.orders_pool_due_saved RENAME TO orders_pool_due_idx});
-}
+fallback_claim('a pool index of another collation under the name', $not_pool,
+	q{ALTER INDEX alexandrite.orders_pool_due_idx RENAME TO orders_pool_due_saved;
+	  CREATE INDEX orders_pool_due_idx ON alexandrite.orders (channel COLLATE "C", sla_due_at, id)
+	   WHERE status < 'assigned' AND operator_id IS NULL},
+	q{DROP INDEX alexandrite.orders_pool_due_idx;
+	  ALTER INDEX alexandrite.orders_pool_due_saved RENAME TO orders_pool_due_idx});
 
 # row security on orders: the claim reads with the query, which applies it
-{
-	q1(q{ALTER TABLE alexandrite.orders ENABLE ROW LEVEL SECURITY});
-	fallback_claim('row security enabled on orders',
-		qr/WARNING:.*alexandrite.orders has row-level security: claims read it with a query/);
-	q1(q{ALTER TABLE alexandrite.orders DISABLE ROW LEVEL SECURITY});
-}
+fallback_claim('row security enabled on orders',
+	qr/WARNING:.*alexandrite.orders has row-level security: claims read it with a query/,
+	q{ALTER TABLE alexandrite.orders ENABLE ROW LEVEL SECURITY},
+	q{ALTER TABLE alexandrite.orders DISABLE ROW LEVEL SECURITY});
 
 # --- the operator lock through the primary key, and its statement fallback -------
 # In the claim's own transaction, pg_stat_get_xact_numscans counts the scans
