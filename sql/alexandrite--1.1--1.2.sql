@@ -292,6 +292,9 @@ DROP FUNCTION alexandrite.sla_claim(timestamptz, timestamptz);
 DROP FUNCTION alexandrite.sla_require_read_committed(text);
 COMMENT ON TABLE alexandrite.operator_load
     IS 'open orders held per operator, kept by the orders_maintain triggers; NULL or no row: unknown, counted on demand; derived data, not dumped';
+-- every writer keeps open_orders >= 0 by construction; the CHECK was parsed
+-- again at every assignment (sql/schema/sla.sql)
+ALTER TABLE alexandrite.operator_load DROP CONSTRAINT operator_load_open_orders_check;
 
 CREATE OR REPLACE FUNCTION alexandrite.sla_recount_load() RETURNS bigint
     AS 'MODULE_PATHNAME', 'alexandrite_sla_recount_load'
