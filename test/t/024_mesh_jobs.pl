@@ -687,5 +687,56 @@ is(sql("SELECT o.mesh_id = j.mesh_id FROM alexandrite.orders o JOIN alexandrite.
          WHERE j.id = $djob"), 't', 'role defaults: its order has its mesh');
 sql(q{ALTER ROLE alexandrite_worker RESET ALL});
 
+# --- DROP and CREATE EXTENSION during an analysis: its result is dropped --------
+# The helper runs with no gate (above), so the extension can be dropped and
+# created again while a job is analysed; job ids then start again, and the
+# worker's last step must not store the old job's mesh in the new tables
+# (src/mesh/jobs_run.c, AlxMeshJobFinish).  A session waits (1 ms polls, in
+# the server) until a worker analyses a large job, takes the workers' gate
+# (so the worker cannot go on to store), checks the job still runs, then
+# drops and creates the extension in the same transaction.
+{
+	my $log_at = -s $node->logfile;
+	my $rfile = gen('reinstall.stl', 'torus:501:400', 'stl');    # bytes no job has seen (a stored mesh is not analysed)
+	my $s = $node->background_psql($db, on_error_stop => 1);
+	$s->query_safe('BEGIN');
+	$s->query_until(qr/polling/, q{\echo polling
+DO $$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+  LOOP
+    PERFORM pg_stat_clear_snapshot();
+    EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type LIKE 'alexandrite mesh worker%'
+                         AND state = 'active' AND query = 'alexandrite: analysing a mesh job');
+    IF clock_timestamp() > t0 + interval '120 s' THEN RAISE EXCEPTION 'no worker analysed the job'; END IF;
+    PERFORM pg_sleep(0.001);
+  END LOOP;
+END $$;
+});
+	my $rid = sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$rfile'), 'reinstall.stl', 'mm')");
+	$s->query_safe('LOCK TABLE alexandrite.orders IN ACCESS EXCLUSIVE MODE');
+	is($s->query_safe("SELECT state FROM alexandrite.mesh_jobs WHERE id = $rid"), 'running',
+		'reinstall: the gate is taken while the job is analysed');
+	$s->query_safe('DROP EXTENSION alexandrite CASCADE');
+	$s->query_safe('CREATE EXTENSION alexandrite');
+	$s->query_safe('COMMIT');
+	$s->quit;
+	my $said = 0;
+	for (my $deadline = time() + 120; time() < $deadline; sleep 1)
+	{
+		last if $said = slurp_file($node->logfile, $log_at) =~
+		  /mesh job $rid: the extension was installed again during its analysis; its result is dropped/;
+	}
+	ok($said, 'reinstall: the worker says it drops the result');
+	is(sql(q{SELECT (SELECT count(*) FROM alexandrite.meshes) || ':' || (SELECT count(*) FROM alexandrite.mesh_jobs)}),
+		'0:0', 'reinstall: nothing of the old job is in the new tables');
+	my $nid = sql("SELECT alexandrite.mesh_submit(pg_read_binary_file('$rfile'), 'reinstall.stl', 'mm')");
+	wait_idle('after the reinstall');
+	is(sql("SELECT state || ':' || attempts || ':' || (mesh_id IS NOT NULL) FROM alexandrite.mesh_jobs WHERE id = $nid"),
+		'done:1:true', 'reinstall: a job of the new install is analysed and stored');
+	unlike(slurp_file($node->logfile, $log_at), qr/terminated by signal|server process .* exited with exit code [^0]/,
+		'reinstall: no crash');
+}
+
 $node->stop;
 done_testing();
