@@ -349,5 +349,43 @@ rebind_and_drain('probe (agg-1401 waiting)', 'aggregate index not valid, a waiti
 sql(q{UPDATE pg_catalog.pg_index SET indisvalid = true
 	   WHERE indexrelid = 'alexandrite.outbox_retry_aggregate_idx'::regclass});
 
+# ---------------------------------------------------------------------------
+# 8. nor an index of another collation or operator class under the name
+#    (AlxIndexTrusted): each case restarts the server, so that the new relay
+#    warns again (once a minute per process), and its events go out
+# ---------------------------------------------------------------------------
+my @swaps = (
+	[ 'another collation', q{(aggregate_type COLLATE "C", aggregate_id)} ],
+	[ 'another operator class', q{(aggregate_type text_pattern_ops, aggregate_id)} ]);
+my $agg = 1500;
+for my $swap (@swaps)
+{
+	my ($what, $cols) = @$swap;
+	sql(qq{ALTER INDEX alexandrite.outbox_retry_aggregate_idx RENAME TO outbox_retry_aggregate_saved;
+	       CREATE INDEX outbox_retry_aggregate_idx ON alexandrite.outbox_retry $cols});
+	$node->restart;
+	$logstart = -s $node->logfile;
+	sql("SELECT produce($agg, " . ($agg + 2) . ', 3)');
+	$warned = 0;
+	for (1 .. 600)
+	{
+		if (substr(slurp_file($node->logfile), $logstart) =~
+			/WARNING: .*index alexandrite.outbox_retry_aggregate_idx is missing or not a valid btree .* reading the table instead/)
+		{
+			$warned = 1;
+			last;
+		}
+		usleep(100_000);
+	}
+	ok($warned, "probe: the relay does not trust an aggregate index of $what, and says so");
+	ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 120),
+		"probe ($what): reading the table instead, the 9 events go out");
+	$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
+	AlxBroker::ledger_ok($r, "aggregate index of $what");
+	sql(q{DROP INDEX alexandrite.outbox_retry_aggregate_idx;
+	      ALTER INDEX alexandrite.outbox_retry_aggregate_saved RENAME TO outbox_retry_aggregate_idx});
+	$agg += 100;
+}
+
 $node->stop;
 done_testing();
