@@ -108,22 +108,36 @@ session_settable(struct config_generic *gconf)
 	return gconf->context == PGC_USERSET || gconf->context == PGC_SUSET;
 }
 
-/* Copies the server's value of every setting a session may change. */
+/*
+ * Copies the server's value of every setting a session may change.  The
+ * procedural language the workers may reach (PL/pgSQL: triggers of the
+ * tables they write, the extension's own functions) is loaded first, so
+ * that its settings are variables here, not placeholders a role's value
+ * would fill when it loads.  Reals are printed in full (GetConfigOption
+ * gives 6 digits).
+ */
 static void
 keep_server_settings(void)
 {
-	struct config_generic **vars = get_guc_variables();
-	int			n = GetNumConfigOptions();
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	struct config_generic **vars;
+	int			n;
+	MemoryContext old;
 
+	load_file("plpgsql", false);
+	vars = get_guc_variables();
+	n = GetNumConfigOptions();
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	server_settings = palloc0(sizeof(ServerSetting) * n);
 	for (int i = 0; i < n; i++)
 	{
 		const char *value;
 
-		if (!session_settable(vars[i]))
+		if (!session_settable(vars[i]) || (vars[i]->flags & GUC_CUSTOM_PLACEHOLDER))
 			continue;
-		value = GetConfigOption(vars[i]->name, true, false);
+		if (vars[i]->vartype == PGC_REAL)
+			value = psprintf("%.17g", *((struct config_real *) vars[i])->variable);
+		else
+			value = GetConfigOption(vars[i]->name, true, false);
 		if (value == NULL)
 			continue;
 		server_settings[n_server_settings].name = pstrdup(vars[i]->name);
@@ -133,22 +147,39 @@ keep_server_settings(void)
 	MemoryContextSwitchTo(old);
 }
 
+/* did restore_server_settings put back any setting? (a reload then reconnects) */
+static bool restored_any = false;
+
+/* a SIGHUP came (a worker may also ask for a reload of its own, at start) */
+static volatile sig_atomic_t sighup_received = false;
+
+static void
+worker_sighup(SIGNAL_ARGS)
+{
+	sighup_received = true;
+	SignalHandlerForConfigReload(postgres_signal_arg);
+}
+
 /*
  * The role's and the database's settings (ALTER ROLE ... SET, ALTER
  * DATABASE ... SET, pg_db_role_setting) were applied when the worker
  * connected.  Anyone who can log in as the worker role can set the role's
- * own (a statement_timeout that cancels every fold, a search_path, a role),
- * so the worker puts back the server's value of each, at a priority above
- * those sources (a SET or a function's SET clause still applies), and says
- * once which it ignored.  Settings given to every role (ALTER ROLE ALL SET)
- * are the superuser's and stay, like the configuration files.  Runs in a
- * transaction: some settings' checks read the catalogs.
+ * own (a lock_timeout that fails every round at its first lock wait, a
+ * search_path, planner settings, a role), so the worker puts back the value
+ * it had from the configuration files before connecting, at a priority
+ * above those sources (a SET or a function's SET clause still applies), and
+ * says which in one LOG line, with the values.  A setting of a library not
+ * loaded yet (a placeholder) has no server value to put back: it is named
+ * in a WARNING.  Runs in a transaction: some settings' checks read the
+ * catalogs.  A value the configuration gives that this database refuses (a
+ * default_tablespace that does not exist here) leaves the role's, with a
+ * WARNING, rather than failing the worker at every start.
  */
 static void
 restore_server_settings(const char *name)
 {
 	StringInfoData ignored;
-
+	StringInfoData left;
 	struct config_generic **vars = get_guc_variables();
 	int			n = GetNumConfigOptions();
 	List	   *names = NIL;
@@ -165,28 +196,41 @@ restore_server_settings(const char *name)
 			names = lappend(names, pstrdup(gconf->name));
 	}
 	initStringInfo(&ignored);
+	initStringInfo(&left);
 	foreach(lc, names)
 	{
 		const char *setting = lfirst(lc);
+		int			i;
 
-		for (int i = 0; i < n_server_settings; i++)
+		for (i = 0; i < n_server_settings; i++)
+			if (strcmp(server_settings[i].name, setting) == 0)
+				break;
+		if (i < n_server_settings &&
+			set_config_option(setting, server_settings[i].value,
+							  PGC_SUSET, PGC_S_OVERRIDE, GUC_ACTION_SET,
+							  true, WARNING, false) > 0)
 		{
-			if (strcmp(server_settings[i].name, setting) != 0)
-				continue;
-			(void) set_config_option(setting, server_settings[i].value,
-									 PGC_SUSET, PGC_S_OVERRIDE, GUC_ACTION_SET,
-									 true, ERROR, false);
-			appendStringInfo(&ignored, "%s%s", ignored.len > 0 ? ", " : "", setting);
-			break;
+			appendStringInfo(&ignored, "%s%s=%s", ignored.len > 0 ? ", " : "", setting,
+							 server_settings[i].value);
+			restored_any = true;
 		}
+		else
+			appendStringInfo(&left, "%s%s", left.len > 0 ? ", " : "", setting);
 	}
 	if (ignored.len > 0)
 		ereport(LOG,
-				(errmsg("%s ignores the settings of role \"%s\" and of its database: %s",
+				(errmsg("%s ignores the settings of role \"%s\" and of its database, and runs with the server's: %s",
 						name, connected_role, ignored.data),
-				 errdetail("The workers run with the server's configuration (postgresql.conf, ALTER SYSTEM)."),
+				 errdetail("The workers run with the configuration files' values (postgresql.conf, ALTER SYSTEM); while a role or database setting is ignored, a reload makes them reconnect."),
 				 errhint("Set what the workers need in the configuration files; see RESET in ALTER ROLE and ALTER DATABASE.")));
+	if (left.len > 0)
+		ereport(WARNING,
+				(errmsg("%s keeps settings of role \"%s\" or of its database that it cannot put back: %s",
+						name, connected_role, left.data),
+				 errdetail("The server gives no value for them (a library not loaded yet), or refused its own value in this database."),
+				 errhint("RESET them in ALTER ROLE or ALTER DATABASE.")));
 	pfree(ignored.data);
+	pfree(left.data);
 }
 
 /*
@@ -199,7 +243,7 @@ AlxWorkerStart(const char *name)
 	bool		said = false;
 	bool		is_super;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGHUP, worker_sighup);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
@@ -225,7 +269,6 @@ AlxWorkerStart(const char *name)
 	connected_role = MemoryContextStrdup(TopMemoryContext, alx_worker_role);
 	keep_server_settings();
 	BackgroundWorkerInitializeConnection(alx_database, connected_role, 0);
-	pgstat_report_appname(name);
 
 	/*
 	 * The workers' transactions read what committed before each statement
@@ -245,6 +288,8 @@ AlxWorkerStart(const char *name)
 	restore_server_settings(name);
 	is_super = superuser();
 	CommitTransactionCommand();
+	/* after the settings: an application_name of the role's would hide it */
+	pgstat_report_appname(name);
 	if (is_super)
 		ereport(WARNING,
 				(errmsg("%s runs as superuser \"%s\" because alexandrite.worker_role names it", name, connected_role),
@@ -258,12 +303,22 @@ AlxWorkerStart(const char *name)
 void
 AlxWorkerReloadConfig(const char *name)
 {
+	bool		signalled = sighup_received;
+
+	sighup_received = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	if (connected_role != NULL &&
 		(!worker_role_set() || strcmp(connected_role, alx_worker_role) != 0))
 	{
 		ereport(LOG,
 				(errmsg("%s exits to reconnect: alexandrite.worker_role changed", name)));
+		proc_exit(1);
+	}
+	/* the values put back outrank the files: take the new ones at a new start */
+	if (restored_any && signalled)
+	{
+		ereport(LOG,
+				(errmsg("%s exits to reconnect: it ignores settings of its role or database, so it reads the reloaded configuration at a new start", name)));
 		proc_exit(1);
 	}
 }

@@ -343,14 +343,16 @@ AlxOperatorLoad(const char *operator_id)
 			n = AlxSpiInt8(0, 1, &isnull);
 	}
 	keyed_close(&kr);
-	if (!isnull)
+	/* a negative count (no writer of ours stores one) is not trusted either */
+	if (!isnull && n >= 0)
 		return (int) n;
 
 	AlxPlanRun(&load_row_plan, values, NULL, false, 0);
 	AlxPlanRun(&load_lock_plan, values, NULL, false, 1);
+	isnull = true;
 	if (SPI_processed == 1)
 		n = AlxSpiInt8(0, 1, &isnull);
-	if (!isnull)
+	if (!isnull && n >= 0)
 		return (int) n;
 	AlxPlanRun(&count_plan, values, NULL, false, 1);
 	n = AlxSpiInt8(0, 1, &isnull);

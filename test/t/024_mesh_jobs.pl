@@ -697,7 +697,7 @@ sql(q{ALTER ROLE alexandrite_worker RESET ALL});
 # drops and creates the extension in the same transaction.
 {
 	my $log_at = -s $node->logfile;
-	my $rfile = gen('reinstall.stl', 'torus:501:400', 'stl');    # bytes no job has seen (a stored mesh is not analysed)
+	my $rfile = gen('reinstall.stl', 'torus:700:500', 'stl');    # bytes no job has seen (a stored mesh is not analysed)
 	my $s = $node->background_psql($db, on_error_stop => 1);
 	$s->query_safe('BEGIN');
 	$s->query_until(qr/polling/, q{\echo polling

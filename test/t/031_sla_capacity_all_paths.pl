@@ -109,6 +109,13 @@ my $wrong_load = q{FROM alexandrite.operator_load l
 is(q1("SELECT count(*) $wrong_load"), '0', 'every known load counter equals the orders held')
   or diag(q1("SELECT string_agg(l.operator_id || ': counter ' || coalesce(l.open_orders::text, 'unknown'), ', ') $wrong_load"));
 
+# a negative counter (no writer stores one since operator_load has no CHECK;
+# here the superuser's) is not trusted: m5 is full, the claim counts again
+q1(q{UPDATE alexandrite.operator_load SET open_orders = -3 WHERE operator_id = 'm5'});
+is(q1(q{SELECT coalesce(alexandrite.assign_next('m5')::text, 'none');
+	        SELECT open_orders FROM alexandrite.operator_load WHERE operator_id = 'm5'}),
+	"none\n1", 'a negative load counter is counted again: the full operator gets nothing, the counter is 1');
+
 # --- every path at once, assign_order included ---------------------------------
 AlxCapacity::setup($node, 'postgres');
 AlxCapacity::run($node, 'postgres', assign_order => 1, clients => 8, transactions => 250);

@@ -587,6 +587,8 @@ ok(AlxTest::wait_until($node, 'postgres', q{
 	 WHERE backend_type IN ('alexandrite relay', 'alexandrite dashboard fold') AND usename = 'alexandrite_worker'}, 60),
 	'the workers run as alexandrite_worker again');
 ($rc, $out, $err) = $node->psql('postgres', q{
+	DO $$BEGIN END$$;    -- PL/pgSQL loaded: its settings are real ones in this session
+	ALTER ROLE alexandrite_worker SET plpgsql.extra_errors = 'all';
 	ALTER ROLE alexandrite_worker SET statement_timeout = '1ms';
 	ALTER ROLE alexandrite_worker SET lock_timeout = '1ms';
 	ALTER ROLE alexandrite_worker IN DATABASE postgres SET search_path = probe, public;
@@ -596,7 +598,7 @@ is($rc, 0, 'alexandrite_worker sets its own defaults, logged in as itself') or d
 $node->safe_psql('postgres', q{ALTER DATABASE postgres SET work_mem = '64kB'});
 is($node->safe_psql('postgres', q{SELECT string_agg(s, ',' ORDER BY s) FROM pg_db_role_setting, unnest(setconfig) s
 	 WHERE setrole IN (0, 'alexandrite_worker'::regrole) AND setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = 'postgres'))}),
-	'idle_in_transaction_session_timeout=1ms,lock_timeout=1ms,search_path=probe, public,statement_timeout=1ms,work_mem=64kB',
+	'idle_in_transaction_session_timeout=1ms,lock_timeout=1ms,plpgsql.extra_errors=all,search_path=probe, public,statement_timeout=1ms,work_mem=64kB',
 	'a session of alexandrite_worker would get them');
 $log_offset = -s $node->logfile;
 $node->restart;
@@ -626,15 +628,42 @@ ok(AlxTest::wait_until($node, 'postgres', qq{SELECT coalesce(sum(pending_changes
 $log = substr(slurp_file($node->logfile), $log_offset);
 unlike($log, qr/canceling statement due to (statement|lock) timeout|idle-in-transaction timeout/,
 	'no worker statement was cancelled');
+# one LOG line per worker, "name=server value, ..." (values may hold commas)
+sub ignored_line
+{
+	my ($text, $w) = @_;
+	my ($line) = $text =~ /LOG:  \Q$w\E ignores the settings of role "alexandrite_worker" and of its database, and runs with the server's: ([^\n]*)/;
+	return $line;
+}
 for my $w ('alexandrite relay', 'alexandrite dashboard fold')
 {
-	like($log, qr/LOG:  \Q$w\E ignores the settings of role "alexandrite_worker" and of its database: ([a-z_, ]+)/,
-		"the $w says it ignores the role's settings");
-	my ($names) = $log =~ /LOG:  \Q$w\E ignores the settings of role "alexandrite_worker" and of its database: ([a-z_, ]+)/;
-	is(join(',', sort split /, /, $names // ''),
-		'idle_in_transaction_session_timeout,lock_timeout,search_path,statement_timeout,work_mem',
-		"the $w names each of them");
+	my $line = ignored_line($log, $w) // '';
+	is(join(',', grep { $line =~ /(?:^|, )\Q$_\E=/ }
+			qw(idle_in_transaction_session_timeout lock_timeout plpgsql.extra_errors search_path statement_timeout work_mem)),
+		'idle_in_transaction_session_timeout,lock_timeout,plpgsql.extra_errors,search_path,statement_timeout,work_mem',
+		"the $w names each setting it ignores, PL/pgSQL's included");
+	like($line, qr/(?:^|, )lock_timeout=0(?:,|$)/, "the $w runs with the server's lock_timeout (0)");
 }
+unlike($log, qr/keeps settings of role "alexandrite_worker"/, 'no setting is kept (none is a placeholder)');
+
+# A reload reaches the values put back: the workers start again and read
+# the configuration files' new lock_timeout.
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{ALTER SYSTEM SET lock_timeout = '7s'; SELECT pg_reload_conf()});
+my $relog = '';
+for (my $deadline = time() + 90; time() < $deadline; sleep 1)
+{
+	$relog = substr(slurp_file($node->logfile), $log_offset);
+	last if ignored_line($relog, 'alexandrite relay') && ignored_line($relog, 'alexandrite dashboard fold');
+}
+for my $w ('alexandrite relay', 'alexandrite dashboard fold')
+{
+	like($relog, qr/\Q$w\E exits to reconnect: it ignores settings of its role or database/,
+		"after a reload the $w reconnects");
+	like(ignored_line($relog, $w) // '', qr/(?:^|, )lock_timeout=7000(?:,|$)/,
+		"and runs with the reloaded lock_timeout (7s, in ms)");
+}
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET lock_timeout; SELECT pg_reload_conf()});
 $node->safe_psql('postgres', q{ALTER ROLE alexandrite_worker RESET ALL;
 	ALTER ROLE alexandrite_worker IN DATABASE postgres RESET ALL;
 	ALTER DATABASE postgres RESET ALL});
