@@ -484,6 +484,35 @@ alx_forget_subxact(SubTransactionId subid)
 			alx_group_remove(g);
 }
 
+/*
+ * The targets are looked up again on demand (AlxPendingTargetFor), and a
+ * dropped dashboard's stays until then: past this many, all are forgotten
+ * when a transaction ends (no group refers to one then), so a backend that
+ * outlives many dashboards keeps a bounded table.
+ */
+#define ALX_MAX_TARGETS 256
+
+static void
+alx_forget_targets(void)
+{
+	HASH_SEQ_STATUS status;
+	AlxPendingTarget *t;
+
+	hash_seq_init(&status, alx_targets);
+	while ((t = hash_seq_search(&status)) != NULL)
+	{
+		int32		id = t->id;
+
+		if (t->name != NULL)
+			pfree(t->name);
+		if (t->typlen != NULL)
+			pfree(t->typlen);
+		if (t->byval != NULL)
+			pfree(t->byval);
+		(void) hash_search(alx_targets, &id, HASH_REMOVE, NULL);
+	}
+}
+
 static void
 alx_xact_callback(XactEvent event, void *arg)
 {
@@ -514,6 +543,8 @@ alx_xact_callback(XactEvent event, void *arg)
 				}
 				MemoryContextReset(alx_group_cxt);
 			}
+			if (alx_targets != NULL && hash_get_num_entries(alx_targets) > ALX_MAX_TARGETS)
+				alx_forget_targets();
 			alx_ngroups = 0;
 			alx_busy = 0;
 			break;

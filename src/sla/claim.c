@@ -389,7 +389,7 @@ claim_open(ClaimRels *cr)
 		warned_at = GetCurrentTimestamp();
 		ereport(WARNING,
 				(errmsg("index alexandrite.orders_pool_due_idx is missing or not the pool index: claims read the table with a query instead"),
-				 errdetail("The claim needs a valid btree on alexandrite.orders (channel, sla_due_at, id) WHERE status < 'assigned' AND operator_id IS NULL, with the default operator classes and the column's collation."),
+				 errdetail("The claim needs a valid btree on alexandrite.orders (channel, sla_due_at, id) WHERE status < 'assigned' AND operator_id IS NULL, with the default operator classes and the column's collation; an index just built over broken HOT chains (pg_index.indcheckxmin) is used once it is older than the claim's snapshot."),
 				 errhint("REINDEX INDEX alexandrite.orders_pool_due_idx as the extension's owner, or reinstall the extension.")));
 	}
 }

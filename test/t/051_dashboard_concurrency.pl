@@ -213,5 +213,28 @@ ok(AlxTest::wait_until($node, 'postgres',
 	'reconcile committed: the worker folds the held dashboard');
 is($node->safe_psql('postgres', 'SELECT public.ok()'), '1', 'exact after it');
 
+# One session captures for 270 dashboards it creates and drops: more than
+# the 256 targets a backend keeps (src/dashboard/pending.c), so at the end
+# of that transaction it forgets them all; its next writes look the live
+# dashboards' targets up again and stay exact.
+my $churn = $node->background_psql('postgres', on_error_stop => 1);
+$churn->query_safe(q{
+	DO $$
+	BEGIN
+	  FOR i IN 1 .. 270 LOOP
+	    PERFORM alexandrite.create_dashboard('churn_' || i, 'public.scratch', ARRAY['g'], sums => ARRAY['v']);
+	    INSERT INTO public.scratch (g, v) VALUES (i % 7, i);
+	    PERFORM alexandrite.drop_dashboard('churn_' || i);
+	  END LOOP;
+	END $$});
+$churn->query_safe(q{INSERT INTO public.scratch (g, v) SELECT g % 5, g FROM generate_series(1, 50) g;
+	UPDATE public.scratch SET v = v + 1 WHERE g = 3; DELETE FROM public.scratch WHERE g = 4});
+$churn->quit;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM alexandrite.dashboards WHERE name LIKE 'churn\_%'}), '0',
+	'270 dashboards created and dropped in one session');
+ok(AlxTest::wait_until($node, 'postgres', 'SELECT sum(pending_changes) = 0 FROM alexandrite.dashboard_lag', 60),
+	'the worker folds everything pending after the churn');
+is($node->safe_psql('postgres', 'SELECT public.ok()'), '1', 'exact after a session forgot its targets');
+
 $node->stop;
 done_testing();
