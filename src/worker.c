@@ -266,6 +266,17 @@ AlxWorkerStart(const char *name)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 	}
+	/*
+	 * A SIGHUP that came while waiting (usually the one that named the role)
+	 * is handled here, before the server's values are copied: only a later
+	 * one may make the worker reconnect.
+	 */
+	sighup_received = false;
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
 	connected_role = MemoryContextStrdup(TopMemoryContext, alx_worker_role);
 	keep_server_settings();
 	BackgroundWorkerInitializeConnection(alx_database, connected_role, 0);

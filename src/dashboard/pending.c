@@ -498,6 +498,8 @@ alx_forget_targets(void)
 	HASH_SEQ_STATUS status;
 	AlxPendingTarget *t;
 
+	elog(DEBUG1, "alexandrite: forgetting %ld dashboard capture targets",
+		 hash_get_num_entries(alx_targets));
 	hash_seq_init(&status, alx_targets);
 	while ((t = hash_seq_search(&status)) != NULL)
 	{

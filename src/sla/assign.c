@@ -476,8 +476,9 @@ fill(ReturnSetInfo *rsinfo, Interval *horizon)
 		cap[i] = (int) AlxSpiInt8(i, 2, &isnull);
 		open[i] = (int) AlxSpiInt8(i, 3, &unknown[i]);
 	}
+	/* unknown, or negative (not trusted either): counted under the lock */
 	for (int i = 0; i < n; i++)
-		if (unknown[i])
+		if (unknown[i] || open[i] < 0)
 			open[i] = AlxOperatorLoad(ops[i]);
 
 	for (;;)

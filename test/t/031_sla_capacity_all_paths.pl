@@ -115,6 +115,11 @@ q1(q{UPDATE alexandrite.operator_load SET open_orders = -3 WHERE operator_id = '
 is(q1(q{SELECT coalesce(alexandrite.assign_next('m5')::text, 'none');
 	        SELECT open_orders FROM alexandrite.operator_load WHERE operator_id = 'm5'}),
 	"none\n1", 'a negative load counter is counted again: the full operator gets nothing, the counter is 1');
+q1(q{UPDATE alexandrite.operator_load SET open_orders = -3 WHERE operator_id = 'm5'});
+is(q1(q{SELECT count(*) FROM alexandrite.rebalance(interval '100 years') WHERE to_operator = 'm5';
+	    SELECT open_orders FROM alexandrite.operator_load WHERE operator_id = 'm5'}),
+	"0\n1", 'rebalance counts a negative load counter again too: nothing for the full operator');
+is(held('m5'), 1, 'after rebalance the operator still holds one order (capacity 1)');
 
 # --- every path at once, assign_order included ---------------------------------
 AlxCapacity::setup($node, 'postgres');

@@ -192,7 +192,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM alexandrite.outbox_blocked
 # outbox_retry) is measured in the server, 2 ms polls.  Without the poke the
 # relay looks at outbox_retry once per second when idle (IDLE_POLL_MS):
 # each wait would be uniform over 0-1000 ms, and 10 of 12 under 250 ms
-# would have a chance below 1 in 10^5.
+# would have a chance of about 4 in 10^5.
 $node->safe_psql('postgres', q{
 	CREATE FUNCTION public.gone_after(agg text) RETURNS float8 LANGUAGE plpgsql AS $$
 	DECLARE t0 timestamptz := clock_timestamp();

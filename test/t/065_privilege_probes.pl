@@ -664,6 +664,34 @@ for my $w ('alexandrite relay', 'alexandrite dashboard fold')
 		"and runs with the reloaded lock_timeout (7s, in ms)");
 }
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET lock_timeout; SELECT pg_reload_conf()});
+
+# The reload that names the role a waiting worker connects as is not one
+# that makes it reconnect: the workers wait (role empty), the role is named
+# again, and once connected with settings put back they stay.
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{ALTER SYSTEM SET alexandrite.worker_role = ''; SELECT pg_reload_conf()});
+my $waiting = 0;
+for (my $deadline = time() + 90; time() < $deadline; sleep 1)
+{
+	$relog = substr(slurp_file($node->logfile), $log_offset);
+	last if $waiting = ($relog =~ /alexandrite relay is waiting for alexandrite\.worker_role/
+		&& $relog =~ /alexandrite dashboard fold is waiting for alexandrite\.worker_role/);
+}
+ok($waiting, 'worker_role empty: the relay and the fold restart and wait');
+$log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{ALTER SYSTEM SET alexandrite.worker_role = 'alexandrite_worker'; SELECT pg_reload_conf()});
+ok(AlxTest::wait_until($node, 'postgres', q{
+	SELECT count(*) = 2 FROM pg_stat_activity
+	 WHERE backend_type IN ('alexandrite relay', 'alexandrite dashboard fold') AND usename = 'alexandrite_worker'}, 60),
+	'named again: the workers connect');
+my %pid_now = map { $_ => $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = '$_'") }
+	('alexandrite relay', 'alexandrite dashboard fold');
+sleep 3;
+$relog = substr(slurp_file($node->logfile), $log_offset);
+unlike($relog, qr/exits to reconnect: it ignores settings/, 'and none exits again for the reload that named the role');
+is(join(',', map { $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = '$_'") }
+		('alexandrite relay', 'alexandrite dashboard fold')),
+	join(',', map { $pid_now{$_} } ('alexandrite relay', 'alexandrite dashboard fold')), 'the same relay and fold run on');
 $node->safe_psql('postgres', q{ALTER ROLE alexandrite_worker RESET ALL;
 	ALTER ROLE alexandrite_worker IN DATABASE postgres RESET ALL;
 	ALTER DATABASE postgres RESET ALL});
