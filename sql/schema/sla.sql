@@ -79,8 +79,9 @@ CREATE INDEX orders_open_due_idx ON alexandrite.orders (channel, sla_due_at, id)
 -- and re-derived.  No CHECK (open_orders >= 0): every writer keeps it by
 -- construction (a move below 0 gives NULL, a count is a count(*)), only the
 -- extension owner may write the table, and a CHECK is parsed again at every
--- execution of a cached statement: 1.1's cost 14k instructions in each
--- assignment (TAP 031 checks the counts against the orders).
+-- execution of a cached statement (it cost 14k instructions per assignment).
+-- Readers count a negative value again, like NULL; TAP 030/031 compare the
+-- counts with the orders.
 CREATE TABLE alexandrite.operator_load (
     operator_id text PRIMARY KEY,
     open_orders integer
