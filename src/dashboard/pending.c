@@ -151,6 +151,21 @@ alx_pending_init(void)
 	alx_ngroups = 0;
 }
 
+/* Frees what a target holds (not the hash entry itself). */
+static void
+alx_target_free(AlxPendingTarget *t)
+{
+	if (t->name != NULL)
+		pfree(t->name);
+	if (t->typlen != NULL)
+		pfree(t->typlen);
+	if (t->byval != NULL)
+		pfree(t->byval);
+	t->name = NULL;
+	t->typlen = NULL;
+	t->byval = NULL;
+}
+
 /* The transaction's target of a dashboard (its delta table and key layout). */
 AlxPendingTarget *
 AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
@@ -172,17 +187,13 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 		/* until the end, an entry that can match nothing (an error between) */
 		t->delta_relid = InvalidOid;
 		if (found)
+			alx_target_free(t);
+		else
 		{
-			if (t->name != NULL)
-				pfree(t->name);
-			if (t->typlen != NULL)
-				pfree(t->typlen);
-			if (t->byval != NULL)
-				pfree(t->byval);
+			t->name = NULL;
+			t->typlen = NULL;
+			t->byval = NULL;
 		}
-		t->name = NULL;
-		t->typlen = NULL;
-		t->byval = NULL;
 		t->name = pstrdup(def->name);
 		t->nkeys = def->nkeys;
 		t->typlen = palloc(sizeof(int16) * Max(def->nkeys, 1));
@@ -505,12 +516,7 @@ alx_forget_targets(void)
 	{
 		int32		id = t->id;
 
-		if (t->name != NULL)
-			pfree(t->name);
-		if (t->typlen != NULL)
-			pfree(t->typlen);
-		if (t->byval != NULL)
-			pfree(t->byval);
+		alx_target_free(t);
 		(void) hash_search(alx_targets, &id, HASH_REMOVE, NULL);
 	}
 }

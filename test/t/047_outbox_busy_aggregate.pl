@@ -118,6 +118,21 @@ sub rebind_and_drain
 	return;
 }
 
+# true once the server log, from byte $from on, holds the relay's WARNING
+# that it does not trust the aggregate index (polled for up to 60 s)
+sub relay_distrusts_index
+{
+	my ($from) = @_;
+	for (1 .. 600)
+	{
+		return 1
+		  if substr(slurp_file($node->logfile), $from) =~
+		  /WARNING: .*index alexandrite.outbox_retry_aggregate_idx is missing or not a valid btree .* reading the table instead/;
+		usleep(100_000);
+	}
+	return 0;
+}
+
 # ---------------------------------------------------------------------------
 # 1. bounded: agg-1 with 2000 events, then agg-2..agg-201 with one each
 # ---------------------------------------------------------------------------
@@ -315,18 +330,7 @@ my $logstart = -s $node->logfile;
 sql(q{UPDATE pg_catalog.pg_index SET indisvalid = false
 	   WHERE indexrelid = 'alexandrite.outbox_retry_aggregate_idx'::regclass});
 sql('SELECT produce(1301, 1303, 3)');
-my $warned = 0;
-for (1 .. 600)
-{
-	if (substr(slurp_file($node->logfile), $logstart) =~
-		/WARNING: .*index alexandrite.outbox_retry_aggregate_idx is missing or not a valid btree .* reading the table instead/)
-	{
-		$warned = 1;
-		last;
-	}
-	usleep(100_000);
-}
-ok($warned, 'probe: the relay does not trust an aggregate index that is not valid, and says so');
+ok(relay_distrusts_index($logstart), 'probe: the relay does not trust an aggregate index that is not valid, and says so');
 ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 120),
 	'probe: reading the table instead, the 9 events go out');
 $r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
@@ -366,18 +370,7 @@ for my $swap (@swaps)
 	$node->restart;
 	$logstart = -s $node->logfile;
 	sql("SELECT produce($agg, " . ($agg + 2) . ', 3)');
-	$warned = 0;
-	for (1 .. 600)
-	{
-		if (substr(slurp_file($node->logfile), $logstart) =~
-			/WARNING: .*index alexandrite.outbox_retry_aggregate_idx is missing or not a valid btree .* reading the table instead/)
-		{
-			$warned = 1;
-			last;
-		}
-		usleep(100_000);
-	}
-	ok($warned, "probe: the relay does not trust an aggregate index of $what, and says so");
+	ok(relay_distrusts_index($logstart), "probe: the relay does not trust an aggregate index of $what, and says so");
 	ok(AlxTest::wait_until($node, 'postgres', 'SELECT pending = 0 FROM alexandrite.outbox_status', 120),
 		"probe ($what): reading the table instead, the 9 events go out");
 	$r = AlxBroker::check($node, 'postgres', $mq, timeout => 60);
