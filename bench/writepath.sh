@@ -207,53 +207,63 @@ if [[ ",$ONLY," == *",instructions,"* ]]; then
 fi
 
 # CPU ticks used so far by the cluster (the postmaster, its live children and
-# the children it reaped: backends, relay, fold worker) and the broker.  On a
-# shared machine, CPU per transaction is steadier than transactions per second.
+# the children it reaped: backends, relay, fold worker) and the broker, as
+# "total relay broker" (the relay's and the broker's share of the total apart).
+# On a shared machine, CPU per transaction is steadier than transactions per
+# second.
 ticks() {
-    local pm beam t=0 p
+    local pm beam t=0 p relay=0 broker=0 c
     pm=$(head -1 "$work/pg/data/postmaster.pid")
     t=$(awk '{print $14 + $15 + $16 + $17}' /proc/$pm/stat)
-    for p in $(pgrep -P "$pm"); do t=$(( t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0) )); done
-    for beam in $(pgrep -f "beam.smp.*$mqname"); do
-        t=$(( t + $(awk '{print $14 + $15 + $16 + $17}' /proc/$beam/stat 2>/dev/null || echo 0) ))
+    for p in $(pgrep -P "$pm"); do
+        c=$(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0)
+        t=$(( t + c ))
+        if grep -q 'alexandrite relay' /proc/$p/cmdline 2>/dev/null; then relay=$(( relay + c )); fi
     done
-    echo "$t"
+    for beam in $(pgrep -f "beam.smp.*$mqname"); do
+        c=$(awk '{print $14 + $15 + $16 + $17}' /proc/$beam/stat 2>/dev/null || echo 0)
+        t=$(( t + c )) broker=$(( broker + c ))
+    done
+    echo "$t $relay $broker"
 }
-# run NAME -> "tps cpu_us_per_transaction" (server and broker CPU; the client's aside)
+# ticks to µs per transaction
+us_per() { echo $(( $1 * 1000000 / $(getconf CLK_TCK) / ($2 > 0 ? $2 : 1) )); }
+# run NAME -> "tps cpu_us_per_transaction relay_us broker_us" (server and
+# broker CPU; the client's aside)
 tps() {
-    local t0 t1 tps n
-    t0=$(ticks)
+    local t0 r0 b0 t1 r1 b1 tps n
+    read -r t0 r0 b0 < <(ticks)
     alx_as_pg "$bindir/pgbench" -n -M prepared -h "$work/pg" -p "$pgport" -U postgres -c "$CLIENTS" -j "$CLIENTS" \
         -D n=0 -T "$SECS" -f "$work/$1.sql" alxbench > "$work/$1.out" 2>&1
     sleep 1                                        # let the relay drain this run's events
-    t1=$(ticks)
+    read -r t1 r1 b1 < <(ticks)
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$1.out")
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/$1.out")
-    echo "$tps $(( (t1 - t0) * 1000000 / $(getconf CLK_TCK) / (n > 0 ? n : 1) ))"
+    echo "$tps $(us_per $(( t1 - t0 )) "$n") $(us_per $(( r1 - r0 )) "$n") $(us_per $(( b1 - b0 )) "$n")"
 }
 
 if [[ ",$ONLY," =~ ,(create|status|claim|outbox), ]]; then
 echo "## Write path vs bare SQL ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load at start: $(cut -d' ' -f1-3 /proc/loadavg), fsync=$FSYNC, relay $RELAY, $CLIENTS clients, ${SECS}s runs)"
 echo
-echo "| call | round | alexandrite tps | bare SQL tps | tps ratio | alexandrite CPU µs/txn | bare CPU µs/txn | CPU ratio (bare/alexandrite) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| call | round | alexandrite tps | bare SQL tps | tps ratio | alexandrite CPU µs/txn | of which relay / broker | bare CPU µs/txn | CPU ratio (bare/alexandrite) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for w in create status claim; do
     [[ ",$ONLY," == *",$w,"* ]] || continue
     ratios=() cratios=()
     for r in $(seq 1 "$ROUNDS"); do
         psql -c "CHECKPOINT" >/dev/null
         if [ $(( r % 2 )) = 1 ]; then
-            read -r a ac < <(tps "${w}_a"); read -r b bc_ < <(tps "${w}_b")
+            read -r a ac ar ab < <(tps "${w}_a"); read -r b bc_ _ _ < <(tps "${w}_b")
         else
-            read -r b bc_ < <(tps "${w}_b"); read -r a ac < <(tps "${w}_a")
+            read -r b bc_ _ _ < <(tps "${w}_b"); read -r a ac ar ab < <(tps "${w}_a")
         fi
         ratio=$(echo "$a / $b" | bc -l | xargs printf '%.2f')
         cratio=$(echo "$bc_ / $ac" | bc -l | xargs printf '%.2f')
         ratios+=("$ratio") cratios+=("$cratio")
-        echo "| $w | $r | ${a%.*} | ${b%.*} | ${ratio}x | $ac | $bc_ | ${cratio}x |"
+        echo "| $w | $r | ${a%.*} | ${b%.*} | ${ratio}x | $ac | $ar / $ab | $bc_ | ${cratio}x |"
     done
     med() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
-    echo "| $w | median | | | $(med "${ratios[@]}")x | | | $(med "${cratios[@]}")x |"
+    echo "| $w | median | | | $(med "${ratios[@]}")x | | | | $(med "${cratios[@]}")x |"
 done
 echo
 echo "outbox after the runs: $(psql -c "SELECT 'pending ' || pending || ', published ' || published_total || ', dead ' || dead_letters || ', relay_connected ' || relay_connected FROM alexandrite.outbox_status")"
