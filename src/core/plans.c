@@ -33,6 +33,7 @@
 #include "utils/builtins.h"
 
 #include "core/core.h"
+#include "dashboard/dashboard.h"
 
 /* Prepares (once per backend) and returns a statement's plan. */
 SPIPlanPtr
@@ -86,19 +87,25 @@ AlxPlanRunSnapshot(AlxPlan *plan, Datum *values, const char *nulls, Snapshot sna
 	return rc;
 }
 
-/* Become the extension owner and connect to SPI for an entry point's statements. */
+/*
+ * Become the extension owner and connect to SPI for an entry point's
+ * statements; the dashboard capture writes what they change when the call
+ * ends (src/dashboard/pending.c).
+ */
 void
 AlxCoreBegin(AlxSavedUser *save)
 {
 	AlxBecomeOwnerInCall(save);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
+	AlxDashboardHold();
 }
 
-/* Back to the caller: SPI closed (its memory freed), user restored. */
+/* Back to the caller: deltas written, SPI closed (its memory freed), user restored. */
 void
 AlxCoreEnd(const AlxSavedUser *save)
 {
+	AlxDashboardUnhold();
 	SPI_finish();
 	AlxRestoreUser(save);
 }

@@ -517,7 +517,7 @@ alexandrite_dashboard_capture(PG_FUNCTION_ARGS)
 	{
 		alx_capture_transition(td->tg_relation, td->tg_oldtable, true);
 		alx_capture_transition(td->tg_relation, td->tg_newtable, false);
-		AlxDashboardFlush();
+		AlxDashboardFlushStatement();
 	}
 	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		AlxDashboardCaptureRow(td->tg_relation, NULL, td->tg_trigslot);

@@ -209,6 +209,9 @@ extern void AlxPendingAdd(AlxPendingTarget *t, Datum *keys, bool *knulls,
 						  Datum due_bucket, bool due_null,
 						  Datum *sums, bool *snulls, int sign);
 extern void AlxDashboardFlush(void);
+extern void AlxDashboardFlushStatement(void);
+extern void AlxDashboardHold(void);
+extern void AlxDashboardUnhold(void);
 extern void AlxDashboardForget(int32 dashboard_id);
 extern void AlxDashboardInit(void);
 

@@ -20,6 +20,15 @@
  *   mesh_ingest did in 1.1), writes into one partition;
  * - before a subtransaction commits, and before the transaction commits or
  *   prepares, whatever is left.
+ * Inside a call of the library's own (AlxCoreBegin to AlxCoreEnd: the
+ * order core, the SLA engine, the outbox producer) the first two wait
+ * (AlxDashboardHold): the call flushes once when it ends (AlxDashboardUnhold),
+ * after its statements.  Flushed from the end of the foreign key check of
+ * the order's history row, as they were, the delta tables were locked while
+ * the statement still held its index locks, past the 16 that a backend
+ * takes without the shared lock table: 2 of create_order's 3 delta tables
+ * went through it.  An abort ends every hold (the call is gone); a
+ * subtransaction that commits inside a call still flushes its own groups.
  * A subtransaction that aborts forgets its groups, as it forgets its rows;
  * a transaction that aborts forgets all.  A group is always written in the
  * subtransaction that changed its rows, never in an inner one that might
@@ -91,6 +100,7 @@ static MemoryContext alx_group_cxt = NULL;	/* keys and sums; reset when no group
 static Datum alx_zero;
 static int	alx_ngroups = 0;
 static int	alx_busy = 0;		/* > 0 while pending groups are being changed */
+static int	alx_hold = 0;		/* > 0 inside a library call: its statements' ends do not flush */
 static StringInfoData alx_keybuf;
 static bool alx_keybuf_ready = false;
 
@@ -465,6 +475,31 @@ AlxDashboardFlush(void)
 	alx_busy--;
 }
 
+/* A library call begins: its statements' ends leave their groups pending. */
+void
+AlxDashboardHold(void)
+{
+	alx_hold++;
+}
+
+/* A library call ends: the outermost writes what its statements left pending. */
+void
+AlxDashboardUnhold(void)
+{
+	if (alx_hold > 0)
+		alx_hold--;
+	if (alx_hold == 0 && alx_ngroups > 0)
+		AlxDashboardFlush();
+}
+
+/* The flush at the end of a statement (its trigger, or its executor). */
+void
+AlxDashboardFlushStatement(void)
+{
+	if (alx_hold == 0 && alx_ngroups > 0)
+		AlxDashboardFlush();
+}
+
 /* Forgets the pending groups of a dashboard (dropped, or its table truncated). */
 void
 AlxDashboardForget(int32 dashboard_id)
@@ -529,6 +564,7 @@ alx_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
 			alx_busy = 0;
+			alx_hold = 0;
 			AlxDashboardFlush();
 			break;
 		case XACT_EVENT_COMMIT:
@@ -555,6 +591,7 @@ alx_xact_callback(XactEvent event, void *arg)
 				alx_forget_targets();
 			alx_ngroups = 0;
 			alx_busy = 0;
+			alx_hold = 0;
 			break;
 		default:
 			break;
@@ -571,6 +608,8 @@ alx_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	{
 		alx_forget_subxact(mySubid);
 		alx_busy = 0;
+		/* a call that held may be what aborted: flush at statement ends again */
+		alx_hold = 0;
 	}
 }
 
@@ -582,8 +621,7 @@ alx_executor_finish(QueryDesc *queryDesc)
 		prev_executor_finish(queryDesc);
 	else
 		standard_ExecutorFinish(queryDesc);
-	if (alx_ngroups > 0)
-		AlxDashboardFlush();
+	AlxDashboardFlushStatement();
 }
 
 /* From _PG_init: the flush points. */

@@ -253,6 +253,27 @@ SELECT pg_temp.dash_random_op() IS NOT NULL AS wrote;
 SELECT * FROM pg_temp.dash_check('repeatable read');
 COMMIT;
 
+-- A library call writes its deltas when it ends, not at the end of each of
+-- its statements (src/dashboard/pending.c): the views show its change before
+-- the transaction commits.  A call that fails inside a savepoint must not
+-- leave that wait behind: the direct write after it is in the views too
+-- (with the wait left, status_counts and sla are false there).
+BEGIN;
+SELECT alexandrite.create_order('dw-held-' || nextval('pg_temp.dw_seq'), 'crm', 'c', NULL, NULL) AS held_id \gset
+SELECT * FROM pg_temp.dash_check('after a library call, before commit');
+DO $$
+BEGIN
+    PERFORM alexandrite.set_status(currval('alexandrite.orders_id_seq'), 'shipped');
+    RAISE EXCEPTION 'new -> shipped was accepted';
+EXCEPTION WHEN invalid_parameter_value OR object_not_in_prerequisite_state OR check_violation THEN
+    NULL;
+END $$;
+UPDATE alexandrite.orders SET status = 'cancelled', channel = 'shop' WHERE id = :held_id;
+SELECT * FROM pg_temp.dash_check('a direct write after a failed call');
+-- (rolled back: the order's event would outlive the clean-up of its order)
+ROLLBACK;
+SELECT * FROM pg_temp.dash_check('after a failed call, rolled back');
+
 -- TRUNCATE empties the dashboards in the same transaction (rolled back here)
 BEGIN;
 TRUNCATE alexandrite.orders CASCADE;
