@@ -105,6 +105,9 @@ def consume(ports, queue, outfile):
                     'nheaders': len(h),
                     'header_bytes': sum(len(str(k).encode()) + len(str(v).encode()) for k, v in h.items()),
                     'longest_header_name': max((len(str(k).encode()) for k in h), default=0),
+                    # every header in the order of the wire, values as text
+                    'header_list': [[str(k), v.decode('utf-8', 'replace') if isinstance(v, bytes) else str(v)]
+                                    for k, v in h.items()],
                     'body': body.decode('utf-8', 'replace'),
                     'port': port,
                     'recv_t': time.time(),

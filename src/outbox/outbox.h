@@ -110,8 +110,9 @@ extern char *AlxAmqpUnframeable(const AlxMsg *m, int frame_max);
 extern void AlxAmqpForgetLimits(void);
 extern char *AlxOutboxRoutingKey(const char *aggregate_type, const char *event_type);
 extern bool AlxAmqpClosedByRefusal(void);
-extern bool AlxAmqpPublish(AlxMsg *msg, const char *exchange, TimestampTz deadline,
+extern bool AlxAmqpPublish(AlxMsg *msg, const char *exchange, bool more, TimestampTz deadline,
 						   char *err, size_t errlen);
+extern void AlxAmqpFlush(void);
 extern bool AlxAmqpPump(int timeout_ms, char *err, size_t errlen);
 extern int	AlxAmqpSocket(void);
 extern bool AlxAmqpHasBuffered(void);

@@ -18,12 +18,15 @@
 #define ALX_RELAY_CONFIRM_TIMEOUT_MS	30000
 #define ALX_RELAY_AGGKEY_LEN	320
 
-/* the columns of an event read by the relay (see AlxRelayReadMsgs) */
+/*
+ * The columns of an event read by the relay (see AlxRelayReadMsgs): 1 id,
+ * 2 aggregate_type, 3 aggregate_id, 4 aggregate_seq, 5 event_type,
+ * 6 payload, 7 headers, 8 created_at in ms; a query's own columns follow.
+ */
+#define ALX_RELAY_EVENT_NCOLS	8
 #define ALX_RELAY_EVENT_COLS(alias) \
 	alias ".id, " alias ".aggregate_type, " alias ".aggregate_id, " alias ".aggregate_seq, " \
-	alias ".event_type, " alias ".payload, " \
-	"(SELECT pg_catalog.array_agg(kv.key ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
-	"(SELECT pg_catalog.array_agg(kv.value ORDER BY kv.key) FROM pg_catalog.jsonb_each_text(" alias ".headers) kv), " \
+	alias ".event_type, " alias ".payload, " alias ".headers, " \
 	"(pg_catalog.date_part('epoch', " alias ".created_at) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8"
 
 /*

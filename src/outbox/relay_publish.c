@@ -102,12 +102,14 @@ AlxRelayPublishAll(AlxMsg *msgs, int n, TimestampTz deadline, char *err, size_t 
 				continue;
 			}
 		}
-		if (!AlxAmqpPublish(m, AlxRelayExchange, deadline, err, errlen))
+		/* in full segments: the loop's end, or a wait for a confirm, pushes them */
+		if (!AlxAmqpPublish(m, AlxRelayExchange, true, deadline, err, errlen))
 			return false;
 		a->last = m;
 		if ((i & 63) == 63 && !AlxAmqpPump(0, err, errlen))
 			return false;
 	}
+	AlxAmqpFlush();
 	return true;
 }
 

@@ -442,7 +442,7 @@ AlxRelayProcessRetries(int *wait_ms)
 		for (int i = 0; i < n; i++)
 		{
 			bool		isnull;
-			int64		ms = AlxRelayGetInt8(i, 12, &isnull);
+			int64		ms = AlxRelayGetInt8(i, ALX_RELAY_EVENT_NCOLS + 3, &isnull);
 
 			/* column 10 (read as divert) is "due": flip it to mean "skip" */
 			msgs[i].divert = !msgs[i].divert;

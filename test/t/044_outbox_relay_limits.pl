@@ -19,6 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use Encode ();
 use AlxTest;
 use AlxBroker;
 
@@ -151,6 +152,41 @@ my $t0 = time;
 usleep(100_000) while (grep { ($_->{aggregate_type} // '') eq 'odd' } $mq->deliveries) < 3 && time - $t0 < 30;
 is(scalar(grep { ($_->{aggregate_type} // '') eq 'odd' } $mq->deliveries), 3,
 	'after outbox_discard the waiting events of the three aggregates are delivered');
+
+# Headers of every JSON type go out as jsonb_each_text() gives them (null as
+# ""), in the order of their names under the database's collation; headers
+# that are not an object (written into the table by hand) are left off, and
+# the events behind them are not held up.
+my $hdr = q[{"b": 1, "a": true, "c": null, "d": {"x": [1, 2.50]}, "Z": "s", "é": "x", "a b": "sp", "n": -0.5e3}];
+$node->safe_psql('postgres', "SELECT alexandrite.outbox_emit('odd', 'hdr-1', 'odd.headers', '{}', '$hdr')");
+$node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT raw_event('hdr-2', 'odd.headers', '{"n": 1}', '[1, 2]');
+	SELECT raw_event('hdr-2', 'odd.headers', '{"n": 2}', '"just a string"');
+	SELECT raw_event('hdr-3', 'odd.headers', '{"n": 3}', '{"k": "v"}');
+	COMMIT;
+});
+my $want = $node->safe_psql('postgres',
+	"SELECT string_agg(key || '=' || coalesce(value, ''), ';' ORDER BY key) FROM jsonb_each_text('$hdr')");
+$t0 = time;
+my @hd;
+while (time - $t0 < 30)
+{
+	@hd = grep { ($_->{aggregate_id} // '') =~ /^hdr-/ } $mq->deliveries;
+	last if @hd >= 4;
+	usleep(100_000);
+}
+my %reserved = map { $_ => 1 } qw(aggregate_type aggregate_id aggregate_seq event_type);
+my %by_agg;
+# (the deliveries are decoded JSON, psql's output is UTF-8 bytes)
+push @{ $by_agg{ $_->{aggregate_id} } },
+  Encode::encode_utf8(join(';', map { "$_->[0]=$_->[1]" } grep { !$reserved{ $_->[0] } } @{ $_->{header_list} }))
+  for @hd;
+is_deeply($by_agg{'hdr-1'}, [$want], "headers of every JSON type as jsonb_each_text gives them, in the order of their names ($want)");
+is_deeply($by_agg{'hdr-2'}, ['', ''], 'headers that are not an object are left off');
+is_deeply($by_agg{'hdr-3'}, ['k=v'], 'the event behind them is delivered with its headers');
+is($node->safe_psql('postgres', "SELECT count(*) FROM alexandrite.outbox_dead WHERE aggregate_id LIKE 'hdr-%'"), 0,
+	'none of them is a dead letter');
 
 # ---------------------------------------------------------------------------
 # 3. a broker whose max_message_size is below the relay's limits
