@@ -444,7 +444,7 @@ AlxRelayProcessRetries(int *wait_ms)
 			bool		isnull;
 			int64		ms = AlxRelayGetInt8(i, ALX_RELAY_EVENT_NCOLS + 3, &isnull);
 
-			/* column 10 (read as divert) is "due": flip it to mean "skip" */
+			/* the first extra column (read as divert) is "due": flip it to mean "skip" */
 			msgs[i].divert = !msgs[i].divert;
 			if (msgs[i].divert)
 				*wait_ms = (int) Max(Min((int64) *wait_ms, ms), 10);
