@@ -134,6 +134,21 @@ sub wait_leader
 	die 'no leader';
 }
 
+# The member Patroni may promote if leader $l fails: in synchronous mode only
+# a synchronous standby (its /sync key, the "sync_standby" role of /cluster).
+# Right after a failover or a rejoin there is none for a few seconds, while
+# Patroni assigns one, and then no failover happens (docs/operations.md, High
+# availability): a run once killed the leader 1.3 s into such a window.
+sub sync_standby
+{
+	my ($l) = @_;
+	my $r = $http->get("$rest[$l - 1]/cluster");
+	return undef unless $r->{success};
+	my ($m) = grep { $_->{role} eq 'sync_standby' && $_->{state} =~ /^(running|streaming)$/ }
+	  @{ $json->decode($r->{content})->{members} };
+	return $m && $m->{name} =~ /^pg(\d)$/ ? $1 : undef;
+}
+
 # A leader other than $old, and when it was first seen (undef: none in time).
 sub wait_new_leader
 {
@@ -337,6 +352,20 @@ for my $n (0 .. $#schedule)
 	# the part this fault hits must be whole again
 	bring_back_finish(domain($kind));
 	my $l = wait_leader();
+	if ($kind =~ /^leader/)
+	{
+		# the failover this fault tests needs a synchronous standby to promote
+		my ($s, $t_s) = (undef, time);
+		while (time < $t_s + 60)
+		{
+			$s = sync_standby($l);
+			last if defined $s;
+			usleep(200_000);
+		}
+		ok(defined $s, sprintf('%s: Patroni names a synchronous standby it may promote (%s, waited %.1f s)',
+				$what, defined $s ? "pg$s" : 'none within 60 s', time - $t_s));
+		$l = wait_leader();
+	}
 	# the window: traffic acknowledged and events delivered just before the kill
 	my $pre_t = time;
 	ok(defined wait_publishing($pre_t - 2, 10), "$what: events of the last 2 s are being delivered before the kill");
