@@ -188,6 +188,7 @@ extern Oid	AlxDashObjectRelid(const AlxDashDef *def, AlxDashObject which, bool v
 extern void AlxDashBuildObjects(const AlxDashDef *def, bool replace);
 extern void AlxDashDropObjects(const AlxDashDef *def);
 extern bool AlxDashIsExtensionTable(Oid relid);
+extern void AlxDashCheckDelta(const char *dashboard, Relation rel);
 
 /* sqlgen.c: the statements, generated from a validated definition */
 extern char *AlxDashSqlSummaryTable(const AlxDashDef *def);

@@ -79,13 +79,51 @@ AlxDashIsExtensionTable(Oid relid)
 }
 
 static void
-alx_damaged(const AlxDashDef *def, const char *relname, const char *detail)
+alx_damaged_named(const char *dashboard, const char *relname, const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("\"%s\" of dashboard \"%s\" has been altered", relname, def->name),
+			 errmsg("\"%s\" of dashboard \"%s\" has been altered", relname, dashboard),
 			 errdetail("%s", detail),
-			 errhint("Drop the relation and run alexandrite.rebuild_dashboard('%s'), which builds it again.", def->name)));
+			 errhint("Drop the relation (with CASCADE: the dashboard's view depends on it) and run alexandrite.rebuild_dashboard('%s'), which builds them again.",
+					 dashboard)));
+}
+
+static void
+alx_damaged(const AlxDashDef *def, const char *relname, const char *detail)
+{
+	alx_damaged_named(def->name, relname, detail);
+}
+
+/*
+ * What the capture's direct appends to a delta table would bypass or
+ * break: an index (not maintained), a trigger, a rule or row security (not
+ * applied), a table that is not logged (its rows lost at a crash and never
+ * on a standby).  Checked when the capture is set up (alx_verify_table)
+ * and again by every flush after it has locked the table (pending.c), so
+ * that such a change is refused in sessions whose capture was set up
+ * before it, too.
+ */
+void
+AlxDashCheckDelta(const char *dashboard, Relation rel)
+{
+	const char *relname = RelationGetRelationName(rel);
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		alx_damaged_named(dashboard, relname, "It is not a table.");
+	/*
+	 * pg_class's relhasindex, relhastriggers and relhasrules also stay true
+	 * after the last one is dropped (until a VACUUM): the relcache's lists
+	 * say what there is now.  The flag first, which is false on an intact
+	 * table, so that the list is built only for a table that had an index.
+	 */
+	if ((rel->rd_rel->relhasindex && RelationGetIndexList(rel) != NIL) ||
+		rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity)
+		alx_damaged_named(dashboard, relname,
+						  "The capture appends to it directly: it may have no index, trigger, rule or row security.");
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		alx_damaged_named(dashboard, relname,
+						  "It must be a logged table: its rows are the dashboard's changes not yet folded.");
 }
 
 /* Column i of the layout of a summary or delta table: name and type. */
@@ -148,10 +186,8 @@ alx_verify_table(const AlxDashDef *def, AlxDashObject which, Relation rel)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		alx_damaged(def, relname, "It is not a table.");
-	if (which == ALX_DASH_DELTA &&
-		(rel->rd_rel->relhasindex || rel->rd_rel->relhastriggers || rel->rd_rel->relhasrules ||
-		 rel->rd_rel->relrowsecurity || rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT))
-		alx_damaged(def, relname, "The capture appends to it directly: it may have no index, trigger, rule or row security.");
+	if (which == ALX_DASH_DELTA)
+		AlxDashCheckDelta(def->name, rel);
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);

@@ -385,8 +385,10 @@ alx_group_write(AlxGroup *g, Relation drel, TimestampTz logged_at)
 	if (desc->natts != natts)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the delta table of dashboard \"%s\" has been altered", t->name),
-				 errhint("Run alexandrite.rebuild_dashboard('%s').", t->name)));
+				 errmsg("\"%s\" of dashboard \"%s\" has been altered", RelationGetRelationName(drel), t->name),
+				 errdetail("It does not have the columns of the dashboard's definition."),
+				 errhint("Drop the relation (with CASCADE: the dashboard's view depends on it) and run alexandrite.rebuild_dashboard('%s'), which builds them again.",
+						 t->name)));
 	for (int i = 0; i < t->nkeys; i++, a++)
 	{
 		values[a] = g->vals[i];
@@ -461,6 +463,8 @@ AlxDashboardFlush(void)
 		if (drel == NULL)
 		{
 			drel = table_open(g->target->delta_relid, RowExclusiveLock);
+			/* after the lock: a change made since the capture was set up is seen */
+			AlxDashCheckDelta(g->target->name, drel);
 			open = lappend(open, drel);
 		}
 		alx_group_write(g, drel, logged_at);

@@ -58,14 +58,20 @@ check_log_table(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
+	/* rd_rules, not relhasrules: that stays true after the last rule is dropped */
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
-		rel->rd_rel->relhasrules || rel->rd_rel->relrowsecurity ||
+		rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
 		(desc->constr != NULL && desc->constr->num_check > 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("outbox table \"%s\" must be a plain table without triggers, rules, row security or CHECK constraints",
 						RelationGetRelationName(rel)),
 				 errdetail("The outbox writes its rows directly (src/outbox/write.c).")));
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("outbox table \"%s\" must be a logged table", RelationGetRelationName(rel)),
+				 errdetail("Its rows are events not yet published: an unlogged table loses them at a crash, and a standby never has them.")));
 	if (pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

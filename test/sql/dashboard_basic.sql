@@ -369,5 +369,58 @@ SELECT alexandrite.drop_dashboard('tickets_open');
 DROP TABLE public.tickets;
 REVOKE ALL ON SCHEMA alexandrite FROM dash_user;
 DROP ROLE dash_user;
+-- The capture appends to a delta table directly, without the executor: it
+-- refuses a delta table that was changed in a way those appends would
+-- bypass or break, in a session whose capture was set up before the change
+-- too (each flush checks the table it has locked): an index (it would miss
+-- the rows), a trigger, a rule, row security, UNLOGGED, a column more.  The
+-- write fails with XX001 and nothing is lost; undone, the writes go on; the
+-- hint's way back (DROP ... CASCADE, rebuild) gives an exact dashboard.
+\set VERBOSITY default
+CREATE TABLE public.parcels (id int PRIMARY KEY, carrier text NOT NULL);
+SELECT alexandrite.create_dashboard('parcels', 'public.parcels', ARRAY['carrier']) IS NOT NULL AS created;
+INSERT INTO public.parcels VALUES (1, 'dhl');
+CREATE INDEX parcels_delta_idx ON alexandrite.dashboard_parcels_delta (carrier);
+INSERT INTO public.parcels VALUES (2, 'ups');
+DROP INDEX alexandrite.parcels_delta_idx;
+INSERT INTO public.parcels VALUES (2, 'ups');
+ALTER TABLE alexandrite.dashboard_parcels_delta SET UNLOGGED;
+INSERT INTO public.parcels VALUES (3, 'ups');
+ALTER TABLE alexandrite.dashboard_parcels_delta SET LOGGED;
+CREATE FUNCTION public.parcels_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE TRIGGER noop BEFORE INSERT ON alexandrite.dashboard_parcels_delta
+    FOR EACH ROW EXECUTE FUNCTION public.parcels_noop();
+UPDATE public.parcels SET carrier = 'fedex' WHERE id = 1;
+DROP TRIGGER noop ON alexandrite.dashboard_parcels_delta;
+CREATE RULE parcels_skip AS ON INSERT TO alexandrite.dashboard_parcels_delta DO INSTEAD NOTHING;
+UPDATE public.parcels SET carrier = 'fedex' WHERE id = 1;
+DROP RULE parcels_skip ON alexandrite.dashboard_parcels_delta;
+ALTER TABLE alexandrite.dashboard_parcels_delta ENABLE ROW LEVEL SECURITY;
+DELETE FROM public.parcels WHERE id = 2;
+ALTER TABLE alexandrite.dashboard_parcels_delta DISABLE ROW LEVEL SECURITY;
+-- in a savepoint, the failed write goes and the transaction goes on
+BEGIN;
+INSERT INTO public.parcels VALUES (3, 'ups');
+SAVEPOINT s;
+CREATE INDEX parcels_delta_idx ON alexandrite.dashboard_parcels_delta (carrier);
+INSERT INTO public.parcels VALUES (4, 'ups');
+ROLLBACK TO s;
+INSERT INTO public.parcels VALUES (4, 'dhl');
+COMMIT;
+SELECT * FROM alexandrite.dashboard_parcels ORDER BY 1;
+ALTER TABLE alexandrite.dashboard_parcels_delta ADD COLUMN extra int;
+DELETE FROM public.parcels WHERE id = 2;
+SELECT alexandrite.rebuild_dashboard('parcels');
+DROP TABLE alexandrite.dashboard_parcels_delta CASCADE;
+SELECT alexandrite.rebuild_dashboard('parcels');
+DELETE FROM public.parcels WHERE id = 2;
+UPDATE public.parcels SET carrier = 'fedex' WHERE id = 1;
+SELECT * FROM alexandrite.dashboard_parcels ORDER BY 1;
+SELECT carrier, count(*) FROM public.parcels GROUP BY 1 ORDER BY 1;
+SELECT dashboard, ok FROM alexandrite.reconcile_dashboards('parcels');
+SELECT alexandrite.drop_dashboard('parcels');
+DROP TABLE public.parcels;
+DROP FUNCTION public.parcels_noop();
+\set VERBOSITY terse
 SELECT dashboard, ok FROM alexandrite.reconcile_dashboards() ORDER BY dashboard;
 RESET client_min_messages;

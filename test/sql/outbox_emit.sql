@@ -268,6 +268,14 @@ SELECT alexandrite.outbox_emit('test', 'expr-1', 'test.x', '{}');
 DO $$ BEGIN FOR t IN 0..2 LOOP
   EXECUTE format('DROP INDEX alexandrite.outbox_test_expr_idx%s', t);
 END LOOP; END $$;
+-- an unlogged log table would lose unpublished events at a crash and on failover
+ALTER TABLE alexandrite.outbox_events_0 SET UNLOGGED;
+ALTER TABLE alexandrite.outbox_events_1 SET UNLOGGED;
+ALTER TABLE alexandrite.outbox_events_2 SET UNLOGGED;
+SELECT alexandrite.outbox_emit('test', 'unlogged-1', 'test.x', '{}');
+ALTER TABLE alexandrite.outbox_events_0 SET LOGGED;
+ALTER TABLE alexandrite.outbox_events_1 SET LOGGED;
+ALTER TABLE alexandrite.outbox_events_2 SET LOGGED;
 DROP FUNCTION public.outbox_test_trg();
 -- a column the install script does not create is refused, not left NULL;
 -- once dropped, the writer steps over it
@@ -277,6 +285,6 @@ ALTER TABLE alexandrite.outbox_events DROP COLUMN note;
 SELECT alexandrite.outbox_emit('test', 'drop-1', 'test.x', '{"after": "drop"}') > 0 AS emitted;
 SELECT aggregate_seq, payload FROM alexandrite.outbox_events WHERE aggregate_id = 'drop-1';
 -- nothing was written by the refused calls, and the writer works again
-SELECT count(*) FROM alexandrite.outbox_events WHERE aggregate_id IN ('trg-1', 'chk-1', 'expr-1', 'type-1');
+SELECT count(*) FROM alexandrite.outbox_events WHERE aggregate_id IN ('trg-1', 'chk-1', 'expr-1', 'type-1', 'unlogged-1');
 SELECT alexandrite.outbox_emit('test', 'trg-1', 'test.x', '{}') > 0 AS emitted;
 SELECT aggregate_seq FROM alexandrite.outbox_events WHERE aggregate_id = 'trg-1';
