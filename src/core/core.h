@@ -126,6 +126,7 @@ extern int64 AlxSpiInt8(int row, int col, bool *isnull);
 extern bool AlxTransitionAllowed(AlxStatus from, AlxStatus to);
 extern char *AlxTransitionTargets(AlxStatus from);
 extern AlxStatus AlxStatusFromName(const char *name);
+extern void AlxStatusLabelMissing(const char *label) pg_attribute_noreturn();
 extern ArrayType *AlxTransitionOrigins(AlxStatus to, int *n);
 
 /* orders.c: the write routine */

@@ -25,6 +25,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "storage/sinval.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -57,9 +58,25 @@ AlxStatusFromName(const char *name)
 		if (strcmp(name, AlxStatusNames[i]) == 0)
 			return (AlxStatus) i;
 	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("unexpected order status \"%s\"", name)));
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("unexpected order status \"%s\"", name),
+			 errdetail("The order API knows the statuses by the labels the extension created."),
+			 errhint("If a label of alexandrite.order_status was renamed, rename it back with ALTER TYPE alexandrite.order_status RENAME VALUE.")));
 	return ALX_ST_NEW;			/* keep the compiler quiet */
+}
+
+/*
+ * A label the order API needs is gone from order_status (a RENAME VALUE):
+ * the API stops here, with the way back, rather than with an internal error.
+ */
+void
+AlxStatusLabelMissing(const char *label)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("type alexandrite.order_status has no label \"%s\"", label),
+			 errdetail("The order API knows the statuses by the labels the extension created."),
+			 errhint("If it was renamed, rename it back with ALTER TYPE alexandrite.order_status RENAME VALUE.")));
 }
 
 static void
@@ -79,6 +96,7 @@ load_matrix(void)
 	Oid			nsp;
 	bool		m[ALX_NSTATUS][ALX_NSTATUS];
 	int			rc;
+	uint64		inval_count;
 
 	if (!callback_registered)
 	{
@@ -89,10 +107,14 @@ load_matrix(void)
 	transitions_relid = get_relname_relid("status_transitions", nsp);
 
 	/*
-	 * Valid from now on unless an invalidation arrives while we read: then
-	 * the callback clears the flag again and the next call reloads.
+	 * Valid only once the new matrix is in place, and only if no
+	 * invalidation arrived while it was read.  An error on the way (a label
+	 * renamed, a cancel) leaves it invalid: the matrix still in memory may
+	 * be one read in a transaction that rolled back since, whose
+	 * invalidation has been spent.
 	 */
-	matrix_valid = true;
+	matrix_valid = false;
+	inval_count = SharedInvalidMessageCounter;
 	rc = SPI_execute_snapshot(AlxPlanGet(&load_plan), NULL, NULL,
 							  GetLatestSnapshot(), InvalidSnapshot, true, false, 0);
 	if (rc != SPI_OK_SELECT)
@@ -107,6 +129,7 @@ load_matrix(void)
 	}
 	memcpy(allowed, m, sizeof(allowed));
 	matrix_generation++;
+	matrix_valid = (inval_count == SharedInvalidMessageCounter);
 }
 
 /* May an order go from one status to another?  (Needs an SPI connection.) */

@@ -233,7 +233,7 @@ label_oid(Oid typid, const char *label, float4 *order)
 	Oid			oid;
 
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "alexandrite.order_status has no label \"%s\"", label);
+		AlxStatusLabelMissing(label);
 	oid = ((Form_pg_enum) GETSTRUCT(tup))->oid;
 	if (order != NULL)
 		*order = ((Form_pg_enum) GETSTRUCT(tup))->enumsortorder;

@@ -138,7 +138,7 @@ status_open(Oid typid, Datum value)
 	{
 		tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(typid), CStringGetDatum("shipped"));
 		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "order_status has no label \"shipped\"");
+			AlxStatusLabelMissing("shipped");
 		shipped_order = ((Form_pg_enum) GETSTRUCT(tup))->enumsortorder;
 		ReleaseSysCache(tup);
 		shipped_type = typid;

@@ -170,6 +170,22 @@ DELETE FROM alexandrite.status_transitions WHERE to_status = 'assigned';
 SELECT pg_temp.try($$SELECT alexandrite.assign_next('sla_ann')$$);
 ROLLBACK;
 
+-- a label the API names renamed under it (a DBA's ALTER TYPE ... RENAME
+-- VALUE, in a session that has claimed before): 55000 with the way back, not
+-- an internal error; the order read in a renamed status likewise
+BEGIN;
+SELECT count(alexandrite.create_order('S9', 'shop', 'cust-S9', NULL, NULL)) AS created;
+ALTER TYPE alexandrite.order_status RENAME VALUE 'assigned' TO 'taken';
+SELECT pg_temp.try($$SELECT alexandrite.assign_next('sla_ann')$$);
+ALTER TYPE alexandrite.order_status RENAME VALUE 'new' TO 'fresh';
+SELECT pg_temp.try(format('SELECT alexandrite.set_status(%s, %L)',
+                          (SELECT id FROM alexandrite.orders WHERE external_ref = 'S9'), 'cancelled'));
+ROLLBACK;
+BEGIN;
+SELECT count(alexandrite.create_order('S9', 'shop', 'cust-S9', NULL, NULL)) AS created;
+SELECT pg_temp.claim('sla_ann') IS NOT NULL AS claims_again;
+ROLLBACK;
+
 -- clean up
 DELETE FROM alexandrite.orders WHERE external_ref ~ '^[SBCL][1-4]$';
 SELECT count(*) AS load_rows_left FROM alexandrite.operator_load WHERE open_orders <> 0;
