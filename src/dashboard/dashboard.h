@@ -189,6 +189,8 @@ extern void AlxDashBuildObjects(const AlxDashDef *def, bool replace);
 extern void AlxDashDropObjects(const AlxDashDef *def);
 extern bool AlxDashIsExtensionTable(Oid relid);
 extern void AlxDashCheckDelta(const char *dashboard, Relation rel);
+extern void AlxDashDamaged(const char *dashboard, const char *relname,
+						   const char *detail) pg_attribute_noreturn();
 
 /* sqlgen.c: the statements, generated from a validated definition */
 extern char *AlxDashSqlSummaryTable(const AlxDashDef *def);

@@ -78,21 +78,22 @@ AlxDashIsExtensionTable(Oid relid)
 	return OidIsValid(ext) && getExtensionOfObject(RelationRelationId, relid) == ext;
 }
 
-static void
-alx_damaged_named(const char *dashboard, const char *relname, const char *detail)
+/* One of a dashboard's generated relations is not as it was built. */
+void
+AlxDashDamaged(const char *dashboard, const char *relname, const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("\"%s\" of dashboard \"%s\" has been altered", relname, dashboard),
 			 errdetail("%s", detail),
-			 errhint("Drop the relation (with CASCADE: the dashboard's view depends on it) and run alexandrite.rebuild_dashboard('%s'), which builds them again.",
+			 errhint("Drop the relation (a summary or delta table with CASCADE: the dashboard's view depends on it) and run alexandrite.rebuild_dashboard('%s'), which builds them again.",
 					 dashboard)));
 }
 
 static void
 alx_damaged(const AlxDashDef *def, const char *relname, const char *detail)
 {
-	alx_damaged_named(def->name, relname, detail);
+	AlxDashDamaged(def->name, relname, detail);
 }
 
 /*
@@ -107,10 +108,9 @@ alx_damaged(const AlxDashDef *def, const char *relname, const char *detail)
 void
 AlxDashCheckDelta(const char *dashboard, Relation rel)
 {
-	const char *relname = RelationGetRelationName(rel);
-
+	/* the name is read at each error: RelationGetIndexList may rebuild the entry */
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
-		alx_damaged_named(dashboard, relname, "It is not a table.");
+		AlxDashDamaged(dashboard, RelationGetRelationName(rel), "It is not a table.");
 	/*
 	 * pg_class's relhasindex, relhastriggers and relhasrules also stay true
 	 * after the last one is dropped (until a VACUUM): the relcache's lists
@@ -119,11 +119,11 @@ AlxDashCheckDelta(const char *dashboard, Relation rel)
 	 */
 	if ((rel->rd_rel->relhasindex && RelationGetIndexList(rel) != NIL) ||
 		rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity)
-		alx_damaged_named(dashboard, relname,
-						  "The capture appends to it directly: it may have no index, trigger, rule or row security.");
+		AlxDashDamaged(dashboard, RelationGetRelationName(rel),
+					   "The capture appends to it directly: it may have no index, trigger, rule or row security.");
 	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
-		alx_damaged_named(dashboard, relname,
-						  "It must be a logged table: its rows are the dashboard's changes not yet folded.");
+		AlxDashDamaged(dashboard, RelationGetRelationName(rel),
+					   "It must be a logged table: its rows are the dashboard's changes not yet folded.");
 }
 
 /* Column i of the layout of a summary or delta table: name and type. */

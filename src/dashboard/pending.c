@@ -47,6 +47,7 @@
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
+#include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -68,6 +69,8 @@ struct AlxPendingTarget
 	int			nkeys;
 	int16	   *typlen;
 	bool	   *byval;
+	Oid		   *types;			/* the keys' types and typmods (the delta table's layout) */
+	int32	   *typmods;
 	bool		has_due;
 	int			nsums;
 };
@@ -171,9 +174,15 @@ alx_target_free(AlxPendingTarget *t)
 		pfree(t->typlen);
 	if (t->byval != NULL)
 		pfree(t->byval);
+	if (t->types != NULL)
+		pfree(t->types);
+	if (t->typmods != NULL)
+		pfree(t->typmods);
 	t->name = NULL;
 	t->typlen = NULL;
 	t->byval = NULL;
+	t->types = NULL;
+	t->typmods = NULL;
 }
 
 /* The transaction's target of a dashboard (its delta table and key layout). */
@@ -190,7 +199,9 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 		t->nsums != def->nsums || t->has_due != (def->due != NULL) ||
 		strcmp(t->name, def->name) != 0 ||
 		memcmp(t->typlen, def->key_typlen, sizeof(int16) * def->nkeys) != 0 ||
-		memcmp(t->byval, def->key_byval, sizeof(bool) * def->nkeys) != 0)
+		memcmp(t->byval, def->key_byval, sizeof(bool) * def->nkeys) != 0 ||
+		memcmp(t->types, def->key_types, sizeof(Oid) * def->nkeys) != 0 ||
+		memcmp(t->typmods, def->key_typmods, sizeof(int32) * def->nkeys) != 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(alx_cxt);
 
@@ -203,6 +214,8 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 			t->name = NULL;
 			t->typlen = NULL;
 			t->byval = NULL;
+			t->types = NULL;
+			t->typmods = NULL;
 		}
 		t->name = pstrdup(def->name);
 		t->nkeys = def->nkeys;
@@ -210,6 +223,10 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 		t->byval = palloc(sizeof(bool) * Max(def->nkeys, 1));
 		memcpy(t->typlen, def->key_typlen, sizeof(int16) * def->nkeys);
 		memcpy(t->byval, def->key_byval, sizeof(bool) * def->nkeys);
+		t->types = palloc(sizeof(Oid) * Max(def->nkeys, 1));
+		t->typmods = palloc(sizeof(int32) * Max(def->nkeys, 1));
+		memcpy(t->types, def->key_types, sizeof(Oid) * def->nkeys);
+		memcpy(t->typmods, def->key_typmods, sizeof(int32) * def->nkeys);
 		t->has_due = def->due != NULL;
 		t->nsums = def->nsums;
 		t->delta_relid = delta_relid;
@@ -370,6 +387,46 @@ alx_group_nonzero(const AlxGroup *g)
 	return false;
 }
 
+/*
+ * The delta table has the layout the target writes (sqlgen.c): keys,
+ * [alx_due_bucket], count, sums, logged_at, each of its type, none dropped.
+ * Checked by every flush after the lock, with AlxDashCheckDelta: a row
+ * formed for a column retyped or dropped since the capture was set up
+ * would be read with the wrong type (a text column given a timestamptz
+ * crashed the backend).
+ */
+static void
+alx_check_layout(const AlxPendingTarget *t, Relation drel)
+{
+	TupleDesc	desc = RelationGetDescr(drel);
+	int			count_at = t->nkeys + (t->has_due ? 1 : 0);
+	int			natts = count_at + 1 + t->nsums + 1;
+
+	if (desc->natts != natts)
+		AlxDashDamaged(t->name, RelationGetRelationName(drel),
+					   "It does not have the columns of the dashboard's definition.");
+	for (int a = 0; a < natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		Oid			want = TIMESTAMPTZOID;	/* alx_due_bucket, logged_at */
+		int32		typmod = -1;
+
+		if (a < t->nkeys)
+		{
+			want = t->types[a];
+			typmod = t->typmods[a];
+		}
+		else if (a == count_at)
+			want = INT8OID;
+		else if (a > count_at && a <= count_at + t->nsums)
+			want = NUMERICOID;
+		if (att->attisdropped || att->atttypid != want ||
+			(typmod >= 0 && att->atttypmod != typmod))
+			AlxDashDamaged(t->name, RelationGetRelationName(drel),
+						   psprintf("Column %d is not of the type the dashboard's definition gives it.", a + 1));
+	}
+}
+
 /* Writes one group as a delta row: keys, [due minute], count, sums, logged_at. */
 static void
 alx_group_write(AlxGroup *g, Relation drel, TimestampTz logged_at)
@@ -382,13 +439,7 @@ alx_group_write(AlxGroup *g, Relation drel, TimestampTz logged_at)
 	int			a = 0;
 	HeapTuple	tup;
 
-	if (desc->natts != natts)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("\"%s\" of dashboard \"%s\" has been altered", RelationGetRelationName(drel), t->name),
-				 errdetail("It does not have the columns of the dashboard's definition."),
-				 errhint("Drop the relation (with CASCADE: the dashboard's view depends on it) and run alexandrite.rebuild_dashboard('%s'), which builds them again.",
-						 t->name)));
+	Assert(desc->natts == natts);	/* alx_check_layout */
 	for (int i = 0; i < t->nkeys; i++, a++)
 	{
 		values[a] = g->vals[i];
@@ -465,6 +516,7 @@ AlxDashboardFlush(void)
 			drel = table_open(g->target->delta_relid, RowExclusiveLock);
 			/* after the lock: a change made since the capture was set up is seen */
 			AlxDashCheckDelta(g->target->name, drel);
+			alx_check_layout(g->target, drel);
 			open = lappend(open, drel);
 		}
 		alx_group_write(g, drel, logged_at);

@@ -408,6 +408,14 @@ ROLLBACK TO s;
 INSERT INTO public.parcels VALUES (4, 'dhl');
 COMMIT;
 SELECT * FROM alexandrite.dashboard_parcels ORDER BY 1;
+-- a column retyped (logged_at, which the view does not read) or dropped:
+-- the row would be formed for the old type (a text column given a
+-- timestamptz crashed the backend)
+ALTER TABLE alexandrite.dashboard_parcels_delta ALTER COLUMN logged_at TYPE text USING logged_at::text;
+INSERT INTO public.parcels VALUES (5, 'dhl');
+ALTER TABLE alexandrite.dashboard_parcels_delta ALTER COLUMN logged_at TYPE timestamptz USING logged_at::timestamptz;
+INSERT INTO public.parcels VALUES (5, 'dhl');
+DELETE FROM public.parcels WHERE id = 5;
 ALTER TABLE alexandrite.dashboard_parcels_delta ADD COLUMN extra int;
 DELETE FROM public.parcels WHERE id = 2;
 SELECT alexandrite.rebuild_dashboard('parcels');
