@@ -84,12 +84,14 @@ extern void AlxWorkerReloadConfig(const char *name);
 extern void AlxWorkerLockGate(void);
 extern void AlxWorkerInstallGate(void);
 
-/* relations.c: the extension's relations by name (cached), and trusted indexes */
+/* relations.c: the extension's relations by name (cached), trusted indexes and column types */
 extern void AlxRegisterRelcacheCallback(void (*func) (Datum arg, Oid relid), Datum arg);
 extern Oid	AlxRelid(const char *relname, bool missing_ok);
 extern Relation AlxRelationOpen(const char *relname, LOCKMODE lockmode, bool missing_ok);
 extern bool AlxIndexTrusted(Relation rel, Relation idx, int nkeys, const AttrNumber *cols,
 							const Oid *opclasses, bool partial_ok);
+extern void AlxCheckColumnType(const char *relation, const char *column, Oid actual,
+							   Oid expected);
 
 /* invalidate.c: the statement trigger of a cached table */
 extern Datum AlxInvalidateTrigger(FunctionCallInfo fcinfo, const char *name);

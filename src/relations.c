@@ -250,3 +250,23 @@ AlxIndexTrusted(Relation rel, Relation idx, int nkeys, const AttrNumber *cols,
 	}
 	return true;
 }
+
+/*
+ * A column the library decodes by its type (a Datum read as a bigint, a
+ * text, a timestamp) must still have that type.  An ALTER COLUMN ... TYPE
+ * on one of the extension's tables would otherwise have a value read as
+ * another type: a number taken for a pointer (a crash), or a pointer for a
+ * number (an event with a garbage sequence).  The library stops instead.
+ */
+void
+AlxCheckColumnType(const char *relation, const char *column, Oid actual, Oid expected)
+{
+	if (actual != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("column \"%s\" of %s has type %s, not %s",
+						column, relation, format_type_be(actual), format_type_be(expected)),
+				 errdetail("The extension reads this column as %s.", format_type_be(expected)),
+				 errhint("Change it back with ALTER TABLE ... ALTER COLUMN ... TYPE %s.",
+						 format_type_be(expected))));
+}

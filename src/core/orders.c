@@ -298,6 +298,12 @@ AlxJsonEnd(AlxJson *j)
  *------------------------------------------------------------------------
  */
 
+/* the types AlxOrderFromTuple decodes ALX_ORDER_COLS as */
+static const Oid order_col_types[ALX_ORDER_NCOLS] = {
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+	TEXTOID, TEXTOID, NUMERICOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID
+};
+
 /* Decodes ALX_ORDER_COLS, starting at column first_col (1-based). */
 void
 AlxOrderFromTuple(HeapTuple tup, TupleDesc desc, int first_col, AlxOrderRow *row)
@@ -306,6 +312,15 @@ AlxOrderFromTuple(HeapTuple tup, TupleDesc desc, int first_col, AlxOrderRow *row
 	Datum		d;
 	int			c = first_col;
 	char	   *s;
+
+	for (int i = 0; i < ALX_ORDER_NCOLS; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, first_col - 1 + i);
+
+		if (att->atttypid != order_col_types[i])
+			AlxCheckColumnType("alexandrite.orders", NameStr(att->attname), att->atttypid,
+							   order_col_types[i]);
+	}
 
 #define COL() (d = SPI_getbinval(tup, desc, c++, &isnull))
 #define TEXT_OR_NULL() (COL(), isnull ? NULL : TextDatumGetCString(d))

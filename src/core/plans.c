@@ -138,7 +138,11 @@ AlxSpiText(int row, int col)
 {
 	bool		isnull;
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	Oid			type = SPI_gettypeid(SPI_tuptable->tupdesc, col);
 
+	if (type != TEXTOID && type != VARCHAROID)
+		AlxCheckColumnType("a statement's result", SPI_fname(SPI_tuptable->tupdesc, col), type,
+						   TEXTOID);
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
@@ -148,9 +152,12 @@ AlxSpiInt8(int row, int col, bool *isnull)
 {
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
 
-	if (*isnull)
-		return 0;
-	if (SPI_gettypeid(SPI_tuptable->tupdesc, col) == INT4OID)
-		return DatumGetInt32(d);
-	return DatumGetInt64(d);
+	Oid			type = SPI_gettypeid(SPI_tuptable->tupdesc, col);
+
+	if (type == INT4OID)
+		return *isnull ? 0 : DatumGetInt32(d);
+	if (type != INT8OID)
+		AlxCheckColumnType("a statement's result", SPI_fname(SPI_tuptable->tupdesc, col), type,
+						   INT8OID);
+	return *isnull ? 0 : DatumGetInt64(d);
 }

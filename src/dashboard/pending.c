@@ -34,6 +34,12 @@
  * subtransaction that changed its rows, never in an inner one that might
  * still roll back without them.
  *
+ * The rows are appended directly (simple_heap_insert), so each flush first
+ * checks the delta table it has locked: nothing the appends would bypass
+ * (AlxDashCheckDelta: an index, a trigger, a rule, row security, UNLOGGED)
+ * and the layout the target writes, column by column (alx_check_layout).
+ * A DBA's change made after a session set up its capture is refused there.
+ *
  * IDENTIFICATION
  *	  src/dashboard/pending.c
  *
@@ -45,9 +51,9 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
-#include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"

@@ -159,9 +159,9 @@ typedef struct KeyedRow
 	TupleTableSlot *slot;
 } KeyedRow;
 
-/* the attribute number of a column of rel (ERROR when missing) */
+/* the attribute number of a column of rel, of type type (ERROR when missing or of another) */
 static AttrNumber
-column_of(Relation rel, const char *name)
+column_of(Relation rel, const char *name, Oid type)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
@@ -170,7 +170,12 @@ column_of(Relation rel, const char *name)
 		Form_pg_attribute att = TupleDescAttr(desc, a);
 
 		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+		{
+			if (att->atttypid != type)
+				AlxCheckColumnType(psprintf("alexandrite.%s", RelationGetRelationName(rel)), name,
+								   att->atttypid, type);
 			return att->attnum;
+		}
 	}
 	elog(ERROR, "alexandrite.%s has no column \"%s\"", RelationGetRelationName(rel), name);
 	return InvalidAttrNumber;	/* keep the compiler quiet */
@@ -194,7 +199,7 @@ keyed_open(KeyedRow *kr, const char *table, const char *key, LOCKMODE lockmode)
 	if (!OidIsValid(idxid) || kr->rel->rd_rel->relrowsecurity)
 		return;
 	kr->idx = index_open(idxid, AccessShareLock);
-	col[0] = column_of(kr->rel, key);
+	col[0] = column_of(kr->rel, key, TEXTOID);
 	if (!kr->idx->rd_index->indisunique ||
 		IndexRelationGetNumberOfKeyAttributes(kr->idx) != 1 ||
 		!AlxIndexTrusted(kr->rel, kr->idx, 1, col, text_ops, false))
@@ -271,14 +276,14 @@ AlxOperatorLock(const char *operator_id, bool must_be_active, int *capacity, boo
 								 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 			if (r == TM_Ok)
 			{
-				Datum		id = slot_getattr(kr.slot, column_of(kr.rel, "id"), &isnull);
+				Datum		id = slot_getattr(kr.slot, column_of(kr.rel, "id", TEXTOID), &isnull);
 
 				/* the re-check of the newest version: still this operator? */
 				found = !isnull && strcmp(TextDatumGetCString(id), operator_id) == 0;
 				if (found)
 				{
-					*capacity = DatumGetInt32(slot_getattr(kr.slot, column_of(kr.rel, "capacity"), &isnull));
-					*active = DatumGetBool(slot_getattr(kr.slot, column_of(kr.rel, "active"), &isnull));
+					*capacity = DatumGetInt32(slot_getattr(kr.slot, column_of(kr.rel, "capacity", INT4OID), &isnull));
+					*active = DatumGetBool(slot_getattr(kr.slot, column_of(kr.rel, "active", BOOLOID), &isnull));
 				}
 			}
 			else if (r != TM_Deleted && r != TM_SelfModified)
@@ -333,7 +338,7 @@ AlxOperatorLoad(const char *operator_id)
 		Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
 
 		if (keyed_fetch(&kr, operator_id, snap))
-			n = DatumGetInt32(slot_getattr(kr.slot, column_of(kr.rel, "open_orders"), &isnull));
+			n = DatumGetInt32(slot_getattr(kr.slot, column_of(kr.rel, "open_orders", INT4OID), &isnull));
 		UnregisterSnapshot(snap);
 	}
 	else

@@ -202,6 +202,24 @@ SELECT l.open_orders = (SELECT count(*) FROM alexandrite.orders o
                          WHERE o.operator_id = 'sla_ann' AND o.status < 'shipped') AS load_exact
   FROM alexandrite.operator_load l WHERE l.operator_id = 'sla_ann';
 ROLLBACK;
+-- a column the library decodes by its type, retyped by a DBA (no view
+-- reads these): 55000 naming the column, not a value read as another type
+-- (a numeric event_seq had events published with a garbage sequence)
+BEGIN;
+SELECT count(alexandrite.create_order('S9', 'shop', 'cust-S9', NULL, NULL)) AS created;
+ALTER TABLE alexandrite.orders ALTER COLUMN event_seq TYPE numeric;
+SELECT pg_temp.try(format('SELECT alexandrite.set_status(%s, %L)',
+                          (SELECT id FROM alexandrite.orders WHERE external_ref = 'S9'), 'cancelled'));
+ROLLBACK;
+BEGIN;
+SELECT count(alexandrite.create_order('S9', 'shop', 'cust-S9', NULL, NULL)) AS created;
+ALTER TABLE alexandrite.operator_load ALTER COLUMN open_orders TYPE bigint;
+SELECT pg_temp.try($$SELECT alexandrite.assign_next('sla_ann')$$);
+ROLLBACK;
+BEGIN;
+ALTER TABLE alexandrite.operators ALTER COLUMN capacity TYPE numeric;
+SELECT pg_temp.try($$SELECT alexandrite.assign_next('sla_ann')$$);
+ROLLBACK;
 -- clean up
 DELETE FROM alexandrite.orders WHERE external_ref ~ '^[SBCL][1-4]$';
 SELECT count(*) AS load_rows_left FROM alexandrite.operator_load WHERE open_orders <> 0;
