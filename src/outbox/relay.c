@@ -308,7 +308,14 @@ int64
 AlxRelayGetInt8(int row, int col, bool *isnull)
 {
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+	Oid			type = SPI_gettypeid(SPI_tuptable->tupdesc, col);
 
+	/* outbox_relay's counters are not all read by a view: a DBA may retype them */
+	if (type == INT4OID)
+		return *isnull ? 0 : DatumGetInt32(d);
+	if (type != INT8OID)
+		AlxCheckColumnType("a relay statement's result", SPI_fname(SPI_tuptable->tupdesc, col),
+						   type, INT8OID);
 	return *isnull ? 0 : DatumGetInt64(d);
 }
 
@@ -497,7 +504,7 @@ maybe_rotate(void)
 					 " FROM alexandrite.outbox_relay r",
 					 1, t0, v0, NULL, SPI_OK_SELECT);
 	}
-	cur = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	cur = (int) AlxRelayGetInt8(0, 1, &isnull);
 	values[0] = CStringGetTextDatum(AlxRelayGetText(0, 2));
 	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)))
 	{
