@@ -74,10 +74,12 @@ alx_registry_relid(void)
 	return OidIsValid(nsp) ? get_relname_relid("dashboards", nsp) : InvalidOid;
 }
 
+/* a column of the registry, of the type it is decoded as (no view reads most of them) */
 static AttrNumber
-alx_att(Oid relid, const char *col)
+alx_att(Oid relid, const char *col, Oid type)
 {
 	AttrNumber	a = get_attnum(relid, col);
+	Oid			actual;
 
 	if (a == InvalidAttrNumber)
 		ereport(ERROR,
@@ -85,6 +87,9 @@ alx_att(Oid relid, const char *col)
 				 errmsg("the dashboard registry has no column \"%s\"", col),
 				 errhint("The library and the SQL objects of extension \"%s\" are of different versions: run ALTER EXTENSION %s UPDATE.",
 						 ALX_EXTENSION_NAME, ALX_EXTENSION_NAME)));
+	actual = get_atttype(relid, a);
+	if (actual != type)
+		AlxCheckColumnType("alexandrite.dashboards", col, actual, type);
 	return a;
 }
 
@@ -198,19 +203,19 @@ alx_load(Oid base_relid, const char *only_name)
 
 	if (!OidIsValid(regrelid))
 		return NIL;
-	a.id = alx_att(regrelid, "id");
-	a.name = alx_att(regrelid, "name");
-	a.base = alx_att(regrelid, "base_table");
-	a.key_names = alx_att(regrelid, "key_names");
-	a.key_exprs = alx_att(regrelid, "key_exprs");
-	a.count_name = alx_att(regrelid, "count_name");
-	a.sum_names = alx_att(regrelid, "sum_names");
-	a.sum_exprs = alx_att(regrelid, "sum_exprs");
-	a.filter = alx_att(regrelid, "filter");
-	a.due = alx_att(regrelid, "due_expr");
-	a.horizons = alx_att(regrelid, "horizons");
-	a.horizon_names = alx_att(regrelid, "horizon_names");
-	a.builtin = alx_att(regrelid, "builtin");
+	a.id = alx_att(regrelid, "id", INT4OID);
+	a.name = alx_att(regrelid, "name", TEXTOID);
+	a.base = alx_att(regrelid, "base_table", REGCLASSOID);
+	a.key_names = alx_att(regrelid, "key_names", TEXTARRAYOID);
+	a.key_exprs = alx_att(regrelid, "key_exprs", TEXTARRAYOID);
+	a.count_name = alx_att(regrelid, "count_name", TEXTOID);
+	a.sum_names = alx_att(regrelid, "sum_names", TEXTARRAYOID);
+	a.sum_exprs = alx_att(regrelid, "sum_exprs", TEXTARRAYOID);
+	a.filter = alx_att(regrelid, "filter", TEXTOID);
+	a.due = alx_att(regrelid, "due_expr", TEXTOID);
+	a.horizons = alx_att(regrelid, "horizons", INTERVALARRAYOID);
+	a.horizon_names = alx_att(regrelid, "horizon_names", TEXTARRAYOID);
+	a.builtin = alx_att(regrelid, "builtin", BOOLOID);
 
 	reg = table_open(regrelid, AccessShareLock);
 	desc = RelationGetDescr(reg);

@@ -254,6 +254,9 @@ get_numeric(HeapTuple tup, TupleDesc desc, int col, const char *what, int64 *fix
 	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
 	Numeric		n;
 
+	/* materials is read by no view: a DBA may retype its columns */
+	if (SPI_gettypeid(desc, col) != NUMERICOID)
+		AlxCheckColumnType("a price list statement's result", what, SPI_gettypeid(desc, col), NUMERICOID);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -387,6 +390,9 @@ get_limit(HeapTuple tup, TupleDesc desc, int col, double *value)
 	bool		isnull;
 	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
 
+	if (SPI_gettypeid(desc, col) != NUMERICOID)
+		AlxCheckColumnType("alexandrite.materials", SPI_fname(desc, col), SPI_gettypeid(desc, col),
+						   NUMERICOID);
 	*value = get_float8_nan();
 	if (isnull)
 		return NULL;

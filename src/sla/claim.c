@@ -137,6 +137,12 @@ static const char *const claim_col_names[C_NCOLS] = {
 	"status", "operator_id", "price", "created_at", "sla_due_at", "event_seq"
 };
 
+/* the types row_from_slot decodes them as (status: the enum, checked apart) */
+static const Oid claim_col_types[C_NCOLS] = {
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+	InvalidOid, TEXTOID, NUMERICOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID
+};
+
 /* one candidate of the merge */
 typedef struct ClaimCand
 {
@@ -313,8 +319,17 @@ shape_compute(Relation rel)
 		}
 		if (shape.att[c] == InvalidAttrNumber)
 			elog(ERROR, "alexandrite.orders has no column \"%s\"", claim_col_names[c]);
+		/* the claim decodes the row itself: no view reads orders, a DBA may retype it */
+		if (c != C_STATUS &&
+			TupleDescAttr(desc, shape.att[c] - 1)->atttypid != claim_col_types[c])
+			AlxCheckColumnType("alexandrite.orders", claim_col_names[c],
+							   TupleDescAttr(desc, shape.att[c] - 1)->atttypid, claim_col_types[c]);
 	}
 	status_type = TupleDescAttr(desc, shape.att[C_STATUS] - 1)->atttypid;
+	if (get_typtype(status_type) != TYPTYPE_ENUM)
+		AlxCheckColumnType("alexandrite.orders", "status", status_type,
+						   GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("order_status"),
+										   ObjectIdGetDatum(get_namespace_oid(ALX_SCHEMA_NAME, false))));
 	shape.assigned = label_oid(status_type, "assigned", &shape.assigned_order);
 	shape.label_new = label_oid(status_type, "new", NULL);
 	shape.label_priced = label_oid(status_type, "priced", NULL);

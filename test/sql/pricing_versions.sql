@@ -130,3 +130,16 @@ UPDATE alexandrite.price_rules
 UPDATE alexandrite.materials m SET price_per_gram = v.p
   FROM (VALUES ('ag925', 1.10), ('au750_yellow', 60.00)) AS v(code, p) WHERE m.code = v.code;
 SELECT total, price_list_version - :v0 AS version FROM alexandrite.price_quote(910001, 'ag925');
+
+-- materials is read by no view: a limit or a figure retyped by a DBA is
+-- 55000 naming the column, not a float8 or a bigint read as a numeric (a
+-- crash)
+BEGIN;
+ALTER TABLE alexandrite.materials ALTER COLUMN min_wall_mm TYPE float8;
+SELECT pg_temp.try($$SELECT total FROM alexandrite.price_quote(910001, 'ag925')$$);
+ROLLBACK;
+BEGIN;
+ALTER TABLE alexandrite.materials ALTER COLUMN density_g_cm3 TYPE bigint;
+SELECT pg_temp.try($$SELECT total FROM alexandrite.price_quote(910001, 'ag925')$$);
+ROLLBACK;
+SELECT total, price_list_version - :v0 AS version FROM alexandrite.price_quote(910001, 'ag925');

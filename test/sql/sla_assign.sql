@@ -220,6 +220,19 @@ BEGIN;
 ALTER TABLE alexandrite.operators ALTER COLUMN capacity TYPE numeric;
 SELECT pg_temp.try($$SELECT alexandrite.assign_next('sla_ann')$$);
 ROLLBACK;
+-- the claim decodes the pool's rows itself: a retyped price (float8, read
+-- as a numeric: a crash) or event_seq is 55000 there too
+BEGIN;
+SELECT count(alexandrite.create_order('S9', 'shop', 'cust-S9', NULL, NULL)) AS created;
+UPDATE alexandrite.orders SET price = 10 WHERE status < 'assigned';
+ALTER TABLE alexandrite.orders ALTER COLUMN price TYPE float8;
+SELECT pg_temp.try($$SELECT alexandrite.assign_next('sla_ann')$$);
+ROLLBACK;
+BEGIN;
+SELECT count(alexandrite.create_order('S9', 'shop', 'cust-S9', NULL, NULL)) AS created;
+ALTER TABLE alexandrite.orders ALTER COLUMN event_seq TYPE numeric;
+SELECT pg_temp.try($$SELECT alexandrite.assign_next('sla_ann')$$);
+ROLLBACK;
 -- clean up
 DELETE FROM alexandrite.orders WHERE external_ref ~ '^[SBCL][1-4]$';
 SELECT count(*) AS load_rows_left FROM alexandrite.operator_load WHERE open_orders <> 0;
