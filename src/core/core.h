@@ -73,6 +73,7 @@ typedef struct AlxOrderRow
 	"o.id, o.external_ref, o.channel, o.customer_id, o.mesh_id, o.material," \
 	" o.status::pg_catalog.text, o.operator_id, o.price, o.created_at, o.sla_due_at, o.event_seq"
 #define ALX_ORDER_NCOLS 12
+extern const Oid AlxOrderColTypes[ALX_ORDER_NCOLS];	/* status: text (status::text) */
 
 /* a status change of a locked order (AlxOrderWriteStatus) */
 typedef struct AlxOrderChange

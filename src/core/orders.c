@@ -298,8 +298,8 @@ AlxJsonEnd(AlxJson *j)
  *------------------------------------------------------------------------
  */
 
-/* the types AlxOrderFromTuple decodes ALX_ORDER_COLS as */
-static const Oid order_col_types[ALX_ORDER_NCOLS] = {
+/* the types ALX_ORDER_COLS are decoded as (here, and by the claim from the table) */
+const Oid	AlxOrderColTypes[ALX_ORDER_NCOLS] = {
 	INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
 	TEXTOID, TEXTOID, NUMERICOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID
 };
@@ -317,9 +317,8 @@ AlxOrderFromTuple(HeapTuple tup, TupleDesc desc, int first_col, AlxOrderRow *row
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, first_col - 1 + i);
 
-		if (att->atttypid != order_col_types[i])
-			AlxCheckColumnType("alexandrite.orders", NameStr(att->attname), att->atttypid,
-							   order_col_types[i]);
+		AlxCheckColumnType("alexandrite.orders", NameStr(att->attname), att->atttypid,
+						   AlxOrderColTypes[i]);
 	}
 
 #define COL() (d = SPI_getbinval(tup, desc, c++, &isnull))

@@ -189,6 +189,8 @@ extern void AlxDashBuildObjects(const AlxDashDef *def, bool replace);
 extern void AlxDashDropObjects(const AlxDashDef *def);
 extern bool AlxDashIsExtensionTable(Oid relid);
 extern void AlxDashCheckDelta(const char *dashboard, Relation rel);
+extern bool AlxDashLayoutColumn(const AlxDashDef *def, AlxDashObject which, int i,
+								const char **name, Oid *type, int32 *typmod);
 extern void AlxDashDamaged(const char *dashboard, const char *relname,
 						   const char *detail) pg_attribute_noreturn();
 

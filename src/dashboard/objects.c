@@ -126,10 +126,14 @@ AlxDashCheckDelta(const char *dashboard, Relation rel)
 					   "It must be a logged table: its rows are the dashboard's changes not yet folded.");
 }
 
-/* Column i of the layout of a summary or delta table: name and type. */
-static bool
-alx_layout_column(const AlxDashDef *def, AlxDashObject which, int i,
-				  const char **name, Oid *type, int32 *typmod)
+/*
+ * Column i of the layout of a summary or delta table: name and type (false
+ * past the last).  Also what the capture's flush checks a delta table
+ * against (pending.c).
+ */
+bool
+AlxDashLayoutColumn(const AlxDashDef *def, AlxDashObject which, int i,
+					const char **name, Oid *type, int32 *typmod)
 {
 	int			has_due = (which == ALX_DASH_DELTA && def->due != NULL) ? 1 : 0;
 
@@ -197,7 +201,7 @@ alx_verify_table(const AlxDashDef *def, AlxDashObject which, Relation rel)
 
 		if (att->attisdropped)
 			alx_damaged(def, relname, "A column was dropped.");
-		if (!alx_layout_column(def, which, i, &name, &type, &typmod))
+		if (!AlxDashLayoutColumn(def, which, i, &name, &type, &typmod))
 			alx_damaged(def, relname, "It has more columns than the definition.");
 		if (strcmp(NameStr(att->attname), name) != 0 || att->atttypid != type ||
 			(typmod >= 0 && att->atttypmod != typmod))
@@ -209,7 +213,7 @@ alx_verify_table(const AlxDashDef *def, AlxDashObject which, Relation rel)
 		Oid			type;
 		int32		typmod;
 
-		if (alx_layout_column(def, which, desc->natts, &name, &type, &typmod))
+		if (AlxDashLayoutColumn(def, which, desc->natts, &name, &type, &typmod))
 			alx_damaged(def, relname, "It has fewer columns than the definition.");
 	}
 }

@@ -51,7 +51,6 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "lib/stringinfo.h"
@@ -75,8 +74,11 @@ struct AlxPendingTarget
 	int			nkeys;
 	int16	   *typlen;
 	bool	   *byval;
-	Oid		   *types;			/* the keys' types and typmods (the delta table's layout) */
+	Oid		   *types;			/* the keys' types and typmods */
 	int32	   *typmods;
+	int			ncols;			/* the delta table's layout (AlxDashLayoutColumn) */
+	Oid		   *col_types;
+	int32	   *col_typmods;
 	bool		has_due;
 	int			nsums;
 };
@@ -184,11 +186,17 @@ alx_target_free(AlxPendingTarget *t)
 		pfree(t->types);
 	if (t->typmods != NULL)
 		pfree(t->typmods);
+	if (t->col_types != NULL)
+		pfree(t->col_types);
+	if (t->col_typmods != NULL)
+		pfree(t->col_typmods);
 	t->name = NULL;
 	t->typlen = NULL;
 	t->byval = NULL;
 	t->types = NULL;
 	t->typmods = NULL;
+	t->col_types = NULL;
+	t->col_typmods = NULL;
 }
 
 /* The transaction's target of a dashboard (its delta table and key layout). */
@@ -222,6 +230,8 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 			t->byval = NULL;
 			t->types = NULL;
 			t->typmods = NULL;
+			t->col_types = NULL;
+			t->col_typmods = NULL;
 		}
 		t->name = pstrdup(def->name);
 		t->nkeys = def->nkeys;
@@ -233,6 +243,21 @@ AlxPendingTargetFor(const AlxDashDef *def, Oid delta_relid)
 		t->typmods = palloc(sizeof(int32) * Max(def->nkeys, 1));
 		memcpy(t->types, def->key_types, sizeof(Oid) * def->nkeys);
 		memcpy(t->typmods, def->key_typmods, sizeof(int32) * def->nkeys);
+		{
+			const char *name;
+			Oid			type;
+			int32		typmod;
+			int			n = 0;
+
+			while (AlxDashLayoutColumn(def, ALX_DASH_DELTA, n, &name, &type, &typmod))
+				n++;
+			t->ncols = n;
+			t->col_types = palloc(sizeof(Oid) * Max(n, 1));
+			t->col_typmods = palloc(sizeof(int32) * Max(n, 1));
+			for (int i = 0; i < n; i++)
+				(void) AlxDashLayoutColumn(def, ALX_DASH_DELTA, i, &name, &t->col_types[i],
+										   &t->col_typmods[i]);
+		}
 		t->has_due = def->due != NULL;
 		t->nsums = def->nsums;
 		t->delta_relid = delta_relid;
@@ -394,40 +419,26 @@ alx_group_nonzero(const AlxGroup *g)
 }
 
 /*
- * The delta table has the layout the target writes (sqlgen.c): keys,
- * [alx_due_bucket], count, sums, logged_at, each of its type, none dropped.
- * Checked by every flush after the lock, with AlxDashCheckDelta: a row
- * formed for a column retyped or dropped since the capture was set up
- * would be read with the wrong type (a text column given a timestamptz
- * crashed the backend).
+ * The delta table has the layout the target writes (AlxDashLayoutColumn),
+ * each column of its type, none dropped.  Checked by every flush after the
+ * lock, with AlxDashCheckDelta: a row formed for a column retyped or
+ * dropped since the capture was set up would be read with the wrong type
+ * (a text column given a timestamptz crashed the backend).
  */
 static void
 alx_check_layout(const AlxPendingTarget *t, Relation drel)
 {
 	TupleDesc	desc = RelationGetDescr(drel);
-	int			count_at = t->nkeys + (t->has_due ? 1 : 0);
-	int			natts = count_at + 1 + t->nsums + 1;
 
-	if (desc->natts != natts)
+	if (desc->natts != t->ncols)
 		AlxDashDamaged(t->name, RelationGetRelationName(drel),
 					   "It does not have the columns of the dashboard's definition.");
-	for (int a = 0; a < natts; a++)
+	for (int a = 0; a < t->ncols; a++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, a);
-		Oid			want = TIMESTAMPTZOID;	/* alx_due_bucket, logged_at */
-		int32		typmod = -1;
 
-		if (a < t->nkeys)
-		{
-			want = t->types[a];
-			typmod = t->typmods[a];
-		}
-		else if (a == count_at)
-			want = INT8OID;
-		else if (a > count_at && a <= count_at + t->nsums)
-			want = NUMERICOID;
-		if (att->attisdropped || att->atttypid != want ||
-			(typmod >= 0 && att->atttypmod != typmod))
+		if (att->attisdropped || att->atttypid != t->col_types[a] ||
+			(t->col_typmods[a] >= 0 && att->atttypmod != t->col_typmods[a]))
 			AlxDashDamaged(t->name, RelationGetRelationName(drel),
 						   psprintf("Column %d is not of the type the dashboard's definition gives it.", a + 1));
 	}

@@ -79,7 +79,6 @@ static AttrNumber
 alx_att(Oid relid, const char *col, Oid type)
 {
 	AttrNumber	a = get_attnum(relid, col);
-	Oid			actual;
 
 	if (a == InvalidAttrNumber)
 		ereport(ERROR,
@@ -87,9 +86,7 @@ alx_att(Oid relid, const char *col, Oid type)
 				 errmsg("the dashboard registry has no column \"%s\"", col),
 				 errhint("The library and the SQL objects of extension \"%s\" are of different versions: run ALTER EXTENSION %s UPDATE.",
 						 ALX_EXTENSION_NAME, ALX_EXTENSION_NAME)));
-	actual = get_atttype(relid, a);
-	if (actual != type)
-		AlxCheckColumnType("alexandrite.dashboards", col, actual, type);
+	AlxCheckColumnType("alexandrite.dashboards", col, get_atttype(relid, a), type);
 	return a;
 }
 

@@ -255,8 +255,7 @@ get_numeric(HeapTuple tup, TupleDesc desc, int col, const char *what, int64 *fix
 	Numeric		n;
 
 	/* materials is read by no view: a DBA may retype its columns */
-	if (SPI_gettypeid(desc, col) != NUMERICOID)
-		AlxCheckColumnType("a price list statement's result", what, SPI_gettypeid(desc, col), NUMERICOID);
+	AlxCheckColumnType("a price list statement's result", what, SPI_gettypeid(desc, col), NUMERICOID);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -390,7 +389,7 @@ get_limit(HeapTuple tup, TupleDesc desc, int col, double *value)
 	bool		isnull;
 	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
 
-	if (SPI_gettypeid(desc, col) != NUMERICOID)
+	if (SPI_gettypeid(desc, col) != NUMERICOID)	/* (SPI_fname only for the error) */
 		AlxCheckColumnType("alexandrite.materials", SPI_fname(desc, col), SPI_gettypeid(desc, col),
 						   NUMERICOID);
 	*value = get_float8_nan();

@@ -171,7 +171,7 @@ column_of(Relation rel, const char *name, Oid type)
 
 		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
 		{
-			if (att->atttypid != type)
+			if (att->atttypid != type)	/* (the relation's name only for the error) */
 				AlxCheckColumnType(psprintf("alexandrite.%s", RelationGetRelationName(rel)), name,
 								   att->atttypid, type);
 			return att->attnum;

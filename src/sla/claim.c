@@ -137,11 +137,8 @@ static const char *const claim_col_names[C_NCOLS] = {
 	"status", "operator_id", "price", "created_at", "sla_due_at", "event_seq"
 };
 
-/* the types row_from_slot decodes them as (status: the enum, checked apart) */
-static const Oid claim_col_types[C_NCOLS] = {
-	INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
-	InvalidOid, TEXTOID, NUMERICOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID
-};
+/* the columns of ALX_ORDER_COLS, in its order: row_from_slot decodes them as AlxOrderColTypes */
+StaticAssertDecl(C_NCOLS == ALX_ORDER_NCOLS, "the claim reads the columns of ALX_ORDER_COLS");
 
 /* one candidate of the merge */
 typedef struct ClaimCand
@@ -320,10 +317,9 @@ shape_compute(Relation rel)
 		if (shape.att[c] == InvalidAttrNumber)
 			elog(ERROR, "alexandrite.orders has no column \"%s\"", claim_col_names[c]);
 		/* the claim decodes the row itself: no view reads orders, a DBA may retype it */
-		if (c != C_STATUS &&
-			TupleDescAttr(desc, shape.att[c] - 1)->atttypid != claim_col_types[c])
+		if (c != C_STATUS)		/* the enum itself here (status::text in ALX_ORDER_COLS) */
 			AlxCheckColumnType("alexandrite.orders", claim_col_names[c],
-							   TupleDescAttr(desc, shape.att[c] - 1)->atttypid, claim_col_types[c]);
+							   TupleDescAttr(desc, shape.att[c] - 1)->atttypid, AlxOrderColTypes[c]);
 	}
 	status_type = TupleDescAttr(desc, shape.att[C_STATUS] - 1)->atttypid;
 	if (get_typtype(status_type) != TYPTYPE_ENUM)
